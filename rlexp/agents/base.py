@@ -1,0 +1,43 @@
+"""What the training loop needs from an agent, and nothing more."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlexp.buffers import ReplayBatch
+
+
+class Agent(Protocol):
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray | int:
+        """An action for one observation; `explore` adds the algorithm's exploration at env step `step`."""
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        """One gradient step. Metrics stay tensors on the device: the loop converts them only when it logs."""
+
+    def on_episode_start(self) -> None:
+        """Reset per-episode exploration state (e.g. Ornstein-Uhlenbeck noise)."""
+
+    def exploration_metrics(self, step: int) -> dict[str, float]:
+        """Scalars describing exploration at env step `step` (e.g. epsilon)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned: networks, target networks, optimizers, update counter."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
+    """One observation as a (1, obs_dim) float32 tensor on the device."""
+    return torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1)
+
+
+def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel (one launch for all tensors) where this torch build has it."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # no fused Adam for this device/build
+        return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu")

@@ -1,0 +1,132 @@
+"""Twin Delayed DDPG: Fujimoto et al. 2018, "Addressing Function Approximation Error in Actor-Critic Methods".
+
+https://arxiv.org/abs/1802.09477
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlexp.agents.base import make_adam, obs_tensor
+from rlexp.buffers import ReplayBatch
+from rlexp.networks import Actor, CriticEnsemble, polyak_update
+from rlexp.noise import ActionNoise
+
+
+class TD3:
+    """Deterministic actor-critic with TD3's three additions to DDPG:
+
+    1. clipped double Q-learning: `n_critics` critics, the target is the minimum of their targets;
+    2. target policy smoothing: clipped Gaussian noise on the target action;
+    3. delayed updates: the actor and all targets move once every `policy_delay` critic updates.
+
+    DDPG is this class with n_critics=1, target_noise=0 and policy_delay=1.
+    """
+
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
+                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, gamma: float, tau: float,
+                 policy_delay: int, target_noise: float, target_noise_clip: float, n_critics: int,
+                 exploration_noise: ActionNoise, device: torch.device) -> None:
+        self.gamma = gamma
+        self.tau = tau
+        self.policy_delay = policy_delay
+        self.target_noise = target_noise
+        self.target_noise_clip = target_noise_clip
+        self.exploration_noise = exploration_noise
+        self.device = device
+        self.action_low = action_low.astype(np.float32).flatten()
+        self.action_high = action_high.astype(np.float32).flatten()
+        action_dim = self.action_low.size
+        self._action_scale = (self.action_high - self.action_low) / 2  # exploration noise is in these units
+
+        self.actor = Actor(obs_dim, self.action_low, self.action_high, hidden_sizes).to(device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
+        self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
+        self._low = torch.as_tensor(self.action_low, device=device)
+        self._high = torch.as_tensor(self.action_high, device=device)
+        self.n_updates = 0
+        self._last_actor_loss = torch.zeros((), device=device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        action = self.actor(obs_tensor(obs, self.device))[0].cpu().numpy()
+        if explore:
+            action = action + self.exploration_noise() * self._action_scale
+        return np.clip(action, self.action_low, self.action_high)
+
+    @torch.no_grad()
+    def target_actions(self, next_observations: Tensor) -> Tensor:
+        """mu_target(s') plus target policy smoothing: clipped noise in units of the action half-range."""
+        next_actions = self.actor_target(next_observations)
+        if self.target_noise > 0:
+            clipped_noise = (torch.randn_like(next_actions) * self.target_noise).clamp(
+                -self.target_noise_clip, self.target_noise_clip) * self.actor_target.action_scale
+            next_actions = (next_actions + clipped_noise).clamp(self._low, self._high)
+        return next_actions
+
+    @torch.no_grad()
+    def td_target(self, batch: ReplayBatch) -> Tensor:
+        """y = r + gamma * (1 - terminated) * min_i Q_target_i(s', a~): the clipped double-Q target."""
+        qf_next_target = self.critic_target(batch.next_observations,
+                                            self.target_actions(batch.next_observations)).min(dim=0).values
+        return batch.rewards + self.gamma * (1.0 - batch.terminations) * qf_next_target
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        next_q_value = self.td_target(batch)
+        qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
+        critic_loss = (qf_values - next_q_value).pow(2).mean(dim=1).sum()      # each critic regresses to y
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        self.n_updates += 1
+
+        if self.n_updates % self.policy_delay == 0:
+            # Deterministic policy gradient through the first critic only.
+            actor_loss = -self.critic.q1(batch.observations, self.actor(batch.observations)).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()  # also leaves gradients on the critic; zeroed before its next step
+            self.actor_optimizer.step()
+            polyak_update(self.actor_target, self.actor, self.tau)
+            polyak_update(self.critic_target, self.critic, self.tau)
+            self._last_actor_loss = actor_loss.detach()
+
+        return {
+            "losses/critic_loss": critic_loss.detach(),
+            "losses/actor_loss": self._last_actor_loss,
+            "losses/q_values": qf_values.detach()[0].mean(),
+        }
+
+    def on_episode_start(self) -> None:
+        self.exploration_noise.reset()
+
+    def exploration_metrics(self, step: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "n_updates": self.n_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.n_updates = int(state["n_updates"])

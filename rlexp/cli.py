@@ -1,0 +1,39 @@
+"""`rlexp <command>`: the command-line entry point."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: rlexp <command> [args]
+
+commands:
+  train    train an agent; arguments are Hydra overrides (rlexp train --help lists the config groups)
+
+examples:
+  rlexp train algo=td3 env=Pendulum-v1
+  rlexp train algo=dqn env=CartPole-v1 seed=3 total_steps=30000 algo.lr=1e-3
+  rlexp train --multirun algo=ddpg,td3 env=Pendulum-v1 seed=0,1,2
+  rlexp train --cfg job algo=ddpg
+  tensorboard --logdir outputs
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if args[0] in ("-V", "--version"):
+        from rlexp import __version__
+
+        print(f"rlexp {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "train":
+        from rlexp.train import main as train_main
+
+        sys.argv = ["rlexp-train", *rest]  # Hydra parses sys.argv
+        train_main()
+        return 0
+    print(f"rlexp: error: unknown command {command!r}; commands: train (see rlexp --help)", file=sys.stderr)
+    return 2

@@ -1,0 +1,153 @@
+"""Each agent's update, pinned against hand calculations on networks with known outputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlexp.agents import DDPG, DQN, TD3
+from rlexp.buffers import ReplayBatch
+from rlexp.noise import GaussianNoise, OrnsteinUhlenbeckNoise
+
+CPU = torch.device("cpu")
+
+
+def td3(**overrides) -> TD3:
+    kwargs = dict(hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2, gamma=0.9, tau=0.5, policy_delay=2,
+                  target_noise=0.2, target_noise_clip=0.5, n_critics=2,
+                  exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
+    kwargs.update(overrides)
+    return TD3(2, np.array([-2.0]), np.array([2.0]), **kwargs)
+
+
+def dqn(**overrides) -> DQN:
+    kwargs = dict(hidden_sizes=[8], lr=1e-2, gamma=0.9, tau=1.0, target_update_interval=3,
+                  exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.1,
+                  max_grad_norm=10.0, total_steps=100, device=CPU, rng=np.random.default_rng(0))
+    kwargs.update(overrides)
+    return DQN(2, 3, **kwargs)
+
+
+def batch(actions: torch.Tensor, n: int = 2) -> ReplayBatch:
+    return ReplayBatch(observations=torch.randn(n, 2), actions=actions, rewards=torch.tensor([1.0, -0.5]),
+                       next_observations=torch.randn(n, 2), terminations=torch.tensor([0.0, 1.0]))
+
+
+def set_constant_output(layers, value) -> None:
+    """Zero every weight and bias, then set the last bias: the network outputs `value` whatever its input."""
+    with torch.no_grad():
+        for p in layers.parameters():
+            p.zero_()
+        last = [m for m in layers.modules() if hasattr(m, "bias") and m.bias is not None][-1]
+        last.bias.copy_(torch.as_tensor(value, dtype=torch.float32).reshape(last.bias.shape))
+
+
+def test_td3_target_is_the_minimum_of_the_twin_critics_cut_at_termination():
+    agent = td3()
+    set_constant_output(agent.critic_target, [[[3.0]], [[5.0]]])  # Q1' = 3, Q2' = 5 everywhere
+    y = agent.td_target(batch(torch.zeros(2, 1)))
+    # r + gamma * (1 - d) * min(3, 5): 1 + 0.9 * 3 = 3.7 and -0.5 + 0 = -0.5
+    torch.testing.assert_close(y, torch.tensor([3.7, -0.5]))
+
+
+def test_td3_target_smoothing_noise_is_clipped_and_actions_stay_in_bounds():
+    agent = td3(target_noise=10.0, target_noise_clip=0.5)
+    set_constant_output(agent.actor_target.net, 0.0)  # mu'(s') = tanh(0) * 2 = 0
+    actions = agent.target_actions(torch.randn(10_000, 2))
+    # noise clipped to +/- 0.5 of the half-range 2 -> actions in [-1, 1]; with sigma 10 nearly all hit the clip
+    assert actions.min() >= -1.0 and actions.max() <= 1.0
+    assert (actions.abs() == 1.0).float().mean() > 0.9
+    set_constant_output(agent.actor_target.net, 10.0)  # mu'(s') ~ 2 = the upper bound; noise cannot exceed it
+    assert agent.target_actions(torch.randn(1000, 2)).max() <= 2.0
+
+
+def test_td3_delays_actor_and_target_updates():
+    agent = td3(policy_delay=2)
+    b = batch(torch.zeros(2, 1))
+    actor_before = [p.clone() for p in agent.actor.parameters()]
+    target_before = [p.clone() for p in agent.critic_target.parameters()]
+    critic_before = [p.clone() for p in agent.critic.parameters()]
+    agent.update(b)  # update 1: critics only
+    assert all(torch.equal(a, p) for a, p in zip(actor_before, agent.actor.parameters()))
+    assert all(torch.equal(a, p) for a, p in zip(target_before, agent.critic_target.parameters()))
+    assert not all(torch.equal(a, p) for a, p in zip(critic_before, agent.critic.parameters()))
+    metrics = agent.update(b)  # update 2: actor and targets too
+    assert not all(torch.equal(a, p) for a, p in zip(actor_before, agent.actor.parameters()))
+    assert not all(torch.equal(a, p) for a, p in zip(target_before, agent.critic_target.parameters()))
+    assert set(metrics) == {"losses/critic_loss", "losses/actor_loss", "losses/q_values"}
+
+
+def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
+    agent = DDPG(2, np.array([-1.0]), np.array([1.0]), hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2,
+                 gamma=0.9, tau=0.5, exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
+    assert agent.critic.n_critics == 1 and agent.policy_delay == 1 and agent.target_noise == 0
+    next_obs = torch.randn(4, 2)
+    torch.testing.assert_close(agent.target_actions(next_obs), agent.actor_target(next_obs))
+    actor_before = [p.clone() for p in agent.actor.parameters()]
+    agent.update(batch(torch.zeros(2, 1)))
+    assert not all(torch.equal(a, p) for a, p in zip(actor_before, agent.actor.parameters()))
+
+
+def test_continuous_exploration_adds_scaled_noise_and_clips_to_bounds():
+    agent = td3(exploration_noise=GaussianNoise(1, 100.0, np.random.default_rng(0)))
+    actions = np.array([agent.act(np.zeros(2), explore=True) for _ in range(200)])
+    assert actions.min() == -2.0 and actions.max() == 2.0
+    greedy = agent.act(np.zeros(2), explore=False)
+    assert np.array_equal(greedy, agent.act(np.zeros(2), explore=False))
+
+
+def test_ou_noise_is_reset_at_episode_start():
+    noise = OrnsteinUhlenbeckNoise(1, 0.5, 0.15, np.random.default_rng(0))
+    agent = td3(exploration_noise=noise)
+    for _ in range(10):
+        noise()
+    agent.on_episode_start()
+    assert np.all(noise.state == 0)
+
+
+def test_dqn_target_takes_the_max_over_actions_cut_at_termination():
+    agent = dqn()
+    set_constant_output(agent.target_network, [1.0, 4.0, 2.0])  # Q'(s', .) = (1, 4, 2)
+    y = agent.td_target(batch(torch.tensor([0, 2])))
+    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 4.0, -0.5]))
+
+
+def test_dqn_loss_is_huber_on_the_taken_action():
+    agent = dqn()
+    set_constant_output(agent.q_network, [0.0, 0.0, 0.0])
+    set_constant_output(agent.target_network, [0.0, 0.0, 0.0])
+    metrics = agent.update(batch(torch.tensor([1, 2])))
+    # targets (1, -0.5) vs Q = 0: Huber = mean(0.5 * 1^2, 0.5 * 0.5^2) = 0.3125
+    assert float(metrics["losses/td_loss"]) == pytest.approx(0.3125)
+
+
+def test_dqn_hard_target_copy_every_interval():
+    agent = dqn(target_update_interval=3)
+    b = batch(torch.tensor([0, 1]))
+    initial = [p.clone() for p in agent.target_network.parameters()]
+    for _ in range(2):
+        agent.update(b)
+    assert all(torch.equal(a, p) for a, p in zip(initial, agent.target_network.parameters()))
+    agent.update(b)
+    assert all(torch.equal(t, o) for t, o in zip(agent.target_network.parameters(), agent.q_network.parameters()))
+
+
+def test_dqn_epsilon_greedy_follows_the_schedule():
+    agent = dqn(exploration_fraction=0.5, total_steps=100)  # eps 1.0 -> 0.1 over 50 steps
+    assert agent.exploration_metrics(0)["charts/epsilon"] == 1.0
+    assert agent.exploration_metrics(80)["charts/epsilon"] == pytest.approx(0.1)
+    greedy = agent.act(np.ones(2), explore=False)
+    late = [agent.act(np.ones(2), explore=True, step=80) for _ in range(2000)]
+    assert np.mean(np.array(late) != greedy) == pytest.approx(0.1 * 2 / 3, abs=0.03)
+    early = [agent.act(np.ones(2), explore=True, step=0) for _ in range(3000)]
+    assert np.bincount(early, minlength=3).min() > 900  # uniform when eps = 1
+
+
+def test_state_dict_round_trip_restores_every_network():
+    a, b = td3(), td3()
+    a.update(batch(torch.zeros(2, 1)))
+    a.update(batch(torch.zeros(2, 1)))
+    b.load_state_dict(a.state_dict())
+    for name in ("actor", "actor_target", "critic", "critic_target"):
+        for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters()):
+            assert torch.equal(p, q)
+    assert b.n_updates == 2

@@ -1,0 +1,119 @@
+"""`rlexp` as a user runs it: a subprocess in a fresh directory, tiny budgets."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import TINY, run_cli
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_dqn_run_writes_tensorboard_checkpoints_and_results(workdir):
+    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "total_steps=600", "algo.learning_starts=100",
+                    "algo.train_freq=4", "algo.gradient_steps=1", *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((workdir / "outputs" / "dqn_CartPole-v1").iterdir())  # the default run directory
+
+    results = json.loads((run_dir / "results.json").read_text())
+    for key in ("eval_return_mean", "eval_return_std", "total_steps", "wall_time_s", "sps"):
+        assert key in results
+    assert results["total_steps"] == 600 and len(results["eval_returns"]) == 2
+
+    tags = scalars(run_dir)
+    for tag in ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon",
+                "losses/td_loss", "losses/q_values", "eval/mean_return", "eval/std_return"):
+        assert tags.get(tag), f"no {tag} in TensorBoard"
+    assert [step for step, _ in tags["eval/mean_return"]] == [200, 400, 600]
+    assert tags["eval/mean_return"][-1][1] == pytest.approx(results["eval_return_mean"])
+    assert tags["charts/epsilon"][0][1] > tags["charts/epsilon"][-1][1]
+
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["best.pt", "final.pt", "step_200.pt", "step_400.pt"]
+    final = torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)
+    assert final["step"] == 600 and final["algo"] == "dqn" and "q_network" in final["agent"]
+    assert final["config"]["algo"]["name"] == "dqn"
+    assert "train.log" in {p.name for p in run_dir.iterdir()}
+    assert "eval return" in proc.stdout  # plain progress lines when not in a terminal
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo):
+    proc = run_cli(["train", f"algo={algo}", "env=Pendulum-v1", "total_steps=400", "algo.learning_starts=100",
+                    "algo.noise.type=ou", "network.hidden_sizes=[32,32]", "hydra.run.dir=run", *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    tags = scalars(workdir / "run")
+    for tag in ("losses/critic_loss", "losses/actor_loss", "losses/q_values", "eval/mean_return"):
+        assert tags.get(tag), f"no {tag} in TensorBoard"
+    agent = torch.load(workdir / "run" / "checkpoints" / "final.pt", weights_only=True)["agent"]
+    assert agent["critic"]["layers.0.weight"].shape[0] == (2 if algo == "td3" else 1)
+
+
+def test_same_seed_same_run(workdir):
+    args = ["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
+            "network.hidden_sizes=[32]", "seed=5", *TINY]
+    for name in ("a", "b"):
+        assert run_cli([*args, f"hydra.run.dir={name}"], cwd=workdir).returncode == 0
+    a, b = (json.loads((workdir / name / "results.json").read_text()) for name in ("a", "b"))
+    assert a["eval_returns"] == b["eval_returns"]
+    pa, pb = (torch.load(workdir / n / "checkpoints" / "final.pt", weights_only=True)["agent"] for n in ("a", "b"))
+    assert all(torch.equal(pa["actor"][k], pb["actor"][k]) for k in pa["actor"])
+    assert run_cli([*args, "seed=6", "hydra.run.dir=c"], cwd=workdir).returncode == 0
+    c = json.loads((workdir / "c" / "results.json").read_text())
+    assert c["eval_returns"] != a["eval_returns"]
+
+
+def test_multirun_sweeps_every_combination(workdir):
+    proc = run_cli(["train", "--multirun", "algo=ddpg,td3", "seed=0,1", "env=Pendulum-v1", "total_steps=200",
+                    "algo.learning_starts=100", "network.hidden_sizes=[16]", "hydra.sweep.dir=sweep", *TINY],
+                   cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p for p in (workdir / "sweep").iterdir() if p.is_dir() and (p / "results.json").exists())
+    assert len(jobs) == 4
+    seen = {(json.loads((j / "results.json").read_text())["algo"], json.loads((j / "results.json").read_text())["seed"])
+            for j in jobs}
+    assert seen == {("ddpg", 0), ("ddpg", 1), ("td3", 0), ("td3", 1)}
+
+
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(workdir):
+    proc = run_cli(["train", "--cfg", "job", "algo=ddpg", "env=Pendulum-v1", "algo.tau=0.01"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: ddpg" in proc.stdout and "tau: 0.01" in proc.stdout and "id: Pendulum-v1" in proc.stdout
+    assert not (workdir / "outputs").exists()
+
+
+def test_help_lists_commands_and_config_groups(workdir):
+    top = run_cli(["--help"], cwd=workdir)
+    assert top.returncode == 0 and "train" in top.stdout
+    train = run_cli(["train", "--help"], cwd=workdir)
+    assert train.returncode == 0
+    for text in ("algo: ddpg, dqn, td3", "Pendulum-v1", "tuned", "rlexp train"):
+        assert text in train.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "algo=dqn", "env=Pendulum-v1"], "algo=dqn needs a discrete action space"),
+    (["train", "algo.gamma=2"], "algo.gamma=2 is outside [0.0, 1.0]"),
+    (["train", "env.id=CartPol-v1"], "did you mean CartPole-v1"),
+    (["train", "device=cuda:7"], "device='cuda:7'"),
+])
+def test_bad_input_is_one_line_and_nonzero(workdir, args, message):
+    proc = run_cli([*args, "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (workdir / "run" / "checkpoints").exists()
+
+
+def test_unknown_command_and_unknown_key(workdir):
+    proc = run_cli(["fly"], cwd=workdir)
+    assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
+    proc = run_cli(["train", "algo.lrr=1", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode != 0 and "lrr" in proc.stderr

@@ -1,0 +1,51 @@
+import numpy as np
+import torch
+
+from rlexp.networks import Actor, CriticEnsemble, QNetwork, mlp, polyak_update
+
+
+def test_mlp_and_q_network_shapes():
+    net = mlp(4, [8, 16], 3)
+    assert [m.out_features for m in net if isinstance(m, torch.nn.Linear)] == [8, 16, 3]
+    assert QNetwork(4, 2, [32])(torch.zeros(5, 4)).shape == (5, 2)
+
+
+def test_actor_stays_inside_asymmetric_bounds():
+    actor = Actor(3, np.array([-1.0, 0.0]), np.array([3.0, 0.5]), [16])
+    with torch.no_grad():
+        for layer in actor.net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.mul_(100)  # saturate tanh
+        actions = actor(torch.randn(1000, 3) * 10)
+    assert torch.all(actions[:, 0] >= -1.0) and torch.all(actions[:, 0] <= 3.0)
+    assert torch.all(actions[:, 1] >= 0.0) and torch.all(actions[:, 1] <= 0.5)
+    assert actions[:, 0].min() < -0.9 and actions[:, 0].max() > 2.9  # the whole range is reachable
+
+
+def test_critic_ensemble_members_are_independent_mlps():
+    torch.manual_seed(0)
+    critics = CriticEnsemble(3, 2, [8, 8], n_critics=2)
+    obs, act = torch.randn(5, 3), torch.randn(5, 2)
+    q = critics(obs, act)
+    assert q.shape == (2, 5)
+    for i in range(2):  # recompute member i by hand, layer by layer
+        x = torch.cat([obs, act], dim=1)
+        for j, layer in enumerate(critics.layers):
+            x = x @ layer.weight[i] + layer.bias[i]
+            if j < len(critics.layers) - 1:
+                x = torch.relu(x)
+        torch.testing.assert_close(q[i], x.squeeze(-1))
+    torch.testing.assert_close(critics.q1(obs, act), q[0])
+    assert not torch.allclose(q[0], q[1])  # members are initialised differently
+
+
+def test_polyak_update_soft_and_hard():
+    online, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        online.weight.fill_(1.0), online.bias.fill_(1.0)
+        target.weight.fill_(0.0), target.bias.fill_(-1.0)
+    polyak_update(target, online, tau=0.25)
+    torch.testing.assert_close(target.weight, torch.full((1, 2), 0.25))   # 0.25*1 + 0.75*0
+    torch.testing.assert_close(target.bias, torch.full((1,), -0.5))       # 0.25*1 + 0.75*(-1)
+    polyak_update(target, online, tau=1.0)
+    torch.testing.assert_close(target.weight, online.weight)
