@@ -88,7 +88,12 @@ def train(cfg: DictConfig) -> float:
     buffer = ReplayBuffer(min(algo["buffer_size"], config["total_steps"]), spaces.obs_shape, spaces.action_shape,
                           spaces.discrete, device, seed=config["seed"])
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
+    if tuned and env_cfg["id"] != env_choice:
+        log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
+                    "override its keys", tuned, env_choice, env_cfg["id"])
     log.info("%s on %s, %d steps, seed %d, device %s -> %s", algo["name"], env_cfg["id"], config["total_steps"],
              config["seed"], device, run_dir)
     logger = RunLogger(run_dir, config["total_steps"], 0, config["log"]["progress"], config)

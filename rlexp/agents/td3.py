@@ -93,7 +93,8 @@ class TD3:
             # Deterministic policy gradient through the first critic only.
             actor_loss = -self.critic.q1(batch.observations, self.actor(batch.observations)).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()  # also leaves gradients on the critic; zeroed before its next step
+            # Gradients reach the actor only: the critic's weight gradients are neither computed nor kept.
+            actor_loss.backward(inputs=list(self.actor.parameters()))
             self.actor_optimizer.step()
             polyak_update(self.actor_target, self.actor, self.tau)
             polyak_update(self.critic_target, self.critic, self.tau)
