@@ -85,6 +85,8 @@ def validate(cfg: dict) -> None:
         check_range("algo.exploration_initial_eps", algo["exploration_initial_eps"], 0.0, 1.0)
         check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
         check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
+        if algo["lr_schedule"] not in ("constant", "linear"):
+            raise ConfigError(f"algo.lr_schedule={algo['lr_schedule']!r} is unknown; use constant or linear")
     else:
         check_range("algo.actor_lr", algo["actor_lr"], 0.0, low_inclusive=False)
         check_range("algo.critic_lr", algo["critic_lr"], 0.0, low_inclusive=False)

@@ -46,8 +46,9 @@ def build_agent(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: list[int]
     rng = np.random.default_rng(seed)
     try:
         if algo["name"] == "dqn":
+            rounds = (total_steps - algo["learning_starts"]) // algo["train_freq"]
             return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=hidden_sizes, total_steps=total_steps,
-                       device=device, rng=rng, **kwargs)
+                       total_updates=rounds * algo["gradient_steps"], device=device, rng=rng, **kwargs)
         noise = kwargs.pop("noise")
         exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"],
                                               spaces.action_low.size, rng)

@@ -22,7 +22,7 @@ def td3(**overrides) -> TD3:
 def dqn(**overrides) -> DQN:
     kwargs = dict(hidden_sizes=[8], lr=1e-2, gamma=0.9, tau=1.0, target_update_interval=3,
                   exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.1,
-                  max_grad_norm=10.0, total_steps=100, device=CPU, rng=np.random.default_rng(0))
+                  max_grad_norm=10.0, lr_schedule="constant", total_steps=100, total_updates=50, device=CPU, rng=np.random.default_rng(0))
     kwargs.update(overrides)
     return DQN(2, 3, **kwargs)
 
@@ -151,3 +151,14 @@ def test_state_dict_round_trip_restores_every_network():
         for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters()):
             assert torch.equal(p, q)
     assert b.n_updates == 2
+
+
+def test_dqn_linear_learning_rate_anneals_to_zero_over_the_planned_updates():
+    agent = dqn(lr=1e-2, lr_schedule="linear", total_updates=4)
+    b = batch(torch.tensor([0, 1]))
+    seen = []
+    for _ in range(5):
+        agent.update(b)
+        seen.append(agent.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0])
+    assert dqn(lr=1e-2).learning_rate(10**6) == 1e-2  # constant

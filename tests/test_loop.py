@@ -24,7 +24,7 @@ def dqn(total_steps: int) -> DQN:
     torch.manual_seed(0)
     return DQN(4, 2, hidden_sizes=[16], lr=1e-3, gamma=0.99, tau=1.0, target_update_interval=10,
                exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.05,
-               max_grad_norm=10.0, total_steps=total_steps, device=torch.device("cpu"),
+               max_grad_norm=10.0, lr_schedule="constant", total_steps=total_steps, total_updates=100, device=torch.device("cpu"),
                rng=np.random.default_rng(0))
 
 

@@ -41,3 +41,14 @@ def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device/build
         return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu")
+
+
+def state_of(agent: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The state dicts of the agent's named modules and optimizers, plus its update counter."""
+    return {**{name: getattr(agent, name).state_dict() for name in names}, "n_updates": agent.n_updates}
+
+
+def load_state(agent: Any, names: tuple[str, ...], state: dict[str, Any]) -> None:
+    for name in names:
+        getattr(agent, name).load_state_dict(state[name])
+    agent.n_updates = int(state["n_updates"])

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rlexp.agents.base import make_adam, obs_tensor
+from rlexp.agents.base import load_state, make_adam, obs_tensor, state_of
 from rlexp.buffers import ReplayBatch
 from rlexp.networks import QNetwork, polyak_update
 from rlexp.noise import LinearSchedule
@@ -26,7 +26,8 @@ class DQN:
     def __init__(self, obs_dim: int, n_actions: int, *, hidden_sizes: Sequence[int], lr: float, gamma: float,
                  tau: float, target_update_interval: int, exploration_fraction: float,
                  exploration_initial_eps: float, exploration_final_eps: float, max_grad_norm: float,
-                 total_steps: int, device: torch.device, rng: np.random.Generator) -> None:
+                 lr_schedule: str, total_steps: int, total_updates: int, device: torch.device,
+                 rng: np.random.Generator) -> None:
         self.n_actions = n_actions
         self.gamma = gamma
         self.tau = tau
@@ -40,6 +41,9 @@ class DQN:
         self.q_network = QNetwork(obs_dim, n_actions, hidden_sizes).to(device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
+        # `linear` anneals the learning rate to 0 over the planned updates: late updates only fine-tune.
+        self.learning_rate = (LinearSchedule(lr, 0.0, total_updates) if lr_schedule == "linear"
+                              else LinearSchedule(lr, lr, 0))
         self.n_updates = 0
 
     @torch.no_grad()
@@ -59,6 +63,8 @@ class DQN:
         q_values = self.q_network(batch.observations).gather(1, batch.actions.view(-1, 1)).squeeze(1)
         td_loss = F.smooth_l1_loss(q_values, td_target)  # the Huber loss = the paper's clipped error term
 
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(self.n_updates)
         self.optimizer.zero_grad(set_to_none=True)
         td_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm, foreach=True)
@@ -75,16 +81,11 @@ class DQN:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {"charts/epsilon": self.epsilon(step)}
 
+    #: What a checkpoint holds of this agent (with the update counter).
+    checkpointed = ("q_network", "target_network", "optimizer")
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "q_network": self.q_network.state_dict(),
-            "target_network": self.target_network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "n_updates": self.n_updates,
-        }
+        return state_of(self, self.checkpointed)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_network.load_state_dict(state["q_network"])
-        self.target_network.load_state_dict(state["target_network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.n_updates = int(state["n_updates"])
+        load_state(self, self.checkpointed, state)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlexp.agents.base import make_adam, obs_tensor
+from rlexp.agents.base import load_state, make_adam, obs_tensor, state_of
 from rlexp.buffers import ReplayBatch
 from rlexp.networks import Actor, CriticEnsemble, polyak_update
 from rlexp.noise import ActionNoise
@@ -112,22 +112,12 @@ class TD3:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
+    #: What a checkpoint holds of this agent (with the update counter).
+    checkpointed = ("actor", "actor_target", "critic", "critic_target", "actor_optimizer",
+                    "critic_optimizer")
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "n_updates": self.n_updates,
-        }
+        return state_of(self, self.checkpointed)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.actor_target.load_state_dict(state["actor_target"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.n_updates = int(state["n_updates"])
+        load_state(self, self.checkpointed, state)

@@ -1,0 +1,117 @@
+"""Speed benchmark: environment steps per second of rlexp against Stable-Baselines3, same settings, side by side.
+
+    python benchmarks/speed.py                                  # rlexp only
+    python benchmarks/speed.py --sb3-python /path/to/python     # and SB3, from a Python that has it installed
+
+Both use one torch thread, the same networks, batch sizes, learning rates and update schedules, on the CPU
+(or `--device cuda`). rlexp's figure is results.json's `sps` (the training loop; the final evaluation is not timed);
+SB3's is total steps over the time of `model.learn`. Absolute numbers are noisy on shared machines: read the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# name: (rlexp overrides, SB3 constructor source)
+CASES = {
+    "td3_Pendulum-v1": (
+        ["algo=td3", "env=Pendulum-v1"],
+        "TD3('MlpPolicy', env, learning_rate=1e-3, buffer_size=200000, learning_starts=1000, batch_size=256, "
+        "tau=0.005, gamma=0.98, train_freq=1, gradient_steps=1, policy_delay=2, target_policy_noise=0.2, "
+        "target_noise_clip=0.5, action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), "
+        "policy_kwargs=dict(net_arch=[256, 256]), device=DEVICE, seed=0)",
+    ),
+    "ddpg_Pendulum-v1": (
+        ["algo=ddpg", "env=Pendulum-v1"],
+        "DDPG('MlpPolicy', env, learning_rate=1e-3, buffer_size=200000, learning_starts=1000, batch_size=256, "
+        "tau=0.005, gamma=0.98, train_freq=1, gradient_steps=1, "
+        "action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), "
+        "policy_kwargs=dict(net_arch=[256, 256]), device=DEVICE, seed=0)",
+    ),
+    "dqn_CartPole-v1": (
+        ["algo=dqn", "env=CartPole-v1"],
+        None,  # filled from the composed rlexp config, so both run the preset's schedule
+    ),
+}
+
+SB3_SCRIPT = """
+import sys, time, json
+import numpy as np, torch, gymnasium as gym
+from stable_baselines3 import DDPG, DQN, TD3
+from stable_baselines3.common.noise import NormalActionNoise
+torch.set_num_threads(1)
+DEVICE = sys.argv[3]
+env = gym.make(sys.argv[1])
+model = {ctor}
+steps = int(sys.argv[2])
+start = time.perf_counter()
+model.learn(total_timesteps=steps)
+print(json.dumps({{"sps": steps / (time.perf_counter() - start)}}))
+"""
+
+
+def rlexp_config(overrides: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "rlexp", "train", "--cfg", "job", "--resolve", *overrides],
+                         capture_output=True, text=True, check=True).stdout
+    import yaml
+
+    return yaml.safe_load(out)
+
+
+def dqn_sb3_ctor(cfg: dict) -> str:
+    a = cfg["algo"]
+    # SB3 counts target_update_interval in env steps; rlexp counts it in updates. Convert.
+    updates_per_step = a["gradient_steps"] / a["train_freq"]
+    target_steps = max(int(round(a["target_update_interval"] / updates_per_step)), 1)
+    return (f"DQN('MlpPolicy', env, learning_rate={a['lr']}, buffer_size={a['buffer_size']}, "
+            f"learning_starts={a['learning_starts']}, batch_size={a['batch_size']}, tau={a['tau']}, "
+            f"gamma={a['gamma']}, train_freq={a['train_freq']}, gradient_steps={a['gradient_steps']}, "
+            f"target_update_interval={target_steps}, exploration_fraction={a['exploration_fraction']}, "
+            f"exploration_initial_eps={a['exploration_initial_eps']}, "
+            f"exploration_final_eps={a['exploration_final_eps']}, max_grad_norm={a['max_grad_norm']}, "
+            f"policy_kwargs=dict(net_arch={cfg['network']['hidden_sizes']}), device=DEVICE, seed=0)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sb3-python", help="a Python interpreter with stable-baselines3 installed")
+    parser.add_argument("--only", nargs="*")
+    args = parser.parse_args()
+
+    rows = []
+    for name, (overrides, sb3_ctor) in CASES.items():
+        if args.only and name not in args.only:
+            continue
+        common = [*overrides, f"total_steps={args.steps}", "algo.learning_starts=1000", f"device={args.device}"]
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "rlexp", "train", *common, "torch_threads=1", "eval.every=0",
+                            "eval.episodes=1", "checkpoint.every=0", "log.progress=none", f"hydra.run.dir={tmp}"],
+                           check=True, capture_output=True)
+            ours = json.loads((Path(tmp) / "results.json").read_text())["sps"]
+        theirs = None
+        if args.sb3_python:
+            ctor = sb3_ctor or dqn_sb3_ctor(rlexp_config(common))
+            env_id = overrides[1].split("=", 1)[1]
+            out = subprocess.run([args.sb3_python, "-c", SB3_SCRIPT.format(ctor=ctor), env_id,
+                                  str(args.steps), args.device], capture_output=True, text=True, check=True).stdout
+            theirs = json.loads(out.strip().splitlines()[-1])["sps"]
+        rows.append((name, ours, theirs))
+        print(f"{name}: rlexp {ours:.0f} SPS" + (f", SB3 {theirs:.0f} SPS, ratio {ours / theirs:.2f}x" if theirs else ""),
+              flush=True)
+
+    print(f"\n| task ({args.steps} steps, 1000 random first, {args.device}, 1 thread) | rlexp SPS | SB3 SPS | rlexp / SB3 |")
+    print("|---|---|---|---|")
+    for name, ours, theirs in rows:
+        print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |" if theirs else f"| {name} | {ours:.0f} | - | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
