@@ -68,7 +68,8 @@ def dqn_sb3_ctor(cfg: dict) -> str:
     # SB3 counts target_update_interval in env steps; rlexp counts it in updates. Convert.
     updates_per_step = a["gradient_steps"] / a["train_freq"]
     target_steps = max(int(round(a["target_update_interval"] / updates_per_step)), 1)
-    return (f"DQN('MlpPolicy', env, learning_rate={a['lr']}, buffer_size={a['buffer_size']}, "
+    lr = f"lambda progress: {a['lr']} * progress" if a["lr_schedule"] == "linear" else str(a["lr"])
+    return (f"DQN('MlpPolicy', env, learning_rate={lr}, buffer_size={a['buffer_size']}, "
             f"learning_starts={a['learning_starts']}, batch_size={a['batch_size']}, tau={a['tau']}, "
             f"gamma={a['gamma']}, train_freq={a['train_freq']}, gradient_steps={a['gradient_steps']}, "
             f"target_update_interval={target_steps}, exploration_fraction={a['exploration_fraction']}, "
