@@ -44,7 +44,8 @@ class ReplayBuffer:
 
         self.stage_on_host = device.type != "cpu" if stage_on_host is None else stage_on_host
         if self.stage_on_host:
-            self._stage = {k: torch.zeros_like(v, device="cpu")[: min(capacity, 4096)] for k, v in self.storage.items()}
+            rows = min(capacity, 4096)  # a small host area, never a second full-size copy of the buffer
+            self._stage = {k: torch.zeros((rows, *v.shape[1:]), dtype=v.dtype) for k, v in self.storage.items()}
             if device.type == "cuda":
                 self._stage = {k: v.pin_memory() for k, v in self._stage.items()}
             self._stage_start = 0   # buffer slot of the first staged transition

@@ -42,10 +42,8 @@ class RunLogger:
         self.writer = SummaryWriter(str(log_dir))
         self.total_steps = total_steps
         self._write_hyperparameters(flatten(hyperparameters))
-        if progress == "auto":
+        if progress == "auto":  # the value itself is checked by config.validate
             progress = "bar" if sys.stderr.isatty() else "lines"
-        if progress not in ("bar", "lines", "none"):
-            raise ValueError(f"log.progress={progress!r} is unknown; use auto, bar, lines or none")
         self.mode = progress
         self.bar = (tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
                     if progress == "bar" else None)
