@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -96,3 +96,32 @@ class ReplayBuffer:
             self._flush()
         indices = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
         return ReplayBatch(**{key: stored[indices] for key, stored in self.storage.items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored transitions in the order they were added (oldest first), and the sampling generator.
+
+        Chronological order makes the state independent of the capacity, so a resumed run whose
+        total_steps (and with it the capacity) changed can still load it.
+        """
+        if self.stage_on_host and self._staged:
+            self._flush()
+        order = torch.arange(self.pos - self.size, self.pos, device=self.device) % self.capacity
+        return {"transitions": {key: stored[order].cpu() for key, stored in self.storage.items()},
+                "capacity": self.capacity, "pos": self.pos, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Refill from `state_dict()`; when more transitions were stored than fit, the newest are kept.
+
+        With an unchanged capacity every transition returns to its old slot, so sampling continues exactly.
+        """
+        transitions = state["transitions"]
+        count = len(transitions["rewards"])
+        keep = min(count, self.capacity)
+        self.pos = int(state["pos"]) if int(state["capacity"]) == self.capacity else keep % self.capacity
+        slots = (torch.arange(keep, device=self.device) + self.pos - keep) % self.capacity
+        for key, stored in self.storage.items():
+            stored[slots] = transitions[key][count - keep:].to(self.device)
+        self.size = keep
+        if self.stage_on_host:
+            self._stage_start, self._staged = self.pos, 0
+        self.generator.set_state(state["generator"])

@@ -55,18 +55,55 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None) -> gym.Env:
 def space_info(env: gym.Env, algo: str, env_id: str) -> SpaceInfo:
     """The env's spaces, after checking that `algo` can act in them."""
     obs_space, action_space = env.observation_space, env.action_space
+    spaces = f"{env_id} (observations {obs_space}, actions {action_space})"
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise ConfigError(f"algo={algo} uses an MLP on flat observations, but {env_id} observes {obs_space}; "
-                          f"pick an env with a 1-D Box observation space")
+        raise ConfigError(f"algo={algo} feeds observations to an MLP, which needs a flat (1-D Box) observation "
+                          f"space, but {spaces} does not have one; flatten it with gymnasium.wrappers."
+                          f"FlattenObservation or pick an env with vector observations")
     if algo == "dqn":
         if not isinstance(action_space, gym.spaces.Discrete):
-            raise ConfigError(f"algo=dqn needs a discrete action space, but {env_id} has {action_space}; "
+            raise ConfigError(f"algo=dqn needs a discrete action space, but {spaces} is continuous; "
                               f"use algo=td3 or algo=ddpg for continuous actions")
         return SpaceInfo(obs_space.shape, True, int(action_space.n), None, None)
     if not isinstance(action_space, gym.spaces.Box):
-        raise ConfigError(f"algo={algo} needs a continuous (Box) action space, but {env_id} has {action_space}; "
+        raise ConfigError(f"algo={algo} needs a continuous (Box) action space, but {spaces} is discrete; "
                           f"use algo=dqn for discrete actions")
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-        raise ConfigError(f"algo={algo} scales a tanh actor to the action bounds, but {env_id}'s action space "
-                          f"{action_space} is unbounded; wrap the env with gymnasium's ClipAction/RescaleAction")
+        raise ConfigError(f"algo={algo} scales a tanh actor to the action bounds, but {spaces} has an unbounded "
+                          f"action space; bound it with gymnasium.wrappers.RescaleAction or ClipAction")
     return SpaceInfo(obs_space.shape, False, None, action_space.low.copy(), action_space.high.copy())
+
+
+def episode_start(env: gym.Env, seed: int | None) -> dict[str, Any]:
+    """How the episode about to be reset begins: a seed, or the env's generator state just before `reset()`.
+
+    Stored in resumable checkpoints: an env's own state (positions, velocities, emulator memory) cannot be
+    saved in general, but from this and the episode's actions it can be rebuilt (`replay_episode`).
+    """
+    if seed is not None:
+        return {"seed": seed}
+    return {"np_random": env.unwrapped.np_random.bit_generator.state}
+
+
+def replay_episode(env: gym.Env, start: dict[str, Any], actions: list[Any], expected_obs: np.ndarray,
+                   expected_return: float) -> np.ndarray | None:
+    """Rebuild the env's state mid-episode by resetting as the episode began and replaying its actions.
+
+    Returns the current observation, or None when the replay does not reproduce the saved observation
+    and return (an env that is not deterministic given its seed); the caller then starts a fresh episode.
+    """
+    if "seed" in start:
+        obs, _ = env.reset(seed=int(start["seed"]))
+    else:
+        env.reset(seed=0)  # initialises wrappers and the generator, whose state is then overwritten
+        env.unwrapped.np_random.bit_generator.state = start["np_random"]
+        obs, _ = env.reset()
+    episode_return = 0.0
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
+        if terminated or truncated:
+            return None
+    if not np.array_equal(obs, expected_obs) or episode_return != expected_return:
+        return None
+    return obs

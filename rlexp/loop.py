@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from rlexp.agents.base import Agent
 from rlexp.buffers import ReplayBuffer
-from rlexp.checkpoint import CheckpointManager
+from rlexp.checkpoint import FORMAT, CheckpointManager
+from rlexp.envs import episode_start, replay_episode
+from rlexp.errors import EnvFault, TrainingInterrupted
 from rlexp.evaluate import evaluate
+from rlexp.faults import NonFiniteGuard, StopRequest, check_transition
 from rlexp.metrics import RunLogger, StepTimer
+
+log = logging.getLogger("rlexp")
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,7 @@ class LoopSettings:
     batch_size: int
     eval_every: int         # env steps between evaluations (0: only at the end)
     eval_episodes: int
-    checkpoint_every: int   # env steps between periodic checkpoints (0: none)
+    checkpoint_every: int   # env steps between periodic checkpoints (0: none besides the end and interrupts)
     log_every: int          # env steps between scalar writes
     seed: int
 
@@ -40,69 +48,150 @@ class LoopResult:
     sps: float
 
 
-def run(agent: Agent, env: gym.Env, eval_env: gym.Env, buffer: ReplayBuffer, settings: LoopSettings,
-        logger: RunLogger, checkpoints: CheckpointManager,
-        bundle: Callable[[int], dict[str, Any]]) -> LoopResult:
-    """Train `agent` on `env` for `settings.total_steps` environment steps.
+@dataclass
+class LoopState:
+    """Where the loop stands: with the agent and the replay buffer, all a resumed run needs."""
 
-    `bundle(step)` returns the checkpoint dict for the current state (the agent's state plus run metadata).
+    step: int = 0
+    episodes: int = 0
+    episode_return: float = 0.0
+    episode_length: int = 0
+    best_eval_return: float = -math.inf
+    obs: np.ndarray | None = None
+    episode_start: dict[str, Any] = field(default_factory=dict)   # how the current episode was reset
+    episode_actions: list[Any] = field(default_factory=list)      # its actions so far, to rebuild the env
+
+    def state_dict(self, env: gym.Env) -> dict[str, Any]:
+        actions = np.asarray(self.episode_actions) if self.episode_actions else np.zeros((0,))
+        return {
+            "step": self.step, "episodes": self.episodes, "episode_return": self.episode_return,
+            "episode_length": self.episode_length, "best_eval_return": self.best_eval_return,
+            "obs": torch.as_tensor(np.asarray(self.obs)), "episode_start": self.episode_start,
+            "episode_actions": torch.as_tensor(actions),
+            "action_space_rng": env.action_space.np_random.bit_generator.state,
+        }
+
+
+def _restore(state: dict[str, Any], env: gym.Env, seed: int) -> LoopState:
+    """The loop state of a checkpoint, with the env brought back to the same point of the same episode."""
+    loop = LoopState(step=int(state["step"]), episodes=int(state["episodes"]),
+                     episode_return=float(state["episode_return"]), episode_length=int(state["episode_length"]),
+                     best_eval_return=float(state["best_eval_return"]), episode_start=state["episode_start"])
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    actions = [int(a) if discrete else a.numpy() for a in state["episode_actions"]]
+    obs = replay_episode(env, loop.episode_start, actions, state["obs"].numpy(), loop.episode_return)
+    if obs is None:
+        log.warning("%s did not replay its current episode identically (its dynamics are not a function of "
+                    "its seed and actions); the resumed run starts a fresh episode, so it will not match an "
+                    "uninterrupted one exactly", env.spec.id if env.spec else "the env")
+        loop.episode_start = {"seed": seed + loop.episodes + 1}
+        obs, _ = env.reset(seed=seed + loop.episodes + 1)
+        loop.episode_return, loop.episode_length, actions = 0.0, 0, []
+    loop.obs, loop.episode_actions = obs, actions
+    env.action_space.np_random.bit_generator.state = state["action_space_rng"]
+    return loop
+
+
+def run(agent: Agent, env: gym.Env, eval_env: gym.Env, buffer: ReplayBuffer, settings: LoopSettings,
+        logger: RunLogger, checkpoints: CheckpointManager, meta: dict[str, Any], stop: StopRequest,
+        resume: dict[str, Any] | None = None) -> LoopResult:
+    """Train `agent` on `env` until `settings.total_steps` environment steps.
+
+    `meta` (algo, env id, config) goes into every checkpoint. `resume` is a checkpoint bundle whose agent
+    state the caller has loaded; the loop restores the rest (replay, counters, generators, env episode).
+    Stops early, after saving a checkpoint, when `stop` has caught a signal.
     """
     s = settings
-    env.action_space.seed(s.seed)
-    obs, _ = env.reset(seed=s.seed)
-    agent.on_episode_start()
-    episode_return, episode_length, episodes = 0.0, 0, 0
-    best_eval = -np.inf
-    metrics: dict[str, Any] = {}
-    timer = StepTimer()
+    guard = NonFiniteGuard()
+    metrics: dict[str, torch.Tensor] = {}
+    if resume is None:
+        env.action_space.seed(s.seed)
+        obs, _ = env.reset(seed=s.seed)
+        state = LoopState(obs=obs, episode_start=episode_start(env, s.seed))
+        agent.on_episode_start()
+    else:
+        buffer.load_state_dict(resume["replay"])
+        state = _restore(resume["loop"], env, s.seed)
+        metrics = resume["metrics"]
+        torch.set_rng_state(resume["rng"]["torch"])
+        if torch.cuda.is_available() and resume["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+    start_step = state.step
+    timer = StepTimer(start_step)
 
-    def evaluate_and_keep_best(step: int) -> np.ndarray:
-        nonlocal best_eval
+    def policy_bundle() -> dict[str, Any]:
+        return {"format": FORMAT, "kind": "policy", "step": state.step, **meta, "agent": agent.state_dict()}
+
+    def resume_bundle() -> dict[str, Any]:
+        guard.check()  # never write a diverged agent over a good checkpoint
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {**policy_bundle(), "kind": "resume", "replay": buffer.state_dict(), "loop": state.state_dict(env),
+                "metrics": metrics, "rng": {"torch": torch.get_rng_state(), "cuda": cuda}}
+
+    def evaluate_and_keep_best() -> np.ndarray:
+        guard.check()
         returns = evaluate(lambda o: agent.act(o, explore=False), eval_env, s.eval_episodes, seed=s.seed + 10_000)
-        logger.evaluation(float(returns.mean()), float(returns.std()), step)
-        if returns.mean() > best_eval:
-            best_eval = float(returns.mean())
-            checkpoints.save_best(bundle(step))
+        logger.evaluation(float(returns.mean()), float(returns.std()), state.step)
+        if returns.mean() > state.best_eval_return:
+            state.best_eval_return = float(returns.mean())
+            checkpoints.save_best(policy_bundle())
         return returns
 
-    for global_step in range(1, s.total_steps + 1):
-        if global_step <= s.learning_starts:
+    while state.step < s.total_steps:
+        state.step += 1
+        step = state.step
+        if step <= s.learning_starts:
             action = env.action_space.sample()
         else:
-            action = agent.act(obs, explore=True, step=global_step)
+            action = agent.act(state.obs, explore=True, step=step)
         next_obs, reward, terminated, truncated, _ = env.step(action)
+        try:
+            check_transition(step, action, next_obs, float(reward))
+        except EnvFault:
+            guard.check()  # a diverged agent acting NaN is the root cause; name it rather than the env
+            raise
         # Store `terminated` only: a time-limit truncation is not a terminal state, so targets still bootstrap.
-        buffer.add(obs, action, float(reward), next_obs, bool(terminated))
-        episode_return += float(reward)
-        episode_length += 1
+        buffer.add(state.obs, action, float(reward), next_obs, bool(terminated))
+        state.episode_actions.append(action)
+        state.episode_return += float(reward)
+        state.episode_length += 1
         if terminated or truncated:
-            episodes += 1
-            logger.episode(episode_return, episode_length, global_step)
-            episode_return, episode_length = 0.0, 0
-            obs, _ = env.reset()
+            state.episodes += 1
+            logger.episode(state.episode_return, state.episode_length, step)
+            state.episode_return, state.episode_length, state.episode_actions = 0.0, 0, []
+            state.episode_start = episode_start(env, None)
+            state.obs, _ = env.reset()
             agent.on_episode_start()
         else:
-            obs = next_obs
+            state.obs = next_obs
 
-        if global_step > s.learning_starts and global_step % s.train_freq == 0:
+        if step > s.learning_starts and step % s.train_freq == 0:
             for _ in range(s.gradient_steps):
                 metrics = agent.update(buffer.sample(s.batch_size))
+                guard.observe(metrics, step)
 
-        if global_step % s.log_every == 0:
-            sps = timer.sps(global_step)
+        if step % s.log_every == 0:
+            guard.check()
+            sps = timer.sps(step)
             # The only device-to-host sync of the metrics: once per log_every steps.
             scalars = {tag: float(value) for tag, value in metrics.items()}
-            scalars.update(agent.exploration_metrics(global_step))
+            scalars.update(agent.exploration_metrics(step))
             scalars["charts/SPS"] = sps
-            logger.scalars(scalars, global_step)
-            logger.progress(global_step, sps)
-        if s.eval_every and global_step % s.eval_every == 0 and global_step < s.total_steps:
-            evaluate_and_keep_best(global_step)
-        if s.checkpoint_every and global_step % s.checkpoint_every == 0 and global_step < s.total_steps:
-            checkpoints.save_periodic(bundle(global_step), global_step)
+            logger.scalars(scalars, step)
+            logger.progress(step, sps)
+        if s.eval_every and step % s.eval_every == 0 and step < s.total_steps:
+            evaluate_and_keep_best()
+        saved: Path | None = None
+        if s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.total_steps:
+            saved = checkpoints.save_periodic(resume_bundle(), step)
+        if stop.signum is not None:
+            saved = saved or checkpoints.save_periodic(resume_bundle(), step)
+            raise TrainingInterrupted(stop.signum, step, str(saved))
 
     wall_time = timer.elapsed()
-    logger.progress(s.total_steps, timer.sps(s.total_steps))
-    final_returns = evaluate_and_keep_best(s.total_steps)
-    checkpoints.save_final(bundle(s.total_steps))
-    return LoopResult(final_returns, best_eval, s.total_steps, episodes, wall_time, s.total_steps / wall_time)
+    sps = (state.step - start_step) / max(wall_time, 1e-9)
+    logger.progress(state.step, sps)
+    final_returns = evaluate_and_keep_best()
+    checkpoints.save_periodic(resume_bundle(), state.step)  # to extend the run later: resume with more steps
+    checkpoints.save_final(policy_bundle())
+    return LoopResult(final_returns, state.best_eval_return, state.step, state.episodes, wall_time, sps)

@@ -39,9 +39,14 @@ class RunLogger:
 
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
                  hyperparameters: dict[str, Any]) -> None:
-        self.writer = SummaryWriter(str(log_dir))
+        if start_step:
+            # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
+            # (purge_step), so the curves continue without duplicated or zig-zag points.
+            self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1)
+        else:
+            self.writer = SummaryWriter(str(log_dir))
+            self._write_hyperparameters(flatten(hyperparameters))
         self.total_steps = total_steps
-        self._write_hyperparameters(flatten(hyperparameters))
         if progress == "auto":  # the value itself is checked by config.validate
             progress = "bar" if sys.stderr.isatty() else "lines"
         self.mode = progress
@@ -84,7 +89,7 @@ class RunLogger:
                 postfix["eval"] = f"{self.last_eval:.1f}"
             self.bar.set_postfix(postfix, refresh=False)
         elif self.mode == "lines" and step >= self._next_line:
-            self._next_line += self.line_every
+            self._next_line = (step // self.line_every + 1) * self.line_every
             last = "n/a" if self.last_return is None else f"{self.last_return:.2f}"
             log.info("step %d/%d (%.0f%%)  episodic return %s  SPS %.0f",
                      step, self.total_steps, 100.0 * step / self.total_steps, last, sps)

@@ -6,9 +6,10 @@ Noise is drawn from a numpy Generator owned by the caller, so a seed fixes it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,23 @@ class LinearSchedule:
         return self.start + fraction * (self.end - self.start)
 
 
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A Generator's exact position: plain dicts and ints, safe to store in a weights_only checkpoint."""
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = state
+
+
 class ActionNoise(Protocol):
     def __call__(self) -> np.ndarray: ...
 
     def reset(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class GaussianNoise:
@@ -45,6 +59,12 @@ class GaussianNoise:
 
     def reset(self) -> None:
         """Gaussian noise has no state."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
 
 
 class OrnsteinUhlenbeckNoise:
@@ -73,6 +93,13 @@ class OrnsteinUhlenbeckNoise:
         """Back to the mean at each episode start."""
         self.state = np.zeros(self.action_dim, dtype=np.float64)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(self.rng), "x": torch.from_numpy(self.state.copy())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
+        self.state = state["x"].numpy().astype(np.float64)
+
 
 def make_action_noise(type: str, sigma: float, theta: float, action_dim: int,
                       rng: np.random.Generator) -> ActionNoise:
@@ -80,6 +107,6 @@ def make_action_noise(type: str, sigma: float, theta: float, action_dim: int,
         return GaussianNoise(action_dim, sigma, rng)
     if type == "ou":
         return OrnsteinUhlenbeckNoise(action_dim, sigma, theta, rng)
-    from rlexp.config import ConfigError
+    from rlexp.errors import ConfigError
 
     raise ConfigError(f"algo.noise.type={type!r} is unknown; use gaussian or ou")

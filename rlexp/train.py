@@ -14,22 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import hydra._internal.utils as hydra_utils
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rlexp import schema
 from rlexp.agents import DDPG, DQN, TD3, Agent
 from rlexp.buffers import ReplayBuffer
 from rlexp.checkpoint import CheckpointManager
-from rlexp.config import LOOP_KEYS, ConfigError, resolve_device, validate
+from rlexp.config import LOOP_KEYS, resolve_device, validate
 from rlexp.envs import SpaceInfo, make_env, space_info
+from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted, describe, one_line
+from rlexp.faults import StopRequest
 from rlexp.loop import LoopSettings, run
 from rlexp.metrics import RunLogger, write_results
 from rlexp.noise import make_action_noise
+from rlexp.resume import config_conflicts, resume_arguments
+from rlexp.sweep import SweepSummary
 
 log = logging.getLogger("rlexp")
+
+schema.register()  # before Hydra composes: conf/ refers to the schemas by name
 
 
 def config_dir() -> str:
@@ -66,18 +75,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: DictConfig) -> float:
-    """Run one training job and return its final mean evaluation return (what Hydra sweepers maximise)."""
-    started = time.perf_counter()
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as plain data; a missing value (???) or a broken interpolation stops here."""
     try:
-        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=True)
     except OmegaConfBaseException as error:
         raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
+
+
+def load_resume_checkpoint(config: dict[str, Any], run_dir: Path,
+                           checkpoints: CheckpointManager) -> dict[str, Any]:
+    """The newest readable checkpoint of the run being resumed, after checking the new config may continue it."""
+    if Path(config["resume"]).resolve() != run_dir.resolve():
+        raise ConfigError(f"resume={config['resume']} but Hydra's run directory is {run_dir}; start resumed runs "
+                          f"with `rlexp train resume=<run_dir>`, which writes into that directory")
+    bundle, path = checkpoints.load_latest()
+    conflicts = config_conflicts(bundle["config"], config)
+    if conflicts:
+        raise ConfigError(f"resume={config['resume']}: the run cannot continue with a different "
+                          f"{', '.join(conflicts)}; only total_steps, eval.*, checkpoint.*, log.*, device and "
+                          f"torch_threads may change")
+    if bundle["step"] >= config["total_steps"]:
+        raise ConfigError(f"resume={config['resume']}: the run is already at step {bundle['step']} of "
+                          f"total_steps={config['total_steps']}; pass a larger total_steps to extend it")
+    log.info("resuming from %s (step %d)", path, bundle["step"])
+    return bundle
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or continue) one training job in `run_dir` and return its results."""
+    started = time.perf_counter()
+    config = resolved_config(cfg)
     validate(config)
     algo, env_cfg = config["algo"], config["env"]
     device = resolve_device(config["device"])
     if config["torch_threads"]:
         torch.set_num_threads(config["torch_threads"])
+    checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
+    resume = load_resume_checkpoint(config, run_dir, checkpoints) if config["resume"] else None
 
     env = make_env(env_cfg["id"], env_cfg["kwargs"])
     spaces = space_info(env, algo["name"], env_cfg["id"])
@@ -88,36 +123,39 @@ def train(cfg: DictConfig) -> float:
                         config["seed"])
     buffer = ReplayBuffer(min(algo["buffer_size"], config["total_steps"]), spaces.obs_shape, spaces.action_shape,
                           spaces.discrete, device, seed=config["seed"])
+    if resume is not None:
+        agent.load_state_dict(resume["agent"])
 
     hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
     tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
     if tuned and env_cfg["id"] != env_choice:
         log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
                     "override its keys", tuned, env_choice, env_cfg["id"])
     log.info("%s on %s, %d steps, seed %d, device %s -> %s", algo["name"], env_cfg["id"], config["total_steps"],
              config["seed"], device, run_dir)
-    logger = RunLogger(run_dir, config["total_steps"], 0, config["log"]["progress"], config)
-    checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
+    start_step = resume["step"] if resume is not None else 0
+    logger = RunLogger(run_dir, config["total_steps"], start_step, config["log"]["progress"], config)
     settings = LoopSettings(
         total_steps=config["total_steps"], learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
         gradient_steps=algo["gradient_steps"], batch_size=algo["batch_size"], eval_every=config["eval"]["every"],
         eval_episodes=config["eval"]["episodes"], checkpoint_every=config["checkpoint"]["every"],
         log_every=config["log"]["every"], seed=config["seed"],
     )
-
-    def bundle(step: int) -> dict[str, Any]:
-        return {"agent": agent.state_dict(), "step": step, "algo": algo["name"], "env_id": env_cfg["id"],
-                "config": config}
-
+    meta = {"algo": algo["name"], "env_id": env_cfg["id"], "config": config}
     try:
-        result = run(agent, env, eval_env, buffer, settings, logger, checkpoints, bundle)
+        with StopRequest() as stop:
+            result = run(agent, env, eval_env, buffer, settings, logger, checkpoints, meta, stop, resume)
+    except RunFailure as error:
+        last = checkpoints.latest()
+        raise type(error)(f"{error}; " + (f"the last good checkpoint is {last}" if last else
+                                          "no checkpoint had been written yet")) from None
     finally:
         logger.close()
         env.close()
         eval_env.close()
 
     results = {
+        "status": "completed",
         "algo": algo["name"],
         "env_id": env_cfg["id"],
         "seed": config["seed"],
@@ -128,6 +166,7 @@ def train(cfg: DictConfig) -> float:
         "best_eval_return": result.best_eval_return,
         "total_steps": result.steps,
         "episodes": result.episodes,
+        "resumed_from_step": start_step,
         "train_time_s": round(result.wall_time_s, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "sps": round(result.sps, 1),
@@ -136,16 +175,87 @@ def train(cfg: DictConfig) -> float:
     log.info("done: eval return %.2f +/- %.2f over %d episodes, %.0f SPS, %.1f s -> %s",
              results["eval_return_mean"], results["eval_return_std"], len(result.eval_returns), results["sps"],
              results["wall_time_s"], run_dir)
-    return results["eval_return_mean"]
+    return results
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
+def hydra_task(cfg: DictConfig) -> float:
+    """One Hydra job; returns the final mean evaluation return, the objective sweepers maximise.
+
+    Every outcome is recorded in <run_dir>/results.json (`status`: completed, failed or interrupted).
+    A single run reports a failure as one line and exits non-zero. In a multirun a failed job is logged and
+    returns NaN, so the other jobs still run and the sweep summary (rlexp.sweep) reports it; an interrupt
+    stops the sweep.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    started = time.perf_counter()
     try:
-        return train(cfg)
+        return train(cfg, run_dir)["eval_return_mean"]
+    except TrainingInterrupted as stop:
+        write_results(run_dir / "results.json", {"status": "interrupted", "error": str(stop), "step": stop.step})
+        print(f"rlexp train: {stop}; continue with: rlexp train resume={run_dir}", file=sys.stderr)
+        # SystemExit passes through Hydra's job runner, so in a multirun the sweep stops here.
+        raise SystemExit(stop.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C while finishing the step or saving
+        last = CheckpointManager(run_dir / "checkpoints", 1).latest()
+        write_results(run_dir / "results.json", {"status": "interrupted", "error": "interrupted twice"})
+        print(f"rlexp train: interrupted twice: stopped at once; the last checkpoint is {last or 'none'}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:
+        described = describe(error)
+        message = described[1] if described else one_line(f"{type(error).__name__}: {error}")
+        write_results(run_dir / "results.json", {"status": "failed", "error": message,
+                                                 "wall_time_s": round(time.perf_counter() - started, 3)})
+        if multirun:
+            if described:
+                log.error("job %s failed: %s", hydra_cfg.job.num, message)
+            else:
+                log.exception("job %s failed", hydra_cfg.job.num)
+            return float("nan")
+        if described is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # a bug: Hydra shows the traceback
+        print(f"rlexp train: error: {message}", file=sys.stderr)
+        raise SystemExit(described[0]) from None
+
+
+def report(func: Any) -> Any:
+    """Replaces Hydra's run_and_report, which reports the errors raised outside a job (composing the config,
+    parsing overrides, the sweep summary): each becomes one line on stderr and a non-zero exit (2: bad input,
+    1: failed jobs). A bug still gets Hydra's trimmed traceback, and HYDRA_FULL_ERROR=1 the full one."""
+    try:
+        return func()
+    except Exception as error:
+        described = describe(error)
+        if described is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            return _hydra_report(lambda: _reraise(error))
+        code, message = described
+        print(f"rlexp train: error: {message}", file=sys.stderr)
+        raise SystemExit(code) from None
+
+
+def _reraise(error: Exception) -> None:
+    raise error
+
+
+_hydra_report = hydra_utils.run_and_report
+
+
+def main() -> None:
+    """`rlexp train [overrides]`: Hydra's command line, with resume expansion and one-line errors."""
+    hydra_utils.run_and_report = report  # Hydra 1.3 looks it up at call time; see report()
+    try:
+        sys.argv = [sys.argv[0], *resume_arguments(sys.argv[1:])]
     except ConfigError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        # One line and a non-zero exit; nothing has been trained or written.
         print(f"rlexp train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    hydra_task()
+    if SweepSummary.failure is not None:
+        print(f"rlexp train: error: {SweepSummary.failure}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

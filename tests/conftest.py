@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from rlexp import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -20,16 +23,39 @@ TINY = ["eval.episodes=2", "eval.every=200", "checkpoint.every=200", "log.every=
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
+    schema.register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=overrides, return_hydra_config=False)
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m rlexp <args>` in `cwd`, as a user would type `rlexp <args>` there."""
+def cli_env() -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, **popen: object) -> subprocess.CompletedProcess:
+    """`python -m rlexp <args>` in `cwd`, as a user would type `rlexp <args>` there."""
     return subprocess.run([sys.executable, "-m", "rlexp", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=cli_env(), **popen)
+
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`rlexp <args>` started in the background, for tests that signal or kill it."""
+    return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `path` exists; fails if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {path.name} appeared: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -73,7 +73,8 @@ def test_td3_delays_actor_and_target_updates():
     metrics = agent.update(b)  # update 2: actor and targets too
     assert not all(torch.equal(a, p) for a, p in zip(actor_before, agent.actor.parameters()))
     assert not all(torch.equal(a, p) for a, p in zip(target_before, agent.critic_target.parameters()))
-    assert set(metrics) == {"losses/critic_loss", "losses/actor_loss", "losses/q_values"}
+    assert set(metrics) == {"losses/critic_loss", "losses/actor_loss", "losses/q_values",
+                            "losses/critic_grad_norm", "losses/actor_grad_norm"}
 
 
 def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
@@ -151,6 +152,23 @@ def test_state_dict_round_trip_restores_every_network():
         for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters()):
             assert torch.equal(p, q)
     assert b.n_updates == 2
+
+
+def test_state_dict_restores_the_exploration_state():
+    # DQN: the epsilon-greedy generator continues where it was.
+    a, b = dqn(rng=np.random.default_rng(1)), dqn(rng=np.random.default_rng(2))
+    [a.act(np.zeros(2, np.float32), explore=True, step=0) for _ in range(5)]
+    b.load_state_dict(a.state_dict())
+    assert [a.act(np.zeros(2, np.float32), True, 0) for _ in range(20)] == \
+        [b.act(np.zeros(2, np.float32), True, 0) for _ in range(20)]
+    # TD3 with OU noise: the noise process (its value and its generator) continues too.
+    ou = lambda seed: OrnsteinUhlenbeckNoise(1, 0.3, 0.15, np.random.default_rng(seed))  # noqa: E731
+    c, d = td3(exploration_noise=ou(1)), td3(exploration_noise=ou(2))
+    [c.act(np.zeros(2, np.float32), explore=True) for _ in range(5)]
+    d.load_state_dict(c.state_dict())
+    assert np.array_equal(c.exploration_noise.state, d.exploration_noise.state)
+    for _ in range(5):
+        assert np.array_equal(c.act(np.zeros(2, np.float32), True), d.act(np.zeros(2, np.float32), True))
 
 
 def test_dqn_linear_learning_rate_anneals_to_zero_over_the_planned_updates():

@@ -36,7 +36,7 @@ def test_dqn_run_writes_tensorboard_checkpoints_and_results(workdir):
     assert tags["charts/epsilon"][0][1] > tags["charts/epsilon"][-1][1]
 
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert names == ["best.pt", "final.pt", "step_200.pt", "step_400.pt"]
+    assert names == ["best.pt", "final.pt", "step_200.pt", "step_400.pt", "step_600.pt"]
     final = torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)
     assert final["step"] == 600 and final["algo"] == "dqn" and "q_network" in final["agent"]
     assert final["config"]["algo"]["name"] == "dqn"
@@ -98,22 +98,8 @@ def test_help_lists_commands_and_config_groups(workdir):
         assert text in train.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "algo=dqn", "env=Pendulum-v1"], "algo=dqn needs a discrete action space"),
-    (["train", "algo.gamma=2"], "algo.gamma=2 is outside [0.0, 1.0]"),
-    (["train", "env.id=CartPol-v1"], "did you mean CartPole-v1"),
-    (["train", "device=cuda:7"], "device='cuda:7'"),
-])
-def test_bad_input_is_one_line_and_nonzero(workdir, args, message):
-    proc = run_cli([*args, "hydra.run.dir=run"], cwd=workdir)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
-    assert not (workdir / "run" / "checkpoints").exists()
-
-
 def test_unknown_command_and_unknown_key(workdir):
     proc = run_cli(["fly"], cwd=workdir)
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
     proc = run_cli(["train", "algo.lrr=1", "hydra.run.dir=run"], cwd=workdir)
-    assert proc.returncode != 0 and "lrr" in proc.stderr
+    assert proc.returncode == 2 and "algo.lrr is not a config key; did you mean algo.lr?" in proc.stderr

@@ -1,9 +1,12 @@
 """Config composition for every algo x env pair, presets, precedence, and validation errors."""
 
 import pytest
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from rlexp.config import ConfigError, resolve_device, validate
+from rlexp.resume import config_conflicts
+from rlexp.train import resolved_config
 from tests.conftest import CONF, compose_config
 
 ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))
@@ -12,7 +15,7 @@ DISCRETE = {"CartPole-v1", "Acrobot-v1"}
 
 
 def resolved(overrides: list[str]) -> dict:
-    return OmegaConf.to_container(compose_config(overrides), resolve=True)
+    return resolved_config(compose_config(overrides))
 
 
 def test_the_config_groups_hold_what_the_docs_promise():
@@ -68,15 +71,16 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
 
 @pytest.mark.parametrize("override, message", [
     ("algo.gamma=1.5", "algo.gamma=1.5 is outside [0.0, 1.0]"),
-    ("algo.tau=0", "algo.tau=0 is outside (0.0, 1.0]"),
+    ("algo.tau=0", "algo.tau=0.0 is outside (0.0, 1.0]"),
     ("algo.batch_size=0", "algo.batch_size=0 must be a positive integer"),
     ("algo.batch_size=200000", "exceeds algo.buffer_size"),
     ("algo.learning_starts=60000", "algo.learning_starts=60000 >= total_steps=50000"),
-    ("algo.lr=-1", "algo.lr=-1 is outside (0.0, inf]"),
+    ("algo.lr=-1", "algo.lr=-1.0 is outside (0.0, inf]"),
     ("algo.exploration_final_eps=2", "algo.exploration_final_eps=2"),
     ("network.hidden_sizes=[]", "network.hidden_sizes=[] must be a non-empty list"),
     ("eval.episodes=0", "eval.episodes=0 must be a positive integer"),
-    ("log.progress=loud", "log.progress='loud' is unknown"),
+    ("total_steps=0", "total_steps=0 must be a positive integer"),
+    ("checkpoint.keep=0", "checkpoint.keep=0 must be a positive integer"),
 ])
 def test_bad_values_fail_with_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
@@ -86,8 +90,40 @@ def test_bad_values_fail_with_the_key_and_value(override, message):
 def test_td3_specific_checks():
     with pytest.raises(ConfigError, match="algo.policy_delay=0"):
         validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.policy_delay=0"]))
-    with pytest.raises(ConfigError, match="algo.noise.type='pink'"):
-        validate(resolved(["algo=ddpg", "env=Pendulum-v1", "algo.noise.type=pink"]))
+    with pytest.raises(ConfigError, match="algo.target_noise=-0.1"):
+        validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.target_noise=-0.1"]))
+
+
+@pytest.mark.parametrize("override, cause", [
+    ("algo.lrr=1", "Key 'lrr' not in 'DQNConfig'"),                       # no such key
+    ("algo.gamma=abc", "could not be converted to Float"),                # wrong type
+    ("seed=1.5", "could not be converted to Integer"),
+    ("algo.lr_schedule=cosine", "Invalid value 'cosine'"),                # not one of the choices
+    ("log.progress=loud", "Invalid value 'loud'"),
+    ("network.hidden_sizes=[64,x]", "could not be converted to Integer"),
+    ("algo.policy_delay=2", "Key 'policy_delay' not in 'DQNConfig'"),    # a TD3 key under DQN
+])
+def test_the_schema_rejects_wrong_keys_and_types_while_composing(override, cause):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config([override])
+    assert cause in f"{error.value} {error.value.__cause__}"
+
+
+def test_the_schema_types_the_yaml_values():
+    cfg = compose_config(["algo=ddpg", "env=Pendulum-v1", "algo.noise.type=ou"])
+    assert OmegaConf.get_type(cfg.algo).__name__ == "DDPGConfig" and cfg.algo.noise.type.value == "ou"
+    with pytest.raises(ConfigCompositionException, match="algo.noise.type=pink"):
+        compose_config(["algo=ddpg", "env=Pendulum-v1", "algo.noise.type=pink"])
+
+
+def test_resume_may_change_the_budget_but_not_what_was_learned():
+    saved = resolved(["algo=td3", "env=Pendulum-v1"])
+    assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1", "total_steps=40000", "eval.every=100",
+                                             "checkpoint.keep=5", "log.every=10", "device=cpu"])) == []
+    conflicts = config_conflicts(saved, resolved(["algo=ddpg", "env=Pendulum-v1", "network.hidden_sizes=[64]"]))
+    assert "algo.name: td3 -> ddpg" in conflicts and "network.hidden_sizes: [256, 256] -> [64]" in conflicts
+    assert "algo.policy_delay: 2 -> <absent>" in conflicts
+    assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1", "seed=1"])) == ["seed: 0 -> 1"]
 
 
 def test_device_resolution():

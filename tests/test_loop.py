@@ -5,12 +5,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlexp.agents import DQN
+import pytest
+
+from rlexp.agents import DQN, TD3
 from rlexp.buffers import ReplayBuffer
-from rlexp.checkpoint import CheckpointManager
+from rlexp.checkpoint import CheckpointManager, load_checkpoint
 from rlexp.envs import make_env
+from rlexp.errors import TrainingInterrupted
+from rlexp.faults import StopRequest
 from rlexp.loop import LoopSettings, run
 from rlexp.metrics import RunLogger
+from rlexp.noise import OrnsteinUhlenbeckNoise
 
 
 def settings(**overrides) -> LoopSettings:
@@ -28,13 +33,16 @@ def dqn(total_steps: int) -> DQN:
                rng=np.random.default_rng(0))
 
 
+META = {"algo": "dqn", "env_id": "CartPole-v1", "config": {}}
+
+
 def train(tmp_path: Path, env_kwargs: dict, **overrides):
     s = settings(**overrides)
     agent = dqn(s.total_steps)
     buffer = ReplayBuffer(s.total_steps, (4,), (), True, torch.device("cpu"), seed=0)
     logger = RunLogger(tmp_path, s.total_steps, 0, "none", {"algo": {"name": "dqn"}})
     result = run(agent, make_env("CartPole-v1", env_kwargs), make_env("CartPole-v1", env_kwargs), buffer, s,
-                 logger, CheckpointManager(tmp_path / "checkpoints", keep=2), lambda step: {"step": step})
+                 logger, CheckpointManager(tmp_path / "checkpoints", keep=2), META, StopRequest())
     logger.close()
     return agent, buffer, result
 
@@ -58,4 +66,71 @@ def test_loop_updates_evaluates_and_checkpoints(tmp_path):
     assert agent.n_updates == len([t for t in range(51, 301) if t % 4 == 0])  # every 4th step after warm-up
     assert result.eval_returns.shape == (2,) and result.steps == 300 and result.sps > 0
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert names == ["best.pt", "final.pt", "step_100.pt", "step_200.pt"]
+    assert names == ["best.pt", "final.pt", "step_200.pt", "step_300.pt"]  # keep=2; the end is resumable too
+
+
+def td3(total_steps: int) -> TD3:
+    torch.manual_seed(0)
+    noise = OrnsteinUhlenbeckNoise(1, 0.5, 0.15, np.random.default_rng(0))  # stateful noise must resume too
+    return TD3(3, np.array([-2.0]), np.array([2.0]), hidden_sizes=[16], actor_lr=1e-3, critic_lr=1e-3,
+               gamma=0.98, tau=0.01, policy_delay=2, target_noise=0.2, target_noise_clip=0.5, n_critics=2,
+               exploration_noise=noise, device=torch.device("cpu"))
+
+
+def run_pendulum(directory: Path, total_steps: int, stop_after: int | None = None,
+                 resume: dict | None = None) -> TD3:
+    """TD3 on Pendulum (200-step episodes, so checkpoints fall mid-episode), optionally stopped or resumed."""
+    s = settings(total_steps=total_steps, learning_starts=60, train_freq=1, eval_every=150, checkpoint_every=70)
+    agent = td3(450)  # built for the full run, so its schedules do not depend on where it stops
+    if resume is not None:
+        agent.load_state_dict(resume["agent"])
+    buffer = ReplayBuffer(450, (3,), (1,), False, torch.device("cpu"), seed=0)
+    start = resume["step"] if resume else 0
+    logger = RunLogger(directory, total_steps, start, "none", {"algo": {"name": "td3"}})
+
+    class StopAt(StopRequest):
+        """Stands for a SIGINT arriving during step `stop_after`: the loop reads `signum` once per step."""
+
+        step = start
+
+        @property
+        def signum(self):
+            self.step += 1
+            return 2 if stop_after is not None and self.step >= stop_after else None
+
+        @signum.setter
+        def signum(self, value):
+            pass
+
+    try:
+        run(agent, make_env("Pendulum-v1"), make_env("Pendulum-v1"), buffer, s, logger,
+            CheckpointManager(directory / "checkpoints", 10), META, StopAt(), resume)
+    finally:
+        logger.close()
+    return agent
+
+
+def parameters(agent: TD3) -> list[torch.Tensor]:
+    return [*agent.actor.parameters(), *agent.critic.parameters(), *agent.actor_target.parameters(),
+            *agent.critic_target.parameters()]
+
+
+def test_resuming_from_any_checkpoint_ends_where_the_uninterrupted_run_ends(tmp_path):
+    reference = run_pendulum(tmp_path / "reference", 450)
+    checkpoints = sorted((tmp_path / "reference" / "checkpoints").glob("step_*.pt"),
+                         key=lambda p: int(p.stem.split("_")[1]))
+    assert [p.name for p in checkpoints] == ["step_70.pt", "step_140.pt", "step_210.pt", "step_280.pt",
+                                             "step_350.pt", "step_420.pt", "step_450.pt"]
+    for path in checkpoints[:-1]:  # each one mid-episode, some before learning starts, one after an eval
+        resumed = run_pendulum(tmp_path / path.stem, 450, resume=load_checkpoint(path))
+        assert all(torch.equal(a, b) for a, b in zip(parameters(reference), parameters(resumed))), path.name
+        assert resumed.exploration_noise.state.tolist() == reference.exploration_noise.state.tolist()
+
+
+def test_a_stop_request_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    reference = run_pendulum(tmp_path / "reference", 450)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_pendulum(tmp_path / "stopped", 450, stop_after=123)
+    assert stopped.value.step == 123 and stopped.value.checkpoint.endswith("step_123.pt")
+    resumed = run_pendulum(tmp_path / "resumed", 450, resume=load_checkpoint(Path(stopped.value.checkpoint)))
+    assert all(torch.equal(a, b) for a, b in zip(parameters(reference), parameters(resumed)))

@@ -25,7 +25,7 @@ class Agent(Protocol):
         """Scalars describing exploration at env step `step` (e.g. epsilon)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything learned: networks, target networks, optimizers, update counter."""
+        """Everything to continue exactly: networks, target networks, optimizers, update counter, exploration state."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
@@ -41,6 +41,13 @@ def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device/build
         return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu")
+
+
+@torch.no_grad()
+def grad_norm(params) -> Tensor:
+    """The global L2 norm of the parameters' gradients (as clip_grad_norm_ computes it), left on the device."""
+    norms = torch._foreach_norm([p.grad for p in params if p.grad is not None])
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def state_of(agent: Any, names: tuple[str, ...]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from torch import Tensor
 from rlexp.agents.base import load_state, make_adam, obs_tensor, state_of
 from rlexp.buffers import ReplayBatch
 from rlexp.networks import QNetwork, polyak_update
-from rlexp.noise import LinearSchedule
+from rlexp.noise import LinearSchedule, rng_state, set_rng_state
 
 
 class DQN:
@@ -67,13 +67,14 @@ class DQN:
             group["lr"] = self.learning_rate(self.n_updates)
         self.optimizer.zero_grad(set_to_none=True)
         td_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         self.n_updates += 1
         if self.n_updates % self.target_update_interval == 0:
             polyak_update(self.target_network, self.q_network, self.tau)
-        return {"losses/td_loss": td_loss.detach(), "losses/q_values": q_values.detach().mean()}
+        return {"losses/td_loss": td_loss.detach(), "losses/q_values": q_values.detach().mean(),
+                "losses/grad_norm": grad_norm.detach()}
 
     def on_episode_start(self) -> None:
         """Epsilon-greedy keeps no per-episode state."""
@@ -81,11 +82,12 @@ class DQN:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {"charts/epsilon": self.epsilon(step)}
 
-    #: What a checkpoint holds of this agent (with the update counter).
+    #: What a checkpoint holds of this agent (with the update counter and the exploration generator).
     checkpointed = ("q_network", "target_network", "optimizer")
 
     def state_dict(self) -> dict[str, Any]:
-        return state_of(self, self.checkpointed)
+        return {**state_of(self, self.checkpointed), "rng": rng_state(self.rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
+        set_rng_state(self.rng, state["rng"])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlexp.agents.base import load_state, make_adam, obs_tensor, state_of
+from rlexp.agents.base import grad_norm, load_state, make_adam, obs_tensor, state_of
 from rlexp.buffers import ReplayBatch
 from rlexp.networks import Actor, CriticEnsemble, polyak_update
 from rlexp.noise import ActionNoise
@@ -54,7 +54,9 @@ class TD3:
         self._low = torch.as_tensor(self.action_low, device=device)
         self._high = torch.as_tensor(self.action_high, device=device)
         self.n_updates = 0
+        # The actor moves every `policy_delay` updates; its last figures are reported in between.
         self._last_actor_loss = torch.zeros((), device=device)
+        self._last_actor_grad_norm = torch.zeros((), device=device)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
@@ -86,6 +88,7 @@ class TD3:
         critic_loss = (qf_values - next_q_value).pow(2).mean(dim=1).sum()      # each critic regresses to y
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
+        critic_grad_norm = grad_norm(self.critic.parameters())
         self.critic_optimizer.step()
         self.n_updates += 1
 
@@ -95,6 +98,7 @@ class TD3:
             self.actor_optimizer.zero_grad(set_to_none=True)
             # Gradients reach the actor only: the critic's weight gradients are neither computed nor kept.
             actor_loss.backward(inputs=list(self.actor.parameters()))
+            self._last_actor_grad_norm = grad_norm(self.actor.parameters())
             self.actor_optimizer.step()
             polyak_update(self.actor_target, self.actor, self.tau)
             polyak_update(self.critic_target, self.critic, self.tau)
@@ -104,6 +108,8 @@ class TD3:
             "losses/critic_loss": critic_loss.detach(),
             "losses/actor_loss": self._last_actor_loss,
             "losses/q_values": qf_values.detach()[0].mean(),
+            "losses/critic_grad_norm": critic_grad_norm,
+            "losses/actor_grad_norm": self._last_actor_grad_norm,
         }
 
     def on_episode_start(self) -> None:
@@ -112,12 +118,16 @@ class TD3:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
-    #: What a checkpoint holds of this agent (with the update counter).
+    #: What a checkpoint holds of this agent (with the update counter and the exploration noise).
     checkpointed = ("actor", "actor_target", "critic", "critic_target", "actor_optimizer",
                     "critic_optimizer")
 
     def state_dict(self) -> dict[str, Any]:
-        return state_of(self, self.checkpointed)
+        return {**state_of(self, self.checkpointed), "exploration_noise": self.exploration_noise.state_dict(),
+                "last_actor_loss": self._last_actor_loss, "last_actor_grad_norm": self._last_actor_grad_norm}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
+        self.exploration_noise.load_state_dict(state["exploration_noise"])
+        self._last_actor_loss = state["last_actor_loss"].to(self.device)
+        self._last_actor_grad_norm = state["last_actor_grad_norm"].to(self.device)

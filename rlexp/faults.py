@@ -1,0 +1,91 @@
+"""Noticing faults during a run: signals, non-finite numbers from the learner, bad output from the env."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlexp.errors import EnvFault, NonFiniteError
+
+log = logging.getLogger("rlexp")
+
+
+class StopRequest:
+    """Within `with StopRequest() as stop:`, the first SIGINT/SIGTERM sets `stop.signum` so the loop can finish
+    its step and save; a second one raises KeyboardInterrupt at once.
+
+    Handlers can only be installed from the main thread; elsewhere (a launcher's worker thread) this does
+    nothing and the default handling applies.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s received: finishing this step and saving a checkpoint (again to exit at once)",
+                    signal.Signals(signum).name)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+
+class NonFiniteGuard:
+    """Watches the update metrics (losses, gradient norms, Q-values) for NaN or inf.
+
+    The check runs on the device: per update it records, for each metric, the first update at which it
+    was non-finite, so the hot path never waits for the device. `check()` reads that record (one sync)
+    and is called when the loop logs, and before every checkpoint, so no checkpoint holds a diverged agent.
+    """
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._first_bad: Tensor | None = None   # per metric: env step of its first non-finite value, 0 = none
+
+    def observe(self, metrics: dict[str, Tensor], step: int) -> None:
+        values = torch.stack([value.float() for value in metrics.values()])
+        if self._first_bad is None:
+            self._names = list(metrics)
+            self._first_bad = torch.zeros(len(self._names), dtype=torch.int64, device=values.device)
+        bad = ~torch.isfinite(values)
+        self._first_bad = torch.where(bad & (self._first_bad == 0), step, self._first_bad)
+
+    def check(self) -> None:
+        if self._first_bad is None:
+            return
+        found = [(step, name) for step, name in zip(self._first_bad.tolist(), self._names) if step]
+        if found:
+            step, name = min(found)
+            raise NonFiniteError(f"{name} became non-finite (NaN or inf) at step {step}; the agent diverged "
+                                 f"(try a lower learning rate, or a smaller algo.max_grad_norm for DQN)")
+
+
+def check_transition(step: int, action: Any, next_obs: np.ndarray, reward: float) -> None:
+    """Stop on a NaN/inf observation or reward from the env, naming the step and the action that led to it."""
+    finite_obs = next_obs.dtype.kind not in "fc" or bool(np.isfinite(next_obs).all())
+    if finite_obs and math.isfinite(reward):
+        return
+    what = f"observation {np.array2string(np.asarray(next_obs), precision=4)}" if not finite_obs \
+        else f"reward {reward}"
+    shown = np.array2string(np.asarray(action), precision=4)
+    raise EnvFault(f"the env returned a non-finite {what} at step {step}, after action {shown}")

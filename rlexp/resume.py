@@ -1,0 +1,80 @@
+"""What `rlexp train resume=<run_dir>` means.
+
+The run's own command line is replayed: its saved overrides (`<run_dir>/.hydra/overrides.yaml`) come first,
+the new command line's overrides win over them, and Hydra writes into the same run directory. The composed
+config is then compared with the one stored in the checkpoint: only budget and bookkeeping keys may change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rlexp.errors import ConfigError
+from rlexp.metrics import flatten
+
+#: Keys a resumed run may change; everything else (algo, env, network, seed) must match the checkpoint.
+MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log.", "device", "torch_threads",
+                "resume")
+
+# Hydra's flags that take a value as the next argument.
+_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
+                     "-p", "--package", "--experimental-rerun"}
+
+
+def override_key(override: str) -> str:
+    """`+algo.lr=1` -> `algo.lr`; `algo=td3` -> `algo`; `~seed` -> `seed`."""
+    return override.lstrip("~+").split("=", 1)[0]
+
+
+def _quoted(path: Path) -> str:
+    text = str(path)
+    if "'" in text or "\\" in text:
+        raise ConfigError(f"resume={text}: paths with quotes or backslashes are not supported; rename the run "
+                          f"directory")
+    return f"'{text}'"  # Hydra's quoting: commas and '=' in sweep job directories stay part of the value
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """The `rlexp train` arguments with `resume=<run_dir>` expanded into the run's own overrides."""
+    resume_args = [a for a in args if a.startswith("resume=")]
+    if not resume_args or resume_args[-1] in ("resume=null", "resume="):
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise ConfigError("resume continues one run; resume the jobs of a sweep one at a time: "
+                          "rlexp train resume=<sweep_dir>/<job_dir>")
+    value = resume_args[-1].split("=", 1)[1].strip("'\"")
+    run_dir = Path(value).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={value}: {run_dir} is not an rlexp run directory (no .hydra/overrides.yaml)")
+
+    flags: list[str] = []
+    new: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in _FLAGS_WITH_VALUE:
+                flags.extend(value for value in [next(rest, None)] if value is not None)
+        elif not arg.startswith("resume=") and override_key(arg) != "hydra.run.dir":
+            new.append(arg)
+    replaced = {override_key(o) for o in new}
+    original = [o for o in OmegaConf.to_container(OmegaConf.load(saved))
+                if override_key(o) not in replaced and override_key(o) not in ("resume", "hydra.run.dir")]
+    quoted = _quoted(run_dir)
+    return [*flags, *original, *new, f"resume={quoted}", f"hydra.run.dir={quoted}"]
+
+
+def config_conflicts(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`key: old -> new` for each key that differs and may not change on resume."""
+    old_flat, new_flat = flatten(saved), flatten(new)
+    conflicts = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if any(key == m or (m.endswith(".") and key.startswith(m)) for m in MUTABLE_KEYS):
+            continue
+        if old_flat.get(key, "<absent>") != new_flat.get(key, "<absent>"):
+            conflicts.append(f"{key}: {old_flat.get(key, '<absent>')} -> {new_flat.get(key, '<absent>')}")
+    return conflicts

@@ -1,0 +1,137 @@
+"""The typed schema of `rlexp train`'s config, registered in Hydra's ConfigStore.
+
+The YAML files under conf/ hold the values; these dataclasses hold the types. Each YAML file names its
+schema in its defaults list (`/schema/algo/dqn@_here_`), so Hydra checks every key and type while it
+composes: `algo.lrr=1` (no such key), `algo.gamma=abc` (not a float) or `algo.lr_schedule=cosine`
+(not one of the choices) fail before any code of ours runs. Ranges and cross-field rules, which a
+type cannot express, are checked by `rlexp.config.validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class LrSchedule(Enum):
+    constant = "constant"
+    linear = "linear"    # anneal to 0 over the run's planned updates
+
+
+class NoiseType(Enum):
+    gaussian = "gaussian"
+    ou = "ou"            # Ornstein-Uhlenbeck, as in the DDPG paper
+
+
+class Progress(Enum):
+    auto = "auto"        # a bar in a terminal, log lines otherwise
+    bar = "bar"
+    lines = "lines"
+    none = "none"
+
+
+@dataclass
+class OffPolicyConfig:
+    """Keys every algorithm has: the loop's and the replay buffer's, plus the discount and target rate."""
+
+    name: str = MISSING
+    gamma: float = MISSING
+    tau: float = MISSING
+    batch_size: int = MISSING
+    buffer_size: int = MISSING
+    learning_starts: int = MISSING
+    train_freq: int = MISSING
+    gradient_steps: int = MISSING
+
+
+@dataclass
+class DQNConfig(OffPolicyConfig):
+    lr: float = MISSING
+    lr_schedule: LrSchedule = MISSING
+    target_update_interval: int = MISSING
+    exploration_fraction: float = MISSING
+    exploration_initial_eps: float = MISSING
+    exploration_final_eps: float = MISSING
+    max_grad_norm: float = MISSING
+
+
+@dataclass
+class NoiseConfig:
+    type: NoiseType = MISSING
+    sigma: float = MISSING
+    theta: float = MISSING
+
+
+@dataclass
+class DDPGConfig(OffPolicyConfig):
+    actor_lr: float = MISSING
+    critic_lr: float = MISSING
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
+@dataclass
+class TD3Config(DDPGConfig):
+    policy_delay: int = MISSING
+    target_noise: float = MISSING
+    target_noise_clip: float = MISSING
+
+
+@dataclass
+class EnvConfig:
+    id: str = MISSING
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    total_steps: int = MISSING
+
+
+@dataclass
+class NetworkConfig:
+    hidden_sizes: List[int] = MISSING
+
+
+@dataclass
+class EvalConfig:
+    every: int = MISSING
+    episodes: int = MISSING
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = MISSING
+    keep: int = MISSING
+
+
+@dataclass
+class LogConfig:
+    every: int = MISSING
+    progress: Progress = MISSING
+
+
+@dataclass
+class TrainConfig:
+    algo: Any = MISSING                  # one of the algorithm schemas above, chosen by the `algo` group
+    env: EnvConfig = field(default_factory=EnvConfig)
+    seed: int = MISSING
+    device: str = MISSING
+    total_steps: int = MISSING
+    torch_threads: int = MISSING
+    resume: Optional[str] = None         # a run directory to continue
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+#: The algorithm schemas by `algo.name`.
+ALGO_SCHEMAS = {"dqn": DQNConfig, "ddpg": DDPGConfig, "td3": TD3Config}
+
+
+def register() -> None:
+    """Store the schemas where conf/ refers to them (idempotent: the ConfigStore is a singleton)."""
+    store = ConfigStore.instance()
+    store.store(name="rlexp_schema", node=TrainConfig)
+    for name, schema in ALGO_SCHEMAS.items():
+        store.store(group="schema/algo", name=name, node=schema)

@@ -1,0 +1,75 @@
+"""Bad input, as a user types it: one line on stderr, exit code 2, nothing trained or written."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+
+FAULTY = "tests.faulty_envs"
+
+
+@pytest.mark.parametrize("args, expected", [
+    # the algorithm does not fit the env: both spaces named, and what to use instead
+    (["algo=dqn", "env=Pendulum-v1"], ["algo=dqn needs a discrete action space", "Pendulum-v1",
+                                       "actions Box(-2.0, 2.0", "use algo=td3 or algo=ddpg"]),
+    (["algo=td3", "env=CartPole-v1"], ["algo=td3 needs a continuous (Box) action space", "Discrete(2)",
+                                       "use algo=dqn"]),
+    (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",
+                                                           "RescaleAction"]),
+    (["algo=dqn", f"env.id={FAULTY}:ImageObservation-v0"], ["needs a flat (1-D Box) observation space",
+                                                            "(84, 84, 3)", "FlattenObservation"]),
+    # envs that do not exist
+    (["env.id=CartPol-v1"], ["env.id='CartPol-v1' is not a registered", "did you mean CartPole-v1"]),
+    # values out of range, and cross-field rules
+    (["algo.gamma=2"], ["algo.gamma=2.0 is outside [0.0, 1.0]"]),
+    (["algo.tau=0"], ["algo.tau=0.0 is outside (0.0, 1.0]"]),
+    (["algo.batch_size=300000"], ["algo.batch_size=300000 exceeds algo.buffer_size=100000"]),
+    (["algo.learning_starts=60000", "total_steps=50000"], ["algo.learning_starts=60000 >= total_steps=50000"]),
+    (["algo=td3", "env=Pendulum-v1", "algo.policy_delay=0"], ["algo.policy_delay=0 must be a positive integer"]),
+    # the schema: unknown keys, wrong types, values outside a choice, unknown group options
+    (["algo.lrr=1"], ["algo.lrr is not a config key; did you mean algo.lr?"]),
+    (["algo.gamma=abc"], ["algo.gamma=abc", "could not be converted to Float"]),
+    (["seed=1.5"], ["seed=1.5", "could not be converted to Integer"]),
+    (["algo.lr_schedule=cosine"], ["Invalid value 'cosine', expected one of [constant, linear]"]),
+    (["algo=dqnn"], ["algo=dqnn is not an option of the algo group", "did you mean algo=dqn?"]),
+    # missing values and broken interpolations
+    (["total_steps=???"], ["Missing mandatory value: total_steps"]),
+    (["total_steps=${nope}"], ["Interpolation key 'nope' not found"]),
+    # devices and resume targets that do not exist
+    pytest.param(["device=cuda:7"], ["device='cuda:7'"],
+                 marks=pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")),
+    (["resume=no/such/run"], ["resume=no/such/run", "is not an rlexp run directory"]),
+    (["--multirun", "resume=no/such/run"], ["resume continues one run"]),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_is_trained(workdir, args, expected):
+    proc = run_cli(["train", *args, "hydra.run.dir=run", "log.progress=none"], cwd=workdir)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("rlexp train: error: "), proc.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    run_dir = workdir / "run"
+    assert not (run_dir / "checkpoints").exists()
+    assert not list(run_dir.glob("events.out.tfevents*")) if run_dir.exists() else True
+
+
+@pytest.mark.skipif(importlib.util.find_spec("Box2D") is not None, reason="Box2D is installed here")
+def test_an_env_whose_extra_is_missing_says_which_pip_install_fixes_it(workdir):
+    proc = run_cli(["train", "algo=dqn", "env.id=LunarLander-v3", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert 'pip install "gymnasium[box2d]"' in proc.stderr
+
+
+def test_the_full_traceback_is_shown_only_with_hydra_full_error(workdir):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "rlexp", "train", "algo.gamma=2", "hydra.run.dir=run"],
+                          cwd=workdir, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
