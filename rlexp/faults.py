@@ -58,22 +58,24 @@ class NonFiniteGuard:
     and is called when the loop logs, and before every checkpoint, so no checkpoint holds a diverged agent.
     """
 
+    NEVER = 2**62
+
     def __init__(self) -> None:
         self._names: list[str] = []
-        self._first_bad: Tensor | None = None   # per metric: env step of its first non-finite value, 0 = none
+        self._first_bad: Tensor | None = None   # per metric: env step of its first non-finite value, or NEVER
 
     def observe(self, metrics: dict[str, Tensor], step: int) -> None:
-        values = torch.stack([value.float() for value in metrics.values()])
+        values = torch.stack(list(metrics.values()))
         if self._first_bad is None:
             self._names = list(metrics)
-            self._first_bad = torch.zeros(len(self._names), dtype=torch.int64, device=values.device)
-        bad = ~torch.isfinite(values)
-        self._first_bad = torch.where(bad & (self._first_bad == 0), step, self._first_bad)
+            self._first_bad = torch.full((len(self._names),), self.NEVER, dtype=torch.int64, device=values.device)
+        # Four small kernels per update: stack, isfinite, where, minimum.
+        self._first_bad = torch.minimum(self._first_bad, torch.where(torch.isfinite(values), self.NEVER, step))
 
     def check(self) -> None:
         if self._first_bad is None:
             return
-        found = [(step, name) for step, name in zip(self._first_bad.tolist(), self._names) if step]
+        found = [(step, name) for step, name in zip(self._first_bad.tolist(), self._names) if step != self.NEVER]
         if found:
             step, name = min(found)
             raise NonFiniteError(f"{name} became non-finite (NaN or inf) at step {step}; the agent diverged "

@@ -65,7 +65,19 @@ def resume_arguments(args: list[str]) -> list[str]:
     original = [o for o in OmegaConf.to_container(OmegaConf.load(saved))
                 if override_key(o) not in replaced and override_key(o) not in ("resume", "hydra.run.dir")]
     quoted = _quoted(run_dir)
-    return [*flags, *original, *new, f"resume={quoted}", f"hydra.run.dir={quoted}"]
+    # hydra.output_subdir=null: Hydra leaves the run's .hydra/ alone; train() records the new overrides
+    # there only once the checkpoint accepted them (record_resumed_config), so a refused resume changes nothing.
+    return [*flags, *original, *new, f"resume={quoted}", f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
+
+
+def record_resumed_config(run_dir: Path, config: Any, task_overrides: list[str]) -> None:
+    """Write the accepted config and overrides into <run_dir>/.hydra/, so the next resume starts from them."""
+    hydra_dir = run_dir / ".hydra"
+    kept = [o for o in task_overrides if override_key(o) != "resume"]
+    for name, content in (("config.yaml", config), ("overrides.yaml", OmegaConf.create(kept))):
+        tmp = hydra_dir / f".{name}.tmp"
+        OmegaConf.save(content, tmp)
+        tmp.replace(hydra_dir / name)
 
 
 def config_conflicts(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -33,7 +33,7 @@ from rlexp.faults import StopRequest
 from rlexp.loop import LoopSettings, run
 from rlexp.metrics import RunLogger, write_results
 from rlexp.noise import make_action_noise
-from rlexp.resume import config_conflicts, resume_arguments
+from rlexp.resume import config_conflicts, record_resumed_config, resume_arguments
 from rlexp.sweep import SweepSummary
 
 log = logging.getLogger("rlexp")
@@ -113,6 +113,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(config["torch_threads"])
     checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
     resume = load_resume_checkpoint(config, run_dir, checkpoints) if config["resume"] else None
+    if resume is not None:
+        record_resumed_config(run_dir, cfg, list(HydraConfig.get().overrides.task))
 
     env = make_env(env_cfg["id"], env_cfg["kwargs"])
     spaces = space_info(env, algo["name"], env_cfg["id"])

@@ -1,0 +1,125 @@
+"""`rlexp train resume=<run_dir>`, as a user runs it: a killed or interrupted run continues to the very end
+the uninterrupted run reaches; a config that changes what was learned is refused."""
+
+import json
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlexp.checkpoint import load_checkpoint
+from tests.conftest import run_cli, start_cli, wait_for
+
+RUNS = {
+    # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
+    "td3": ["algo=td3", "env=Pendulum-v1", "total_steps=1500", "algo.learning_starts=200",
+            "network.hidden_sizes=[32]", "algo.noise.type=ou"],
+    "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=3000", "algo.learning_starts=200",
+            "network.hidden_sizes=[32]"],
+}
+COMMON = ["checkpoint.every=250", "eval.every=500", "eval.episodes=2", "log.every=50", "log.progress=none",
+          "torch_threads=1"]
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar as TensorBoard shows it (points logged after a resume's checkpoint purged)."""
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def final_agent(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / "final.pt")["agent"]
+
+
+def same_parameters(a: dict, b: dict) -> bool:
+    modules = [k for k, v in a.items()  # the networks' state dicts: all tensors (optimizers hold more)
+               if isinstance(v, dict) and v and all(isinstance(t, torch.Tensor) for t in v.values())]
+    return bool(modules) and all(torch.equal(a[m][p], b[m][p]) for m in modules for p in a[m])
+
+
+@pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGKILL), ("dqn", signal.SIGINT)])
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
+    args = ["train", *RUNS[algo], *COMMON]
+    assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
+
+    proc = start_cli([*args, "hydra.run.dir=run"], cwd=workdir)
+    wait_for(workdir / "run" / "checkpoints" / "step_250.pt", proc)
+    delay = random.uniform(0.0, 1.0)  # anywhere after the first checkpoint, even mid-save
+    time.sleep(delay)
+    if proc.poll() is not None:
+        pytest.fail(f"the run finished within {delay:.2f} s; make it longer")
+    proc.send_signal(signum)
+    proc.communicate(timeout=60)
+    assert proc.returncode == (-9 if signum == signal.SIGKILL else 130), f"delay {delay:.2f} s"
+
+    resumed = run_cli(["train", "resume=run"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+
+    assert same_parameters(final_agent(workdir / "reference"), final_agent(workdir / "run")), f"delay {delay:.2f}"
+    reference, run = scalars(workdir / "reference"), scalars(workdir / "run")
+    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/mean_return"):
+        assert run[tag] == reference[tag], f"{tag} differs after a resume (delay {delay:.2f} s)"
+    for tag, points in run.items():  # TensorBoard shows one point per step: no duplicates, no zig-zag
+        steps = [step for step, _ in points]
+        assert steps == sorted(set(steps)), tag
+    a, b = (json.loads((workdir / d / "results.json").read_text()) for d in ("reference", "run"))
+    assert a["eval_returns"] == b["eval_returns"] and b["status"] == "completed"
+
+
+def short_run(workdir: Path, *extra: str) -> None:
+    proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run", *extra], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir):
+    short_run(workdir)
+    again = run_cli(["train", "resume=run"], cwd=workdir)
+    assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
+    longer = run_cli(["train", "resume=run", "total_steps=1000"], cwd=workdir)
+    assert longer.returncode == 0, longer.stderr
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["total_steps"] == 1000 and results["resumed_from_step"] == 600
+    assert [step for step, _ in scalars(workdir / "run")["eval/mean_return"]] == [500, 600, 1000]
+
+
+def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_the_diff(workdir):
+    short_run(workdir)
+    proc = run_cli(["train", "resume=run", "algo.lr=0.5", "network.hidden_sizes=[8]"], cwd=workdir)
+    line = proc.stderr.strip()
+    assert proc.returncode == 2 and len(line.splitlines()) == 1
+    assert "algo.lr: 0.001 -> 0.5" in line and "network.hidden_sizes: [32] -> [8]" in line
+    assert "only total_steps, eval.*, checkpoint.*, log.*, device and torch_threads may change" in line
+    proc = run_cli(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], cwd=workdir)
+    assert proc.returncode == 2 and "algo.name: dqn -> td3" in proc.stderr and "env.id: CartPole-v1 -> Pendulum-v1" \
+        in proc.stderr
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(workdir):
+    short_run(workdir)
+    newest = workdir / "run" / "checkpoints" / "step_600.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # a damaged block in the middle
+    newest.write_bytes(bytes(data))
+    proc = run_cli(["train", "resume=run", "total_steps=800"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "step_600.pt is corrupt" in proc.stdout and "falling back" in proc.stdout
+    assert "resuming from" in proc.stdout and "step_500.pt" in proc.stdout
+    assert (workdir / "run" / "checkpoints" / "step_600.pt.corrupt").exists()
+
+
+def test_a_job_of_a_sweep_resumes_from_its_own_directory(workdir):
+    proc = run_cli(["train", "--multirun", *RUNS["dqn"], "total_steps=300", "seed=0,1", *COMMON,
+                    "hydra.sweep.dir=sweep"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    job = next(d for d in (workdir / "sweep").iterdir() if d.name.startswith("1_"))
+    assert "," in job.name or "=" in job.name  # Hydra's job directory names hold '=' (and ',' for several keys)
+    proc = run_cli(["train", f"resume={job}", "total_steps=400"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((job / "results.json").read_text())
+    assert results["seed"] == 1 and results["total_steps"] == 400
