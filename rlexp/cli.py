@@ -14,6 +14,7 @@ examples:
   rlexp train algo=dqn env=CartPole-v1 seed=3 total_steps=30000 algo.lr=1e-3
   rlexp train --multirun algo=ddpg,td3 env=Pendulum-v1 seed=0,1,2
   rlexp train --cfg job algo=ddpg
+  rlexp train resume=outputs/td3_Pendulum-v1/<time>
   tensorboard --logdir outputs
 """
 

@@ -1,7 +1,7 @@
 """The typed schema of `rlexp train`'s config, registered in Hydra's ConfigStore.
 
 The YAML files under conf/ hold the values; these dataclasses hold the types. Each YAML file names its
-schema in its defaults list (`/schema/algo/dqn@_here_`), so Hydra checks every key and type while it
+schema in its defaults list (`/dqn_schema@_here_`), so Hydra checks every key and type while it
 composes: `algo.lrr=1` (no such key), `algo.gamma=abc` (not a float) or `algo.lr_schedule=cosine`
 (not one of the choices) fail before any code of ours runs. Ranges and cross-field rules, which a
 type cannot express, are checked by `rlexp.config.validate`.
@@ -134,4 +134,4 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name="rlexp_schema", node=TrainConfig)
     for name, schema in ALGO_SCHEMAS.items():
-        store.store(group="schema/algo", name=name, node=schema)
+        store.store(name=f"{name}_schema", node=schema)  # no group: kept out of `--help`'s group list
