@@ -17,8 +17,8 @@ class FaultyEnv(gym.Env):
     instance's life), emits NaN in the observation or the reward."""
 
     def __init__(self, fault: str | None = None, fault_at: int = 10**9, discrete: bool = False,
-                 unbounded: bool = False, image: bool = False) -> None:
-        self.fault, self.fault_at = fault, fault_at
+                 unbounded: bool = False, image: bool = False, seeded: bool = True) -> None:
+        self.fault, self.fault_at, self.seeded = fault, fault_at, seeded
         self.observation_space = (gym.spaces.Box(0, 255, (84, 84, 3), np.uint8) if image
                                   else gym.spaces.Box(-10.0, 10.0, (3,), np.float32))
         if discrete:
@@ -40,7 +40,9 @@ class FaultyEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.t = 0
-        self.state = float(self.np_random.uniform(-1, 1))
+        # seeded=False stands for an env whose state does not follow from its seed (e.g. wall-clock driven).
+        rng = self.np_random if self.seeded else np.random.default_rng()
+        self.state = float(rng.uniform(-1, 1))
         return self._obs(), {}
 
     def step(self, action):
@@ -57,5 +59,6 @@ for name, kwargs in {
     "NanReward-v0": {"fault": "reward", "discrete": True},
     "UnboundedAction-v0": {"unbounded": True},
     "ImageObservation-v0": {"image": True, "discrete": True},
+    "Unseeded-v0": {"seeded": False},
 }.items():
     gym.register(id=name, entry_point=FaultyEnv, kwargs=kwargs, max_episode_steps=50)
