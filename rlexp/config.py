@@ -61,8 +61,10 @@ def check_positive_int(key: str, value: int, *, allow_zero: bool = False) -> Non
         raise ConfigError(f"{key}={value!r} must be {need}")
 
 
-# Keys of the `algo` group that configure the loop and the replay buffer, not the agent's constructor.
-LOOP_KEYS = ("batch_size", "buffer_size", "learning_starts", "train_freq", "gradient_steps")
+# Keys of the `algo` group that configure the loop and the replay buffer, not the agent's constructor
+# (the buffer computes the discounted n-step returns, so it owns gamma).
+LOOP_KEYS = ("gamma", "batch_size", "buffer_size", "learning_starts", "train_freq", "gradient_steps", "n_step",
+             "prioritized", "priority_alpha", "priority_beta0", "priority_eps")
 
 
 def validate(cfg: dict) -> None:
@@ -96,6 +98,10 @@ def validate(cfg: dict) -> None:
         check_range("algo.exploration_initial_eps", algo["exploration_initial_eps"], 0.0, 1.0)
         check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
         check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
+        check_positive_int("algo.n_step", algo["n_step"])
+        check_range("algo.priority_alpha", algo["priority_alpha"], 0.0, 1.0)
+        check_range("algo.priority_beta0", algo["priority_beta0"], 0.0, 1.0)
+        check_range("algo.priority_eps", algo["priority_eps"], 0.0, low_inclusive=False)
     else:
         check_range("algo.actor_lr", algo["actor_lr"], 0.0, low_inclusive=False)
         check_range("algo.critic_lr", algo["critic_lr"], 0.0, low_inclusive=False)

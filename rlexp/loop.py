@@ -151,7 +151,7 @@ def run(agent: Agent, env: gym.Env, eval_env: gym.Env, buffer: ReplayBuffer, set
             guard.check()  # a diverged agent acting NaN is the root cause; name it rather than the env
             raise
         # Store `terminated` only: a time-limit truncation is not a terminal state, so targets still bootstrap.
-        buffer.add(state.obs, action, float(reward), next_obs, bool(terminated))
+        buffer.add(state.obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
         state.episode_actions.append(action)
         state.episode_return += float(reward)
         state.episode_length += 1

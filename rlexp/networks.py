@@ -31,6 +31,25 @@ class QNetwork(nn.Module):
         return self.net(observations)
 
 
+class DuelingQNetwork(nn.Module):
+    """Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') over a shared torso (Wang et al. 2016, eq. 9).
+
+    Subtracting the mean advantage makes V and A identifiable without changing the greedy action.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        *torso, last = hidden_sizes
+        self.torso = nn.Sequential(mlp(obs_dim, torso, last), nn.ReLU())
+        self.value = nn.Linear(last, 1)
+        self.advantage = nn.Linear(last, n_actions)
+
+    def forward(self, observations: Tensor) -> Tensor:
+        features = self.torso(observations)
+        advantages = self.advantage(features)
+        return self.value(features) + advantages - advantages.mean(dim=1, keepdim=True)
+
+
 class Actor(nn.Module):
     """Deterministic policy mu(s): a tanh output rescaled to the env's action bounds."""
 

@@ -22,6 +22,11 @@ class LrSchedule(Enum):
     linear = "linear"    # anneal to 0 over the run's planned updates
 
 
+class Loss(Enum):
+    huber = "huber"
+    mse = "mse"
+
+
 class NoiseType(Enum):
     gaussian = "gaussian"
     ou = "ou"            # Ornstein-Uhlenbeck, as in the DDPG paper
@@ -57,6 +62,14 @@ class DQNConfig(OffPolicyConfig):
     exploration_initial_eps: float = MISSING
     exploration_final_eps: float = MISSING
     max_grad_norm: float = MISSING
+    loss: Loss = MISSING
+    double: bool = MISSING
+    dueling: bool = MISSING
+    n_step: int = MISSING
+    prioritized: bool = MISSING
+    priority_alpha: float = MISSING
+    priority_beta0: float = MISSING
+    priority_eps: float = MISSING
 
 
 @dataclass

@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlexp import schema
 from rlexp.agents import DDPG, DQN, TD3, Agent
-from rlexp.buffers import ReplayBuffer
+from rlexp.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from rlexp.checkpoint import CheckpointManager
 from rlexp.config import LOOP_KEYS, resolve_device, validate
 from rlexp.envs import SpaceInfo, make_env, space_info
@@ -47,17 +47,35 @@ def config_dir() -> str:
     return str(source_tree if source_tree.is_dir() else Path(__file__).resolve().parent / "conf")
 
 
+def planned_updates(algo: dict[str, Any], total_steps: int) -> int:
+    """Gradient updates a run of `total_steps` makes (what learning-rate and beta schedules span)."""
+    return (total_steps - algo["learning_starts"]) // algo["train_freq"] * algo["gradient_steps"]
+
+
+def build_buffer(algo: dict[str, Any], spaces: SpaceInfo, total_steps: int, device: torch.device,
+                 seed: int) -> ReplayBuffer:
+    """Uniform or prioritized replay with the algo's n-step returns; never larger than the run needs."""
+    common = dict(capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
+                  action_shape=spaces.action_shape, discrete_actions=spaces.discrete, device=device, seed=seed,
+                  n_step=algo.get("n_step", 1), gamma=algo["gamma"])
+    if algo.get("prioritized"):
+        return PrioritizedReplayBuffer(**common, alpha=algo["priority_alpha"], beta0=algo["priority_beta0"],
+                                       eps=algo["priority_eps"], total_updates=planned_updates(algo, total_steps))
+    return ReplayBuffer(**common)
+
+
 def build_agent(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: list[int], total_steps: int,
-                device: torch.device, seed: int) -> Agent:
+                device: torch.device, seed: int, buffer: ReplayBuffer) -> Agent:
     """The agent named by `algo['name']`; the algo keys that are not loop keys are its constructor arguments."""
     kwargs = {k: v for k, v in algo.items() if k not in LOOP_KEYS and k != "name"}
     # Exploration has its own generator so that changing the update code never changes what is explored.
     rng = np.random.default_rng(seed)
     try:
         if algo["name"] == "dqn":
-            rounds = (total_steps - algo["learning_starts"]) // algo["train_freq"]
+            report = buffer.update_priorities if isinstance(buffer, PrioritizedReplayBuffer) else None
             return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=hidden_sizes, total_steps=total_steps,
-                       total_updates=rounds * algo["gradient_steps"], device=device, rng=rng, **kwargs)
+                       total_updates=planned_updates(algo, total_steps), device=device, rng=rng,
+                       report_td_errors=report, **kwargs)
         noise = kwargs.pop("noise")
         exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"],
                                               spaces.action_low.size, rng)
@@ -121,10 +139,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     eval_env = make_env(env_cfg["id"], env_cfg["kwargs"])
 
     seed_everything(config["seed"])
+    buffer = build_buffer(algo, spaces, config["total_steps"], device, config["seed"])
     agent = build_agent(algo, spaces, config["network"]["hidden_sizes"], config["total_steps"], device,
-                        config["seed"])
-    buffer = ReplayBuffer(min(algo["buffer_size"], config["total_steps"]), spaces.obs_shape, spaces.action_shape,
-                          spaces.discrete, device, seed=config["seed"])
+                        config["seed"], buffer)
     if resume is not None:
         agent.load_state_dict(resume["agent"])
 

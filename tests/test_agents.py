@@ -12,7 +12,7 @@ CPU = torch.device("cpu")
 
 
 def td3(**overrides) -> TD3:
-    kwargs = dict(hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2, gamma=0.9, tau=0.5, policy_delay=2,
+    kwargs = dict(hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2, tau=0.5, policy_delay=2,
                   target_noise=0.2, target_noise_clip=0.5, n_critics=2,
                   exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
     kwargs.update(overrides)
@@ -20,16 +20,22 @@ def td3(**overrides) -> TD3:
 
 
 def dqn(**overrides) -> DQN:
-    kwargs = dict(hidden_sizes=[8], lr=1e-2, gamma=0.9, tau=1.0, target_update_interval=3,
+    kwargs = dict(hidden_sizes=[8], lr=1e-2, tau=1.0, target_update_interval=3,
                   exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.1,
                   max_grad_norm=10.0, lr_schedule="constant", total_steps=100, total_updates=50, device=CPU, rng=np.random.default_rng(0))
     kwargs.update(overrides)
     return DQN(2, 3, **kwargs)
 
 
+GAMMA = 0.9
+
+
 def batch(actions: torch.Tensor, n: int = 2) -> ReplayBatch:
+    """Two one-step transitions: the first bootstraps (discount gamma), the second ends the episode."""
+    terminations = torch.tensor([0.0, 1.0])
     return ReplayBatch(observations=torch.randn(n, 2), actions=actions, rewards=torch.tensor([1.0, -0.5]),
-                       next_observations=torch.randn(n, 2), terminations=torch.tensor([0.0, 1.0]))
+                       next_observations=torch.randn(n, 2), terminations=terminations,
+                       discounts=GAMMA * (1.0 - terminations), indices=torch.arange(n))
 
 
 def set_constant_output(layers, value) -> None:
@@ -79,7 +85,7 @@ def test_td3_delays_actor_and_target_updates():
 
 def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
     agent = DDPG(2, np.array([-1.0]), np.array([1.0]), hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2,
-                 gamma=0.9, tau=0.5, exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
+                 tau=0.5, exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
     assert agent.critic.n_critics == 1 and agent.policy_delay == 1 and agent.target_noise == 0
     next_obs = torch.randn(4, 2)
     torch.testing.assert_close(agent.target_actions(next_obs), agent.actor_target(next_obs))

@@ -27,7 +27,7 @@ def settings(**overrides) -> LoopSettings:
 
 def dqn(total_steps: int) -> DQN:
     torch.manual_seed(0)
-    return DQN(4, 2, hidden_sizes=[16], lr=1e-3, gamma=0.99, tau=1.0, target_update_interval=10,
+    return DQN(4, 2, hidden_sizes=[16], lr=1e-3, tau=1.0, target_update_interval=10,
                exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.05,
                max_grad_norm=10.0, lr_schedule="constant", total_steps=total_steps, total_updates=100, device=torch.device("cpu"),
                rng=np.random.default_rng(0))
@@ -73,7 +73,7 @@ def td3(total_steps: int) -> TD3:
     torch.manual_seed(0)
     noise = OrnsteinUhlenbeckNoise(1, 0.5, 0.15, np.random.default_rng(0))  # stateful noise must resume too
     return TD3(3, np.array([-2.0]), np.array([2.0]), hidden_sizes=[16], actor_lr=1e-3, critic_lr=1e-3,
-               gamma=0.98, tau=0.01, policy_delay=2, target_noise=0.2, target_noise_clip=0.5, n_critics=2,
+               tau=0.01, policy_delay=2, target_noise=0.2, target_noise_clip=0.5, n_critics=2,
                exploration_noise=noise, device=torch.device("cpu"))
 
 

@@ -25,6 +25,7 @@ from tests.conftest import compose_config
 
 CPU = torch.device("cpu")
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminations")
+STORED = (*FIELDS, "episode_ends")  # the model adds no time limits, so an episode ends where it terminates
 
 
 def fast(max_examples: int) -> settings:
@@ -112,17 +113,18 @@ def as_rows(transitions: list[Transition], scenario: Scenario) -> dict[str, torc
         return {"observations": torch.zeros((0, *scenario.obs_shape)),
                 "actions": torch.zeros((0, *scenario.action_shape), dtype=action_dtype),
                 "rewards": torch.zeros(0), "next_observations": torch.zeros((0, *scenario.obs_shape)),
-                "terminations": torch.zeros(0)}
+                "terminations": torch.zeros(0), "episode_ends": torch.zeros(0)}
     return {"observations": torch.from_numpy(np.stack([t.obs for t in transitions])),
             "actions": torch.tensor(np.stack([np.asarray(t.action) for t in transitions]), dtype=action_dtype),
             "rewards": torch.tensor([t.reward for t in transitions], dtype=torch.float32),
             "next_observations": torch.from_numpy(np.stack([t.next_obs for t in transitions])),
-            "terminations": torch.tensor([float(t.terminated) for t in transitions], dtype=torch.float32)}
+            "terminations": torch.tensor([float(t.terminated) for t in transitions], dtype=torch.float32),
+            "episode_ends": torch.tensor([float(t.terminated) for t in transitions], dtype=torch.float32)}
 
 
 def assert_rows_equal(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    assert set(actual) == set(FIELDS)
-    for key in FIELDS:
+    assert set(actual) == set(STORED)
+    for key in STORED:
         assert actual[key].dtype == expected[key].dtype, key
         assert torch.equal(actual[key], expected[key]), key
 
@@ -207,7 +209,7 @@ def test_host_staging_stores_what_direct_writes_store(scenario: Scenario, sample
     direct_state, staged_state = direct.state_dict(), staged.state_dict()
     assert_rows_equal(staged_state["transitions"], direct_state["transitions"])
     assert (staged_state["pos"], staged_state["capacity"]) == (direct_state["pos"], direct_state["capacity"])
-    for key in FIELDS:  # after the flush, every slot agrees too
+    for key in STORED:  # after the flush, every slot agrees too
         assert torch.equal(staged.storage[key], direct.storage[key]), key
     if len(direct):
         assert_batches_equal(direct.sample(k), staged.sample(k))

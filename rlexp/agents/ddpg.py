@@ -18,8 +18,8 @@ class DDPG(TD3):
     """One critic, no target smoothing, actor and targets updated every step: TD3 with its additions off."""
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
-                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, gamma: float, tau: float,
+                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, tau: float,
                  exploration_noise: ActionNoise, device: torch.device) -> None:
         super().__init__(obs_dim, action_low, action_high, hidden_sizes=hidden_sizes, actor_lr=actor_lr,
-                         critic_lr=critic_lr, gamma=gamma, tau=tau, policy_delay=1, target_noise=0.0,
+                         critic_lr=critic_lr, tau=tau, policy_delay=1, target_noise=0.0,
                          target_noise_clip=0.0, n_critics=1, exploration_noise=exploration_noise, device=device)

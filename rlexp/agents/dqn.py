@@ -1,12 +1,17 @@
 """Deep Q-Network: Mnih et al. 2015, "Human-level control through deep reinforcement learning".
 
 https://www.nature.com/articles/nature14236
+
+With its improvements, each one switch: double Q-learning (van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461),
+the dueling architecture (Wang et al. 2016, https://arxiv.org/abs/1511.06581), n-step returns (computed by the replay
+buffer) and prioritized replay (Schaul et al. 2016, https://arxiv.org/abs/1511.05952: the buffer samples and weighs,
+the agent reports the new priorities through `report_td_errors`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,20 +21,24 @@ from torch import Tensor
 
 from rlexp.agents.base import load_state, make_adam, obs_tensor, state_of
 from rlexp.buffers import ReplayBatch
-from rlexp.networks import QNetwork, polyak_update
+from rlexp.networks import DuelingQNetwork, QNetwork, polyak_update
 from rlexp.noise import LinearSchedule, rng_state, set_rng_state
 
 
 class DQN:
-    """Q-learning with a target network, epsilon-greedy exploration, Huber loss and gradient clipping."""
+    """Q-learning with a target network, epsilon-greedy exploration, a Huber (or squared) loss and gradient
+    clipping; optionally double Q-learning targets and a dueling Q-network."""
 
-    def __init__(self, obs_dim: int, n_actions: int, *, hidden_sizes: Sequence[int], lr: float, gamma: float,
-                 tau: float, target_update_interval: int, exploration_fraction: float,
-                 exploration_initial_eps: float, exploration_final_eps: float, max_grad_norm: float,
-                 lr_schedule: str, total_steps: int, total_updates: int, device: torch.device,
-                 rng: np.random.Generator) -> None:
+    def __init__(self, obs_dim: int, n_actions: int, *, hidden_sizes: Sequence[int], lr: float, tau: float,
+                 target_update_interval: int, exploration_fraction: float, exploration_initial_eps: float,
+                 exploration_final_eps: float, max_grad_norm: float, lr_schedule: str, double: bool = False,
+                 dueling: bool = False, loss: str = "huber", total_steps: int, total_updates: int,
+                 device: torch.device, rng: np.random.Generator,
+                 report_td_errors: Callable[[Tensor, Tensor], None] | None = None) -> None:
         self.n_actions = n_actions
-        self.gamma = gamma
+        self.double = double
+        self.loss = loss
+        self.report_td_errors = report_td_errors
         self.tau = tau
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
@@ -38,7 +47,8 @@ class DQN:
         self.epsilon = LinearSchedule(exploration_initial_eps, exploration_final_eps,
                                       int(exploration_fraction * total_steps))
 
-        self.q_network = QNetwork(obs_dim, n_actions, hidden_sizes).to(device)
+        network = DuelingQNetwork if dueling else QNetwork
+        self.q_network = network(obs_dim, n_actions, hidden_sizes).to(device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
         # `linear` anneals the learning rate to 0 over the planned updates: late updates only fine-tune.
@@ -54,14 +64,28 @@ class DQN:
 
     @torch.no_grad()
     def td_target(self, batch: ReplayBatch) -> Tensor:
-        """y = r + gamma * (1 - terminated) * max_a' Q_target(s', a'): no bootstrap past a true termination."""
-        target_max = self.target_network(batch.next_observations).max(dim=1).values
-        return batch.rewards + self.gamma * (1.0 - batch.terminations) * target_max
+        """y = r + gamma * (1 - terminated) * Q_target(s', a*), no bootstrap past a true termination, where
+        a* = argmax_a' Q_target(s', a') (DQN) or argmax_a' Q(s', a') (double DQN: the online network picks the
+        action, the target network values it, which removes the max operator's overestimation).
+        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return)."""
+        next_q_target = self.target_network(batch.next_observations)
+        if self.double:
+            next_actions = self.q_network(batch.next_observations).argmax(dim=1, keepdim=True)
+            next_value = next_q_target.gather(1, next_actions).squeeze(1)
+        else:
+            next_value = next_q_target.max(dim=1).values
+        return batch.rewards + batch.discounts * next_value
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         td_target = self.td_target(batch)
         q_values = self.q_network(batch.observations).gather(1, batch.actions.view(-1, 1)).squeeze(1)
-        td_loss = F.smooth_l1_loss(q_values, td_target)  # the Huber loss = the paper's clipped error term
+        # Huber = the paper's error clipping (gradients of |delta| > 1 clipped to +-1); mse = the squared error.
+        elementwise = (F.smooth_l1_loss if self.loss == "huber" else F.mse_loss)(q_values, td_target,
+                                                                                 reduction="none")
+        # Prioritized replay: importance-sampling weights correct the bias of non-uniform sampling.
+        td_loss = (elementwise * batch.weights).mean() if batch.weights is not None else elementwise.mean()
+        if self.report_td_errors is not None:
+            self.report_td_errors(batch.indices, (td_target - q_values).detach())
 
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)

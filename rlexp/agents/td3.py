@@ -30,10 +30,9 @@ class TD3:
     """
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
-                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, gamma: float, tau: float,
+                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, tau: float,
                  policy_delay: int, target_noise: float, target_noise_clip: float, n_critics: int,
                  exploration_noise: ActionNoise, device: torch.device) -> None:
-        self.gamma = gamma
         self.tau = tau
         self.policy_delay = policy_delay
         self.target_noise = target_noise
@@ -77,10 +76,13 @@ class TD3:
 
     @torch.no_grad()
     def td_target(self, batch: ReplayBatch) -> Tensor:
-        """y = r + gamma * (1 - terminated) * min_i Q_target_i(s', a~): the clipped double-Q target."""
+        """y = r + gamma * (1 - terminated) * min_i Q_target_i(s', a~): the clipped double-Q target.
+
+        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return).
+        """
         qf_next_target = self.critic_target(batch.next_observations,
                                             self.target_actions(batch.next_observations)).min(dim=0).values
-        return batch.rewards + self.gamma * (1.0 - batch.terminations) * qf_next_target
+        return batch.rewards + batch.discounts * qf_next_target
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         next_q_value = self.td_target(batch)
