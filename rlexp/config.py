@@ -108,6 +108,12 @@ def validate(cfg: dict) -> None:
         noise = algo["noise"]
         check_range("algo.noise.sigma", noise["sigma"], 0.0)
         check_range("algo.noise.theta", noise["theta"], 0.0, low_inclusive=False)
+        check_range("algo.critic_weight_decay", algo["critic_weight_decay"], 0.0)
+        check_range("algo.final_layer_init", algo["final_layer_init"], 0.0)
+        depth = len(cfg["network"]["hidden_sizes"]) if isinstance(cfg["network"]["hidden_sizes"], list) else 0
+        if not isinstance(algo["critic_action_layer"], int) or not 0 <= algo["critic_action_layer"] <= max(depth, 0):
+            raise ConfigError(f"algo.critic_action_layer={algo['critic_action_layer']!r} must be a layer of the "
+                              f"critic: 0 (with the state) to {depth} (network.hidden_sizes has {depth} layers)")
     if name == "td3":
         check_positive_int("algo.policy_delay", algo["policy_delay"])
         check_range("algo.target_noise", algo["target_noise"], 0.0)

@@ -84,6 +84,10 @@ class DDPGConfig(OffPolicyConfig):
     actor_lr: float = MISSING
     critic_lr: float = MISSING
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    critic_weight_decay: float = MISSING
+    batch_norm: bool = MISSING
+    critic_action_layer: int = MISSING
+    final_layer_init: float = MISSING
 
 
 @dataclass

@@ -35,12 +35,16 @@ def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
     return torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1)
 
 
-def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel (one launch for all tensors) where this torch build has it."""
+def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with the fused kernel (one launch for all tensors) where this torch build has it.
+
+    `weight_decay` is the classic L2 penalty (added to the gradient), as the DDPG paper used on its critic.
+    """
+    params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device/build
-        return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu")
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=device.type != "cpu")
 
 
 @torch.no_grad()

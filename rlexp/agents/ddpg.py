@@ -19,7 +19,10 @@ class DDPG(TD3):
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, tau: float,
-                 exploration_noise: ActionNoise, device: torch.device) -> None:
+                 exploration_noise: ActionNoise, device: torch.device, critic_weight_decay: float = 0.0,
+                 batch_norm: bool = False, critic_action_layer: int = 0, final_layer_init: float = 0.0) -> None:
         super().__init__(obs_dim, action_low, action_high, hidden_sizes=hidden_sizes, actor_lr=actor_lr,
                          critic_lr=critic_lr, tau=tau, policy_delay=1, target_noise=0.0,
-                         target_noise_clip=0.0, n_critics=1, exploration_noise=exploration_noise, device=device)
+                         target_noise_clip=0.0, n_critics=1, exploration_noise=exploration_noise, device=device,
+                         critic_weight_decay=critic_weight_decay, batch_norm=batch_norm,
+                         critic_action_layer=critic_action_layer, final_layer_init=final_layer_init)

@@ -26,14 +26,18 @@ class TD3:
     2. target policy smoothing: clipped Gaussian noise on the target action;
     3. delayed updates: the actor and all targets move once every `policy_delay` critic updates.
 
-    DDPG is this class with n_critics=1, target_noise=0 and policy_delay=1.
+    DDPG is this class with n_critics=1, target_noise=0 and policy_delay=1. The DDPG paper's details are
+    switches: L2 weight decay on the critic, batch normalization, the action entering the critic at its
+    second layer (`critic_action_layer=1`) and final layers initialised in [-3e-3, 3e-3].
     """
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, tau: float,
                  policy_delay: int, target_noise: float, target_noise_clip: float, n_critics: int,
-                 exploration_noise: ActionNoise, device: torch.device) -> None:
+                 exploration_noise: ActionNoise, device: torch.device, critic_weight_decay: float = 0.0,
+                 batch_norm: bool = False, critic_action_layer: int = 0, final_layer_init: float = 0.0) -> None:
         self.tau = tau
+        self.batch_norm = batch_norm
         self.policy_delay = policy_delay
         self.target_noise = target_noise
         self.target_noise_clip = target_noise_clip
@@ -44,12 +48,15 @@ class TD3:
         action_dim = self.action_low.size
         self._action_scale = (self.action_high - self.action_low) / 2  # exploration noise is in these units
 
-        self.actor = Actor(obs_dim, self.action_low, self.action_high, hidden_sizes).to(device)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics).to(device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor = Actor(obs_dim, self.action_low, self.action_high, hidden_sizes, batch_norm,
+                           final_layer_init).to(device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False).eval()
+        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, critic_action_layer, batch_norm,
+                                     final_layer_init).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False).eval()  # running statistics
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
-        self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
+        # The DDPG paper's L2 penalty on the critic's weights (Adam's weight_decay adds it to the gradient).
+        self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device, critic_weight_decay)
         self._low = torch.as_tensor(self.action_low, device=device)
         self._high = torch.as_tensor(self.action_high, device=device)
         self.n_updates = 0
@@ -59,6 +66,8 @@ class TD3:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        if self.batch_norm:
+            self.actor.eval()  # one observation: normalize with the running statistics
         action = self.actor(obs_tensor(obs, self.device))[0].cpu().numpy()
         if explore:
             action = action + self.exploration_noise() * self._action_scale
@@ -85,6 +94,8 @@ class TD3:
         return batch.rewards + batch.discounts * qf_next_target
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        if self.batch_norm:
+            self.actor.train()
         next_q_value = self.td_target(batch)
         qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
         critic_loss = (qf_values - next_q_value).pow(2).mean(dim=1).sum()      # each critic regresses to y
