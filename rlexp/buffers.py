@@ -46,10 +46,9 @@ class ReplayBuffer:
         self._discount_powers = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=device)
         action_dtype = torch.int64 if discrete_actions else torch.float32
         self.storage = {
-            "observations": torch.zeros((capacity, *obs_shape), dtype=torch.float32, device=device),
+            **self._observation_storage(capacity, obs_shape, device),
             "actions": torch.zeros((capacity, *action_shape), dtype=action_dtype, device=device),
             "rewards": torch.zeros(capacity, dtype=torch.float32, device=device),
-            "next_observations": torch.zeros((capacity, *obs_shape), dtype=torch.float32, device=device),
             "terminations": torch.zeros(capacity, dtype=torch.float32, device=device),
             "episode_ends": torch.zeros(capacity, dtype=torch.float32, device=device),  # terminated or truncated
         }
@@ -73,6 +72,22 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    # How observations are kept; FrameReplayBuffer (rlexp/frame_buffer.py) stores image frames once instead.
+    def _observation_storage(self, capacity: int, obs_shape: tuple[int, ...],
+                             device: torch.device) -> dict[str, Tensor]:
+        return {"observations": torch.zeros((capacity, *obs_shape), dtype=torch.float32, device=device),
+                "next_observations": torch.zeros((capacity, *obs_shape), dtype=torch.float32, device=device)}
+
+    def _write_observations(self, row: int, obs: np.ndarray, next_obs: np.ndarray) -> None:
+        self._writable["observations"][row] = obs
+        self._writable["next_observations"][row] = next_obs
+
+    def _observations(self, slots: Tensor) -> Tensor:
+        return self.storage["observations"][slots]
+
+    def _next_observations(self, slots: Tensor) -> Tensor:
+        return self.storage["next_observations"][slots]
+
     def add(self, obs: np.ndarray, action: np.ndarray | int, reward: float, next_obs: np.ndarray,
             terminated: bool, truncated: bool = False) -> None:
         if self.stage_on_host:
@@ -83,10 +98,9 @@ class ReplayBuffer:
         else:
             row = self.pos
         w = self._writable
-        w["observations"][row] = obs
+        self._write_observations(row, obs, next_obs)
         w["actions"][row] = action
         w["rewards"][row] = reward
-        w["next_observations"][row] = next_obs
         w["terminations"][row] = terminated
         w["episode_ends"][row] = terminated or truncated
         self.pos = (self.pos + 1) % self.capacity
@@ -119,8 +133,8 @@ class ReplayBuffer:
         stored = self.storage
         if self.n_step == 1:
             terminations = stored["terminations"][indices]
-            return ReplayBatch(stored["observations"][indices], stored["actions"][indices], stored["rewards"][indices],
-                               stored["next_observations"][indices], terminations,
+            return ReplayBatch(self._observations(indices), stored["actions"][indices], stored["rewards"][indices],
+                               self._next_observations(indices), terminations,
                                self.gamma * (1.0 - terminations), indices)
         offsets = torch.arange(self.n_step, device=self.device)
         window = (indices[:, None] + offsets) % self.capacity                     # (batch, n) slots t .. t+n-1
@@ -132,8 +146,8 @@ class ReplayBuffer:
         rewards = (stored["rewards"][window] * self._discount_powers[:-1] * in_window).sum(dim=1)
         last = window.gather(1, (m - 1)[:, None]).squeeze(1)                      # slot of t+m-1
         terminations = stored["terminations"][last]
-        return ReplayBatch(stored["observations"][indices], stored["actions"][indices], rewards,
-                           stored["next_observations"][last], terminations,
+        return ReplayBatch(self._observations(indices), stored["actions"][indices], rewards,
+                           self._next_observations(last), terminations,
                            self._discount_powers[m] * (1.0 - terminations), indices)
 
     def state_dict(self) -> dict[str, Any]:

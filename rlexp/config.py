@@ -118,6 +118,14 @@ def validate(cfg: dict) -> None:
         check_positive_int("algo.policy_delay", algo["policy_delay"])
         check_range("algo.target_noise", algo["target_noise"], 0.0)
         check_range("algo.target_noise_clip", algo["target_noise_clip"], 0.0)
+    atari = cfg["env"].get("atari")
+    if atari:
+        for key in ("frame_skip", "screen_size", "frame_stack"):
+            check_positive_int(f"env.atari.{key}", atari[key])
+        check_positive_int("env.atari.noop_max", atari["noop_max"], allow_zero=True)
+        if atari["screen_size"] < 36:
+            raise ConfigError(f"env.atari.screen_size={atari['screen_size']} is smaller than the Nature CNN's "
+                              f"36-pixel minimum; use 84")
     sizes = cfg["network"]["hidden_sizes"]
     if not isinstance(sizes, list) or not sizes or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
                                                            for w in sizes):

@@ -144,14 +144,17 @@ def run(agent: Agent, env: gym.Env, eval_env: gym.Env, buffer: ReplayBuffer, set
             action = env.action_space.sample()
         else:
             action = agent.act(state.obs, explore=True, step=step)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
+        next_obs, reward, terminated, truncated, info = env.step(action)
         try:
             check_transition(step, action, next_obs, float(reward))
         except EnvFault:
             guard.check()  # a diverged agent acting NaN is the root cause; name it rather than the env
             raise
         # Store `terminated` only: a time-limit truncation is not a terminal state, so targets still bootstrap.
-        buffer.add(state.obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+        # Atari: training may see the clipped reward and treat a lost life as terminal (envs.TrainingSignals);
+        # the returns logged below stay the raw game score.
+        buffer.add(state.obs, action, float(info.get("training_reward", reward)), next_obs,
+                   bool(terminated or info.get("life_lost", False)), bool(truncated))
         state.episode_actions.append(action)
         state.episode_return += float(reward)
         state.episode_length += 1

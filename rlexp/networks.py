@@ -27,12 +27,42 @@ def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> nn.
     return nn.Sequential(*layers)
 
 
-class QNetwork(nn.Module):
-    """Q(s, .): one forward pass gives the value of every discrete action (Mnih et al. 2015)."""
+class NatureConvolutions(nn.Module):
+    """The DQN paper's convolutions on stacked frames: 32 8x8 filters stride 4, 64 4x4 stride 2, 64 3x3 stride 1,
+    each followed by a ReLU (Mnih et al. 2015, Methods). Takes uint8 frames and scales them to [0, 1] itself,
+    so replay memory stays in uint8."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(self, image_shape: Sequence[int]) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden_sizes, n_actions)
+        self.net = nn.Sequential(
+            nn.Conv2d(image_shape[0], 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            self.out_features = int(self.net(torch.zeros(1, *image_shape)).shape[1])  # 3136 for 4x84x84
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.net(frames.float() / 255.0)
+
+
+class QNetwork(nn.Module):
+    """Q(s, .): one forward pass gives the value of every discrete action (Mnih et al. 2015).
+
+    On flat observations an MLP; on stacked frames (`image_shape`) the Nature CNN: the convolutions, then a
+    512-unit layer and one output per action.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
+                 image_shape: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if image_shape is not None:
+            convolutions = NatureConvolutions(image_shape)
+            self.net = nn.Sequential(convolutions, nn.Linear(convolutions.out_features, 512), nn.ReLU(),
+                                     nn.Linear(512, n_actions))
+        else:
+            self.net = mlp(obs_dim, hidden_sizes, n_actions)
 
     def forward(self, observations: Tensor) -> Tensor:
         return self.net(observations)
@@ -41,11 +71,20 @@ class QNetwork(nn.Module):
 class DuelingQNetwork(nn.Module):
     """Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') over a shared torso (Wang et al. 2016, eq. 9).
 
-    Subtracting the mean advantage makes V and A identifiable without changing the greedy action.
+    Subtracting the mean advantage makes V and A identifiable without changing the greedy action. On frames,
+    as in the paper: the Nature convolutions, then a value and an advantage stream of 512 units each; on flat
+    observations an MLP torso (all hidden layers but the last) with linear value and advantage heads.
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
+                 image_shape: Sequence[int] | None = None) -> None:
         super().__init__()
+        if image_shape is not None:
+            self.torso = NatureConvolutions(image_shape)
+            width = self.torso.out_features
+            self.value = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, 1))
+            self.advantage = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, n_actions))
+            return
         *torso, last = hidden_sizes
         self.torso = nn.Sequential(mlp(obs_dim, torso, last), nn.ReLU())
         self.value = nn.Linear(last, 1)

@@ -98,10 +98,21 @@ class TD3Config(DDPGConfig):
 
 
 @dataclass
+class AtariConfig:
+    noop_max: int = MISSING
+    frame_skip: int = MISSING
+    screen_size: int = MISSING
+    frame_stack: int = MISSING
+    terminal_on_life_loss: bool = MISSING
+    clip_rewards: bool = MISSING
+
+
+@dataclass
 class EnvConfig:
     id: str = MISSING
     kwargs: Dict[str, Any] = field(default_factory=dict)
     total_steps: int = MISSING
+    atari: Optional[AtariConfig] = None  # the DQN paper's preprocessing (conf/env/atari.yaml)
 
 
 @dataclass

@@ -27,7 +27,8 @@ from rlexp.agents import DDPG, DQN, TD3, Agent
 from rlexp.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from rlexp.checkpoint import CheckpointManager
 from rlexp.config import LOOP_KEYS, resolve_device, validate
-from rlexp.envs import SpaceInfo, make_env, space_info
+from rlexp.envs import AtariSettings, SpaceInfo, make_env, space_info
+from rlexp.frame_buffer import FrameReplayBuffer, PrioritizedFrameReplayBuffer
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted, describe, one_line
 from rlexp.faults import StopRequest
 from rlexp.loop import LoopSettings, run
@@ -54,14 +55,16 @@ def planned_updates(algo: dict[str, Any], total_steps: int) -> int:
 
 def build_buffer(algo: dict[str, Any], spaces: SpaceInfo, total_steps: int, device: torch.device,
                  seed: int) -> ReplayBuffer:
-    """Uniform or prioritized replay with the algo's n-step returns; never larger than the run needs."""
+    """Uniform or prioritized replay with the algo's n-step returns (frames stored once for image observations);
+    never larger than the run needs."""
     common = dict(capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
                   action_shape=spaces.action_shape, discrete_actions=spaces.discrete, device=device, seed=seed,
                   n_step=algo.get("n_step", 1), gamma=algo["gamma"])
     if algo.get("prioritized"):
-        return PrioritizedReplayBuffer(**common, alpha=algo["priority_alpha"], beta0=algo["priority_beta0"],
-                                       eps=algo["priority_eps"], total_updates=planned_updates(algo, total_steps))
-    return ReplayBuffer(**common)
+        prioritized = PrioritizedFrameReplayBuffer if spaces.image else PrioritizedReplayBuffer
+        return prioritized(**common, alpha=algo["priority_alpha"], beta0=algo["priority_beta0"],
+                           eps=algo["priority_eps"], total_updates=planned_updates(algo, total_steps))
+    return FrameReplayBuffer(**common) if spaces.image else ReplayBuffer(**common)
 
 
 def build_agent(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: list[int], total_steps: int,
@@ -75,7 +78,7 @@ def build_agent(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: list[int]
             report = buffer.update_priorities if isinstance(buffer, PrioritizedReplayBuffer) else None
             return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=hidden_sizes, total_steps=total_steps,
                        total_updates=planned_updates(algo, total_steps), device=device, rng=rng,
-                       report_td_errors=report, **kwargs)
+                       report_td_errors=report, image_shape=spaces.obs_shape if spaces.image else None, **kwargs)
         noise = kwargs.pop("noise")
         exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"],
                                               spaces.action_low.size, rng)
@@ -134,9 +137,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if resume is not None:
         record_resumed_config(run_dir, cfg, list(HydraConfig.get().overrides.task))
 
-    env = make_env(env_cfg["id"], env_cfg["kwargs"])
+    atari = AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
+    env = make_env(env_cfg["id"], env_cfg["kwargs"], atari)
     spaces = space_info(env, algo["name"], env_cfg["id"])
-    eval_env = make_env(env_cfg["id"], env_cfg["kwargs"])
+    eval_env = make_env(env_cfg["id"], env_cfg["kwargs"], atari)
 
     seed_everything(config["seed"])
     buffer = build_buffer(algo, spaces, config["total_steps"], device, config["seed"])
@@ -147,7 +151,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     hydra_cfg = HydraConfig.get()
     tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
-    if tuned and env_cfg["id"] != env_choice:
+    if tuned and env_cfg["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
         log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
                     "override its keys", tuned, env_choice, env_cfg["id"])
     log.info("%s on %s, %d steps, seed %d, device %s -> %s", algo["name"], env_cfg["id"], config["total_steps"],

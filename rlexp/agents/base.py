@@ -31,8 +31,9 @@ class Agent(Protocol):
 
 
 def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
-    """One observation as a (1, obs_dim) float32 tensor on the device."""
-    return torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1)
+    """One observation as a batch of one on the device: float32, or uint8 frames as they are (the CNN scales)."""
+    obs = np.asarray(obs)
+    return torch.as_tensor(obs, dtype=None if obs.dtype == np.uint8 else torch.float32, device=device).unsqueeze(0)
 
 
 def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Adam:

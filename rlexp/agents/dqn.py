@@ -34,7 +34,8 @@ class DQN:
                  exploration_final_eps: float, max_grad_norm: float, lr_schedule: str, double: bool = False,
                  dueling: bool = False, loss: str = "huber", total_steps: int, total_updates: int,
                  device: torch.device, rng: np.random.Generator,
-                 report_td_errors: Callable[[Tensor, Tensor], None] | None = None) -> None:
+                 report_td_errors: Callable[[Tensor, Tensor], None] | None = None,
+                 image_shape: tuple[int, ...] | None = None) -> None:
         self.n_actions = n_actions
         self.double = double
         self.loss = loss
@@ -48,7 +49,8 @@ class DQN:
                                       int(exploration_fraction * total_steps))
 
         network = DuelingQNetwork if dueling else QNetwork
-        self.q_network = network(obs_dim, n_actions, hidden_sizes).to(device)
+        # `image_shape` (stacked frames): the Nature CNN instead of the MLP.
+        self.q_network = network(obs_dim, n_actions, hidden_sizes, image_shape).to(device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
         # `linear` anneals the learning rate to 0 over the planned updates: late updates only fine-tune.
