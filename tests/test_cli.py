@@ -103,3 +103,15 @@ def test_unknown_command_and_unknown_key(workdir):
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
     proc = run_cli(["train", "algo.lrr=1", "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 2 and "algo.lrr is not a config key; did you mean algo.lr?" in proc.stderr
+
+
+@pytest.mark.parametrize("algo, env", [("dqn", "LunarLander-v3"), ("ddpg", "BipedalWalker-v3"),
+                                       ("td3", "HalfCheetah-v5"), ("td3", "Hopper-v5")])
+def test_box2d_and_mujoco_presets_train_for_real(workdir, algo, env):
+    proc = run_cli(["train", f"algo={algo}", f"env={env}", "total_steps=300", "algo.learning_starts=100",
+                    "algo.batch_size=32", "network.hidden_sizes=[32,32]", "eval.episodes=1", "eval.every=0",
+                    "checkpoint.every=0", "log.progress=none", "hydra.run.dir=run",
+                    "+env.kwargs.max_episode_steps=100"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["env_id"] == env and results["total_steps"] == 300

@@ -20,14 +20,22 @@ def resolved(overrides: list[str]) -> dict:
 
 def test_the_config_groups_hold_what_the_docs_promise():
     assert ALGOS == ["ddpg", "dqn", "td3"]
-    assert {"CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0"} <= set(ENVS)
+    assert {"CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0",
+            "LunarLanderContinuous-v3", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
+            "atari"} == set(ENVS)
+    tuned = {p.stem for p in (CONF / "tuned").glob("*.yaml")}
+    assert {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "dqn_atari"} <= tuned
+    for algo in ("ddpg", "td3"):  # the continuous-control presets
+        for env in ("Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3", "BipedalWalker-v3",
+                    "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
+            assert f"{algo}_{env}" in tuned
 
 
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("algo", ALGOS)
 def test_every_algo_env_pair_composes_and_validates(algo, env):
     cfg = resolved([f"algo={algo}", f"env={env}"])
-    assert cfg["algo"]["name"] == algo and cfg["env"]["id"] == env
+    assert cfg["algo"]["name"] == algo and cfg["env"]["id"] == ("ALE/Pong-v5" if env == "atari" else env)
     validate(cfg)  # value checks pass for every pair; space fit is checked against the env (test_envs)
 
 
