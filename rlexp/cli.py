@@ -8,6 +8,7 @@ USAGE = """usage: rlexp <command> [args]
 
 commands:
   train    train an agent; arguments are Hydra overrides (rlexp train --help lists the config groups)
+  eval     evaluate a run's saved agent: rlexp eval <run_dir> [episodes=N] [video=true] (rlexp eval --help)
 
 examples:
   rlexp train algo=td3 env=Pendulum-v1
@@ -15,6 +16,7 @@ examples:
   rlexp train --multirun algo=ddpg,td3 env=Pendulum-v1 seed=0,1,2
   rlexp train --cfg job algo=ddpg
   rlexp train resume=outputs/td3_Pendulum-v1/<time>
+  rlexp eval outputs/td3_Pendulum-v1/<time> episodes=20 video=true
   tensorboard --logdir outputs
 """
 
@@ -36,5 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = ["rlexp-train", *rest]  # Hydra parses sys.argv
         train_main()
         return 0
-    print(f"rlexp: error: unknown command {command!r}; commands: train (see rlexp --help)", file=sys.stderr)
+    if command == "eval":
+        from rlexp.evaluate import main as eval_main
+
+        return eval_main(rest)
+    print(f"rlexp: error: unknown command {command!r}; commands: train, eval (see rlexp --help)", file=sys.stderr)
     return 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import hydra
 import hydra._internal.utils as hydra_utils
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -23,17 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlexp import schema
-from rlexp.agents import DDPG, DQN, TD3, Agent
-from rlexp.buffers import PrioritizedReplayBuffer, ReplayBuffer
+from rlexp.build import build_agent, build_buffer, make_envs, seed_everything
 from rlexp.checkpoint import CheckpointManager
-from rlexp.config import LOOP_KEYS, resolve_device, validate
-from rlexp.envs import AtariSettings, SpaceInfo, make_env, space_info
-from rlexp.frame_buffer import FrameReplayBuffer, PrioritizedFrameReplayBuffer
+from rlexp.config import resolve_device, validate
+from rlexp.envs import space_info
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted, describe, one_line
 from rlexp.faults import StopRequest
 from rlexp.loop import LoopSettings, run
 from rlexp.metrics import RunLogger, write_results
-from rlexp.noise import make_action_noise
 from rlexp.resume import config_conflicts, record_resumed_config, resume_arguments
 from rlexp.sweep import SweepSummary
 
@@ -46,54 +41,6 @@ def config_dir() -> str:
     """conf/ at the top of a source checkout (editable installs); the copy inside the package otherwise."""
     source_tree = Path(__file__).resolve().parent.parent / "conf"
     return str(source_tree if source_tree.is_dir() else Path(__file__).resolve().parent / "conf")
-
-
-def planned_updates(algo: dict[str, Any], total_steps: int) -> int:
-    """Gradient updates a run of `total_steps` makes (what learning-rate and beta schedules span)."""
-    return (total_steps - algo["learning_starts"]) // algo["train_freq"] * algo["gradient_steps"]
-
-
-def build_buffer(algo: dict[str, Any], spaces: SpaceInfo, total_steps: int, device: torch.device,
-                 seed: int) -> ReplayBuffer:
-    """Uniform or prioritized replay with the algo's n-step returns (frames stored once for image observations);
-    never larger than the run needs."""
-    common = dict(capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
-                  action_shape=spaces.action_shape, discrete_actions=spaces.discrete, device=device, seed=seed,
-                  n_step=algo.get("n_step", 1), gamma=algo["gamma"])
-    if algo.get("prioritized"):
-        prioritized = PrioritizedFrameReplayBuffer if spaces.image else PrioritizedReplayBuffer
-        return prioritized(**common, alpha=algo["priority_alpha"], beta0=algo["priority_beta0"],
-                           eps=algo["priority_eps"], total_updates=planned_updates(algo, total_steps))
-    return FrameReplayBuffer(**common) if spaces.image else ReplayBuffer(**common)
-
-
-def build_agent(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: list[int], total_steps: int,
-                device: torch.device, seed: int, buffer: ReplayBuffer) -> Agent:
-    """The agent named by `algo['name']`; the algo keys that are not loop keys are its constructor arguments."""
-    kwargs = {k: v for k, v in algo.items() if k not in LOOP_KEYS and k != "name"}
-    # Exploration has its own generator so that changing the update code never changes what is explored.
-    rng = np.random.default_rng(seed)
-    try:
-        if algo["name"] == "dqn":
-            report = buffer.update_priorities if isinstance(buffer, PrioritizedReplayBuffer) else None
-            return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=hidden_sizes, total_steps=total_steps,
-                       total_updates=planned_updates(algo, total_steps), device=device, rng=rng,
-                       report_td_errors=report, image_shape=spaces.obs_shape if spaces.image else None, **kwargs)
-        noise = kwargs.pop("noise")
-        exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"],
-                                              spaces.action_low.size, rng)
-        agent_class = {"ddpg": DDPG, "td3": TD3}[algo["name"]]
-        extra = {"n_critics": 2} if agent_class is TD3 else {}
-        return agent_class(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=hidden_sizes,
-                           exploration_noise=exploration_noise, device=device, **extra, **kwargs)
-    except TypeError as error:  # an unknown or missing key in the algo group
-        raise ConfigError(f"the algo={algo['name']} config does not fit its agent: {error}") from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -137,10 +84,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if resume is not None:
         record_resumed_config(run_dir, cfg, list(HydraConfig.get().overrides.task))
 
-    atari = AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
-    env = make_env(env_cfg["id"], env_cfg["kwargs"], atari)
+    env, eval_env = make_envs(env_cfg, 2)
     spaces = space_info(env, algo["name"], env_cfg["id"])
-    eval_env = make_env(env_cfg["id"], env_cfg["kwargs"], atari)
 
     seed_everything(config["seed"])
     buffer = build_buffer(algo, spaces, config["total_steps"], device, config["seed"])

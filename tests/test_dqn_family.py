@@ -168,7 +168,7 @@ def test_prioritized_state_round_trip_continues_exactly():
                                                                                           [1, 3], [False, True])))
 def test_every_combination_learns_without_error(double, dueling, n_step, prioritized_):
     from rlexp.envs import make_env, space_info
-    from rlexp.train import build_agent, build_buffer
+    from rlexp.build import build_agent, build_buffer
 
     algo = {"name": "dqn", "gamma": 0.99, "batch_size": 16, "buffer_size": 500, "learning_starts": 50,
             "train_freq": 1, "gradient_steps": 1, "n_step": n_step, "prioritized": prioritized_,

@@ -1,0 +1,57 @@
+"""`rlexp eval`, as a user runs it: a finished run's agent replayed, with and without a video."""
+
+import json
+
+import pytest
+
+from tests.conftest import TINY, run_cli
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("eval")
+    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
+                    "network.hidden_sizes=[32]", "hydra.run.dir=run", *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    return workdir
+
+
+def test_eval_reproduces_the_runs_final_evaluation(finished_run):
+    proc = run_cli(["eval", "run", "episodes=2"], cwd=finished_run)
+    assert proc.returncode == 0, proc.stderr
+    trained = json.loads((finished_run / "run" / "results.json").read_text())
+    evaluated = json.loads((finished_run / "run" / "eval" / "final.json").read_text())
+    assert evaluated["eval_returns"] == trained["eval_returns"]  # same agent, same seeds, same episodes
+    assert f"mean return {trained['eval_return_mean']:.2f}" in proc.stdout and "over 2 episodes" in proc.stdout
+
+
+def test_eval_writes_a_video_of_the_first_episode(finished_run):
+    import imageio.v2 as imageio
+
+    proc = run_cli(["eval", "run/checkpoints/best.pt", "episodes=1", "video=true", "seed=3"], cwd=finished_run)
+    assert proc.returncode == 0, proc.stderr
+    video = finished_run / "run" / "eval" / "best.mp4"
+    assert "video: run/eval/best.mp4" in proc.stdout and proc.stderr == ""
+    reader = imageio.get_reader(video)
+    assert reader.count_frames() == 201 and reader.get_meta_data()["size"] == (500, 500)  # reset + 200 steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nowhere"], "nowhere is neither a run directory nor a checkpoint file"),
+    (["run", "episodes=0"], "episodes=0 must be a positive integer"),
+    (["run", "video=maybe"], "video=maybe must be true or false"),
+    (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
+    (["run", "colour=red"], "colour is not an eval option"),
+    ([".", "run"], "give one run directory or checkpoint file, got 2"),
+])
+def test_bad_eval_input_is_one_line_and_exit_2(finished_run, args, message):
+    proc = run_cli(["eval", *args], cwd=finished_run)
+    assert proc.returncode == 2 and proc.stderr.startswith("rlexp eval: error: ") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_corrupt_checkpoint_is_named(finished_run, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((finished_run / "run" / "checkpoints" / "final.pt").read_bytes()[:500])
+    proc = run_cli(["eval", str(broken)], cwd=finished_run)
+    assert proc.returncode == 1 and "broken.pt is truncated" in proc.stderr
