@@ -54,6 +54,14 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
+#: The Hydra plugins behind rlexp's extras: group -> option -> extra.
+PLUGIN_EXTRAS = {
+    "hydra/launcher": {"joblib": "sweep", "ray": "ray", "ray_aws": "ray", "submitit_slurm": "slurm",
+                       "submitit_local": "slurm"},
+    "hydra/sweeper": {"optuna": "sweep"},
+}
+
+
 def describe(error: Exception) -> tuple[int, str] | None:
     """(exit code, one-line message) for the errors a user causes or meets; None for a bug (show a traceback)."""
     from hydra.errors import CompactHydraException, MissingConfigException
@@ -65,10 +73,16 @@ def describe(error: Exception) -> tuple[int, str] | None:
         return 1, str(error)
     if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
         group, _, name = error.missing_cfg_file.rpartition("/")
+        if name in PLUGIN_EXTRAS.get(group, {}):
+            return 2, f"{group}={name} comes with a Hydra plugin that is not installed: " \
+                      f'pip install "rlexp[{PLUGIN_EXTRAS[group][name]}]"'
+
         close = difflib.get_close_matches(name, error.options, n=1)
         hint = f"; did you mean {group}={close[0]}?" if close else ""
         return 2, f"{group}={name} is not an option of the {group} group: choose from " \
                   f"{', '.join(sorted(error.options))}{hint}"
+    if isinstance(error, ValueError) and str(error).startswith("Only one of --run, --multirun"):
+        return 2, f"{error} (to see a sweep's config, drop --multirun: `rlexp train --cfg hydra <overrides>`)"
     if isinstance(error, (CompactHydraException, OmegaConfBaseException)):
         cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else None
         unknown = _unknown_key(cause, str(error)) if cause is not None else None

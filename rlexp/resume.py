@@ -16,8 +16,8 @@ from rlexp.errors import ConfigError
 from rlexp.metrics import flatten
 
 #: Keys a resumed run may change; everything else (algo, env, network, seed) must match the checkpoint.
-MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log.", "device", "torch_threads",
-                "resume")
+MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log.", "device", "gpu_placement",
+                "torch_threads", "resume")
 
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",

@@ -9,12 +9,15 @@ type cannot express, are checked by `rlexp.config.validate`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from rlexp.placement import GpuPlacement
 
 
 class LrSchedule(Enum):
@@ -144,6 +147,7 @@ class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     seed: int = MISSING
     device: str = MISSING
+    gpu_placement: GpuPlacement = MISSING   # a sweep's jobs on several GPUs: spread | pack
     total_steps: int = MISSING
     torch_threads: int = MISSING
     resume: Optional[str] = None         # a run directory to continue
@@ -157,8 +161,20 @@ class TrainConfig:
 ALGO_SCHEMAS = {"dqn": DQNConfig, "ddpg": DDPGConfig, "td3": TD3Config}
 
 
+def job_dirname(override_dirname: str, limit: int = 120) -> str:
+    """A sweep job's directory name from its overrides: `/` (as in env.id=ALE/Pong-v5) would nest
+    directories, and an Optuna trial's overrides easily pass the file system's 255-byte limit, so long
+    names are cut and end in a hash of the whole (the full overrides are in the job's .hydra/)."""
+    name = override_dirname.replace("/", "_")
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
 def register() -> None:
-    """Store the schemas where conf/ refers to them (idempotent: the ConfigStore is a singleton)."""
+    """Store the schemas where conf/ refers to them and the resolver conf/ uses for sweep job directories
+    (idempotent: the ConfigStore is a singleton)."""
+    OmegaConf.register_new_resolver("rlexp.job_dirname", job_dirname, replace=True)
     store = ConfigStore.instance()
     store.store(name="rlexp_schema", node=TrainConfig)
     for name, schema in ALGO_SCHEMAS.items():

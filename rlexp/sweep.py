@@ -62,15 +62,37 @@ def summarize(sweep_dir: Path) -> list[JobRow]:
     return sorted((r for r in rows if r is not None), key=lambda r: r.job)
 
 
+def shorten_floats(overrides: str) -> str:
+    """`algo.lr=0.00064664227` -> `algo.lr=0.0006466` for the printed table (summary.csv keeps them whole)."""
+    def short(override: str) -> str:
+        key, sep, value = override.partition("=")
+        if not sep or "." not in value:
+            return override
+        try:
+            return f"{key}={float(value):.4g}"
+        except ValueError:
+            return override
+    return " ".join(short(o) for o in overrides.split(" "))
+
+
+def best_job(rows: list[JobRow]) -> JobRow | None:
+    """The completed job with the highest final eval return."""
+    scored = [r for r in rows if r.status == "completed" and r.eval_return is not None]
+    return max(scored, key=lambda r: r.eval_return) if scored else None
+
+
 def format_table(rows: list[JobRow]) -> str:
     header = ("job", "overrides", "status", "eval return", "wall s")
-    lines = [(str(r.job), r.overrides or "(none)", r.status,
+    lines = [(str(r.job), shorten_floats(r.overrides) or "(none)", r.status,
               "" if r.eval_return is None else f"{r.eval_return:.2f}",
               "" if r.wall_time_s is None else f"{r.wall_time_s:.1f}") for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     table = [fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*line) for line in lines)]
     table += [f"job {r.job} {r.status}: {r.error}" for r in rows if r.status != "completed" and r.error]
+    best = best_job(rows)
+    if best is not None and len(rows) > 1:
+        table.append(f"best: job {best.job}, eval return {best.eval_return:.2f} ({best.run_dir})")
     return "\n".join(table)
 
 

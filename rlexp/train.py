@@ -29,6 +29,7 @@ from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted, describe,
 from rlexp.faults import StopRequest
 from rlexp.loop import LoopSettings, run
 from rlexp.metrics import RunLogger, write_results
+from rlexp.placement import GpuPlacement, available_cpus, job_device, torch_threads
 from rlexp.resume import config_conflicts, record_resumed_config, resume_arguments
 from rlexp.sweep import SweepSummary
 
@@ -76,9 +77,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     config = resolved_config(cfg)
     validate(config)
     algo, env_cfg = config["algo"], config["env"]
-    device = resolve_device(config["device"])
-    if config["torch_threads"]:
-        torch.set_num_threads(config["torch_threads"])
+    hydra_cfg = HydraConfig.get()
+    launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=False)
+    job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
+    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = resolve_device(job_device(config["device"], GpuPlacement(config["gpu_placement"]), job_num, gpu_count))
+    threads = torch_threads(config["torch_threads"], launcher, available_cpus())
+    if threads is not None:
+        torch.set_num_threads(threads)
     checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
     resume = load_resume_checkpoint(config, run_dir, checkpoints) if config["resume"] else None
     if resume is not None:
@@ -94,13 +100,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if resume is not None:
         agent.load_state_dict(resume["agent"])
 
-    hydra_cfg = HydraConfig.get()
     tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
     if tuned and env_cfg["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
         log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
                     "override its keys", tuned, env_choice, env_cfg["id"])
-    log.info("%s on %s, %d steps, seed %d, device %s -> %s", algo["name"], env_cfg["id"], config["total_steps"],
-             config["seed"], device, run_dir)
+    log.info("%s on %s, %d steps, seed %d, device %s, %d torch threads -> %s", algo["name"], env_cfg["id"],
+             config["total_steps"], config["seed"], device, torch.get_num_threads(), run_dir)
     start_step = resume["step"] if resume is not None else 0
     logger = RunLogger(run_dir, config["total_steps"], start_step, config["log"]["progress"], config)
     settings = LoopSettings(
@@ -219,7 +224,14 @@ def main() -> None:
     except ConfigError as error:
         print(f"rlexp train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    hydra_task()
+    try:
+        hydra_task()
+    except ValueError as error:  # Hydra checks its own flags before run_and_report
+        described = describe(error)
+        if described is None:
+            raise
+        print(f"rlexp train: error: {described[1]}", file=sys.stderr)
+        raise SystemExit(described[0]) from None
     if SweepSummary.failure is not None:
         print(f"rlexp train: error: {SweepSummary.failure}", file=sys.stderr)
         raise SystemExit(1)

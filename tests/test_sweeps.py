@@ -1,0 +1,236 @@
+"""Sweeps: per-job threads and GPUs, job directories, the joblib launcher, Optuna, the HParams tab, Ray and
+submitit (the last two for real, in slow tests)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from rlexp.placement import GpuPlacement, job_device, launcher_threads, parallel_jobs, torch_threads
+from rlexp.schema import job_dirname
+from rlexp.sweep import JobRow, best_job, shorten_floats
+from tests.conftest import cli_env, run_cli
+
+# A job that learns a little in about a second.
+TINY_JOB = ["algo=dqn", "env=CartPole-v1", "total_steps=400", "algo.learning_starts=100", "network.hidden_sizes=[16]",
+            "eval.every=200", "eval.episodes=2", "checkpoint.every=0", "log.progress=none"]
+
+JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+# --- threads and GPUs per job ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("n_jobs", "cpus", "workers"), [(2, 8, 2), (-1, 8, 8), (-2, 8, 7), (-20, 8, 1), (16, 8, 16)])
+def test_parallel_jobs_follows_joblibs_n_jobs(n_jobs, cpus, workers):
+    assert parallel_jobs(n_jobs, cpus) == workers
+
+
+@pytest.mark.parametrize(("launcher", "cpus", "threads"), [
+    ({"_target_": BASIC}, 8, None),                                    # jobs one at a time: torch's default
+    ({"_target_": JOBLIB, "n_jobs": 2}, 8, 4),                         # the cores shared among the workers
+    ({"_target_": JOBLIB, "n_jobs": -1}, 8, 1),
+    ({"_target_": JOBLIB, "n_jobs": 16}, 8, 1),                        # never 0
+    ({"_target_": RAY, "ray": {"init": {}, "remote": {}}}, 8, 1),      # Ray reserves 1 CPU per task by default
+    ({"_target_": RAY, "ray": {"remote": {"num_cpus": 3}}}, 8, 3),
+    ({"_target_": SLURM, "cpus_per_task": None}, 64, 1),               # what SLURM grants when unset
+    ({"_target_": SLURM, "cpus_per_task": 6}, 64, 6),
+    ({"_target_": SUBMITIT_LOCAL, "cpus_per_task": 2}, 8, 2),
+])
+def test_each_launcher_gives_a_job_its_share_of_the_cores(launcher, cpus, threads):
+    assert launcher_threads(launcher, cpus) == threads
+
+
+def test_an_explicit_torch_threads_wins_over_the_launchers_share():
+    assert torch_threads(3, {"_target_": JOBLIB, "n_jobs": 2}, 8) == 3
+    assert torch_threads(0, {"_target_": JOBLIB, "n_jobs": 2}, 8) == 4
+
+
+@pytest.mark.parametrize(("device", "placement", "job", "gpus", "expected"), [
+    ("auto", GpuPlacement.spread, 5, 4, "cuda:1"),     # job 5 on GPU 5 mod 4
+    ("cuda", GpuPlacement.spread, 2, 4, "cuda:2"),
+    ("auto", GpuPlacement.pack, 5, 4, "cuda:0"),
+    ("auto", GpuPlacement.spread, None, 4, "cuda:0"),  # a single run
+    ("auto", GpuPlacement.spread, 3, 1, "cuda:0"),
+    ("auto", GpuPlacement.spread, 3, 0, "auto"),       # no GPU: auto resolves to the CPU
+    ("cpu", GpuPlacement.spread, 3, 4, "cpu"),         # explicit choices are kept
+    ("cuda:3", GpuPlacement.spread, 0, 4, "cuda:3"),
+])
+def test_gpu_placement_spreads_or_packs_sweep_jobs(device, placement, job, gpus, expected):
+    assert job_device(device, placement, job, gpus) == expected
+
+
+# --- job directories and the summary ------------------------------------------------------------------------------
+
+def test_job_directory_names_stay_short_flat_and_distinct():
+    assert job_dirname("algo.lr=0.001,seed=1") == "algo.lr=0.001,seed=1"
+    assert job_dirname("env.id=ALE/Pong-v5,seed=1") == "env.id=ALE_Pong-v5,seed=1"
+    long_a, long_b = "algo.actor_lr=0.000123456789," * 20 + "seed=0", "algo.actor_lr=0.000123456789," * 20 + "seed=1"
+    assert len(job_dirname(long_a)) == 120 and job_dirname(long_a) != job_dirname(long_b)
+
+
+def test_the_printed_table_shortens_floats_and_names_the_best_job():
+    assert shorten_floats("algo.lr=0.0006466422717414558 seed=1 env=Pendulum-v1") == \
+        "algo.lr=0.0006466 seed=1 env=Pendulum-v1"
+    rows = [JobRow(0, "a", "completed", -5.0, 1.0, "", "d0"), JobRow(1, "b", "failed", None, 1.0, "x", "d1"),
+            JobRow(2, "c", "completed", 3.0, 1.0, "", "d2")]
+    assert best_job(rows).job == 2
+    assert best_job(rows[1:2]) is None
+
+
+def test_gpu_placement_rejects_unknown_choices(workdir):
+    proc = run_cli(["train", "gpu_placement=everywhere"], cwd=workdir)
+    assert proc.returncode == 2 and "expected one of [spread, pack]" in proc.stderr
+
+
+def test_multirun_with_cfg_is_one_line(workdir):
+    proc = run_cli(["train", "--multirun", "--cfg", "hydra", "seed=0,1"], cwd=workdir)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "drop --multirun" in proc.stderr
+
+
+@pytest.mark.parametrize(("plugin", "args", "fix"), [
+    ("hydra_joblib_launcher", ["hydra/launcher=joblib"], 'pip install "rlexp[sweep]"'),
+    ("hydra_optuna_sweeper", ["hparams_search=td3_pendulum"], 'pip install "rlexp[sweep]"'),
+    ("hydra_ray_launcher", ["hydra/launcher=ray"], 'pip install "rlexp[ray]"'),
+    ("hydra_submitit_launcher", ["hydra/launcher=submitit_slurm"], 'pip install "rlexp[slurm]"'),
+])
+def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fixes_it(workdir, plugin, args, fix):
+    # The plugin is hidden from this one process, as on a machine without it.
+    code = (f"import sys; sys.modules['hydra_plugins.{plugin}'] = None; from rlexp.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "train", "--multirun", *args, "seed=0,1"], cwd=workdir,
+                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "comes with a Hydra plugin that is not installed" in proc.stderr and fix in proc.stderr
+    assert not (workdir / "multirun").exists() and not (workdir / "outputs").exists()
+
+
+# --- the joblib launcher, for real --------------------------------------------------------------------------------
+
+def test_joblib_sweep_runs_jobs_in_parallel_with_a_thread_share_each(workdir):
+    proc = run_cli(["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY_JOB,
+                    "seed=0,1,2,3", "hydra.sweep.dir=sweep"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    logs = proc.stdout + proc.stderr
+    assert logs.count("1 torch threads") == 4, logs  # 2 cores / 2 workers (any machine: max(cores // 2, 1))
+    rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
+    assert [(r["overrides"], r["status"]) for r in rows] == [(f"seed={s}", "completed") for s in range(4)]
+    assert "best: job" in proc.stdout
+
+
+# --- Optuna, for real ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def optuna_sweep(tmp_path_factory) -> tuple:
+    workdir = tmp_path_factory.mktemp("optuna")
+    proc = run_cli(["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.n_trials=3", "total_steps=300",
+                    "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.episodes=1", "checkpoint.every=0",
+                    "log.progress=none", "torch_threads=1", "hydra.sweep.dir=sweep"], cwd=workdir)
+    return proc, workdir / "sweep"
+
+
+def test_a_three_trial_optuna_search_reports_its_best_trial(optuna_sweep):
+    proc, sweep = optuna_sweep
+    assert proc.returncode == 0, proc.stderr
+    trials = sorted(sweep.glob("*/results.json"))
+    assert len(trials) == 3
+    returns = {json.loads(p.read_text())["eval_return_mean"]: p.parent for p in trials}
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(max(returns))
+    # The best parameters are the overrides of the trial that scored best, drawn from the preset's space.
+    best_overrides = yaml.safe_load((returns[max(returns)] / ".hydra" / "overrides.yaml").read_text())
+    for key, value in result["best_params"].items():
+        assert f"{key}={value}" in best_overrides
+    assert set(result["best_params"]) >= {"algo.actor_lr", "algo.critic_lr", "algo.tau", "algo.policy_delay"}
+    assert 1e-4 <= result["best_params"]["algo.actor_lr"] <= 3e-3
+    assert "Best value:" in proc.stderr + proc.stdout
+    assert "best: job" in proc.stdout and str(returns[max(returns)]) in proc.stdout
+
+
+def test_optuna_trials_differ_and_are_summarised(optuna_sweep):
+    proc, sweep = optuna_sweep
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    assert len({r["overrides"] for r in rows}) == 3 and all("algo.actor_lr=" in r["overrides"] for r in rows)
+
+
+def hparams_of(run_dir: Path) -> dict:
+    """The hyperparameters a run declared to TensorBoard's HParams plugin."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    for blob in content.values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(blob)
+        if data.HasField("session_start_info"):
+            return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                    for k, v in data.session_start_info.hparams.items()}
+    raise AssertionError(f"no HParams session in {run_dir}")
+
+
+def test_the_hparams_tab_compares_the_sweeps_runs(optuna_sweep):
+    _, sweep = optuna_sweep
+    for results in sweep.glob("*/results.json"):
+        run_dir = results.parent
+        hparams = hparams_of(run_dir)
+        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        lr = next(o for o in overrides if o.startswith("algo.actor_lr=")).split("=")[1]
+        assert hparams["algo.actor_lr"] == pytest.approx(float(lr))
+        assert hparams["env.id"] == "Pendulum-v1" and hparams["seed"] == 0
+        # The objective the tab shows against them: the run's eval return scalar.
+        events = EventAccumulator(str(run_dir))
+        events.Reload()
+        final = events.Scalars("eval/mean_return")[-1].value
+        assert final == pytest.approx(json.loads(results.read_text())["eval_return_mean"], rel=1e-5)
+
+
+# --- launcher configs that need a cluster to run: they compose --------------------------------------------------
+
+def test_the_slurm_launcher_composes_with_cluster_settings(workdir):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = run_cli(["train", "--cfg", "hydra", "hydra/launcher=submitit_slurm",
+                    "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1", "hydra.launcher.cpus_per_task=4",
+                    "hydra.launcher.timeout_min=120"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    launcher = yaml.safe_load(proc.stdout)["hydra"]["launcher"]
+    assert launcher["_target_"] == SLURM and launcher["partition"] == "gpu" and launcher["cpus_per_task"] == 4
+
+
+# --- Ray and submitit, for real (slow) ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ray_launcher_runs_the_sweep_on_a_local_ray_cluster(workdir):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason='needs pip install "rlexp[ray]"')
+    proc = run_cli(["train", "--multirun", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+                    *TINY_JOB, "seed=0,1", "hydra.sweep.dir=sweep"], cwd=workdir, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ray Launcher is launching 2 jobs" in proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).count("1 torch threads") == 2
+    rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
+    assert [(r["overrides"], r["status"]) for r in rows] == [("seed=0", "completed"), ("seed=1", "completed")]
+    assert all((workdir / r["run_dir"] / "checkpoints" / "final.pt").is_file() for r in rows)
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_the_sweep_with_its_local_executor(workdir):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='needs pip install "rlexp[slurm]"')
+    proc = run_cli(["train", "--multirun", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                    "hydra.launcher.cpus_per_task=1", *TINY_JOB, "seed=0,1", "hydra.sweep.dir=sweep"],
+                   cwd=workdir, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
+    assert [(r["overrides"], r["status"]) for r in rows] == [("seed=0", "completed"), ("seed=1", "completed")]
+    assert all(json.loads((workdir / r["run_dir"] / "results.json").read_text())["total_steps"] == 400 for r in rows)
+    assert list((workdir / "sweep" / ".submitit").iterdir())  # submitit's own job folders: it really ran them
+
