@@ -9,6 +9,7 @@ USAGE = """usage: rlexp <command> [args]
 commands:
   train    train an agent; arguments are Hydra overrides (rlexp train --help lists the config groups)
   eval     evaluate a run's saved agent: rlexp eval <run_dir> [episodes=N] [video=true] (rlexp eval --help)
+  plot     learning curves of runs and sweeps, seeds pooled with a 95% CI: rlexp plot <dirs> (rlexp plot --help)
 
 examples:
   rlexp train algo=td3 env=Pendulum-v1
@@ -17,8 +18,17 @@ examples:
   rlexp train --cfg job algo=ddpg
   rlexp train resume=outputs/td3_Pendulum-v1/<time>
   rlexp eval outputs/td3_Pendulum-v1/<time> episodes=20 video=true
+  rlexp plot outputs/multirun/<time> stat=iqm
   tensorboard --logdir outputs
 """
+
+
+def is_option(arg: str) -> bool:
+    """`key=value` of `rlexp eval` and `rlexp plot`, unless it names an existing path: a sweep's job
+    directories have '=' in their names (`3_algo.lr=0.001,seed=1`)."""
+    from pathlib import Path
+
+    return "=" in arg and "/" not in arg.split("=", 1)[0] and not Path(arg).exists()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,5 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         from rlexp.evaluate import main as eval_main
 
         return eval_main(rest)
-    print(f"rlexp: error: unknown command {command!r}; commands: train, eval (see rlexp --help)", file=sys.stderr)
+    if command == "plot":
+        from rlexp.plot import main as plot_main
+
+        return plot_main(rest)
+    print(f"rlexp: error: unknown command {command!r}; commands: train, eval, plot (see rlexp --help)", file=sys.stderr)
     return 2

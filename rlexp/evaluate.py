@@ -61,13 +61,14 @@ class EvalOptions:
 
 def parse_eval_args(args: list[str]) -> EvalOptions:
     """The path, then key=value options; anything else is a ConfigError naming it."""
+    from rlexp.cli import is_option
     from rlexp.errors import ConfigError
 
-    paths = [a for a in args if "=" not in a]
+    paths = [a for a in args if not is_option(a)]
     if len(paths) != 1:
         raise ConfigError(f"give one run directory or checkpoint file, got {len(paths)}: {' '.join(paths) or '-'}")
     options: dict[str, Any] = {"path": Path(paths[0])}
-    for arg in (a for a in args if "=" in a):
+    for arg in (a for a in args if is_option(a)):
         key, value = arg.split("=", 1)
         if key in ("episodes", "seed"):
             if not value.lstrip("-").isdigit() or (key == "episodes" and int(value) < 1):

@@ -1,0 +1,259 @@
+"""`rlexp plot`: the statistics against hand-computed values, the grouping of runs, and the command as a user
+runs it on a real (tiny) sweep and a resumed run, its numbers checked against the event files read directly."""
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from scipy.stats import trim_mean
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+from rlexp import plot
+from rlexp.errors import ConfigError
+from tests.conftest import run_cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SWEEP = ["train", "--multirun", "algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200",
+         "eval.every=500", "eval.episodes=2", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[32]",
+         "algo.lr=1e-3,5e-4", "seed=0,1", "hydra.sweep.dir=sweep"]
+
+
+def raw_points(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """Every point of `tag` in the run's event files, file by file, as written: no purging, no merging."""
+    points = []
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(events)).Load():
+            points += [(event.step, v.simple_value if v.HasField("simple_value") else v.tensor.float_val[0])
+                       for v in event.summary.value if v.tag == tag]  # the loader turns simple values to tensors
+    return points
+
+
+def job_overrides(job: Path) -> list[str]:
+    return OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+
+
+def lr_jobs(sweep: Path, lr: str) -> list[Path]:
+    """The sweep's jobs with learning rate `lr` (its two seeds), read from their overrides, not their names."""
+    return sorted(job for job in (sweep / "sweep").iterdir() if job.is_dir() and lr in job_overrides(job))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def curve(overrides: list[str], points: dict[int, float], seed: int = 0) -> plot.Curve:
+    run = plot.Run(Path(f"run_{'_'.join(overrides)}_{seed}"), (*overrides, f"seed={seed}"), seed, "dqn",
+                   "CartPole-v1")
+    return plot.Curve(run, points)
+
+
+# --- statistics -------------------------------------------------------------------------------------------------
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    values = np.array([100.0, 1.0, 7.0, 3.0, 5.0, 2.0, 6.0, 4.0])  # sorted: 1 2 | 3 4 5 6 | 7 100
+    assert plot.iqm(values) == pytest.approx((3 + 4 + 5 + 6) / 4)
+    assert plot.iqm(np.array([1.0, 2.0, 3.0, 10.0])) == pytest.approx(2.5)  # 4 runs: the middle two
+    assert plot.iqm(np.array([1.0, 2.0, 9.0])) == pytest.approx(4.0)       # 3 runs: nothing to trim, the mean
+
+
+def test_step_statistics_mean_iqm_and_ci():
+    values = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [10.0, 10.0]])  # 4 runs x 2 steps
+    first, constant = plot.step_statistics([100, 200], values)
+    assert (first.step, first.runs, first.mean, first.iqm) == (100, 4, 4.0, 2.5)
+    assert first.ci95_low < first.mean < first.ci95_high and first.ci95_low >= 1.0 and first.ci95_high <= 10.0
+    assert first.iqm_ci95_low <= first.iqm <= first.iqm_ci95_high
+    assert (constant.mean, constant.ci95_low, constant.ci95_high, constant.iqm) == (10.0, 10.0, 10.0, 10.0)
+    assert plot.step_statistics([100, 200], values) == [first, constant]  # a fixed seed: the same band every time
+    assert plot.step_statistics([100], values[:, :1]) == [first]          # a step's band depends on its values only
+
+
+def test_the_ci_of_two_runs_spans_them_and_of_one_run_is_its_value():
+    # Resampling 2 values gives means a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4: percentiles 2.5, 97.5 = a, b.
+    (two,) = plot.step_statistics([5], np.array([[3.0], [8.0]]))
+    assert (two.mean, two.ci95_low, two.ci95_high) == (5.5, 3.0, 8.0)
+    (one,) = plot.step_statistics([5], np.array([[7.5]]))
+    assert (one.runs, one.mean, one.ci95_low, one.ci95_high, one.iqm, one.iqm_ci95_low) == (1, 7.5, 7.5, 7.5, 7.5, 7.5)
+
+
+def test_steps_are_aligned_to_those_every_run_has():
+    steps, values, dropped = plot.align([curve([], {500: 1.0, 1000: 2.0, 1500: 3.0}),
+                                         curve([], {500: 4.0, 1000: 5.0}, seed=1)])
+    assert steps == [500, 1000] and dropped == [1500]
+    assert values.tolist() == [[1.0, 2.0], [4.0, 5.0]]
+
+
+# --- grouping -----------------------------------------------------------------------------------------------------
+
+def test_the_group_key_keeps_only_what_changes_learning():
+    overrides = ["algo=dqn", "seed=3", "device=cpu", "torch_threads=1", "log.progress=none", "checkpoint.every=10",
+                 "resume=/x", "hydra.sweep.dir=s", "+algo.lr=1e-3", "eval.episodes=2", "total_steps=100"]
+    assert plot.group_key(overrides) == ("+algo.lr=1e-3", "algo=dqn", "eval.episodes=2", "total_steps=100")
+    assert plot.group_key(["algo.lr=1", "seed=0"]) == plot.group_key(["seed=1", "algo.lr=1", "log.every=5"])
+
+
+def test_groups_pool_seeds_and_are_labelled_by_what_differs():
+    curves = [curve(["env=CartPole-v1", f"algo.lr={lr}"], {1: 0.0}, seed) for lr in (1, 2) for seed in (0, 1, 2)]
+    groups = plot.group_curves(curves)
+    assert [(g.label, len(g.curves)) for g in groups] == [("algo.lr=1", 3), ("algo.lr=2", 3)]
+    (single,) = plot.group_curves(curves[:3])
+    assert single.label == "dqn on CartPole-v1"  # one group: what the plot is of
+    base_and_double = [curve(["env=CartPole-v1"], {1: 0.0}), curve(["env=CartPole-v1", "algo.double=true"], {1: 0.0})]
+    assert [g.label for g in plot.group_curves(base_and_double)] == ["(none)", "algo.double=true"]
+
+
+def test_options_and_their_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    job = tmp_path / "0_algo.lr=0.001,seed=0"  # a sweep job's directory: '=' in its name, still a path
+    job.mkdir()
+    options = plot.parse_plot_args([job.name, "stat=iqm", "out=figs/a.png", "metric=charts/episodic_return"])
+    assert options == plot.PlotOptions((Path(job.name),), "charts/episodic_return", "iqm", Path("figs/a.png"))
+    assert plot.default_output([job]) == job / "plot.png" and plot.default_output([job, job]) == Path("plot.png")
+    for args, message in ([[job.name, "out=a.txt"], "out=a.txt must be a file ending in .png"],
+                          [[job.name, "stat="], "stat= must be mean or iqm"],
+                          [["metric=x"], "give at least one run or sweep directory"]):
+        with pytest.raises(ConfigError, match=message):
+            plot.parse_plot_args(args)
+
+
+def test_the_default_metric_is_the_objective():
+    from rlexp.metrics import OBJECTIVE
+
+    assert plot.DEFAULT_METRIC == OBJECTIVE
+
+
+def test_missing_plotting_libraries_are_named(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    with pytest.raises(ConfigError) as error:
+        plot._plotting_libraries()
+    assert str(error.value) == 'rlexp plot needs matplotlib and scipy: pip install "rlexp[plot]"'
+
+
+# --- the command, on real runs ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """2 learning rates x 2 seeds of a tiny DQN, evaluated at steps 500, 1000 and 1500."""
+    workdir = tmp_path_factory.mktemp("plot")
+    proc = run_cli(SWEEP, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    return workdir
+
+
+def test_plot_of_a_sweep_matches_the_event_files(sweep):
+    proc = run_cli(["plot", "sweep"], cwd=sweep)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    figure = sweep / "sweep" / "plot.png"
+    assert figure.read_bytes()[:8] == PNG_MAGIC and 20_000 < figure.stat().st_size < 1_000_000
+    assert "figure: sweep/plot.png" in proc.stdout and "statistics: sweep/plot.csv" in proc.stdout
+    assert "per-run values: sweep/plot_runs.csv" in proc.stdout
+
+    jobs = {job: job_overrides(job) for job in (sweep / "sweep").iterdir() if job.is_dir()}
+    raw = {job.name: dict(raw_points(job, "eval/mean_return")) for job in jobs}
+    expected = {group: [job for job, overrides in jobs.items() if group in overrides]
+                for group in ("algo.lr=0.001", "algo.lr=0.0005")}
+    rows = read_csv(sweep / "sweep" / "plot.csv")
+    assert [(r["group"], int(r["step"])) for r in rows] == [(g, s) for g in expected for s in (500, 1000, 1500)]
+    for row in rows:
+        values = np.array([raw[job.name][int(row["step"])] for job in expected[row["group"]]])
+        assert int(row["runs"]) == 2
+        assert float(row["mean"]) == pytest.approx(values.mean())
+        assert float(row["iqm"]) == pytest.approx(trim_mean(values, 0.25))
+        assert float(row["ci95_low"]) == pytest.approx(values.min())  # 2 runs: the percentile CI spans them
+        assert float(row["ci95_high"]) == pytest.approx(values.max())
+
+    runs = read_csv(sweep / "sweep" / "plot_runs.csv")
+    assert len(runs) == 4 * 3
+    for row in runs:
+        job = Path(row["run_dir"])
+        assert raw[job.name][int(row["step"])] == pytest.approx(float(row["value"]))
+        assert f"seed={row['seed']}" in jobs[sweep / "sweep" / job.name]
+    table = proc.stdout.splitlines()
+    assert any(line.split()[:3] == ["algo.lr=0.001", "2", "1500"] for line in table)
+    assert any(line.split()[:3] == ["algo.lr=0.0005", "2", "1500"] for line in table)
+
+
+def test_plot_of_chosen_runs_with_iqm_and_an_output_file(sweep):
+    jobs = lr_jobs(sweep, "algo.lr=0.001")  # both seeds of one learning rate: one group
+    proc = run_cli(["plot", *(f"sweep/{job.name}" for job in jobs), "stat=iqm", "out=figs/lr.png"], cwd=sweep)
+    assert proc.returncode == 0, proc.stderr
+    assert (sweep / "figs" / "lr.png").read_bytes()[:8] == PNG_MAGIC
+    rows = read_csv(sweep / "figs" / "lr.csv")
+    assert {r["group"] for r in rows} == {"dqn on CartPole-v1"} and len(read_csv(sweep / "figs" / "lr_runs.csv")) == 6
+
+
+def test_runs_without_the_metric_or_with_fewer_steps_are_warned_about(sweep, tmp_path):
+    import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    jobs = lr_jobs(sweep, "algo.lr=0.001")
+    for job in jobs:
+        shutil.copytree(job, tmp_path / "runs" / job.name)
+    other = tmp_path / "runs" / "no_eval"  # a run that logged other scalars only
+    (other / ".hydra").mkdir(parents=True)
+    (other / ".hydra" / "overrides.yaml").write_text("- algo=dqn\n")
+    with SummaryWriter(str(other)) as writer:
+        writer.add_scalar("charts/episodic_return", 1.0, 100)
+    short = tmp_path / "runs" / "short"  # seed 2 of the same group, stopped after its first evaluation
+    shutil.copytree(jobs[0] / ".hydra", short / ".hydra")
+    (short / ".hydra" / "overrides.yaml").write_text(re.sub(r"seed=\d", "seed=2", (short / ".hydra" /
+                                                                                     "overrides.yaml").read_text()))
+    with SummaryWriter(str(short)) as writer:
+        writer.add_scalar("eval/mean_return", 42.0, 500)
+
+    proc = run_cli(["plot", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = proc.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("rlexp plot: warning: ") for w in warnings)
+    assert "runs/no_eval has no eval/mean_return; skipped" in proc.stderr
+    assert "dropped 2 step(s) not in all 3 runs (1000, 1500)" in proc.stderr
+    rows = read_csv(tmp_path / "runs" / "plot.csv")
+    assert [(int(r["step"]), int(r["runs"])) for r in rows] == [(500, 3)]
+
+
+def test_a_resumed_run_has_each_step_once(tmp_path):
+    """A run killed after its step-500 checkpoint (simulated: the step-1000 one deleted) and resumed logs steps
+    750 and 1000 again; the plot reads them once, as TensorBoard does."""
+    common = ["algo=dqn", "env=CartPole-v1", "algo.learning_starts=200", "eval.every=250", "eval.episodes=1",
+              "checkpoint.every=500", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[16]",
+              "hydra.run.dir=run"]
+    assert run_cli(["train", *common, "total_steps=1000"], cwd=tmp_path).returncode == 0
+    (tmp_path / "run" / "checkpoints" / "step_1000.pt").unlink()
+    proc = run_cli(["train", "resume=run", "total_steps=1500"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    raw_steps = [step for step, _ in raw_points(tmp_path / "run", "eval/mean_return")]
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
+    assert sorted(raw_steps) == [250, 500, 750, 750, 1000, 1000, 1250, 1500]  # the event files repeat 750, 1000
+
+    proc = run_cli(["plot", "run"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    runs = read_csv(tmp_path / "run" / "plot_runs.csv")
+    assert [int(r["step"]) for r in runs] == [250, 500, 750, 1000, 1250, 1500]
+    latest = dict(raw_points(tmp_path / "run", "eval/mean_return"))  # a repeated step: the resumed run's value
+    assert all(float(r["value"]) == pytest.approx(latest[int(r["step"])]) for r in runs)
+    steps = [int(r["step"]) for r in runs]
+    assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "plot.csv")] == steps
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give at least one run or sweep directory"),
+    (["nowhere"], "nowhere does not exist"),
+    (["empty"], "no runs under empty: a run directory holds .hydra/overrides.yaml"),
+    (["sweep", "metric=eval/nope"], "no run logged metric=eval/nope; the runs logged: charts/SPS, "),
+    (["sweep", "colour=red"], "colour is not a plot option; use metric, stat or out"),
+    (["sweep", "stat=median"], "stat=median must be mean or iqm"),
+])
+def test_bad_plot_input_is_one_line_and_exit_2(sweep, args, message):
+    (sweep / "empty").mkdir(exist_ok=True)
+    proc = run_cli(["plot", *args], cwd=sweep)
+    assert proc.returncode == 2 and proc.stderr.startswith("rlexp plot: error: ") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+
+
+def test_plot_help():
+    proc = run_cli(["plot", "--help"], cwd=Path.cwd())
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: rlexp plot") and "stat=mean|iqm" in proc.stdout
