@@ -5,6 +5,7 @@
 
 Three ways to run the same `--jobs` jobs (seeds 0..jobs-1), each a full `rlexp train --multirun`:
   serial        the basic launcher: one job after another, each with torch's default threads (all cores)
+  serial-1-thread  the same with torch_threads=1: what each job does alone on one core
   joblib        hydra/launcher=joblib with n_jobs workers; each job takes cores / n_jobs threads (rlexp's default)
   oversubscribed  the same joblib workers, each forced to use every core (torch_threads=<cores>), which is
                 what happens without per-job limits
@@ -49,6 +50,7 @@ def main() -> None:
     joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
     variants = {
         "serial": job,
+        "serial-1-thread": [*job, "torch_threads=1"],
         "joblib": [*job, *joblib],
         "oversubscribed": [*job, *joblib, f"torch_threads={cores}"],
     }
