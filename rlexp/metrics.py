@@ -39,13 +39,18 @@ class RunLogger:
 
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
                  hyperparameters: dict[str, Any]) -> None:
+        flat = flatten(hyperparameters)
+        # The HParams tab's records of this run: its start (with the hyperparameters) and, once it completes, its
+        # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
+        # hyperparameters, marking those that differ) instead of copying the first run's.
+        _, self._session_start, self._session_end = hparams_summary(flat, {OBJECTIVE: 0.0})
         if start_step:
             # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
             # (purge_step), so the curves continue without duplicated or zig-zag points.
             self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1)
         else:
             self.writer = SummaryWriter(str(log_dir))
-            self._write_hyperparameters(flatten(hyperparameters))
+            self._write_hyperparameters(flat)
         self.total_steps = total_steps
         if progress == "auto":  # the value itself is checked by config.validate
             progress = "bar" if sys.stderr.isatty() else "lines"
@@ -61,9 +66,7 @@ class RunLogger:
     def _write_hyperparameters(self, flat: dict[str, Any]) -> None:
         rows = "\n".join(f"|{k}|{v}|" for k, v in flat.items())
         self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}")
-        # The HParams tab: declare the hyperparameters and the objective in this run's own event file.
-        for summary in hparams_summary(flat, {OBJECTIVE: 0.0}):
-            self.writer.file_writer.add_summary(summary)
+        self.writer.file_writer.add_summary(self._session_start)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -94,7 +97,9 @@ class RunLogger:
             log.info("step %d/%d (%.0f%%)  episodic return %s  SPS %.0f",
                      step, self.total_steps, 100.0 * step / self.total_steps, last, sps)
 
-    def close(self) -> None:
+    def close(self, completed: bool = False) -> None:
+        if completed:
+            self.writer.file_writer.add_summary(self._session_end)
         if self.bar is not None:
             self.bar.close()
         self.writer.close()

@@ -115,15 +115,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log_every=config["log"]["every"], seed=config["seed"],
     )
     meta = {"algo": algo["name"], "env_id": env_cfg["id"], "config": config}
+    completed = False
     try:
         with StopRequest() as stop:
             result = run(agent, env, eval_env, buffer, settings, logger, checkpoints, meta, stop, resume)
+        completed = True
     except RunFailure as error:
         last = checkpoints.latest()
         raise type(error)(f"{error}; " + (f"the last good checkpoint is {last}" if last else
                                           "no checkpoint had been written yet")) from None
     finally:
-        logger.close()
+        logger.close(completed)
         env.close()
         eval_env.close()
 

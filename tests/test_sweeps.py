@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -167,19 +171,19 @@ def test_optuna_trials_differ_and_are_summarised(optuna_sweep):
 
 
 def hparams_of(run_dir: Path) -> dict:
-    """The hyperparameters a run declared to TensorBoard's HParams plugin."""
+    """The hyperparameters a run declared to TensorBoard's HParams plugin (its session start record)."""
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    content = events.PluginTagToContent("hparams")
-    for blob in content.values():
-        data = plugin_data_pb2.HParamsPluginData.FromString(blob)
-        if data.HasField("session_start_info"):
-            return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
-                    for k, v in data.session_start_info.hparams.items()}
-    raise AssertionError(f"no HParams session in {run_dir}")
+    records = [plugin_data_pb2.HParamsPluginData.FromString(blob)
+               for blob in events.PluginTagToContent("hparams").values()]
+    # No per-run experiment record: TensorBoard builds the tab from all the runs (see rlexp.metrics.RunLogger).
+    assert not any(r.HasField("experiment") for r in records)
+    assert any(r.HasField("session_end_info") for r in records)  # the run completed
+    start = next(r.session_start_info for r in records if r.HasField("session_start_info"))
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
 
 
-def test_the_hparams_tab_compares_the_sweeps_runs(optuna_sweep):
+def test_each_run_declares_its_hyperparameters_for_the_hparams_tab(optuna_sweep):
     _, sweep = optuna_sweep
     for results in sweep.glob("*/results.json"):
         run_dir = results.parent
@@ -188,11 +192,53 @@ def test_the_hparams_tab_compares_the_sweeps_runs(optuna_sweep):
         lr = next(o for o in overrides if o.startswith("algo.actor_lr=")).split("=")[1]
         assert hparams["algo.actor_lr"] == pytest.approx(float(lr))
         assert hparams["env.id"] == "Pendulum-v1" and hparams["seed"] == 0
-        # The objective the tab shows against them: the run's eval return scalar.
-        events = EventAccumulator(str(run_dir))
-        events.Reload()
-        final = events.Scalars("eval/mean_return")[-1].value
-        assert final == pytest.approx(json.loads(results.read_text())["eval_return_mean"], rel=1e-5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tensorboards_hparams_tab_compares_the_sweeps_runs(optuna_sweep):
+    """Asks a real TensorBoard server what its HParams tab shows for the sweep."""
+    _, sweep = optuna_sweep
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--port", str(port),
+                               "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ask(route: str, body: dict) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/data/plugin/hparams/{route}",
+                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                experiment = ask("experiment", {"experimentName": ""})
+                if experiment.get("hparamInfos"):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "TensorBoard did not answer"
+            time.sleep(1)
+        groups = ask("session_groups", {"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
+                                        "startIndex": 0, "sliceSize": 100})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    infos = {info["name"]: info for info in experiment["hparamInfos"]}
+    assert infos["algo.actor_lr"]["differs"] and not infos["env.id"]["differs"]
+    assert "eval/mean_return" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+    # One row per trial (all completed), each with its final eval return as the metric.
+    finals = {(sweep / g["name"]).resolve(): g for g in groups["sessionGroups"]}
+    assert len(finals) == 3
+    for run_dir, group in finals.items():
+        results = json.loads((run_dir / "results.json").read_text())
+        metric = next(m for m in group["metricValues"] if m["name"]["tag"] == "eval/mean_return")
+        assert metric["value"] == pytest.approx(results["eval_return_mean"], rel=1e-5)
 
 
 # --- launcher configs that need a cluster to run: they compose --------------------------------------------------
