@@ -230,8 +230,8 @@ def main() -> None:
         hydra_task()
     except ValueError as error:  # Hydra checks its own flags before run_and_report
         described = describe(error)
-        if described is None:
-            raise
+        if described is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # a bug, or an error report() already passed on in full
         print(f"rlexp train: error: {described[1]}", file=sys.stderr)
         raise SystemExit(described[0]) from None
     if SweepSummary.failure is not None:
