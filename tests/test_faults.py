@@ -57,12 +57,13 @@ def test_env_output_checks_name_the_step_and_the_action():
 
 
 def test_stop_request_catches_the_first_signal_and_lets_the_second_through():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN in a background job
     with StopRequest() as stop:
         signal.raise_signal(signal.SIGTERM)
         assert stop.signum == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
 
 
 # --- as a user meets them --------------------------------------------------------------------------------------
