@@ -170,6 +170,25 @@ def test_optuna_trials_differ_and_are_summarised(optuna_sweep):
     assert len({r["overrides"] for r in rows}) == 3 and all("algo.actor_lr=" in r["overrides"] for r in rows)
 
 
+def test_an_optuna_study_kept_in_sqlite_continues_across_invocations(workdir):
+    import optuna
+
+    search = ["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.storage=sqlite:///study.db",
+              "total_steps=200", "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.episodes=1",
+              "checkpoint.every=0", "log.progress=none", "torch_threads=1"]
+    first = run_cli([*search, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first"], cwd=workdir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # A new sampler seed, or the random start-up trials would repeat the first invocation's.
+    second = run_cli([*search, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1", "hydra.sweep.dir=second"],
+                     cwd=workdir)
+    assert second.returncode == 0, second.stderr[-2000:]
+    study = optuna.load_study(study_name="td3_pendulum", storage=f"sqlite:///{workdir / 'study.db'}")
+    values = [t.value for t in study.trials]
+    assert len(values) == 3 and len({t.params["algo.actor_lr"] for t in study.trials}) == 3
+    best = yaml.safe_load((workdir / "second" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(values))  # over both invocations' trials
+
+
 def hparams_of(run_dir: Path) -> dict:
     """The hyperparameters a run declared to TensorBoard's HParams plugin (its session start record)."""
     events = EventAccumulator(str(run_dir))
