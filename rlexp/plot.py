@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from rlexp.cli import is_option
 from rlexp.errors import ConfigError
+from rlexp.sweep import shorten_floats
 
 #: The default metric: rlexp.metrics.OBJECTIVE (not imported from there: that module loads torch).
 DEFAULT_METRIC = "eval/mean_return"
@@ -349,12 +350,14 @@ def plot_title(groups: Sequence[GroupStats], metric: str) -> str:
 
 
 def draw(groups: Sequence[GroupStats], metric: str, stat: str, path: Path) -> None:
-    """One line per group (mean or IQM) with its 95% CI band; the legend below the axes, never over a curve."""
+    """One line per group (mean or IQM) with its 95% CI band; the legend below the axes, never over a curve,
+    its labels' floats shortened (0.0006466 for 0.00064664227...)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
     # '$' would start matplotlib's math mode; long labels wrap instead of widening the figure
-    labels = [textwrap.fill(f"{g.group.label} (n={g.steps[0].runs})".replace("$", r"\$"), 70) for g in groups]
+    labels = [textwrap.fill(f"{shorten_floats(g.group.label)} (n={g.steps[0].runs})".replace("$", r"\$"), 70)
+              for g in groups]
     columns = 1 if max(len(label) for label in labels) > 32 else min(len(labels), 3)
     legend_lines = sum(label.count("\n") + 1 for label in labels) if columns == 1 else -(-len(labels) // columns)
     figure = Figure(figsize=(8, 4.6 + 0.22 * legend_lines), dpi=150, layout="constrained")
@@ -436,12 +439,13 @@ def _number(value: float) -> str:
 
 
 def format_summary(result: PlotResult) -> str:
-    """Where the files went, and each group's last point."""
+    """Where the files went, and each group's last point (floats shortened as in the sweep summary; the CSVs
+    keep the labels whole)."""
     header = ("group", "runs", "final step", "final mean [95% CI]", "final IQM")
     lines = []
     for group in result.groups:
         last = group.steps[-1]
-        lines.append((group.group.label, str(last.runs), str(last.step),
+        lines.append((shorten_floats(group.group.label), str(last.runs), str(last.step),
                       f"{_number(last.mean)} [{_number(last.ci95_low)}, {_number(last.ci95_high)}]", _number(last.iqm)))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)

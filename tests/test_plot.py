@@ -105,6 +105,16 @@ def test_groups_pool_seeds_and_are_labelled_by_what_differs():
     assert [g.label for g in plot.group_curves(base_and_double)] == ["(none)", "algo.double=true"]
 
 
+def test_long_floats_are_shortened_on_screen_and_kept_whole_in_the_csv(tmp_path):
+    curves = [curve([f"algo.lr={lr}"], {1: float(seed), 2: 1.0}, seed) for lr in ("0.00064664227", "0.001")
+              for seed in (0, 1)]
+    groups = tuple(plot.group_statistics(g) for g in plot.group_curves(curves))
+    result = plot.PlotResult(tmp_path / "p.png", tmp_path / "p.csv", tmp_path / "p_runs.csv", groups, "mean")
+    assert "algo.lr=0.0006466 " in plot.format_summary(result)
+    plot.write_statistics(groups, result.statistics_csv)
+    assert {row["group"] for row in read_csv(result.statistics_csv)} == {"algo.lr=0.00064664227", "algo.lr=0.001"}
+
+
 def test_options_and_their_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     job = tmp_path / "0_algo.lr=0.001,seed=0"  # a sweep job's directory: '=' in its name, still a path
