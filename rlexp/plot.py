@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from rlexp.cli import is_option
 from rlexp.errors import ConfigError
-from rlexp.sweep import shorten_floats
+from rlexp.sweep import shorten_floats, text_table
 
 #: The default metric: rlexp.metrics.OBJECTIVE (not imported from there: that module loads torch).
 DEFAULT_METRIC = "eval/mean_return"
@@ -447,9 +447,7 @@ def format_summary(result: PlotResult) -> str:
         last = group.steps[-1]
         lines.append((shorten_floats(group.group.label), str(last.runs), str(last.step),
                       f"{_number(last.mean)} [{_number(last.ci95_low)}, {_number(last.ci95_high)}]", _number(last.iqm)))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    table = [fmt.format(*row).rstrip() for row in (header, tuple("-" * w for w in widths), *lines)]
+    table = text_table(header, lines)
     return "\n".join([f"figure: {result.figure}", f"statistics: {result.statistics_csv}",
                       f"per-run values: {result.runs_csv}", "", *table])
 

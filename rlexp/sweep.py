@@ -75,6 +75,13 @@ def shorten_floats(overrides: str) -> str:
     return " ".join(short(o) for o in overrides.split(" "))
 
 
+def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns under a dashed rule, as the sweep and plot summaries print them."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*row).rstrip() for row in (header, tuple("-" * w for w in widths), *rows)]
+
+
 def best_job(rows: list[JobRow]) -> JobRow | None:
     """The completed job with the highest final eval return."""
     scored = [r for r in rows if r.status == "completed" and r.eval_return is not None]
@@ -86,9 +93,7 @@ def format_table(rows: list[JobRow]) -> str:
     lines = [(str(r.job), shorten_floats(r.overrides) or "(none)", r.status,
               "" if r.eval_return is None else f"{r.eval_return:.2f}",
               "" if r.wall_time_s is None else f"{r.wall_time_s:.1f}") for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    table = [fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*line) for line in lines)]
+    table = text_table(header, lines)
     table += [f"job {r.job} {r.status}: {r.error}" for r in rows if r.status != "completed" and r.error]
     best = best_job(rows)
     if best is not None and len(rows) > 1:

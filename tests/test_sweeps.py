@@ -20,7 +20,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from rlexp.placement import GpuPlacement, job_device, launcher_threads, parallel_jobs, torch_threads
 from rlexp.schema import job_dirname
-from rlexp.sweep import JobRow, best_job, shorten_floats
+from rlexp.sweep import JobRow, best_job, format_table, shorten_floats, text_table
 from tests.conftest import cli_env, run_cli
 
 # A job that learns a little in about a second.
@@ -91,6 +91,14 @@ def test_the_printed_table_shortens_floats_and_names_the_best_job():
             JobRow(2, "c", "completed", 3.0, 1.0, "", "d2")]
     assert best_job(rows).job == 2
     assert best_job(rows[1:2]) is None
+    assert format_table(rows).splitlines()[:3] == [
+        "job  overrides  status     eval return  wall s",
+        "---  ---------  ---------  -----------  ------",
+        "0    a          completed  -5.00        1.0"]
+
+
+def test_text_table_aligns_columns_without_trailing_spaces():
+    assert text_table(("a", "bb"), [("xyz", ""), ("1", "22")]) == ["a    bb", "---  --", "xyz", "1    22"]
 
 
 def test_gpu_placement_rejects_unknown_choices(workdir):
