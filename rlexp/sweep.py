@@ -77,7 +77,7 @@ def shorten_floats(overrides: str) -> str:
 
 def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     """Left-aligned columns under a dashed rule, as the sweep and plot summaries print them."""
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*row).rstrip() for row in (header, tuple("-" * w for w in widths), *rows)]
 

@@ -99,6 +99,7 @@ def test_the_printed_table_shortens_floats_and_names_the_best_job():
 
 def test_text_table_aligns_columns_without_trailing_spaces():
     assert text_table(("a", "bb"), [("xyz", ""), ("1", "22")]) == ["a    bb", "---  --", "xyz", "1    22"]
+    assert text_table(("job", "status"), []) == ["job  status", "---  ------"]
 
 
 def test_gpu_placement_rejects_unknown_choices(workdir):
