@@ -33,8 +33,18 @@ def make_envs(env_cfg: dict[str, Any], count: int, **make_kwargs: Any) -> list[g
     return [make_env(env_cfg["id"], {**env_cfg["kwargs"], **make_kwargs}, atari) for _ in range(count)]
 
 def planned_updates(algo: dict[str, Any], total_steps: int) -> int:
-    """Gradient updates a run of `total_steps` makes (what learning-rate and beta schedules span)."""
-    return (total_steps - algo["learning_starts"]) // algo["train_freq"] * algo["gradient_steps"]
+    """Gradient updates a run of `total_steps` makes (what learning-rate and beta schedules span).
+
+    With gradient_steps=-1, one per env step after learning starts (rounds fall at episode ends, so a few
+    more or fewer). Episode rounds of a fixed size are not known in advance; validation keeps them off
+    the schedules that need this.
+    """
+    collected = total_steps - algo["learning_starts"]
+    if algo["gradient_steps"] == -1:
+        return collected
+    if algo["train_freq_unit"] == "episode":
+        return collected * algo["gradient_steps"]  # an upper bound: one-step episodes
+    return collected // algo["train_freq"] * algo["gradient_steps"]
 
 
 def build_buffer(algo: dict[str, Any], spaces: SpaceInfo, total_steps: int, device: torch.device,

@@ -63,8 +63,8 @@ def check_positive_int(key: str, value: int, *, allow_zero: bool = False) -> Non
 
 # Keys of the `algo` group that configure the loop and the replay buffer, not the agent's constructor
 # (the buffer computes the discounted n-step returns, so it owns gamma).
-LOOP_KEYS = ("gamma", "batch_size", "buffer_size", "learning_starts", "train_freq", "gradient_steps", "n_step",
-             "prioritized", "priority_alpha", "priority_beta0", "priority_eps")
+LOOP_KEYS = ("gamma", "batch_size", "buffer_size", "learning_starts", "train_freq", "train_freq_unit", "gradient_steps",
+             "n_step", "prioritized", "priority_alpha", "priority_beta0", "priority_eps")
 
 
 def validate(cfg: dict) -> None:
@@ -82,8 +82,12 @@ def validate(cfg: dict) -> None:
     check_positive_int("total_steps", cfg["total_steps"])
     check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
     check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
-    for key in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+    for key in ("batch_size", "buffer_size", "train_freq"):
         check_positive_int(f"algo.{key}", algo[key])
+    steps = algo["gradient_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 1 and steps != -1):
+        raise ConfigError(f"algo.gradient_steps={steps!r} must be a positive integer, or -1 for one update per "
+                          f"env step collected since the last round (as in SB3)")
     check_positive_int("algo.learning_starts", algo["learning_starts"], allow_zero=True)
     if algo["batch_size"] > algo["buffer_size"]:
         raise ConfigError(f"algo.batch_size={algo['batch_size']} exceeds algo.buffer_size={algo['buffer_size']}; "
@@ -92,6 +96,12 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"algo.learning_starts={algo['learning_starts']} >= total_steps={cfg['total_steps']}: "
                           f"nothing would be learned; raise total_steps or lower algo.learning_starts")
     if name == "dqn":
+        scheduled = ("algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else
+                     "algo.prioritized's beta annealing" if algo["prioritized"] else None)
+        if algo["train_freq_unit"] == "episode" and steps != -1 and scheduled:
+            raise ConfigError(f"algo.train_freq_unit=episode with algo.gradient_steps={steps} makes the number of "
+                              f"updates unknown in advance, and {scheduled} spans it; use algo.gradient_steps=-1 "
+                              f"or algo.train_freq_unit=step")
         check_range("algo.lr", algo["lr"], 0.0, low_inclusive=False)
         check_positive_int("algo.target_update_interval", algo["target_update_interval"])
         check_range("algo.exploration_fraction", algo["exploration_fraction"], 0.0, 1.0)

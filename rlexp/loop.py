@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -28,14 +28,17 @@ log = logging.getLogger("rlexp")
 class LoopSettings:
     total_steps: int        # environment steps
     learning_starts: int    # uniformly random actions, and no updates, for this many steps
-    train_freq: int         # env steps between rounds of updates
-    gradient_steps: int     # updates per round
+    train_freq: int         # env steps (or episodes, see train_freq_unit) between rounds of updates
+    gradient_steps: int     # updates per round; -1: one per env step collected in the round (SB3's -1)
     batch_size: int
     eval_every: int         # env steps between evaluations (0: only at the end)
     eval_episodes: int
     checkpoint_every: int   # env steps between periodic checkpoints (0: none besides the end and interrupts)
     log_every: int          # env steps between scalar writes
     seed: int
+    # "episode": a round of updates after every `train_freq` finished episodes, with the policy fixed while
+    # they run (SB3 < 2.3's default, and the TD3 paper's original code).
+    train_freq_unit: Literal["step", "episode"] = "step"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class LoopState:
     obs: np.ndarray | None = None
     episode_start: dict[str, Any] = field(default_factory=dict)   # how the current episode was reset
     episode_actions: list[Any] = field(default_factory=list)      # its actions so far, to rebuild the env
+    steps_since_train: int = 0      # env steps, and finished episodes, since the last round of updates
+    episodes_since_train: int = 0
 
     def state_dict(self, env: gym.Env) -> dict[str, Any]:
         actions = np.asarray(self.episode_actions) if self.episode_actions else np.zeros((0,))
@@ -69,6 +74,7 @@ class LoopState:
             "obs": torch.as_tensor(np.asarray(self.obs)), "episode_start": self.episode_start,
             "episode_actions": torch.as_tensor(actions),
             "action_space_rng": env.action_space.np_random.bit_generator.state,
+            "steps_since_train": self.steps_since_train, "episodes_since_train": self.episodes_since_train,
         }
 
 
@@ -76,7 +82,10 @@ def _restore(state: dict[str, Any], env: gym.Env, seed: int) -> LoopState:
     """The loop state of a checkpoint, with the env brought back to the same point of the same episode."""
     loop = LoopState(step=int(state["step"]), episodes=int(state["episodes"]),
                      episode_return=float(state["episode_return"]), episode_length=int(state["episode_length"]),
-                     best_eval_return=float(state["best_eval_return"]), episode_start=state["episode_start"])
+                     best_eval_return=float(state["best_eval_return"]), episode_start=state["episode_start"],
+                     # absent from checkpoints made before train_freq_unit existed, where 0 is exact
+                     steps_since_train=int(state.get("steps_since_train", 0)),
+                     episodes_since_train=int(state.get("episodes_since_train", 0)))
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actions = [int(a) if discrete else a.numpy() for a in state["episode_actions"]]
     obs = replay_episode(env, loop.episode_start, actions, state["obs"].numpy(), loop.episode_return)
@@ -158,8 +167,10 @@ def run(agent: Agent, env: gym.Env, eval_env: gym.Env, buffer: ReplayBuffer, set
         state.episode_actions.append(action)
         state.episode_return += float(reward)
         state.episode_length += 1
+        state.steps_since_train += 1
         if terminated or truncated:
             state.episodes += 1
+            state.episodes_since_train += 1
             logger.episode(state.episode_return, state.episode_length, step)
             state.episode_return, state.episode_length, state.episode_actions = 0.0, 0, []
             state.episode_start = episode_start(env, None)
@@ -168,10 +179,17 @@ def run(agent: Agent, env: gym.Env, eval_env: gym.Env, buffer: ReplayBuffer, set
         else:
             state.obs = next_obs
 
-        if step > s.learning_starts and step % s.train_freq == 0:
-            for _ in range(s.gradient_steps):
-                metrics = agent.update(buffer.sample(s.batch_size))
-                guard.observe(metrics, step)
+        if s.train_freq_unit == "episode":
+            train_now = state.episodes_since_train >= s.train_freq
+        else:
+            train_now = step % s.train_freq == 0
+        if train_now:
+            if step > s.learning_starts:
+                n_updates = state.steps_since_train if s.gradient_steps == -1 else s.gradient_steps
+                for _ in range(n_updates):
+                    metrics = agent.update(buffer.sample(s.batch_size))
+                    guard.observe(metrics, step)
+            state.steps_since_train = state.episodes_since_train = 0
 
         if step % s.log_every == 0:
             guard.check()

@@ -25,6 +25,11 @@ class LrSchedule(Enum):
     linear = "linear"    # anneal to 0 over the run's planned updates
 
 
+class TrainFreqUnit(Enum):
+    step = "step"
+    episode = "episode"  # a round of updates after every train_freq finished episodes
+
+
 class Loss(Enum):
     huber = "huber"
     mse = "mse"
@@ -53,6 +58,7 @@ class OffPolicyConfig:
     buffer_size: int = MISSING
     learning_starts: int = MISSING
     train_freq: int = MISSING
+    train_freq_unit: TrainFreqUnit = MISSING
     gradient_steps: int = MISSING
 
 

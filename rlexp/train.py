@@ -110,9 +110,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     logger = RunLogger(run_dir, config["total_steps"], start_step, config["log"]["progress"], config)
     settings = LoopSettings(
         total_steps=config["total_steps"], learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
-        gradient_steps=algo["gradient_steps"], batch_size=algo["batch_size"], eval_every=config["eval"]["every"],
-        eval_episodes=config["eval"]["episodes"], checkpoint_every=config["checkpoint"]["every"],
-        log_every=config["log"]["every"], seed=config["seed"],
+        train_freq_unit=algo["train_freq_unit"], gradient_steps=algo["gradient_steps"], batch_size=algo["batch_size"],
+        eval_every=config["eval"]["every"], eval_episodes=config["eval"]["episodes"],
+        checkpoint_every=config["checkpoint"]["every"], log_every=config["log"]["every"], seed=config["seed"],
     )
     meta = {"algo": algo["name"], "env_id": env_cfg["id"], "config": config}
     completed = False

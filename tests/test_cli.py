@@ -44,10 +44,12 @@ def test_dqn_run_writes_tensorboard_checkpoints_and_results(workdir):
     assert "eval return" in proc.stdout  # plain progress lines when not in a terminal
 
 
-@pytest.mark.parametrize("algo", ["td3", "ddpg"])
-def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo):
+@pytest.mark.parametrize("algo, rounds", [("td3", []), ("ddpg", []),
+                                         ("ddpg", ["algo.train_freq_unit=episode", "algo.gradient_steps=-1"])])
+def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo, rounds):
     proc = run_cli(["train", f"algo={algo}", "env=Pendulum-v1", "total_steps=400", "algo.learning_starts=100",
-                    "algo.noise.type=ou", "network.hidden_sizes=[32,32]", "hydra.run.dir=run", *TINY], cwd=workdir)
+                    "algo.noise.type=ou", "network.hidden_sizes=[32,32]", "hydra.run.dir=run", *rounds, *TINY],
+                   cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     tags = scalars(workdir / "run")
     for tag in ("losses/critic_loss", "losses/actor_loss", "losses/q_values", "eval/mean_return"):

@@ -4,6 +4,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from rlexp.build import planned_updates
 from rlexp.config import ConfigError, resolve_device, validate
 from rlexp.resume import config_conflicts
 from rlexp.train import resolved_config
@@ -89,10 +90,29 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
     ("eval.episodes=0", "eval.episodes=0 must be a positive integer"),
     ("total_steps=0", "total_steps=0 must be a positive integer"),
     ("checkpoint.keep=0", "checkpoint.keep=0 must be a positive integer"),
+    ("algo.gradient_steps=0", "algo.gradient_steps=0 must be a positive integer, or -1 for one update per env step"),
+    ("algo.gradient_steps=-2", "algo.gradient_steps=-2 must be a positive integer, or -1"),
+    ("algo.train_freq_unit=episode algo.gradient_steps=2",
+     "algo.train_freq_unit=episode with algo.gradient_steps=2 makes the number of updates unknown in advance, "
+     "and algo.lr_schedule=linear spans it"),
+    ("algo.train_freq_unit=episode algo.gradient_steps=2 algo.lr_schedule=constant algo.prioritized=true",
+     "and algo.prioritized's beta annealing spans it"),
 ])
 def test_bad_values_fail_with_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
-        validate(resolved([override]))
+        validate(resolved(override.split()))
+
+
+def test_episode_rounds_validate_and_plan_their_updates():
+    for overrides in (["algo.train_freq_unit=episode", "algo.gradient_steps=-1"],  # SB3 < 2.3's default
+                      ["algo.train_freq_unit=episode", "algo.gradient_steps=2", "algo.lr_schedule=constant"],
+                      ["algo=ddpg", "env=Pendulum-v1", "algo.train_freq_unit=episode", "algo.gradient_steps=3"],
+                      ["algo=td3", "env=Pendulum-v1", "algo.train_freq=4", "algo.gradient_steps=-1"]):
+        validate(resolved(overrides))
+    algo = {"learning_starts": 1000, "train_freq": 4, "train_freq_unit": "step", "gradient_steps": 2}
+    assert planned_updates(algo, 9000) == 4000
+    assert planned_updates({**algo, "gradient_steps": -1}, 9000) == 8000  # one per env step collected
+    assert planned_updates({**algo, "train_freq_unit": "episode", "gradient_steps": -1}, 9000) == 8000
 
 
 def test_td3_specific_checks():
@@ -107,6 +127,7 @@ def test_td3_specific_checks():
     ("algo.gamma=abc", "could not be converted to Float"),                # wrong type
     ("seed=1.5", "could not be converted to Integer"),
     ("algo.lr_schedule=cosine", "Invalid value 'cosine'"),                # not one of the choices
+    ("algo.train_freq_unit=episodes", "Invalid value 'episodes', expected one of [step, episode]"),
     ("log.progress=loud", "Invalid value 'loud'"),
     ("network.hidden_sizes=[64,x]", "could not be converted to Integer"),
     ("algo.policy_delay=2", "Key 'policy_delay' not in 'DQNConfig'"),    # a TD3 key under DQN

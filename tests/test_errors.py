@@ -29,11 +29,15 @@ FAULTY = "tests.faulty_envs"
     (["algo.batch_size=300000"], ["algo.batch_size=300000 exceeds algo.buffer_size=100000"]),
     (["algo.learning_starts=60000", "total_steps=50000"], ["algo.learning_starts=60000 >= total_steps=50000"]),
     (["algo=td3", "env=Pendulum-v1", "algo.policy_delay=0"], ["algo.policy_delay=0 must be a positive integer"]),
+    (["algo.gradient_steps=0"], ["algo.gradient_steps=0 must be a positive integer, or -1"]),
+    (["algo.train_freq_unit=episode", "algo.gradient_steps=4"], ["algo.train_freq_unit=episode with",
+                                                                 "use algo.gradient_steps=-1"]),
     # the schema: unknown keys, wrong types, values outside a choice, unknown group options
     (["algo.lrr=1"], ["algo.lrr is not a config key; did you mean algo.lr?"]),
     (["algo.gamma=abc"], ["algo.gamma=abc", "could not be converted to Float"]),
     (["seed=1.5"], ["seed=1.5", "could not be converted to Integer"]),
     (["algo.lr_schedule=cosine"], ["Invalid value 'cosine', expected one of [constant, linear]"]),
+    (["algo.train_freq_unit=episodes"], ["Invalid value 'episodes', expected one of [step, episode]"]),
     (["algo=dqnn"], ["algo=dqnn is not an option of the algo group", "did you mean algo=dqn?"]),
     # missing values and broken interpolations
     (["total_steps=???"], ["Missing mandatory value: total_steps"]),

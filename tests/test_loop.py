@@ -36,10 +36,18 @@ def dqn(total_steps: int) -> DQN:
 META = {"algo": "dqn", "env_id": "CartPole-v1", "config": {}}
 
 
-def train(tmp_path: Path, env_kwargs: dict, **overrides):
+def train(tmp_path: Path, env_kwargs: dict, updates_at: list[int] | None = None, **overrides):
+    """A tiny DQN run on CartPole; `updates_at`, when given, receives the env step of every update."""
     s = settings(**overrides)
     agent = dqn(s.total_steps)
     buffer = ReplayBuffer(s.total_steps, (4,), (), True, torch.device("cpu"), seed=0)
+    if updates_at is not None:
+        update = agent.update
+
+        def recorded(batch):
+            updates_at.append(len(buffer))  # the buffer holds every step so far
+            return update(batch)
+        agent.update = recorded
     logger = RunLogger(tmp_path, s.total_steps, 0, "none", {"algo": {"name": "dqn"}})
     result = run(agent, make_env("CartPole-v1", env_kwargs), make_env("CartPole-v1", env_kwargs), buffer, s,
                  logger, CheckpointManager(tmp_path / "checkpoints", keep=2), META, StopRequest())
@@ -69,6 +77,27 @@ def test_loop_updates_evaluates_and_checkpoints(tmp_path):
     assert names == ["best.pt", "final.pt", "step_200.pt", "step_300.pt"]  # keep=2; the end is resumable too
 
 
+def test_episode_rounds_make_one_update_per_step_collected_at_each_episode_end(tmp_path):
+    # 5-step episodes and learning from step 53: the first round, at step 55, counts steps 51-55, as SB3 does.
+    updates_at = []
+    train(tmp_path, {"max_episode_steps": 5}, updates_at, learning_starts=52, train_freq=1,
+          train_freq_unit="episode", gradient_steps=-1)
+    assert updates_at == [end for end in range(55, 301, 5) for _ in range(5)]
+
+
+def test_episode_rounds_of_a_fixed_size(tmp_path):
+    updates_at = []
+    train(tmp_path, {"max_episode_steps": 5}, updates_at, learning_starts=52, train_freq=2,
+          train_freq_unit="episode", gradient_steps=3)
+    assert updates_at == [end for end in range(60, 301, 10) for _ in range(3)]  # every second episode's end
+
+
+def test_minus_one_gradient_steps_in_step_rounds_is_train_freq_updates(tmp_path):
+    updates_at = []
+    train(tmp_path, {}, updates_at, learning_starts=50, train_freq=4, gradient_steps=-1)
+    assert updates_at == [step for step in range(52, 301, 4) for _ in range(4)]
+
+
 def td3(total_steps: int) -> TD3:
     torch.manual_seed(0)
     noise = OrnsteinUhlenbeckNoise(1, 0.5, 0.15, np.random.default_rng(0))  # stateful noise must resume too
@@ -78,9 +107,10 @@ def td3(total_steps: int) -> TD3:
 
 
 def run_pendulum(directory: Path, total_steps: int, stop_after: int | None = None,
-                 resume: dict | None = None) -> TD3:
+                 resume: dict | None = None, **overrides) -> TD3:
     """TD3 on Pendulum (200-step episodes, so checkpoints fall mid-episode), optionally stopped or resumed."""
-    s = settings(total_steps=total_steps, learning_starts=60, train_freq=1, eval_every=150, checkpoint_every=70)
+    s = settings(**{"total_steps": total_steps, "learning_starts": 60, "train_freq": 1, "eval_every": 150,
+                    "checkpoint_every": 70, **overrides})
     agent = td3(450)  # built for the full run, so its schedules do not depend on where it stops
     if resume is not None:
         agent.load_state_dict(resume["agent"])
@@ -115,14 +145,17 @@ def parameters(agent: TD3) -> list[torch.Tensor]:
             *agent.critic_target.parameters()]
 
 
-def test_resuming_from_any_checkpoint_ends_where_the_uninterrupted_run_ends(tmp_path):
-    reference = run_pendulum(tmp_path / "reference", 450)
+@pytest.mark.parametrize("rounds", [{}, {"train_freq_unit": "episode", "gradient_steps": -1}],
+                         ids=["step", "episode"])
+def test_resuming_from_any_checkpoint_ends_where_the_uninterrupted_run_ends(tmp_path, rounds):
+    # Episode rounds: every checkpoint falls mid-round, whose steps so far the resumed run must still count.
+    reference = run_pendulum(tmp_path / "reference", 450, **rounds)
     checkpoints = sorted((tmp_path / "reference" / "checkpoints").glob("step_*.pt"),
                          key=lambda p: int(p.stem.split("_")[1]))
     assert [p.name for p in checkpoints] == ["step_70.pt", "step_140.pt", "step_210.pt", "step_280.pt",
                                              "step_350.pt", "step_420.pt", "step_450.pt"]
     for path in checkpoints[:-1]:  # each one mid-episode, some before learning starts, one after an eval
-        resumed = run_pendulum(tmp_path / path.stem, 450, resume=load_checkpoint(path))
+        resumed = run_pendulum(tmp_path / path.stem, 450, resume=load_checkpoint(path), **rounds)
         assert all(torch.equal(a, b) for a, b in zip(parameters(reference), parameters(resumed))), path.name
         assert resumed.exploration_noise.state.tolist() == reference.exploration_noise.state.tolist()
 

@@ -291,12 +291,14 @@ class RangeKey:
 
 @dataclass(frozen=True)
 class IntKey:
-    """An integer key valid from `minimum` up (0: non-negative, 1: positive, None: any integer)."""
+    """An integer key valid from `minimum` up (0: non-negative, 1: positive, None: any integer), plus `special`
+    values below it that mean something (gradient_steps=-1)."""
     path: str
     minimum: int | None
+    special: tuple[int, ...] = ()
 
     def accepts(self, value: int) -> bool:
-        return self.minimum is None or value >= self.minimum
+        return self.minimum is None or value >= self.minimum or value in self.special
 
 
 COMMON_RANGES = [RangeKey("algo.gamma", 0.0, 1.0), RangeKey("algo.tau", 0.0, 1.0, low_inclusive=False)]
@@ -309,7 +311,7 @@ RANGE_KEYS: dict[str, list[RangeKey]] = {
             RangeKey("algo.target_noise", 0.0, None), RangeKey("algo.target_noise_clip", 0.0, None)],
 }
 COMMON_INTS = [IntKey("total_steps", 1), IntKey("algo.batch_size", 1), IntKey("algo.buffer_size", 1),
-               IntKey("algo.learning_starts", 0), IntKey("algo.train_freq", 1), IntKey("algo.gradient_steps", 1),
+               IntKey("algo.learning_starts", 0), IntKey("algo.train_freq", 1), IntKey("algo.gradient_steps", 1, (-1,)),
                IntKey("eval.every", 0), IntKey("eval.episodes", 1), IntKey("checkpoint.every", 0),
                IntKey("checkpoint.keep", 1), IntKey("log.every", 1), IntKey("torch_threads", 0)]
 INT_KEYS: dict[str, list[IntKey]] = {"dqn": [*COMMON_INTS, IntKey("algo.target_update_interval", 1)],
