@@ -4,12 +4,18 @@
     python benchmarks/learning.py --only td3_Pendulum-v1 --seeds 0 1 2 3 4 --jobs 1
     python benchmarks/learning.py --only td3_HalfCheetah-v5 --steps 50000   # a smaller budget (a CPU's)
     python benchmarks/learning.py --override algo.lr=1e-3   # extra Hydra overrides for every run
+    python benchmarks/learning.py --only td3_BipedalWalker-v3 --resume   # continue killed runs, keep finished ones
 
 A target is checked only at the preset's own budget; with --steps the table compares against the published
 figure at that budget where there is one (e.g. the TD3 paper's curves), and says so.
 
 Each run is `rlexp train algo=... env=... seed=... torch_threads=<threads>` in a subprocess; the table is
 printed and written to <out>/results.md and <out>/results.csv. The exit code is 1 when a target is missed.
+
+With --resume, long budgets can run over several sittings: a run of the same config and budget already finished
+in <out> is read back instead of trained again, and one that was killed or interrupted continues from its newest
+checkpoint (`rlexp train resume=...`, identical to an uninterrupted run). A run directory holding another config
+(a preset changed since) is reported as an error, never reused.
 """
 
 from __future__ import annotations
@@ -67,13 +73,37 @@ TARGETS = [
 ]
 
 
-def train_one(target: Target, seed: int, out: Path, threads: int, overrides: list[str], steps: int) -> dict:
+def config_conflicts_with(run_dir: Path, train_args: list[str]) -> list[str]:
+    """How the config saved in `run_dir` differs from the one `train_args` compose (keys a resume may not change)."""
+    from omegaconf import OmegaConf
+
+    from rlexp.resume import config_conflicts
+
+    printed = subprocess.run([sys.executable, "-m", "rlexp", "train", "--cfg", "job", *train_args],
+                             capture_output=True, text=True, check=True).stdout
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    return config_conflicts(saved, OmegaConf.to_container(OmegaConf.create(printed)))
+
+
+def train_one(target: Target, seed: int, out: Path, threads: int, overrides: list[str], steps: int,
+              resume: bool = False) -> dict:
     run_dir = out / f"{target.name}_{steps}" / f"seed{seed}"
-    command = [sys.executable, "-m", "rlexp", "train", f"algo={target.algo}", f"env={target.env}",
-               f"total_steps={steps}", f"seed={seed}", f"torch_threads={threads}", "log.progress=lines",
-               f"hydra.run.dir={run_dir}", *overrides]
+    train_args = [f"algo={target.algo}", f"env={target.env}", f"total_steps={steps}", f"seed={seed}",
+                  f"torch_threads={threads}", "log.progress=lines", *overrides]
+    extra = [f"hydra.run.dir={run_dir}"]
+    if resume and (run_dir / ".hydra" / "config.yaml").is_file():
+        conflicts = config_conflicts_with(run_dir, train_args)
+        if conflicts:
+            return {"seed": seed, "error": f"{run_dir} holds a run of another config ({'; '.join(conflicts)}); "
+                                           f"use another --out", "wall": 0.0}
+        previous = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
+        if previous.get("status") == "completed" and previous.get("total_steps") == steps:
+            return {"seed": seed, "return": previous["eval_return_mean"], "sps": previous["sps"],
+                    "wall": previous["wall_time_s"]}
+        if any((run_dir / "checkpoints").glob("step_*.pt")):
+            extra = [f"resume={run_dir}"]
     started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *train_args, *extra], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"seed": seed, "error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall": 0.0}
     results = json.loads((run_dir / "results.json").read_text())
@@ -90,13 +120,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/learning"))
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override for every run")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep runs of the same config already finished in --out; continue killed ones")
     args = parser.parse_args()
 
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
     jobs = [(t, s) for t in targets for s in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: train_one(*job, args.out, args.threads, args.override,
-                                                   args.steps or job[0].steps), jobs))
+                                                   args.steps or job[0].steps, args.resume), jobs))
 
     header = ["algo", "env", "steps", "seeds", "mean", "std", "min", "per seed", "target", "pass",
               "wall s/run", "SPS", "reference"]

@@ -19,6 +19,10 @@ from rlexp.metrics import flatten
 MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log.", "device", "gpu_placement",
                 "torch_threads", "resume")
 
+#: Keys added since runs were first made, with the value that means what their absence meant, so a run from
+#: before a key existed still resumes.
+ADDED_KEYS = {"algo.train_freq_unit": "step"}
+
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
                      "-p", "--package", "--experimental-rerun"}
@@ -87,6 +91,7 @@ def config_conflicts(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for key in sorted(set(old_flat) | set(new_flat)):
         if any(key == m or (m.endswith(".") and key.startswith(m)) for m in MUTABLE_KEYS):
             continue
-        if old_flat.get(key, "<absent>") != new_flat.get(key, "<absent>"):
-            conflicts.append(f"{key}: {old_flat.get(key, '<absent>')} -> {new_flat.get(key, '<absent>')}")
+        old, new_value = old_flat.get(key, ADDED_KEYS.get(key, "<absent>")), new_flat.get(key, "<absent>")
+        if old != new_value:
+            conflicts.append(f"{key}: {old} -> {new_value}")
     return conflicts

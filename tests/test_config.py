@@ -155,6 +155,14 @@ def test_resume_may_change_the_budget_but_not_what_was_learned():
     assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1", "seed=1"])) == ["seed: 0 -> 1"]
 
 
+def test_a_run_from_before_train_freq_unit_existed_resumes_with_step_rounds_only():
+    saved = resolved(["algo=td3", "env=Pendulum-v1"])
+    del saved["algo"]["train_freq_unit"]  # as the config of a run made before the key existed
+    assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1"])) == []
+    assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1", "algo.train_freq_unit=episode"])) == [
+        "algo.train_freq_unit: step -> episode"]
+
+
 def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
