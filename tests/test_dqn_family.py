@@ -171,7 +171,8 @@ def test_every_combination_learns_without_error(double, dueling, n_step, priorit
     from rlexp.build import build_agent, build_buffer
 
     algo = {"name": "dqn", "gamma": 0.99, "batch_size": 16, "buffer_size": 500, "learning_starts": 50,
-            "train_freq": 1, "gradient_steps": 1, "n_step": n_step, "prioritized": prioritized_,
+            "train_freq": 1, "train_freq_unit": "step", "gradient_steps": 1, "n_step": n_step,
+            "prioritized": prioritized_,
             "priority_alpha": 0.6, "priority_beta0": 0.4, "priority_eps": 1e-6, "lr": 1e-3, "lr_schedule": "linear",
             "tau": 0.01, "target_update_interval": 1, "exploration_fraction": 0.5, "exploration_initial_eps": 1.0,
             "exploration_final_eps": 0.05, "max_grad_norm": 10.0, "loss": "mse", "double": double,
