@@ -42,10 +42,21 @@ class Target:
     min_each: float          # and no seed may fall below this
     reference: str           # the published figure at the same budget
     at_budget: dict[int, float] | None = None   # published means at smaller budgets (learning curves)
+    env_id: str | None = None  # a game of a generic env config (env=atari): its env.id
+
+    @property
+    def task(self) -> str:
+        return self.env_id.removeprefix("ALE/") if self.env_id else self.env
 
     @property
     def name(self) -> str:
-        return f"{self.algo}_{self.env}"
+        return f"{self.algo}_{self.task}"
+
+    def train_args(self, seed: int, steps: int, threads: int, overrides: list[str]) -> list[str]:
+        """The `rlexp train` arguments of one run."""
+        game = [f"env.id={self.env_id}"] if self.env_id else []
+        return [f"algo={self.algo}", f"env={self.env}", *game, f"total_steps={steps}", f"seed={seed}",
+                f"torch_threads={threads}", "log.progress=lines", *overrides]
 
 
 INF = float("-inf")
@@ -70,6 +81,10 @@ TARGETS = [
     Target("ddpg", "HalfCheetah-v5", 1_000_000, 8577.3, INF, "TD3 paper, its DDPG: 8577"),
     Target("ddpg", "Hopper-v5", 1_000_000, 1860.0, INF, "TD3 paper, its DDPG: 1860"),
     Target("ddpg", "Walker2d-v5", 1_000_000, 3098.1, INF, "TD3 paper, its DDPG: 3098"),
+    # The Nature DQN paper (Mnih et al. 2015, Extended Data Table 2): 30 episodes with epsilon 0.05 after 50M frames
+    # (12.5M steps); rlexp scores greedy episodes after its preset's 10M steps (40M frames).
+    Target("dqn", "atari", 10_000_000, 18.9, INF, "Nature DQN: 18.9 +/- 1.3 (at 50M frames)",
+           env_id="ALE/Pong-v5"),
 ]
 
 
@@ -88,8 +103,7 @@ def config_conflicts_with(run_dir: Path, train_args: list[str]) -> list[str]:
 def train_one(target: Target, seed: int, out: Path, threads: int, overrides: list[str], steps: int,
               resume: bool = False) -> dict:
     run_dir = out / f"{target.name}_{steps}" / f"seed{seed}"
-    train_args = [f"algo={target.algo}", f"env={target.env}", f"total_steps={steps}", f"seed={seed}",
-                  f"torch_threads={threads}", "log.progress=lines", *overrides]
+    train_args = target.train_args(seed, steps, threads, overrides)
     extra = [f"hydra.run.dir={run_dir}"]
     if resume and (run_dir / ".hydra" / "config.yaml").is_file():
         conflicts = config_conflicts_with(run_dir, train_args)
@@ -124,6 +138,11 @@ def main() -> int:
                         help="keep runs of the same config already finished in --out; continue killed ones")
     args = parser.parse_args()
 
+    unknown = sorted(set(args.only or []) - {t.name for t in TARGETS})
+    if unknown:
+        print(f"learning.py: unknown target {', '.join(unknown)}; choose from {', '.join(t.name for t in TARGETS)}",
+              file=sys.stderr)
+        return 2
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
     jobs = [(t, s) for t in targets for s in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -153,7 +172,7 @@ def main() -> int:
             bar, reference, ok = "none at this budget", f"{t.reference} at {t.steps:,} (not comparable)", None
         all_pass &= ok is not False
         rows.append([
-            t.algo, t.env, f"{steps:,}", len(returns),
+            t.algo, t.task, f"{steps:,}", len(returns),
             f"{statistics.fmean(returns):.1f}" if returns else "-",
             f"{statistics.pstdev(returns):.1f}" if returns else "-",
             f"{min(returns):.1f}" if returns else "-",

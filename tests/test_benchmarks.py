@@ -1,0 +1,50 @@
+"""The learning benchmark's targets: each runs a real preset at its own budget, and a wrong name is an error."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from rlexp.train import resolved_config
+from tests.conftest import CONF, ROOT, cli_env, compose_config
+
+SCRIPT = ROOT / "benchmarks" / "learning.py"
+spec = importlib.util.spec_from_file_location("learning_benchmark", SCRIPT)
+learning = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = learning   # dataclasses look their module up while the class is built
+spec.loader.exec_module(learning)
+
+
+def test_target_names_are_unique():
+    names = [t.name for t in learning.TARGETS]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("target", learning.TARGETS, ids=lambda t: t.name)
+def test_each_target_trains_its_tuned_preset_on_its_task_at_the_presets_budget(target):
+    assert (CONF / "tuned" / f"{target.algo}_{target.env}.yaml").is_file()
+    args = target.train_args(seed=3, steps=target.steps, threads=1, overrides=[])
+    # The budget the table compares at is the one a user gets from the preset without total_steps=.
+    preset = resolved_config(compose_config([a for a in args if not a.startswith("total_steps=")]))
+    assert preset["total_steps"] == target.steps
+    assert preset["env"]["id"] == (target.env_id or target.env)
+    assert preset["seed"] == 3
+
+
+def test_the_atari_target_names_its_game_and_plays_it_with_the_atari_preset():
+    (pong,) = [t for t in learning.TARGETS if t.env == "atari"]
+    assert pong.name == "dqn_Pong-v5"
+    args = pong.train_args(seed=0, steps=1000, threads=1, overrides=["eval.episodes=1"])
+    assert args[:3] == ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5"] and args[-1] == "eval.episodes=1"
+
+
+def test_an_unknown_target_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--only", "td3_Pendulum-v1", "dqn_Pong", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "unknown target dqn_Pong;" in proc.stderr
+    assert "dqn_Pong-v5" in proc.stderr          # the choices are listed
+    assert not (tmp_path / "out").exists()      # nothing ran
