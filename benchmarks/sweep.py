@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlexp.placement import available_cpus
+from rlexp.sweeps.placement import available_cpus
 
 
 def run_sweep(name: str, overrides: list[str], workdir: Path) -> tuple[float, list[float]]:

@@ -1,3 +1,3 @@
-from rlexp.cli import main
+from rlexp.commands import main
 
 raise SystemExit(main())

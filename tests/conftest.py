@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from rlexp import schema
+from rlexp.config import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"

@@ -1,12 +1,17 @@
 """Each agent's update, pinned against hand calculations on networks with known outputs."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from rlexp.agents import DDPG, DQN, TD3
-from rlexp.buffers import ReplayBatch
-from rlexp.noise import GaussianNoise, OrnsteinUhlenbeckNoise
+from rlexp.agents import ddpg
+from rlexp.agents.base import BuildContext
+from rlexp.agents.dqn import DQN
+from rlexp.agents.exploration import GaussianNoise, OrnsteinUhlenbeckNoise
+from rlexp.agents.td3 import TD3
+from rlexp.envs import describe_spaces
+from rlexp.replay import ReplayBatch
 
 CPU = torch.device("cpu")
 
@@ -14,7 +19,7 @@ CPU = torch.device("cpu")
 def td3(**overrides) -> TD3:
     kwargs = dict(hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2, tau=0.5, policy_delay=2,
                   target_noise=0.2, target_noise_clip=0.5, n_critics=2,
-                  exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
+                  exploration_noise=GaussianNoise(1, 1, 0.1, np.random.default_rng(0)), device=CPU)
     kwargs.update(overrides)
     return TD3(2, np.array([-2.0]), np.array([2.0]), **kwargs)
 
@@ -34,8 +39,8 @@ def batch(actions: torch.Tensor, n: int = 2) -> ReplayBatch:
     """Two one-step transitions: the first bootstraps (discount gamma), the second ends the episode."""
     terminations = torch.tensor([0.0, 1.0])
     return ReplayBatch(observations=torch.randn(n, 2), actions=actions, rewards=torch.tensor([1.0, -0.5]),
-                       next_observations=torch.randn(n, 2), terminations=terminations,
-                       discounts=GAMMA * (1.0 - terminations), indices=torch.arange(n))
+                       next_observations=torch.randn(n, 2), discounts=GAMMA * (1.0 - terminations),
+                       indices=torch.arange(n))
 
 
 def set_constant_output(layers, value) -> None:
@@ -84,9 +89,16 @@ def test_td3_delays_actor_and_target_updates():
 
 
 def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
-    agent = DDPG(2, np.array([-1.0]), np.array([1.0]), hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2,
-                 tau=0.5, exploration_noise=GaussianNoise(1, 0.1, np.random.default_rng(0)), device=CPU)
+    # DDPG's builder (its registry entry) makes a TD3 with the three additions off.
+    algo = {"actor_lr": 1e-2, "critic_lr": 1e-2, "tau": 0.5, "noise": {"type": "gaussian", "sigma": 0.1, "theta": 0.15},
+            "critic_weight_decay": 0.0, "batch_norm": False, "critic_action_layer": 0, "final_layer_init": 0.0}
+    spaces = describe_spaces(gym.spaces.Box(-10.0, 10.0, (2,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+                             "Test-v0")
+    agent = ddpg.build(algo, BuildContext(spaces=spaces, hidden_sizes=(8,), total_steps=100, planned_updates=100,
+                                          num_envs=1, device=CPU, seed=0))
+    assert isinstance(agent, TD3) and ddpg.ALGORITHM.build is ddpg.build
     assert agent.critic.n_critics == 1 and agent.policy_delay == 1 and agent.target_noise == 0
+    assert agent.target_noise_clip == 0
     next_obs = torch.randn(4, 2)
     torch.testing.assert_close(agent.target_actions(next_obs), agent.actor_target(next_obs))
     actor_before = [p.clone() for p in agent.actor.parameters()]
@@ -95,19 +107,30 @@ def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
 
 
 def test_continuous_exploration_adds_scaled_noise_and_clips_to_bounds():
-    agent = td3(exploration_noise=GaussianNoise(1, 100.0, np.random.default_rng(0)))
-    actions = np.array([agent.act(np.zeros(2), explore=True) for _ in range(200)])
+    agent = td3(exploration_noise=GaussianNoise(1, 1, 100.0, np.random.default_rng(0)))
+    actions = np.array([agent.act(np.zeros((1, 2)), explore=True)[0] for _ in range(200)])
+    assert actions.shape == (200, 1)
     assert actions.min() == -2.0 and actions.max() == 2.0
-    greedy = agent.act(np.zeros(2), explore=False)
-    assert np.array_equal(greedy, agent.act(np.zeros(2), explore=False))
+    greedy = agent.act(np.zeros((1, 2)), explore=False)
+    assert greedy.shape == (1, 1) and np.array_equal(greedy, agent.act(np.zeros((1, 2)), explore=False))
+
+
+def test_continuous_exploration_draws_each_envs_own_noise():
+    agent = td3(exploration_noise=GaussianNoise(3, 1, 0.1, np.random.default_rng(0)))
+    actions = agent.act(np.zeros((3, 2)), explore=True)  # three envs in the same state
+    greedy = agent.act(np.zeros((3, 2)), explore=False)
+    assert actions.shape == greedy.shape == (3, 1)
+    assert np.all(greedy == greedy[0]) and len(set(actions[:, 0].tolist())) == 3
 
 
 def test_ou_noise_is_reset_at_episode_start():
-    noise = OrnsteinUhlenbeckNoise(1, 0.5, 0.15, np.random.default_rng(0))
+    noise = OrnsteinUhlenbeckNoise(2, 1, 0.5, 0.15, np.random.default_rng(0))
     agent = td3(exploration_noise=noise)
     for _ in range(10):
         noise()
-    agent.on_episode_start()
+    agent.episodes_started(np.array([True, False]))  # only env 0 began an episode
+    assert np.all(noise.state[0] == 0) and np.all(noise.state[1] != 0)
+    agent.episodes_started(np.array([True, True]))
     assert np.all(noise.state == 0)
 
 
@@ -142,11 +165,15 @@ def test_dqn_epsilon_greedy_follows_the_schedule():
     agent = dqn(exploration_fraction=0.5, total_steps=100)  # eps 1.0 -> 0.1 over 50 steps
     assert agent.exploration_metrics(0)["charts/epsilon"] == 1.0
     assert agent.exploration_metrics(80)["charts/epsilon"] == pytest.approx(0.1)
-    greedy = agent.act(np.ones(2), explore=False)
-    late = [agent.act(np.ones(2), explore=True, step=80) for _ in range(2000)]
+    greedy = agent.act(np.ones((1, 2)), explore=False)[0]
+    late = [agent.act(np.ones((1, 2)), explore=True, step=80)[0] for _ in range(2000)]
     assert np.mean(np.array(late) != greedy) == pytest.approx(0.1 * 2 / 3, abs=0.03)
-    early = [agent.act(np.ones(2), explore=True, step=0) for _ in range(3000)]
+    early = [agent.act(np.ones((1, 2)), explore=True, step=0)[0] for _ in range(3000)]
     assert np.bincount(early, minlength=3).min() > 900  # uniform when eps = 1
+    # With several envs, epsilon is drawn for each: one call explores in about 10% of 3000 identical envs.
+    batch_of_envs = agent.act(np.ones((3000, 2)), explore=True, step=80)
+    assert batch_of_envs.shape == (3000,)
+    assert np.mean(batch_of_envs != greedy) == pytest.approx(0.1 * 2 / 3, abs=0.03)
 
 
 def test_state_dict_round_trip_restores_every_network():
@@ -158,23 +185,28 @@ def test_state_dict_round_trip_restores_every_network():
         for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters()):
             assert torch.equal(p, q)
     assert b.n_updates == 2
+    # The target smoothing noise's generator continues where it was too.
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    next_obs = torch.randn(4, 2)
+    torch.testing.assert_close(a.target_actions(next_obs), b.target_actions(next_obs), rtol=0, atol=0)
 
 
 def test_state_dict_restores_the_exploration_state():
     # DQN: the epsilon-greedy generator continues where it was.
     a, b = dqn(rng=np.random.default_rng(1)), dqn(rng=np.random.default_rng(2))
-    [a.act(np.zeros(2, np.float32), explore=True, step=0) for _ in range(5)]
+    obs = np.zeros((1, 2), np.float32)
+    [a.act(obs, explore=True, step=0) for _ in range(5)]
     b.load_state_dict(a.state_dict())
-    assert [a.act(np.zeros(2, np.float32), True, 0) for _ in range(20)] == \
-        [b.act(np.zeros(2, np.float32), True, 0) for _ in range(20)]
+    assert np.array_equal(np.stack([a.act(obs, True, 0) for _ in range(20)]),
+                          np.stack([b.act(obs, True, 0) for _ in range(20)]))
     # TD3 with OU noise: the noise process (its value and its generator) continues too.
-    ou = lambda seed: OrnsteinUhlenbeckNoise(1, 0.3, 0.15, np.random.default_rng(seed))  # noqa: E731
+    ou = lambda seed: OrnsteinUhlenbeckNoise(1, 1, 0.3, 0.15, np.random.default_rng(seed))  # noqa: E731
     c, d = td3(exploration_noise=ou(1)), td3(exploration_noise=ou(2))
-    [c.act(np.zeros(2, np.float32), explore=True) for _ in range(5)]
+    [c.act(obs, explore=True) for _ in range(5)]
     d.load_state_dict(c.state_dict())
     assert np.array_equal(c.exploration_noise.state, d.exploration_noise.state)
     for _ in range(5):
-        assert np.array_equal(c.act(np.zeros(2, np.float32), True), d.act(np.zeros(2, np.float32), True))
+        assert np.array_equal(c.act(obs, True), d.act(obs, True))
 
 
 def test_dqn_linear_learning_rate_anneals_to_zero_over_the_planned_updates():

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.envs import AtariSettings, make_env, space_info
-from rlexp.frame_buffer import FrameReplayBuffer, PrioritizedFrameReplayBuffer
-from rlexp.networks import DuelingQNetwork, NatureConvolutions, QNetwork
-from rlexp.train import resolved_config
+from rlexp.commands.train import resolved_config
+from rlexp.config import registry
+from rlexp.envs import AtariSettings, describe_spaces, make_env
+from rlexp.networks.q import DuelingQNetwork, QNetwork
+from rlexp.networks.torsos import NatureConvolutions
+from rlexp.replay.frames import FrameReplayBuffer, PrioritizedFrameReplayBuffer
 from tests.conftest import compose_config, run_cli
 
 CPU = torch.device("cpu")
@@ -20,8 +22,9 @@ def test_the_preprocessed_game_observes_4_stacked_84x84_grayscale_frames():
     obs, info = env.reset(seed=0)
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
     assert all(np.array_equal(obs[0], frame) for frame in obs)  # a reset pads the stack with its first frame
-    spaces = space_info(env, "dqn", "ALE/Breakout-v5")
-    assert spaces.image and spaces.n_actions == 4
+    spaces = describe_spaces(env.observation_space, env.action_space, "ALE/Breakout-v5")
+    registry.check_fits(registry.get("dqn"), spaces)  # DQN reads stacked frames with the Nature CNN
+    assert spaces.frames and not spaces.flat and spaces.n_actions == 4
     lives, lost, rewards = info["lives"], [], []
     for _ in range(2000):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
@@ -56,17 +59,38 @@ def stacks(n_episodes: int, length: int, seed: int = 0):
             yield obs, np.stack(frames[-4:]), t == length - 1
 
 
+def add_one(buffer: FrameReplayBuffer, obs: np.ndarray, next_obs: np.ndarray, terminated: bool) -> None:
+    """One transition of a single env (a row of one): action 0, reward 1."""
+    buffer.add(obs[None], np.zeros(1, np.int64), np.ones(1, np.float32), next_obs[None], np.array([terminated]),
+               np.array([False]))
+
+
 def test_frames_are_stored_once_and_every_stack_comes_back_exactly():
     buffer = FrameReplayBuffer(100, (4, 84, 84), (), True, CPU, seed=0)
     added = list(stacks(3, 20))
     for obs, next_obs, last in added:
-        buffer.add(obs, 0, 1.0, next_obs, last)
-    assert buffer.frames_written == 3 * (4 + 20)  # per episode: its first stack, then one frame per step
+        add_one(buffer, obs, next_obs, last)
+    assert buffer.frames_written.tolist() == [3 * (4 + 20)]  # per episode: its first stack, then a frame per step
     batch = buffer.batch_at(torch.arange(60))
     for i, (obs, next_obs, _) in enumerate(added):
         assert np.array_equal(batch.observations[i].numpy(), obs), i
         assert np.array_equal(batch.next_observations[i].numpy(), next_obs), i
     assert batch.observations.dtype == torch.uint8
+
+
+def test_each_env_keeps_its_own_frames():
+    # Two envs stepping together, each its own episodes of different lengths: every stack comes back exactly.
+    buffer = FrameReplayBuffer(100, (4, 84, 84), (), True, CPU, seed=0, num_envs=2)
+    streams = [list(stacks(3, 10, seed=1)), list(stacks(2, 15, seed=2))]
+    for (obs0, next0, last0), (obs1, next1, last1) in zip(*streams):
+        buffer.add(np.stack([obs0, obs1]), np.zeros(2, np.int64), np.ones(2, np.float32), np.stack([next0, next1]),
+                   np.array([last0, last1]), np.zeros(2, bool))
+    assert buffer.frames_written.tolist() == [3 * (4 + 10), 2 * (4 + 15)]
+    batch = buffer.batch_at(torch.arange(60))  # slot = row * 2 + env
+    for slot in range(60):
+        obs, next_obs, _ = streams[slot % 2][slot // 2]
+        assert np.array_equal(batch.observations[slot].numpy(), obs), slot
+        assert np.array_equal(batch.next_observations[slot].numpy(), next_obs), slot
 
 
 def test_bytes_per_transition_keep_a_million_under_8_gb():
@@ -82,8 +106,8 @@ def test_a_life_lost_without_a_reset_keeps_the_stack_going():
     buffer = FrameReplayBuffer(50, (4, 84, 84), (), True, CPU, seed=0)
     added = list(stacks(1, 10))
     for t, (obs, next_obs, _) in enumerate(added):
-        buffer.add(obs, 0, 1.0, next_obs, terminated=(t == 4))  # terminal for training; the game goes on
-    assert buffer.frames_written == 4 + 10
+        add_one(buffer, obs, next_obs, terminated=(t == 4))  # terminal for training; the game goes on
+    assert buffer.frames_written.tolist() == [4 + 10]
     batch = buffer.batch_at(torch.arange(10))
     assert all(np.array_equal(batch.observations[i].numpy(), added[i][0]) for i in range(10))
     assert batch.discounts[4] == 0
@@ -94,11 +118,12 @@ def test_when_the_frame_ring_comes_round_the_oldest_transitions_go_first():
     n_frames = buffer.n_frames
     added = list(stacks(40, 2))  # 2-step episodes: 6 frames per 2 transitions, more than the ring's reserve
     for obs, next_obs, last in added:
-        buffer.add(obs, 0, 1.0, next_obs, last)
-    assert len(buffer) < 64 and buffer.frames_written > n_frames
-    live = (buffer.pos - buffer.size + torch.arange(buffer.size)) % 64
+        add_one(buffer, obs, next_obs, last)
+    size = buffer.ring.size
+    assert len(buffer) == size < 64 and buffer.frames_written[0] > n_frames
+    live = (buffer.pos - size + torch.arange(size)) % 64
     batch = buffer.batch_at(live)
-    expected = added[-buffer.size:]
+    expected = added[-size:]
     for i, (obs, next_obs, _) in enumerate(expected):  # every live transition intact
         assert np.array_equal(batch.observations[i].numpy(), obs) and np.array_equal(
             batch.next_observations[i].numpy(), next_obs)
@@ -109,8 +134,8 @@ def test_prioritized_frame_replay_never_samples_an_evicted_slot_and_state_round_
     buffer = PrioritizedFrameReplayBuffer(64, (4, 84, 84), (), True, CPU, seed=0, alpha=0.6, beta0=0.4, eps=1e-6,
                                           total_updates=100, n_step=3, gamma=0.99)
     for obs, next_obs, last in stacks(40, 2):
-        buffer.add(obs, 0, 1.0, next_obs, last)
-    live = set(((buffer.pos - buffer.size + torch.arange(buffer.size)) % 64).tolist())
+        add_one(buffer, obs, next_obs, last)
+    live = set(((buffer.pos - buffer.ring.size + torch.arange(buffer.ring.size)) % 64).tolist())
     batch = buffer.sample(512)
     assert set(batch.indices.tolist()) <= live
     twin = PrioritizedFrameReplayBuffer(64, (4, 84, 84), (), True, CPU, seed=1, alpha=0.6, beta0=0.4, eps=1e-6,
@@ -145,4 +170,4 @@ def test_dqn_trains_on_a_real_atari_game_from_the_command_line(workdir, game):
     results = json.loads((workdir / "run" / "results.json").read_text())
     assert results["total_steps"] == 2000 and -21 <= results["eval_return_mean"] <= 21  # a raw Pong score
     checkpoint = torch.load(workdir / "run" / "checkpoints" / "step_2000.pt", weights_only=True)
-    assert checkpoint["replay"]["frames"].dtype == torch.uint8
+    assert checkpoint["runner"]["replay"]["frames"].dtype == torch.uint8

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rlexp.train import resolved_config
+from rlexp.commands.train import resolved_config
 from tests.conftest import CONF, ROOT, cli_env, compose_config
 
 SCRIPT = ROOT / "benchmarks" / "learning.py"

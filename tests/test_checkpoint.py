@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from rlexp.checkpoint import FORMAT, CheckpointManager, load_checkpoint, save_checkpoint
+from rlexp.io.checkpoints import FORMAT, CheckpointManager, load_checkpoint, save_checkpoint
 from rlexp.errors import CheckpointError
 
 
@@ -56,7 +56,7 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_previous_file(tmp_path, monk
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr("rlexp.checkpoint.os.fdopen", lambda fd, mode: FullDisk(real_open(fd, mode)))
+    monkeypatch.setattr("rlexp.io.checkpoints.os.fdopen", lambda fd, mode: FullDisk(real_open(fd, mode)))
     with pytest.raises(CheckpointError, match=r"could not write checkpoint .*c.pt: No space left on device"):
         save_checkpoint(bundle(2), path)
     monkeypatch.undo()
@@ -94,6 +94,10 @@ def test_files_that_are_not_rlexp_checkpoints_are_refused(tmp_path):
     torch.save({"format": 999, "agent": {}}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="format 999"):
         load_checkpoint(tmp_path / "future.pt")
+    torch.save({"format": 1, "agent": {}}, tmp_path / "old.pt")  # made before vectorized envs
+    with pytest.raises(CheckpointError, match=r"format 1 \(rlexp 0.1, before vectorized envs\); this rlexp reads "
+                                              r"format 2 only"):
+        load_checkpoint(tmp_path / "old.pt")
 
 
 def test_only_the_newest_periodic_checkpoints_are_kept(tmp_path):
@@ -112,11 +116,19 @@ def test_resume_falls_back_to_the_previous_good_checkpoint(tmp_path, caplog):
         manager.save_periodic(bundle(step), step)
     newest = tmp_path / "step_300.pt"
     newest.write_bytes(newest.read_bytes()[:100])
+    (tmp_path / ".step_400.pt.abc.tmp").write_bytes(b"partial")  # a save cut short by a kill
     with caplog.at_level(logging.WARNING, logger="rlexp"):
-        loaded, path = manager.load_latest()
+        loaded, path, unreadable = manager.load_latest()
     assert loaded["step"] == 200 and path.name == "step_200.pt"
-    assert "step_300.pt" in caplog.text and "falling back" in caplog.text
+    assert [(p.name, "truncated" in why) for p, why in unreadable] == [("step_300.pt", True)]
+    # Loading changes nothing on disk and logs nothing: a resume that is then refused leaves the run as it was.
+    assert newest.exists() and not (tmp_path / "step_300.pt.corrupt").exists() and caplog.text == ""
+    with caplog.at_level(logging.WARNING, logger="rlexp"):
+        manager.quarantine(unreadable)  # once the resume is accepted
+    assert "step_300.pt" in caplog.text and "resumed from the previous checkpoint" in caplog.text
     assert (tmp_path / "step_300.pt.corrupt").exists() and not newest.exists()  # never picked again
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert manager.load_latest()[1].name == "step_200.pt"
 
 
 def test_resume_without_any_readable_checkpoint_is_an_error(tmp_path):

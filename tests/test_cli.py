@@ -25,7 +25,7 @@ def test_dqn_run_writes_tensorboard_checkpoints_and_results(workdir):
     results = json.loads((run_dir / "results.json").read_text())
     for key in ("eval_return_mean", "eval_return_std", "total_steps", "wall_time_s", "sps"):
         assert key in results
-    assert results["total_steps"] == 600 and len(results["eval_returns"]) == 2
+    assert results["total_steps"] == 600 and len(results["eval_returns"]) == 2 and results["num_envs"] == 1
 
     tags = scalars(run_dir)
     for tag in ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon",
@@ -70,6 +70,27 @@ def test_same_seed_same_run(workdir):
     assert run_cli([*args, "seed=6", "hydra.run.dir=c"], cwd=workdir).returncode == 0
     c = json.loads((workdir / "c" / "results.json").read_text())
     assert c["eval_returns"] != a["eval_returns"]
+    # A new run never writes into a directory that holds another run.
+    before = (workdir / "a" / "results.json").read_text()
+    again = run_cli([*args, "hydra.run.dir=a"], cwd=workdir)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "hydra.run.dir=a already holds a run" in again.stderr and "rlexp train resume=a" in again.stderr
+    assert (workdir / "a" / "results.json").read_text() == before
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_several_envs_train_together_from_the_command_line(workdir, vectorization):
+    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "env.num_envs=4", f"env.vectorization={vectorization}",
+                    "total_steps=600", "algo.learning_starts=100", "network.hidden_sizes=[16]", "hydra.run.dir=run",
+                    *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"4 env(s) ({vectorization})" in proc.stdout
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["num_envs"] == 4 and results["total_steps"] == 600 and results["status"] == "completed"
+    tags = scalars(workdir / "run")
+    assert [step for step, _ in tags["eval/mean_return"]] == [200, 400, 600]  # every 200 env steps of all envs
+    names = sorted(p.name for p in (workdir / "run" / "checkpoints").iterdir())
+    assert names == ["best.pt", "final.pt", "step_200.pt", "step_400.pt", "step_600.pt"]
 
 
 def test_multirun_sweeps_every_combination(workdir):
@@ -103,6 +124,8 @@ def test_help_lists_commands_and_config_groups(workdir):
 def test_unknown_command_and_unknown_key(workdir):
     proc = run_cli(["fly"], cwd=workdir)
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
+    proc = run_cli([], cwd=workdir)  # no command at all: one line, not the whole usage
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "give a command" in proc.stderr
     proc = run_cli(["train", "algo.lrr=1", "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 2 and "algo.lrr is not a config key; did you mean algo.lr?" in proc.stderr
 

@@ -4,10 +4,13 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from rlexp.build import planned_updates
-from rlexp.config import ConfigError, resolve_device, validate
-from rlexp.resume import config_conflicts
-from rlexp.train import resolved_config
+from rlexp.commands import resume
+from rlexp.commands.resume import config_conflicts
+from rlexp.commands.train import resolved_config
+from rlexp.config.device import resolve_device
+from rlexp.config.validate import validate
+from rlexp.errors import ConfigError
+from rlexp.runners.off_policy import planned_updates
 from tests.conftest import CONF, compose_config
 
 ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))
@@ -37,7 +40,9 @@ def test_the_config_groups_hold_what_the_docs_promise():
 def test_every_algo_env_pair_composes_and_validates(algo, env):
     cfg = resolved([f"algo={algo}", f"env={env}"])
     assert cfg["algo"]["name"] == algo and cfg["env"]["id"] == ("ALE/Pong-v5" if env == "atari" else env)
-    validate(cfg)  # value checks pass for every pair; space fit is checked against the env (test_envs)
+    # value checks pass for every pair (validate returns the algorithm's registry entry); space fit is checked
+    # against the env (test_envs)
+    assert validate(cfg).name == algo
 
 
 def test_public_keys_exist():
@@ -97,6 +102,10 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
      "and algo.lr_schedule=linear spans it"),
     ("algo.train_freq_unit=episode algo.gradient_steps=2 algo.lr_schedule=constant algo.prioritized=true",
      "and algo.prioritized's beta annealing spans it"),
+    ("env.num_envs=0", "env.num_envs=0 must be a positive integer"),
+    ("env.num_envs=2 algo.train_freq_unit=episode algo.gradient_steps=-1",
+     "algo.train_freq_unit=episode needs env.num_envs=1 (got 2"),
+    ("seed=-1", "seed=-1 is outside [0, "),
 ])
 def test_bad_values_fail_with_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
@@ -110,9 +119,10 @@ def test_episode_rounds_validate_and_plan_their_updates():
                       ["algo=td3", "env=Pendulum-v1", "algo.train_freq=4", "algo.gradient_steps=-1"]):
         validate(resolved(overrides))
     algo = {"learning_starts": 1000, "train_freq": 4, "train_freq_unit": "step", "gradient_steps": 2}
-    assert planned_updates(algo, 9000) == 4000
-    assert planned_updates({**algo, "gradient_steps": -1}, 9000) == 8000  # one per env step collected
-    assert planned_updates({**algo, "train_freq_unit": "episode", "gradient_steps": -1}, 9000) == 8000
+    assert planned_updates(algo, 9000, 1) == 4000
+    assert planned_updates(algo, 9000, 4) == 4000  # gradient_steps per env per round: the same updates per sample
+    assert planned_updates({**algo, "gradient_steps": -1}, 9000, 1) == 8000  # one per env step collected
+    assert planned_updates({**algo, "train_freq_unit": "episode", "gradient_steps": -1}, 9000, 1) == 8000
 
 
 def test_td3_specific_checks():
@@ -155,7 +165,10 @@ def test_resume_may_change_the_budget_but_not_what_was_learned():
     assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1", "seed=1"])) == ["seed: 0 -> 1"]
 
 
-def test_a_run_from_before_train_freq_unit_existed_resumes_with_step_rounds_only():
+def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monkeypatch):
+    # Checkpoint format 2 predates no key yet (ADDED_KEYS is empty); the mechanism, as train_freq_unit used it:
+    assert resume.ADDED_KEYS == {}
+    monkeypatch.setattr(resume, "ADDED_KEYS", {"algo.train_freq_unit": "step"})
     saved = resolved(["algo=td3", "env=Pendulum-v1"])
     del saved["algo"]["train_freq_unit"]  # as the config of a run made before the key existed
     assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1"])) == []

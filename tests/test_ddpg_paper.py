@@ -1,24 +1,30 @@
 """The DDPG paper's details as switches, and experiment=ddpg_paper that turns them all on."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from rlexp.agents import DDPG
-from rlexp.networks import Actor, CriticEnsemble, polyak_update
-from rlexp.noise import OrnsteinUhlenbeckNoise
-from rlexp.train import resolved_config
+from rlexp.agents import ddpg
+from rlexp.agents.base import BuildContext
+from rlexp.agents.td3 import TD3
+from rlexp.commands.train import resolved_config
+from rlexp.envs import describe_spaces
+from rlexp.networks.actor_critic import Actor, CriticEnsemble
+from rlexp.networks.targets import polyak_update
 from tests.conftest import TINY, compose_config, run_cli
 
 CPU = torch.device("cpu")
 
 
-def paper_ddpg(**overrides) -> DDPG:
-    kwargs = dict(hidden_sizes=[400, 300], actor_lr=1e-4, critic_lr=1e-3, tau=1e-3, critic_weight_decay=1e-2,
-                  batch_norm=True, critic_action_layer=1, final_layer_init=3e-3,
-                  exploration_noise=OrnsteinUhlenbeckNoise(1, 0.2, 0.15, np.random.default_rng(0)), device=CPU)
-    kwargs.update(overrides)
-    return DDPG(3, np.array([-2.0]), np.array([2.0]), **kwargs)
+def paper_ddpg(hidden_sizes=(400, 300)) -> TD3:
+    """DDPG as its builder makes it, with the paper's switches on (3-D observations, actions in [-2, 2])."""
+    algo = dict(actor_lr=1e-4, critic_lr=1e-3, tau=1e-3, critic_weight_decay=1e-2, batch_norm=True,
+                critic_action_layer=1, final_layer_init=3e-3, noise={"type": "ou", "sigma": 0.2, "theta": 0.15})
+    spaces = describe_spaces(gym.spaces.Box(-10.0, 10.0, (3,), np.float32), gym.spaces.Box(-2.0, 2.0, (1,), np.float32),
+                             "Test-v0")
+    return ddpg.build(algo, BuildContext(spaces=spaces, hidden_sizes=tuple(hidden_sizes), total_steps=1000,
+                                         planned_updates=1000, num_envs=1, device=CPU, seed=0))
 
 
 def test_final_layers_start_in_the_small_interval_and_hidden_layers_fan_in_uniform():
@@ -59,14 +65,14 @@ def test_weight_decay_reaches_the_critic_only():
 
 
 def test_a_batch_normalized_agent_acts_on_single_observations_and_updates_on_batches():
-    from rlexp.buffers import ReplayBatch
+    from rlexp.replay import ReplayBatch
 
     agent = paper_ddpg(hidden_sizes=[16, 16])
-    action = agent.act(np.zeros(3, np.float32), explore=True)
+    action = agent.act(np.zeros(3, np.float32)[None], explore=True)[0]
     assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
     terminations = torch.zeros(8)
     batch = ReplayBatch(torch.randn(8, 3), torch.rand(8, 1) * 4 - 2, torch.randn(8), torch.randn(8, 3),
-                        terminations, 0.99 * (1 - terminations))
+                        0.99 * (1 - terminations), torch.arange(8))
     metrics = agent.update(batch)
     assert all(torch.isfinite(v) for v in metrics.values())
     assert agent.actor.training and not agent.actor_target.training and not agent.critic_target.training
@@ -97,7 +103,8 @@ def test_the_experiment_config_is_the_papers_setup():
 @pytest.mark.parametrize("bad, message", [("algo.critic_action_layer=3", "algo.critic_action_layer=3 must be a layer"),
                                           ("algo.critic_weight_decay=-1", "algo.critic_weight_decay=-1.0 is outside")])
 def test_bad_paper_switches_are_refused(bad, message):
-    from rlexp.config import ConfigError, validate
+    from rlexp.config.validate import validate
+    from rlexp.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         validate(resolved_config(compose_config(["algo=ddpg", "env=Pendulum-v1", bad])))

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.agents import DQN
-from rlexp.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
-from rlexp.networks import DuelingQNetwork
+from rlexp.networks.q import DuelingQNetwork
+from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from tests.conftest import TINY, run_cli
 from tests.test_agents import batch, dqn, set_constant_output
 
@@ -68,10 +67,17 @@ def test_importance_weights_scale_each_sample_and_td_errors_are_reported():
 
 # --- n-step returns -----------------------------------------------------------------------------------------
 
+def add_one(buffer: ReplayBuffer, obs: float, reward: float, next_obs: float, terminated: bool,
+            truncated: bool = False) -> None:
+    """One transition of a single env (a row of one), action 0."""
+    buffer.add(np.array([[obs]], np.float32), np.zeros(1, np.int64), np.array([reward], np.float32),
+               np.array([[next_obs]], np.float32), np.array([terminated]), np.array([truncated]))
+
+
 def filled(n_step: int, gamma: float, rewards, terminated=(), truncated=(), capacity: int = 16) -> ReplayBuffer:
     buffer = ReplayBuffer(capacity, (1,), (), True, CPU, seed=0, n_step=n_step, gamma=gamma)
     for t, r in enumerate(rewards):
-        buffer.add(np.array([t], np.float32), 0, r, np.array([t + 1], np.float32), t in terminated, t in truncated)
+        add_one(buffer, t, r, t + 1, t in terminated, t in truncated)
     return buffer
 
 
@@ -93,9 +99,8 @@ def test_n_step_return_at_a_time_limit_bootstraps_from_the_last_state():
     b = at(filled(3, 0.5, [1, 2, 4, 8, 16], truncated={3}), 2, 3)
     # from t=2: 4 + 0.5 * 8 = 8, truncated at t=3: bootstrap from s_4 with 0.5^2 (a time limit is not terminal)
     torch.testing.assert_close(b.rewards, torch.tensor([8.0, 8.0]))
-    torch.testing.assert_close(b.discounts, torch.tensor([0.25, 0.5]))
+    torch.testing.assert_close(b.discounts, torch.tensor([0.25, 0.5]))  # not cut to 0: not terminal
     torch.testing.assert_close(b.next_observations[:, 0], torch.tensor([4.0, 4.0]))
-    assert b.terminations.tolist() == [0.0, 0.0]
 
 
 def test_n_step_return_stops_at_the_newest_transition_and_across_the_ring():
@@ -104,6 +109,22 @@ def test_n_step_return_stops_at_the_newest_transition_and_across_the_ring():
     torch.testing.assert_close(b.rewards, torch.tensor([32.0, 16 + 0.5 * 32, 8 + 0.5 * 16 + 0.25 * 32]))
     torch.testing.assert_close(b.discounts, torch.tensor([0.5, 0.25, 0.125]))
     torch.testing.assert_close(b.next_observations[:, 0], torch.tensor([6.0, 6.0, 6.0]))
+
+
+def test_n_step_windows_stay_in_their_own_envs_stream():
+    # Two envs stepping together: env 0 earns 1, 2, 4, 8; env 1 earns 10, 20, 40, 80 and terminates at t=1.
+    buffer = ReplayBuffer(16, (1,), (), True, CPU, seed=0, num_envs=2, n_step=3, gamma=0.5)
+    for t in range(4):
+        buffer.add(np.array([[t], [100 + t]], np.float32), np.zeros(2, np.int64),
+                   np.array([2**t, 10 * 2**t], np.float32), np.array([[t + 1], [101 + t]], np.float32),
+                   np.array([False, t == 1]), np.zeros(2, bool))
+    b = at(buffer, 0, 1, 4, 5)  # slot = row * 2 + env: (t=0, env 0), (t=0, env 1), (t=2, env 0), (t=2, env 1)
+    # env 0 from t=0: 1 + 0.5 * 2 + 0.25 * 4 = 3, bootstrap from s_3 with 0.5^3; env 1 from t=0: 10 + 0.5 * 20 = 20,
+    # terminal; env 0 from t=2: 4 + 0.5 * 8 = 8 (the newest row), bootstrap from s_4; env 1 from t=2: 40 + 40 = 80
+    torch.testing.assert_close(b.rewards, torch.tensor([3.0, 20.0, 8.0, 80.0]))
+    torch.testing.assert_close(b.discounts, torch.tensor([0.125, 0.0, 0.25, 0.25]))
+    torch.testing.assert_close(b.next_observations[:, 0], torch.tensor([3.0, 102.0, 4.0, 104.0]))
+    torch.testing.assert_close(b.observations[:, 0], torch.tensor([0.0, 100.0, 2.0, 102.0]))
 
 
 def test_one_step_batches_are_the_plain_transition():
@@ -118,7 +139,7 @@ def prioritized(alpha: float, beta0: float, total_updates: int = 10) -> Prioriti
     buffer = PrioritizedReplayBuffer(8, (1,), (), True, CPU, seed=0, alpha=alpha, beta0=beta0, eps=1e-6,
                                      total_updates=total_updates)
     for t in range(4):
-        buffer.add(np.array([t], np.float32), 0, float(t), np.array([t + 1], np.float32), False)
+        add_one(buffer, t, float(t), t + 1, False)
     return buffer
 
 
@@ -127,7 +148,7 @@ def test_new_transitions_get_the_maximal_priority():
     buffer.sample(2)
     assert buffer.tree.get(torch.arange(4)).tolist() == [1.0] * 4   # max priority starts at 1
     buffer.update_priorities(torch.arange(4), torch.tensor([1.0, -3.0, 2.0, 6.0]))
-    buffer.add(np.array([9], np.float32), 0, 9.0, np.array([10], np.float32), False)
+    add_one(buffer, 9, 9.0, 10, False)
     buffer.sample(2)
     assert buffer.tree.get(torch.tensor([4])).item() == pytest.approx(6.0 + 1e-6)  # the largest |delta| + eps
 
@@ -154,7 +175,7 @@ def test_importance_weights_are_normalised_by_the_largest_and_beta_anneals_to_on
 def test_prioritized_state_round_trip_continues_exactly():
     a = prioritized(alpha=0.6, beta0=0.4)
     a.update_priorities(torch.arange(4), torch.tensor([1.0, 3.0, 2.0, 6.0]))
-    a.add(np.array([7], np.float32), 0, 7.0, np.array([8], np.float32), False)
+    add_one(a, 7, 7.0, 8, False)
     b = prioritized(alpha=0.6, beta0=0.4)
     b.load_state_dict(a.state_dict())
     for _ in range(3):
@@ -167,8 +188,11 @@ def test_prioritized_state_round_trip_continues_exactly():
 @pytest.mark.parametrize("double, dueling, n_step, prioritized_", list(itertools.product([False, True], [False, True],
                                                                                           [1, 3], [False, True])))
 def test_every_combination_learns_without_error(double, dueling, n_step, prioritized_):
-    from rlexp.envs import make_env, space_info
-    from rlexp.build import build_agent, build_buffer
+    from rlexp.agents.base import BuildContext
+    from rlexp.config import registry
+    from rlexp.envs import describe_spaces, make_env
+    from rlexp.replay import Priorities, make_replay
+    from rlexp.runners.off_policy import planned_updates
 
     algo = {"name": "dqn", "gamma": 0.99, "batch_size": 16, "buffer_size": 500, "learning_starts": 50,
             "train_freq": 1, "train_freq_unit": "step", "gradient_steps": 1, "n_step": n_step,
@@ -178,14 +202,23 @@ def test_every_combination_learns_without_error(double, dueling, n_step, priorit
             "exploration_final_eps": 0.05, "max_grad_norm": 10.0, "loss": "mse", "double": double,
             "dueling": dueling}
     env = make_env("CartPole-v1")
-    spaces = space_info(env, "dqn", "CartPole-v1")
-    buffer = build_buffer(algo, spaces, 200, CPU, 0)
-    agent = build_agent(algo, spaces, [16, 16], 200, CPU, 0, buffer)
+    spaces = describe_spaces(env.observation_space, env.action_space, "CartPole-v1")
+    spec = registry.get("dqn")
+    registry.check_fits(spec, spaces)
+    updates = planned_updates(algo, 200, 1)
+    buffer = make_replay(capacity=min(algo["buffer_size"], 200), obs_shape=spaces.obs_shape,
+                         action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=CPU,
+                         seed=0, num_envs=1, n_step=n_step, gamma=algo["gamma"],
+                         priorities=Priorities(algo["priority_alpha"], algo["priority_beta0"], algo["priority_eps"],
+                                               updates) if prioritized_ else None)
+    agent = spec.build(algo, BuildContext(spaces=spaces, hidden_sizes=(16, 16), total_steps=200,
+                                          planned_updates=updates, num_envs=1, device=CPU, seed=0, replay=buffer))
     obs, _ = env.reset(seed=0)
     for step in range(1, 201):
-        action = agent.act(obs, explore=True, step=step)
+        action = agent.act(obs[None], explore=True, step=step)[0]
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
+        buffer.add(obs[None], np.array([action]), np.array([reward], np.float32), next_obs[None],
+                   np.array([terminated]), np.array([truncated]))
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step > 50:
             metrics = agent.update(buffer.sample(16))

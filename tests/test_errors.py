@@ -14,7 +14,7 @@ FAULTY = "tests.faulty_envs"
 @pytest.mark.parametrize("args, expected", [
     # the algorithm does not fit the env: both spaces named, and what to use instead
     (["algo=dqn", "env=Pendulum-v1"], ["algo=dqn needs a discrete action space", "Pendulum-v1",
-                                       "actions Box(-2.0, 2.0", "use algo=td3 or algo=ddpg"]),
+                                       "actions Box(-2.0, 2.0", "use algo=ddpg or algo=td3"]),
     (["algo=td3", "env=CartPole-v1"], ["algo=td3 needs a continuous (Box) action space", "Discrete(2)",
                                        "use algo=dqn"]),
     (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",
@@ -39,6 +39,10 @@ FAULTY = "tests.faulty_envs"
     (["algo.lr_schedule=cosine"], ["Invalid value 'cosine', expected one of [constant, linear]"]),
     (["algo.train_freq_unit=episodes"], ["Invalid value 'episodes', expected one of [step, episode]"]),
     (["algo=dqnn"], ["algo=dqnn is not an option of the algo group", "did you mean algo=dqn?"]),
+    (["experiment=ddpg_papr"], ["experiment=ddpg_papr is not an option of the experiment group",
+                                "did you mean experiment=ddpg_paper?"]),
+    (["env.num_envs=0"], ["env.num_envs=0 must be a positive integer"]),
+    (["env.vectorization=threads"], ["Invalid value 'threads'"]),
     # missing values and broken interpolations
     (["total_steps=???"], ["Missing mandatory value: total_steps"]),
     (["total_steps=${nope}"], ["Interpolation key 'nope' not found"]),
@@ -67,7 +71,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_trained(workdir, args, expe
 ])
 def test_an_env_whose_extra_is_missing_says_which_pip_install_fixes_it(workdir, module, args, fix):
     # The package is hidden from this one process, as on a machine without it: `import <module>` fails.
-    code = f"import sys; sys.modules[{module!r}] = None; from rlexp.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = f"import sys; sys.modules[{module!r}] = None; from rlexp.commands import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run([sys.executable, "-c", code, "train", *args, "hydra.run.dir=run"], cwd=workdir,
                           capture_output=True, text=True, env=cli_env(), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

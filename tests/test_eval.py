@@ -41,8 +41,9 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
     (["run", "episodes=0"], "episodes=0 must be a positive integer"),
     (["run", "video=maybe"], "video=maybe must be true or false"),
     (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
-    (["run", "colour=red"], "colour is not an eval option"),
+    (["run", "colour=red"], "colour is not an option of rlexp eval; use episodes, video, checkpoint, seed, device"),
     ([".", "run"], "give one run directory or checkpoint file, got 2"),
+    ([], "give one run directory or checkpoint file, got 0"),
 ])
 def test_bad_eval_input_is_one_line_and_exit_2(finished_run, args, message):
     proc = run_cli(["eval", *args], cwd=finished_run)

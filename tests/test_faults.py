@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.checkpoint import load_checkpoint
 from rlexp.errors import EnvFault, NonFiniteError
-from rlexp.faults import NonFiniteGuard, StopRequest, check_transition
+from rlexp.io.checkpoints import load_checkpoint
+from rlexp.runners.faults import NonFiniteGuard, StopRequest, check_transitions
 from tests.conftest import TINY, run_cli, start_cli, wait_for
 
 FAULTY = "tests.faulty_envs"
@@ -48,12 +48,24 @@ def test_the_guard_names_the_first_non_finite_metric_and_its_step():
 
 
 def test_env_output_checks_name_the_step_and_the_action():
-    check_transition(5, np.array([0.5]), np.zeros(3, np.float32), -1.0)
-    check_transition(5, 1, np.zeros((4, 4), np.uint8), 0.0)  # integer images cannot be NaN
-    with pytest.raises(EnvFault, match=r"non-finite observation .* at step 7, after action \[0.25\]"):
-        check_transition(7, np.array([0.25]), np.array([0.0, np.nan], np.float32), 0.0)
-    with pytest.raises(EnvFault, match="non-finite reward inf at step 8, after action 1"):
-        check_transition(8, 1, np.zeros(3, np.float32), float("inf"))
+    # One vector step: a leading env axis on the actions, the observations and the rewards.
+    check_transitions(5, np.array([[0.5]]), np.zeros((1, 3), np.float32), np.array([-1.0]))
+    check_transitions(5, np.array([1]), np.zeros((1, 4, 4), np.uint8), np.array([0.0]))  # integer images: no NaN
+    with pytest.raises(EnvFault, match=r"non-finite observation .* at step 7, after action \[0.25\]$"):
+        check_transitions(7, np.array([[0.25]]), np.array([[0.0, np.nan]], np.float32), np.array([0.0]))
+    with pytest.raises(EnvFault, match="non-finite reward inf at step 8, after action 1$"):
+        check_transitions(8, np.array([1]), np.zeros((1, 3), np.float32), np.array([np.inf]))
+
+
+def test_env_output_checks_name_the_env_among_several():
+    check_transitions(6, np.array([0, 1, 0]), np.zeros((3, 2), np.float32), np.zeros(3))
+    with pytest.raises(EnvFault, match=r"non-finite reward nan at step 6 \(env 1 of 3\), after action 1$"):
+        check_transitions(6, np.array([0, 1, 0]), np.zeros((3, 2), np.float32), np.array([0.0, np.nan, 0.0]))
+    observations = np.zeros((3, 2), np.float32)
+    observations[2, 1] = np.inf
+    with pytest.raises(EnvFault, match=r"non-finite observation \[ 0. inf\] at step 9 \(env 2 of 3\), after action "
+                                       r"\[-0.5\]$"):
+        check_transitions(9, np.array([[0.5], [0.25], [-0.5]]), observations, np.zeros(3))
 
 
 def test_stop_request_catches_the_first_signal_and_lets_the_second_through():

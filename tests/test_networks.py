@@ -1,7 +1,10 @@
 import numpy as np
 import torch
 
-from rlexp.networks import Actor, CriticEnsemble, QNetwork, mlp, polyak_update
+from rlexp.networks.actor_critic import Actor, CriticEnsemble
+from rlexp.networks.q import QNetwork
+from rlexp.networks.targets import polyak_update
+from rlexp.networks.torsos import mlp
 
 
 def test_mlp_and_q_network_shapes():

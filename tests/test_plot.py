@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from scipy.stats import trim_mean
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from rlexp import plot
+from rlexp.commands import plot
 from rlexp.errors import ConfigError
 from tests.conftest import run_cli
 
@@ -129,10 +129,13 @@ def test_options_and_their_errors(tmp_path, monkeypatch):
             plot.parse_plot_args(args)
 
 
-def test_the_default_metric_is_the_objective():
-    from rlexp.metrics import OBJECTIVE
+def test_the_default_metric_is_the_objective(tmp_path, monkeypatch):
+    from rlexp.io import OBJECTIVE
 
-    assert plot.DEFAULT_METRIC == OBJECTIVE
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    assert plot.PlotOptions((Path("run"),)).metric == OBJECTIVE == "eval/mean_return"
+    assert plot.parse_plot_args(["run"]).metric == OBJECTIVE
 
 
 def test_missing_plotting_libraries_are_named(monkeypatch):
@@ -254,7 +257,7 @@ def test_a_resumed_run_has_each_step_once(tmp_path):
     (["nowhere"], "nowhere does not exist"),
     (["empty"], "no runs under empty: a run directory holds .hydra/overrides.yaml"),
     (["sweep", "metric=eval/nope"], "no run logged metric=eval/nope; the runs logged: charts/SPS, "),
-    (["sweep", "colour=red"], "colour is not a plot option; use metric, stat or out"),
+    (["sweep", "colour=red"], "colour is not an option of rlexp plot; use metric, stat, out"),
     (["sweep", "stat=median"], "stat=median must be mean or iqm"),
 ])
 def test_bad_plot_input_is_one_line_and_exit_2(sweep, args, message):

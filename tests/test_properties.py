@@ -18,14 +18,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlexp.buffers import ReplayBatch, ReplayBuffer
-from rlexp.config import ConfigError, validate
-from rlexp.train import resolved_config
+from rlexp.commands.train import resolved_config
+from rlexp.config.checks import SEED_LIMIT
+from rlexp.config.validate import EVAL_SEED_OFFSET, MAX_STEPS, validate
+from rlexp.errors import ConfigError
+from rlexp.replay import ReplayBatch, ReplayBuffer
+
 from tests.conftest import compose_config
 
 CPU = torch.device("cpu")
-FIELDS = ("observations", "actions", "rewards", "next_observations", "terminations")
-STORED = (*FIELDS, "episode_ends")  # the model adds no time limits, so an episode ends where it terminates
+GAMMA = 0.99  # ReplayBuffer's default: a sampled transition's discount is GAMMA * (1 - terminated)
+FIELDS = ("observations", "actions", "rewards", "next_observations", "discounts", "indices")  # of a batch
+# The storage; the model adds no time limits, so an episode ends where it terminates.
+STORED = ("observations", "actions", "rewards", "next_observations", "terminations", "episode_ends")
 
 
 def fast(max_examples: int) -> settings:
@@ -91,7 +96,9 @@ def scenarios(draw: st.DrawFn, max_capacity: int = 20, max_adds: int = 60) -> Sc
 
 
 def add(buffer: ReplayBuffer, t: Transition) -> None:
-    buffer.add(t.obs, t.action, t.reward, t.next_obs, t.terminated)
+    """One transition of the buffer's single env: each argument with a leading env axis of 1."""
+    buffer.add(t.obs[None], np.asarray(t.action)[None], np.array([t.reward], np.float32), t.next_obs[None],
+               np.array([t.terminated]), np.array([False]))
 
 
 def filled(scenario: Scenario, *, stage: bool) -> ReplayBuffer:
@@ -135,14 +142,17 @@ def assert_row_is(rows: dict[str, torch.Tensor], i: int, t: Transition) -> None:
     assert torch.equal(rows["next_observations"][i], torch.from_numpy(t.next_obs))
     assert rows["actions"][i].tolist() == np.asarray(t.action).tolist()
     assert rows["rewards"][i].item() == t.reward
-    assert rows["terminations"][i].item() == float(t.terminated)
+    if "terminations" in rows:  # the storage
+        assert rows["terminations"][i].item() == float(t.terminated)
+    else:  # a batch carries the termination in its discount: no bootstrap past a terminal state
+        assert rows["discounts"][i].item() == pytest.approx(GAMMA * (1.0 - float(t.terminated)))
 
 
 def assert_holds_exactly(buffer: ReplayBuffer, expected: list[Transition]) -> None:
     """The occupied slots of the raw storage hold `expected`, each once, in any slot order."""
     by_reward = {t.reward: t for t in expected}
-    assert len(buffer) == buffer.size == len(expected)
-    slot_rewards = buffer.storage["rewards"][: buffer.size].tolist()
+    assert len(buffer) == buffer.ring.size == len(expected)  # one env: a row is one transition
+    slot_rewards = buffer.storage["rewards"][: len(buffer)].tolist()
     assert sorted(slot_rewards) == sorted(by_reward)
     for slot, reward in enumerate(slot_rewards):
         assert_row_is(buffer.storage, slot, by_reward[reward])
@@ -155,7 +165,7 @@ def assert_batch_from(batch: ReplayBatch, stored: list[Transition], k: int, scen
     assert batch.observations.shape == (k, *scenario.obs_shape)
     assert batch.next_observations.shape == (k, *scenario.obs_shape)
     assert batch.actions.shape == (k, *scenario.action_shape)
-    assert batch.rewards.shape == batch.terminations.shape == (k,)
+    assert batch.rewards.shape == batch.discounts.shape == batch.indices.shape == (k,)
     for i, reward in enumerate(batch.rewards.tolist()):
         assert reward in by_reward, f"sampled reward {reward} is not stored"
         assert_row_is(rows, i, by_reward[reward])
@@ -192,7 +202,9 @@ def test_sample_returns_only_stored_whole_transitions(scenario: Scenario, k: int
         with pytest.raises(RuntimeError):
             buffer.sample(k)
         return
-    assert_batch_from(buffer.sample(k), stored, k, scenario)
+    batch = buffer.sample(k)
+    assert_batch_from(batch, stored, k, scenario)
+    assert torch.equal(buffer.storage["rewards"][batch.indices], batch.rewards)  # the slots it came from
 
 
 @fast(150)
@@ -203,12 +215,12 @@ def test_host_staging_stores_what_direct_writes_store(scenario: Scenario, sample
     for i, t in enumerate(scenario.transitions):
         add(direct, t)
         add(staged, t)
-        assert (direct.pos, direct.size) == (staged.pos, staged.size)
+        assert (direct.pos, len(direct)) == (staged.pos, len(staged))
         if i < len(sample_after) and sample_after[i]:  # a sample flushes the staging area mid-stream
             assert_batches_equal(direct.sample(k), staged.sample(k))
     direct_state, staged_state = direct.state_dict(), staged.state_dict()
     assert_rows_equal(staged_state["transitions"], direct_state["transitions"])
-    assert (staged_state["pos"], staged_state["capacity"]) == (direct_state["pos"], direct_state["capacity"])
+    assert (staged_state["pos"], staged_state["rows"]) == (direct_state["pos"], direct_state["rows"])
     for key in STORED:  # after the flush, every slot agrees too
         assert torch.equal(staged.storage[key], direct.storage[key]), key
     if len(direct):
@@ -238,7 +250,7 @@ def test_state_round_trip_with_same_capacity_continues_exactly(scenario: Scenari
             assert_batches_equal(original.sample(k), restored.sample(k))
     a, b = original.state_dict(), restored.state_dict()
     assert_rows_equal(b["transitions"], a["transitions"])
-    assert (a["pos"], a["capacity"]) == (b["pos"], b["capacity"])
+    assert (a["pos"], a["rows"], a["num_envs"]) == (b["pos"], b["rows"], b["num_envs"])
     assert torch.equal(a["generator"], b["generator"])
 
 
@@ -291,14 +303,16 @@ class RangeKey:
 
 @dataclass(frozen=True)
 class IntKey:
-    """An integer key valid from `minimum` up (0: non-negative, 1: positive, None: any integer), plus `special`
-    values below it that mean something (gradient_steps=-1)."""
+    """An integer key valid from `minimum` up (0: non-negative, 1: positive, None: any integer) and below `limit`
+    (None: unbounded), plus `special` values below the minimum that mean something (gradient_steps=-1)."""
     path: str
     minimum: int | None
     special: tuple[int, ...] = ()
+    limit: int | None = None
 
     def accepts(self, value: int) -> bool:
-        return self.minimum is None or value >= self.minimum or value in self.special
+        in_range = (self.minimum is None or value >= self.minimum) and (self.limit is None or value < self.limit)
+        return in_range or value in self.special
 
 
 COMMON_RANGES = [RangeKey("algo.gamma", 0.0, 1.0), RangeKey("algo.tau", 0.0, 1.0, low_inclusive=False)]
@@ -310,8 +324,12 @@ RANGE_KEYS: dict[str, list[RangeKey]] = {
             RangeKey("algo.noise.sigma", 0.0, None), RangeKey("algo.noise.theta", 0.0, None, False),
             RangeKey("algo.target_noise", 0.0, None), RangeKey("algo.target_noise_clip", 0.0, None)],
 }
-COMMON_INTS = [IntKey("total_steps", 1), IntKey("algo.batch_size", 1), IntKey("algo.buffer_size", 1),
+# total_steps: step counters are int64 on the device; seed: numpy's seeds lie in [0, 2**32), and rlexp also seeds
+# the evaluation env with seed + 10000.
+SEED = IntKey("seed", 0, limit=SEED_LIMIT - EVAL_SEED_OFFSET)
+COMMON_INTS = [IntKey("total_steps", 1, limit=MAX_STEPS), IntKey("algo.batch_size", 1), IntKey("algo.buffer_size", 1),
                IntKey("algo.learning_starts", 0), IntKey("algo.train_freq", 1), IntKey("algo.gradient_steps", 1, (-1,)),
+               IntKey("algo.n_step", 1), IntKey("env.num_envs", 1), SEED,
                IntKey("eval.every", 0), IntKey("eval.episodes", 1), IntKey("checkpoint.every", 0),
                IntKey("checkpoint.keep", 1), IntKey("log.every", 1), IntKey("torch_threads", 0)]
 INT_KEYS: dict[str, list[IntKey]] = {"dqn": [*COMMON_INTS, IntKey("algo.target_update_interval", 1)],
@@ -336,9 +354,11 @@ def with_value(cfg: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 def cross_fields_hold(cfg: dict[str, Any]) -> bool:
-    """batch_size <= buffer_size and learning_starts < total_steps (all ints by the time this is asked)."""
+    """batch_size <= buffer_size, learning_starts < total_steps, and episode rounds with one env only (all ints by
+    the time this is asked)."""
     algo = cfg["algo"]
-    return algo["batch_size"] <= algo["buffer_size"] and algo["learning_starts"] < cfg["total_steps"]
+    return (algo["batch_size"] <= algo["buffer_size"] and algo["learning_starts"] < cfg["total_steps"]
+            and (algo["train_freq_unit"] == "step" or cfg["env"]["num_envs"] == 1))
 
 
 def outcome(cfg: dict[str, Any]) -> ConfigError | None:
@@ -431,7 +451,7 @@ def test_learning_starts_must_precede_total_steps(bases: dict[str, dict[str, Any
 
 JUNK = st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.integers(), st.floats(),
                  st.lists(st.integers(), max_size=4))
-JUNK_CASES: list[tuple[str, RangeKey | IntKey]] = [*RANGE_CASES, *INT_CASES, ("dqn", IntKey("seed", None))]
+JUNK_CASES: list[tuple[str, RangeKey | IntKey]] = [*RANGE_CASES, *INT_CASES]  # INT_CASES hold seed
 
 
 @pytest.mark.parametrize(("base", "spec"), JUNK_CASES, ids=case_id)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlexp.checkpoint import load_checkpoint
+from rlexp.io.checkpoints import load_checkpoint
 from tests.conftest import run_cli, start_cli, wait_for
 
 RUNS = {
@@ -25,6 +25,7 @@ RUNS = {
                 "network.hidden_sizes=[32]", "algo.double=true", "algo.dueling=true", "algo.n_step=3",
                 "algo.prioritized=true"],
 }
+# Several envs, sync, async and EnvPool, resume in tests/test_vector_cli.py.
 COMMON = ["checkpoint.every=250", "eval.every=500", "eval.episodes=2", "log.every=50", "log.progress=none",
           "torch_threads=1"]
 
@@ -77,6 +78,11 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     assert a["eval_returns"] == b["eval_returns"] and b["status"] == "completed"
 
 
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run directory and its content."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
 def short_run(workdir: Path, *extra: str) -> None:
     proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run", *extra], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
@@ -84,8 +90,10 @@ def short_run(workdir: Path, *extra: str) -> None:
 
 def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir):
     short_run(workdir)
+    before = snapshot(workdir / "run")
     again = run_cli(["train", "resume=run"], cwd=workdir)
     assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
+    assert snapshot(workdir / "run") == before  # refused: nothing written
     longer = run_cli(["train", "resume=run", "total_steps=1000"], cwd=workdir)
     assert longer.returncode == 0, longer.stderr
     results = json.loads((workdir / "run" / "results.json").read_text())
@@ -95,6 +103,7 @@ def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir):
 
 def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_the_diff(workdir):
     short_run(workdir)
+    before = snapshot(workdir / "run")
     proc = run_cli(["train", "resume=run", "algo.lr=0.5", "network.hidden_sizes=[8]"], cwd=workdir)
     line = proc.stderr.strip()
     assert proc.returncode == 2 and len(line.splitlines()) == 1
@@ -103,6 +112,7 @@ def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_t
     proc = run_cli(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], cwd=workdir)
     assert proc.returncode == 2 and "algo.name: dqn -> td3" in proc.stderr and "env.id: CartPole-v1 -> Pendulum-v1" \
         in proc.stderr
+    assert snapshot(workdir / "run") == before  # a refused resume writes nothing: config, logs, results, checkpoints
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(workdir):
@@ -113,7 +123,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(workdir):
     newest.write_bytes(bytes(data))
     proc = run_cli(["train", "resume=run", "total_steps=800"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
-    assert "step_600.pt is corrupt" in proc.stdout and "falling back" in proc.stdout
+    assert "step_600.pt is corrupt" in proc.stdout and "resumed from the previous checkpoint" in proc.stdout
     assert "resuming from" in proc.stdout and "step_500.pt" in proc.stdout
     assert (workdir / "run" / "checkpoints" / "step_600.pt.corrupt").exists()
 

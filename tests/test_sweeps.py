@@ -18,9 +18,13 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from rlexp.placement import GpuPlacement, job_device, launcher_threads, parallel_jobs, torch_threads
-from rlexp.schema import job_dirname
-from rlexp.sweep import JobRow, best_job, format_table, shorten_floats, text_table
+from omegaconf import OmegaConf
+
+from rlexp.config.schema import job_dirname
+from rlexp.errors import SweepFailed
+from rlexp.sweeps.placement import (GpuPlacement, available_cpus, job_device, launcher_threads, parallel_jobs,
+                                    torch_threads)
+from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table, shorten_floats, text_table
 from tests.conftest import cli_env, run_cli
 
 # A job that learns a little in about a second.
@@ -97,6 +101,36 @@ def test_the_printed_table_shortens_floats_and_names_the_best_job():
         "0    a          completed  -5.00        1.0"]
 
 
+def fake_job(sweep: Path, num: int, overrides: list[str], results: dict | None) -> None:
+    """A job directory as Hydra and `rlexp train` leave it."""
+    job = sweep / f"{num}_{','.join(overrides)}"
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(overrides), job / ".hydra" / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": {"job": {"num": num}, "overrides": {"task": overrides}}}),
+                   job / ".hydra" / "hydra.yaml")
+    if results is not None:
+        (job / "results.json").write_text(json.dumps(results))
+
+
+def test_the_summary_of_a_sweep_with_failed_jobs_is_written_then_raises_sweep_failed(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["env=CartPole-v1", "seed=0"], {"status": "completed", "eval_return_mean": 10.0,
+                                                       "wall_time_s": 1.5})
+    fake_job(sweep, 1, ["env=CartPole-v1", "seed=1"], {"status": "failed", "error": "algo.gamma=2.0 is outside"})
+    fake_job(sweep, 2, ["env=CartPole-v1", "seed=2"], None)  # killed before it wrote anything
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    with pytest.raises(SweepFailed, match=r"2 of 3 jobs did not complete \(job 1: failed, job 2: no result\)") as failed:
+        SweepSummary().on_multirun_end(config)
+    assert not isinstance(failed.value, Exception) and failed.value.exit_code == 1  # Hydra must not swallow it
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))  # written before raising
+    assert [(r["job"], r["overrides"], r["status"]) for r in rows] == [
+        ("0", "seed=0", "completed"), ("1", "seed=1", "failed"), ("2", "seed=2", "no result")]
+    assert "job 1 failed: algo.gamma=2.0 is outside" in capsys.readouterr().out
+    (sweep / "1_env=CartPole-v1,seed=1" / "results.json").write_text(json.dumps({"status": "completed"}))
+    (sweep / "2_env=CartPole-v1,seed=2" / "results.json").write_text(json.dumps({"status": "completed"}))
+    SweepSummary().on_multirun_end(config)  # every job completed: no exception
+
+
 def test_text_table_aligns_columns_without_trailing_spaces():
     assert text_table(("a", "bb"), [("xyz", ""), ("1", "22")]) == ["a    bb", "---  --", "xyz", "1    22"]
     assert text_table(("job", "status"), []) == ["job  status", "---  ------"]
@@ -120,7 +154,7 @@ def test_multirun_with_cfg_is_one_line(workdir):
 ])
 def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fixes_it(workdir, plugin, args, fix):
     # The plugin is hidden from this one process, as on a machine without it.
-    code = (f"import sys; sys.modules['hydra_plugins.{plugin}'] = None; from rlexp.cli import main; "
+    code = (f"import sys; sys.modules['hydra_plugins.{plugin}'] = None; from rlexp.commands import main; "
             "sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "train", "--multirun", *args, "seed=0,1"], cwd=workdir,
                           capture_output=True, text=True, env=cli_env(), timeout=120)
@@ -137,7 +171,8 @@ def test_joblib_sweep_runs_jobs_in_parallel_with_a_thread_share_each(workdir):
     assert proc.returncode == 0, proc.stderr
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     logs = proc.stdout + proc.stderr
-    assert logs.count("1 torch threads") == 4, logs  # 2 cores / 2 workers (any machine: max(cores // 2, 1))
+    share = max(available_cpus() // 2, 1)   # the cores this machine gives the sweep, split between 2 workers
+    assert logs.count(f" {share} torch threads") == 4, logs
     rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
     assert [(r["overrides"], r["status"]) for r in rows] == [(f"seed={s}", "completed") for s in range(4)]
     assert "best: job" in proc.stdout
@@ -204,7 +239,7 @@ def hparams_of(run_dir: Path) -> dict:
     events.Reload()
     records = [plugin_data_pb2.HParamsPluginData.FromString(blob)
                for blob in events.PluginTagToContent("hparams").values()]
-    # No per-run experiment record: TensorBoard builds the tab from all the runs (see rlexp.metrics.RunLogger).
+    # No per-run experiment record: TensorBoard builds the tab from all the runs (see rlexp.io.metrics.RunLogger).
     assert not any(r.HasField("experiment") for r in records)
     assert any(r.HasField("session_end_info") for r in records)  # the run completed
     start = next(r.session_start_info for r in records if r.HasField("session_start_info"))

@@ -1,39 +1,67 @@
-"""What the training loop needs from an agent, and nothing more."""
+"""What a runner needs from an agent, what a builder is given, and helpers every agent shares."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from rlexp.buffers import ReplayBatch
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.replay import ReplayBatch, ReplayBuffer
 
 
 class Agent(Protocol):
-    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray | int:
-        """An action for one observation; `explore` adds the algorithm's exploration at env step `step`."""
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """Actions for a batch of observations (one per env), in one forward pass; `explore` adds the
+        algorithm's exploration, drawn per env, at env step `step`."""
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
-        """One gradient step. Metrics stay tensors on the device: the loop converts them only when it logs."""
+        """One gradient step. Metrics stay tensors on the device: the runner converts them only when it logs."""
 
-    def on_episode_start(self) -> None:
-        """Reset per-episode exploration state (e.g. Ornstein-Uhlenbeck noise)."""
+    def episodes_started(self, envs: np.ndarray) -> None:
+        """The envs where the bool mask `envs` is true began an episode (e.g. reset their Ornstein-Uhlenbeck noise)."""
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
         """Scalars describing exploration at env step `step` (e.g. epsilon)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything to continue exactly: networks, target networks, optimizers, update counter, exploration state."""
+        """Everything to continue exactly: networks, targets, optimizers, update counter, generators, exploration."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """The runtime facts an algorithm's builder gets besides its own keys: they come from the env and the
+    machine, not from the config."""
+
+    spaces: SpaceInfo
+    hidden_sizes: tuple[int, ...]
+    total_steps: int
+    planned_updates: int          # what schedules over the run's updates span (learning rate, PER's beta)
+    num_envs: int
+    device: torch.device
+    seed: int
+    replay: ReplayBuffer | None = None   # the run's replay memory (prioritized replay takes TD errors back)
+
+
 def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
-    """One observation as a batch of one on the device: float32, or uint8 frames as they are (the CNN scales)."""
+    """A batch of observations on the device: float32, or uint8 frames as they are (the CNN scales them)."""
     obs = np.asarray(obs)
-    return torch.as_tensor(obs, dtype=None if obs.dtype == np.uint8 else torch.float32, device=device).unsqueeze(0)
+    return torch.as_tensor(obs, dtype=None if obs.dtype == np.uint8 else torch.float32, device=device)
+
+
+def fork_global_generator(device: torch.device) -> torch.Generator:
+    """A generator of the agent's own, continuing torch's seeded global stream from where it stands now (after
+    the networks were initialised from it). An agent's random draws then depend on no one else's, its state is
+    saved with the agent, and the stream is the one the agent drew from the global generator before it had a
+    generator of its own, so runs made before keep their numbers."""
+    generator = torch.Generator(device=device)
+    generator.set_state(torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device))
+    return generator
 
 
 def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Adam:

@@ -1,28 +1,35 @@
 """Deep Deterministic Policy Gradient: Lillicrap et al. 2015, "Continuous control with deep reinforcement learning".
 
 https://arxiv.org/abs/1509.02971
+
+DDPG is TD3 (rlexp/agents/td3.py) with its three additions off: one critic, no target smoothing, the actor and
+the targets updated at every critic update.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-import torch
+from rlexp.agents.base import BuildContext
+from rlexp.agents.td3 import TD3, ActorCriticConfig, actor_critic_parameters, build_actor_critic, check_actor_critic
+from rlexp.config.registry import ActionKind, AlgoSpec, Family
+from rlexp.envs.spaces import SpaceInfo
 
-from rlexp.agents.td3 import TD3
-from rlexp.noise import ActionNoise
+
+@dataclass
+class DDPGConfig(ActorCriticConfig):
+    """DDPG's keys: the deterministic actor-critic's."""
 
 
-class DDPG(TD3):
-    """One critic, no target smoothing, actor and targets updated every step: TD3 with its additions off."""
+def build(algo: dict[str, Any], context: BuildContext) -> TD3:
+    return build_actor_critic(algo, context, n_critics=1, policy_delay=1, target_noise=0.0, target_noise_clip=0.0)
 
-    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
-                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, tau: float,
-                 exploration_noise: ActionNoise, device: torch.device, critic_weight_decay: float = 0.0,
-                 batch_norm: bool = False, critic_action_layer: int = 0, final_layer_init: float = 0.0) -> None:
-        super().__init__(obs_dim, action_low, action_high, hidden_sizes=hidden_sizes, actor_lr=actor_lr,
-                         critic_lr=critic_lr, tau=tau, policy_delay=1, target_noise=0.0,
-                         target_noise_clip=0.0, n_critics=1, exploration_noise=exploration_noise, device=device,
-                         critic_weight_decay=critic_weight_decay, batch_norm=batch_norm,
-                         critic_action_layer=critic_action_layer, final_layer_init=final_layer_init)
+
+def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=1)
+
+
+ALGORITHM = AlgoSpec(name="ddpg", family=Family.OFF_POLICY, schema=DDPGConfig, check=check_actor_critic,
+                     build=build, parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}),
+                     bounded_actions=True)

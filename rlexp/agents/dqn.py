@@ -4,7 +4,7 @@ https://www.nature.com/articles/nature14236
 
 With its improvements, each one switch: double Q-learning (van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461),
 the dueling architecture (Wang et al. 2016, https://arxiv.org/abs/1511.06581), n-step returns (computed by the replay
-buffer) and prioritized replay (Schaul et al. 2016, https://arxiv.org/abs/1511.05952: the buffer samples and weighs,
+memory) and prioritized replay (Schaul et al. 2016, https://arxiv.org/abs/1511.05952: the replay samples and weighs,
 the agent reports the new priorities through `report_td_errors`).
 """
 
@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import MISSING
 from torch import Tensor
 
-from rlexp.agents.base import load_state, make_adam, obs_tensor, state_of
-from rlexp.buffers import ReplayBatch
-from rlexp.networks import DuelingQNetwork, QNetwork, polyak_update
-from rlexp.noise import LinearSchedule, rng_state, set_rng_state
+from rlexp.agents.base import BuildContext, load_state, make_adam, obs_tensor, state_of
+from rlexp.agents.exploration import rng_state, set_rng_state
+from rlexp.config.checks import check_positive_int, check_range
+from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.schema import LrSchedule, OffPolicyConfig
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
+from rlexp.networks.q import DuelingQNetwork, QNetwork
+from rlexp.networks.targets import polyak_update
+from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch
+from rlexp.schedules import LinearSchedule
 
 
 class DQN:
@@ -59,10 +69,15 @@ class DQN:
         self.n_updates = 0
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> int:
-        if explore and self.rng.random() < self.epsilon(step):
-            return int(self.rng.integers(self.n_actions))
-        return int(self.q_network(obs_tensor(obs, self.device)).argmax(dim=1).item())
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """Greedy actions for the batch; exploring, each env takes a uniformly random action with probability
+        epsilon, drawn for each env."""
+        actions = self.q_network(obs_tensor(obs, self.device)).argmax(dim=1).cpu().numpy()
+        if explore:
+            random = self.rng.random(len(actions)) < self.epsilon(step)
+            if random.any():
+                actions[random] = self.rng.integers(self.n_actions, size=int(random.sum()))
+        return actions
 
     @torch.no_grad()
     def td_target(self, batch: ReplayBatch) -> Tensor:
@@ -102,7 +117,7 @@ class DQN:
         return {"losses/td_loss": td_loss.detach(), "losses/q_values": q_values.detach().mean(),
                 "losses/grad_norm": grad_norm.detach()}
 
-    def on_episode_start(self) -> None:
+    def episodes_started(self, envs: np.ndarray) -> None:
         """Epsilon-greedy keeps no per-episode state."""
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
@@ -117,3 +132,80 @@ class DQN:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
         set_rng_state(self.rng, state["rng"])
+
+
+# --- its config, checks and builder ------------------------------------------------------------------------
+
+class Loss(Enum):
+    huber = "huber"
+    mse = "mse"
+
+
+@dataclass
+class DQNConfig(OffPolicyConfig):
+    tau: float = MISSING
+    lr: float = MISSING
+    lr_schedule: LrSchedule = MISSING
+    target_update_interval: int = MISSING
+    exploration_fraction: float = MISSING
+    exploration_initial_eps: float = MISSING
+    exploration_final_eps: float = MISSING
+    max_grad_norm: float = MISSING
+    loss: Loss = MISSING
+    double: bool = MISSING
+    dueling: bool = MISSING
+    prioritized: bool = MISSING
+    priority_alpha: float = MISSING
+    priority_beta0: float = MISSING
+    priority_eps: float = MISSING
+
+
+def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    steps = algo["gradient_steps"]
+    scheduled = ("algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else
+                 "algo.prioritized's beta annealing" if algo["prioritized"] else None)
+    if algo["train_freq_unit"] == "episode" and steps != -1 and scheduled:
+        raise ConfigError(f"algo.train_freq_unit=episode with algo.gradient_steps={steps} makes the number of "
+                          f"updates unknown in advance, and {scheduled} spans it; use algo.gradient_steps=-1 "
+                          f"or algo.train_freq_unit=step")
+    check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
+    check_range("algo.lr", algo["lr"], 0.0, low_inclusive=False)
+    check_positive_int("algo.target_update_interval", algo["target_update_interval"])
+    check_range("algo.exploration_fraction", algo["exploration_fraction"], 0.0, 1.0)
+    check_range("algo.exploration_initial_eps", algo["exploration_initial_eps"], 0.0, 1.0)
+    check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
+    check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
+    check_range("algo.priority_alpha", algo["priority_alpha"], 0.0, 1.0)
+    check_range("algo.priority_beta0", algo["priority_beta0"], 0.0, 1.0)
+    check_range("algo.priority_eps", algo["priority_eps"], 0.0, low_inclusive=False)
+
+
+def q_network(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
+    # Stacked frames: the Nature CNN instead of the MLP.
+    return (DuelingQNetwork if algo["dueling"] else QNetwork)(spaces.obs_dim, spaces.n_actions, hidden_sizes,
+                                                              spaces.obs_shape if spaces.frames else None)
+
+
+def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    with torch.device("meta"):
+        return count_parameters(q_network(algo, spaces, hidden_sizes))
+
+
+def build(algo: dict[str, Any], context: BuildContext) -> DQN:
+    spaces = context.spaces
+    replay = context.replay
+    return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo["lr"], tau=algo["tau"],
+               target_update_interval=algo["target_update_interval"],
+               exploration_fraction=algo["exploration_fraction"],
+               exploration_initial_eps=algo["exploration_initial_eps"],
+               exploration_final_eps=algo["exploration_final_eps"], max_grad_norm=algo["max_grad_norm"],
+               lr_schedule=algo["lr_schedule"], double=algo["double"], dueling=algo["dueling"], loss=algo["loss"],
+               total_steps=context.total_steps, total_updates=context.planned_updates, device=context.device,
+               # Exploration has its own generator, so changing the update code never changes what is explored.
+               rng=np.random.default_rng(context.seed),
+               report_td_errors=replay.update_priorities if isinstance(replay, PrioritizedReplayBuffer) else None,
+               image_shape=spaces.obs_shape if spaces.frames else None)
+
+
+ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,
+                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE}), frames=True)

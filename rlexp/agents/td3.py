@@ -7,16 +7,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
-from rlexp.agents.base import grad_norm, load_state, make_adam, obs_tensor, state_of
-from rlexp.buffers import ReplayBatch
-from rlexp.networks import Actor, CriticEnsemble, polyak_update
-from rlexp.noise import ActionNoise
+from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
+                               state_of)
+from rlexp.agents.exploration import ActionNoise, make_action_noise
+from rlexp.config.checks import check_positive_int, check_range
+from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.schema import OffPolicyConfig
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
+from rlexp.networks.actor_critic import Actor, CriticEnsemble
+from rlexp.networks.targets import polyak_update
+from rlexp.replay import ReplayBatch
 
 
 class TD3:
@@ -57,6 +67,7 @@ class TD3:
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         # The DDPG paper's L2 penalty on the critic's weights (Adam's weight_decay adds it to the gradient).
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device, critic_weight_decay)
+        self.generator = fork_global_generator(device)   # target policy smoothing's noise
         self._low = torch.as_tensor(self.action_low, device=device)
         self._high = torch.as_tensor(self.action_high, device=device)
         self.n_updates = 0
@@ -66,19 +77,21 @@ class TD3:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """mu(s) for the batch; exploring, plus each env's own noise, clipped to the action bounds."""
         if self.batch_norm:
-            self.actor.eval()  # one observation: normalize with the running statistics
-        action = self.actor(obs_tensor(obs, self.device))[0].cpu().numpy()
+            self.actor.eval()  # acting: normalize with the running statistics
+        actions = self.actor(obs_tensor(obs, self.device)).cpu().numpy()
         if explore:
-            action = action + self.exploration_noise() * self._action_scale
-        return np.clip(action, self.action_low, self.action_high)
+            actions = actions + self.exploration_noise() * self._action_scale
+        return np.clip(actions, self.action_low, self.action_high)
 
     @torch.no_grad()
     def target_actions(self, next_observations: Tensor) -> Tensor:
         """mu_target(s') plus target policy smoothing: clipped noise in units of the action half-range."""
         next_actions = self.actor_target(next_observations)
         if self.target_noise > 0:
-            clipped_noise = (torch.randn_like(next_actions) * self.target_noise).clamp(
+            noise = torch.randn(next_actions.shape, generator=self.generator, device=self.device)
+            clipped_noise = (noise * self.target_noise).clamp(
                 -self.target_noise_clip, self.target_noise_clip) * self.actor_target.action_scale
             next_actions = (next_actions + clipped_noise).clamp(self._low, self._high)
         return next_actions
@@ -89,16 +102,16 @@ class TD3:
 
         `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return).
         """
-        qf_next_target = self.critic_target(batch.next_observations,
-                                            self.target_actions(batch.next_observations)).min(dim=0).values
-        return batch.rewards + batch.discounts * qf_next_target
+        min_qf_next_target = self.critic_target(batch.next_observations,
+                                                self.target_actions(batch.next_observations)).min(dim=0).values
+        return batch.rewards + batch.discounts * min_qf_next_target
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         if self.batch_norm:
             self.actor.train()
-        next_q_value = self.td_target(batch)
+        y = self.td_target(batch)
         qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
-        critic_loss = (qf_values - next_q_value).pow(2).mean(dim=1).sum()      # each critic regresses to y
+        critic_loss = (qf_values - y).pow(2).mean(dim=1).sum()                 # each critic regresses to y
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         critic_grad_norm = grad_norm(self.critic.parameters())
@@ -125,22 +138,116 @@ class TD3:
             "losses/actor_grad_norm": self._last_actor_grad_norm,
         }
 
-    def on_episode_start(self) -> None:
-        self.exploration_noise.reset()
+    def episodes_started(self, envs: np.ndarray) -> None:
+        self.exploration_noise.reset(envs)
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
-    #: What a checkpoint holds of this agent (with the update counter and the exploration noise).
+    #: What a checkpoint holds of this agent (with the update counter, generator and exploration noise).
     checkpointed = ("actor", "actor_target", "critic", "critic_target", "actor_optimizer",
                     "critic_optimizer")
 
     def state_dict(self) -> dict[str, Any]:
         return {**state_of(self, self.checkpointed), "exploration_noise": self.exploration_noise.state_dict(),
-                "last_actor_loss": self._last_actor_loss, "last_actor_grad_norm": self._last_actor_grad_norm}
+                "generator": self.generator.get_state(), "last_actor_loss": self._last_actor_loss,
+                "last_actor_grad_norm": self._last_actor_grad_norm}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
         self.exploration_noise.load_state_dict(state["exploration_noise"])
+        self.generator.set_state(state["generator"])
         self._last_actor_loss = state["last_actor_loss"].to(self.device)
         self._last_actor_grad_norm = state["last_actor_grad_norm"].to(self.device)
+
+
+# --- the config, checks and builder of the deterministic actor-critics (DDPG's and TD3's) ------------------
+
+class NoiseType(Enum):
+    gaussian = "gaussian"
+    ou = "ou"            # Ornstein-Uhlenbeck, as in the DDPG paper
+
+
+@dataclass
+class NoiseConfig:
+    type: NoiseType = MISSING
+    sigma: float = MISSING
+    theta: float = MISSING
+
+
+@dataclass
+class ActorCriticConfig(OffPolicyConfig):
+    """The keys DDPG has, and TD3 too."""
+
+    tau: float = MISSING
+    actor_lr: float = MISSING
+    critic_lr: float = MISSING
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    critic_weight_decay: float = MISSING
+    batch_norm: bool = MISSING
+    critic_action_layer: int = MISSING
+    final_layer_init: float = MISSING
+
+
+@dataclass
+class TD3Config(ActorCriticConfig):
+    policy_delay: int = MISSING
+    target_noise: float = MISSING
+    target_noise_clip: float = MISSING
+
+
+def check_actor_critic(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
+    check_range("algo.actor_lr", algo["actor_lr"], 0.0, low_inclusive=False)
+    check_range("algo.critic_lr", algo["critic_lr"], 0.0, low_inclusive=False)
+    check_range("algo.noise.sigma", algo["noise"]["sigma"], 0.0)
+    check_range("algo.noise.theta", algo["noise"]["theta"], 0.0, low_inclusive=False)
+    check_range("algo.critic_weight_decay", algo["critic_weight_decay"], 0.0)
+    check_range("algo.final_layer_init", algo["final_layer_init"], 0.0)
+    depth = len(cfg["network"]["hidden_sizes"])
+    if not isinstance(algo["critic_action_layer"], int) or not 0 <= algo["critic_action_layer"] <= depth:
+        raise ConfigError(f"algo.critic_action_layer={algo['critic_action_layer']!r} must be a layer of the "
+                          f"critic: 0 (with the state) to {depth} (network.hidden_sizes has {depth} layers)")
+
+
+def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_actor_critic(algo, cfg)
+    check_positive_int("algo.policy_delay", algo["policy_delay"])
+    check_range("algo.target_noise", algo["target_noise"], 0.0)
+    check_range("algo.target_noise_clip", algo["target_noise_clip"], 0.0)
+
+
+def build_actor_critic(algo: dict[str, Any], context: BuildContext, *, n_critics: int, policy_delay: int,
+                       target_noise: float, target_noise_clip: float) -> TD3:
+    spaces, noise = context.spaces, algo["noise"]
+    # Exploration has its own generator, so changing the update code never changes what is explored.
+    exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"], context.num_envs,
+                                          spaces.action_low.size, np.random.default_rng(context.seed))
+    return TD3(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
+               actor_lr=algo["actor_lr"], critic_lr=algo["critic_lr"], tau=algo["tau"], policy_delay=policy_delay,
+               target_noise=target_noise, target_noise_clip=target_noise_clip, n_critics=n_critics,
+               exploration_noise=exploration_noise, device=context.device,
+               critic_weight_decay=algo["critic_weight_decay"], batch_norm=algo["batch_norm"],
+               critic_action_layer=algo["critic_action_layer"], final_layer_init=algo["final_layer_init"])
+
+
+def actor_critic_parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+                            n_critics: int) -> int:
+    with torch.device("meta"):
+        actor = Actor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes, algo["batch_norm"])
+        critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, n_critics,
+                                 algo["critic_action_layer"], algo["batch_norm"])
+        return count_parameters(actor, critics)
+
+
+def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=2)
+
+
+def build(algo: dict[str, Any], context: BuildContext) -> TD3:
+    return build_actor_critic(algo, context, n_critics=2, policy_delay=algo["policy_delay"],
+                              target_noise=algo["target_noise"], target_noise_clip=algo["target_noise_clip"])
+
+
+ALGORITHM = AlgoSpec(name="td3", family=Family.OFF_POLICY, schema=TD3Config, check=check, build=build,
+                     parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True)

@@ -1,0 +1,70 @@
+"""`rlexp <command>`: the command-line entry point, and each command's module (train, eval, plot)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: rlexp <command> [args]
+
+commands:
+  train    train an agent; arguments are Hydra overrides (rlexp train --help lists the config groups)
+  eval     evaluate a run's saved agent: rlexp eval <run_dir> [episodes=N] [video=true] (rlexp eval --help)
+  plot     learning curves of runs and sweeps, seeds pooled with a 95% CI: rlexp plot <dirs> (rlexp plot --help)
+
+examples:
+  rlexp train algo=td3 env=Pendulum-v1
+  rlexp train algo=dqn env=CartPole-v1 seed=3 total_steps=30000 algo.lr=1e-3
+  rlexp train algo=dqn env=CartPole-v1 env.num_envs=8          (8 envs stepping together)
+  rlexp train --multirun algo=ddpg,td3 env=Pendulum-v1 seed=0,1,2
+  rlexp train --cfg job algo=ddpg
+  rlexp train resume=outputs/td3_Pendulum-v1/<time>
+  rlexp eval outputs/td3_Pendulum-v1/<time> episodes=20 video=true
+  rlexp plot outputs/multirun/<time> stat=iqm
+  tensorboard --logdir outputs
+"""
+
+COMMANDS = ("train", "eval", "plot")
+
+
+def _dispatch(args: list[str]) -> int:
+    if not args:
+        print("rlexp: error: give a command: train, eval or plot (rlexp --help)", file=sys.stderr)
+        return 2
+    if args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if args[0] in ("-V", "--version"):
+        from rlexp import __version__
+
+        print(f"rlexp {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "train":
+        from rlexp.commands.train import main as train_main
+
+        sys.argv = ["rlexp-train", *rest]  # Hydra parses sys.argv
+        train_main()
+        return 0
+    if command == "eval":
+        from rlexp.commands.eval import main as eval_main
+
+        return eval_main(rest)
+    if command == "plot":
+        from rlexp.commands.plot import main as plot_main
+
+        return plot_main(rest)
+    print(f"rlexp: error: unknown command {command!r}; commands: {', '.join(COMMANDS)} (rlexp --help)",
+          file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs a command; output cut short by a closed pipe (`rlexp train --help | head`) ends quietly, as in other
+    Unix tools, with the exit status of a process killed by SIGPIPE."""
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # Python would report the flush of the dead stdout at exit too: point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

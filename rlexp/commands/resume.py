@@ -1,0 +1,128 @@
+"""What `rlexp train resume=<run_dir>` means.
+
+The run's own command line is replayed: its saved overrides (`<run_dir>/.hydra/overrides.yaml`) come first,
+the new command line's overrides win over them, and Hydra writes into the same run directory. The composed
+config is then compared with the one stored in the checkpoint: only budget and bookkeeping keys may change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rlexp.commands.options import override_key
+from rlexp.errors import CheckpointError, ConfigError
+from rlexp.io.metrics import flatten
+
+#: Keys a resumed run may change; everything else (algo, env, network, seed) must match the checkpoint.
+MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log.", "device", "gpu_placement",
+                "torch_threads", "resume")
+
+#: Keys added since checkpoint format 2, with the value that means what their absence meant, so a run made
+#: before a key existed still resumes.
+ADDED_KEYS: dict[str, Any] = {}
+
+# Hydra's flags that take a value as the next argument.
+_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
+                     "-p", "--package", "--experimental-rerun"}
+
+
+def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides) of an `rlexp train` command line."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in _FLAGS_WITH_VALUE:
+                flags.extend(value for value in [next(rest, None)] if value is not None)
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def _quoted(path: Path) -> str:
+    text = str(path)
+    if "'" in text or "\\" in text:
+        raise ConfigError(f"resume={text}: paths with quotes or backslashes are not supported; rename the run "
+                          f"directory")
+    return f"'{text}'"  # Hydra's quoting: commas and '=' in sweep job directories stay part of the value
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """The `rlexp train` arguments with `resume=<run_dir>` expanded into the run's own overrides."""
+    resume_args = [a for a in args if a.startswith("resume=")]
+    if not resume_args or resume_args[-1] in ("resume=null", "resume="):
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise ConfigError("resume continues one run; resume the jobs of a sweep one at a time: "
+                          "rlexp train resume=<sweep_dir>/<job_dir>")
+    value = resume_args[-1].split("=", 1)[1].strip("'\"")
+    run_dir = Path(value).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={value}: {run_dir} is not an rlexp run directory (no .hydra/overrides.yaml)")
+
+    flags, overrides = split_flags(args)
+    new = [o for o in overrides if not o.startswith("resume=") and override_key(o) != "hydra.run.dir"]
+    replaced = {override_key(o) for o in new}
+    original = [o for o in read_overrides(saved, value)
+                if override_key(o) not in replaced and override_key(o) not in ("resume", "hydra.run.dir")]
+    quoted = _quoted(run_dir)
+    # hydra.output_subdir=null: Hydra leaves the run's .hydra/ alone; train() records the new overrides
+    # there only once the checkpoint accepted them (record_resumed_config), so a refused resume changes nothing.
+    return [*flags, *original, *new, f"resume={quoted}", f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
+
+
+def read_overrides(path: Path, resume: str) -> list[str]:
+    """A run's saved overrides (a YAML list of strings); a damaged file is a ConfigError that says how to recover."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OmegaConf.to_container(OmegaConf.load(path))
+        if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
+            OverridesParser.create().parse_overrides(overrides)  # each one as Hydra will read it
+            return overrides
+        reason = "it is not a YAML list of overrides, such as ['algo=td3', 'seed=1']"
+    except Exception as error:  # YAML syntax, a NUL byte, an encoding error, an override Hydra cannot parse
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise ConfigError(f"resume={resume}: {path} is damaged ({reason}); {_recovery(path.parent.parent)}")
+
+
+def _recovery(run_dir: Path) -> str:
+    """How to restore a damaged overrides.yaml: every checkpoint holds the overrides the run was made with."""
+    from rlexp.io.checkpoints import CheckpointManager
+
+    try:
+        bundle, checkpoint, _ = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
+    except CheckpointError:
+        return ("no readable checkpoint holds the run's overrides either: restore the file by hand, a YAML list "
+                "such as ['algo=td3', 'env=Pendulum-v1']")
+    return (f"the run's overrides are also in its checkpoint {checkpoint.name}: write them back into that file "
+            f"and resume again: {bundle['overrides']}")
+
+
+def record_resumed_config(run_dir: Path, config: Any, task_overrides: list[str]) -> None:
+    """Write the accepted config and overrides into <run_dir>/.hydra/, so the next resume starts from them."""
+    hydra_dir = run_dir / ".hydra"
+    kept = [o for o in task_overrides if override_key(o) != "resume"]
+    for name, content in (("config.yaml", config), ("overrides.yaml", OmegaConf.create(kept))):
+        tmp = hydra_dir / f".{name}.tmp"
+        OmegaConf.save(content, tmp)
+        tmp.replace(hydra_dir / name)
+
+
+def config_conflicts(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`key: old -> new` for each key that differs and may not change on resume."""
+    old_flat, new_flat = flatten(saved), flatten(new)
+    conflicts = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if any(key == m or (m.endswith(".") and key.startswith(m)) for m in MUTABLE_KEYS):
+            continue
+        old, new_value = old_flat.get(key, ADDED_KEYS.get(key, "<absent>")), new_flat.get(key, "<absent>")
+        if old != new_value:
+            conflicts.append(f"{key}: {old} -> {new_value}")
+    return conflicts

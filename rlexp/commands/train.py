@@ -1,0 +1,286 @@
+"""`rlexp train`: compose the config, validate it, run the job, report the result.
+
+This is the only module that reads the Hydra config; everything it calls takes plain typed arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import hydra
+import hydra._internal.utils as hydra_utils
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlexp.commands.hydra_errors import describe, unknown_option
+from rlexp.commands.options import override_key
+from rlexp.commands.resume import config_conflicts, record_resumed_config, resume_arguments, split_flags
+from rlexp.config import schema
+from rlexp.config.device import resolve_device
+from rlexp.config.validate import validate
+from rlexp.errors import CheckpointError, ConfigError, SweepFailed, TrainingInterrupted, one_line
+from rlexp.io.checkpoints import CheckpointManager
+from rlexp.io.lock import RunDirLock
+from rlexp.io.results import write_results
+from rlexp.runners.faults import StopRequest
+from rlexp.runners.job import Job
+from rlexp.sweeps.placement import GpuPlacement, available_cpus, job_device, torch_threads
+
+log = logging.getLogger("rlexp")
+
+schema.register()  # before Hydra composes: conf/ refers to the schemas by name
+
+#: Config groups whose option may be absent: Hydra skips a missing one silently, so rlexp checks them itself.
+OPTIONAL_GROUPS = ("tuned", "experiment", "hparams_search")
+
+
+def config_dir() -> str:
+    """conf/ at the top of a source checkout (editable installs); the copy inside the package otherwise."""
+    source_tree = Path(__file__).resolve().parents[2] / "conf"
+    return str(source_tree if source_tree.is_dir() else Path(__file__).resolve().parents[1] / "conf")
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as plain data; a missing value (???) or a broken interpolation stops here."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=True)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
+
+
+@dataclass
+class Resume:
+    bundle: dict[str, Any]
+    path: Path
+    unreadable: list[tuple[Path, str]]
+
+
+def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> Resume:
+    """The newest readable checkpoint of the run being resumed, once the new config may continue it. Reads only:
+    a refused resume leaves the run directory as it was."""
+    where = f"resume={config['resume']}"
+    if Path(config["resume"]).resolve() != run_dir.resolve():
+        raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
+                          f"`rlexp train resume=<run_dir>`, which writes into that directory")
+    try:
+        bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
+    except CheckpointError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    conflicts = config_conflicts(bundle["config"], config)
+    if conflicts:
+        raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
+                          f"total_steps, eval.*, checkpoint.*, log.*, device and torch_threads may change")
+    if bundle["step"] >= config["total_steps"]:
+        raise ConfigError(f"{where}: the run is already at step {bundle['step']} of total_steps="
+                          f"{config['total_steps']}; pass a larger total_steps to extend it")
+    trained_on = torch.device(bundle["device"])
+    if trained_on.type != device.type:
+        raise ConfigError(f"{where}: the run trained on {trained_on.type} and its random generators cannot continue "
+                          f"exactly on {device.type}; resume it with device={trained_on.type} (a checkpoint "
+                          f"evaluates anywhere: rlexp eval)")
+    return Resume(bundle, path, unreadable)
+
+
+@dataclass
+class JobState:
+    started: bool = False   # past every check: from here on the job may write into its run directory
+
+
+def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
+    """Run (or continue) one training job in `run_dir` and return its results."""
+    config = resolved_config(cfg)
+    spec = validate(config)
+    hydra_cfg = HydraConfig.get()
+    job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
+    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = resolve_device(job_device(config["device"], GpuPlacement(config["gpu_placement"]), job_num, gpu_count))
+    resume = accept_resume(config, run_dir, device) if config["resume"] else None
+    job = Job.prepare(config, spec, device)   # the env, its spaces, the memory the run needs
+
+    state.started = True
+    cpus = available_cpus()
+    threads = torch_threads(config["torch_threads"], OmegaConf.to_container(hydra_cfg.launcher, resolve=False), cpus)
+    if threads is not None and threads > cpus:
+        log.warning("torch_threads=%d exceeds the %d cores this job may use; using %d (more threads than cores "
+                    "only make them wait for each other)", threads, cpus, cpus)
+        threads = cpus
+    if threads is not None:
+        torch.set_num_threads(threads)
+    overrides = [o for o in hydra_cfg.overrides.task if override_key(o) != "resume"]
+    if resume is not None:
+        CheckpointManager(run_dir / "checkpoints", 1).quarantine(resume.unreadable)
+        record_resumed_config(run_dir, cfg, overrides)
+        log.info("resuming from %s (step %d)", resume.path, resume.bundle["step"])
+    tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
+    if tuned and config["env"]["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
+        log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
+                    "override its keys", tuned, env_choice, config["env"]["id"])
+    with StopRequest() as stop:
+        return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def hydra_task(cfg: DictConfig) -> float:
+    """One Hydra job; returns the final mean evaluation return, the objective sweepers maximise.
+
+    Every outcome of a job that started is recorded in <run_dir>/results.json (`status`: completed, failed or
+    interrupted); so is a new run's failure to start (a sweep's summary reports it). A resume that is refused
+    leaves the run directory as it was. A single run reports a failure as one line and exits non-zero. In a
+    multirun a failed job is logged and returns NaN, so the other jobs still run and the sweep summary reports
+    it; an interrupt stops the sweep.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    state = JobState()
+    new_run = cfg.get("resume") is None   # Hydra made this directory for this job
+    started = time.perf_counter()
+    try:
+        with RunDirLock(run_dir):
+            return train(cfg, run_dir, state)["eval_return_mean"]
+    except TrainingInterrupted as stop:
+        write_results(run_dir / "results.json", {"status": "interrupted", "error": str(stop), "step": stop.step})
+        print(f"rlexp train: {stop}; continue with: rlexp train resume={run_dir}", file=sys.stderr)
+        # SystemExit passes through Hydra's job runner, so in a multirun the sweep stops here.
+        raise SystemExit(stop.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C while finishing the step or saving
+        if state.started:
+            write_results(run_dir / "results.json", {"status": "interrupted", "error": "interrupted twice"})
+        last = CheckpointManager(run_dir / "checkpoints", 1).latest()
+        print(f"rlexp train: interrupted twice: stopped at once; the last checkpoint is {last or 'none'}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:
+        described = describe(error)
+        message = described[1] if described else one_line(f"{type(error).__name__}: {error}")
+        if state.started or new_run:
+            write_results(run_dir / "results.json", {"status": "failed", "error": message,
+                                                     "wall_time_s": round(time.perf_counter() - started, 3)})
+        if multirun:
+            if described:
+                log.error("job %s failed: %s", hydra_cfg.job.num, message)
+            else:
+                log.exception("job %s failed", hydra_cfg.job.num)
+            return float("nan")
+        exit_with(error)  # a bug: Hydra shows the traceback
+
+
+# --- before Hydra: the command line ---------------------------------------------------------------------------
+
+def check_flags(args: list[str]) -> None:
+    """Hydra's own flags, parsed by Hydra's parser, whose mistakes would print argparse's usage block."""
+    parser = hydra_utils.get_args_parser()
+
+    def refuse(message: str) -> None:
+        raise ConfigError(f"{message} (rlexp train --help)")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    parser.parse_args(args)
+
+
+def check_optional_groups(args: list[str]) -> None:
+    """`experiment=`, `tuned=` and `hparams_search=` must name a file of their group: Hydra skips a missing option of
+    an optional group without a word, so a typo would train another setup. (The automatic `tuned: ${algo}_${env}`
+    lookup stays optional: it is not on the command line.)"""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    _, overrides = split_flags(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return  # Hydra reports its own grammar errors
+    for override in parsed:
+        group = override.key_or_group
+        if group not in OPTIONAL_GROUPS or override.is_delete():
+            continue
+        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else \
+            [override.get_value_element_as_str()] if override.value() is not None else []
+        options = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+        for name in names:
+            if name not in options and name != "null":
+                raise ConfigError(unknown_option(group, name, options))
+
+
+def check_new_run_dir(args: list[str]) -> None:
+    """A new run never writes into another run's directory: `hydra.run.dir=<a run>` would overwrite its config."""
+    _, overrides = split_flags(args)
+    if any(o.startswith("resume=") and o not in ("resume=null", "resume=") for o in overrides):
+        return
+    for override in overrides:
+        if override_key(override) == "hydra.run.dir":
+            run_dir = Path(override.split("=", 1)[1].strip("'\""))
+            try:
+                taken = (run_dir / ".hydra").is_dir()
+            except OSError as error:  # a name the file system refuses
+                raise ConfigError(f"cannot write to {run_dir}: {error.strerror}; choose another directory") from None
+            if taken:
+                raise ConfigError(f"hydra.run.dir={run_dir} already holds a run; continue it with "
+                                  f"`rlexp train resume={run_dir}`, or choose a new directory")
+
+
+def report(func: Any) -> Any:
+    """Replaces Hydra's run_and_report, which reports the errors raised outside a job (composing the config,
+    parsing overrides, creating the run directory): each becomes one line on stderr and a non-zero exit (2: bad
+    input, 1: failed jobs). A bug still gets Hydra's trimmed traceback, and HYDRA_FULL_ERROR=1 the full one."""
+    try:
+        return func()
+    except BrokenPipeError:
+        raise  # the reader of our output went away (`rlexp train --help | head`): rlexp.commands ends quietly
+    except Exception as error:
+        exit_with(error, bug=lambda: _hydra_report(lambda: _reraise(error)))
+
+
+def exit_with(error: Exception, bug: Callable[[], Any] | None = None) -> NoReturn:
+    """The one line and exit code of an error a user causes or meets. Anything else is a bug: `bug()` reports it
+    (by default the error goes on up, with its traceback), and so is everything with HYDRA_FULL_ERROR=1."""
+    described = describe(error)
+    if described is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if bug is not None:
+            bug()
+        raise error
+    print(f"rlexp train: error: {described[1]}", file=sys.stderr)
+    raise SystemExit(described[0]) from None
+
+
+def _reraise(error: Exception) -> None:
+    raise error
+
+
+_hydra_report = hydra_utils.run_and_report
+
+
+def main() -> None:
+    """`rlexp train [overrides]`: Hydra's command line, checked first, with resume expansion and one-line errors."""
+    hydra_utils.run_and_report = report  # Hydra 1.3 looks it up at call time; see report()
+    args = sys.argv[1:]
+    try:
+        check_flags(args)
+        check_optional_groups(args)
+        check_new_run_dir(args)
+        args = resume_arguments(args)
+    except ConfigError as error:
+        print(f"rlexp train: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    sys.argv = [sys.argv[0], *args]
+    try:
+        hydra_task()
+    except SweepFailed as failed:
+        print(f"rlexp train: error: {failed}", file=sys.stderr)
+        raise SystemExit(failed.exit_code) from None
+    except ValueError as error:  # Hydra checks some of its own flags before run_and_report
+        exit_with(error)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The checks behind every one-line config error: a number in a range, a positive integer, a seed.
+
+Every failure is a `ConfigError` whose message is one line naming the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rlexp.errors import ConfigError
+
+#: numpy's legacy seeding (np.random.seed), which rlexp calls, takes seeds in [0, 2**32).
+SEED_LIMIT = 2**32
+
+
+def check_range(key: str, value: float, low: float | None = None, high: float | None = None,
+                *, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+    """Raise a ConfigError unless low <= value <= high (bounds optional, exclusivity per side).
+
+    NaN and infinity are refused everywhere: no setting means anything useful with them.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}={value!r} must be a number")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} must be a finite number")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high:
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ConfigError(f"{key}={value!r} is outside {span}")
+
+
+def check_positive_int(key: str, value: int, *, allow_zero: bool = False, limit: int | None = None) -> None:
+    """A positive (or non-negative) integer, below `limit` when one is given."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        need = "a non-negative integer" if allow_zero else "a positive integer"
+        raise ConfigError(f"{key}={value!r} must be {need}")
+    if limit is not None and value >= limit:
+        raise ConfigError(f"{key}={value} must be below {limit:,}")
+
+
+def check_seed(key: str, seed: int, offset: int = 0) -> None:
+    """A seed numpy, torch and gymnasium all accept, for every seed derived from it (seed + offset: the
+    evaluation seed, one per env)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{key}={seed!r} must be an integer")
+    if not 0 <= seed < SEED_LIMIT - offset:
+        raise ConfigError(f"{key}={seed} is outside [0, {SEED_LIMIT - offset - 1}]: numpy's seeds lie in "
+                          f"[0, 2**32)" + (f", and rlexp also seeds with {key} + up to {offset}" if offset else ""))

@@ -1,0 +1,139 @@
+"""The typed schema of `rlexp train`'s config, registered in Hydra's ConfigStore.
+
+The YAML files under conf/ hold the values; these dataclasses hold the types. Each YAML file names its
+schema in its defaults list (`/dqn_schema@_here_`), so Hydra checks every key and type while it
+composes: `algo.lrr=1` (no such key), `algo.gamma=abc` (not a float) or `algo.lr_schedule=cosine`
+(not one of the choices) fail before any code of ours runs. Ranges and cross-field rules, which a
+type cannot express, are checked by `rlexp.config.validate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from rlexp.sweeps.placement import GpuPlacement
+
+
+class LrSchedule(Enum):
+    constant = "constant"
+    linear = "linear"    # anneal to 0 over the run's planned updates
+
+
+class TrainFreqUnit(Enum):
+    step = "step"
+    episode = "episode"  # a round of updates after every train_freq finished episodes
+
+
+#: sync: the envs step one after the other, in this process; async: each env steps in a worker process, while
+#: the learner updates; envpool: EnvPool's C++ threads step them, while the learner updates. (The functional
+#: form: `async` is a Python keyword, and OmegaConf matches member names.)
+Vectorization = Enum("Vectorization", [("sync", "sync"), ("async", "async"), ("envpool", "envpool")])
+
+
+class Progress(Enum):
+    auto = "auto"        # a bar in a terminal, log lines otherwise
+    bar = "bar"
+    lines = "lines"
+    none = "none"
+
+
+@dataclass
+class OffPolicyConfig:
+    """Keys every off-policy algorithm has: the runner's and the replay memory's."""
+
+    name: str = MISSING
+    gamma: float = MISSING
+    batch_size: int = MISSING
+    buffer_size: int = MISSING
+    learning_starts: int = MISSING
+    train_freq: int = MISSING
+    train_freq_unit: TrainFreqUnit = MISSING
+    gradient_steps: int = MISSING
+    n_step: int = MISSING
+
+
+@dataclass
+class AtariConfig:
+    noop_max: int = MISSING
+    frame_skip: int = MISSING
+    screen_size: int = MISSING
+    frame_stack: int = MISSING
+    terminal_on_life_loss: bool = MISSING
+    clip_rewards: bool = MISSING
+
+
+@dataclass
+class EnvConfig:
+    id: str = MISSING
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    total_steps: int = MISSING
+    num_envs: int = 1                        # training envs stepping together (a gymnasium vector env)
+    vectorization: Vectorization = Vectorization["sync"]  # type: ignore[valid-type]
+    atari: Optional[AtariConfig] = None  # the DQN paper's preprocessing (conf/env/atari.yaml)
+
+
+@dataclass
+class NetworkConfig:
+    hidden_sizes: List[int] = MISSING
+
+
+@dataclass
+class EvalConfig:
+    every: int = MISSING
+    episodes: int = MISSING
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = MISSING
+    keep: int = MISSING
+
+
+@dataclass
+class LogConfig:
+    every: int = MISSING
+    progress: Progress = MISSING
+
+
+@dataclass
+class TrainConfig:
+    algo: Any = MISSING                  # an algorithm's schema (its module in rlexp/agents/), chosen by `algo=`
+    env: EnvConfig = field(default_factory=EnvConfig)
+    seed: int = MISSING
+    device: str = MISSING
+    gpu_placement: GpuPlacement = MISSING   # a sweep's jobs on several GPUs: spread | pack
+    total_steps: int = MISSING
+    torch_threads: int = MISSING
+    resume: Optional[str] = None         # a run directory to continue
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def job_dirname(override_dirname: str, limit: int = 120) -> str:
+    """A sweep job's directory name from its overrides: `/` (as in env.id=ALE/Pong-v5) would nest
+    directories, and an Optuna trial's overrides easily pass the file system's 255-byte limit, so long
+    names are cut and end in a hash of the whole (the full overrides are in the job's .hydra/)."""
+    name = override_dirname.replace("/", "_")
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def register() -> None:
+    """Store the schemas where conf/ refers to them and the resolver conf/ uses for sweep job directories
+    (idempotent: the ConfigStore is a singleton)."""
+    from rlexp.config.registry import algorithms
+
+    OmegaConf.register_new_resolver("rlexp.job_dirname", job_dirname, replace=True)
+    store = ConfigStore.instance()
+    store.store(name="rlexp_schema", node=TrainConfig)
+    for spec in algorithms().values():
+        store.store(name=f"{spec.name}_schema", node=spec.schema)  # no group: kept out of `--help`'s group list

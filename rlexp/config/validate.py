@@ -1,0 +1,75 @@
+"""Range and cross-field checks on the resolved config (a plain dict), before anything is built.
+
+Keys and types (including the choice-valued keys such as algo.lr_schedule) are checked earlier, by the schema
+while Hydra composes. Here: the keys every run has, then the algorithm family's, then the algorithm's own (its
+registry entry).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlexp.config import registry
+from rlexp.config.checks import check_positive_int, check_range, check_seed
+from rlexp.errors import ConfigError
+
+#: Offset of the evaluation env's seed from the run's seed.
+EVAL_SEED_OFFSET = 10_000
+
+#: Step counters are int64 on the device (the non-finite guard records steps there), with room to spare.
+MAX_STEPS = 2**62
+
+
+def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
+    """Check the whole config; returns the algorithm's registry entry."""
+    spec = registry.get(cfg["algo"].get("name"))
+    check_seed("seed", cfg["seed"], EVAL_SEED_OFFSET)
+    check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
+    env = cfg["env"]
+    check_positive_int("env.num_envs", env["num_envs"])
+    atari = env.get("atari")
+    if atari:
+        for key in ("frame_skip", "screen_size", "frame_stack"):
+            check_positive_int(f"env.atari.{key}", atari[key])
+        check_positive_int("env.atari.noop_max", atari["noop_max"], allow_zero=True)
+        if atari["screen_size"] < 36:
+            raise ConfigError(f"env.atari.screen_size={atari['screen_size']} is smaller than the Nature CNN's "
+                              f"36-pixel minimum; use 84")
+    sizes = cfg["network"]["hidden_sizes"]
+    if not isinstance(sizes, list) or not sizes or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
+                                                           for w in sizes):
+        raise ConfigError(f"network.hidden_sizes={sizes!r} must be a non-empty list of positive integers, "
+                          f"e.g. network.hidden_sizes=[256,256]")
+    check_positive_int("eval.every", cfg["eval"]["every"], allow_zero=True)
+    check_positive_int("eval.episodes", cfg["eval"]["episodes"])
+    check_positive_int("checkpoint.every", cfg["checkpoint"]["every"], allow_zero=True)
+    check_positive_int("checkpoint.keep", cfg["checkpoint"]["keep"])
+    check_positive_int("log.every", cfg["log"]["every"])
+    check_positive_int("torch_threads", cfg["torch_threads"], allow_zero=True)
+    if spec.family is registry.Family.OFF_POLICY:
+        check_off_policy(cfg["algo"], cfg)
+    spec.check(cfg["algo"], cfg)
+    return spec
+
+
+def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """The replay memory's and the off-policy runner's keys."""
+    num_envs = cfg["env"]["num_envs"]
+    check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
+    for key in ("batch_size", "buffer_size", "train_freq", "n_step"):
+        check_positive_int(f"algo.{key}", algo[key])
+    steps = algo["gradient_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 1 and steps != -1):
+        raise ConfigError(f"algo.gradient_steps={steps!r} must be a positive integer, or -1 for one update per "
+                          f"env step collected since the last round (as in SB3)")
+    check_positive_int("algo.learning_starts", algo["learning_starts"], allow_zero=True)
+    if algo["batch_size"] > algo["buffer_size"]:
+        raise ConfigError(f"algo.batch_size={algo['batch_size']} exceeds algo.buffer_size={algo['buffer_size']}; "
+                          f"lower the batch or enlarge the buffer")
+    if algo["learning_starts"] >= cfg["total_steps"]:
+        raise ConfigError(f"algo.learning_starts={algo['learning_starts']} >= total_steps={cfg['total_steps']}: "
+                          f"nothing would be learned; raise total_steps or lower algo.learning_starts")
+    if algo["train_freq_unit"] == "episode" and num_envs > 1:
+        raise ConfigError(f"algo.train_freq_unit=episode needs env.num_envs=1 (got {num_envs}): with several envs "
+                          f"the episodes end at different steps, so there is no one episode end to train at "
+                          f"(SB3 refuses it too); use algo.train_freq_unit=step")

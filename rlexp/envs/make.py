@@ -1,0 +1,113 @@
+"""Making gymnasium environments: one for evaluation, a vector of them for training.
+
+Training envs step together in a gymnasium vector env: `SyncVectorEnv` (one after the other, in this process) or
+`AsyncVectorEnv` (each in a worker process). Both use the SAME_STEP autoreset mode: an env whose episode ends is
+reset within the same `step` call, which returns the new episode's first observation and puts the last one in
+`info["final_obs"]` (its info in `info["final_info"]`). So every call is one transition per env, none is wasted
+on a reset, and a vector env of one steps exactly as the single env it holds. The vector env returns its own
+observation buffer (copy=False), which the next step overwrites: the collector copies it once, with numpy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import multiprocessing
+import signal
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from rlexp.envs.atari import ATARI_EXTRA, AtariSettings, atari_wrappers, register_ale
+from rlexp.envs.episodes import EpisodeRecorder
+from rlexp.errors import ConfigError
+
+# Extras a gymnasium env family needs, keyed by the text gymnasium's DependencyNotInstalled mentions.
+_EXTRAS = {"box2d": 'pip install "rlexp[box2d]"', "mujoco": 'pip install "rlexp[mujoco]"',
+           "ale": ATARI_EXTRA, "atari": ATARI_EXTRA}
+
+VECTORIZATIONS = ("sync", "async", "envpool")
+
+#: How AsyncVectorEnv starts its workers. forkserver (where there is one) starts them from a clean process: they
+#: import gymnasium and the env, not torch; they inherit no threads (TensorBoard's writer, torch's pool) and no
+#: file descriptors, among them the run directory's lock, which must die with the training process.
+WORKER_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
+def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSettings | None = None) -> gym.Env:
+    """gymnasium.make (plus the Atari preprocessing when `atari` is given), with its failures turned into
+    one-line ConfigErrors a user can act on."""
+    if env_id.startswith("ALE/"):
+        register_ale(env_id)
+    module, colon, _ = env_id.partition(":")
+    if colon:
+        import_registering_module(env_id, module)
+    try:
+        env = gym.make(env_id, **(kwargs or {}))
+        return atari_wrappers(env, atari) if atari is not None else env
+    except gym.error.DependencyNotInstalled as error:
+        text = str(error)
+        fix = next((cmd for key, cmd in _EXTRAS.items() if key in text.lower()), None)
+        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {text.splitlines()[0]}"
+                          + (f" (fix: {fix})" if fix else "")) from None
+    except ImportError as error:  # an env whose entry point needs a package (phys2d/... needs jax)
+        raise missing_package(env_id, error) from None
+    except gym.error.Error as error:
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids"
+        raise ConfigError(f"env.id={env_id!r} is not a registered gymnasium environment ({error}){hint}") from None
+    except TypeError as error:
+        raise ConfigError(f"env.kwargs={kwargs!r} do not fit {env_id}: {error}") from None
+
+
+def missing_package(env_id: str, error: ImportError) -> ConfigError:
+    missing = error.name or str(error)
+    return ConfigError(f"env.id={env_id!r} needs a package that is not installed: no module named {missing!r} "
+                       f"(fix: pip install {missing.split('.')[0]})")
+
+
+def import_registering_module(env_id: str, module: str) -> None:
+    """`env.id=my_package.envs:MyEnv-v0` imports my_package.envs, which registers MyEnv-v0 (as gymnasium.make
+    would, but with a message that tells a missing module from a missing dependency of it)."""
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        if error.name and (module == error.name or module.startswith(f"{error.name}.")):
+            raise ConfigError(f"env.id={env_id!r}: cannot import {module!r}, the module that should register it "
+                              f"(no module named {error.name!r}); check its name, or install its package") from None
+        raise missing_package(env_id, error) from None
+
+
+def make_training_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None) -> gym.Env:
+    """One training env: the env, its Atari preprocessing, and the episode recorder outermost.
+
+    In a worker process of AsyncVectorEnv, SIGINT is ignored: Ctrl-C reaches every process of the terminal's
+    process group, and the main process, which catches it, still needs its envs to finish the step and save.
+    (AsyncVectorEnv also calls this in the main process, once, to read the spaces; and a sweep's job may itself
+    run in a worker process of its launcher, which must keep its handler.)
+    """
+    if multiprocessing.current_process().name.startswith("Worker<AsyncVectorEnv>"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return EpisodeRecorder(make_env(env_id, kwargs, atari))
+
+
+def make_vector_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None, num_envs: int,
+                    vectorization: str, seed: int | None = None) -> Any:
+    """`num_envs` training envs that step together: in this process (`sync`), in worker processes (`async`), or
+    in EnvPool's C++ threads (`envpool`, which seeds env i with seed + i when it makes them; gymnasium's vector
+    envs are seeded at their first reset)."""
+    if vectorization == "envpool":
+        from rlexp.envs.envpool import EnvPoolVectorEnv
+
+        assert seed is not None, "EnvPool seeds its envs when it makes them"
+        return EnvPoolVectorEnv(env_id, kwargs, atari, num_envs, seed)
+    if vectorization == "async":
+        factory = functools.partial(make_training_env, env_id, kwargs, atari)
+        return gym.vector.AsyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP,
+                                         context=WORKER_START, copy=False)
+    if vectorization == "sync":
+        factory = functools.partial(make_training_env, env_id, kwargs, atari)
+        return gym.vector.SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    raise ConfigError(f"env.vectorization={vectorization!r} is unknown; use {' or '.join(VECTORIZATIONS)}")

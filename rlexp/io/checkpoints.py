@@ -1,0 +1,188 @@
+"""Checkpoints: plain dicts of tensors and numbers, written atomically, verified and read with weights_only=True.
+
+A run directory's checkpoints/ holds
+- `step_<N>.pt`: everything needed to continue the run exactly (agent, replay buffer, loop counters,
+  random generators); written every `checkpoint.every` steps, on SIGINT/SIGTERM and at the end; only the
+  newest `keep` are kept. `rlexp train resume=<run_dir>` continues from the newest readable one.
+- `best.pt`, `final.pt`: the agent only (small), for evaluation and deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlexp.errors import CheckpointError
+
+log = logging.getLogger("rlexp")
+
+#: Bumped when the bundle layout changes; older files are refused with a clear message.
+#: 2: vector envs (replay with an env axis, one episode record per env), agents' own generators, overrides.
+FORMAT = 2
+
+#: What each older format was, for the message that refuses it.
+OLD_FORMATS = {1: "rlexp 0.1, before vectorized envs"}
+
+
+def save_checkpoint(bundle: dict[str, Any], path: Path) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`.
+
+    A kill, a full disk or an exception mid-write leaves the previous file at `path` intact:
+    os.replace is atomic, and the temp file is removed on failure.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(f"could not write checkpoint {path}: {error.strerror or error}") from error
+    writer = _WriteErrorRecorder(os.fdopen(fd, "wb"))
+    try:
+        with writer.file:
+            torch.save(bundle, writer)
+            writer.file.flush()
+            os.fsync(writer.file.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        Path(tmp).unlink(missing_ok=True)
+        os_error = error if isinstance(error, OSError) else writer.error
+        if os_error is not None:  # a full disk, a quota, a file-size limit, an I/O error
+            raise CheckpointError(f"could not write checkpoint {path}: {os_error.strerror or os_error}; "
+                                  f"the previous checkpoints are intact") from error
+        raise
+    _fsync_directory(path.parent)  # make the rename itself durable
+
+
+class _WriteErrorRecorder:
+    """A file wrapper that remembers the OSError behind a failed write: torch.save reports it only as an
+    opaque RuntimeError from its zip writer."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform/filesystem
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Verify and load a bundle; never executes code from the file (weights_only=True).
+
+    torch's reader does not check the CRCs its zip format stores, so a flipped byte in a tensor would load
+    silently: zipfile checks them first. Any failure is a CheckpointError naming the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+        if bad_member is not None:
+            raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch in {bad_member})")
+        bundle = torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint (not a valid zip archive)") \
+            from None
+    except Exception as error:  # torch's unpickler refusing code, a damaged record, ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded: {reason}") from None
+    if not isinstance(bundle, dict) or "agent" not in bundle:
+        raise CheckpointError(f"checkpoint {path} is not an rlexp checkpoint")
+    found = bundle.get("format")
+    if found != FORMAT:
+        made_by = f" ({OLD_FORMATS[found]})" if found in OLD_FORMATS else ""
+        raise CheckpointError(f"checkpoint {path} has format {found!r}{made_by}; this rlexp reads format {FORMAT} "
+                              f"only: train the run again with this version")
+    return bundle
+
+
+def periodic_step(path: Path) -> int:
+    """N of `step_<N>.pt`."""
+    return int(path.name.split("_", 1)[1].split(".", 1)[0])
+
+
+class CheckpointManager:
+    """The checkpoints/ directory of one run (see the module docstring for what each file holds)."""
+
+    def __init__(self, directory: Path, keep: int) -> None:
+        self.directory = directory
+        self.keep = keep
+
+    def periodic(self) -> list[Path]:
+        """The `step_<N>.pt` files, oldest first."""
+        return sorted(self.directory.glob("step_*.pt"), key=periodic_step)
+
+    def save_periodic(self, bundle: dict[str, Any], step: int) -> Path:
+        path = self.directory / f"step_{step}.pt"
+        save_checkpoint(bundle, path)
+        periodic = self.periodic()
+        for old in periodic[: max(len(periodic) - self.keep, 0)]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def save_best(self, bundle: dict[str, Any]) -> Path:
+        path = self.directory / "best.pt"
+        save_checkpoint(bundle, path)
+        return path
+
+    def save_final(self, bundle: dict[str, Any]) -> Path:
+        path = self.directory / "final.pt"
+        save_checkpoint(bundle, path)
+        return path
+
+    def latest(self) -> Path | None:
+        periodic = self.periodic()
+        return periodic[-1] if periodic else None
+
+    def load_latest(self, map_location: str | torch.device = "cpu") \
+            -> tuple[dict[str, Any], Path, list[tuple[Path, str]]]:
+        """The newest readable `step_<N>.pt`, its path, and why each newer one could not be read.
+
+        Nothing on disk changes here, and nothing is logged (the log is a file in the run): a resume that is
+        then refused must leave the run as it was. Once the run is accepted, `quarantine` reports and moves
+        the unreadable ones aside.
+        """
+        candidates = self.periodic()
+        unreadable: list[tuple[Path, str]] = []
+        for path in reversed(candidates):
+            try:
+                return load_checkpoint(path, map_location), path, unreadable
+            except CheckpointError as error:
+                unreadable.append((path, str(error)))
+        raise CheckpointError(f"no readable checkpoint to resume from in {self.directory}"
+                              + ("" if candidates else " (no step_<N>.pt files)"))
+
+    def quarantine(self, unreadable: list[tuple[Path, str]]) -> None:
+        """Rename unreadable checkpoints `*.corrupt` (kept for inspection, never picked again) and remove the
+        temp files of a process killed while saving."""
+        for path, error in unreadable:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            log.warning("%s; moved it to %s and resumed from the previous checkpoint", error, path.name + ".corrupt")
+        for partial in self.directory.glob(".*.tmp"):
+            partial.unlink(missing_ok=True)

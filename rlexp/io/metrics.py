@@ -1,0 +1,117 @@
+"""What a run reports as it goes: TensorBoard scalars and hyperparameters, and a progress bar or log lines."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+from tqdm import tqdm
+
+from rlexp.io import OBJECTIVE
+
+log = logging.getLogger("rlexp")
+
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'algo': {'lr': 1}} -> {'algo.lr': 1}; lists become strings (TensorBoard hparams take scalars)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class RunLogger:
+    """TensorBoard writer plus human-facing progress: a tqdm bar in a terminal, periodic lines otherwise."""
+
+    def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
+                 hyperparameters: dict[str, Any]) -> None:
+        flat = flatten(hyperparameters)
+        # The HParams tab's records of this run: its start (with the hyperparameters) and, once it completes, its
+        # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
+        # hyperparameters, marking those that differ) instead of copying the first run's.
+        _, self._session_start, self._session_end = hparams_summary(flat, {OBJECTIVE: 0.0})
+        if start_step:
+            # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
+            # (purge_step), so the curves continue without duplicated or zig-zag points.
+            self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1)
+        else:
+            self.writer = SummaryWriter(str(log_dir))
+            self._write_hyperparameters(flat)
+        self.total_steps = total_steps
+        if progress == "auto":  # the value itself is checked by config.validate
+            progress = "bar" if sys.stderr.isatty() else "lines"
+        self.mode = progress
+        self.bar = (tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
+                    if progress == "bar" else None)
+        self.line_every = max(total_steps // 20, 1)
+        self._next_line = start_step + self.line_every
+        self._bar_step = start_step
+        self.last_return: float | None = None
+        self.last_eval: float | None = None
+
+    def _write_hyperparameters(self, flat: dict[str, Any]) -> None:
+        rows = "\n".join(f"|{k}|{v}|" for k, v in flat.items())
+        self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}")
+        self.writer.file_writer.add_summary(self._session_start)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def episode(self, episodic_return: float, episodic_length: int, step: int) -> None:
+        self.scalars({"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length}, step)
+        self.last_return = episodic_return
+
+    def evaluation(self, mean: float, std: float, step: int) -> None:
+        self.scalars({"eval/mean_return": mean, "eval/std_return": std}, step)
+        self.last_eval = mean
+        log.info("step %d/%d  eval return %.2f +/- %.2f", step, self.total_steps, mean, std)
+
+    def progress(self, step: int, sps: float) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self._bar_step)
+            self._bar_step = step
+            postfix = {"SPS": f"{sps:.0f}"}
+            if self.last_return is not None:
+                postfix["return"] = f"{self.last_return:.1f}"
+            if self.last_eval is not None:
+                postfix["eval"] = f"{self.last_eval:.1f}"
+            self.bar.set_postfix(postfix, refresh=False)
+        elif self.mode == "lines" and step >= self._next_line:
+            self._next_line = (step // self.line_every + 1) * self.line_every
+            last = "n/a" if self.last_return is None else f"{self.last_return:.2f}"
+            log.info("step %d/%d (%.0f%%)  episodic return %s  SPS %.0f",
+                     step, self.total_steps, 100.0 * step / self.total_steps, last, sps)
+
+    def close(self, completed: bool = False) -> None:
+        if completed:
+            self.writer.file_writer.add_summary(self._session_end)
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()
+
+
+class StepTimer:
+    """Environment steps per second since the timer started."""
+
+    def __init__(self, start_step: int = 0) -> None:
+        self.start_step = start_step
+        self.start_time = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start_time
+
+    def sps(self, step: int) -> float:
+        return (step - self.start_step) / max(self.elapsed(), 1e-9)

@@ -1,0 +1,1 @@
+"""Function approximators: torsos (MLP, Nature CNN), Q-networks, actors and critics, target updates."""

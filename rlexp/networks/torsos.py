@@ -1,0 +1,38 @@
+"""Torsos: the MLP for vector observations and the Nature DQN's convolutions for stacked frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> nn.Sequential:
+    """Linear -> ReLU blocks, then a linear output layer."""
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        in_features = width
+    layers.append(nn.Linear(in_features, out_features))
+    return nn.Sequential(*layers)
+
+
+class NatureConvolutions(nn.Module):
+    """The DQN paper's convolutions on stacked frames: 32 8x8 filters stride 4, 64 4x4 stride 2, 64 3x3 stride 1,
+    each followed by a ReLU (Mnih et al. 2015, Methods). Takes uint8 frames and scales them to [0, 1] itself,
+    so replay memory stays in uint8."""
+
+    def __init__(self, image_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(image_shape[0], 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            self.out_features = int(self.net(torch.zeros(1, *image_shape)).shape[1])  # 3136 for 4x84x84
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.net(frames.float() / 255.0)

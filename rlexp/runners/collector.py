@@ -1,0 +1,157 @@
+"""Stepping the training envs: actions out, transitions back, each env's episode kept track of.
+
+The envs are a gymnasium vector env (rlexp/envs/make.py: SAME_STEP autoreset) or EnvPool's, adapted to the same
+interface (rlexp/envs/envpool.py). Where the envs step elsewhere (AsyncVectorEnv's worker processes, EnvPool's
+threads), `send` returns at once and the envs step until `receive`: whatever the runner does in between (a round
+of updates) overlaps with the stepping.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlexp.runners.faults import check_transitions
+
+log = logging.getLogger("rlexp")
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """One vector step: a transition per env (leading env axis), and the episodes that ended in it."""
+
+    obs: np.ndarray            # s_t
+    actions: np.ndarray        # a_t
+    rewards: np.ndarray        # r_t as training sees it (Atari: clipped)
+    next_obs: np.ndarray       # s_{t+1}: the episode's last observation where it ended
+    terminations: np.ndarray   # a true terminal state (Atari: or a lost life, if so configured)
+    truncations: np.ndarray    # a time limit: not terminal, targets still bootstrap
+    ended: np.ndarray          # the env's episode ended here (it has been reset)
+    episode_returns: np.ndarray   # of the episodes that ended, in env order (raw rewards: the game score)
+    episode_lengths: np.ndarray
+
+
+def step_info(infos: dict[str, Any], key: str, ended: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """A per-env value an env wrapper reports in `info[key]`: for an env whose episode ended this step, the
+    vector env moved its step info to `info["final_info"]` (the top level is the new episode's reset info)."""
+    values = default.copy()
+    if key in infos:
+        present = infos[f"_{key}"]
+        values[present] = infos[key][present]
+    final = infos.get("final_info")
+    if final is not None and key in final:
+        present = final[f"_{key}"] & ended
+        values[present] = final[key][present]
+    return values
+
+
+class Collector:
+    def __init__(self, envs: Any, seed: int, env_id: str) -> None:
+        self.envs = envs
+        self.env_id = env_id
+        self.num_envs = envs.num_envs
+        self.seed = seed
+        self.overlaps = hasattr(envs, "step_async")   # SyncVectorEnv steps in `step`, in this process
+        # Random actions (before learning starts) come from each env's own copy of its action space.
+        self.action_spaces = [copy.deepcopy(envs.single_action_space) for _ in range(self.num_envs)]
+        self.obs: np.ndarray | None = None
+        self.episode_returns = np.zeros(self.num_envs, dtype=np.float64)
+        self.episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._actions: np.ndarray | None = None
+
+    def start(self) -> None:
+        """Reset every env, env i with seed + i (and its action space too)."""
+        for i, space in enumerate(self.action_spaces):
+            space.seed(self.seed + i)
+        obs, _ = self.envs.reset(seed=self.seed)
+        self.obs = np.array(obs)
+
+    def random_actions(self) -> np.ndarray:
+        return np.array([space.sample() for space in self.action_spaces])
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start a step; with async envs it runs while the caller goes on, until `receive`."""
+        self._actions = actions
+        if self.overlaps:
+            self.envs.step_async(actions)
+
+    def receive(self, step: int) -> Transitions:
+        """Finish the step (`step`: the env step count it brings the run to)."""
+        actions = self._actions
+        if self.overlaps:
+            next_obs, rewards, terminated, truncated, infos = self.envs.step_wait()
+        else:
+            next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        next_obs = np.array(next_obs)   # the vector env's buffer: the next step overwrites it
+        ended = terminated | truncated
+        final_obs = next_obs
+        if ended.any():
+            final_obs = next_obs.copy()
+            for env in np.flatnonzero(ended):
+                final_obs[env] = infos["final_obs"][env]
+        check_transitions(step, actions, final_obs, rewards)
+        self.episode_returns += rewards
+        self.episode_lengths += 1
+        transitions = Transitions(
+            obs=self.obs, actions=actions,
+            rewards=step_info(infos, "training_reward", ended, rewards),
+            next_obs=final_obs,
+            terminations=terminated | step_info(infos, "life_lost", ended, np.zeros(self.num_envs, dtype=bool)),
+            truncations=truncated, ended=ended,
+            episode_returns=self.episode_returns[ended], episode_lengths=self.episode_lengths[ended])
+        self.episode_returns[ended] = 0.0
+        self.episode_lengths[ended] = 0
+        self.obs = next_obs
+        return transitions
+
+    def close(self) -> None:
+        self.envs.close()
+
+    # --- exact resume -----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each env's current episode (how it began, its actions since, for replaying it), its return and length
+        so far, and the action spaces' generators."""
+        records = self.envs.call("episode_record")
+        return {
+            "obs": torch.as_tensor(np.asarray(self.obs)),
+            "episode_returns": torch.from_numpy(self.episode_returns.copy()),
+            "episode_lengths": torch.from_numpy(self.episode_lengths.copy()),
+            "episodes": [{"start": r["start"], "actions": torch.as_tensor(r["actions"]),
+                          "obs": torch.as_tensor(r["obs"]), "return": r["return"]} for r in records],
+            "action_spaces": [space.np_random.bit_generator.state for space in self.action_spaces],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], episodes_so_far: int) -> np.ndarray:
+        """Bring every env back to the same point of the same episode by replaying it. An env whose replay does
+        not reproduce the recorded episode starts a fresh one instead (with a warning: the run goes on correctly,
+        but not bit for bit as the uninterrupted one). Returns the mask of those envs."""
+        for space, rng_state in zip(self.action_spaces, state["action_spaces"]):
+            space.seed(0)
+            space.np_random.bit_generator.state = rng_state
+        self.episode_returns = state["episode_returns"].numpy().copy()
+        self.episode_lengths = state["episode_lengths"].numpy().copy()
+        records = [({"start": e["start"], "actions": e["actions"].numpy(), "obs": e["obs"].numpy(),
+                     "return": e["return"]}, self.seed + episodes_so_far + 1 + i)
+                   for i, e in enumerate(state["episodes"])]
+        self.envs.set_attr("resume_from", records)
+        resumed = self.envs.call("resume")
+        self.obs = state["obs"].numpy().copy()
+        fresh = [i for i, (_, replayed) in enumerate(resumed) if not replayed]
+        for i, (obs, _) in enumerate(resumed):
+            self.obs[i] = obs
+        if fresh:
+            self.episode_returns[fresh] = 0.0
+            self.episode_lengths[fresh] = 0
+            which = f" (env {', '.join(map(str, fresh))} of {self.num_envs})" if self.num_envs > 1 else ""
+            log.warning("%s did not replay its current episode identically%s (its dynamics are not a function of "
+                        "its seed and actions); the resumed run starts a fresh episode, so it will not match an "
+                        "uninterrupted one exactly", self.env_id, which)
+        started = np.zeros(self.num_envs, dtype=bool)
+        started[fresh] = True
+        return started

@@ -1,0 +1,191 @@
+"""What every runner shares: logging, evaluation and the best checkpoint, checkpoint bundles, the stop request,
+the non-finite guard, and results.json. A runner only runs its algorithm family's outer loop and tells the
+context what happened (`observe`, `episodes_ended`, `after_step`); the context decides when to log, evaluate,
+checkpoint or stop."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlexp.errors import TrainingInterrupted
+from rlexp.io.checkpoints import FORMAT, CheckpointManager
+from rlexp.io.metrics import RunLogger
+from rlexp.io.results import write_results
+from rlexp.runners.evaluation import evaluate
+from rlexp.runners.faults import NonFiniteGuard, StopRequest
+from rlexp.schedules import crossed
+
+log = logging.getLogger("rlexp")
+
+
+class Runner(Protocol):
+    """What the context needs of a runner: its agent, and the state it adds to a resumable checkpoint."""
+
+    agent: Any
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Every:
+    """Env steps between events (0: only at the end, or never for `log`)."""
+
+    log: int
+    eval: int
+    checkpoint: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    eval_returns: np.ndarray   # returns of the final evaluation's episodes
+    best_eval_return: float
+    steps: int
+    episodes: int
+    train_time_s: float
+    sps: float
+
+
+@dataclass
+class Evaluator:
+    """Deterministic episodes on an env of its own, from the same start states every time."""
+
+    env: gym.Env
+    episodes: int
+    seed: int
+
+    def __call__(self, agent: Any) -> np.ndarray:
+        return evaluate(lambda obs: agent.act(obs, explore=False), self.env, self.episodes, self.seed)
+
+
+@dataclass
+class RunContext:
+    run_dir: Path
+    logger: RunLogger
+    checkpoints: CheckpointManager
+    evaluator: Evaluator
+    stop: StopRequest
+    every: Every
+    total_steps: int
+    device: torch.device
+    meta: dict[str, Any]          # algo, env_id, config, overrides, device: written into every checkpoint
+    guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
+    metrics: dict[str, Tensor] = field(default_factory=dict)   # the last update's (on the device)
+    best_eval_return: float = -math.inf
+    _start_step: int = 0
+    _started: float = 0.0
+
+    # --- what a runner reports --------------------------------------------------------------------------------
+
+    def start(self, step: int) -> None:
+        self._start_step, self._started = step, time.perf_counter()
+
+    def observe(self, metrics: dict[str, Tensor], step: int) -> None:
+        """An update's metrics: watched for NaN/inf on the device, logged at the next log step."""
+        self.metrics = metrics
+        self.guard.observe(metrics, step)
+
+    def episodes_ended(self, returns: np.ndarray, lengths: np.ndarray, step: int) -> None:
+        for episodic_return, length in zip(returns, lengths):
+            self.logger.episode(float(episodic_return), int(length), step)
+
+    def after_step(self, before: int, step: int, runner: Runner) -> None:
+        """Log, evaluate, checkpoint and honour a stop request, for a step from `before` to `step` env steps."""
+        if crossed(before, step, self.every.log):
+            self.guard.check()
+            sps = self.sps(step)
+            # The only device-to-host sync of the metrics: once per log.every steps.
+            scalars = {tag: float(value) for tag, value in self.metrics.items()}
+            scalars.update(runner.agent.exploration_metrics(step))
+            scalars["charts/SPS"] = sps
+            self.logger.scalars(scalars, step)
+            self.logger.progress(step, sps)
+        if crossed(before, step, self.every.eval) and step < self.total_steps:
+            self.evaluate(step, runner.agent)
+        saved: Path | None = None
+        if crossed(before, step, self.every.checkpoint) and step < self.total_steps:
+            saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+        if self.stop.signum is not None:
+            saved = saved or self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+            raise TrainingInterrupted(self.stop.signum, step, str(saved))
+
+    def finish(self, step: int, episodes: int, runner: Runner) -> RunResult:
+        """The final evaluation, the checkpoints that end a run (a resumable one, to extend it later, and the
+        final agent), and the run's figures."""
+        train_time = time.perf_counter() - self._started
+        sps = (step - self._start_step) / max(train_time, 1e-9)
+        self.logger.progress(step, sps)
+        returns = self.evaluate(step, runner.agent)
+        self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+        self.checkpoints.save_final(self.policy_bundle(step, runner.agent))
+        return RunResult(returns, self.best_eval_return, step, episodes, train_time, sps)
+
+    def sps(self, step: int) -> float:
+        return (step - self._start_step) / max(time.perf_counter() - self._started, 1e-9)
+
+    # --- evaluation and checkpoints -----------------------------------------------------------------------
+
+    def evaluate(self, step: int, agent: Any) -> np.ndarray:
+        """Evaluate the agent; a new best is saved as checkpoints/best.pt."""
+        self.guard.check()
+        returns = self.evaluator(agent)
+        self.logger.evaluation(float(returns.mean()), float(returns.std()), step)
+        if returns.mean() > self.best_eval_return:
+            self.best_eval_return = float(returns.mean())
+            self.checkpoints.save_best(self.policy_bundle(step, agent))
+        return returns
+
+    def policy_bundle(self, step: int, agent: Any) -> dict[str, Any]:
+        return {"format": FORMAT, "kind": "policy", "step": step, **self.meta, "agent": agent.state_dict()}
+
+    def resume_bundle(self, step: int, runner: Runner) -> dict[str, Any]:
+        """Everything to continue exactly: the agent, the runner's state, the context's, torch's generators."""
+        self.guard.check()  # never write a diverged agent over a good checkpoint
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":  # the training device's generator only: others may not exist on resume
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {**self.policy_bundle(step, runner.agent), "kind": "resume", "runner": runner.state_dict(),
+                "context": {"metrics": self.metrics, "best_eval_return": self.best_eval_return}, "rng": rng}
+
+    def restore(self, bundle: dict[str, Any]) -> None:
+        """The context's part of a resumable checkpoint (the runner restores its own)."""
+        self.metrics = {tag: value.to(self.device) for tag, value in bundle["context"]["metrics"].items()}
+        self.best_eval_return = float(bundle["context"]["best_eval_return"])
+        torch.set_rng_state(bundle["rng"]["torch"])
+        if "cuda" in bundle["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(bundle["rng"]["cuda"], self.device)
+
+    # --- the end ---------------------------------------------------------------------------------------------
+
+    def write_results(self, result: RunResult, resumed_from: int, wall_time_s: float) -> dict[str, Any]:
+        config = self.meta["config"]
+        results = {
+            "status": "completed",
+            "algo": self.meta["algo"],
+            "env_id": self.meta["env_id"],
+            "seed": config["seed"],
+            "device": str(self.device),
+            "num_envs": config["env"]["num_envs"],
+            "eval_return_mean": float(result.eval_returns.mean()),
+            "eval_return_std": float(result.eval_returns.std()),
+            "eval_returns": [float(r) for r in result.eval_returns],
+            "best_eval_return": result.best_eval_return,
+            "total_steps": result.steps,
+            "episodes": result.episodes,
+            "resumed_from_step": resumed_from,
+            "train_time_s": round(result.train_time_s, 3),
+            "wall_time_s": round(wall_time_s, 3),
+            "sps": round(result.sps, 1),
+        }
+        write_results(self.run_dir / "results.json", results)
+        return results
+

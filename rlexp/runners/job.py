@@ -1,0 +1,135 @@
+"""One training job, from its validated config (a plain dict) to its results: build everything, run, report."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlexp.agents.base import BuildContext
+from rlexp.config import registry
+from rlexp.config.validate import EVAL_SEED_OFFSET
+from rlexp.envs import AtariSettings, SpaceInfo, describe_spaces, make_env, make_vector_env
+from rlexp.errors import RunFailure
+from rlexp.io.checkpoints import CheckpointManager
+from rlexp.io.metrics import RunLogger
+from rlexp.replay import Priorities, make_replay
+from rlexp.runners.collector import Collector
+from rlexp.runners.context import Evaluator, Every, RunContext
+from rlexp.runners.faults import StopRequest
+from rlexp.runners.memory import check_memory
+from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
+
+log = logging.getLogger("rlexp")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_deterministic(device: torch.device) -> None:
+    """cuDNN picks convolution algorithms by timing them, and some are not deterministic: fix them, so that the
+    same seed gives the same run on a GPU too (the Nature CNN is the one convolutional network here)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def atari_settings(env_cfg: dict[str, Any]) -> AtariSettings | None:
+    return AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
+
+
+class Job:
+    """One training run of a validated config. `prepare` checks what only the env and the machine can tell (the
+    algorithm fits the env's spaces, the run fits in memory) and writes nothing; `run` trains in the run
+    directory."""
+
+    def __init__(self, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device, eval_env: gym.Env,
+                 spaces: SpaceInfo) -> None:
+        self.config, self.spec, self.device = config, spec, device
+        self.eval_env, self.spaces = eval_env, spaces
+
+    @classmethod
+    def prepare(cls, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device) -> Job:
+        env_cfg = config["env"]
+        eval_env = make_env(env_cfg["id"], env_cfg["kwargs"], atari_settings(env_cfg))
+        try:
+            spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg["id"])
+            registry.check_fits(spec, spaces)
+            check_memory(config, spec, spaces, device)
+        except BaseException:
+            eval_env.close()
+            raise
+        return cls(config, spec, device, eval_env, spaces)
+
+    def run(self, run_dir: Path, stop: StopRequest, overrides: list[str],
+            resume: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Train (or continue, from the `resume` checkpoint) in `run_dir`; returns the results written to
+        results.json."""
+        with ExitStack() as cleanup:
+            cleanup.callback(self.eval_env.close)
+            started = time.perf_counter()
+            config, spec, device, spaces = self.config, self.spec, self.device, self.spaces
+            algo, env_cfg, seed = config["algo"], config["env"], config["seed"]
+            total_steps, num_envs = config["total_steps"], env_cfg["num_envs"]
+            # Before anything starts a thread (TensorBoard's writer).
+            envs = make_vector_env(env_cfg["id"], env_cfg["kwargs"], atari_settings(env_cfg), num_envs,
+                                   env_cfg["vectorization"], seed)
+            cleanup.callback(envs.close)
+            make_deterministic(device)
+            seed_everything(seed)
+            updates = planned_updates(algo, total_steps, num_envs)
+            replay = make_replay(
+                capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
+                action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=device,
+                seed=seed, num_envs=num_envs, n_step=algo["n_step"], gamma=algo["gamma"],
+                priorities=Priorities(algo["priority_alpha"], algo["priority_beta0"], algo["priority_eps"], updates)
+                if algo.get("prioritized") else None)
+            agent = spec.build(algo, BuildContext(
+                spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=total_steps,
+                planned_updates=updates, num_envs=num_envs, device=device, seed=seed, replay=replay))
+            if resume is not None:
+                agent.load_state_dict(resume["agent"])
+
+            start_step = resume["step"] if resume is not None else 0
+            log.info("%s on %s, %d steps, %d env(s) (%s), seed %d, device %s, %d torch threads -> %s", spec.name,
+                     env_cfg["id"], total_steps, num_envs, env_cfg["vectorization"], seed, device,
+                     torch.get_num_threads(), run_dir)
+            checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
+            logger = RunLogger(run_dir, total_steps, start_step, config["log"]["progress"], config)
+            context = RunContext(
+                run_dir=run_dir, logger=logger, checkpoints=checkpoints,
+                evaluator=Evaluator(self.eval_env, config["eval"]["episodes"], seed + EVAL_SEED_OFFSET), stop=stop,
+                every=Every(log=config["log"]["every"], eval=config["eval"]["every"],
+                            checkpoint=config["checkpoint"]["every"]),
+                total_steps=total_steps, device=device,
+                meta={"algo": spec.name, "env_id": env_cfg["id"], "config": config, "overrides": overrides,
+                      "device": str(device)})
+            runner = OffPolicyRunner(agent, Collector(envs, seed, env_cfg["id"]), replay, OffPolicySettings(
+                total_steps=total_steps, learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
+                train_freq_unit=algo["train_freq_unit"], gradient_steps=algo["gradient_steps"],
+                batch_size=algo["batch_size"], num_envs=num_envs), context)
+            completed = False
+            try:
+                result = runner.run(resume)
+                completed = True
+            except RunFailure as error:
+                last = checkpoints.latest()
+                raise type(error)(f"{error}; " + (f"the last good checkpoint is {last}" if last else
+                                                  "no checkpoint had been written yet")) from None
+            finally:
+                logger.close(completed)
+        results = context.write_results(result, start_step, time.perf_counter() - started)
+        log.info("done: eval return %.2f +/- %.2f over %d episodes, %.0f SPS, %.1f s -> %s",
+                 results["eval_return_mean"], results["eval_return_std"], len(result.eval_returns),
+                 results["sps"], results["wall_time_s"], run_dir)
+        return results

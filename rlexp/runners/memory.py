@@ -1,0 +1,115 @@
+"""What a run will allocate, estimated before anything is built, against the memory of the machine it runs on.
+
+A size typed wrong (`algo.buffer_size=1e10`, `network.hidden_sizes=[1000000000]`, `algo.n_step=100000000`,
+`eval.episodes=100000000000`) would otherwise end in an allocation failure, some of them hours into a run (the
+first sample of an n-step window, the first checkpoint's copy of the replay). The estimate counts what rlexp
+allocates for each part, from the same sizes the builders use; tests/test_memory.py holds it against the real
+allocation of a few configs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlexp.config.registry import AlgoSpec
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
+from rlexp.replay.frames import frames_per_env
+
+GB = 1e9
+
+#: A worker process of AsyncVectorEnv: an interpreter with gymnasium and the env's library loaded.
+ASYNC_WORKER_BYTES = 120_000_000
+
+
+@dataclass(frozen=True)
+class Need:
+    key: str          # the setting that sizes it
+    what: str
+    bytes: float
+    on_device: bool   # on the training device (False: host memory)
+
+
+def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: bool) -> tuple[float, float]:
+    """(device bytes, host bytes) of the replay memory: its storage as rlexp/replay/ allocates it."""
+    rows = max(capacity // num_envs, 1)
+    slots = rows * num_envs
+    action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
+    per_slot = action + 12                               # rewards, terminations, episode ends (float32)
+    host = 0.0
+    if spaces.frames:
+        stack, height, width = spaces.obs_shape
+        frames = num_envs * frames_per_env(rows, stack) * height * width
+        device = frames + slots * (per_slot + 8)         # + each transition's newest frame number
+        host = slots * 8                                 # its host mirror, for eviction
+    else:
+        device = slots * (per_slot + 2 * 4 * spaces.obs_dim)   # observations and next observations, float32
+    if prioritized:
+        device += 32 * (1 << (slots - 1).bit_length())   # the sum tree: [sum, min] float64 per node
+    return float(device), host
+
+
+def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> list[Need]:
+    algo, env = config["algo"], config["env"]
+    num_envs, batch, hidden = env["num_envs"], algo["batch_size"], config["network"]["hidden_sizes"]
+    capacity = min(algo["buffer_size"], config["total_steps"])
+    replay_device, replay_host = replay_bytes(capacity, num_envs, spaces, bool(algo.get("prioritized")))
+    on_gpu = device.type != "cpu"
+    obs_bytes = 4 * spaces.obs_dim
+    needs = [
+        Need("algo.buffer_size", "the replay memory", replay_device, True),
+        Need("algo.buffer_size", "the replay memory's host side", replay_host, False),
+        # A resumable checkpoint copies the replay to the host, in order (the frame rings as they are).
+        Need("algo.buffer_size", "a checkpoint's copy of the replay",
+             replay_device if on_gpu or not spaces.frames else 0.0, False),
+        # Every network with its target, gradient and Adam's two moments, float32.
+        Need("network.hidden_sizes", "the networks and their optimizers",
+             5 * 4 * spec.parameters(algo, spaces, tuple(hidden)), True),
+        # An update's activations: forward and backward through the online and target networks.
+        Need("network.hidden_sizes", "an update's activations",
+             6 * 4 * batch * (sum(hidden) + spaces.obs_dim) + 2 * batch * obs_bytes, True),
+        Need("algo.n_step", "an n-step sample's windows", 40 * batch * algo["n_step"], True),
+        Need("eval.episodes", "the evaluation returns", 8 * config["eval"]["episodes"], False),
+        Need("env.num_envs", "the envs' observation buffers", 8 * num_envs * obs_bytes, False),
+    ]
+    if env["vectorization"] == "async":
+        needs.append(Need("env.num_envs", "the envs' worker processes", num_envs * ASYNC_WORKER_BYTES, False))
+    return needs
+
+
+def available_host_bytes() -> float:
+    """Memory this process can still have: MemAvailable (Linux), else the physical pages that are free."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> None:
+    """Refuse, in one line naming the key, the estimate and the limit, a run that cannot fit."""
+    needs = estimate(config, spec, spaces, device)
+    on_gpu = device.type != "cpu"
+    places = [("host", [n for n in needs if not (n.on_device and on_gpu)], available_host_bytes())]
+    if on_gpu:
+        free, _ = torch.cuda.mem_get_info(device)
+        places.append((f"{device}", [n for n in needs if n.on_device], float(free)))
+    for place, part, limit in places:
+        total = sum(n.bytes for n in part)
+        if total > limit or not math.isfinite(total):
+            largest = max(part, key=lambda n: n.bytes)
+            value = config
+            for name in largest.key.split("."):
+                value = value[name]
+            memory = "memory" if place == "host" else f"memory on {place}"
+            raise ConfigError(f"{largest.key}={value}: the run would need about {total / GB:,.1f} GB of {memory} "
+                              f"({largest.what}: {largest.bytes / GB:,.1f} GB) but {limit / GB:,.1f} GB are "
+                              f"available; lower {largest.key}")

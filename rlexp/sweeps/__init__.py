@@ -1,0 +1,1 @@
+"""Sweeps: the summary table of a multirun, and where a sweep's jobs run (threads, GPUs)."""

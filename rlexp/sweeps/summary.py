@@ -1,0 +1,122 @@
+"""The end of a multirun: one table of every job (stdout and <sweep_dir>/summary.csv), failures named.
+
+A Hydra callback (registered in conf/config.yaml) that reads what each job left in its directory, so it
+works the same whichever launcher ran the jobs (in this process, in worker processes, on a cluster).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from rlexp.errors import SweepFailed
+
+log = logging.getLogger("rlexp")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job: int
+    overrides: str               # the overrides that differ between the sweep's jobs
+    status: str                  # completed | failed | interrupted | no result (killed, or still running)
+    eval_return: float | None
+    wall_time_s: float | None
+    error: str
+    run_dir: str
+
+
+def read_job(job_dir: Path, shown: Callable[[str], bool] = lambda override: True) -> JobRow | None:
+    """A job's row, from <job_dir>/.hydra/ and results.json (with the overrides `shown` keeps); None for a
+    directory that is not a job."""
+    hydra_file = job_dir / ".hydra" / "hydra.yaml"
+    if not hydra_file.is_file():
+        return None
+    hydra_cfg = OmegaConf.load(hydra_file).hydra
+    overrides = " ".join(o for o in OmegaConf.to_container(hydra_cfg.overrides.task) if shown(o))
+    results_file = job_dir / "results.json"
+    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    eval_return = results.get("eval_return_mean")
+    return JobRow(job=int(hydra_cfg.job.num), overrides=overrides, status=results.get("status", "no result"),
+                  eval_return=None if eval_return is None or not math.isfinite(eval_return) else eval_return,
+                  wall_time_s=results.get("wall_time_s"), error=results.get("error", ""), run_dir=str(job_dir))
+
+
+def summarize(sweep_dir: Path) -> list[JobRow]:
+    """Every job of the sweep, by job number; overrides shared by all jobs are left out of each row."""
+    job_dirs = [d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()]
+    per_job = [set(OmegaConf.to_container(OmegaConf.load(d / ".hydra" / "overrides.yaml"))) for d in job_dirs]
+    shared = set.intersection(*per_job) if len(per_job) > 1 else set()
+    rows = (read_job(d, lambda override: override not in shared) for d in job_dirs)
+    return sorted((r for r in rows if r is not None), key=lambda r: r.job)
+
+
+def shorten_floats(overrides: str) -> str:
+    """`algo.lr=0.00064664227` -> `algo.lr=0.0006466` for the printed table (summary.csv keeps them whole)."""
+    def short(override: str) -> str:
+        key, sep, value = override.partition("=")
+        if not sep or "." not in value:
+            return override
+        try:
+            return f"{key}={float(value):.4g}"
+        except ValueError:
+            return override
+    return " ".join(short(o) for o in overrides.split(" "))
+
+
+def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns under a dashed rule, as the sweep and plot summaries print them."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*row).rstrip() for row in (header, tuple("-" * w for w in widths), *rows)]
+
+
+def best_job(rows: list[JobRow]) -> JobRow | None:
+    """The completed job with the highest final eval return."""
+    scored = [r for r in rows if r.status == "completed" and r.eval_return is not None]
+    return max(scored, key=lambda r: r.eval_return) if scored else None
+
+
+def format_table(rows: list[JobRow]) -> str:
+    header = ("job", "overrides", "status", "eval return", "wall s")
+    lines = [(str(r.job), shorten_floats(r.overrides) or "(none)", r.status,
+              "" if r.eval_return is None else f"{r.eval_return:.2f}",
+              "" if r.wall_time_s is None else f"{r.wall_time_s:.1f}") for r in rows]
+    table = text_table(header, lines)
+    table += [f"job {r.job} {r.status}: {r.error}" for r in rows if r.status != "completed" and r.error]
+    best = best_job(rows)
+    if best is not None and len(rows) > 1:
+        table.append(f"best: job {best.job}, eval return {best.eval_return:.2f} ({best.run_dir})")
+    return "\n".join(table)
+
+
+def write_csv(rows: list[JobRow], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(JobRow.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+
+
+class SweepSummary(Callback):
+    """Registered in conf/config.yaml. When jobs failed it raises SweepFailed, a BaseException: Hydra turns an
+    Exception from a callback into a warning, and `rlexp train` must exit 1."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = summarize(sweep_dir)
+        write_csv(rows, sweep_dir / "summary.csv")
+        print(f"\nsweep summary ({sweep_dir / 'summary.csv'}):\n{format_table(rows)}", flush=True)
+        failed = [r for r in rows if r.status != "completed"]
+        if failed:
+            raise SweepFailed(f"{len(failed)} of {len(rows)} jobs did not complete ("
+                              + ", ".join(f"job {r.job}: {r.status}" for r in failed)
+                              + f"); see {sweep_dir / 'summary.csv'}")

@@ -1,0 +1,233 @@
+"""Reliability, second round: what an adversarial user tries, as a user types it (a subprocess), one family of
+inputs per test, each closed at its root. Every refusal is one line on stderr and exit 2, and leaves what is
+on disk as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, run_cli, start_cli, wait_for
+
+TINY = ["total_steps=600", "algo.learning_starts=100", "eval.every=0", "eval.episodes=1", "checkpoint.every=300",
+        "log.progress=none", "torch_threads=1"]
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code and len(lines) == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "usage:" not in proc.stderr
+    return lines[0]
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file below `directory` and a hash of its bytes (and every directory, as such)."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(directory.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished run, made once; tests copy it."""
+    root = tmp_path_factory.mktemp("finished")
+    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", *TINY, "hydra.run.dir=run"], cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return root / "run"
+
+
+def copy_of(run: Path, workdir: Path) -> Path:
+    subprocess.run(["cp", "-a", str(run), str(workdir / "run")], check=True)
+    return workdir / "run"
+
+
+# --- 1. a refused command leaves the run directory byte for byte as it was ---------------------------------------
+
+def damage(run: Path, how: str) -> list[str]:
+    """Break the run in one way; returns the extra arguments of the resume that must then be refused."""
+    checkpoints = run / "checkpoints"
+    if how == "same total_steps":
+        return []
+    if how == "a changed config":
+        return ["algo.lr=0.5"]
+    if how == "a corrupt newest checkpoint and a changed config":
+        newest = checkpoints / "step_600.pt"
+        data = bytearray(newest.read_bytes())
+        data[4000:4064] = bytes(64)
+        newest.write_bytes(bytes(data))
+        return ["algo.lr=0.5", "total_steps=900"]
+    if how == "an empty checkpoints/":
+        for path in checkpoints.glob("step_*.pt"):
+            path.unlink()
+        return ["total_steps=900"]
+    if how == "a damaged .hydra/":
+        (run / ".hydra" / "overrides.yaml").write_text("- algo=dqn\n  - [\n")
+        return ["total_steps=900"]
+    if how == "train.log deleted":  # nothing may even create a log file
+        (run / "train.log").unlink()
+        return ["algo.gamma=0.5", "total_steps=900"]
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["same total_steps", "a changed config", "a corrupt newest checkpoint and a changed "
+                                 "config", "an empty checkpoints/", "a damaged .hydra/", "train.log deleted"])
+def test_a_refused_resume_leaves_the_run_directory_as_it_was(finished, workdir, how):
+    run = copy_of(finished, workdir)
+    extra = damage(run, how)
+    before = snapshot(run)
+    line = one_line_error(run_cli(["train", "resume=run", *extra], cwd=workdir))
+    assert line.startswith("rlexp train: error: resume=")
+    assert snapshot(run) == before
+    assert json.loads((run / "results.json").read_text())["status"] == "completed"
+
+
+def test_a_new_run_into_an_existing_run_directory_is_refused(finished, workdir):
+    run = copy_of(finished, workdir)
+    before = snapshot(run)
+    line = one_line_error(run_cli(["train", "algo=dqn", *TINY, "hydra.run.dir=run"], cwd=workdir))
+    assert "hydra.run.dir=run already holds a run; continue it with `rlexp train resume=run`" in line
+    assert snapshot(run) == before
+
+
+# --- 2. an option that does not exist, in any group, optional or not ---------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["experiment=ddpg_papr"], "experiment=ddpg_papr is not an option of the experiment group: choose from "
+                               "ddpg_paper; did you mean experiment=ddpg_paper?"),
+    (["+experiment=nope", "algo=ddpg"], "experiment=nope is not an option of the experiment group"),
+    (["tuned=td3_Pendulum"], "did you mean tuned=td3_Pendulum-v1?"),
+    (["--multirun", "hparams_search=td3_pendulm"], "did you mean hparams_search=td3_pendulum?"),
+    (["--multirun", "experiment=ddpg_paper,ddpg_papr"], "experiment=ddpg_papr is not an option"),
+    (["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from ddpg, dqn, td3; did you mean algo=dqn?"),
+    (["env=CartPol-v1"], "env=CartPol-v1 is not an option of the env group"),
+])
+def test_an_option_that_does_not_exist_is_an_error_never_a_silent_default(workdir, args, expected):
+    assert expected in one_line_error(run_cli(["train", *args], cwd=workdir))
+    assert not (workdir / "outputs").exists() or not any((workdir / "outputs").rglob("results.json"))
+
+
+# --- 3. values outside what the libraries accept -----------------------------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "seed=-1"], "seed=-1 is outside [0, 4294957295]"),
+    (["train", f"seed={2**32}"], f"seed={2**32} is outside"),
+    (["train", f"seed={2**32 - 5000}"], "rlexp also seeds with seed + up to 10000"),
+    (["train", f"total_steps={2**63}"], "must be below"),
+    (["train", "env.num_envs=0"], "env.num_envs=0 must be a positive integer"),
+])
+def test_values_outside_the_libraries_ranges_are_refused_before_anything_runs(workdir, args, expected):
+    assert expected in one_line_error(run_cli(args, cwd=workdir))
+
+
+def test_eval_refuses_a_seed_numpy_would_refuse(finished, workdir):
+    for seed in ("-1", str(2**32)):
+        assert f"seed={seed} is outside" in one_line_error(run_cli(["eval", str(finished), f"seed={seed}"],
+                                                                   cwd=workdir))
+
+
+# --- 4. sizes beyond the machine -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, key", [
+    (["network.hidden_sizes=[1000000000]"], "network.hidden_sizes"),
+    (["algo.buffer_size=10000000000", "total_steps=10000000000"], "algo.buffer_size"),
+    (["algo.n_step=100000000"], "algo.n_step"),
+    (["eval.episodes=100000000000"], "eval.episodes"),
+    (["algo=dqn", "env=atari", "algo.buffer_size=100000000", "total_steps=100000000"], "algo.buffer_size"),
+])
+def test_a_run_that_cannot_fit_in_memory_is_refused_naming_the_key_the_estimate_and_the_limit(workdir, args, key):
+    line = one_line_error(run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir))
+    assert line.startswith(f"rlexp train: error: {key}=") and "GB of memory" in line and "are available" in line
+
+
+# --- 5. envs that cannot be imported -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id, expected", [
+    ("some.module:Nope-v0", "cannot import 'some.module', the module that should register it (no module named "
+                            "'some')"),
+    ("phys2d/CartPole-v1", "needs a package that is not installed: no module named 'jax' (fix: pip install jax)"),
+    ("tests.faulty_envs:Nope-v0", "is not a registered gymnasium environment"),
+])
+def test_an_env_that_cannot_be_imported_is_one_line_naming_the_module_or_package(workdir, env_id, expected):
+    assert expected in one_line_error(run_cli(["train", f"env.id={env_id}"], cwd=workdir))
+
+
+# --- 6. a run directory the OS refuses -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["/proc/rlexp-run", "/sys/rlexp-run", "a file", "x" * 300])
+def test_a_run_directory_the_os_refuses_is_one_line_before_any_work(workdir, where):
+    if where == "a file":
+        (workdir / "a file").write_text("not a directory")
+    line = one_line_error(run_cli(["train", f"hydra.run.dir={where}"], cwd=workdir))
+    assert "cannot write to" in line and "choose another directory" in line
+
+
+# --- 7. a damaged run directory on resume ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"- algo=dqn\n  - [\n", b"- algo=dqn\x00\n", b"algo: dqn\n", b"- 3\n- [1]\n",
+                                     b"\xff\xfe\n"])
+def test_damaged_overrides_say_which_file_and_how_to_recover(finished, workdir, content):
+    run = copy_of(finished, workdir)
+    (run / ".hydra" / "overrides.yaml").write_bytes(content)
+    line = one_line_error(run_cli(["train", "resume=run", "total_steps=900"], cwd=workdir))
+    assert ".hydra/overrides.yaml is damaged" in line
+    assert "the run's overrides are also in its checkpoint step_600.pt" in line and "'algo=dqn'" in line
+
+
+# --- 8. two processes on one run directory ---------------------------------------------------------------------------
+
+def test_a_run_directory_in_use_is_locked_and_a_killed_holder_leaves_no_stale_lock(finished, workdir):
+    run = copy_of(finished, workdir)
+    holder = start_cli(["train", "resume=run", "total_steps=200000", "checkpoint.every=500"], cwd=workdir)
+    wait_for(run / "checkpoints" / "step_1000.pt", holder)
+    line = one_line_error(run_cli(["train", "resume=run", "total_steps=300000"], cwd=workdir))
+    assert f"is in use by process {holder.pid}" in line
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate(timeout=60)
+    newest = max(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt"))
+    again = run_cli(["train", "resume=run", f"total_steps={newest + 300}"], cwd=workdir)
+    assert again.returncode == 0, again.stderr
+
+
+# --- 9. resource settings that defeat the machine --------------------------------------------------------------------
+
+def test_more_torch_threads_than_cores_are_capped_with_a_warning(workdir):
+    proc = run_cli(["train", "algo=dqn", *TINY, "torch_threads=1000", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    cores = len(os.sched_getaffinity(0))
+    assert f"torch_threads=1000 exceeds the {cores} cores this job may use; using {cores}" in proc.stdout
+
+
+# --- 10. one line, on every command ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "--nope"], "rlexp train: error: unrecognized arguments: --nope (rlexp train --help)"),
+    (["eval"], "rlexp eval: error: give one run directory or checkpoint file, got 0"),
+    ([], "rlexp: error: give a command: train, eval or plot (rlexp --help)"),
+    (["nope"], "rlexp: error: unknown command 'nope'"),
+    (["plot"], "rlexp plot: error: give at least one run or sweep directory"),
+])
+def test_usage_errors_are_one_line_and_exit_2(workdir, args, expected):
+    assert one_line_error(run_cli(args, cwd=workdir)).startswith(expected)
+
+
+def test_an_unknown_plot_metric_is_only_its_error(finished, workdir):
+    line = one_line_error(run_cli(["plot", str(finished), "metric=nope/nope"], cwd=workdir))
+    assert "no run logged metric=nope/nope" in line
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["train", "--cfg", "job"]])
+def test_output_cut_by_a_closed_pipe_ends_quietly(workdir, args):
+    proc = subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=workdir, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written, as with `| head` or `| true`
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr and "Exception ignored" not in stderr
+    assert proc.returncode in (0, 141)
