@@ -90,3 +90,17 @@ def test_the_network_estimate_is_what_an_agent_allocates_after_an_update(overrid
     real += allocated(v for o in optimizers for state in o.state.values() for v in state.values()
                       if isinstance(v, torch.Tensor) and v.dim() > 0)
     assert estimated == real   # online and target networks, gradients, Adam's two moments: 5 copies of the online
+
+
+@pytest.mark.parametrize("env_id, extra, low, high", [
+    ("CartPole-v1", [], 1e3, 1e5),          # about 4 KB of Python objects
+    ("ALE/Pong-v5", ["env=atari"], 3e5, 1e7),  # an emulator and its frame buffers: about 1.2 MB
+])
+def test_the_measured_size_of_one_env_is_what_many_envs_take(env_id, extra, low, high):
+    from rlexp.runners.job import measure_env_bytes
+
+    config = config_for(["algo=dqn", *extra, f"env.id={env_id}", "env.num_envs=64"])
+    env = config["env"]
+    make_env(env["id"], env["kwargs"], atari_settings(env)).close()   # the libraries are imported, as in a run
+    assert low < measure_env_bytes(env, atari_settings(env)) < high
+    assert measure_env_bytes({**env, "num_envs": 16}, atari_settings(env)) == 0.0   # few envs: not measured

@@ -121,6 +121,8 @@ def test_an_option_that_does_not_exist_is_an_error_never_a_silent_default(workdi
     (["train", f"seed={2**32 - 5000}"], "rlexp also seeds with seed + up to 10000"),
     (["train", f"total_steps={2**63}"], "must be below"),
     (["train", "env.num_envs=0"], "env.num_envs=0 must be a positive integer"),
+    (["train", "env.num_envs=100", "total_steps=50"], "env.num_envs=100 is more than total_steps=50"),
+    (["train", "algo=dqn", "env=atari", "env.atari.frame_stack=100000"], "env.atari.frame_stack=100000 is more"),
 ])
 def test_values_outside_the_libraries_ranges_are_refused_before_anything_runs(workdir, args, expected):
     assert expected in one_line_error(run_cli(args, cwd=workdir))
@@ -140,10 +142,18 @@ def test_eval_refuses_a_seed_numpy_would_refuse(finished, workdir):
     (["algo.n_step=100000000"], "algo.n_step"),
     (["eval.episodes=100000000000"], "eval.episodes"),
     (["algo=dqn", "env=atari", "algo.buffer_size=100000000", "total_steps=100000000"], "algo.buffer_size"),
+    (["algo=dqn", "env=atari", "env.atari.screen_size=100000"], "env.atari.screen_size"),   # once killed by the OOM killer
+    (["algo=dqn", "env=atari", "env.num_envs=1000000", "total_steps=1000000"], "env.num_envs"),   # the emulators
+    (["algo=dqn", "env.num_envs=100000000", "total_steps=100000000"], "env.num_envs"),   # 4 KB each
 ])
 def test_a_run_that_cannot_fit_in_memory_is_refused_naming_the_key_the_estimate_and_the_limit(workdir, args, key):
     line = one_line_error(run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir))
     assert line.startswith(f"rlexp train: error: {key}=") and "GB of memory" in line and "are available" in line
+
+
+def test_eval_refuses_an_episode_count_beyond_the_machine(finished, workdir):
+    line = one_line_error(run_cli(["eval", str(finished), "episodes=99999999999"], cwd=workdir))
+    assert "episodes=99999999999: the evaluation's returns would need about 800.0 GB" in line
 
 
 # --- 5. envs that cannot be imported -------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     from rlexp.io.results import write_results
     from rlexp.runners.evaluation import evaluate
     from rlexp.runners.job import atari_settings, seed_everything
+    from rlexp.runners.memory import check_host_memory
 
     path = opts.path
     if path.is_dir():
@@ -76,6 +77,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     elif not path.is_file():
         raise ConfigError(f"{path} is neither a run directory nor a checkpoint file")
     device = resolve_device(opts.device)
+    check_host_memory("episodes", opts.episodes, 8.0 * opts.episodes, "the evaluation's returns")
     bundle = load_checkpoint(path)
     config = bundle["config"]
     spec = registry.get(config["algo"]["name"])

@@ -27,6 +27,9 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
     check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
     env = cfg["env"]
     check_positive_int("env.num_envs", env["num_envs"])
+    if env["num_envs"] > cfg["total_steps"]:
+        raise ConfigError(f"env.num_envs={env['num_envs']} is more than total_steps={cfg['total_steps']}: each vector "
+                          f"step takes one step in every env; lower env.num_envs or raise total_steps")
     atari = env.get("atari")
     if atari:
         for key in ("frame_skip", "screen_size", "frame_stack"):
@@ -35,6 +38,9 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
         if atari["screen_size"] < 36:
             raise ConfigError(f"env.atari.screen_size={atari['screen_size']} is smaller than the Nature CNN's "
                               f"36-pixel minimum; use 84")
+        if atari["frame_stack"] > 16:
+            raise ConfigError(f"env.atari.frame_stack={atari['frame_stack']} is more than the 16 frames rlexp stacks "
+                              f"as the Nature CNN's input channels; use 4")
     sizes = cfg["network"]["hidden_sizes"]
     if not isinstance(sizes, list) or not sizes or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
                                                            for w in sizes):

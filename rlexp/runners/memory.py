@@ -55,7 +55,17 @@ def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: b
     return float(device), host
 
 
-def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> list[Need]:
+def resident_bytes() -> float:
+    """This process's resident memory (Linux; 0 where /proc is absent)."""
+    try:
+        return float(int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except OSError:
+        return 0.0
+
+
+def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device,
+             env_bytes: float = 0.0) -> list[Need]:
+    """Each part a run allocates; `env_bytes` is what one more env instance took when measured (0: not measured)."""
     algo, env = config["algo"], config["env"]
     num_envs, batch, hidden = env["num_envs"], algo["batch_size"], config["network"]["hidden_sizes"]
     capacity = min(algo["buffer_size"], config["total_steps"])
@@ -79,7 +89,10 @@ def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: 
         Need("env.num_envs", "the envs' observation buffers", 8 * num_envs * obs_bytes, False),
     ]
     if env["vectorization"] == "async":
-        needs.append(Need("env.num_envs", "the envs' worker processes", num_envs * ASYNC_WORKER_BYTES, False))
+        needs.append(Need("env.num_envs", "the envs' worker processes", num_envs * (ASYNC_WORKER_BYTES + env_bytes),
+                          False))
+    else:  # a sync vector env holds every instance in this process (an ALE emulator: about 1.2 MB each)
+        needs.append(Need("env.num_envs", "the env instances", num_envs * env_bytes, False))
     return needs
 
 
@@ -94,9 +107,18 @@ def available_host_bytes() -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> None:
+def check_host_memory(key: str, value: Any, needed: float, what: str) -> None:
+    """Refuse, in one line, one allocation the host cannot make (`rlexp eval episodes=...`)."""
+    limit = available_host_bytes()
+    if needed > limit:
+        raise ConfigError(f"{key}={value}: {what} would need about {needed / GB:,.1f} GB of memory but "
+                          f"{limit / GB:,.1f} GB are available; lower {key}")
+
+
+def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device,
+                 env_bytes: float = 0.0) -> None:
     """Refuse, in one line naming the key, the estimate and the limit, a run that cannot fit."""
-    needs = estimate(config, spec, spaces, device)
+    needs = estimate(config, spec, spaces, device, env_bytes)
     on_gpu = device.type != "cpu"
     places = [("host", [n for n in needs if not (n.on_device and on_gpu)], available_host_bytes())]
     if on_gpu:
