@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -92,15 +96,30 @@ def test_the_network_estimate_is_what_an_agent_allocates_after_an_update(overrid
     assert estimated == real   # online and target networks, gradients, Adam's two moments: 5 copies of the online
 
 
-@pytest.mark.parametrize("env_id, extra, low, high", [
-    ("CartPole-v1", [], 1e3, 1e5),          # about 4 KB of Python objects
-    ("ALE/Pong-v5", ["env=atari"], 3e5, 1e7),  # an emulator and its frame buffers: about 1.2 MB
-])
-def test_the_measured_size_of_one_env_is_what_many_envs_take(env_id, extra, low, high):
-    from rlexp.runners.job import measure_env_bytes
+MEASURE_ENVS = """
+import os, sys, gymnasium as gym, ale_py
+gym.register_envs(ale_py)
+def resident():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+for env_id in sys.argv[1:]:
+    gym.make(env_id).reset(seed=0)                 # its libraries imported, as in a run
+    before = resident()
+    envs = [gym.make(env_id) for _ in range(32)]
+    for env in envs:
+        env.reset(seed=0)
+    print(env_id, (resident() - before) / len(envs))
+"""
 
-    config = config_for(["algo=dqn", *extra, f"env.id={env_id}", "env.num_envs=64"])
-    env = config["env"]
-    make_env(env["id"], env["kwargs"], atari_settings(env)).close()   # the libraries are imported, as in a run
-    assert low < measure_env_bytes(env, atari_settings(env)) < high
-    assert measure_env_bytes({**env, "num_envs": 16}, atari_settings(env)) == 0.0   # few envs: not measured
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="measures resident memory through /proc")
+def test_the_size_of_one_env_instance_is_what_32_instances_take_in_a_fresh_process():
+    from rlexp.runners.memory import env_instance_bytes
+
+    ids = ["CartPole-v1", "LunarLander-v3", "HalfCheetah-v5", "ALE/Pong-v5"]
+    out = subprocess.run([sys.executable, "-c", MEASURE_ENVS, *ids], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    measured = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()}
+    for env_id in ids:
+        make_env(env_id).close()   # registers the id here
+        assert measured[env_id] / 2 < env_instance_bytes(env_id) < measured[env_id] * 2, (env_id, measured)
+    assert env_instance_bytes("Nope-v0") == 0.0

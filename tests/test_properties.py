@@ -354,10 +354,11 @@ def with_value(cfg: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 def cross_fields_hold(cfg: dict[str, Any]) -> bool:
-    """batch_size <= buffer_size, learning_starts < total_steps, and episode rounds with one env only (all ints by
-    the time this is asked)."""
+    """batch_size <= buffer_size, learning_starts < total_steps, num_envs <= total_steps, and episode rounds with
+    one env only (all ints by the time this is asked)."""
     algo = cfg["algo"]
     return (algo["batch_size"] <= algo["buffer_size"] and algo["learning_starts"] < cfg["total_steps"]
+            and cfg["env"]["num_envs"] <= cfg["total_steps"]
             and (algo["train_freq_unit"] == "step" or cfg["env"]["num_envs"] == 1))
 
 

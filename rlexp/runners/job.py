@@ -24,7 +24,7 @@ from rlexp.replay import Priorities, make_replay
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
 from rlexp.runners.faults import StopRequest
-from rlexp.runners.memory import check_host_memory, check_memory, resident_bytes
+from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 
 log = logging.getLogger("rlexp")
@@ -48,29 +48,6 @@ def atari_settings(env_cfg: dict[str, Any]) -> AtariSettings | None:
     return AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
 
 
-#: From this many envs on, one extra instance is made and measured before the vector env is built: a million
-#: emulators would otherwise be found out by the OOM killer, minutes into their construction.
-MEASURED_NUM_ENVS = 17
-
-
-def measure_env_bytes(env_cfg: dict[str, Any], atari: Any, most: int = 64, seconds: float = 1.0) -> float:
-    """The resident memory one more env instance takes (after the eval env has imported its libraries): the
-    mean over up to `most` instances made within about `seconds`, since the allocator grows in steps far larger
-    than a CartPole."""
-    if env_cfg["num_envs"] < MEASURED_NUM_ENVS:
-        return 0.0
-    probes: list[gym.Env] = []
-    before, started = resident_bytes(), time.perf_counter()
-    try:
-        while len(probes) < most and (not probes or time.perf_counter() - started < seconds):
-            probes.append(make_env(env_cfg["id"], env_cfg["kwargs"], atari))
-            probes[-1].reset(seed=0)
-        return max(resident_bytes() - before, 0.0) / len(probes)
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 class Job:
     """One training run of a validated config. `prepare` checks what only the env and the machine can tell (the
     algorithm fits the env's spaces, the run fits in memory) and writes nothing; `run` trains in the run
@@ -92,7 +69,7 @@ class Job:
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg["id"])
             registry.check_fits(spec, spaces)
-            check_memory(config, spec, spaces, device, measure_env_bytes(env_cfg, atari))
+            check_memory(config, spec, spaces, device)
         except BaseException:
             eval_env.close()
             raise
