@@ -110,12 +110,12 @@ def test_nan_from_the_env_stops_naming_the_step_and_the_last_action(workdir, env
 def test_a_full_disk_during_a_save_stops_cleanly_and_the_previous_checkpoint_survives(workdir):
     # A file-size limit makes writes fail with EFBIG, as a full disk fails them with ENOSPC: the same path.
     # Checkpoints grow with the replay buffer, so early ones fit under the limit and a later one does not.
-    limit = 120_000
+    limit = 60_000
 
     def limit_file_size():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "total_steps=3000", "algo.learning_starts=100",
+    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "total_steps=2000", "algo.learning_starts=100",
                     "network.hidden_sizes=[8]", "checkpoint.every=250", "checkpoint.keep=20", "eval.every=0",
                     "eval.episodes=1", "log.every=500", "log.progress=none", "hydra.run.dir=run"],
                    cwd=workdir, preexec_fn=limit_file_size)

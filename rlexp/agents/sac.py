@@ -1,0 +1,263 @@
+"""Soft Actor-Critic: Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications".
+
+https://arxiv.org/abs/1812.05905
+
+The maximum-entropy objective, sum_t E[r_t + alpha * H(pi(.|s_t))], learned with:
+
+1. a tanh-squashed Gaussian policy, a = tanh(u), u ~ N(mu(s), sigma(s)), whose log-probability carries the
+   change of variables of the squash: log pi(a|s) = log N(u) - sum_i log(1 - tanh(u_i)^2) (the paper's
+   appendix C);
+2. twin critics, each regressing to the soft target y = r + gamma * (1 - d) * (min_i Q_target_i(s', a') -
+   alpha * log pi(a'|s')), a' ~ pi(.|s') drawn from the current policy (there is no target actor);
+3. the policy minimising E[alpha * log pi(a|s) - min_i Q_i(s, a)] through the reparameterised sample;
+4. alpha tuned automatically (section 5) by minimising -log(alpha) * (log pi(a|s) + target_entropy), with a
+   target entropy of -dim(A), or held at a fixed value;
+5. Polyak-averaged target critics.
+
+Log-probabilities and the target entropy are those of the squashed action in [-1, 1]^dim(A), as in SB3; the
+env's bounds only rescale what is sent to the env and to the critics. With n-step returns the target bootstraps
+from step t+m with gamma^m and leaves out the entropy bonus of the steps in between (as SB3 does).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import MISSING
+from torch import Tensor, nn
+
+from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
+                               state_of)
+from rlexp.config.checks import check_range
+from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.schema import OffPolicyConfig
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
+from rlexp.networks.actor_critic import CriticEnsemble
+from rlexp.networks.targets import polyak_update
+from rlexp.networks.torsos import mlp
+from rlexp.replay import ReplayBatch
+
+#: The range of log sigma(s) (SB3's and the authors' code): keeps sigma away from 0 and from overflowing exp.
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def squashed_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log pi(tanh(u) | s) summed over action dimensions: the Gaussian's log-density of u minus
+    sum_i log(1 - tanh(u_i)^2), the latter written as 2 * (log 2 - u - softplus(-2u)), which is exact and stays
+    finite where tanh(u) rounds to +-1."""
+    gaussian = (-0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - LOG_SQRT_2PI).sum(dim=-1)
+    squash = (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(dim=-1)
+    return gaussian - squash
+
+
+class SquashedGaussianActor(nn.Module):
+    """pi(a|s): an MLP torso, then a mean head and a log-std head; a = tanh(u) in [-1, 1], rescaled to the env's
+    bounds by `to_env`."""
+
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
+                 hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        action_dim = int(np.prod(action_low.shape))
+        self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1]), nn.ReLU())
+        self.mean = nn.Linear(hidden_sizes[-1], action_dim)
+        self.log_std = nn.Linear(hidden_sizes[-1], action_dim)
+        low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
+        high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """mu(s) and log sigma(s) of the Gaussian before the squash."""
+        latent = self.torso(observations)
+        return self.mean(latent), self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A reparameterised draw a = tanh(mu + sigma * eps), eps ~ N(0, I), and log pi(a|s)."""
+        mean, log_std = self.distribution(observations)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+        u = mean + log_std.exp() * eps
+        return torch.tanh(u), squashed_log_prob(u, mean, log_std)
+
+    def deterministic(self, observations: Tensor) -> Tensor:
+        """tanh(mu(s)): the action evaluation takes."""
+        return torch.tanh(self.distribution(observations)[0])
+
+    def to_env(self, squashed: Tensor) -> Tensor:
+        """An action in [-1, 1] mapped to the env's bounds."""
+        return squashed * self.action_scale + self.action_bias
+
+
+class SAC:
+    """Soft Actor-Critic with twin critics and, with `ent_coef=None`, automatic entropy tuning."""
+
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
+                 hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, ent_coef_lr: float, tau: float,
+                 ent_coef: float | None, ent_coef_init: float, target_entropy: float, n_critics: int,
+                 device: torch.device) -> None:
+        self.tau = tau
+        self.device = device
+        self.action_low = action_low.astype(np.float32).flatten()
+        self.action_high = action_high.astype(np.float32).flatten()
+        action_dim = self.action_low.size
+        self.actor = SquashedGaussianActor(obs_dim, self.action_low, self.action_high, hidden_sizes).to(device)
+        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
+        self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
+        self.target_entropy = target_entropy
+        self.auto_ent_coef = ent_coef is None
+        # alpha = exp(log_alpha): optimised in log space so it stays positive.
+        self.log_ent_coef = torch.tensor(math.log(ent_coef_init if ent_coef is None else ent_coef),
+                                         device=device, requires_grad=self.auto_ent_coef)
+        self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device) if self.auto_ent_coef \
+            else None
+        self.generator = fork_global_generator(device)   # the policy's draws, acting and updating
+        self.n_updates = 0
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """A draw from pi(.|s) per env when exploring, tanh(mu(s)) otherwise; in the env's bounds."""
+        observations = obs_tensor(obs, self.device)
+        squashed = self.actor.sample(observations, self.generator)[0] if explore \
+            else self.actor.deterministic(observations)
+        return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
+
+    @torch.no_grad()
+    def td_target(self, batch: ReplayBatch, ent_coef: Tensor) -> Tensor:
+        """y = r + gamma * (1 - terminated) * (min_i Q_target_i(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s').
+
+        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return).
+        """
+        next_squashed, next_log_prob = self.actor.sample(batch.next_observations, self.generator)
+        min_qf_next_target = self.critic_target(batch.next_observations,
+                                                self.actor.to_env(next_squashed)).min(dim=0).values
+        return batch.rewards + batch.discounts * (min_qf_next_target - ent_coef * next_log_prob)
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
+        squashed, log_prob = self.actor.sample(batch.observations, self.generator)
+        if self.auto_ent_coef:
+            ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
+            self.ent_coef_optimizer.zero_grad(set_to_none=True)
+            ent_coef_loss.backward()
+            self.ent_coef_optimizer.step()
+        else:
+            ent_coef_loss = torch.zeros((), device=self.device)
+        ent_coef = self.log_ent_coef.detach().exp()
+
+        # 2. The critics, each towards the soft target.
+        y = self.td_target(batch, ent_coef)
+        qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
+        critic_loss = 0.5 * (qf_values - y).pow(2).mean(dim=1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_grad_norm = grad_norm(self.critic.parameters())
+        self.critic_optimizer.step()
+
+        # 3. The policy, through the reparameterised draw of step 1 and the minimum of the updated critics.
+        min_qf_pi = self.critic(batch.observations, self.actor.to_env(squashed)).min(dim=0).values
+        actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward(inputs=list(self.actor.parameters()))
+        actor_grad_norm = grad_norm(self.actor.parameters())
+        self.actor_optimizer.step()
+
+        polyak_update(self.critic_target, self.critic, self.tau)
+        self.n_updates += 1
+        return {
+            "losses/critic_loss": critic_loss.detach(),
+            "losses/actor_loss": actor_loss.detach(),
+            "losses/ent_coef": ent_coef,
+            "losses/ent_coef_loss": ent_coef_loss.detach(),
+            "losses/entropy": -log_prob.detach().mean(),
+            "losses/q_values": qf_values.detach()[0].mean(),
+            "losses/critic_grad_norm": critic_grad_norm,
+            "losses/actor_grad_norm": actor_grad_norm,
+        }
+
+    def episodes_started(self, envs: np.ndarray) -> None:
+        """The policy's noise has no memory across steps: nothing to reset."""
+
+    def exploration_metrics(self, step: int) -> dict[str, float]:
+        return {}
+
+    #: What a checkpoint holds of this agent (with alpha, the update counter and the generator).
+    checkpointed = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**state_of(self, self.checkpointed), "log_ent_coef": self.log_ent_coef.detach().clone(),
+                "ent_coef_optimizer": self.ent_coef_optimizer.state_dict() if self.ent_coef_optimizer else None,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_state(self, self.checkpointed, state)
+        with torch.no_grad():
+            self.log_ent_coef.copy_(state["log_ent_coef"])
+        if self.ent_coef_optimizer is not None:
+            self.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
+        self.generator.set_state(state["generator"])
+
+
+# --- config, checks and builder -----------------------------------------------------------------------------
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    tau: float = MISSING
+    actor_lr: float = MISSING
+    critic_lr: float = MISSING
+    ent_coef: Any = MISSING          # "auto" (tuned towards target_entropy) or a fixed positive float
+    ent_coef_init: float = MISSING   # alpha's starting value when tuned
+    ent_coef_lr: float = MISSING
+    target_entropy: Any = MISSING    # "auto" (-dim(A)) or a float
+
+
+def fixed_ent_coef(value: Any) -> float | None:
+    """None for "auto" (tuned), else the fixed alpha."""
+    return None if value == "auto" else float(value)
+
+
+def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
+    for key in ("actor_lr", "critic_lr", "ent_coef_lr", "ent_coef_init"):
+        check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
+    ent_coef = algo["ent_coef"]
+    if ent_coef != "auto":
+        if isinstance(ent_coef, bool) or not isinstance(ent_coef, (int, float)):
+            raise ConfigError(f"algo.ent_coef={ent_coef!r} must be auto (tuned towards algo.target_entropy) or a "
+                              f"positive number (a fixed alpha)")
+        check_range("algo.ent_coef", ent_coef, 0.0, low_inclusive=False)
+    target = algo["target_entropy"]
+    if target != "auto" and (isinstance(target, bool) or not isinstance(target, (int, float))
+                             or not math.isfinite(target)):
+        raise ConfigError(f"algo.target_entropy={target!r} must be auto (-dim(A)) or a finite number")
+
+
+def build(algo: dict[str, Any], context: BuildContext) -> SAC:
+    spaces = context.spaces
+    action_dim = spaces.action_low.size
+    target = algo["target_entropy"]
+    return SAC(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
+               actor_lr=algo["actor_lr"], critic_lr=algo["critic_lr"], ent_coef_lr=algo["ent_coef_lr"],
+               tau=algo["tau"], ent_coef=fixed_ent_coef(algo["ent_coef"]), ent_coef_init=algo["ent_coef_init"],
+               target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
+               device=context.device)
+
+
+def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    with torch.device("meta"):
+        actor = SquashedGaussianActor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes)
+        critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, 2)
+        return count_parameters(actor, critics)
+
+
+ALGORITHM = AlgoSpec(name="sac", family=Family.OFF_POLICY, schema=SACConfig, check=check, build=build,
+                     parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True)
