@@ -48,3 +48,19 @@ def test_an_unknown_target_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.count("\n") == 1 and "unknown target dqn_Pong;" in proc.stderr
     assert "dqn_Pong-v5" in proc.stderr          # the choices are listed
     assert not (tmp_path / "out").exists()      # nothing ran
+
+
+def test_cheap_rows_default_to_ten_seeds_and_the_long_ones_to_three():
+    cheap = {t.name for t in learning.TARGETS if t.cheap}
+    assert cheap == {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "td3_Pendulum-v1",
+                     "ddpg_Pendulum-v1", "sac_Pendulum-v1", "td3_MountainCarContinuous-v0", "ddpg_MountainCarContinuous-v0"}
+    for t in learning.TARGETS:
+        assert t.default_seeds == (list(range(10)) if t.cheap else [0, 1, 2])
+
+
+def test_the_interval_is_a_bootstrap_of_the_mean_over_seeds():
+    assert learning.mean_interval([7.0, 7.0, 7.0]) == (7.0, 7.0)      # no spread, no interval
+    returns = [500.0, 500.0, 500.0, 442.0, 95.0]
+    low, high = learning.mean_interval(returns)
+    assert 95.0 < low < sum(returns) / len(returns) < high <= 500.0   # resampled means stay within the data
+    assert learning.mean_interval(returns) == (low, high)              # a fixed seed: the same band each time
