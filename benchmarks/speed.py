@@ -33,6 +33,12 @@ CASES = {
         "action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), "
         "policy_kwargs=dict(net_arch=[256, 256]), device=DEVICE, seed=0)",
     ),
+    "sac_Pendulum-v1": (
+        ["algo=sac", "env=Pendulum-v1"],
+        "SAC('MlpPolicy', env, learning_rate=1e-3, buffer_size=1000000, learning_starts=1000, batch_size=256, "
+        "tau=0.005, gamma=0.99, train_freq=1, gradient_steps=1, ent_coef='auto', "
+        "policy_kwargs=dict(net_arch=[256, 256]), device=DEVICE, seed=0)",
+    ),
     "dqn_CartPole-v1": (
         ["algo=dqn", "env=CartPole-v1"],
         None,  # filled from the composed rlexp config, so both run the preset's schedule
@@ -42,7 +48,7 @@ CASES = {
 SB3_SCRIPT = """
 import sys, time, json
 import numpy as np, torch, gymnasium as gym
-from stable_baselines3 import DDPG, DQN, TD3
+from stable_baselines3 import DDPG, DQN, SAC, TD3
 from stable_baselines3.common.noise import NormalActionNoise
 torch.set_num_threads(1)
 DEVICE = sys.argv[3]

@@ -218,3 +218,79 @@ def test_dqn_linear_learning_rate_anneals_to_zero_over_the_planned_updates():
         seen.append(agent.optimizer.param_groups[0]["lr"])
     assert seen == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0])
     assert dqn(lr=1e-2).learning_rate(10**6) == 1e-2  # constant
+
+
+# --- SAC -----------------------------------------------------------------------------------------------------
+
+def sac(**overrides):
+    from rlexp.agents.sac import SAC
+
+    kwargs = dict(hidden_sizes=[8], actor_lr=1e-2, critic_lr=1e-2, ent_coef_lr=0.1, tau=0.5, ent_coef=None,
+                  ent_coef_init=0.5, target_entropy=-1.0, n_critics=2, device=CPU)
+    kwargs.update(overrides)
+    torch.manual_seed(0)
+    return SAC(2, np.array([-2.0]), np.array([2.0]), **kwargs)
+
+
+def test_sac_log_probability_is_the_gaussians_minus_the_squash_correction():
+    from rlexp.agents.sac import squashed_log_prob
+
+    mean, log_std = torch.tensor([[0.3, -1.0]]), torch.tensor([[-0.5, 0.2]])
+    u = torch.tensor([[0.9, -2.5]])
+    # by hand: sum_i [log N(u_i; mu_i, sigma_i) - log(1 - tanh(u_i)^2)]
+    sigma = log_std.exp()
+    gaussian = -0.5 * ((u - mean) / sigma) ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+    expected = (gaussian - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+    torch.testing.assert_close(squashed_log_prob(u, mean, log_std), expected)
+    # torch's own change of variables agrees
+    dist = torch.distributions.TransformedDistribution(torch.distributions.Normal(mean, sigma),
+                                                       [torch.distributions.TanhTransform()])
+    torch.testing.assert_close(squashed_log_prob(u, mean, log_std), dist.log_prob(torch.tanh(u)).sum(-1))
+    # where tanh(u) rounds to 1 in float32 the stable form stays finite
+    assert torch.isfinite(squashed_log_prob(torch.tensor([[30.0]]), torch.zeros(1, 1), torch.zeros(1, 1))).all()
+
+
+def test_sac_target_is_the_soft_minimum_of_the_twin_critics_cut_at_termination():
+    agent = sac()
+    set_constant_output(agent.critic_target, [[[3.0]], [[5.0]]])  # Q1' = 3, Q2' = 5 everywhere
+    b = batch(torch.zeros(2, 1))
+    state = agent.generator.get_state()
+    y = agent.td_target(b, torch.tensor(0.5))
+    agent.generator.set_state(state)
+    _, next_log_prob = agent.actor.sample(b.next_observations, agent.generator)   # the same draw of a'
+    # r + gamma * (1 - d) * (min(3, 5) - alpha * log pi(a'|s'))
+    expected = torch.tensor([1.0, -0.5]) + torch.tensor([GAMMA, 0.0]) * (3.0 - 0.5 * next_log_prob)
+    torch.testing.assert_close(y, expected)
+
+
+def test_sac_entropy_tuning_moves_alpha_towards_the_target_entropy():
+    # The policy's entropy at initialisation is about 1-2 nats (in [-1, 1]); far below the target alpha rises,
+    # far above it alpha falls; Adam's first step moves log(alpha) by the learning rate exactly.
+    b = batch(torch.zeros(2, 1))
+    for target, sign in ((100.0, +1), (-100.0, -1)):
+        agent = sac(target_entropy=target)
+        agent.update(b)
+        torch.testing.assert_close(agent.log_ent_coef.detach(), torch.tensor(float(np.log(0.5) + sign * 0.1)))
+    fixed = sac(ent_coef=0.2)
+    metrics = fixed.update(b)
+    assert fixed.ent_coef_optimizer is None and float(metrics["losses/ent_coef"]) == pytest.approx(0.2)
+
+
+def test_sac_acts_with_tanh_of_the_mean_when_evaluating_and_samples_per_env_when_exploring():
+    agent = sac()
+    set_constant_output(agent.actor.mean, 0.5)
+    obs = np.zeros((4, 2), dtype=np.float32)
+    np.testing.assert_allclose(agent.act(obs, explore=False), np.full((4, 1), 2.0 * np.tanh(0.5)), rtol=1e-6)
+    explored = agent.act(obs, explore=True)
+    assert explored.shape == (4, 1) and len(np.unique(explored)) == 4        # each env its own draw
+    assert np.all(np.abs(explored) <= 2.0)
+
+
+def test_sac_state_dict_restores_alpha_the_optimizers_and_the_generator():
+    a, b = sac(), sac(actor_lr=1e-3)
+    a.update(batch(torch.zeros(2, 1)))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.log_ent_coef, b.log_ent_coef)
+    obs = np.zeros((3, 2), dtype=np.float32)
+    np.testing.assert_array_equal(a.act(obs, explore=True), b.act(obs, explore=True))   # same next draws
+    assert b.actor_optimizer.param_groups[0]["lr"] == 1e-2

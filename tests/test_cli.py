@@ -58,6 +58,22 @@ def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo, rounds):
     assert agent["critic"]["layers.0.weight"].shape[0] == (2 if algo == "td3" else 1)
 
 
+def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir):
+    proc = run_cli(["train", "algo=sac", "env=MountainCarContinuous-v0", "total_steps=400",
+                    "algo.learning_starts=100", "env.num_envs=2", "network.hidden_sizes=[32,32]", "hydra.run.dir=run",
+                    *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    tags = scalars(workdir / "run")
+    for tag in ("losses/critic_loss", "losses/actor_loss", "losses/ent_coef", "losses/entropy", "eval/mean_return"):
+        assert tags.get(tag), f"no {tag} in TensorBoard"
+    alpha = [value for _, value in tags["losses/ent_coef"]]
+    assert alpha[0] < 1.0 and alpha[-1] < alpha[0]      # tuned down from 1 while the policy is still broad
+    agent = torch.load(workdir / "run" / "checkpoints" / "final.pt", weights_only=True)["agent"]
+    assert agent["critic"]["layers.0.weight"].shape[0] == 2 and "log_ent_coef" in agent
+    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
 def test_same_seed_same_run(workdir):
     args = ["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
             "network.hidden_sizes=[32]", "seed=5", *TINY]
@@ -117,7 +133,7 @@ def test_help_lists_commands_and_config_groups(workdir):
     assert top.returncode == 0 and "train" in top.stdout
     train = run_cli(["train", "--help"], cwd=workdir)
     assert train.returncode == 0
-    for text in ("algo: ddpg, dqn, td3", "Pendulum-v1", "tuned", "rlexp train"):
+    for text in ("algo: ddpg, dqn, sac, td3", "Pendulum-v1", "tuned", "rlexp train"):
         assert text in train.stdout
 
 

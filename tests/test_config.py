@@ -23,7 +23,7 @@ def resolved(overrides: list[str]) -> dict:
 
 
 def test_the_config_groups_hold_what_the_docs_promise():
-    assert ALGOS == ["ddpg", "dqn", "td3"]
+    assert ALGOS == ["ddpg", "dqn", "sac", "td3"]
     assert {"CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0",
             "LunarLanderContinuous-v3", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
             "atari"} == set(ENVS)
@@ -130,6 +130,22 @@ def test_td3_specific_checks():
         validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.policy_delay=0"]))
     with pytest.raises(ConfigError, match="algo.target_noise=-0.1"):
         validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.target_noise=-0.1"]))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("algo.ent_coef=autoo", "algo.ent_coef='autoo' must be auto"),
+    ("algo.ent_coef=0", "algo.ent_coef=0"),
+    ("algo.ent_coef=true", "algo.ent_coef=True must be auto"),
+    ("algo.ent_coef_init=-1", "algo.ent_coef_init=-1"),
+    ("algo.ent_coef_lr=0", "algo.ent_coef_lr=0"),
+    ("algo.target_entropy=nan", "algo.target_entropy=nan must be auto"),
+    ("algo.target_entropy=[1]", "algo.target_entropy=[1] must be auto"),
+])
+def test_sac_specific_checks(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate(resolved(["algo=sac", "env=Pendulum-v1", override]))
+    for good in ("algo.ent_coef=0.1", "algo.target_entropy=-3", "algo.ent_coef=auto"):
+        validate(resolved(["algo=sac", "env=Pendulum-v1", good]))
 
 
 @pytest.mark.parametrize("override, cause", [

@@ -28,8 +28,8 @@ def test_continuous_env_for_td3_keeps_its_bounds():
 
 
 def test_dqn_on_continuous_actions_says_what_to_use():
-    with pytest.raises(ConfigError, match="algo=dqn needs a discrete action space.*Pendulum-v1.*use algo=ddpg or "
-                                          "algo=td3"):
+    with pytest.raises(ConfigError, match="algo=dqn needs a discrete action space.*Pendulum-v1.*use algo=ddpg, "
+                                          "algo=sac or algo=td3"):
         space_info(make_env("Pendulum-v1"), "dqn", "Pendulum-v1")
 
 

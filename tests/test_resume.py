@@ -20,6 +20,9 @@ RUNS = {
             "network.hidden_sizes=[32]", "algo.noise.type=ou"],
     "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=3000", "algo.learning_starts=200",
             "network.hidden_sizes=[32]"],
+    # SAC with 2-step returns: alpha, its optimizer and the policy's generator must resume too
+    "sac": ["algo=sac", "env=Pendulum-v1", "total_steps=1500", "algo.learning_starts=200",
+            "network.hidden_sizes=[32]", "algo.n_step=2"],
     # every DQN switch on: the priorities, beta's schedule and the n-step windows must resume too
     "dqn_all": ["algo=dqn", "env=CartPole-v1", "total_steps=3000", "algo.learning_starts=200",
                 "network.hidden_sizes=[32]", "algo.double=true", "algo.dueling=true", "algo.n_step=3",
@@ -47,8 +50,9 @@ def same_parameters(a: dict, b: dict) -> bool:
     return bool(modules) and all(torch.equal(a[m][p], b[m][p]) for m in modules for p in a[m])
 
 
-@pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGKILL), ("dqn", signal.SIGINT),
-                                         ("dqn_all", signal.SIGKILL)])
+# DQN after SIGKILL is dqn_all's case (every switch on); plain DQN is stopped by SIGINT instead.
+@pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGINT),
+                                         ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
     args = ["train", *RUNS[algo], *COMMON]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
