@@ -294,3 +294,15 @@ def test_sac_state_dict_restores_alpha_the_optimizers_and_the_generator():
     obs = np.zeros((3, 2), dtype=np.float32)
     np.testing.assert_array_equal(a.act(obs, explore=True), b.act(obs, explore=True))   # same next draws
     assert b.actor_optimizer.param_groups[0]["lr"] == 1e-2
+
+
+def test_sac_linear_schedule_anneals_all_three_learning_rates_to_zero_over_the_planned_updates():
+    agent = sac(lr_schedule="linear", total_updates=4)
+    b = batch(torch.zeros(2, 1))
+    seen = []
+    for _ in range(4):
+        agent.update(b)
+        seen.append([opt.param_groups[0]["lr"] for opt in (agent.actor_optimizer, agent.critic_optimizer,
+                                                            agent.ent_coef_optimizer)])
+    np.testing.assert_allclose(seen, [[1e-2, 1e-2, 0.1], [7.5e-3, 7.5e-3, 0.075], [5e-3, 5e-3, 0.05],
+                                      [2.5e-3, 2.5e-3, 0.025]])

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rlexp.agents.base import BuildContext, load_state, make_adam, obs_tensor, state_of
 from rlexp.agents.exploration import rng_state, set_rng_state
-from rlexp.config.checks import check_positive_int, check_range
+from rlexp.config.checks import check_positive_int, check_range, check_schedule_span
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
@@ -161,13 +161,8 @@ class DQNConfig(OffPolicyConfig):
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
-    steps = algo["gradient_steps"]
-    scheduled = ("algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else
-                 "algo.prioritized's beta annealing" if algo["prioritized"] else None)
-    if algo["train_freq_unit"] == "episode" and steps != -1 and scheduled:
-        raise ConfigError(f"algo.train_freq_unit=episode with algo.gradient_steps={steps} makes the number of "
-                          f"updates unknown in advance, and {scheduled} spans it; use algo.gradient_steps=-1 "
-                          f"or algo.train_freq_unit=step")
+    check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else
+                        "algo.prioritized's beta annealing" if algo["prioritized"] else None)
     check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
     check_range("algo.lr", algo["lr"], 0.0, low_inclusive=False)
     check_positive_int("algo.target_update_interval", algo["target_update_interval"])

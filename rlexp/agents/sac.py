@@ -35,15 +35,16 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
                                state_of)
-from rlexp.config.checks import check_range
+from rlexp.config.checks import check_range, check_schedule_span
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
-from rlexp.config.schema import OffPolicyConfig
+from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
 from rlexp.networks.targets import polyak_update
 from rlexp.networks.torsos import mlp
 from rlexp.replay import ReplayBatch
+from rlexp.schedules import LinearSchedule
 
 #: The range of log sigma(s) (SB3's and the authors' code): keeps sigma away from 0 and from overflowing exp.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -102,7 +103,7 @@ class SAC:
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, ent_coef_lr: float, tau: float,
                  ent_coef: float | None, ent_coef_init: float, target_entropy: float, n_critics: int,
-                 device: torch.device) -> None:
+                 device: torch.device, lr_schedule: str = "constant", total_updates: int = 0) -> None:
         self.tau = tau
         self.device = device
         self.action_low = action_low.astype(np.float32).flatten()
@@ -121,6 +122,11 @@ class SAC:
         self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device) if self.auto_ent_coef \
             else None
         self.generator = fork_global_generator(device)   # the policy's draws, acting and updating
+        # `linear` anneals all three learning rates to 0 over the planned updates (RL Zoo's `lin_<lr>`).
+        self.lr_fraction = LinearSchedule(1.0, 0.0, total_updates) if lr_schedule == "linear" \
+            else LinearSchedule(1.0, 1.0, 0)
+        self.base_lrs = [(optimizer, optimizer.param_groups[0]["lr"]) for optimizer in
+                         (self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer) if optimizer]
         self.n_updates = 0
 
     @torch.no_grad()
@@ -143,6 +149,10 @@ class SAC:
         return batch.rewards + batch.discounts * (min_qf_next_target - ent_coef * next_log_prob)
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        fraction = self.lr_fraction(self.n_updates)
+        for optimizer, lr in self.base_lrs:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * fraction
         # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
         squashed, log_prob = self.actor.sample(batch.observations, self.generator)
         if self.auto_ent_coef:
@@ -214,6 +224,7 @@ class SACConfig(OffPolicyConfig):
     tau: float = MISSING
     actor_lr: float = MISSING
     critic_lr: float = MISSING
+    lr_schedule: LrSchedule = MISSING   # constant | linear (the three learning rates annealed to 0 over the updates)
     ent_coef: Any = MISSING          # "auto" (tuned towards target_entropy) or a fixed positive float
     ent_coef_init: float = MISSING   # alpha's starting value when tuned
     ent_coef_lr: float = MISSING
@@ -226,6 +237,7 @@ def fixed_ent_coef(value: Any) -> float | None:
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else None)
     check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
     for key in ("actor_lr", "critic_lr", "ent_coef_lr", "ent_coef_init"):
         check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
@@ -249,7 +261,7 @@ def build(algo: dict[str, Any], context: BuildContext) -> SAC:
                actor_lr=algo["actor_lr"], critic_lr=algo["critic_lr"], ent_coef_lr=algo["ent_coef_lr"],
                tau=algo["tau"], ent_coef=fixed_ent_coef(algo["ent_coef"]), ent_coef_init=algo["ent_coef_init"],
                target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
-               device=context.device)
+               device=context.device, lr_schedule=algo["lr_schedule"], total_updates=context.planned_updates)
 
 
 def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:

@@ -6,6 +6,7 @@ Every failure is a `ConfigError` whose message is one line naming the key, the v
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rlexp.errors import ConfigError
 
@@ -49,3 +50,13 @@ def check_seed(key: str, seed: int, offset: int = 0) -> None:
     if not 0 <= seed < SEED_LIMIT - offset:
         raise ConfigError(f"{key}={seed} is outside [0, {SEED_LIMIT - offset - 1}]: numpy's seeds lie in "
                           f"[0, 2**32)" + (f", and rlexp also seeds with {key} + up to {offset}" if offset else ""))
+
+
+def check_schedule_span(algo: dict[str, Any], scheduled: str | None) -> None:
+    """A schedule over the run's updates (`scheduled` names it; None: there is none) needs their number in advance,
+    which rounds at episode ends only give with one update per step collected."""
+    steps = algo["gradient_steps"]
+    if algo["train_freq_unit"] == "episode" and steps != -1 and scheduled:
+        raise ConfigError(f"algo.train_freq_unit=episode with algo.gradient_steps={steps} makes the number of "
+                          f"updates unknown in advance, and {scheduled} spans it; use algo.gradient_steps=-1 "
+                          f"or algo.train_freq_unit=step")
