@@ -1,0 +1,51 @@
+"""GAE(lambda), pinned against hand calculations: terminations, time limits, and several envs."""
+
+import torch
+
+from rlexp.rollouts import generalized_advantages
+
+GAMMA, LAM = 0.9, 0.8
+
+
+def test_gae_by_hand_with_two_envs_one_terminating_one_truncated():
+    # env 0: three steps, terminates at t=1, a new episode at t=2; env 1: truncated at t=0 (final obs valued 10)
+    rewards = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]])
+    values = torch.tensor([[0.5, 4.0], [1.0, 2.0], [2.0, 1.0]])
+    next_values = torch.tensor([[1.0, 10.0], [7.0, 1.0], [0.5, 3.0]])   # V(s'_t); env 0 t=1: ignored (terminal)
+    terminations = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    ends = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    adv, ret = generalized_advantages(rewards, values, next_values, terminations, ends, GAMMA, LAM)
+    # env 0: delta_2 = 3 + .9*.5 - 2 = 1.45; delta_1 = 0 + 0 - 1 = -1 (terminal); delta_0 = 1 + .9*1 - .5 = 1.4
+    #        A_2 = 1.45; A_1 = -1 (ended: nothing from t=2 carries back); A_0 = 1.4 + .72 * -1 = 0.68
+    # env 1: delta_2 = -1 + .9*3 - 1 = 0.7; delta_1 = 1 + .9*1 - 2 = -0.1; delta_0 = 2 + .9*10 - 4 = 7 (truncated:
+    #        bootstraps from its final observation); A_2 = 0.7; A_1 = -0.1 + .72*.7 = 0.404; A_0 = 7 (ended)
+    expected = torch.tensor([[0.68, 7.0], [-1.0, 0.404], [1.45, 0.7]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+def test_lambda_one_gives_discounted_returns_and_lambda_zero_one_step_td():
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    values = torch.tensor([[0.3], [0.2], [0.1]])
+    next_values = torch.tensor([[0.2], [0.1], [5.0]])
+    zeros = torch.zeros(3, 1)
+    _, ret = generalized_advantages(rewards, values, next_values, zeros, zeros, GAMMA, 1.0)
+    # lambda = 1: the Monte Carlo return bootstrapped from V(s_T) = 5 at the end
+    torch.testing.assert_close(ret[0, 0], torch.tensor(1 + 0.9 + 0.81 + 0.729 * 5))
+    adv, _ = generalized_advantages(rewards, values, next_values, zeros, zeros, GAMMA, 0.0)
+    torch.testing.assert_close(adv, rewards + GAMMA * next_values - values)
+
+
+def test_a_five_step_time_limit_bootstraps_from_the_final_observation_and_a_termination_does_not():
+    # Reward 1 every step, V = 10 everywhere (the fixed point of 1 + 0.9 V). An episode cut by a 5-step time limit
+    # is worth the same as one that goes on: every advantage is 0. Had the cut been taken for a termination, the
+    # last step's target would be 1 instead of 10.
+    steps = 12
+    rewards = torch.ones(steps, 1)
+    values = torch.full((steps, 1), 10.0)
+    ends = torch.tensor([[1.0 if (t + 1) % 5 == 0 else 0.0] for t in range(steps)])
+    adv, ret = generalized_advantages(rewards, values, values.clone(), torch.zeros(steps, 1), ends, GAMMA, 0.95)
+    torch.testing.assert_close(adv, torch.zeros(steps, 1))
+    torch.testing.assert_close(ret, torch.full((steps, 1), 10.0))
+    adv, _ = generalized_advantages(rewards, values, values.clone(), ends, ends, GAMMA, 0.95)
+    torch.testing.assert_close(adv[4, 0], torch.tensor(1.0 - 10.0))        # terminated: r - V(s)
