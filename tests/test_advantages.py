@@ -49,3 +49,40 @@ def test_a_five_step_time_limit_bootstraps_from_the_final_observation_and_a_term
     torch.testing.assert_close(ret, torch.full((steps, 1), 10.0))
     adv, _ = generalized_advantages(rewards, values, values.clone(), ends, ends, GAMMA, 0.95)
     torch.testing.assert_close(adv[4, 0], torch.tensor(1.0 - 10.0))        # terminated: r - V(s)
+
+
+# --- PPO's losses ----------------------------------------------------------------------------------------------
+
+def test_the_clipped_surrogate_by_hand():
+    from rlexp.rollouts.losses import clipped_surrogate
+
+    old = torch.zeros(4)
+    # ratios 1.5, 0.5, 1.1, 0.7 against advantages +1, +1, -2, -1, clip 0.2:
+    #   min(1.5, 1.2) = 1.2;  min(0.5, 0.8) = 0.5;  min(-2.2, -2.2) = -2.2;  min(-0.7, -0.8) = -0.8
+    log_prob = torch.log(torch.tensor([1.5, 0.5, 1.1, 0.7])).requires_grad_()
+    result = clipped_surrogate(log_prob, old, torch.tensor([1.0, 1.0, -2.0, -1.0]), 0.2)
+    torch.testing.assert_close(result.loss, torch.tensor(-(1.2 + 0.5 - 2.2 - 0.8) / 4))
+    torch.testing.assert_close(result.clip_fraction, torch.tensor(0.75))   # 1.5, 0.5 and 0.7 lie outside [0.8, 1.2]
+    r = torch.tensor([1.5, 0.5, 1.1, 0.7])
+    torch.testing.assert_close(result.approx_kl, ((r - 1) - r.log()).mean())
+    result.loss.backward()
+    # the clipped terms carry no gradient: only samples 1 (0.5 * +1 unclipped) and 2 (1.1 * -2) move the policy
+    torch.testing.assert_close(log_prob.grad, torch.tensor([0.0, -0.5, 2.2, 0.0]) / 4)
+
+
+def test_the_value_loss_clips_the_prediction_around_the_old_value():
+    from rlexp.rollouts.losses import value_loss
+
+    values, old, returns = torch.tensor([3.0, 0.0]), torch.tensor([1.0, 0.5]), torch.tensor([2.0, 1.0])
+    torch.testing.assert_close(value_loss(values, old, returns, None), torch.tensor((1.0 + 1.0) / 2))
+    # clip 0.2: predictions 1.2 and 0.3 -> errors 0.8 and 0.7
+    torch.testing.assert_close(value_loss(values, old, returns, 0.2), torch.tensor((0.64 + 0.49) / 2))
+
+
+def test_advantages_are_normalized_per_minibatch():
+    from rlexp.rollouts.losses import normalize
+
+    a = normalize(torch.tensor([1.0, 2.0, 3.0, 6.0]))
+    torch.testing.assert_close(a.mean(), torch.tensor(0.0))
+    torch.testing.assert_close(a.std(), torch.tensor(1.0), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(normalize(torch.tensor([4.0])), torch.tensor([4.0]))

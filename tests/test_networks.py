@@ -52,3 +52,48 @@ def test_polyak_update_soft_and_hard():
     torch.testing.assert_close(target.bias, torch.full((1,), -0.5))       # 0.25*1 + 0.75*(-1)
     polyak_update(target, online, tau=1.0)
     torch.testing.assert_close(target.weight, online.weight)
+
+
+# --- the on-policy actor-critic ------------------------------------------------------------------------------------
+
+def test_categorical_policy_log_probabilities_and_entropy_match_torch():
+    from rlexp.networks.policies import ActorCriticPolicy
+
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(4, [16, 16], "tanh", n_actions=3)
+    obs = torch.randn(5, 4)
+    actions, log_prob, value = policy.sample(obs, torch.Generator().manual_seed(1))
+    reference = torch.distributions.Categorical(logits=policy.policy(obs))
+    torch.testing.assert_close(log_prob, reference.log_prob(actions))
+    log_prob2, entropy, value2 = policy.evaluate(obs, actions)
+    torch.testing.assert_close(log_prob2, log_prob)
+    torch.testing.assert_close(entropy, reference.entropy())
+    torch.testing.assert_close(value2, value)
+    assert value.shape == (5,) and policy.deterministic(obs).tolist() == policy.policy(obs).argmax(-1).tolist()
+
+
+def test_gaussian_policy_has_a_state_independent_log_std_and_torchs_log_probabilities():
+    from rlexp.networks.policies import ActorCriticPolicy
+
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(3, [16], "relu", action_dim=2, log_std_init=-0.5)
+    obs = torch.randn(6, 3)
+    actions, log_prob, _ = policy.sample(obs, torch.Generator().manual_seed(1))
+    std = policy.log_std.exp().expand(6, 2)
+    reference = torch.distributions.Normal(policy.policy(obs), std)
+    torch.testing.assert_close(log_prob, reference.log_prob(actions).sum(-1))
+    _, entropy, _ = policy.evaluate(obs, actions)
+    torch.testing.assert_close(entropy, reference.entropy().sum(-1))
+    torch.testing.assert_close(policy.log_std.detach(), torch.full((2,), -0.5))
+
+
+def test_the_same_generator_state_gives_the_same_draws_and_the_output_layers_start_small():
+    from rlexp.networks.policies import ActorCriticPolicy
+
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(4, [64, 64], "tanh", n_actions=2)
+    obs = torch.randn(100, 4)
+    a = policy.sample(obs, torch.Generator().manual_seed(7))[0]
+    b = policy.sample(obs, torch.Generator().manual_seed(7))[0]
+    assert torch.equal(a, b)
+    assert policy.policy(obs).abs().max() < 0.2     # gain 0.01: the first policy is near uniform

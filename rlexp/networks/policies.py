@@ -1,0 +1,81 @@
+"""The stochastic policies and value function of the on-policy actor-critics (PPO, A2C).
+
+As SB3's and CleanRL's MlpPolicy: a policy network and a value network that share nothing, each an MLP with
+orthogonal initialisation (gain sqrt(2) on hidden layers, 0.01 on the policy's output, 1 on the value's); a
+categorical distribution over discrete actions, or a diagonal Gaussian over continuous ones whose log std is a
+learned parameter independent of the state. Draws take an explicit generator, so a run's random stream is the
+agent's own and is checkpointed with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def orthogonal_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str,
+                   output_gain: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
+        in_features = width
+    layers.append(nn.Linear(in_features, out_features))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            gain = output_gain if layer is layers[-1] else math.sqrt(2)
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class ActorCriticPolicy(nn.Module):
+    """pi(a|s) and V(s). `n_actions` for a categorical policy, else `action_dim` for a diagonal Gaussian."""
+
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str, *, n_actions: int | None = None,
+                 action_dim: int | None = None, log_std_init: float = 0.0) -> None:
+        super().__init__()
+        if (n_actions is None) == (action_dim is None):
+            raise ValueError("give n_actions (discrete) or action_dim (continuous)")
+        self.discrete = n_actions is not None
+        self.policy = orthogonal_mlp(obs_dim, hidden_sizes, n_actions or action_dim, activation, 0.01)
+        self.value = orthogonal_mlp(obs_dim, hidden_sizes, 1, activation, 1.0)
+        self.log_std = None if self.discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def values(self, observations: Tensor) -> Tensor:
+        return self.value(observations).squeeze(-1)
+
+    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(actions, log pi(a|s), V(s)) for a batch: one draw per row."""
+        out = self.policy(observations)
+        if self.discrete:
+            actions = torch.multinomial(out.softmax(-1), 1, generator=generator).squeeze(-1)
+        else:
+            eps = torch.randn(out.shape, generator=generator, device=out.device)
+            actions = out + self.log_std.exp() * eps
+        return actions, self._log_prob(out, actions), self.values(observations)
+
+    def deterministic(self, observations: Tensor) -> Tensor:
+        """The mode: argmax of the logits, or the Gaussian's mean (what evaluation acts with)."""
+        out = self.policy(observations)
+        return out.argmax(-1) if self.discrete else out
+
+    def evaluate(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log pi(a|s), entropy of pi(.|s), V(s)) for stored actions: what the losses need."""
+        out = self.policy(observations)
+        if self.discrete:
+            log_probs = out.log_softmax(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+        else:
+            entropy = (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(out.shape[0])
+        return self._log_prob(out, actions), entropy, self.values(observations)
+
+    def _log_prob(self, out: Tensor, actions: Tensor) -> Tensor:
+        if self.discrete:
+            return out.log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        return (-0.5 * ((actions - out) / self.log_std.exp()).pow(2) - self.log_std - LOG_SQRT_2PI).sum(-1)
