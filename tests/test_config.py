@@ -137,6 +137,8 @@ def test_td3_specific_checks():
     ("algo.ent_coef=0", "algo.ent_coef=0"),
     ("algo.ent_coef=true", "algo.ent_coef=True must be auto"),
     ("algo.ent_coef_init=-1", "algo.ent_coef_init=-1"),
+    ("algo.ent_coef_init=1e300", "algo.ent_coef_init=1e.300 is outside"),
+    ("algo.ent_coef=1e300", "algo.ent_coef=1e.300 is outside"),
     ("algo.ent_coef_lr=0", "algo.ent_coef_lr=0"),
     ("algo.target_entropy=nan", "algo.target_entropy=nan must be auto"),
     ("algo.target_entropy=[1]", "algo.target_entropy=[1] must be auto"),

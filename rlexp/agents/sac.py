@@ -49,6 +49,7 @@ from rlexp.schedules import LinearSchedule
 #: The range of log sigma(s) (SB3's and the authors' code): keeps sigma away from 0 and from overflowing exp.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+MAX_ENT_COEF = 1e6
 
 
 def squashed_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -239,14 +240,16 @@ def fixed_ent_coef(value: Any) -> float | None:
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else None)
     check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
-    for key in ("actor_lr", "critic_lr", "ent_coef_lr", "ent_coef_init"):
+    for key in ("actor_lr", "critic_lr", "ent_coef_lr"):
         check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
+    # alpha lives as log(alpha) in float32: beyond MAX_ENT_COEF its exp would overflow to inf.
+    check_range("algo.ent_coef_init", algo["ent_coef_init"], 0.0, MAX_ENT_COEF, low_inclusive=False)
     ent_coef = algo["ent_coef"]
     if ent_coef != "auto":
         if isinstance(ent_coef, bool) or not isinstance(ent_coef, (int, float)):
             raise ConfigError(f"algo.ent_coef={ent_coef!r} must be auto (tuned towards algo.target_entropy) or a "
                               f"positive number (a fixed alpha)")
-        check_range("algo.ent_coef", ent_coef, 0.0, low_inclusive=False)
+        check_range("algo.ent_coef", ent_coef, 0.0, MAX_ENT_COEF, low_inclusive=False)
     target = algo["target_entropy"]
     if target != "auto" and (isinstance(target, bool) or not isinstance(target, (int, float))
                              or not math.isfinite(target)):
