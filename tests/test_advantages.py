@@ -86,3 +86,55 @@ def test_advantages_are_normalized_per_minibatch():
     torch.testing.assert_close(a.mean(), torch.tensor(0.0))
     torch.testing.assert_close(a.std(), torch.tensor(1.0), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(normalize(torch.tensor([4.0])), torch.tensor([4.0]))
+
+
+# --- the rollout storage -----------------------------------------------------------------------------------------
+
+def filled_storage(steps: int = 3):
+    from rlexp.rollouts.storage import RolloutStorage
+
+    storage = RolloutStorage(3, 2, (1,), (), discrete=True, device=torch.device("cpu"))
+    # the two-env example of the first test: env 1 truncated at t=0 (final obs valued 10), env 0 terminates at t=1
+    rows = [  # rewards, values, terminations, ends, final values
+        ([1.0, 2.0], [0.5, 4.0], [0.0, 0.0], [0.0, 1.0], [0.0, 10.0]),
+        ([0.0, 1.0], [1.0, 2.0], [1.0, 0.0], [1.0, 0.0], [7.0, 0.0]),
+        ([3.0, -1.0], [2.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]),
+    ]
+    for t, (r, v, term, end, final) in enumerate(rows[:steps]):
+        storage.add(torch.full((2, 1), float(t)), torch.tensor([t, t + 1]), torch.zeros(2), torch.tensor(v),
+                    torch.tensor(r), torch.tensor(term), torch.tensor(end), torch.tensor(final))
+    return storage
+
+
+def test_the_storage_pairs_each_step_with_the_value_it_bootstraps_from():
+    storage = filled_storage()
+    assert storage.full
+    storage.finish(torch.tensor([0.5, 3.0]), GAMMA, LAM)
+    # V(s'_t): env 0 -> V(s_1) = 1, its final value 7 (ignored: terminal), V(s_T) = 0.5;
+    #          env 1 -> its final value 10, V(s_2) = 1, V(s_T) = 3
+    torch.testing.assert_close(storage.next_values, torch.tensor([[1.0, 10.0], [7.0, 1.0], [0.5, 3.0]]))
+    torch.testing.assert_close(storage.advantages, torch.tensor([[0.68, 7.0], [-1.0, 0.404], [1.45, 0.7]]))
+
+
+def test_minibatches_cover_the_rollout_once_per_epoch_in_the_generators_order():
+    storage = filled_storage()
+    storage.finish(torch.tensor([0.5, 3.0]), GAMMA, LAM)
+    batches = list(storage.minibatches(4, torch.Generator().manual_seed(0)))
+    assert [len(b.actions) for b in batches] == [4, 2]
+    seen = torch.cat([b.observations[:, 0] * 10 + b.actions for b in batches])   # (t, action) pairs, all distinct
+    assert sorted(seen.tolist()) == sorted([t * 10 + a for t in range(3) for a in (t, t + 1)])
+    again = list(storage.minibatches(4, torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a.actions, b.actions) for a, b in zip(batches, again))
+
+
+def test_a_rollout_cut_by_a_checkpoint_continues_exactly():
+    from rlexp.rollouts.storage import RolloutStorage
+
+    whole = filled_storage()
+    cut = RolloutStorage(3, 2, (1,), (), discrete=True, device=torch.device("cpu"))
+    cut.load_state_dict(filled_storage(steps=2).state_dict())   # saved after two steps
+    cut.add(torch.full((2, 1), 2.0), torch.tensor([2, 3]), torch.zeros(2), torch.tensor([2.0, 1.0]),
+            torch.tensor([3.0, -1.0]), torch.zeros(2), torch.zeros(2), torch.zeros(2))
+    for storage in (whole, cut):
+        storage.finish(torch.tensor([0.5, 3.0]), GAMMA, LAM)
+    torch.testing.assert_close(cut.advantages, whole.advantages)
