@@ -234,7 +234,10 @@ def test_an_unknown_plot_metric_is_only_its_error(finished, workdir):
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["train", "--cfg", "job"]])
 def test_output_cut_by_a_closed_pipe_ends_quietly(workdir, args):
-    proc = subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=workdir, env=cli_env(),
+    # Buffered output, as a user's shell gives it: with PYTHONUNBUFFERED=1 every write meets the closed pipe at
+    # once, without it a short output meets it only when the buffer is flushed at exit.
+    env = {key: value for key, value in cli_env().items() if key != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=workdir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader is gone before anything is written, as with `| head` or `| true`
     stderr = proc.stderr.read().decode()

@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     """Runs a command; output cut short by a closed pipe (`rlexp train --help | head`) ends quietly, as in other
     Unix tools, with the exit status of a process killed by SIGPIPE."""
     try:
-        return _dispatch(sys.argv[1:] if argv is None else argv)
+        try:
+            return _dispatch(sys.argv[1:] if argv is None else argv)
+        finally:
+            # Output small enough to sit in the buffer (a short `--help` where COLUMNS is unset) meets the closed
+            # pipe only here, also when Hydra ends with sys.exit: flush while the error can still be caught.
+            sys.stdout.flush()
     except BrokenPipeError:
         # Python would report the flush of the dead stdout at exit too: point stdout at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
