@@ -41,6 +41,7 @@ from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
+from rlexp.networks.policies import diagonal_gaussian_log_prob
 from rlexp.networks.targets import polyak_update
 from rlexp.networks.torsos import mlp
 from rlexp.replay import ReplayBatch
@@ -48,7 +49,6 @@ from rlexp.schedules import LinearSchedule
 
 #: The range of log sigma(s) (SB3's and the authors' code): keeps sigma away from 0 and from overflowing exp.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 MAX_ENT_COEF = 1e6
 
 
@@ -56,9 +56,8 @@ def squashed_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     """log pi(tanh(u) | s) summed over action dimensions: the Gaussian's log-density of u minus
     sum_i log(1 - tanh(u_i)^2), the latter written as 2 * (log 2 - u - softplus(-2u)), which is exact and stays
     finite where tanh(u) rounds to +-1."""
-    gaussian = (-0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - LOG_SQRT_2PI).sum(dim=-1)
     squash = (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(dim=-1)
-    return gaussian - squash
+    return diagonal_gaussian_log_prob(u, mean, log_std) - squash
 
 
 class SquashedGaussianActor(nn.Module):

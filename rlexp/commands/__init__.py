@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _dispatch(sys.argv[1:] if argv is None else argv)
         finally:
-            # Output small enough to sit in the buffer (a short `--help` where COLUMNS is unset) meets the closed
-            # pipe only here, also when Hydra ends with sys.exit: flush while the error can still be caught.
+            # Buffered output (PYTHONUNBUFFERED unset) small enough to sit in the buffer meets the closed pipe only
+            # here, also when Hydra ends with sys.exit: flush while the error can still be caught.
             sys.stdout.flush()
     except BrokenPipeError:
         # Python would report the flush of the dead stdout at exit too: point stdout at /dev/null first.

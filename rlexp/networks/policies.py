@@ -19,6 +19,11 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
+def diagonal_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over the last dimension."""
+    return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
+
+
 def orthogonal_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str,
                    output_gain: float) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -78,4 +83,4 @@ class ActorCriticPolicy(nn.Module):
     def _log_prob(self, out: Tensor, actions: Tensor) -> Tensor:
         if self.discrete:
             return out.log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        return (-0.5 * ((actions - out) / self.log_std.exp()).pow(2) - self.log_std - LOG_SQRT_2PI).sum(-1)
+        return diagonal_gaussian_log_prob(actions, out, self.log_std)
