@@ -2,10 +2,13 @@
 
     python benchmarks/speed.py                                  # rlexp only
     python benchmarks/speed.py --sb3-python /path/to/python     # and SB3, from a Python that has it installed
+    python benchmarks/speed.py --only ppo_CartPole-v1 a2c_LunarLander-v3 --sb3-python /path/to/python
 
 Both use one torch thread, the same networks, batch sizes, learning rates and update schedules, on the CPU
 (or `--device cuda`). rlexp's figure is results.json's `sps` (the training loop; the final evaluation is not timed);
 SB3's is total steps over the time of `model.learn`. Absolute numbers are noisy on shared machines: read the ratio.
+The off-policy rows take --steps steps after 1000 random ones; the on-policy rows (PPO, A2C: the tuned presets,
+their number of envs included, SB3's envs in a DummyVecEnv) take the rollouts that cover --on-policy-steps.
 """
 
 from __future__ import annotations
@@ -43,16 +46,25 @@ CASES = {
         ["algo=dqn", "env=CartPole-v1"],
         None,  # filled from the composed rlexp config, so both run the preset's schedule
     ),
+    # On-policy: SB3's constructor is made from the composed preset (on_policy_sb3_ctor).
+    "ppo_CartPole-v1": (["algo=ppo", "env=CartPole-v1"], None),
+    "ppo_LunarLander-v3": (["algo=ppo", "env=LunarLander-v3"], None),
+    "a2c_CartPole-v1": (["algo=a2c", "env=CartPole-v1"], None),
+    "a2c_LunarLander-v3": (["algo=a2c", "env=LunarLander-v3"], None),
 }
+ON_POLICY = ("ppo", "a2c")
 
 SB3_SCRIPT = """
 import sys, time, json
 import numpy as np, torch, gymnasium as gym
-from stable_baselines3 import DDPG, DQN, SAC, TD3
+from torch import nn
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 torch.set_num_threads(1)
 DEVICE = sys.argv[3]
-env = gym.make(sys.argv[1])
+N_ENVS = int(sys.argv[4])
+env = gym.make(sys.argv[1]) if N_ENVS == 0 else make_vec_env(sys.argv[1], n_envs=N_ENVS, seed=0)
 model = {ctor}
 steps = int(sys.argv[2])
 start = time.perf_counter()
@@ -84,9 +96,29 @@ def dqn_sb3_ctor(cfg: dict) -> str:
             f"policy_kwargs=dict(net_arch={cfg['network']['hidden_sizes']}), device=DEVICE, seed=0)")
 
 
+def on_policy_sb3_ctor(cfg: dict) -> str:
+    """SB3's PPO or A2C with the composed preset's keys (SB3's names), its networks and its activation."""
+    a, net = cfg["algo"], cfg["network"]
+    lr = f"lambda progress: {a['lr']} * progress" if a["lr_schedule"] == "linear" else str(a["lr"])
+    policy = (f"policy_kwargs=dict(net_arch=dict(pi={net['hidden_sizes']}, vf={net['hidden_sizes']}), "
+              f"activation_fn=nn.{'Tanh' if net['activation'] == 'tanh' else 'ReLU'}, "
+              f"ortho_init={a['ortho_init']}, log_std_init={a['log_std_init']})")
+    common = (f"learning_rate={lr}, n_steps={a['n_steps']}, gamma={a['gamma']}, gae_lambda={a['gae_lambda']}, "
+              f"ent_coef={a['ent_coef']}, vf_coef={a['vf_coef']}, max_grad_norm={a['max_grad_norm']}, "
+              f"normalize_advantage={a['normalize_advantage']}, {policy}, device=DEVICE, seed=0")
+    if a["name"] == "a2c":
+        return f"A2C('MlpPolicy', env, {common}, use_rms_prop={a['optimizer'] == 'rmsprop'}, " \
+               f"rms_prop_eps={a['rms_prop_eps']})"
+    clip = f"lambda progress: {a['clip_range']} * progress" if a["clip_range_schedule"] == "linear" \
+        else str(a["clip_range"])
+    return (f"PPO('MlpPolicy', env, {common}, batch_size={a['batch_size']}, n_epochs={a['n_epochs']}, "
+            f"clip_range={clip}, clip_range_vf={a['clip_range_vf']}, target_kl={a['target_kl']})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--on-policy-steps", type=int, default=50000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sb3-python", help="a Python interpreter with stable-baselines3 installed")
     parser.add_argument("--only", nargs="*")
@@ -96,7 +128,10 @@ def main() -> int:
     for name, (overrides, sb3_ctor) in CASES.items():
         if args.only and name not in args.only:
             continue
-        common = [*overrides, f"total_steps={args.steps}", "algo.learning_starts=1000", f"device={args.device}"]
+        on_policy = overrides[0].split("=", 1)[1] in ON_POLICY
+        budget = args.on_policy_steps if on_policy else args.steps
+        common = [*overrides, f"total_steps={budget}", f"device={args.device}",
+                  *([] if on_policy else ["algo.learning_starts=1000"])]
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-m", "rlexp", "train", *common, "torch_threads=1", "eval.every=0",
                             "eval.episodes=1", "checkpoint.every=0", "log.progress=none", f"hydra.run.dir={tmp}"],
@@ -104,16 +139,19 @@ def main() -> int:
             ours = json.loads((Path(tmp) / "results.json").read_text())["sps"]
         theirs = None
         if args.sb3_python:
-            ctor = sb3_ctor or dqn_sb3_ctor(rlexp_config(common))
+            cfg = rlexp_config(common)
+            ctor = sb3_ctor or (on_policy_sb3_ctor(cfg) if on_policy else dqn_sb3_ctor(cfg))
             env_id = overrides[1].split("=", 1)[1]
-            out = subprocess.run([args.sb3_python, "-c", SB3_SCRIPT.format(ctor=ctor), env_id,
-                                  str(args.steps), args.device], capture_output=True, text=True, check=True).stdout
+            out = subprocess.run([args.sb3_python, "-c", SB3_SCRIPT.format(ctor=ctor), env_id, str(budget),
+                                  args.device, str(cfg["env"]["num_envs"] if on_policy else 0)],
+                                 capture_output=True, text=True, check=True).stdout
             theirs = json.loads(out.strip().splitlines()[-1])["sps"]
         rows.append((name, ours, theirs))
         print(f"{name}: rlexp {ours:.0f} SPS" + (f", SB3 {theirs:.0f} SPS, ratio {ours / theirs:.2f}x" if theirs else ""),
               flush=True)
 
-    print(f"\n| task ({args.steps} steps, 1000 random first, {args.device}, 1 thread) | rlexp SPS | SB3 SPS | rlexp / SB3 |")
+    print(f"\n| task ({args.steps} steps after 1000 random ones, or {args.on_policy_steps} on-policy; {args.device}, "
+          f"1 thread) | rlexp SPS | SB3 SPS | rlexp / SB3 |")
     print("|---|---|---|---|")
     for name, ours, theirs in rows:
         print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |" if theirs else f"| {name} | {ours:.0f} | - | - |")

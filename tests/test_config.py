@@ -23,7 +23,7 @@ def resolved(overrides: list[str]) -> dict:
 
 
 def test_the_config_groups_hold_what_the_docs_promise():
-    assert ALGOS == ["ddpg", "dqn", "sac", "td3"]
+    assert ALGOS == ["a2c", "ddpg", "dqn", "ppo", "sac", "td3"]
     assert {"CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0",
             "LunarLanderContinuous-v3", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
             "atari"} == set(ENVS)
@@ -33,6 +33,10 @@ def test_the_config_groups_hold_what_the_docs_promise():
         for env in ("Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3", "BipedalWalker-v3",
                     "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
             assert f"{algo}_{env}" in tuned
+    for preset in ("sac_Pendulum-v1", "sac_LunarLanderContinuous-v3", "sac_MountainCarContinuous-v0",
+                   "sac_HalfCheetah-v5", "ppo_CartPole-v1", "ppo_LunarLander-v3", "ppo_Pendulum-v1",
+                   "ppo_HalfCheetah-v5", "ppo_Hopper-v5", "a2c_CartPole-v1", "a2c_LunarLander-v3"):
+        assert preset in tuned   # the results table
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -184,8 +188,16 @@ def test_resume_may_change_the_budget_but_not_what_was_learned():
 
 
 def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monkeypatch):
-    # Checkpoint format 2 predates no key yet (ADDED_KEYS is empty); the mechanism, as train_freq_unit used it:
-    assert resume.ADDED_KEYS == {}
+    # The keys added since checkpoint format 2, with the values that keep what runs made before them did:
+    assert resume.ADDED_KEYS == {"network.activation": "relu", "env.normalize.obs": False,
+                                 "env.normalize.reward": False, "env.normalize.clip_obs": 10.0,
+                                 "env.normalize.clip_reward": 10.0}
+    old = resolved(["algo=td3", "env=Pendulum-v1"])
+    del old["network"]["activation"], old["env"]["normalize"]
+    assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []
+    assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1", "network.activation=tanh"])) == [
+        "network.activation: relu -> tanh"]
+    # the mechanism, as train_freq_unit used it:
     monkeypatch.setattr(resume, "ADDED_KEYS", {"algo.train_freq_unit": "step"})
     saved = resolved(["algo=td3", "env=Pendulum-v1"])
     del saved["algo"]["train_freq_unit"]  # as the config of a run made before the key existed
@@ -204,3 +216,42 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["algo=ppo", "algo.batch_size=100"], "algo.batch_size=100 does not divide the rollout's 2048 samples"),
+    (["algo=ppo", "algo.n_steps=64", "env.num_envs=3", "algo.batch_size=50"], "use algo.batch_size=48 or 64"),
+    (["algo=ppo", "total_steps=1000"], "= 2048 env steps per rollout is more than total_steps=1000"),
+    (["algo=ppo", "algo.gae_lambda=1.5"], r"algo.gae_lambda=1.5 is outside \[0.0, 1.0\]"),
+    (["algo=ppo", "algo.clip_range=0"], r"algo.clip_range=0.0 is outside \(0.0, inf\]"),
+    (["algo=ppo", "algo.clip_range_vf=0"], "algo.clip_range_vf=0.0 is outside"),
+    (["algo=ppo", "algo.target_kl=-1"], "algo.target_kl=-1.0 is outside"),
+    (["algo=ppo", "algo.n_epochs=0"], "algo.n_epochs=0 must be a positive integer"),
+    (["algo=ppo", "algo.batch_size=1", "algo.n_steps=4"], "normalises each advantage alone"),
+    (["algo=a2c", "algo.n_steps=0"], "algo.n_steps=0 must be a positive integer"),
+    (["algo=a2c", "algo.ent_coef=-0.1"], "algo.ent_coef=-0.1 is outside"),
+    (["algo=a2c", "algo.vf_coef=-1"], "algo.vf_coef=-1.0 is outside"),
+    (["algo=a2c", "algo.max_grad_norm=0"], "algo.max_grad_norm=0.0 is outside"),
+    (["algo=a2c", "algo.rms_prop_eps=0"], "algo.rms_prop_eps=0.0 is outside"),
+    (["algo=a2c", "algo.log_std_init=50"], r"algo.log_std_init=50.0 is outside \[-20.0, 5.0\]"),
+    (["algo=a2c", "algo.lr=0"], "algo.lr=0.0 is outside"),
+    (["env.normalize.clip_obs=0"], "env.normalize.clip_obs=0.0 is outside"),
+    (["algo=ppo", "env.normalize.clip_reward=-1"], "env.normalize.clip_reward=-1.0 is outside"),
+])
+def test_on_policy_checks(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(resolved(["env=CartPole-v1", *overrides]))
+
+
+def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_own():
+    assert resolved(["algo=ppo"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh"}
+    assert resolved(["algo=a2c", "env=Acrobot-v1"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh"}
+    assert resolved(["algo=dqn"])["network"]["activation"] == "relu"
+    cheetah = resolved(["algo=ppo", "env=HalfCheetah-v5"])
+    assert cheetah["network"] == {"hidden_sizes": [256, 256], "activation": "relu"}
+    assert cheetah["env"]["normalize"]["obs"] and cheetah["env"]["normalize"]["reward"]
+    assert resolved(["algo=ppo", "network.activation=relu"])["network"]["activation"] == "relu"
+    with pytest.raises(ConfigCompositionException, match="network.activation=gelu"):
+        compose_config(["algo=ppo", "network.activation=gelu"])
+    with pytest.raises(ConfigCompositionException, match="Key 'buffer_size' not in 'PPOConfig'"):
+        compose_config(["algo=ppo", "algo.buffer_size=10"])

@@ -27,6 +27,12 @@ RUNS = {
     "dqn_all": ["algo=dqn", "env=CartPole-v1", "total_steps=3000", "algo.learning_starts=200",
                 "network.hidden_sizes=[32]", "algo.double=true", "algo.dueling=true", "algo.n_step=3",
                 "algo.prioritized=true"],
+    # PPO with normalized observations and rewards, cut mid-rollout and mid-episode (Pendulum's time limit):
+    # the rollout so far, the statistics and the policy's generator must resume too
+    "ppo": ["algo=ppo", "env=Pendulum-v1", "total_steps=6000", "env.num_envs=2", "algo.n_steps=60",
+            "algo.batch_size=40", "algo.n_epochs=4", "network.hidden_sizes=[32]", "env.normalize.obs=true",
+            "env.normalize.reward=true"],
+    "a2c": ["algo=a2c", "env=CartPole-v1", "total_steps=12000", "env.num_envs=4", "network.hidden_sizes=[32]"],
 }
 # Several envs, sync, async and EnvPool, resume in tests/test_vector_cli.py.
 COMMON = ["checkpoint.every=250", "eval.every=500", "eval.episodes=2", "log.every=50", "log.progress=none",
@@ -52,7 +58,8 @@ def same_parameters(a: dict, b: dict) -> bool:
 
 # DQN after SIGKILL is dqn_all's case (every switch on); plain DQN is stopped by SIGINT instead.
 @pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGINT),
-                                         ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL)])
+                                         ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL),
+                                         ("ppo", signal.SIGKILL), ("a2c", signal.SIGKILL)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
     args = ["train", *RUNS[algo], *COMMON]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0

@@ -46,6 +46,7 @@ class BuildContext:
     device: torch.device
     seed: int
     replay: ReplayBuffer | None = None   # the run's replay memory (prioritized replay takes TD errors back)
+    activation: str = "relu"             # network.activation: the MLPs' nonlinearity (relu | tanh)
 
 
 def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
@@ -64,16 +65,16 @@ def fork_global_generator(device: torch.device) -> torch.Generator:
     return generator
 
 
-def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Adam:
+def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel (one launch for all tensors) where this torch build has it.
 
     `weight_decay` is the classic L2 penalty (added to the gradient), as the DDPG paper used on its critic.
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device/build
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=device.type != "cpu")
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, foreach=device.type != "cpu")
 
 
 @torch.no_grad()

@@ -45,7 +45,7 @@ class DQN:
                  dueling: bool = False, loss: str = "huber", total_steps: int, total_updates: int,
                  device: torch.device, rng: np.random.Generator,
                  report_td_errors: Callable[[Tensor, Tensor], None] | None = None,
-                 image_shape: tuple[int, ...] | None = None) -> None:
+                 image_shape: tuple[int, ...] | None = None, activation: str = "relu") -> None:
         self.n_actions = n_actions
         self.double = double
         self.loss = loss
@@ -60,7 +60,7 @@ class DQN:
 
         network = DuelingQNetwork if dueling else QNetwork
         # `image_shape` (stacked frames): the Nature CNN instead of the MLP.
-        self.q_network = network(obs_dim, n_actions, hidden_sizes, image_shape).to(device)
+        self.q_network = network(obs_dim, n_actions, hidden_sizes, image_shape, activation).to(device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
         # `linear` anneals the learning rate to 0 over the planned updates: late updates only fine-tune.
@@ -199,7 +199,7 @@ def build(algo: dict[str, Any], context: BuildContext) -> DQN:
                # Exploration has its own generator, so changing the update code never changes what is explored.
                rng=np.random.default_rng(context.seed),
                report_td_errors=replay.update_priorities if isinstance(replay, PrioritizedReplayBuffer) else None,
-               image_shape=spaces.obs_shape if spaces.frames else None)
+               image_shape=spaces.obs_shape if spaces.frames else None, activation=context.activation)
 
 
 ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,

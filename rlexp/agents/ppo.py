@@ -9,33 +9,46 @@ After each rollout of `n_steps` vector steps, `n_epochs` passes over it in shuff
 with advantages normalised per minibatch (optional), the value prediction optionally clipped around the old one,
 the global gradient norm clipped to `max_grad_norm`, and an optional early stop of the epochs once the
 approximate KL to the rollout's policy passes 1.5 * target_kl (as SB3 stops). The learning rate and the clip range
-can anneal linearly to 0 over the run's rollouts.
-
-(The registry entry, config and on-policy runner that make this `algo=ppo` are the next step of this work.)
+can anneal linearly to 0 over the run's rollouts. The on-policy runner (rlexp/runners/on_policy.py) collects the
+rollouts; A2C (rlexp/agents/a2c.py) is this learner with its own policy loss, one epoch and one minibatch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
-from rlexp.agents.base import obs_tensor
+from rlexp.agents.base import BuildContext, fork_global_generator, make_adam, obs_tensor
+from rlexp.config.checks import check_positive_int, check_range
+from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.schema import LrSchedule, OnPolicyConfig
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
 from rlexp.networks.policies import ActorCriticPolicy
-from rlexp.rollouts.losses import clipped_surrogate, normalize, value_loss
+from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.schedules import LinearSchedule
 
 
 class PPO:
+    """The actor-critic learner of PPO (and, through `policy_loss`, of A2C)."""
+
+    #: the diagnostics of the policy loss that mean something for this algorithm
+    POLICY_DIAGNOSTICS = ("approx_kl", "clip_fraction")
+
     def __init__(self, policy: ActorCriticPolicy, *, lr: float, n_epochs: int, batch_size: int, clip_range: float,
                  clip_range_vf: float | None, ent_coef: float, vf_coef: float, max_grad_norm: float,
                  target_kl: float | None, normalize_advantage: bool, total_rollouts: int, device: torch.device,
                  action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
                  lr_schedule: str = "constant", clip_range_schedule: str = "constant",
-                 optimizer: str = "adam", generator: torch.Generator | None = None) -> None:
+                 optimizer: str = "adam", rms_prop_eps: float = 1e-5,
+                 generator: torch.Generator | None = None) -> None:
         self.policy = policy.to(device)
         self.device = device
         self.n_epochs, self.batch_size = n_epochs, batch_size
@@ -46,9 +59,10 @@ class PPO:
         self.clip_range = LinearSchedule(clip_range, 0.0, total_rollouts) if clip_range_schedule == "linear" \
             else LinearSchedule(clip_range, clip_range, 0)
         if optimizer == "rmsprop":   # A2C as SB3 configures it: RMSprop(alpha=0.99, eps=1e-5)
-            self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=lr, alpha=0.99, eps=1e-5)
-        else:
-            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, eps=1e-5)
+            self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=lr, alpha=0.99, eps=rms_prop_eps,
+                                                 foreach=True)
+        else:   # SB3's eps for its on-policy algorithms
+            self.optimizer = make_adam(self.policy.parameters(), lr, device, eps=1e-5)
         self.action_low, self.action_high = action_low, action_high
         self.generator = generator if generator is not None else torch.Generator(device=device)
         self.n_updates = 0     # rollouts learned from
@@ -57,17 +71,18 @@ class PPO:
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """Env actions for a batch: a draw from pi when exploring, the mode otherwise (continuous ones clipped
         to the env's bounds: the Gaussian itself is unbounded, as in SB3)."""
-        return self.to_env(self.rollout_step(obs)[0] if explore else
-                           self.policy.deterministic(obs_tensor(obs, self.device)))
+        observations = obs_tensor(obs, self.device)
+        return self.to_env(self.rollout_step(observations)[0] if explore else
+                           self.policy.deterministic(observations))
 
     @torch.no_grad()
-    def rollout_step(self, obs: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+    def rollout_step(self, observations: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(actions, log pi_old(a|s), V_old(s)) for the rollout, drawn from the agent's generator."""
-        return self.policy.sample(obs_tensor(obs, self.device), self.generator)
+        return self.policy.sample(observations, self.generator)
 
     @torch.no_grad()
-    def values(self, obs: np.ndarray) -> Tensor:
-        return self.policy.values(obs_tensor(obs, self.device))
+    def values(self, observations: Tensor) -> Tensor:
+        return self.policy.values(observations)
 
     def to_env(self, actions: Tensor) -> np.ndarray:
         out = actions.cpu().numpy()
@@ -84,7 +99,7 @@ class PPO:
             for batch in rollout.minibatches(self.batch_size, self.generator):
                 log_prob, entropy, values = self.policy.evaluate(batch.observations, batch.actions)
                 advantages = normalize(batch.advantages) if self.normalize_advantage else batch.advantages
-                policy = clipped_surrogate(log_prob, batch.old_log_probs, advantages, clip_range)
+                policy = self.policy_loss(log_prob, batch.old_log_probs, advantages, clip_range)
                 if self.target_kl is not None and policy.approx_kl > 1.5 * self.target_kl:
                     stop = True   # this minibatch moved too far already: no step on it, no more epochs
                     break
@@ -96,8 +111,8 @@ class PPO:
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.optimizer.step()
                 for name, value in (("policy_loss", policy.loss), ("value_loss", v_loss),
-                                    ("entropy", -entropy_loss), ("approx_kl", policy.approx_kl),
-                                    ("clip_fraction", policy.clip_fraction), ("grad_norm", grad_norm)):
+                                    ("entropy", -entropy_loss), ("grad_norm", grad_norm),
+                                    *((name, getattr(policy, name)) for name in self.POLICY_DIAGNOSTICS)):
                     sums.setdefault(name, []).append(value.detach())
             if stop:
                 break
@@ -109,6 +124,10 @@ class PPO:
         metrics.update({"losses/explained_variance": explained, "losses/clip_range": torch.tensor(clip_range),
                         "losses/learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"])})
         return metrics
+
+    def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
+        """-L^CLIP, the clipped surrogate (eq. 7)."""
+        return clipped_surrogate(log_prob, old_log_prob, advantages, clip_range)
 
     def episodes_started(self, envs: np.ndarray) -> None:
         """A policy without memory: nothing to reset."""
@@ -125,3 +144,85 @@ class PPO:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
+
+
+# --- the registry entry -------------------------------------------------------------------------------------------
+
+@dataclass
+class PPOConfig(OnPolicyConfig):
+    batch_size: int = MISSING               # samples per minibatch; divides n_steps * env.num_envs
+    n_epochs: int = MISSING                 # passes over each rollout
+    clip_range: float = MISSING
+    clip_range_schedule: LrSchedule = MISSING
+    clip_range_vf: Optional[float] = None   # None: the value loss is not clipped
+    target_kl: Optional[float] = None       # None: no early stop of the epochs
+
+
+def rollout_size(algo: dict[str, Any], num_envs: int) -> int:
+    """The samples of one rollout: n_steps vector steps of num_envs envs."""
+    return algo["n_steps"] * num_envs
+
+
+def total_rollouts(algo: dict[str, Any], total_steps: int, num_envs: int) -> int:
+    """The rollouts a run of `total_steps` env steps collects: the last one completes past the budget, as SB3's."""
+    return math.ceil(total_steps / rollout_size(algo, num_envs))
+
+
+def check_batch_size(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_positive_int("algo.batch_size", algo["batch_size"])
+    num_envs, batch = cfg["env"]["num_envs"], algo["batch_size"]
+    size = rollout_size(algo, num_envs)
+    if size % batch:
+        divisors = [d for d in range(1, size + 1) if size % d == 0]
+        nearest = sorted(divisors, key=lambda d: (abs(d - batch), d))[:2]
+        raise ConfigError(f"algo.batch_size={batch} does not divide the rollout's {size} samples (algo.n_steps="
+                          f"{algo['n_steps']} x env.num_envs={num_envs}), so each epoch would end on a short "
+                          f"minibatch; use algo.batch_size={' or '.join(map(str, sorted(nearest)))}")
+    if algo["normalize_advantage"] and batch < 2:
+        raise ConfigError("algo.batch_size=1 with algo.normalize_advantage=true normalises each advantage alone; "
+                          "use a batch of 2 or more, or algo.normalize_advantage=false")
+
+
+def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_batch_size(algo, cfg)
+    check_positive_int("algo.n_epochs", algo["n_epochs"])
+    check_range("algo.clip_range", algo["clip_range"], 0.0, low_inclusive=False)
+    for key in ("clip_range_vf", "target_kl"):
+        if algo[key] is not None:
+            check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
+
+
+def make_policy(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+                activation: str) -> ActorCriticPolicy:
+    actions = dict(n_actions=spaces.n_actions) if spaces.discrete else dict(action_dim=int(spaces.action_low.size))
+    return ActorCriticPolicy(spaces.obs_dim, hidden_sizes, activation, log_std_init=algo["log_std_init"],
+                             ortho_init=algo["ortho_init"], **actions)
+
+
+def learner_arguments(algo: dict[str, Any], context: BuildContext) -> dict[str, Any]:
+    """What PPO and A2C build alike: the policy, its generator, the action bounds and the schedules' span."""
+    spaces = context.spaces
+    policy = make_policy(algo, spaces, context.hidden_sizes, context.activation)
+    bounds = {} if spaces.discrete else dict(action_low=spaces.action_low.astype(np.float32).flatten(),
+                                             action_high=spaces.action_high.astype(np.float32).flatten())
+    return dict(policy=policy, lr=algo["lr"], lr_schedule=algo["lr_schedule"], ent_coef=algo["ent_coef"],
+                vf_coef=algo["vf_coef"], max_grad_norm=algo["max_grad_norm"],
+                normalize_advantage=algo["normalize_advantage"], device=context.device,
+                total_rollouts=total_rollouts(algo, context.total_steps, context.num_envs),
+                # the rollout's draws and the minibatches' shuffles: the agent's own stream, checkpointed with it
+                generator=fork_global_generator(context.device), **bounds)
+
+
+def build(algo: dict[str, Any], context: BuildContext) -> PPO:
+    return PPO(**learner_arguments(algo, context), n_epochs=algo["n_epochs"], batch_size=algo["batch_size"],
+               clip_range=algo["clip_range"], clip_range_schedule=algo["clip_range_schedule"],
+               clip_range_vf=algo["clip_range_vf"], target_kl=algo["target_kl"])
+
+
+def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    with torch.device("meta"):
+        return count_parameters(make_policy(algo, spaces, hidden_sizes, "tanh"))
+
+
+ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,
+                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}))

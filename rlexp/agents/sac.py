@@ -43,7 +43,7 @@ from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
 from rlexp.networks.policies import diagonal_gaussian_log_prob
 from rlexp.networks.targets import polyak_update
-from rlexp.networks.torsos import mlp
+from rlexp.networks.torsos import ACTIVATIONS, mlp
 from rlexp.replay import ReplayBatch
 from rlexp.schedules import LinearSchedule
 
@@ -65,10 +65,11 @@ class SquashedGaussianActor(nn.Module):
     bounds by `to_env`."""
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
-                 hidden_sizes: Sequence[int]) -> None:
+                 hidden_sizes: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
         action_dim = int(np.prod(action_low.shape))
-        self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1]), nn.ReLU())
+        self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
+                                   ACTIVATIONS[activation]())
         self.mean = nn.Linear(hidden_sizes[-1], action_dim)
         self.log_std = nn.Linear(hidden_sizes[-1], action_dim)
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
@@ -103,14 +104,16 @@ class SAC:
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, ent_coef_lr: float, tau: float,
                  ent_coef: float | None, ent_coef_init: float, target_entropy: float, n_critics: int,
-                 device: torch.device, lr_schedule: str = "constant", total_updates: int = 0) -> None:
+                 device: torch.device, lr_schedule: str = "constant", total_updates: int = 0,
+                 activation: str = "relu") -> None:
         self.tau = tau
         self.device = device
         self.action_low = action_low.astype(np.float32).flatten()
         self.action_high = action_high.astype(np.float32).flatten()
         action_dim = self.action_low.size
-        self.actor = SquashedGaussianActor(obs_dim, self.action_low, self.action_high, hidden_sizes).to(device)
-        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics).to(device)
+        self.actor = SquashedGaussianActor(obs_dim, self.action_low, self.action_high, hidden_sizes,
+                                           activation).to(device)
+        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, activation=activation).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
@@ -263,7 +266,8 @@ def build(algo: dict[str, Any], context: BuildContext) -> SAC:
                actor_lr=algo["actor_lr"], critic_lr=algo["critic_lr"], ent_coef_lr=algo["ent_coef_lr"],
                tau=algo["tau"], ent_coef=fixed_ent_coef(algo["ent_coef"]), ent_coef_init=algo["ent_coef_init"],
                target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
-               device=context.device, lr_schedule=algo["lr_schedule"], total_updates=context.planned_updates)
+               device=context.device, lr_schedule=algo["lr_schedule"], total_updates=context.planned_updates,
+               activation=context.activation)
 
 
 def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:

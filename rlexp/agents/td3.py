@@ -45,7 +45,8 @@ class TD3:
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, tau: float,
                  policy_delay: int, target_noise: float, target_noise_clip: float, n_critics: int,
                  exploration_noise: ActionNoise, device: torch.device, critic_weight_decay: float = 0.0,
-                 batch_norm: bool = False, critic_action_layer: int = 0, final_layer_init: float = 0.0) -> None:
+                 batch_norm: bool = False, critic_action_layer: int = 0, final_layer_init: float = 0.0,
+                 activation: str = "relu") -> None:
         self.tau = tau
         self.batch_norm = batch_norm
         self.policy_delay = policy_delay
@@ -59,10 +60,10 @@ class TD3:
         self._action_scale = (self.action_high - self.action_low) / 2  # exploration noise is in these units
 
         self.actor = Actor(obs_dim, self.action_low, self.action_high, hidden_sizes, batch_norm,
-                           final_layer_init).to(device)
+                           final_layer_init, activation).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False).eval()
         self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, critic_action_layer, batch_norm,
-                                     final_layer_init).to(device)
+                                     final_layer_init, activation).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False).eval()  # running statistics
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         # The DDPG paper's L2 penalty on the critic's weights (Adam's weight_decay adds it to the gradient).
@@ -228,7 +229,8 @@ def build_actor_critic(algo: dict[str, Any], context: BuildContext, *, n_critics
                target_noise=target_noise, target_noise_clip=target_noise_clip, n_critics=n_critics,
                exploration_noise=exploration_noise, device=context.device,
                critic_weight_decay=algo["critic_weight_decay"], batch_norm=algo["batch_norm"],
-               critic_action_layer=algo["critic_action_layer"], final_layer_init=algo["final_layer_init"])
+               critic_action_layer=algo["critic_action_layer"], final_layer_init=algo["final_layer_init"],
+               activation=context.activation)
 
 
 def actor_critic_parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],

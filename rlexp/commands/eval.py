@@ -62,8 +62,10 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     from rlexp.config.device import resolve_device
     from rlexp.config.validate import EVAL_SEED_OFFSET
     from rlexp.envs import describe_spaces, make_env
+    from rlexp.envs.normalization import make_normalization
     from rlexp.io.checkpoints import load_checkpoint
     from rlexp.io.results import write_results
+    from rlexp.runners.context import policy_of
     from rlexp.runners.evaluation import evaluate
     from rlexp.runners.job import atari_settings, seed_everything
     from rlexp.runners.memory import check_host_memory
@@ -90,12 +92,18 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     seed_everything(seed)
     agent = spec.build(config["algo"], BuildContext(
         spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=config["total_steps"],
-        planned_updates=1, num_envs=1, device=device, seed=seed))
+        planned_updates=1, num_envs=1, device=device, seed=seed,
+        activation=config["network"].get("activation", "relu")))
     agent.load_state_dict(bundle["agent"])
+    # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
+    normalization = None
+    if "normalization" in bundle:
+        normalization = make_normalization(config["env"]["normalize"], config["algo"]["gamma"], spaces.obs_shape, 1)
+        normalization.load_state_dict(bundle["normalization"])
 
     frames: list[np.ndarray] = []
     record = (lambda: frames.append(env.render())) if opts.video else None
-    returns = evaluate(lambda obs: agent.act(obs, explore=False), env, opts.episodes, seed, record)
+    returns = evaluate(policy_of(agent, normalization), env, opts.episodes, seed, record)
     env.close()
     out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ class Family(Enum):
     """Which runner trains an algorithm."""
 
     OFF_POLICY = "off-policy"    # replay memory, updates interleaved with env steps (rlexp/runners/off_policy.py)
+    ON_POLICY = "on-policy"      # rollouts of the current policy, learned from then dropped (rlexp/runners/on_policy.py)
 
 
 class ActionKind(Enum):

@@ -25,6 +25,16 @@ class LrSchedule(Enum):
     linear = "linear"    # anneal to 0 over the run's planned updates
 
 
+class Activation(Enum):
+    relu = "relu"
+    tanh = "tanh"
+
+
+class Optimizer(Enum):
+    adam = "adam"
+    rmsprop = "rmsprop"   # A2C's, as SB3 configures it (alpha 0.99, eps algo.rms_prop_eps)
+
+
 class TrainFreqUnit(Enum):
     step = "step"
     episode = "episode"  # a round of updates after every train_freq finished episodes
@@ -59,6 +69,34 @@ class OffPolicyConfig:
 
 
 @dataclass
+class OnPolicyConfig:
+    """Keys every on-policy actor-critic has (PPO, A2C): the rollout's, the advantage estimate's, the loss's."""
+
+    name: str = MISSING
+    gamma: float = MISSING
+    gae_lambda: float = MISSING             # GAE's lambda: 1 = Monte Carlo advantages (cut by the rollout), 0 = TD
+    n_steps: int = MISSING                  # vector steps per rollout: a rollout is n_steps * env.num_envs samples
+    lr: float = MISSING
+    lr_schedule: LrSchedule = MISSING       # linear: annealed to 0 over the run's rollouts
+    ent_coef: float = MISSING               # weight of the entropy bonus
+    vf_coef: float = MISSING                # weight of the value loss
+    max_grad_norm: float = MISSING          # the global gradient norm is clipped to this
+    normalize_advantage: bool = MISSING     # advantages to zero mean, unit std within each minibatch
+    log_std_init: float = MISSING           # continuous actions: the Gaussian's initial (state-independent) log std
+    ortho_init: bool = MISSING              # orthogonal initialisation (SB3's default); false: PyTorch's
+
+
+@dataclass
+class NormalizeConfig:
+    """SB3's VecNormalize, for every algorithm: statistics shared by the training envs, saved in checkpoints."""
+
+    obs: bool = False          # observations to (x - mean) / sqrt(var + 1e-8) by running statistics, clipped
+    reward: bool = False       # rewards divided by the running std of the discounted return (algo.gamma), clipped
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+
+
+@dataclass
 class AtariConfig:
     noop_max: int = MISSING
     frame_skip: int = MISSING
@@ -76,11 +114,13 @@ class EnvConfig:
     num_envs: int = 1                        # training envs stepping together (a gymnasium vector env)
     vectorization: Vectorization = Vectorization["sync"]  # type: ignore[valid-type]
     atari: Optional[AtariConfig] = None  # the DQN paper's preprocessing (conf/env/atari.yaml)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 
 
 @dataclass
 class NetworkConfig:
     hidden_sizes: List[int] = MISSING
+    activation: Activation = MISSING
 
 
 @dataclass

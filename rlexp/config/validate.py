@@ -52,10 +52,34 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
     check_positive_int("checkpoint.keep", cfg["checkpoint"]["keep"])
     check_positive_int("log.every", cfg["log"]["every"])
     check_positive_int("torch_threads", cfg["torch_threads"], allow_zero=True)
+    normalize = env["normalize"]
+    check_range("env.normalize.clip_obs", normalize["clip_obs"], 0.0, low_inclusive=False)
+    check_range("env.normalize.clip_reward", normalize["clip_reward"], 0.0, low_inclusive=False)
     if spec.family is registry.Family.OFF_POLICY:
         check_off_policy(cfg["algo"], cfg)
+    else:
+        check_on_policy(cfg["algo"], cfg)
     spec.check(cfg["algo"], cfg)
     return spec
+
+
+def check_on_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """The rollout's and the actor-critic loss's keys (PPO, A2C)."""
+    check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
+    check_range("algo.gae_lambda", algo["gae_lambda"], 0.0, 1.0)
+    check_positive_int("algo.n_steps", algo["n_steps"], limit=MAX_STEPS)
+    check_range("algo.lr", algo["lr"], 0.0, low_inclusive=False)
+    check_range("algo.ent_coef", algo["ent_coef"], 0.0)
+    check_range("algo.vf_coef", algo["vf_coef"], 0.0)
+    check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
+    # exp(log_std) must stay a float32 a Gaussian can be drawn from and evaluated with
+    check_range("algo.log_std_init", algo["log_std_init"], -20.0, 5.0)
+    num_envs = cfg["env"]["num_envs"]
+    rollout = algo["n_steps"] * num_envs
+    if rollout > cfg["total_steps"]:
+        raise ConfigError(f"algo.n_steps={algo['n_steps']} x env.num_envs={num_envs} = {rollout} env steps per "
+                          f"rollout is more than total_steps={cfg['total_steps']}: not one rollout would be learned "
+                          f"from; lower algo.n_steps or raise total_steps")
 
 
 def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlexp.networks.torsos import mlp
+from rlexp.networks.torsos import ACTIVATIONS, mlp
 
 
 def init_final_layer(weight: Tensor, bias: Tensor, bound: float) -> None:
@@ -29,16 +29,17 @@ class Actor(nn.Module):
     """Deterministic policy mu(s): a tanh output rescaled to the env's action bounds."""
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
-                 hidden_sizes: Sequence[int], batch_norm: bool = False, final_layer_init: float = 0.0) -> None:
+                 hidden_sizes: Sequence[int], batch_norm: bool = False, final_layer_init: float = 0.0,
+                 activation: str = "relu") -> None:
         super().__init__()
         action_dim = int(np.prod(action_low.shape))
-        if batch_norm:  # on the state input and after every hidden layer, before its ReLU
+        if batch_norm:  # on the state input and after every hidden layer, before its nonlinearity
             layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)]
             for fan_in, width in zip([obs_dim, *hidden_sizes[:-1]], hidden_sizes):
-                layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+                layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), ACTIVATIONS[activation]()]
             self.net = nn.Sequential(*layers, nn.Linear(hidden_sizes[-1], action_dim))
         else:
-            self.net = mlp(obs_dim, hidden_sizes, action_dim)
+            self.net = mlp(obs_dim, hidden_sizes, action_dim, activation)
         if final_layer_init:
             init_final_layer(self.net[-1].weight, self.net[-1].bias, final_layer_init)
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
@@ -77,9 +78,11 @@ class CriticEnsemble(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], n_critics: int,
-                 action_layer: int = 0, batch_norm: bool = False, final_layer_init: float = 0.0) -> None:
+                 action_layer: int = 0, batch_norm: bool = False, final_layer_init: float = 0.0,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.n_critics = n_critics
+        self.activation = torch.relu if activation == "relu" else torch.tanh
         self.action_layer = action_layer
         sizes = [obs_dim, *hidden_sizes, 1]
         fan_ins = [size + (action_dim if i == action_layer else 0) for i, size in enumerate(sizes[:-1])]
@@ -110,7 +113,7 @@ class CriticEnsemble(nn.Module):
                 x = torch.cat([x, a], dim=-1)
             x = layer(x)
             if i < len(self.layers) - 1:
-                x = torch.relu(x)
+                x = self.activation(x)
         return x.squeeze(-1)
 
     def q1(self, observations: Tensor, actions: Tensor) -> Tensor:
@@ -123,5 +126,5 @@ class CriticEnsemble(nn.Module):
                 x = torch.cat([x, actions], dim=-1)
             x = torch.addmm(layer.bias[0], x, layer.weight[0])
             if i < len(self.layers) - 1:
-                x = torch.relu(x)
+                x = self.activation(x)
         return x.squeeze(-1)

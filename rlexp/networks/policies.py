@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from rlexp.networks.torsos import mlp
+
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def diagonal_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -24,32 +25,29 @@ def diagonal_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tens
     return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
 
 
-def orthogonal_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str,
-                   output_gain: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in hidden_sizes:
-        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
-        in_features = width
-    layers.append(nn.Linear(in_features, out_features))
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            gain = output_gain if layer is layers[-1] else math.sqrt(2)
-            nn.init.orthogonal_(layer.weight, gain)
-            nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
+def orthogonal_init(net: nn.Sequential, output_gain: float) -> nn.Sequential:
+    """SB3's orthogonal initialisation: gain sqrt(2) on the hidden layers, `output_gain` on the last, zero biases."""
+    linears = [layer for layer in net if isinstance(layer, nn.Linear)]
+    for layer in linears:
+        nn.init.orthogonal_(layer.weight, output_gain if layer is linears[-1] else math.sqrt(2))
+        nn.init.zeros_(layer.bias)
+    return net
 
 
 class ActorCriticPolicy(nn.Module):
     """pi(a|s) and V(s). `n_actions` for a categorical policy, else `action_dim` for a diagonal Gaussian."""
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str, *, n_actions: int | None = None,
-                 action_dim: int | None = None, log_std_init: float = 0.0) -> None:
+                 action_dim: int | None = None, log_std_init: float = 0.0, ortho_init: bool = True) -> None:
         super().__init__()
         if (n_actions is None) == (action_dim is None):
             raise ValueError("give n_actions (discrete) or action_dim (continuous)")
         self.discrete = n_actions is not None
-        self.policy = orthogonal_mlp(obs_dim, hidden_sizes, n_actions or action_dim, activation, 0.01)
-        self.value = orthogonal_mlp(obs_dim, hidden_sizes, 1, activation, 1.0)
+        self.policy = mlp(obs_dim, hidden_sizes, n_actions or action_dim, activation)
+        self.value = mlp(obs_dim, hidden_sizes, 1, activation)
+        if ortho_init:   # else PyTorch's default, as SB3's ortho_init=False (RL Zoo's MuJoCo presets)
+            orthogonal_init(self.policy, 0.01)
+            orthogonal_init(self.value, 1.0)
         self.log_std = None if self.discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
     def values(self, observations: Tensor) -> Tensor:
@@ -59,11 +57,12 @@ class ActorCriticPolicy(nn.Module):
         """(actions, log pi(a|s), V(s)) for a batch: one draw per row."""
         out = self.policy(observations)
         if self.discrete:
-            actions = torch.multinomial(out.softmax(-1), 1, generator=generator).squeeze(-1)
-        else:
-            eps = torch.randn(out.shape, generator=generator, device=out.device)
-            actions = out + self.log_std.exp() * eps
-        return actions, self._log_prob(out, actions), self.values(observations)
+            log_probs = out.log_softmax(-1)
+            actions = torch.multinomial(log_probs.exp(), 1, generator=generator)
+            return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1), self.values(observations)
+        eps = torch.randn(out.shape, generator=generator, device=out.device)
+        actions = out + self.log_std.exp() * eps
+        return actions, diagonal_gaussian_log_prob(actions, out, self.log_std), self.values(observations)
 
     def deterministic(self, observations: Tensor) -> Tensor:
         """The mode: argmax of the logits, or the Gaussian's mean (what evaluation acts with)."""
@@ -76,11 +75,8 @@ class ActorCriticPolicy(nn.Module):
         if self.discrete:
             log_probs = out.log_softmax(-1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
+            log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         else:
             entropy = (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(out.shape[0])
-        return self._log_prob(out, actions), entropy, self.values(observations)
-
-    def _log_prob(self, out: Tensor, actions: Tensor) -> Tensor:
-        if self.discrete:
-            return out.log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        return diagonal_gaussian_log_prob(actions, out, self.log_std)
+            log_prob = diagonal_gaussian_log_prob(actions, out, self.log_std)
+        return log_prob, entropy, self.values(observations)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from rlexp.networks.torsos import NatureConvolutions, mlp
+from rlexp.networks.torsos import ACTIVATIONS, NatureConvolutions, mlp
 
 
 class QNetwork(nn.Module):
@@ -17,14 +17,14 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
-                 image_shape: Sequence[int] | None = None) -> None:
+                 image_shape: Sequence[int] | None = None, activation: str = "relu") -> None:
         super().__init__()
         if image_shape is not None:
             convolutions = NatureConvolutions(image_shape)
             self.net = nn.Sequential(convolutions, nn.Linear(convolutions.out_features, 512), nn.ReLU(),
                                      nn.Linear(512, n_actions))
         else:
-            self.net = mlp(obs_dim, hidden_sizes, n_actions)
+            self.net = mlp(obs_dim, hidden_sizes, n_actions, activation)
 
     def forward(self, observations: Tensor) -> Tensor:
         return self.net(observations)
@@ -39,7 +39,7 @@ class DuelingQNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
-                 image_shape: Sequence[int] | None = None) -> None:
+                 image_shape: Sequence[int] | None = None, activation: str = "relu") -> None:
         super().__init__()
         if image_shape is not None:
             self.torso = NatureConvolutions(image_shape)
@@ -48,7 +48,7 @@ class DuelingQNetwork(nn.Module):
             self.advantage = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, n_actions))
             return
         *torso, last = hidden_sizes
-        self.torso = nn.Sequential(mlp(obs_dim, torso, last), nn.ReLU())
+        self.torso = nn.Sequential(mlp(obs_dim, torso, last, activation), ACTIVATIONS[activation]())
         self.value = nn.Linear(last, 1)
         self.advantage = nn.Linear(last, n_actions)
 

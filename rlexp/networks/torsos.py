@@ -8,11 +8,15 @@ import torch
 from torch import Tensor, nn
 
 
-def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> nn.Sequential:
-    """Linear -> ReLU blocks, then a linear output layer."""
+#: `network.activation`: the nonlinearity after every hidden layer of an MLP (RL Zoo's PPO and A2C presets use tanh).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str = "relu") -> nn.Sequential:
+    """Linear -> activation blocks, then a linear output layer."""
     layers: list[nn.Module] = []
     for width in hidden_sizes:
-        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
         in_features = width
     layers.append(nn.Linear(in_features, out_features))
     return nn.Sequential(*layers)

@@ -27,9 +27,10 @@ def generalized_advantages(rewards: Tensor, values: Tensor, next_values: Tensor,
     """
     deltas = rewards + gamma * (1.0 - terminations) * next_values - values
     carry = gamma * gae_lambda * (1.0 - episode_ends)
-    advantages = torch.empty_like(deltas)
     running = torch.zeros_like(deltas[0])
-    for t in range(deltas.shape[0] - 1, -1, -1):
-        running = deltas[t] + carry[t] * running
-        advantages[t] = running
+    backwards = []
+    for delta, keep in zip(reversed(deltas.unbind(0)), reversed(carry.unbind(0))):
+        running = delta + keep * running
+        backwards.append(running)
+    advantages = torch.stack(backwards[::-1])
     return advantages, advantages + values

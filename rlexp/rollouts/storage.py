@@ -62,6 +62,13 @@ class RolloutStorage:
         self.next_values[t] = torch.where(episode_ends > 0, final_values, torch.zeros_like(final_values))
         self.pos += 1
 
+    def cut(self, envs: Tensor, values: Tensor) -> None:
+        """End the episodes of the bool mask `envs` at the last stored step, bootstrapping from `values` (V of the
+        observation each had reached): for an env that continues with a fresh episode instead."""
+        t = self.pos - 1
+        self.episode_ends[t] = torch.where(envs, torch.ones_like(values), self.episode_ends[t])
+        self.next_values[t] = torch.where(envs, values, self.next_values[t])
+
     def finish(self, last_values: Tensor, gamma: float, gae_lambda: float) -> None:
         """Close the rollout with V(s_T) and compute advantages and returns."""
         t = self.n_steps - 1

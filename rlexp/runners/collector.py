@@ -3,7 +3,9 @@
 The envs are a gymnasium vector env (rlexp/envs/make.py: SAME_STEP autoreset) or EnvPool's, adapted to the same
 interface (rlexp/envs/envpool.py). Where the envs step elsewhere (AsyncVectorEnv's worker processes, EnvPool's
 threads), `send` returns at once and the envs step until `receive`: whatever the runner does in between (a round
-of updates) overlaps with the stepping.
+of updates) overlaps with the stepping. With `env.normalize` the collector hands the agent normalized observations
+and scaled rewards (rlexp/envs/normalization.py), the final observations of ended episodes included; the episode
+returns it reports are the envs' raw ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlexp.envs.normalization import Normalization
 from rlexp.runners.faults import check_transitions
 
 log = logging.getLogger("rlexp")
@@ -25,9 +28,9 @@ log = logging.getLogger("rlexp")
 class Transitions:
     """One vector step: a transition per env (leading env axis), and the episodes that ended in it."""
 
-    obs: np.ndarray            # s_t
+    obs: np.ndarray            # s_t (normalized, with env.normalize.obs)
     actions: np.ndarray        # a_t
-    rewards: np.ndarray        # r_t as training sees it (Atari: clipped)
+    rewards: np.ndarray        # r_t as training sees it (Atari: clipped; with env.normalize.reward: scaled)
     next_obs: np.ndarray       # s_{t+1}: the episode's last observation where it ended
     terminations: np.ndarray   # a true terminal state (Atari: or a lost life, if so configured)
     truncations: np.ndarray    # a time limit: not terminal, targets still bootstrap
@@ -51,8 +54,9 @@ def step_info(infos: dict[str, Any], key: str, ended: np.ndarray, default: np.nd
 
 
 class Collector:
-    def __init__(self, envs: Any, seed: int, env_id: str) -> None:
+    def __init__(self, envs: Any, seed: int, env_id: str, normalization: Normalization | None = None) -> None:
         self.envs = envs
+        self.normalization = normalization
         self.env_id = env_id
         self.num_envs = envs.num_envs
         self.seed = seed
@@ -69,7 +73,7 @@ class Collector:
         for i, space in enumerate(self.action_spaces):
             space.seed(self.seed + i)
         obs, _ = self.envs.reset(seed=self.seed)
-        self.obs = np.array(obs)
+        self.obs = self._observations(np.array(obs), update=True)
 
     def random_actions(self) -> np.ndarray:
         return np.array([space.sample() for space in self.action_spaces])
@@ -97,9 +101,16 @@ class Collector:
         check_transitions(step, actions, final_obs, rewards)
         self.episode_returns += rewards
         self.episode_lengths += 1
+        training_rewards = step_info(infos, "training_reward", ended, rewards)
+        if self.normalization is not None:
+            training_rewards = self.normalization.rewards(training_rewards, ended)
+            next_obs = self._observations(next_obs, update=True)
+            final_obs = next_obs if not ended.any() else \
+                np.where(ended.reshape(-1, *[1] * (next_obs.ndim - 1)),
+                         self._observations(final_obs, update=False), next_obs)
         transitions = Transitions(
             obs=self.obs, actions=actions,
-            rewards=step_info(infos, "training_reward", ended, rewards),
+            rewards=training_rewards,
             next_obs=final_obs,
             terminations=terminated | step_info(infos, "life_lost", ended, np.zeros(self.num_envs, dtype=bool)),
             truncations=truncated, ended=ended,
@@ -108,6 +119,9 @@ class Collector:
         self.episode_lengths[ended] = 0
         self.obs = next_obs
         return transitions
+
+    def _observations(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        return obs if self.normalization is None else self.normalization.observations(obs, update)
 
     def close(self) -> None:
         self.envs.close()
@@ -125,6 +139,7 @@ class Collector:
             "episodes": [{"start": r["start"], "actions": torch.as_tensor(r["actions"]),
                           "obs": torch.as_tensor(r["obs"]), "return": r["return"]} for r in records],
             "action_spaces": [space.np_random.bit_generator.state for space in self.action_spaces],
+            **({"normalization": self.normalization.state_dict()} if self.normalization is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], episodes_so_far: int) -> np.ndarray:
@@ -139,12 +154,14 @@ class Collector:
         records = [({"start": e["start"], "actions": e["actions"].numpy(), "obs": e["obs"].numpy(),
                      "return": e["return"]}, self.seed + episodes_so_far + 1 + i)
                    for i, e in enumerate(state["episodes"])]
+        if self.normalization is not None:
+            self.normalization.load_state_dict(state["normalization"])
         self.envs.set_attr("resume_from", records)
         resumed = self.envs.call("resume")
         self.obs = state["obs"].numpy().copy()
         fresh = [i for i, (_, replayed) in enumerate(resumed) if not replayed]
-        for i, (obs, _) in enumerate(resumed):
-            self.obs[i] = obs
+        for i, (obs, _) in enumerate(resumed):   # the same statistics as when saved: the same normalized rows
+            self.obs[i] = self._observations(np.asarray(obs)[None], update=False)[0]
         if fresh:
             self.episode_returns[fresh] = 0.0
             self.episode_lengths[fresh] = 0

@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlexp.envs.normalization import Normalization
 from rlexp.errors import TrainingInterrupted
 from rlexp.io.checkpoints import FORMAT, CheckpointManager
 from rlexp.io.metrics import RunLogger
@@ -57,14 +59,23 @@ class RunResult:
 
 @dataclass
 class Evaluator:
-    """Deterministic episodes on an env of its own, from the same start states every time."""
+    """Deterministic episodes on an env of its own, from the same start states every time; observations
+    normalized with the training statistics as they stand (frozen: evaluation never updates them)."""
 
     env: gym.Env
     episodes: int
     seed: int
+    normalization: Normalization | None = None
 
     def __call__(self, agent: Any) -> np.ndarray:
-        return evaluate(lambda obs: agent.act(obs, explore=False), self.env, self.episodes, self.seed)
+        return evaluate(policy_of(agent, self.normalization), self.env, self.episodes, self.seed)
+
+
+def policy_of(agent: Any, normalization: Normalization | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The agent's deterministic policy on raw env observations."""
+    if normalization is None:
+        return lambda obs: agent.act(obs, explore=False)
+    return lambda obs: agent.act(normalization.observations(obs, update=False), explore=False)
 
 
 @dataclass
@@ -145,7 +156,10 @@ class RunContext:
         return returns
 
     def policy_bundle(self, step: int, agent: Any) -> dict[str, Any]:
-        return {"format": FORMAT, "kind": "policy", "step": step, **self.meta, "agent": agent.state_dict()}
+        """What acting needs: the agent, and the observation statistics it was trained on (`rlexp eval`)."""
+        normalization = self.evaluator.normalization
+        return {"format": FORMAT, "kind": "policy", "step": step, **self.meta, "agent": agent.state_dict(),
+                **({"normalization": normalization.state_dict()} if normalization is not None else {})}
 
     def resume_bundle(self, step: int, runner: Runner) -> dict[str, Any]:
         """Everything to continue exactly: the agent, the runner's state, the context's, torch's generators."""

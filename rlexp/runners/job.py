@@ -17,15 +17,18 @@ from rlexp.agents.base import BuildContext
 from rlexp.config import registry
 from rlexp.config.validate import EVAL_SEED_OFFSET
 from rlexp.envs import AtariSettings, SpaceInfo, describe_spaces, make_env, make_vector_env
-from rlexp.errors import RunFailure
+from rlexp.errors import ConfigError, RunFailure
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
-from rlexp.replay import Priorities, make_replay
+from rlexp.envs.normalization import make_normalization
+from rlexp.replay import Priorities, ReplayBuffer, make_replay
+from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
+from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
 
 log = logging.getLogger("rlexp")
 
@@ -69,6 +72,9 @@ class Job:
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg["id"])
             registry.check_fits(spec, spaces)
+            if env_cfg["normalize"]["obs"] and spaces.frames:
+                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
+                                  f"by the Nature CNN, not standardised; use env.normalize.obs=false")
             check_memory(config, spec, spaces, device)
         except BaseException:
             eval_env.close()
@@ -91,16 +97,17 @@ class Job:
             cleanup.callback(envs.close)
             make_deterministic(device)
             seed_everything(seed)
-            updates = planned_updates(algo, total_steps, num_envs)
-            replay = make_replay(
-                capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
-                action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=device,
-                seed=seed, num_envs=num_envs, n_step=algo["n_step"], gamma=algo["gamma"],
-                priorities=Priorities(algo["priority_alpha"], algo["priority_beta0"], algo["priority_eps"], updates)
-                if algo.get("prioritized") else None)
+            normalization = make_normalization(env_cfg["normalize"], algo["gamma"], spaces.obs_shape, num_envs)
+            on_policy = spec.family is registry.Family.ON_POLICY
+            if on_policy:
+                total_steps = planned_steps(total_steps, algo["n_steps"], num_envs)
+                replay, updates = None, 0
+            else:
+                replay, updates = self.make_replay(total_steps)
             agent = spec.build(algo, BuildContext(
                 spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=total_steps,
-                planned_updates=updates, num_envs=num_envs, device=device, seed=seed, replay=replay))
+                planned_updates=updates, num_envs=num_envs, device=device, seed=seed, replay=replay,
+                activation=config["network"]["activation"]))
             if resume is not None:
                 agent.load_state_dict(resume["agent"])
 
@@ -108,20 +115,32 @@ class Job:
             log.info("%s on %s, %d steps, %d env(s) (%s), seed %d, device %s, %d torch threads -> %s", spec.name,
                      env_cfg["id"], total_steps, num_envs, env_cfg["vectorization"], seed, device,
                      torch.get_num_threads(), run_dir)
+            if total_steps != config["total_steps"]:
+                log.info("total_steps=%d rounded up to whole rollouts of algo.n_steps=%d x env.num_envs=%d: %d",
+                         config["total_steps"], algo["n_steps"], num_envs, total_steps)
             checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
             logger = RunLogger(run_dir, total_steps, start_step, config["log"]["progress"], config)
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
-                evaluator=Evaluator(self.eval_env, config["eval"]["episodes"], seed + EVAL_SEED_OFFSET), stop=stop,
+                evaluator=Evaluator(self.eval_env, config["eval"]["episodes"], seed + EVAL_SEED_OFFSET,
+                                    normalization), stop=stop,
                 every=Every(log=config["log"]["every"], eval=config["eval"]["every"],
                             checkpoint=config["checkpoint"]["every"]),
                 total_steps=total_steps, device=device,
                 meta={"algo": spec.name, "env_id": env_cfg["id"], "config": config, "overrides": overrides,
                       "device": str(device)})
-            runner = OffPolicyRunner(agent, Collector(envs, seed, env_cfg["id"]), replay, OffPolicySettings(
-                total_steps=total_steps, learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
-                train_freq_unit=algo["train_freq_unit"], gradient_steps=algo["gradient_steps"],
-                batch_size=algo["batch_size"], num_envs=num_envs), context)
+            collector = Collector(envs, seed, env_cfg["id"], normalization)
+            if on_policy:
+                runner: OffPolicyRunner | OnPolicyRunner = OnPolicyRunner(
+                    agent, collector, RolloutStorage(algo["n_steps"], num_envs, spaces.obs_shape, spaces.action_shape,
+                                                     spaces.discrete, device),
+                    OnPolicySettings(total_steps=total_steps, n_steps=algo["n_steps"], num_envs=num_envs,
+                                     gamma=algo["gamma"], gae_lambda=algo["gae_lambda"]), context)
+            else:
+                runner = OffPolicyRunner(agent, collector, replay, OffPolicySettings(
+                    total_steps=total_steps, learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
+                    train_freq_unit=algo["train_freq_unit"], gradient_steps=algo["gradient_steps"],
+                    batch_size=algo["batch_size"], num_envs=num_envs), context)
             completed = False
             try:
                 result = runner.run(resume)
@@ -137,3 +156,15 @@ class Job:
                  results["eval_return_mean"], results["eval_return_std"], len(result.eval_returns),
                  results["sps"], results["wall_time_s"], run_dir)
         return results
+
+    def make_replay(self, total_steps: int) -> tuple[ReplayBuffer, int]:
+        """The off-policy replay memory, and the updates the run will make (what its schedules span)."""
+        algo, num_envs, spaces = self.config["algo"], self.config["env"]["num_envs"], self.spaces
+        updates = planned_updates(algo, total_steps, num_envs)
+        replay = make_replay(
+            capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
+            action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=self.device,
+            seed=self.config["seed"], num_envs=num_envs, n_step=algo["n_step"], gamma=algo["gamma"],
+            priorities=Priorities(algo["priority_alpha"], algo["priority_beta0"], algo["priority_eps"], updates)
+            if algo.get("prioritized") else None)
+        return replay, updates

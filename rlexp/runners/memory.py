@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlexp.config.registry import AlgoSpec
+from rlexp.config.registry import AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.replay.frames import frames_per_env
@@ -78,28 +78,52 @@ def env_instance_bytes(env_id: str) -> float:
                        if module == package or module.startswith(package + ".")), 0.0))
 
 
-def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> list[Need]:
-    """Each part a run allocates (the env must have been made once, so that its id is registered)."""
-    algo, env = config["algo"], config["env"]
-    num_envs, batch, hidden = env["num_envs"], algo["batch_size"], config["network"]["hidden_sizes"]
+def off_policy_needs(config: dict[str, Any], spaces: SpaceInfo, device: torch.device) -> list[Need]:
+    """The replay memory, its checkpoint copy, and an update's n-step windows."""
+    algo, num_envs = config["algo"], config["env"]["num_envs"]
     capacity = min(algo["buffer_size"], config["total_steps"])
     replay_device, replay_host = replay_bytes(capacity, num_envs, spaces, bool(algo.get("prioritized")))
-    on_gpu = device.type != "cpu"
-    obs_bytes = 4 * spaces.obs_dim
-    env_bytes = env_instance_bytes(env["id"])
-    needs = [
+    return [
         Need("algo.buffer_size", "the replay memory", replay_device, True),
         Need("algo.buffer_size", "the replay memory's host side", replay_host, False),
         # A resumable checkpoint copies the replay to the host, in order (the frame rings as they are).
         Need("algo.buffer_size", "a checkpoint's copy of the replay",
-             replay_device if on_gpu or not spaces.frames else 0.0, False),
+             replay_device if device.type != "cpu" or not spaces.frames else 0.0, False),
+        Need("algo.n_step", "an n-step sample's windows", 40 * algo["batch_size"] * algo["n_step"], True),
+    ]
+
+
+def on_policy_needs(config: dict[str, Any], spaces: SpaceInfo) -> list[Need]:
+    """The rollout (rlexp/rollouts/storage.py: float32 fields, int64 discrete actions), its advantages and
+    returns, an epoch's shuffled copy of it, and a checkpoint's host copy."""
+    algo, num_envs = config["algo"], config["env"]["num_envs"]
+    samples = algo["n_steps"] * num_envs
+    action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
+    per_sample = 4 * spaces.obs_dim + action + 4 * 8
+    return [
+        Need("algo.n_steps", "the rollout", samples * per_sample, True),
+        Need("algo.n_steps", "an epoch's shuffled rollout", samples * (per_sample + 8), True),
+        Need("algo.n_steps", "a checkpoint's copy of the rollout", samples * per_sample, False),
+    ]
+
+
+def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> list[Need]:
+    """Each part a run allocates (the env must have been made once, so that its id is registered)."""
+    algo, env = config["algo"], config["env"]
+    num_envs, hidden = env["num_envs"], config["network"]["hidden_sizes"]
+    on_policy = spec.family is Family.ON_POLICY
+    # The largest batch a forward and backward pass sees: a minibatch, or the whole rollout (A2C's).
+    batch = algo.get("batch_size") or algo["n_steps"] * num_envs
+    obs_bytes = 4 * spaces.obs_dim
+    env_bytes = env_instance_bytes(env["id"])
+    needs = [
+        *(on_policy_needs(config, spaces) if on_policy else off_policy_needs(config, spaces, device)),
         # Every network with its target, gradient and Adam's two moments, float32.
         Need("network.hidden_sizes", "the networks and their optimizers",
              5 * 4 * spec.parameters(algo, spaces, tuple(hidden)), True),
         # An update's activations: forward and backward through the online and target networks.
         Need("network.hidden_sizes", "an update's activations",
              6 * 4 * batch * (sum(hidden) + spaces.obs_dim) + 2 * batch * obs_bytes, True),
-        Need("algo.n_step", "an n-step sample's windows", 40 * batch * algo["n_step"], True),
         Need("eval.episodes", "the evaluation returns", 8 * config["eval"]["episodes"], False),
         Need("env.num_envs", "the envs' observation buffers", 8 * num_envs * obs_bytes, False),
     ]

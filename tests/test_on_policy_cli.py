@@ -1,0 +1,92 @@
+"""PPO and A2C as a user runs them: train, the metrics they log, `rlexp eval` with the saved normalization, a
+sweep over both with the joblib launcher and `rlexp plot` of it, an Optuna search, and the refusals."""
+
+import csv
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import TINY, run_cli
+
+ON_POLICY_LOSSES = ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/explained_variance")
+
+
+def tags(run_dir):
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["scalars"])
+
+
+def test_a2c_trains_on_several_envs_logs_its_losses_and_evaluates(workdir):
+    proc = run_cli(["train", "algo=a2c", "env=CartPole-v1", "total_steps=2000", "env.num_envs=4", "hydra.run.dir=run",
+                    *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    logged = tags(workdir / "run")
+    assert set(ON_POLICY_LOSSES) <= logged and "charts/episodic_return" in logged
+    assert "losses/approx_kl" not in logged     # a ratio of 1 by construction: nothing to log
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["total_steps"] == 2000 and results["num_envs"] == 4 and results["status"] == "completed"
+    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    assert evaluated.returncode == 0, evaluated.stderr and "a2c on CartPole-v1" in evaluated.stdout
+
+
+def test_ppo_with_normalization_saves_its_statistics_and_eval_uses_them(workdir):
+    proc = run_cli(["train", "algo=ppo", "env=Pendulum-v1", "env.normalize.obs=true", "env.normalize.reward=true",
+                    "total_steps=1000", "algo.n_steps=128", "env.num_envs=2", "algo.batch_size=64",
+                    "algo.n_epochs=2", "hydra.run.dir=run", *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    # whole rollouts: 1000 steps rounded up to 4 rollouts of 128 x 2, and said so
+    assert "rounded up to whole rollouts" in proc.stdout + proc.stderr
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["total_steps"] == 1024
+    logged = tags(workdir / "run")
+    assert set(ON_POLICY_LOSSES) | {"losses/approx_kl", "losses/clip_fraction"} <= logged
+    final = torch.load(workdir / "run" / "checkpoints" / "final.pt", weights_only=True)
+    stats = final["normalization"]["obs_rms"]
+    assert stats["mean"].shape == (3,) and stats["count"] > 1000
+    # `rlexp eval` with the run's own evaluation seed plays the same episodes with the same frozen statistics
+    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    assert evaluated.returncode == 0, evaluated.stderr
+    again = json.loads((workdir / "run" / "eval" / "final.json").read_text())
+    assert again["eval_returns"] == results["eval_returns"]
+
+
+def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir):
+    # each algorithm with its CartPole preset (8 envs; rollouts of 32 and 5 steps), two rollouts' worth of PPO
+    proc = run_cli(["train", "--multirun", "algo=ppo,a2c", "env=CartPole-v1", "seed=0,1", "hydra/launcher=joblib",
+                    "hydra.launcher.n_jobs=2", "total_steps=512", "eval.every=256", "eval.episodes=2",
+                    "checkpoint.every=0", "log.progress=none", "hydra.sweep.dir=sweep2"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((workdir / "sweep2" / "summary.csv").open()))
+    assert sorted((r["overrides"], r["status"]) for r in rows) == sorted(
+        (f"algo={a} seed={s}", "completed") for a in ("ppo", "a2c") for s in (0, 1))
+    plotted = run_cli(["plot", "sweep2"], cwd=workdir)
+    assert plotted.returncode == 0, plotted.stderr
+    assert "algo=a2c" in plotted.stdout and "algo=ppo" in plotted.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["algo=ppo", "env=atari"], "algo=ppo has no image torso"),
+    (["algo=a2c", "env=CartPole-v1", "algo.n_steps=64", "total_steps=100"],
+     "algo.n_steps=64 x env.num_envs=8 = 512 env steps per rollout is more than total_steps=100"),
+    (["algo=ppo", "env=CartPole-v1", "algo.batch_size=100"],   # the preset's rollout: 32 steps x 8 envs
+     "does not divide the rollout's 256 samples (algo.n_steps=32 x env.num_envs=8), so each epoch would end on a "
+     "short minibatch; use algo.batch_size=64 or 128"),
+    (["algo=dqn", "env=atari", "env.normalize.obs=true"], "env.normalize.obs=true on"),
+])
+def test_on_policy_refusals_are_one_line(workdir, args, expected):
+    proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 2 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+    assert not (workdir / "run" / "checkpoints").exists()
+
+
+def test_an_optuna_search_over_ppo_runs_trials(workdir):
+    proc = run_cli(["train", "--multirun", "hparams_search=ppo_cartpole", "hydra.sweeper.n_trials=2",
+                    "total_steps=512", "eval.episodes=1", "checkpoint.every=0", "log.progress=none",
+                    "torch_threads=1", "hydra.sweep.dir=sweep"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
+    assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
