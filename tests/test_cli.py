@@ -134,7 +134,7 @@ def test_help_lists_commands_and_config_groups(workdir):
     assert top.returncode == 0 and "train" in top.stdout
     train = run_cli(["train", "--help"], cwd=workdir)
     assert train.returncode == 0
-    for text in ("algo: ddpg, dqn, sac, td3", "Pendulum-v1", "tuned", "rlexp train"):
+    for text in ("algo: a2c, ddpg, dqn, ppo, sac, td3", "Pendulum-v1", "tuned", "rlexp train"):
         assert text in train.stdout
 
 

@@ -28,13 +28,13 @@ def test_continuous_env_for_td3_keeps_its_bounds():
 
 
 def test_dqn_on_continuous_actions_says_what_to_use():
-    with pytest.raises(ConfigError, match="algo=dqn needs a discrete action space.*Pendulum-v1.*use algo=ddpg, "
-                                          "algo=sac or algo=td3"):
+    with pytest.raises(ConfigError, match="algo=dqn needs a discrete action space.*Pendulum-v1.*use algo=a2c, "
+                                          "algo=ddpg, algo=ppo, algo=sac or algo=td3"):
         space_info(make_env("Pendulum-v1"), "dqn", "Pendulum-v1")
 
 
 def test_td3_on_discrete_actions_says_what_to_use():
-    with pytest.raises(ConfigError, match="algo=td3 needs a continuous.*CartPole-v1.*use algo=dqn"):
+    with pytest.raises(ConfigError, match="algo=td3 needs a continuous.*CartPole-v1.*use algo=a2c, algo=dqn or algo=ppo"):
         space_info(make_env("CartPole-v1"), "td3", "CartPole-v1")
 
 

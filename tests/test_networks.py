@@ -63,13 +63,13 @@ def test_categorical_policy_log_probabilities_and_entropy_match_torch():
     policy = ActorCriticPolicy(4, [16, 16], "tanh", n_actions=3)
     obs = torch.randn(5, 4)
     actions, log_prob, value = policy.sample(obs, torch.Generator().manual_seed(1))
-    reference = torch.distributions.Categorical(logits=policy.policy(obs))
+    reference = torch.distributions.Categorical(logits=policy.policy_output(obs))
     torch.testing.assert_close(log_prob, reference.log_prob(actions))
     log_prob2, entropy, value2 = policy.evaluate(obs, actions)
     torch.testing.assert_close(log_prob2, log_prob)
     torch.testing.assert_close(entropy, reference.entropy())
     torch.testing.assert_close(value2, value)
-    assert value.shape == (5,) and policy.deterministic(obs).tolist() == policy.policy(obs).argmax(-1).tolist()
+    assert value.shape == (5,) and policy.deterministic(obs).tolist() == policy.policy_output(obs).argmax(-1).tolist()
 
 
 def test_gaussian_policy_has_a_state_independent_log_std_and_torchs_log_probabilities():
@@ -80,7 +80,7 @@ def test_gaussian_policy_has_a_state_independent_log_std_and_torchs_log_probabil
     obs = torch.randn(6, 3)
     actions, log_prob, _ = policy.sample(obs, torch.Generator().manual_seed(1))
     std = policy.log_std.exp().expand(6, 2)
-    reference = torch.distributions.Normal(policy.policy(obs), std)
+    reference = torch.distributions.Normal(policy.policy_output(obs), std)
     torch.testing.assert_close(log_prob, reference.log_prob(actions).sum(-1))
     _, entropy, _ = policy.evaluate(obs, actions)
     torch.testing.assert_close(entropy, reference.entropy().sum(-1))
@@ -96,4 +96,30 @@ def test_the_same_generator_state_gives_the_same_draws_and_the_output_layers_sta
     a = policy.sample(obs, torch.Generator().manual_seed(7))[0]
     b = policy.sample(obs, torch.Generator().manual_seed(7))[0]
     assert torch.equal(a, b)
-    assert policy.policy(obs).abs().max() < 0.2     # gain 0.01: the first policy is near uniform
+    assert policy.policy_output(obs).abs().max() < 0.2     # gain 0.01: the first policy is near uniform
+
+
+def test_the_policy_and_value_mlps_share_nothing_though_computed_as_one_batched_module():
+    from rlexp.networks.policies import POLICY, VALUE, ActorCriticPolicy
+
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(4, [16, 16], "tanh", n_actions=3)
+    obs = torch.randn(7, 4)
+
+    def mlp_of(member: int, head: torch.nn.Linear):   # the member's layers as a plain MLP
+        layers = []
+        for layer in policy.hidden:
+            linear = torch.nn.Linear(*layer.weight.shape[1:])
+            linear.weight.data, linear.bias.data = layer.weight[member].T, layer.bias[member, 0]
+            layers += [linear, torch.nn.Tanh()]
+        return torch.nn.Sequential(*layers, head)
+
+    logits, values = policy(obs)
+    torch.testing.assert_close(logits, mlp_of(POLICY, policy.policy_head)(obs))
+    torch.testing.assert_close(values, mlp_of(VALUE, policy.value_head)(obs).squeeze(-1))
+    values.sum().backward()   # the value loss moves the value's member only
+    for layer in policy.hidden:
+        assert layer.weight.grad[POLICY].abs().max() == 0 and layer.weight.grad[VALUE].abs().max() > 0
+    assert policy.policy_head.weight.grad is None
+    square = policy.hidden[1].weight[POLICY]   # orthogonal init, gain sqrt(2): W^T W = 2 I
+    torch.testing.assert_close(square.T @ square, 2 * torch.eye(16), atol=1e-5, rtol=0)

@@ -33,7 +33,7 @@ def ppo(policy, **overrides) -> PPO:
 
 @torch.no_grad()
 def prob_of_good_action(policy: ActorCriticPolicy) -> float:
-    return float(policy.policy(torch.ones(1, 2)).softmax(-1)[0, 0])
+    return float(policy.policy_output(torch.ones(1, 2)).softmax(-1)[0, 0])
 
 
 def test_learning_raises_the_probability_of_the_action_with_the_higher_advantage():

@@ -93,7 +93,8 @@ class PPO:
         clip_range = self.clip_range(self.n_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)
-        sums: dict[str, list[Tensor]] = {}
+        names = ("policy_loss", "value_loss", "entropy", "grad_norm", *self.POLICY_DIAGNOSTICS)
+        rows: list[Tensor] = []   # each minibatch's metrics, in the order of `names`, on the device
         stop = False
         for _ in range(self.n_epochs):
             for batch in rollout.minibatches(self.batch_size, self.generator):
@@ -110,17 +111,18 @@ class PPO:
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.optimizer.step()
-                for name, value in (("policy_loss", policy.loss), ("value_loss", v_loss),
-                                    ("entropy", -entropy_loss), ("grad_norm", grad_norm),
-                                    *((name, getattr(policy, name)) for name in self.POLICY_DIAGNOSTICS)):
-                    sums.setdefault(name, []).append(value.detach())
+                rows.append(torch.stack([policy.loss, v_loss, -entropy_loss, grad_norm,
+                                         *(getattr(policy, name) for name in self.POLICY_DIAGNOSTICS)]).detach())
             if stop:
                 break
         self.n_updates += 1
         returns, values = rollout.returns.flatten(), rollout.values.flatten()
-        # 1 - Var[R - V] / Var[R]: how much of the returns' variance the value function explained (SB3's)
-        explained = 1.0 - (returns - values).var() / returns.var() if returns.var() > 0 else torch.tensor(float("nan"))
-        metrics = {f"losses/{name}": torch.stack(values_).mean() for name, values_ in sums.items()}
+        # 1 - Var[R - V] / Var[R]: how much of the returns' variance the value function explained (SB3's; NaN
+        # when the returns do not vary). No host sync: it is read when logged.
+        returns_var = returns.var()
+        explained = torch.where(returns_var > 0, 1.0 - (returns - values).var() / returns_var,
+                                torch.full_like(returns_var, float("nan")))
+        metrics = {f"losses/{name}": mean for name, mean in zip(names, torch.stack(rows).mean(0).unbind())}
         metrics.update({"losses/explained_variance": explained, "losses/clip_range": torch.tensor(clip_range),
                         "losses/learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"])})
         return metrics

@@ -3,8 +3,10 @@
 As SB3's and CleanRL's MlpPolicy: a policy network and a value network that share nothing, each an MLP with
 orthogonal initialisation (gain sqrt(2) on hidden layers, 0.01 on the policy's output, 1 on the value's); a
 categorical distribution over discrete actions, or a diagonal Gaussian over continuous ones whose log std is a
-learned parameter independent of the state. Draws take an explicit generator, so a run's random stream is the
-agent's own and is checkpointed with it.
+learned parameter independent of the state. The two MLPs' hidden layers are evaluated as one batched module
+(member 0 the policy's, member 1 the value's, as TD3's twin critics): the same functions with half the kernel
+launches, which is most of a small network's cost on a CPU. Draws take an explicit generator, so a run's random
+stream is the agent's own and is checkpointed with it.
 """
 
 from __future__ import annotations
@@ -15,23 +17,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from rlexp.networks.torsos import mlp
+from rlexp.networks.actor_critic import EnsembleLinear
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
+POLICY, VALUE = 0, 1   # the members of the batched hidden layers
 
 
 def diagonal_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     """log N(x; mean, diag(exp(log_std))^2), summed over the last dimension."""
     return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
-
-
-def orthogonal_init(net: nn.Sequential, output_gain: float) -> nn.Sequential:
-    """SB3's orthogonal initialisation: gain sqrt(2) on the hidden layers, `output_gain` on the last, zero biases."""
-    linears = [layer for layer in net if isinstance(layer, nn.Linear)]
-    for layer in linears:
-        nn.init.orthogonal_(layer.weight, output_gain if layer is linears[-1] else math.sqrt(2))
-        nn.init.zeros_(layer.bias)
-    return net
 
 
 class ActorCriticPolicy(nn.Module):
@@ -43,35 +38,60 @@ class ActorCriticPolicy(nn.Module):
         if (n_actions is None) == (action_dim is None):
             raise ValueError("give n_actions (discrete) or action_dim (continuous)")
         self.discrete = n_actions is not None
-        self.policy = mlp(obs_dim, hidden_sizes, n_actions or action_dim, activation)
-        self.value = mlp(obs_dim, hidden_sizes, 1, activation)
+        self.activation = ACTIVATION_FUNCTIONS[activation]
+        widths = [obs_dim, *hidden_sizes]
+        self.hidden = nn.ModuleList(EnsembleLinear(2, fan_in, width) for fan_in, width in zip(widths, widths[1:]))
+        self.policy_head = nn.Linear(widths[-1], n_actions or action_dim)
+        self.value_head = nn.Linear(widths[-1], 1)
         if ortho_init:   # else PyTorch's default, as SB3's ortho_init=False (RL Zoo's MuJoCo presets)
-            orthogonal_init(self.policy, 0.01)
-            orthogonal_init(self.value, 1.0)
+            with torch.no_grad():
+                for layer in self.hidden:
+                    for member in (POLICY, VALUE):   # each (in, out) slice: orthonormal columns, as nn.Linear's rows
+                        nn.init.orthogonal_(layer.weight[member], math.sqrt(2))
+                    layer.bias.zero_()
+                for head, gain in ((self.policy_head, 0.01), (self.value_head, 1.0)):
+                    nn.init.orthogonal_(head.weight, gain)
+                    head.bias.zero_()
         self.log_std = None if self.discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
+    def features(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """The last hidden layer of the policy's MLP and of the value's, computed together."""
+        x = observations.unsqueeze(0).expand(2, *observations.shape)
+        for layer in self.hidden:
+            x = self.activation(layer(x))
+        return x[POLICY], x[VALUE]
+
+    def forward(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """(the policy's logits or Gaussian mean, V(s))."""
+        policy, value = self.features(observations)
+        return self.policy_head(policy), self.value_head(value).squeeze(-1)
+
+    def policy_output(self, observations: Tensor) -> Tensor:
+        """The logits (discrete) or the Gaussian's mean (continuous)."""
+        return self(observations)[0]
+
     def values(self, observations: Tensor) -> Tensor:
-        return self.value(observations).squeeze(-1)
+        return self(observations)[1]
 
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(actions, log pi(a|s), V(s)) for a batch: one draw per row."""
-        out = self.policy(observations)
+        out, values = self(observations)
         if self.discrete:
             log_probs = out.log_softmax(-1)
             actions = torch.multinomial(log_probs.exp(), 1, generator=generator)
-            return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1), self.values(observations)
+            return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1), values
         eps = torch.randn(out.shape, generator=generator, device=out.device)
         actions = out + self.log_std.exp() * eps
-        return actions, diagonal_gaussian_log_prob(actions, out, self.log_std), self.values(observations)
+        return actions, diagonal_gaussian_log_prob(actions, out, self.log_std), values
 
     def deterministic(self, observations: Tensor) -> Tensor:
         """The mode: argmax of the logits, or the Gaussian's mean (what evaluation acts with)."""
-        out = self.policy(observations)
+        out = self.policy_output(observations)
         return out.argmax(-1) if self.discrete else out
 
     def evaluate(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy of pi(.|s), V(s)) for stored actions: what the losses need."""
-        out = self.policy(observations)
+        out, values = self(observations)
         if self.discrete:
             log_probs = out.log_softmax(-1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
@@ -79,4 +99,4 @@ class ActorCriticPolicy(nn.Module):
         else:
             entropy = (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(out.shape[0])
             log_prob = diagonal_gaussian_log_prob(actions, out, self.log_std)
-        return log_prob, entropy, self.values(observations)
+        return log_prob, entropy, values

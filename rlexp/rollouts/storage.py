@@ -77,12 +77,16 @@ class RolloutStorage:
             self.rewards, self.values, self.next_values, self.terminations, self.episode_ends, gamma, gae_lambda)
 
     def minibatches(self, batch_size: int, generator: torch.Generator) -> Iterator[RolloutBatch]:
-        """One epoch: the rollout's samples shuffled (by the caller's generator) into minibatches of `batch_size`."""
+        """One epoch: the rollout's samples shuffled (by the caller's generator) into minibatches of `batch_size`;
+        a minibatch of the whole rollout is the rollout as it is (its order changes nothing but the summation's)."""
         assert self.advantages is not None and self.returns is not None, "finish() the rollout first"
         total = self.n_steps * self.num_envs
         flat = {name: tensor.reshape(total, *tensor.shape[2:]) for name, tensor in (
             ("observations", self.observations), ("actions", self.actions), ("old_log_probs", self.log_probs),
             ("old_values", self.values), ("advantages", self.advantages), ("returns", self.returns))}
+        if batch_size >= total:
+            yield RolloutBatch(**flat)
+            return
         order = torch.randperm(total, generator=generator, device=generator.device).to(self.device)
         for start in range(0, total, batch_size):
             index = order[start:start + batch_size]
