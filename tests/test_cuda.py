@@ -93,6 +93,26 @@ def test_a_cuda_run_is_deterministic_and_resumes_exactly(workdir):
 
 
 @CUDA
+@pytest.mark.parametrize("algo, env", [("ppo", "Pendulum-v1"), ("a2c", "CartPole-v1")])
+def test_an_on_policy_cuda_run_keeps_its_rollout_on_the_gpu_is_deterministic_and_resumes_exactly(workdir, algo, env):
+    args = ["train", f"algo={algo}", f"env={env}", "total_steps=1200", "env.num_envs=2", "algo.n_steps=100",
+            "eval.every=0", "eval.episodes=1", "checkpoint.every=300", "log.progress=none", "device=cuda",
+            "env.normalize.obs=true", *(["algo.batch_size=50"] if algo == "ppo" else [])]
+    for name in ("a", "b"):
+        proc = run_cli([*args, f"hydra.run.dir={name}"], cwd=workdir)
+        assert proc.returncode == 0, proc.stderr
+    a, b = (load_checkpoint(workdir / name / "checkpoints" / "final.pt")["agent"] for name in ("a", "b"))
+    assert all(torch.equal(a["policy"][k], b["policy"][k]) for k in a["policy"])
+    for path in (workdir / "b" / "checkpoints").glob("step_*.pt"):   # as if killed after step 300: mid-rollout
+        if path.name != "step_300.pt":
+            path.unlink()
+    resumed = run_cli(["train", "resume=b"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    c = load_checkpoint(workdir / "b" / "checkpoints" / "final.pt")["agent"]
+    assert all(torch.equal(a["policy"][k], c["policy"][k]) for k in a["policy"])
+
+
+@CUDA
 def test_td3_target_noise_comes_from_the_agents_own_cuda_generator():
     from rlexp.agents.exploration import GaussianNoise
     from rlexp.agents.td3 import TD3

@@ -176,3 +176,22 @@ def test_the_collector_hands_normalized_observations_and_final_observations_but_
     # logged returns are the envs' raw returns
     assert t.episode_returns.tolist() == raw.episode_returns.tolist() and (t.episode_returns < -0.1).all()
     plain.close(), normed.close()
+
+
+def test_an_undefined_explained_variance_is_nan_and_not_taken_for_divergence():
+    from rlexp.runners.context import RunContext
+
+    torch.manual_seed(0)
+    agent, collector, storage = rollout("CartPole-v1", 4, 2)
+    storage.finish(torch.zeros(2), ALGO["gamma"], ALGO["gae_lambda"])
+    storage.returns = torch.ones_like(storage.returns)      # returns that do not vary: nothing to explain
+    metrics = agent.learn(storage)
+    assert torch.isnan(metrics["losses/explained_variance"])
+    assert all(value.device == CPU for value in metrics.values())   # every metric on the training device
+    context = RunContext(*[None] * 8, meta={})   # only the guard and the metrics are used
+    context.observe(metrics, 8, undefined_ok=("losses/explained_variance",))
+    context.guard.check()                                     # no NonFiniteError
+    context.observe({**metrics, "losses/value_loss": torch.tensor(float("nan"))}, 16,
+                    undefined_ok=("losses/explained_variance",))
+    with pytest.raises(Exception, match="losses/value_loss became non-finite"):
+        context.guard.check()

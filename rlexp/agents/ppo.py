@@ -123,8 +123,9 @@ class PPO:
         explained = torch.where(returns_var > 0, 1.0 - (returns - values).var() / returns_var,
                                 torch.full_like(returns_var, float("nan")))
         metrics = {f"losses/{name}": mean for name, mean in zip(names, torch.stack(rows).mean(0).unbind())}
-        metrics.update({"losses/explained_variance": explained, "losses/clip_range": torch.tensor(clip_range),
-                        "losses/learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"])})
+        metrics.update({"losses/explained_variance": explained,
+                        "losses/clip_range": torch.tensor(clip_range, device=self.device),
+                        "losses/learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"], device=self.device)})
         return metrics
 
     def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:

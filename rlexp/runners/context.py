@@ -100,10 +100,12 @@ class RunContext:
     def start(self, step: int) -> None:
         self._start_step, self._started = step, time.perf_counter()
 
-    def observe(self, metrics: dict[str, Tensor], step: int) -> None:
-        """An update's metrics: watched for NaN/inf on the device, logged at the next log step."""
+    def observe(self, metrics: dict[str, Tensor], step: int, undefined_ok: tuple[str, ...] = ()) -> None:
+        """An update's metrics: watched for NaN/inf on the device, logged at the next log step. `undefined_ok`
+        names metrics whose NaN means "undefined" (explained variance when the returns do not vary), not a
+        diverged agent."""
         self.metrics = metrics
-        self.guard.observe(metrics, step)
+        self.guard.observe({tag: value for tag, value in metrics.items() if tag not in undefined_ok}, step)
 
     def episodes_ended(self, returns: np.ndarray, lengths: np.ndarray, step: int) -> None:
         for episodic_return, length in zip(returns, lengths):

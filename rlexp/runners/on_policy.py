@@ -99,7 +99,7 @@ class OnPolicyRunner:
         """Close the rollout with V(s_T), learn from it, and start the next one."""
         s = self.settings
         self.storage.finish(self.agent.values(obs_tensor(self.collector.obs, self.device)), s.gamma, s.gae_lambda)
-        self.context.observe(self.agent.learn(self.storage), step)
+        self.context.observe(self.agent.learn(self.storage), step, undefined_ok=("losses/explained_variance",))
         self.storage.reset()
 
     def state_dict(self) -> dict[str, Any]:
