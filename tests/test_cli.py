@@ -59,10 +59,12 @@ def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo, rounds):
 
 
 def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir):
-    # (the MountainCar preset fixes alpha at 0.1 and updates 32 times every 32 steps: tuned alpha here)
+    # (the MountainCar preset fixes alpha at 0.1, explores with gSDE and updates 32 times every 32 steps: the
+    # defaults here)
     proc = run_cli(["train", "algo=sac", "env=MountainCarContinuous-v0", "total_steps=400",
                     "algo.learning_starts=100", "env.num_envs=2", "network.hidden_sizes=[32,32]", "hydra.run.dir=run",
-                    "algo.ent_coef=auto", "algo.train_freq=1", "algo.gradient_steps=1", *TINY], cwd=workdir)
+                    "algo.ent_coef=auto", "algo.train_freq=1", "algo.gradient_steps=1", "algo.use_sde=false", *TINY],
+                   cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     tags = scalars(workdir / "run")
     for tag in ("losses/critic_loss", "losses/actor_loss", "losses/ent_coef", "losses/entropy", "eval/mean_return"):

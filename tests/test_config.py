@@ -235,12 +235,13 @@ def test_device_resolution():
     (["algo=a2c", "algo.rms_prop_eps=0"], "algo.rms_prop_eps=0.0 is outside"),
     (["algo=a2c", "algo.log_std_init=50"], r"algo.log_std_init=50.0 is outside \[-20.0, 5.0\]"),
     (["algo=a2c", "algo.lr=0"], "algo.lr=0.0 is outside"),
+    (["algo=ppo", "algo.sde_sample_freq=0"], "algo.sde_sample_freq=0 must be a positive number of steps, or -1"),
     (["env.normalize.clip_obs=0"], "env.normalize.clip_obs=0.0 is outside"),
     (["algo=ppo", "env.normalize.clip_reward=-1"], "env.normalize.clip_reward=-1.0 is outside"),
 ])
 def test_on_policy_checks(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        validate(resolved(["env=CartPole-v1", *overrides]))
+    with pytest.raises(ConfigError, match=message):   # (Acrobot: no preset, the algorithms' defaults)
+        validate(resolved(["env=Acrobot-v1", *overrides]))
 
 
 def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_own():
@@ -253,5 +254,18 @@ def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_ow
     assert resolved(["algo=ppo", "network.activation=relu"])["network"]["activation"] == "relu"
     with pytest.raises(ConfigCompositionException, match="network.activation=gelu"):
         compose_config(["algo=ppo", "network.activation=gelu"])
-    with pytest.raises(ConfigCompositionException, match="Key 'buffer_size' not in 'PPOConfig'"):
-        compose_config(["algo=ppo", "algo.buffer_size=10"])
+    with pytest.raises(ConfigCompositionException, match="Could not override 'algo.buffer_size'"):
+        compose_config(["algo=ppo", "algo.buffer_size=10"])     # an off-policy key has no place in PPO's schema
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["algo=ppo", "+algo.n_step=3"], "algo.n_step is not a key of algo=ppo's config; its keys: batch_size,"),
+    (["algo=dqn", "+algo.n_setps=3"], "algo.n_setps is not a key of algo=dqn's config"),
+    (["+foo=1"], "foo is not a key of the config; its keys: algo, checkpoint"),
+    (["algo=td3", "env=Pendulum-v1", "+algo.noise.x=1"], "algo.noise.x is not a key of algo.noise; its keys: sigma"),
+])
+def test_a_key_added_with_plus_must_be_one_the_schema_has(overrides, message):
+    # Hydra's `+key=value` adds a key even to a typed config: no code would read it, so it is refused
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate(resolved(overrides))
+    validate(resolved(["+env.kwargs.max_episode_steps=5"]))   # env.kwargs is free-form: gymnasium.make's

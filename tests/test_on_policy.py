@@ -18,7 +18,7 @@ from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_st
 CPU = torch.device("cpu")
 ALGO = dict(lr=3e-4, lr_schedule="constant", ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True,
             gamma=0.9, gae_lambda=0.8, log_std_init=0.0, ortho_init=True, n_epochs=1, batch_size=4, clip_range=0.2,
-            clip_range_schedule="constant", clip_range_vf=None, target_kl=None)
+            clip_range_schedule="constant", clip_range_vf=None, target_kl=None, use_sde=False, sde_sample_freq=-1)
 
 
 class Episodes:

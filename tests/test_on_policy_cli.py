@@ -75,6 +75,8 @@ def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir):
      "does not divide the rollout's 256 samples (algo.n_steps=32 x env.num_envs=8), so each epoch would end on a "
      "short minibatch; use algo.batch_size=64 or 128"),
     (["algo=dqn", "env=atari", "env.normalize.obs=true"], "env.normalize.obs=true on"),
+    (["algo=ppo", "env=CartPole-v1", "algo.use_sde=true"], "algo.use_sde=true is gSDE, exploration noise for "
+                                                          "continuous actions, but CartPole-v1"),
 ])
 def test_on_policy_refusals_are_one_line(workdir, args, expected):
     proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)

@@ -30,6 +30,7 @@ from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OnPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
+from rlexp.networks.gsde import resample_due
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.rollouts.storage import RolloutStorage
@@ -47,7 +48,7 @@ class PPO:
                  target_kl: float | None, normalize_advantage: bool, total_rollouts: int, device: torch.device,
                  action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
                  lr_schedule: str = "constant", clip_range_schedule: str = "constant",
-                 optimizer: str = "adam", rms_prop_eps: float = 1e-5,
+                 optimizer: str = "adam", rms_prop_eps: float = 1e-5, sde_sample_freq: int = -1,
                  generator: torch.Generator | None = None) -> None:
         self.policy = policy.to(device)
         self.device = device
@@ -66,18 +67,25 @@ class PPO:
         self.action_low, self.action_high = action_low, action_high
         self.generator = generator if generator is not None else torch.Generator(device=device)
         self.n_updates = 0     # rollouts learned from
+        self.sde_sample_freq = sde_sample_freq   # gSDE: draw new exploration matrices every this many steps
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """Env actions for a batch: a draw from pi when exploring, the mode otherwise (continuous ones clipped
         to the env's bounds: the Gaussian itself is unbounded, as in SB3)."""
         observations = obs_tensor(obs, self.device)
-        return self.to_env(self.rollout_step(observations)[0] if explore else
-                           self.policy.deterministic(observations))
+        if not explore:
+            return self.to_env(self.policy.deterministic(observations))
+        if self.policy.sde is not None and self.policy.sde_eps is None:
+            self.policy.reset_noise(len(observations), self.generator)
+        return self.to_env(self.policy.sample(observations, self.generator)[0])
 
     @torch.no_grad()
-    def rollout_step(self, observations: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(actions, log pi_old(a|s), V_old(s)) for the rollout, drawn from the agent's generator."""
+    def rollout_step(self, observations: Tensor, t: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """(actions, log pi_old(a|s), V_old(s)) at step `t` of the rollout, drawn from the agent's generator (gSDE:
+        new exploration matrices at the rollout's start and every sde_sample_freq steps, as SB3)."""
+        if self.policy.sde is not None and (self.policy.sde_eps is None or resample_due(t, self.sde_sample_freq)):
+            self.policy.reset_noise(len(observations), self.generator)
         return self.policy.sample(observations, self.generator)
 
     @torch.no_grad()
@@ -140,13 +148,15 @@ class PPO:
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "n_updates": self.n_updates}
+                "generator": self.generator.get_state(), "n_updates": self.n_updates,
+                **({"sde_eps": self.policy.sde_eps} if self.policy.sde_eps is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
+        self.policy.sde_eps = state.get("sde_eps")
 
 
 # --- the registry entry -------------------------------------------------------------------------------------------
@@ -199,7 +209,7 @@ def make_policy(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int
                 activation: str) -> ActorCriticPolicy:
     actions = dict(n_actions=spaces.n_actions) if spaces.discrete else dict(action_dim=int(spaces.action_low.size))
     return ActorCriticPolicy(spaces.obs_dim, hidden_sizes, activation, log_std_init=algo["log_std_init"],
-                             ortho_init=algo["ortho_init"], **actions)
+                             ortho_init=algo["ortho_init"], use_sde=algo["use_sde"], **actions)
 
 
 def learner_arguments(algo: dict[str, Any], context: BuildContext) -> dict[str, Any]:
@@ -211,6 +221,7 @@ def learner_arguments(algo: dict[str, Any], context: BuildContext) -> dict[str, 
     return dict(policy=policy, lr=algo["lr"], lr_schedule=algo["lr_schedule"], ent_coef=algo["ent_coef"],
                 vf_coef=algo["vf_coef"], max_grad_norm=algo["max_grad_norm"],
                 normalize_advantage=algo["normalize_advantage"], device=context.device,
+                sde_sample_freq=algo["sde_sample_freq"],
                 total_rollouts=total_rollouts(algo, context.total_steps, context.num_envs),
                 # the rollout's draws and the minibatches' shuffles: the agent's own stream, checkpointed with it
                 generator=fork_global_generator(context.device), **bounds)

@@ -14,6 +14,11 @@ The maximum-entropy objective, sum_t E[r_t + alpha * H(pi(.|s_t))], learned with
    target entropy of -dim(A), or held at a fixed value;
 5. Polyak-averaged target critics.
 
+With `use_sde`, the policy's noise is gSDE's (rlexp/networks/gsde.py, as SB3's SAC with use_sde): u = mu(s) +
+z(s)^T W on the actor's last hidden features z (learned through, here), mu clipped to [-2, 2], one matrix W per
+env drawn at each round of collection (and every `sde_sample_freq` steps within it), and one drawn for each
+update's reparameterised samples.
+
 Log-probabilities and the target entropy are those of the squashed action in [-1, 1]^dim(A), as in SB3; the
 env's bounds only rescale what is sent to the env and to the critics. With n-step returns the target bootstraps
 from step t+m with gamma^m and leaves out the entropy bonus of the steps in between (as SB3 does).
@@ -35,13 +40,14 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
                                state_of)
-from rlexp.config.checks import check_range, check_schedule_span
+from rlexp.config.checks import check_range, check_schedule_span, check_sde_sample_freq
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
-from rlexp.networks.policies import diagonal_gaussian_log_prob
+from rlexp.networks.gaussian import diagonal_gaussian_log_prob
+from rlexp.networks.gsde import StateDependentNoise, resample_due
 from rlexp.networks.targets import polyak_update
 from rlexp.networks.torsos import ACTIVATIONS, mlp
 from rlexp.replay import ReplayBatch
@@ -60,18 +66,28 @@ def squashed_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     return diagonal_gaussian_log_prob(u, mean, log_std) - squash
 
 
+#: gSDE's mean is kept in [-CLIP_MEAN, CLIP_MEAN] before the squash (SB3's clip_mean), away from tanh's flat tails.
+CLIP_MEAN = 2.0
+
+
 class SquashedGaussianActor(nn.Module):
-    """pi(a|s): an MLP torso, then a mean head and a log-std head; a = tanh(u) in [-1, 1], rescaled to the env's
-    bounds by `to_env`."""
+    """pi(a|s): an MLP torso, then a mean head and a log-std head (or gSDE's noise, `use_sde`); a = tanh(u) in
+    [-1, 1], rescaled to the env's bounds by `to_env`."""
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
-                 hidden_sizes: Sequence[int], activation: str = "relu") -> None:
+                 hidden_sizes: Sequence[int], activation: str = "relu", use_sde: bool = False,
+                 log_std_init: float = -3.0) -> None:
         super().__init__()
         action_dim = int(np.prod(action_low.shape))
         self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
                                    ACTIVATIONS[activation]())
-        self.mean = nn.Linear(hidden_sizes[-1], action_dim)
-        self.log_std = nn.Linear(hidden_sizes[-1], action_dim)
+        if use_sde:
+            self.mean = nn.Sequential(nn.Linear(hidden_sizes[-1], action_dim), nn.Hardtanh(-CLIP_MEAN, CLIP_MEAN))
+            self.sde = StateDependentNoise(hidden_sizes[-1], action_dim, log_std_init)
+        else:
+            self.mean = nn.Linear(hidden_sizes[-1], action_dim)
+            self.log_std = nn.Linear(hidden_sizes[-1], action_dim)
+            self.sde = None
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
         high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
         self.register_buffer("action_scale", (high - low) / 2)
@@ -82,8 +98,15 @@ class SquashedGaussianActor(nn.Module):
         latent = self.torso(observations)
         return self.mean(latent), self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """A reparameterised draw a = tanh(mu + sigma * eps), eps ~ N(0, I), and log pi(a|s)."""
+    def sample(self, observations: Tensor, generator: torch.Generator,
+               sde_eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """A reparameterised draw a = tanh(mu + sigma * eps), eps ~ N(0, I), and log pi(a|s); with gSDE,
+        a = tanh(mu + z^T W) for the exploration matrices W = sigma * `sde_eps` (one per row, or one for all)."""
+        if self.sde is not None:
+            latent = self.torso(observations)
+            mean = self.mean(latent)
+            u = mean + self.sde.noise(latent, sde_eps)
+            return torch.tanh(u), squashed_log_prob(u, mean, self.sde.log_std_of(latent))
         mean, log_std = self.distribution(observations)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device)
         u = mean + log_std.exp() * eps
@@ -91,7 +114,7 @@ class SquashedGaussianActor(nn.Module):
 
     def deterministic(self, observations: Tensor) -> Tensor:
         """tanh(mu(s)): the action evaluation takes."""
-        return torch.tanh(self.distribution(observations)[0])
+        return torch.tanh(self.mean(self.torso(observations)))
 
     def to_env(self, squashed: Tensor) -> Tensor:
         """An action in [-1, 1] mapped to the env's bounds."""
@@ -105,14 +128,19 @@ class SAC:
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, ent_coef_lr: float, tau: float,
                  ent_coef: float | None, ent_coef_init: float, target_entropy: float, n_critics: int,
                  device: torch.device, lr_schedule: str = "constant", total_updates: int = 0,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", use_sde: bool = False, sde_sample_freq: int = -1,
+                 log_std_init: float = -3.0, train_freq: int = 1, num_envs: int = 1) -> None:
         self.tau = tau
         self.device = device
         self.action_low = action_low.astype(np.float32).flatten()
         self.action_high = action_high.astype(np.float32).flatten()
         action_dim = self.action_low.size
         self.actor = SquashedGaussianActor(obs_dim, self.action_low, self.action_high, hidden_sizes,
-                                           activation).to(device)
+                                           activation, use_sde, log_std_init).to(device)
+        # gSDE: each env's exploration matrix, drawn anew at each round of collection (every train_freq vector
+        # steps) and every sde_sample_freq steps within it
+        self.sde_sample_freq, self.train_freq, self.num_envs = sde_sample_freq, train_freq, num_envs
+        self.sde_eps: Tensor | None = None
         self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, activation=activation).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
@@ -136,17 +164,21 @@ class SAC:
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """A draw from pi(.|s) per env when exploring, tanh(mu(s)) otherwise; in the env's bounds."""
         observations = obs_tensor(obs, self.device)
-        squashed = self.actor.sample(observations, self.generator)[0] if explore \
+        if explore and self.actor.sde is not None:
+            vector_step = step // self.num_envs - 1     # `step` counts the env steps this vector step brings
+            if self.sde_eps is None or resample_due(vector_step % self.train_freq, self.sde_sample_freq):
+                self.sde_eps = self.actor.sde.draw(len(observations), self.generator)
+        squashed = self.actor.sample(observations, self.generator, self.sde_eps)[0] if explore \
             else self.actor.deterministic(observations)
         return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
 
     @torch.no_grad()
-    def td_target(self, batch: ReplayBatch, ent_coef: Tensor) -> Tensor:
+    def td_target(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None = None) -> Tensor:
         """y = r + gamma * (1 - terminated) * (min_i Q_target_i(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s').
 
         `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return).
         """
-        next_squashed, next_log_prob = self.actor.sample(batch.next_observations, self.generator)
+        next_squashed, next_log_prob = self.actor.sample(batch.next_observations, self.generator, sde_eps)
         min_qf_next_target = self.critic_target(batch.next_observations,
                                                 self.actor.to_env(next_squashed)).min(dim=0).values
         return batch.rewards + batch.discounts * (min_qf_next_target - ent_coef * next_log_prob)
@@ -156,8 +188,10 @@ class SAC:
         for optimizer, lr in self.base_lrs:
             for group in optimizer.param_groups:
                 group["lr"] = lr * fraction
+        # gSDE: one exploration matrix for this update's draws (SB3 resets the noise at every gradient step)
+        sde_eps = self.actor.sde.draw(1, self.generator) if self.actor.sde is not None else None
         # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
-        squashed, log_prob = self.actor.sample(batch.observations, self.generator)
+        squashed, log_prob = self.actor.sample(batch.observations, self.generator, sde_eps)
         if self.auto_ent_coef:
             ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
             self.ent_coef_optimizer.zero_grad(set_to_none=True)
@@ -168,7 +202,7 @@ class SAC:
         ent_coef = self.log_ent_coef.detach().exp()
 
         # 2. The critics, each towards the soft target.
-        y = self.td_target(batch, ent_coef)
+        y = self.td_target(batch, ent_coef, sde_eps)
         qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
         critic_loss = 0.5 * (qf_values - y).pow(2).mean(dim=1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -209,7 +243,8 @@ class SAC:
     def state_dict(self) -> dict[str, Any]:
         return {**state_of(self, self.checkpointed), "log_ent_coef": self.log_ent_coef.detach().clone(),
                 "ent_coef_optimizer": self.ent_coef_optimizer.state_dict() if self.ent_coef_optimizer else None,
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(),
+                **({"sde_eps": self.sde_eps} if self.sde_eps is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
@@ -218,6 +253,7 @@ class SAC:
         if self.ent_coef_optimizer is not None:
             self.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
         self.generator.set_state(state["generator"])
+        self.sde_eps = state.get("sde_eps")
 
 
 # --- config, checks and builder -----------------------------------------------------------------------------
@@ -232,6 +268,9 @@ class SACConfig(OffPolicyConfig):
     ent_coef_init: float = MISSING   # alpha's starting value when tuned
     ent_coef_lr: float = MISSING
     target_entropy: Any = MISSING    # "auto" (-dim(A)) or a float
+    use_sde: bool = MISSING          # gSDE's state-dependent exploration (rlexp/networks/gsde.py)
+    sde_sample_freq: int = MISSING   # gSDE: new exploration matrices every N steps (-1: at each round of collection)
+    log_std_init: float = MISSING    # gSDE: the initial log std of the exploration matrices' entries
 
 
 def fixed_ent_coef(value: Any) -> float | None:
@@ -241,6 +280,12 @@ def fixed_ent_coef(value: Any) -> float | None:
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else None)
+    check_sde_sample_freq(algo)
+    check_range("algo.log_std_init", algo["log_std_init"], -20.0, 5.0)
+    if algo["use_sde"] and algo["sde_sample_freq"] == -1 and algo["train_freq_unit"] == "episode":
+        raise ConfigError("algo.use_sde=true with algo.sde_sample_freq=-1 draws gSDE's exploration matrices at each "
+                          "round of collection, which algo.train_freq_unit=episode makes episodes long; set "
+                          "algo.sde_sample_freq to a number of steps")
     check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
     for key in ("actor_lr", "critic_lr", "ent_coef_lr"):
         check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
@@ -267,12 +312,14 @@ def build(algo: dict[str, Any], context: BuildContext) -> SAC:
                tau=algo["tau"], ent_coef=fixed_ent_coef(algo["ent_coef"]), ent_coef_init=algo["ent_coef_init"],
                target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
                device=context.device, lr_schedule=algo["lr_schedule"], total_updates=context.planned_updates,
-               activation=context.activation)
+               activation=context.activation, use_sde=algo["use_sde"], sde_sample_freq=algo["sde_sample_freq"],
+               log_std_init=algo["log_std_init"], train_freq=algo["train_freq"], num_envs=context.num_envs)
 
 
 def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     with torch.device("meta"):
-        actor = SquashedGaussianActor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes)
+        actor = SquashedGaussianActor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes,
+                                      use_sde=algo["use_sde"])
         critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, 2)
         return count_parameters(actor, critics)
 

@@ -60,3 +60,10 @@ def check_schedule_span(algo: dict[str, Any], scheduled: str | None) -> None:
         raise ConfigError(f"algo.train_freq_unit=episode with algo.gradient_steps={steps} makes the number of "
                           f"updates unknown in advance, and {scheduled} spans it; use algo.gradient_steps=-1 "
                           f"or algo.train_freq_unit=step")
+
+
+def check_sde_sample_freq(algo: dict[str, Any]) -> None:
+    freq = algo["sde_sample_freq"]
+    if isinstance(freq, bool) or not isinstance(freq, int) or (freq < 1 and freq != -1):
+        raise ConfigError(f"algo.sde_sample_freq={freq!r} must be a positive number of steps, or -1 to draw gSDE's "
+                          f"exploration matrices only at the start of each rollout (or round of collection)")

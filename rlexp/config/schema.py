@@ -84,6 +84,8 @@ class OnPolicyConfig:
     normalize_advantage: bool = MISSING     # advantages to zero mean, unit std within each minibatch
     log_std_init: float = MISSING           # continuous actions: the Gaussian's initial (state-independent) log std
     ortho_init: bool = MISSING              # orthogonal initialisation (SB3's default); false: PyTorch's
+    use_sde: bool = MISSING                 # continuous actions: gSDE's state-dependent exploration (rlexp/networks/gsde.py)
+    sde_sample_freq: int = MISSING          # gSDE: new exploration matrices every N steps of a rollout (-1: at its start)
 
 
 @dataclass

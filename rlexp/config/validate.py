@@ -7,10 +7,12 @@ registry entry).
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
 from rlexp.config import registry
-from rlexp.config.checks import check_positive_int, check_range, check_seed
+from rlexp.config.checks import check_positive_int, check_range, check_sde_sample_freq, check_seed
 from rlexp.errors import ConfigError
 
 #: Offset of the evaluation env's seed from the run's seed.
@@ -23,6 +25,9 @@ MAX_STEPS = 2**62
 def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
     """Check the whole config; returns the algorithm's registry entry."""
     spec = registry.get(cfg["algo"].get("name"))
+    from rlexp.config.schema import TrainConfig
+
+    check_known_keys(cfg, TrainConfig, "", {"algo": spec.schema})
     check_seed("seed", cfg["seed"], EVAL_SEED_OFFSET)
     check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
     env = cfg["env"]
@@ -63,6 +68,22 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
     return spec
 
 
+def check_known_keys(node: dict[str, Any], schema: type, prefix: str, schemas: dict[str, type]) -> None:
+    """Every key is one of its schema's: Hydra's `+key=value` adds a key even to a typed config, and a key no code
+    reads would otherwise be ignored without a word (`+algo.n_setps=8`). Free-form dicts (env.kwargs) are kept."""
+    hints = typing.get_type_hints(schema)
+    for key, value in node.items():
+        if key not in hints:
+            where = prefix.rstrip(".") or "the config"
+            if schema is schemas.get("algo"):
+                where = f"algo={node.get('name')}'s config"
+            raise ConfigError(f"{prefix}{key} is not a key of {where}; its keys: {', '.join(sorted(hints))}")
+        child = schemas.get(f"{prefix}{key}") or hints[key]
+        child = next((t for t in typing.get_args(child) if dataclasses.is_dataclass(t)), child)   # Optional[...]
+        if dataclasses.is_dataclass(child) and isinstance(value, dict):
+            check_known_keys(value, child, f"{prefix}{key}.", schemas)
+
+
 def check_on_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     """The rollout's and the actor-critic loss's keys (PPO, A2C)."""
     check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
@@ -74,6 +95,7 @@ def check_on_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
     # exp(log_std) must stay a float32 a Gaussian can be drawn from and evaluated with
     check_range("algo.log_std_init", algo["log_std_init"], -20.0, 5.0)
+    check_sde_sample_freq(algo)
     num_envs = cfg["env"]["num_envs"]
     rollout = algo["n_steps"] * num_envs
     if rollout > cfg["total_steps"]:

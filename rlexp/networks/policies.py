@@ -3,7 +3,8 @@
 As SB3's and CleanRL's MlpPolicy: a policy network and a value network that share nothing, each an MLP with
 orthogonal initialisation (gain sqrt(2) on hidden layers, 0.01 on the policy's output, 1 on the value's); a
 categorical distribution over discrete actions, or a diagonal Gaussian over continuous ones whose log std is a
-learned parameter independent of the state. The two MLPs' hidden layers are evaluated as one batched module
+learned parameter independent of the state, or, with `use_sde`, gSDE's state-dependent noise on the policy's
+features (rlexp/networks/gsde.py; the features detached, as SB3's on-policy gSDE). The two MLPs' hidden layers are evaluated as one batched module
 (member 0 the policy's, member 1 the value's, as TD3's twin critics): the same functions with half the kernel
 launches, which is most of a small network's cost on a CPU. Draws take an explicit generator, so a run's random
 stream is the agent's own and is checkpointed with it.
@@ -18,22 +19,19 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.networks.actor_critic import EnsembleLinear
+from rlexp.networks.gaussian import LOG_SQRT_2PI, diagonal_gaussian_log_prob
+from rlexp.networks.gsde import StateDependentNoise
 
-LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
 POLICY, VALUE = 0, 1   # the members of the batched hidden layers
-
-
-def diagonal_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """log N(x; mean, diag(exp(log_std))^2), summed over the last dimension."""
-    return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
 
 
 class ActorCriticPolicy(nn.Module):
     """pi(a|s) and V(s). `n_actions` for a categorical policy, else `action_dim` for a diagonal Gaussian."""
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str, *, n_actions: int | None = None,
-                 action_dim: int | None = None, log_std_init: float = 0.0, ortho_init: bool = True) -> None:
+                 action_dim: int | None = None, log_std_init: float = 0.0, ortho_init: bool = True,
+                 use_sde: bool = False) -> None:
         super().__init__()
         if (n_actions is None) == (action_dim is None):
             raise ValueError("give n_actions (discrete) or action_dim (continuous)")
@@ -52,7 +50,14 @@ class ActorCriticPolicy(nn.Module):
                 for head, gain in ((self.policy_head, 0.01), (self.value_head, 1.0)):
                     nn.init.orthogonal_(head.weight, gain)
                     head.bias.zero_()
-        self.log_std = None if self.discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        self.log_std = None if self.discrete or use_sde else \
+            nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        self.sde = StateDependentNoise(widths[-1], action_dim, log_std_init) if use_sde and not self.discrete else None
+        self.sde_eps: Tensor | None = None   # gSDE's current exploration matrices (standard normal), one per env
+
+    def reset_noise(self, n: int, generator: torch.Generator) -> None:
+        """Draw gSDE's exploration matrices anew for n envs."""
+        self.sde_eps = self.sde.draw(n, generator)
 
     def features(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The last hidden layer of the policy's MLP and of the value's, computed together."""
@@ -63,8 +68,12 @@ class ActorCriticPolicy(nn.Module):
 
     def forward(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """(the policy's logits or Gaussian mean, V(s))."""
+        return self.heads(observations)[:2]
+
+    def heads(self, observations: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits or mean, V(s), the policy's last hidden features, detached: gSDE's z(s))."""
         policy, value = self.features(observations)
-        return self.policy_head(policy), self.value_head(value).squeeze(-1)
+        return self.policy_head(policy), self.value_head(value).squeeze(-1), policy.detach()
 
     def policy_output(self, observations: Tensor) -> Tensor:
         """The logits (discrete) or the Gaussian's mean (continuous)."""
@@ -75,11 +84,14 @@ class ActorCriticPolicy(nn.Module):
 
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(actions, log pi(a|s), V(s)) for a batch: one draw per row."""
-        out, values = self(observations)
+        out, values, latent = self.heads(observations)
         if self.discrete:
             log_probs = out.log_softmax(-1)
             actions = torch.multinomial(log_probs.exp(), 1, generator=generator)
             return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1), values
+        if self.sde is not None:   # the noise of each env's current exploration matrix
+            actions = out + self.sde.noise(latent, self.sde_eps)
+            return actions, self.sde.log_prob(actions, out, latent), values
         eps = torch.randn(out.shape, generator=generator, device=out.device)
         actions = out + self.log_std.exp() * eps
         return actions, diagonal_gaussian_log_prob(actions, out, self.log_std), values
@@ -91,11 +103,13 @@ class ActorCriticPolicy(nn.Module):
 
     def evaluate(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy of pi(.|s), V(s)) for stored actions: what the losses need."""
-        out, values = self(observations)
+        out, values, latent = self.heads(observations)
         if self.discrete:
             log_probs = out.log_softmax(-1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
             log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        elif self.sde is not None:
+            entropy, log_prob = self.sde.entropy(latent), self.sde.log_prob(actions, out, latent)
         else:
             entropy = (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(out.shape[0])
             log_prob = diagonal_gaussian_log_prob(actions, out, self.log_std)

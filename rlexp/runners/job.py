@@ -72,6 +72,9 @@ class Job:
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg["id"])
             registry.check_fits(spec, spaces)
+            if config["algo"].get("use_sde") and not spaces.continuous:
+                raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
+                                  f"{spaces.description} has discrete actions; use algo.use_sde=false")
             if env_cfg["normalize"]["obs"] and spaces.frames:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
                                   f"by the Nature CNN, not standardised; use env.normalize.obs=false")

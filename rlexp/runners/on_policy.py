@@ -75,7 +75,7 @@ class OnPolicyRunner:
         """One vector step of the rollout, bringing the run to env step `step`."""
         collector, agent, device = self.collector, self.agent, self.device
         observations = obs_tensor(collector.obs, device)
-        actions, log_probs, values = agent.rollout_step(observations)
+        actions, log_probs, values = agent.rollout_step(observations, self.storage.pos)
         collector.send(agent.to_env(actions))
         try:
             t = collector.receive(step)
