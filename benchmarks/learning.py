@@ -143,7 +143,12 @@ def train_one(target: Target, seed: int, out: Path, threads: int, overrides: lis
             return {"seed": seed, "error": f"{run_dir} holds a run of another config ({'; '.join(conflicts)}); "
                                            f"use another --out", "wall": 0.0}
         previous = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
-        if previous.get("status") == "completed" and previous.get("total_steps") == steps:
+        # (results.json's total_steps are the steps taken: an on-policy run completes its last rollout past the
+        # budget, so the budget is read from the run's config)
+        from omegaconf import OmegaConf
+
+        budget = OmegaConf.load(run_dir / ".hydra" / "config.yaml").get("total_steps")
+        if previous.get("status") == "completed" and budget == steps and previous.get("total_steps", 0) >= steps:
             return {"seed": seed, "return": previous["eval_return_mean"], "sps": previous["sps"],
                     "wall": previous["wall_time_s"]}
         if any((run_dir / "checkpoints").glob("step_*.pt")):

@@ -23,7 +23,9 @@ MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log."
 #: Keys added since checkpoint format 2, with the value that means what their absence meant, so a run made
 #: before a key existed still resumes.
 ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs": False, "env.normalize.reward": False,
-                               "env.normalize.clip_obs": 10.0, "env.normalize.clip_reward": 10.0}
+                               "env.normalize.clip_obs": 10.0, "env.normalize.clip_reward": 10.0,
+                               "algo.use_sde": False, "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,
+                               "algo.lr_schedule": "constant"}
 
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
