@@ -2,6 +2,7 @@
 sweep over both with the joblib launcher and `rlexp plot` of it, an Optuna search, and the refusals."""
 
 import csv
+import importlib.util
 import json
 
 import pytest
@@ -92,3 +93,22 @@ def test_an_optuna_search_over_ppo_runs_trials(workdir):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
+
+
+ENVPOOL = pytest.mark.skipif(importlib.util.find_spec("envpool") is None, reason='needs pip install "rlexp[envpool]"')
+
+
+@pytest.mark.parametrize("args", [
+    ["algo=ppo", "env=LunarLander-v3", "env.vectorization=async", "algo.batch_size=32"],
+    ["algo=a2c", "env=LunarLanderContinuous-v3", "env.vectorization=sync"],
+    ["algo=ppo", "env=HalfCheetah-v5", "env.vectorization=async", "algo.batch_size=32", "algo.use_sde=true"],
+    pytest.param(["algo=a2c", "env=HalfCheetah-v5", "env.vectorization=envpool", "env.normalize.obs=true"],
+                 marks=ENVPOOL),
+], ids=["box2d-discrete-async", "box2d-continuous", "mujoco-gsde-async", "mujoco-envpool"])
+def test_ppo_and_a2c_train_on_every_env_family_they_fit(workdir, args):
+    proc = run_cli(["train", *args, "env.num_envs=2", "algo.n_steps=16", "total_steps=64", "eval.episodes=1",
+                    "eval.every=0", "checkpoint.every=0", "log.progress=none", "hydra.run.dir=run"], cwd=workdir,
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads((workdir / "run" / "results.json").read_text())
+    assert done["status"] == "completed" and done["total_steps"] == 64 and done["num_envs"] == 2
