@@ -7,7 +7,8 @@
 Both use one torch thread, the same networks, batch sizes, learning rates and update schedules, on the CPU
 (or `--device cuda`). rlexp's figure is results.json's `sps` (the training loop; the final evaluation is not timed);
 SB3's is total steps over the time of `model.learn`. Absolute numbers are noisy on shared machines: read the ratio.
-The off-policy rows take --steps steps after 1000 random ones; the on-policy rows (PPO, A2C: the tuned presets,
+With --repeat N each side runs N times, interleaved, and the table shows the medians. The off-policy rows take
+--steps steps after 1000 random ones; the on-policy rows (PPO, A2C: the tuned presets,
 their number of envs included, SB3's envs in a DummyVecEnv) take the rollouts that cover --on-policy-steps.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,7 +66,10 @@ from stable_baselines3.common.noise import NormalActionNoise
 torch.set_num_threads(1)
 DEVICE = sys.argv[3]
 N_ENVS = int(sys.argv[4])
-env = gym.make(sys.argv[1]) if N_ENVS == 0 else make_vec_env(sys.argv[1], n_envs=N_ENVS, seed=0)
+# make_vec_env makes its envs with render_mode="rgb_array" unless told otherwise, and LunarLander then simulates its
+# decorative engine particles (about 7x the Box2D time per step): make them as rlexp does, without a render mode.
+env = gym.make(sys.argv[1]) if N_ENVS == 0 else make_vec_env(sys.argv[1], n_envs=N_ENVS, seed=0,
+                                                             env_kwargs={{"render_mode": None}})
 model = {ctor}
 steps = int(sys.argv[2])
 start = time.perf_counter()
@@ -115,6 +120,25 @@ def on_policy_sb3_ctor(cfg: dict) -> str:
             f"clip_range={clip}, clip_range_vf={a['clip_range_vf']}, target_kl={a['target_kl']})")
 
 
+def rlexp_sps(common: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "rlexp", "train", *common, "torch_threads=1", "eval.every=0",
+                        "eval.episodes=1", "checkpoint.every=0", "log.progress=none", f"hydra.run.dir={tmp}"],
+                       check=True, capture_output=True)
+        return json.loads((Path(tmp) / "results.json").read_text())["sps"]
+
+
+def sb3_sps(args: argparse.Namespace, overrides: list[str], sb3_ctor: str | None, common: list[str], budget: int,
+            on_policy: bool) -> float:
+    cfg = rlexp_config(common)
+    ctor = sb3_ctor or (on_policy_sb3_ctor(cfg) if on_policy else dqn_sb3_ctor(cfg))
+    env_id = overrides[1].split("=", 1)[1]
+    out = subprocess.run([args.sb3_python, "-c", SB3_SCRIPT.format(ctor=ctor), env_id, str(budget), args.device,
+                          str(cfg["env"]["num_envs"] if on_policy else 0)], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["sps"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6000)
@@ -122,6 +146,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sb3-python", help="a Python interpreter with stable-baselines3 installed")
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side, interleaved; the table shows medians")
     args = parser.parse_args()
 
     rows = []
@@ -132,26 +157,20 @@ def main() -> int:
         budget = args.on_policy_steps if on_policy else args.steps
         common = [*overrides, f"total_steps={budget}", f"device={args.device}",
                   *([] if on_policy else ["algo.learning_starts=1000"])]
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "rlexp", "train", *common, "torch_threads=1", "eval.every=0",
-                            "eval.episodes=1", "checkpoint.every=0", "log.progress=none", f"hydra.run.dir={tmp}"],
-                           check=True, capture_output=True)
-            ours = json.loads((Path(tmp) / "results.json").read_text())["sps"]
-        theirs = None
-        if args.sb3_python:
-            cfg = rlexp_config(common)
-            ctor = sb3_ctor or (on_policy_sb3_ctor(cfg) if on_policy else dqn_sb3_ctor(cfg))
-            env_id = overrides[1].split("=", 1)[1]
-            out = subprocess.run([args.sb3_python, "-c", SB3_SCRIPT.format(ctor=ctor), env_id, str(budget),
-                                  args.device, str(cfg["env"]["num_envs"] if on_policy else 0)],
-                                 capture_output=True, text=True, check=True).stdout
-            theirs = json.loads(out.strip().splitlines()[-1])["sps"]
+        ours_runs, theirs_runs = [], []
+        for _ in range(args.repeat):   # interleaved: rlexp, SB3, rlexp, SB3, ...
+            ours_runs.append(rlexp_sps(common))
+            if args.sb3_python:
+                theirs_runs.append(sb3_sps(args, overrides, sb3_ctor, common, budget, on_policy))
+        ours = statistics.median(ours_runs)
+        theirs = statistics.median(theirs_runs) if theirs_runs else None
         rows.append((name, ours, theirs))
-        print(f"{name}: rlexp {ours:.0f} SPS" + (f", SB3 {theirs:.0f} SPS, ratio {ours / theirs:.2f}x" if theirs else ""),
-              flush=True)
+        print(f"{name}: rlexp {' '.join(f'{x:.0f}' for x in ours_runs)} SPS" +
+              (f", SB3 {' '.join(f'{x:.0f}' for x in theirs_runs)} SPS, ratio of medians {ours / theirs:.2f}x"
+               if theirs else ""), flush=True)
 
     print(f"\n| task ({args.steps} steps after 1000 random ones, or {args.on_policy_steps} on-policy; {args.device}, "
-          f"1 thread) | rlexp SPS | SB3 SPS | rlexp / SB3 |")
+          f"1 thread; median of {args.repeat}) | rlexp SPS | SB3 SPS | rlexp / SB3 |")
     print("|---|---|---|---|")
     for name, ours, theirs in rows:
         print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |" if theirs else f"| {name} | {ours:.0f} | - | - |")
