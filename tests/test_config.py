@@ -271,3 +271,11 @@ def test_a_key_added_with_plus_must_be_one_the_schema_has(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         validate(resolved(overrides))
     validate(resolved(["+env.kwargs.max_episode_steps=5"]))   # env.kwargs is free-form: gymnasium.make's
+
+
+def test_a_saved_config_gets_the_keys_added_since_at_their_old_meaning():
+    old = resolved(["algo=td3", "env=Pendulum-v1"])
+    del old["network"]["activation"], old["env"]["normalize"]
+    filled = resume.with_added_keys(old)
+    assert filled["network"]["activation"] == "relu" and "normalize" not in filled["env"]   # no section invented
+    assert "activation" not in old["network"]                                               # the input is kept

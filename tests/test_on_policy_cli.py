@@ -112,3 +112,30 @@ def test_ppo_and_a2c_train_on_every_env_family_they_fit(workdir, args):
     assert proc.returncode == 0, proc.stderr
     done = json.loads((workdir / "run" / "results.json").read_text())
     assert done["status"] == "completed" and done["total_steps"] == 64 and done["num_envs"] == 2
+
+
+def test_eval_reads_a_checkpoint_made_before_the_newest_keys_and_refuses_an_unreadable_one_in_one_line(workdir):
+    from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
+
+    proc = run_cli(["train", "algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=128", "env.num_envs=2",
+                    "algo.batch_size=64", "algo.use_sde=false", "hydra.run.dir=run", *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    final = workdir / "run" / "checkpoints" / "final.pt"
+    bundle = load_checkpoint(final)
+    expected = json.loads((workdir / "run" / "results.json").read_text())["eval_returns"]
+    # as a run made before gSDE existed
+    del bundle["config"]["algo"]["use_sde"], bundle["config"]["algo"]["sde_sample_freq"]
+    save_checkpoint(bundle, final)
+    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((workdir / "run" / "eval" / "final.json").read_text())["eval_returns"] == expected
+    bundle["config"]["algo"]["use_sde"] = True   # weights that do not fit the agent the config builds
+    save_checkpoint(bundle, final)
+    refused = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "the saved agent does not fit the one its config builds here" in refused.stderr
+    del bundle["config"]["algo"]["n_steps"]   # a key no version of rlexp could do without
+    save_checkpoint(bundle, final)
+    refused = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "lacks 'n_steps', which this version of rlexp needs" in refused.stderr

@@ -60,6 +60,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     from rlexp.agents.base import BuildContext
     from rlexp.config import registry
     from rlexp.config.device import resolve_device
+    from rlexp.commands.resume import with_added_keys
     from rlexp.config.validate import EVAL_SEED_OFFSET
     from rlexp.envs import describe_spaces, make_env
     from rlexp.envs.normalization import make_normalization
@@ -81,7 +82,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     device = resolve_device(opts.device)
     check_host_memory("episodes", opts.episodes, 8.0 * opts.episodes, "the evaluation's returns")
     bundle = load_checkpoint(path)
-    config = bundle["config"]
+    config = with_added_keys(bundle["config"])   # a run made before a key existed: its old meaning
     spec = registry.get(config["algo"]["name"])
     env_cfg = config["env"]
     imageio = _video_writer() if opts.video else None
@@ -90,11 +91,19 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     spaces = describe_spaces(env.observation_space, env.action_space, env_cfg["id"])
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)
-    agent = spec.build(config["algo"], BuildContext(
-        spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=config["total_steps"],
-        planned_updates=1, num_envs=1, device=device, seed=seed,
-        activation=config["network"].get("activation", "relu")))
-    agent.load_state_dict(bundle["agent"])
+    try:
+        agent = spec.build(config["algo"], BuildContext(
+            spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=config["total_steps"],
+            planned_updates=1, num_envs=1, device=device, seed=seed,
+            activation=config["network"].get("activation", "relu")))
+        agent.load_state_dict(bundle["agent"])
+    except KeyError as missing:   # a config or agent state this version of rlexp does not know how to read
+        raise ConfigError(f"{path} lacks {missing}, which this version of rlexp needs to build its agent (another "
+                          f"version wrote it); evaluate it with the version that trained it") from None
+    except RuntimeError as error:  # torch's load_state_dict: saved tensors that do not fit the agent built here
+        raise ConfigError(f"{path}: the saved agent does not fit the one its config builds here "
+                          f"({' '.join(str(error).split())[:200]}); evaluate it with the version that trained it") \
+            from None
     # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
     normalization = None
     if "normalization" in bundle:

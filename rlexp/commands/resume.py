@@ -7,6 +7,7 @@ config is then compared with the one stored in the checkpoint: only budget and b
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "env.normalize.clip_obs": 10.0, "env.normalize.clip_reward": 10.0,
                                "algo.use_sde": False, "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,
                                "algo.lr_schedule": "constant"}
+
+
+
+def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with every key added since it was made, at the value that means what its absence meant
+    (`rlexp eval` builds agents of old runs from it). A key whose section the config lacks is not added."""
+    filled = copy.deepcopy(config)
+    for dotted, value in ADDED_KEYS.items():
+        *parents, key = dotted.split(".")
+        node: Any = filled
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(key, value)
+    return filled
+
 
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
