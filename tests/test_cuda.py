@@ -71,6 +71,23 @@ def test_frames_staged_on_the_host_match_the_cpu_frames(device):
     assert torch.equal(direct.next_observations, staged_batch.next_observations.cpu())
 
 
+def runs_twice_then_resumes_identically(workdir, args: list[str], network: str) -> None:
+    """Two runs of `args` end with the same `network`; the second, resumed from its step_300 checkpoint (the later
+    ones removed, as if killed after step 300), ends with it too."""
+    for name in ("a", "b"):
+        proc = run_cli([*args, f"hydra.run.dir={name}"], cwd=workdir)
+        assert proc.returncode == 0, proc.stderr
+    a, b = (load_checkpoint(workdir / name / "checkpoints" / "final.pt")["agent"] for name in ("a", "b"))
+    assert all(torch.equal(a[network][k], b[network][k]) for k in a[network])
+    for path in (workdir / "b" / "checkpoints").glob("step_*.pt"):
+        if path.name != "step_300.pt":
+            path.unlink()
+    resumed = run_cli(["train", "resume=b"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    c = load_checkpoint(workdir / "b" / "checkpoints" / "final.pt")["agent"]
+    assert all(torch.equal(a[network][k], c[network][k]) for k in a[network])
+
+
 @CUDA
 def test_a_cuda_run_is_deterministic_and_resumes_exactly(workdir):
     """Same seed, same run on the GPU (cuDNN's algorithms fixed), Atari's CNN included; and a resumed CUDA run
@@ -78,18 +95,7 @@ def test_a_cuda_run_is_deterministic_and_resumes_exactly(workdir):
     args = ["train", "algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=600", "algo.learning_starts=200",
             "algo.buffer_size=500", "algo.batch_size=16", "eval.every=0", "eval.episodes=1", "checkpoint.every=300",
             "log.progress=none", "device=cuda", "env.num_envs=2"]
-    for name in ("a", "b"):
-        assert run_cli([*args, f"hydra.run.dir={name}"], cwd=workdir).returncode == 0
-    a, b = (load_checkpoint(workdir / name / "checkpoints" / "final.pt")["agent"] for name in ("a", "b"))
-    assert all(torch.equal(a["q_network"][k], b["q_network"][k]) for k in a["q_network"])
-    # resume b from its step_300 checkpoint: remove the later ones, as if killed after step 300
-    for path in (workdir / "b" / "checkpoints").glob("step_*.pt"):
-        if path.name != "step_300.pt":
-            path.unlink()
-    resumed = run_cli(["train", "resume=b"], cwd=workdir)
-    assert resumed.returncode == 0, resumed.stderr
-    c = load_checkpoint(workdir / "b" / "checkpoints" / "final.pt")["agent"]
-    assert all(torch.equal(a["q_network"][k], c["q_network"][k]) for k in a["q_network"])
+    runs_twice_then_resumes_identically(workdir, args, "q_network")
 
 
 @CUDA
@@ -98,18 +104,7 @@ def test_an_on_policy_cuda_run_keeps_its_rollout_on_the_gpu_is_deterministic_and
     args = ["train", f"algo={algo}", f"env={env}", "total_steps=1200", "env.num_envs=2", "algo.n_steps=100",
             "eval.every=0", "eval.episodes=1", "checkpoint.every=300", "log.progress=none", "device=cuda",
             "env.normalize.obs=true", *(["algo.batch_size=50"] if algo == "ppo" else [])]
-    for name in ("a", "b"):
-        proc = run_cli([*args, f"hydra.run.dir={name}"], cwd=workdir)
-        assert proc.returncode == 0, proc.stderr
-    a, b = (load_checkpoint(workdir / name / "checkpoints" / "final.pt")["agent"] for name in ("a", "b"))
-    assert all(torch.equal(a["policy"][k], b["policy"][k]) for k in a["policy"])
-    for path in (workdir / "b" / "checkpoints").glob("step_*.pt"):   # as if killed after step 300: mid-rollout
-        if path.name != "step_300.pt":
-            path.unlink()
-    resumed = run_cli(["train", "resume=b"], cwd=workdir)
-    assert resumed.returncode == 0, resumed.stderr
-    c = load_checkpoint(workdir / "b" / "checkpoints" / "final.pt")["agent"]
-    assert all(torch.equal(a["policy"][k], c["policy"][k]) for k in a["policy"])
+    runs_twice_then_resumes_identically(workdir, args, "policy")   # step 300: mid-rollout
 
 
 @CUDA
