@@ -127,7 +127,7 @@ def test_ou_noise_is_reset_at_episode_start():
     noise = OrnsteinUhlenbeckNoise(2, 1, 0.5, 0.15, np.random.default_rng(0))
     agent = td3(exploration_noise=noise)
     for _ in range(10):
-        noise()
+        noise(2)
     agent.episodes_started(np.array([True, False]))  # only env 0 began an episode
     assert np.all(noise.state[0] == 0) and np.all(noise.state[1] != 0)
     agent.episodes_started(np.array([True, True]))

@@ -27,6 +27,10 @@ class Agent(Protocol):
     def exploration_metrics(self, step: int) -> dict[str, float]:
         """Scalars describing exploration at env step `step` (e.g. epsilon)."""
 
+    def policy_network(self) -> torch.nn.Module:
+        """The deterministic policy (what `act(obs, explore=False)` takes) as one module of the agent's own
+        networks: a batch of observation tensors -> the env's actions (rlexp/networks/deterministic.py)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue exactly: networks, targets, optimizers, update counter, generators, exploration."""
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlexp.agents.base import BuildContext, load_state, make_adam, obs_tensor, state_of
 from rlexp.agents.exploration import rng_state, set_rng_state
@@ -29,6 +29,7 @@ from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
+from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.q import DuelingQNetwork, QNetwork
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch
@@ -122,6 +123,9 @@ class DQN:
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {"charts/epsilon": self.epsilon(step)}
+
+    def policy_network(self) -> nn.Module:
+        return DeterministicPolicy(self.q_network, greedy=True)
 
     #: What a checkpoint holds of this agent (with the update counter and the exploration generator).
     checkpointed = ("q_network", "target_network", "optimizer")

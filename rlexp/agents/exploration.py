@@ -23,8 +23,8 @@ def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
 
 
 class ActionNoise(Protocol):
-    def __call__(self) -> np.ndarray:
-        """(num_envs, action_dim) float32: one noise vector per env."""
+    def __call__(self, n: int) -> np.ndarray:
+        """(n, action_dim) float32: one noise vector per env of a batch of n (the run's num_envs in training)."""
 
     def reset(self, envs: np.ndarray) -> None:
         """Start anew for the envs where `envs` (a bool mask) is true: their episodes just started."""
@@ -42,8 +42,8 @@ class GaussianNoise:
         self.sigma = sigma
         self.rng = rng
 
-    def __call__(self) -> np.ndarray:
-        return self.rng.normal(0.0, self.sigma, size=self.shape).astype(np.float32)
+    def __call__(self, n: int) -> np.ndarray:
+        return self.rng.normal(0.0, self.sigma, size=(n, self.shape[1])).astype(np.float32)
 
     def reset(self, envs: np.ndarray) -> None:
         """Gaussian noise has no state."""
@@ -68,7 +68,9 @@ class OrnsteinUhlenbeckNoise:
         self.rng = rng
         self.state = np.zeros((num_envs, action_dim), dtype=np.float64)   # one process per env
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self, n: int) -> np.ndarray:
+        if n != len(self.state):   # another set of envs (a loaded agent acting on a new batch): from the mean
+            self.state = np.zeros((n, self.state.shape[1]), dtype=np.float64)
         self.state = (
             self.state
             - self.theta * self.state * self.dt

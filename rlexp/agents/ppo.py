@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from omegaconf import MISSING
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlexp.agents.base import BuildContext, fork_global_generator, make_adam, obs_tensor
 from rlexp.config.checks import check_positive_int, check_range
@@ -30,6 +30,7 @@ from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OnPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
+from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
@@ -76,7 +77,8 @@ class PPO:
         observations = obs_tensor(obs, self.device)
         if not explore:
             return self.to_env(self.policy.deterministic(observations))
-        if self.policy.sde is not None and self.policy.sde_eps is None:
+        eps = self.policy.sde_eps
+        if self.policy.sde is not None and (eps is None or len(eps) != len(observations)):   # a new set of envs
             self.policy.reset_noise(len(observations), self.generator)
         return self.to_env(self.policy.sample(observations, self.generator)[0])
 
@@ -145,6 +147,10 @@ class PPO:
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
+
+    def policy_network(self) -> nn.Module:
+        """The mode of pi: the argmax of the logits, or the Gaussian's mean clipped to the bounds as `act`."""
+        return DeterministicPolicy(self.policy, "deterministic", low=self.action_low, high=self.action_high)
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -46,6 +46,7 @@ from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
+from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gaussian import diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise, resample_due
 from rlexp.networks.targets import polyak_update
@@ -120,6 +121,9 @@ class SquashedGaussianActor(nn.Module):
         """An action in [-1, 1] mapped to the env's bounds."""
         return squashed * self.action_scale + self.action_bias
 
+    def deterministic_env_action(self, observations: Tensor) -> Tensor:
+        return self.to_env(self.deterministic(observations))
+
 
 class SAC:
     """Soft Actor-Critic with twin critics and, with `ent_coef=None`, automatic entropy tuning."""
@@ -166,7 +170,8 @@ class SAC:
         observations = obs_tensor(obs, self.device)
         if explore and self.actor.sde is not None:
             vector_step = step // self.num_envs - 1     # `step` counts the env steps this vector step brings
-            if self.sde_eps is None or resample_due(vector_step % self.train_freq, self.sde_sample_freq):
+            new_batch = self.sde_eps is None or len(self.sde_eps) != len(observations)
+            if new_batch or resample_due(vector_step % self.train_freq, self.sde_sample_freq):
                 self.sde_eps = self.actor.sde.draw(len(observations), self.generator)
         squashed = self.actor.sample(observations, self.generator, self.sde_eps)[0] if explore \
             else self.actor.deterministic(observations)
@@ -236,6 +241,10 @@ class SAC:
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
+
+    def policy_network(self) -> nn.Module:
+        return DeterministicPolicy(self.actor, "deterministic_env_action", low=self.action_low,
+                                   high=self.action_high)
 
     #: What a checkpoint holds of this agent (with alpha, the update counter and the generator).
     checkpointed = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import MISSING
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
                                state_of)
@@ -25,6 +25,7 @@ from rlexp.config.schema import OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import Actor, CriticEnsemble
+from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import ReplayBatch
 
@@ -83,7 +84,7 @@ class TD3:
             self.actor.eval()  # acting: normalize with the running statistics
         actions = self.actor(obs_tensor(obs, self.device)).cpu().numpy()
         if explore:
-            actions = actions + self.exploration_noise() * self._action_scale
+            actions = actions + self.exploration_noise(len(actions)) * self._action_scale
         return np.clip(actions, self.action_low, self.action_high)
 
     @torch.no_grad()
@@ -144,6 +145,10 @@ class TD3:
 
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
+
+    def policy_network(self) -> nn.Module:
+        """mu(s) (batch normalization, if any, with its running statistics), clipped to the bounds as `act`."""
+        return DeterministicPolicy(self.actor, low=self.action_low, high=self.action_high).eval()
 
     #: What a checkpoint holds of this agent (with the update counter, generator and exploration noise).
     checkpointed = ("actor", "actor_target", "critic", "critic_target", "actor_optimizer",

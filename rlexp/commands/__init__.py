@@ -11,6 +11,7 @@ commands:
   train    train an agent; arguments are Hydra overrides (rlexp train --help lists the config groups)
   eval     evaluate a run's saved agent: rlexp eval <run_dir> [episodes=N] [video=true] (rlexp eval --help)
   plot     learning curves of runs and sweeps, seeds pooled with a 95% CI: rlexp plot <dirs> (rlexp plot --help)
+  export   a run's policy as one standalone file: rlexp export <run_dir> format=onnx|torchscript|pt2
 
 examples:
   rlexp train algo=td3 env=Pendulum-v1
@@ -21,15 +22,16 @@ examples:
   rlexp train resume=outputs/td3_Pendulum-v1/<time>
   rlexp eval outputs/td3_Pendulum-v1/<time> episodes=20 video=true
   rlexp plot outputs/multirun/<time> stat=iqm
+  rlexp export outputs/td3_Pendulum-v1/<time> format=onnx
   tensorboard --logdir outputs
 """
 
-COMMANDS = ("train", "eval", "plot")
+COMMANDS = ("train", "eval", "plot", "export")
 
 
 def _dispatch(args: list[str]) -> int:
     if not args:
-        print("rlexp: error: give a command: train, eval or plot (rlexp --help)", file=sys.stderr)
+        print("rlexp: error: give a command: train, eval, plot or export (rlexp --help)", file=sys.stderr)
         return 2
     if args[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
@@ -54,6 +56,10 @@ def _dispatch(args: list[str]) -> int:
         from rlexp.commands.plot import main as plot_main
 
         return plot_main(rest)
+    if command == "export":
+        from rlexp.commands.export import main as export_main
+
+        return export_main(rest)
     print(f"rlexp: error: unknown command {command!r}; commands: {', '.join(COMMANDS)} (rlexp --help)",
           file=sys.stderr)
     return 2

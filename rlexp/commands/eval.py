@@ -57,66 +57,27 @@ def _video_writer() -> Any:
 
 def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     """Evaluate a saved agent; returns (and writes) the results."""
-    from rlexp.agents.base import BuildContext
-    from rlexp.config import registry
-    from rlexp.config.device import resolve_device
-    from rlexp.commands.resume import with_added_keys
     from rlexp.config.validate import EVAL_SEED_OFFSET
-    from rlexp.envs import describe_spaces, make_env
-    from rlexp.envs.normalization import make_normalization
-    from rlexp.io.checkpoints import load_checkpoint
+    from rlexp.deploy.load import load
     from rlexp.io.results import write_results
-    from rlexp.runners.context import policy_of
     from rlexp.runners.evaluation import evaluate
-    from rlexp.runners.job import atari_settings, seed_everything
+    from rlexp.runners.job import seed_everything
     from rlexp.runners.memory import check_host_memory
 
-    path = opts.path
-    if path.is_dir():
-        path = path / "checkpoints" / f"{opts.checkpoint}.pt"
-        if not path.is_file():
-            raise ConfigError(f"{opts.path} holds no checkpoints/{opts.checkpoint}.pt; is it an rlexp run "
-                              f"directory that has finished or evaluated once?")
-    elif not path.is_file():
-        raise ConfigError(f"{path} is neither a run directory nor a checkpoint file")
-    device = resolve_device(opts.device)
     check_host_memory("episodes", opts.episodes, 8.0 * opts.episodes, "the evaluation's returns")
-    bundle = load_checkpoint(path)
-    config = with_added_keys(bundle["config"])   # a run made before a key existed: its old meaning
-    spec = registry.get(config["algo"]["name"])
-    env_cfg = config["env"]
+    loaded = load(opts.path, opts.checkpoint, opts.device)
+    path, config = loaded.checkpoint, loaded.config
     imageio = _video_writer() if opts.video else None
-    env = make_env(env_cfg["id"], {**env_cfg["kwargs"], **({"render_mode": "rgb_array"} if opts.video else {})},
-                   atari_settings(env_cfg))
-    spaces = describe_spaces(env.observation_space, env.action_space, env_cfg["id"])
+    env = loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {}))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)
-    try:
-        agent = spec.build(config["algo"], BuildContext(
-            spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=config["total_steps"],
-            planned_updates=1, num_envs=1, device=device, seed=seed,
-            activation=config["network"].get("activation", "relu")))
-        agent.load_state_dict(bundle["agent"])
-    except KeyError as missing:   # a config or agent state this version of rlexp does not know how to read
-        raise ConfigError(f"{path} lacks {missing}, which this version of rlexp needs to build its agent (another "
-                          f"version wrote it); evaluate it with the version that trained it") from None
-    except RuntimeError as error:  # torch's load_state_dict: saved tensors that do not fit the agent built here
-        raise ConfigError(f"{path}: the saved agent does not fit the one its config builds here "
-                          f"({' '.join(str(error).split())[:200]}); evaluate it with the version that trained it") \
-            from None
-    # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
-    normalization = None
-    if "normalization" in bundle:
-        normalization = make_normalization(config["env"]["normalize"], config["algo"]["gamma"], spaces.obs_shape, 1)
-        normalization.load_state_dict(bundle["normalization"])
-
     frames: list[np.ndarray] = []
     record = (lambda: frames.append(env.render())) if opts.video else None
-    returns = evaluate(policy_of(agent, normalization), env, opts.episodes, seed, record)
+    returns = evaluate(loaded.act, env, opts.episodes, seed, record)
     env.close()
     out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"checkpoint": str(path), "step": bundle["step"], "algo": bundle["algo"], "env_id": bundle["env_id"],
+    results = {"checkpoint": str(path), "step": loaded.step, "algo": loaded.algo, "env_id": loaded.env_id,
                "episodes": opts.episodes, "seed": seed, "eval_return_mean": float(returns.mean()),
                "eval_return_std": float(returns.std()), "eval_returns": [float(r) for r in returns]}
     if imageio is not None:

@@ -1,0 +1,70 @@
+"""`rlexp export <run_dir or checkpoint.pt> format=onnx|torchscript|pt2 [checkpoint=final|best] [out=DIR]`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlexp.commands import options
+from rlexp.errors import ConfigError, RunFailure
+
+EXPORT_USAGE = """usage: rlexp export <run_dir or checkpoint.pt> format=onnx|torchscript|pt2 [checkpoint=final|best]
+                    [out=DIR] [states=N]
+
+Writes the run's deterministic policy as one standalone file: <run_dir>/export/policy.onnx, policy.pt
+(TorchScript) or policy.pt2 (torch.export), policy_best.* for checkpoint=best, with <file>.json naming its input ("obs": a batch of raw observations in
+the env's dtype) and output ("action": the actions the env takes). Observation normalization, the network, and
+the argmax or the clamp to the action bounds are inside the file. Before it is put in place, the file is loaded
+back (torch.jit.load, torch.export.load, onnxruntime) and must reproduce the agent's actions on N states of its evaluation
+episodes (default 2048): equal for discrete actions, within 1e-5 for continuous ones. format=onnx needs
+pip install "rlexp[export]".
+"""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    path: Path
+    format: str
+    checkpoint: str = "final"
+    out: Path | None = None
+    states: int = 2048
+
+
+def parse_export_args(args: list[str]) -> ExportOptions:
+    from rlexp.deploy.export import FORMATS
+
+    paths, values = options.parse(args, {
+        "format": options.one_of(*FORMATS), "checkpoint": options.one_of("final", "best"),
+        "out": options.text("exports/td3"), "states": options.positive_int}, "export")
+    if len(paths) != 1:
+        raise ConfigError(f"give one run directory or checkpoint file, got {len(paths)}: {' '.join(paths) or '-'} "
+                          f"(rlexp export --help)")
+    if "format" not in values:
+        raise ConfigError(f"say which format: format={' or format='.join(FORMATS)} (rlexp export --help)")
+    if "out" in values:
+        values["out"] = Path(values["out"])
+    return ExportOptions(path=Path(paths[0]), **values)
+
+
+def main(args: list[str]) -> int:
+    """`rlexp export ...`: one line naming the file on stdout; every error one line on stderr, exit 2 or 1."""
+    if any(a in ("-h", "--help") for a in args):
+        print(EXPORT_USAGE, end="")
+        return 0
+    try:
+        opts = parse_export_args(args)
+        from rlexp.deploy.export import export
+        from rlexp.deploy.load import load
+
+        loaded = load(opts.path, opts.checkpoint, device="cpu")
+        checkpoints = loaded.checkpoint.parent
+        run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
+        result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)
+    except (ConfigError, RunFailure) as error:
+        print(f"rlexp export: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1
+    print(f"{loaded.algo} on {loaded.env_id} (step {loaded.step}) -> {result.file} ({opts.format}); its actions "
+          f"match the agent's on {result.states} evaluation states (max |difference| {result.max_abs_diff:.2g}); "
+          f"input and output: {result.spec_file}")
+    return 0

@@ -1,0 +1,206 @@
+"""`rlexp export`: a run's deterministic policy as one standalone file (TorchScript, torch.export or ONNX), verified
+when written.
+
+The file maps a batch of raw env observations (`obs`, in the env's dtype) to the actions the env takes (`action`):
+observation normalization, the network, and the argmax or the clamp to the env's bounds are inside it
+(rlexp/deploy/policy.py). Next to it, `<file>.json` names the input and output, their shapes and dtypes, the
+action space and the preprocessing the observations must have had (Atari's).
+
+Before a file is put in place it is loaded back (torch.jit.load, torch.export.load, or an onnxruntime session) and run on the states
+of a few deterministic evaluation episodes; its actions must equal the agent's (discrete) or be within `TOLERANCE`
+of them (continuous). A mismatch is an error and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlexp.deploy.load import LoadedAgent
+from rlexp.errors import ConfigError, RunFailure
+
+FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
+EXPORT_EXTRA = 'pip install "rlexp[export]"'
+TOLERANCE = 1e-5
+INPUT, OUTPUT = "obs", "action"
+
+
+class ExportMismatch(RunFailure):
+    """The written file does not reproduce the agent's actions."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    file: Path
+    spec_file: Path
+    states: int
+    max_abs_diff: float
+
+
+def evaluation_states(loaded: LoadedAgent, count: int, seed: int) -> np.ndarray:
+    """`count` raw observations met by the agent's deterministic episodes, from the run's evaluation seed on."""
+    env = loaded.make_env()
+    states: list[np.ndarray] = []
+    obs, _ = env.reset(seed=seed)
+    while len(states) < count:
+        states.append(np.array(obs))
+        obs, _, terminated, truncated, _ = env.step(loaded.act(obs))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return np.stack(states)
+
+
+def export_name(checkpoint: Path, fmt: str) -> str:
+    """policy.<ext> for final.pt, policy_best.<ext> for best.pt, policy_<stem>.<ext> for any other file."""
+    return ("policy" if checkpoint.stem == "final" else f"policy_{checkpoint.stem}") + FORMATS[fmt]
+
+
+def _check_onnx() -> Any:
+    try:
+        import onnx  # noqa: F401  (torch's exporter writes with it)
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch's dynamo-based exporter translates with it)
+    except ImportError as error:
+        raise ConfigError(f"format=onnx needs onnx, onnxscript and onnxruntime ({error.name} is not installed; "
+                          f"fix: {EXPORT_EXTRA})") from None
+    return onnxruntime
+
+
+def _write_torchscript(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    # Tracing records the operations for this example; nothing in the policy branches on the batch size, and the
+    # verification below runs the file on other batch sizes. TorchScript is deprecated in recent torch releases
+    # (in favour of torch.export: format=pt2), yet it is what C++ (libtorch) and older runtimes load: the user
+    # asked for it, so its deprecation warnings are not repeated at them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(module, example, check_trace=False)
+        traced.save(str(path))
+        reloaded = torch.jit.load(str(path), map_location="cpu")
+    return lambda obs: reloaded(torch.as_tensor(obs)).numpy()
+
+
+def _exported_program(module: torch.nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    return torch.export.export(module, (example,), dynamic_shapes={"obs": {0: torch.export.Dim("batch")}})
+
+
+def _write_pt2(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """torch.export's ExportedProgram (`torch.export.load(path).module()`): TorchScript's successor."""
+    torch.export.save(_exported_program(module, example), str(path))
+    reloaded = torch.export.load(str(path)).module()
+    return lambda obs: reloaded(torch.as_tensor(obs)).numpy()
+
+
+def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    onnxruntime = _check_onnx()
+    # The exporter reports on stderr what it skips (torchvision's operators, which a policy never uses) and
+    # warns about its own dependencies: nothing a user can act on.
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_exported_program(module, example), (example,), str(path), input_names=[INPUT],
+                              output_names=[OUTPUT], dynamo=True, external_data=False, verbose=False)
+    finally:
+        exporter_log.setLevel(level)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda obs: session.run([OUTPUT], {INPUT: obs})[0]
+
+
+WRITERS = {"torchscript": _write_torchscript, "pt2": _write_pt2, "onnx": _write_onnx}
+
+
+def _describe(loaded: LoadedAgent, fmt: str, file: Path, states: int, diff: float, obs_dtype: np.dtype,
+              action_dtype: np.dtype) -> dict[str, Any]:
+    from rlexp import __version__
+
+    spaces, env = loaded.spaces, loaded.config["env"]
+    action_space = ({"type": "Discrete", "n": spaces.n_actions} if spaces.discrete else
+                    {"type": "Box", "shape": list(spaces.action_shape), "low": spaces.action_low.tolist(),
+                     "high": spaces.action_high.tolist()})
+    normalized = loaded.normalization is not None and loaded.normalization.settings.obs
+    return {
+        "format": fmt, "file": file.name, "algo": loaded.algo, "env_id": loaded.env_id, "env_kwargs": env["kwargs"],
+        "checkpoint": str(loaded.checkpoint.resolve()), "step": loaded.step, "rlexp_version": __version__,
+        "input": {"name": INPUT, "shape": ["batch", *spaces.obs_shape], "dtype": str(obs_dtype)},
+        "output": {"name": OUTPUT, "shape": ["batch", *spaces.action_shape], "dtype": str(action_dtype)},
+        "action_space": action_space,
+        "inside": [*(["observation normalization with the run's training statistics (clip "
+                      f"{loaded.normalization.settings.clip_obs})"] if normalized else []),
+                   f"the {loaded.algo} policy network",
+                   "argmax over the actions" if spaces.discrete else "clamp to the action bounds"],
+        # What the observations must have been through before they reach the file (the env's own wrappers).
+        "observation_preprocessing": {"atari": env["atari"]} if env.get("atari") else None,
+        "verified": {"states": states, "max_abs_diff": diff, "tolerance": 0.0 if spaces.discrete else TOLERANCE},
+    }
+
+
+def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, seed: int | None = None) \
+        -> ExportResult:
+    """Write `out_dir/<policy name>` in `fmt` and its JSON description, after checking the file against the agent
+    on `states` evaluation states (default seed: the run's evaluation seed)."""
+    from rlexp.config.validate import EVAL_SEED_OFFSET
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt} must be {' or '.join(FORMATS)}")
+    if fmt == "onnx":
+        _check_onnx()
+    observations = evaluation_states(loaded, states, loaded.config["seed"] + EVAL_SEED_OFFSET if seed is None
+                                     else seed)
+    expected = loaded.act(observations)
+    module = loaded.policy_module()
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    file = out_dir / export_name(loaded.checkpoint, fmt)
+    # (the temp file keeps the format's suffix: torch.export.save insists on .pt2)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=f".tmp{FORMATS[fmt]}", dir=out_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    written = False
+    try:
+        run = WRITERS[fmt](module, torch.as_tensor(observations[:2]), tmp)
+        # The whole set as one batch, and one observation alone: the batch axis really is free.
+        got = run(observations)
+        single = run(observations[:1])
+        if got.shape != expected.shape or single.shape != expected[:1].shape:
+            raise ExportMismatch(f"the exported {fmt} policy returns actions of shape {got.shape} for "
+                                 f"{len(observations)} observations, the agent {expected.shape}; nothing was written")
+        diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)), initial=0.0))
+        diff = max(diff, float(np.max(np.abs(single.astype(np.float64) - expected[:1].astype(np.float64)))))
+        allowed = 0.0 if loaded.spaces.discrete else TOLERANCE
+        if diff > allowed:
+            raise ExportMismatch(f"the exported {fmt} policy does not reproduce the agent's actions on "
+                                 f"{len(observations)} evaluation states (max |difference| {diff:.3g} > {allowed:g}); "
+                                 f"nothing was written")
+        spec = _describe(loaded, fmt, file, len(observations), diff, observations.dtype, got.dtype)
+        if fmt == "onnx":
+            import onnx
+
+            spec["opset"] = int(next(o.version for o in onnx.load(str(tmp)).opset_import if o.domain in ("", "ai.onnx")))
+        spec_file = file.with_name(file.name + ".json")
+        spec_tmp = spec_file.with_name(f".{spec_file.name}.tmp")
+        spec_tmp.write_text(json.dumps(spec, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 is for secrets; an export is meant to be shared
+        os.replace(tmp, file)
+        os.replace(spec_tmp, spec_file)
+        written = True
+    finally:
+        tmp.unlink(missing_ok=True)
+        file.with_name(f".{file.name}.json.tmp").unlink(missing_ok=True)
+        if created and not written:   # a failed export leaves the run as it was
+            out_dir.rmdir()
+    return ExportResult(file=file, spec_file=spec_file, states=len(observations), max_abs_diff=diff)

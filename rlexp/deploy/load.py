@@ -1,0 +1,162 @@
+"""`rlexp.load`: a trained agent as a Python object, from a run directory or a checkpoint file, without Hydra.
+
+    agent = rlexp.load("outputs/td3_Pendulum-v1/<time>")        # checkpoints/final.pt; checkpoint="best"
+    env = agent.make_env()
+    obs, _ = env.reset(seed=0)
+    obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+
+The agent takes the env's raw observations: the run's observation normalization (its training statistics,
+frozen) is applied inside `act`, as inside an exported policy, so the env from `make_env` is the training env
+(with its Atari preprocessing) without normalization. `rlexp eval` builds its agent here too.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlexp.envs.normalization import Normalization
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
+
+CHECKPOINTS = ("final", "best")
+
+#: The parts of an agent's state that are its exploration (generators, noise processes, gSDE's matrices).
+EXPLORATION_STATE = ("rng", "generator", "exploration_noise", "sde_eps")
+
+
+def checkpoint_path(path: str | Path, checkpoint: str = "final") -> Path:
+    """The checkpoint file a run directory (its checkpoints/<checkpoint>.pt) or a file path names."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if checkpoint not in CHECKPOINTS:
+            raise ConfigError(f"checkpoint={checkpoint!r} must be final or best (or give a .pt file as the path)")
+        file = path / "checkpoints" / f"{checkpoint}.pt"
+        if not file.is_file():
+            raise ConfigError(f"{path} holds no checkpoints/{checkpoint}.pt; is it an rlexp run directory that has "
+                              f"finished or evaluated once?")
+        return file
+    if not path.is_file():
+        raise ConfigError(f"{path} is neither a run directory nor a checkpoint file")
+    return path
+
+
+@dataclass
+class LoadedAgent:
+    """A trained agent with the config it was trained with. `agent` is the algorithm's own object (its networks,
+    e.g. `agent.actor`, `agent.q_network`, `agent.policy`), `normalization` the frozen observation statistics."""
+
+    config: dict[str, Any]       # the run's config, a plain dict
+    checkpoint: Path
+    step: int                    # the env step the checkpoint was written at
+    device: torch.device
+    spaces: SpaceInfo
+    agent: Any
+    normalization: Normalization | None
+
+    @property
+    def algo(self) -> str:
+        return self.config["algo"]["name"]
+
+    @property
+    def env_id(self) -> str:
+        return self.config["env"]["id"]
+
+    def act(self, obs: Any, explore: bool = False) -> np.ndarray:
+        """The action for one observation, or actions for a batch (first axis). Deterministic by default;
+        `explore=True` adds the exploration the run ended with (DQN's final epsilon, DDPG/TD3's action noise, a
+        draw from SAC's, PPO's or A2C's policy), one draw per row."""
+        obs = np.asarray(obs)
+        shape = self.spaces.obs_shape
+        single = obs.shape == shape
+        batch = obs[None] if single else obs
+        if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or len(batch) == 0:
+            raise ValueError(f"observations of shape {obs.shape}: this agent ({self.algo} on {self.env_id}) takes "
+                             f"one of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))})")
+        if self.normalization is not None:
+            batch = self.normalization.observations(batch, update=False)
+        actions = self.agent.act(batch, explore=explore, step=self.step)
+        actions = actions.reshape(len(batch), *self.spaces.action_shape)
+        return actions[0] if single else actions
+
+    def make_env(self, **kwargs: Any) -> gym.Env:
+        """The env the agent was trained on: its id, kwargs and Atari preprocessing; `kwargs` (e.g.
+        render_mode="human") are passed to gymnasium.make on top of the run's own."""
+        from rlexp.envs import make_env
+        from rlexp.runners.job import atari_settings
+
+        env_cfg = self.config["env"]
+        return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg))
+
+    def policy_module(self) -> nn.Module:
+        """The deterministic policy as one torch module on the CPU (a copy): a batch of raw observations in the
+        env's dtype -> the env's actions. What `rlexp export` writes."""
+        from rlexp.deploy.policy import ExportedPolicy
+
+        obs_rms = self.normalization.obs_rms if self.normalization and self.normalization.settings.obs else None
+        network = copy.deepcopy(self.agent.policy_network()).cpu().eval().requires_grad_(False)
+        clip = self.normalization.settings.clip_obs if obs_rms is not None else 0.0
+        return ExportedPolicy(network, obs_rms.mean if obs_rms else None, obs_rms.var if obs_rms else None, clip,
+                              frames=self.spaces.frames).eval()
+
+
+def load(path: str | Path, checkpoint: str = "final", device: str = "auto", seed: int | None = None) -> LoadedAgent:
+    """The agent of a run directory (`checkpoint`: final or best) or of a checkpoint file, on `device` (cpu,
+    cuda, cuda:N or auto). A file that is not an rlexp checkpoint, a damaged one, or one of another format is a
+    one-line error (ConfigError or CheckpointError); nothing in the file is executed (weights_only loading).
+    `seed` seeds the agent's exploration (default: the run's own generators as the checkpoint saved them)."""
+    from rlexp.agents.base import BuildContext
+    from rlexp.commands.resume import with_added_keys
+    from rlexp.config import registry
+    from rlexp.config.device import resolve_device
+    from rlexp.envs import describe_spaces
+    from rlexp.envs.normalization import make_normalization
+    from rlexp.io.checkpoints import load_checkpoint
+
+    file = checkpoint_path(path, checkpoint)
+    resolved = resolve_device(device)
+    bundle = load_checkpoint(file)
+    config = with_added_keys(bundle["config"])   # a run made before a key existed: its old meaning
+    try:
+        spec = registry.get(config["algo"]["name"])
+        loaded = LoadedAgent(config=config, checkpoint=file, step=int(bundle["step"]), device=resolved,
+                             spaces=None, agent=None, normalization=None)  # type: ignore[arg-type]
+        env = loaded.make_env()
+        spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
+        env.close()
+        # Building draws initial weights (replaced by the saved ones) from torch's global generator: leave the
+        # caller's random streams as they were.
+        with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
+            torch.manual_seed(config["seed"] if seed is None else seed)
+            agent = spec.build(config["algo"], BuildContext(
+                spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]),
+                total_steps=config["total_steps"], planned_updates=1, num_envs=1, device=resolved,
+                seed=config["seed"] if seed is None else seed, activation=config["network"].get("activation", "relu")))
+        state = bundle["agent"]
+        if seed is not None:   # the saved networks, with the exploration state the builder seeded
+            fresh = agent.state_dict()
+            state = {**{k: v for k, v in state.items() if k not in EXPLORATION_STATE},
+                     **{k: fresh[k] for k in EXPLORATION_STATE if k in fresh}}
+        agent.load_state_dict(state)
+    except KeyError as missing:   # a config or agent state this version of rlexp does not know how to read
+        raise ConfigError(f"{file} lacks {missing}, which this version of rlexp needs to build its agent (another "
+                          f"version wrote it); load it with the version that trained it") from None
+    except RuntimeError as error:  # torch's load_state_dict: saved tensors that do not fit the agent built here
+        raise ConfigError(f"{file}: the saved agent does not fit the one its config builds here "
+                          f"({' '.join(str(error).split())[:200]}); load it with the version that trained it") \
+            from None
+    # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
+    normalization = None
+    if "normalization" in bundle:
+        normalization = make_normalization(config["env"]["normalize"], config["algo"]["gamma"], spaces.obs_shape, 1)
+        if normalization is not None:
+            normalization.load_state_dict(bundle["normalization"])
+    loaded.spaces, loaded.agent, loaded.normalization = spaces, agent, normalization
+    return loaded

@@ -1,0 +1,36 @@
+"""The policy an export holds: raw observations in, the env's actions out, with nothing left outside the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlexp.envs.normalization import EPSILON
+
+
+class ExportedPolicy(nn.Module):
+    """(x - mean) / sqrt(var + 1e-8), clipped to +-clip (the run's observation normalization with its training
+    statistics, when it normalized observations), then the agent's deterministic policy
+    (rlexp/networks/deterministic.py), which ends in the argmax or the clamp to the env's bounds.
+
+    The normalization is computed in float64 from the observation's own dtype, then cast to float32: the same
+    arithmetic, in the same order, as the numpy normalization the agent was trained and evaluated with, so an
+    export reproduces its actions to the last bit of the normalized input. Stacked uint8 frames go in as they are
+    (the Nature CNN scales them).
+    """
+
+    def __init__(self, policy: nn.Module, obs_mean: np.ndarray | None, obs_var: np.ndarray | None,
+                 clip_obs: float, frames: bool = False) -> None:
+        super().__init__()
+        self.policy = policy
+        self.normalize, self.frames, self.clip_obs = obs_mean is not None, frames, float(clip_obs)
+        if obs_mean is not None and obs_var is not None:
+            self.register_buffer("obs_mean", torch.as_tensor(np.asarray(obs_mean, np.float64)))
+            self.register_buffer("obs_std", torch.as_tensor(np.sqrt(np.asarray(obs_var, np.float64) + EPSILON)))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        if self.normalize:
+            x = ((obs.to(torch.float64) - self.obs_mean) / self.obs_std).clamp(-self.clip_obs, self.clip_obs)
+            return self.policy(x.to(torch.float32))
+        return self.policy(obs if self.frames else obs.to(torch.float32))
