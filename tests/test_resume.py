@@ -35,6 +35,12 @@ RUNS = {
             "algo.batch_size=40", "algo.n_epochs=4", "network.hidden_sizes=[32]", "env.normalize.obs=true",
             "env.normalize.reward=true", "algo.use_sde=true", "algo.sde_sample_freq=7"],
     "a2c": ["algo=a2c", "env=CartPole-v1", "total_steps=20000", "env.num_envs=5", "network.hidden_sizes=[32]"],
+    # stop when solved (about step 2,400 here) and an episode budget over 2 envs: the window of returns and the
+    # episode count must resume too, so the resumed run stops at the same step
+    "dqn_solved": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
+                   "network.hidden_sizes=[32]", "stop.window=10", "stop.mean_return=60"],
+    "dqn_episodes": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
+                     "network.hidden_sizes=[32]", "env.num_envs=2", "total_episodes=100"],
 }
 # Several envs, sync, async and EnvPool, resume in tests/test_vector_cli.py.
 COMMON = ["checkpoint.every=250", "eval.every=500", "eval.episodes=2", "log.every=50", "log.progress=none",
@@ -61,7 +67,8 @@ def same_parameters(a: dict, b: dict) -> bool:
 # DQN after SIGKILL is dqn_all's case (every switch on); plain DQN is stopped by SIGINT instead.
 @pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGINT),
                                          ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL),
-                                         ("ppo", signal.SIGKILL), ("a2c", signal.SIGKILL)])
+                                         ("ppo", signal.SIGKILL), ("a2c", signal.SIGKILL),
+                                         ("dqn_solved", signal.SIGKILL), ("dqn_episodes", signal.SIGKILL)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
     args = ["train", *RUNS[algo], *COMMON]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
@@ -89,6 +96,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
         assert steps == sorted(steps) and steps == [step for step, _ in reference[tag]], tag
     a, b = (json.loads((workdir / d / "results.json").read_text()) for d in ("reference", "run"))
     assert a["eval_returns"] == b["eval_returns"] and b["status"] == "completed"
+    for key in ("total_steps", "episodes", "stopped_by", "solved_at_step", "solved_at_episode"):
+        assert a[key] == b[key], key
 
 
 def snapshot(run_dir: Path) -> dict[str, bytes]:
@@ -121,7 +130,8 @@ def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_t
     line = proc.stderr.strip()
     assert proc.returncode == 2 and len(line.splitlines()) == 1
     assert "algo.lr: 0.001 -> 0.5" in line and "network.hidden_sizes: [32] -> [8]" in line
-    assert "only total_steps, eval.*, checkpoint.*, log.*, device and torch_threads may change" in line
+    assert ("only total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and torch_threads may "
+            "change") in line
     proc = run_cli(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], cwd=workdir)
     assert proc.returncode == 2 and "algo.name: dqn -> td3" in proc.stderr and "env.id: CartPole-v1 -> Pendulum-v1" \
         in proc.stderr

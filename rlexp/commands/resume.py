@@ -18,15 +18,16 @@ from rlexp.errors import CheckpointError, ConfigError
 from rlexp.io.metrics import flatten
 
 #: Keys a resumed run may change; everything else (algo, env, network, seed) must match the checkpoint.
-MUTABLE_KEYS = ("total_steps", "env.total_steps", "eval.", "checkpoint.", "log.", "device", "gpu_placement",
-                "torch_threads", "resume")
+MUTABLE_KEYS = ("total_steps", "env.total_steps", "total_episodes", "stop.", "eval.", "checkpoint.", "log.",
+                "device", "gpu_placement", "torch_threads", "resume")
 
 #: Keys added since checkpoint format 2, with the value that means what their absence meant, so a run made
 #: before a key existed still resumes.
 ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs": False, "env.normalize.reward": False,
                                "env.normalize.clip_obs": 10.0, "env.normalize.clip_reward": 10.0,
                                "algo.use_sde": False, "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,
-                               "algo.lr_schedule": "constant"}
+                               "algo.lr_schedule": "constant", "total_episodes": None, "stop.window": 100,
+                               "stop.mean_return": None, "stop.eval_return": None}
 
 
 

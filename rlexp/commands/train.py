@@ -79,16 +79,39 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
     conflicts = config_conflicts(bundle["config"], config)
     if conflicts:
         raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
-                          f"total_steps, eval.*, checkpoint.*, log.*, device and torch_threads may change")
+                          f"total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and torch_threads may "
+                          f"change")
     if bundle["step"] >= config["total_steps"]:
         raise ConfigError(f"{where}: the run is already at step {bundle['step']} of total_steps="
                           f"{config['total_steps']}; pass a larger total_steps to extend it")
+    ended = ended_early(bundle, config)
+    if ended:
+        raise ConfigError(f"{where}: {ended}")
     trained_on = torch.device(bundle["device"])
     if trained_on.type != device.type:
         raise ConfigError(f"{where}: the run trained on {trained_on.type} and its random generators cannot continue "
                           f"exactly on {device.type}; resume it with device={trained_on.type} (a checkpoint "
                           f"evaluates anywhere: rlexp eval)")
     return Resume(bundle, path, unreadable)
+
+
+def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """Why a checkpoint's run has already ended under the new config's stop rules, and how to go on (None: it
+    has not)."""
+    from rlexp.runners.stopping import StopRules, StopWatch
+
+    state = bundle.get("context", {}).get("stop")
+    if state is None:
+        return None
+    watch = StopWatch(StopRules.from_config(config))
+    watch.load_state_dict(state)
+    if watch.reason() == "solved":
+        rule = watch.solved.rule
+        return (f"the run ended {watch.solved.describe()}; raise {rule} (or set {rule}=null) to train it further")
+    if watch.reason() == "total_episodes":
+        return (f"the run has finished {watch.episodes} episodes of total_episodes={config['total_episodes']}; pass "
+                f"a larger total_episodes to extend it")
+    return None
 
 
 @dataclass

@@ -144,6 +144,15 @@ class LogConfig:
 
 
 @dataclass
+class StopConfig:
+    """Ending a run once it is solved (rlexp/runners/stopping.py)."""
+
+    window: int = 100                       # training episodes the mean_return rule averages over
+    mean_return: Optional[float] = None     # solved when the last `window` training episodes average this
+    eval_return: Optional[float] = None     # solved when a deterministic evaluation averages this
+
+
+@dataclass
 class TrainConfig:
     algo: Any = MISSING                  # an algorithm's schema (its module in rlexp/agents/), chosen by `algo=`
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -151,6 +160,8 @@ class TrainConfig:
     device: str = MISSING
     gpu_placement: GpuPlacement = MISSING   # a sweep's jobs on several GPUs: spread | pack
     total_steps: int = MISSING
+    total_episodes: Optional[int] = None     # a budget in training episodes (total_steps stays the cap)
+    stop: StopConfig = field(default_factory=StopConfig)
     torch_threads: int = MISSING
     resume: Optional[str] = None         # a run directory to continue
     network: NetworkConfig = field(default_factory=NetworkConfig)

@@ -8,6 +8,7 @@ registry entry).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any
 
@@ -51,6 +52,17 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
                                                            for w in sizes):
         raise ConfigError(f"network.hidden_sizes={sizes!r} must be a non-empty list of positive integers, "
                           f"e.g. network.hidden_sizes=[256,256]")
+    if cfg.get("total_episodes") is not None:
+        check_positive_int("total_episodes", cfg["total_episodes"], limit=MAX_STEPS)
+    stop = cfg.get("stop") or {}
+    if stop:
+        check_positive_int("stop.window", stop["window"])
+        for key in ("mean_return", "eval_return"):
+            if stop[key] is not None and not math.isfinite(stop[key]):
+                raise ConfigError(f"stop.{key}={stop[key]} must be a finite number (or null: no such rule)")
+        if stop["eval_return"] is not None and cfg["eval"]["every"] == 0:
+            raise ConfigError(f"stop.eval_return={stop['eval_return']} needs evaluations during the run, but "
+                              f"eval.every=0 evaluates only at the end; set eval.every, e.g. eval.every=5000")
     check_positive_int("eval.every", cfg["eval"]["every"], allow_zero=True)
     check_positive_int("eval.episodes", cfg["eval"]["episodes"])
     check_positive_int("checkpoint.every", cfg["checkpoint"]["every"], allow_zero=True)

@@ -25,6 +25,7 @@ from rlexp.io.metrics import RunLogger
 from rlexp.io.results import write_results
 from rlexp.runners.evaluation import evaluate
 from rlexp.runners.faults import NonFiniteGuard, StopRequest
+from rlexp.runners.stopping import StopRules, StopWatch
 from rlexp.schedules import crossed
 
 log = logging.getLogger("rlexp")
@@ -90,6 +91,7 @@ class RunContext:
     device: torch.device
     meta: dict[str, Any]          # algo, env_id, config, overrides, device: written into every checkpoint
     guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
+    watch: StopWatch = field(default_factory=lambda: StopWatch(StopRules()))   # episode budget, "solved"
     metrics: dict[str, Tensor] = field(default_factory=dict)   # the last update's (on the device)
     best_eval_return: float = -math.inf
     _start_step: int = 0
@@ -110,6 +112,13 @@ class RunContext:
     def episodes_ended(self, returns: np.ndarray, lengths: np.ndarray, step: int) -> None:
         for episodic_return, length in zip(returns, lengths):
             self.logger.episode(float(episodic_return), int(length), step)
+        solved = self.watch.episodes_ended(returns, step)
+        if solved is not None:
+            log.info("%s; ending the run", solved.describe())
+
+    def should_stop(self) -> bool:
+        """Whether the run ends before total_steps: solved, or its episode budget spent (rlexp/runners/stopping.py)."""
+        return self.watch.reason() is not None
 
     def after_step(self, before: int, step: int, runner: Runner) -> None:
         """Log, evaluate, checkpoint and honour a stop request, for a step from `before` to `step` env steps."""
@@ -122,10 +131,12 @@ class RunContext:
             scalars["charts/SPS"] = sps
             self.logger.scalars(scalars, step)
             self.logger.progress(step, sps)
-        if crossed(before, step, self.every.eval) and step < self.total_steps:
+        # (the step that ends the run is evaluated and checkpointed by `finish`)
+        last = step >= self.total_steps or self.should_stop()
+        if crossed(before, step, self.every.eval) and not last:
             self.evaluate(step, runner.agent)
         saved: Path | None = None
-        if crossed(before, step, self.every.checkpoint) and step < self.total_steps:
+        if crossed(before, step, self.every.checkpoint) and not last:
             saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
         if self.stop.signum is not None:
             saved = saved or self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
@@ -152,6 +163,9 @@ class RunContext:
         self.guard.check()
         returns = self.evaluator(agent)
         self.logger.evaluation(float(returns.mean()), float(returns.std()), step)
+        solved = self.watch.evaluated(float(returns.mean()), step)
+        if solved is not None:
+            log.info("%s; ending the run", solved.describe())
         if returns.mean() > self.best_eval_return:
             self.best_eval_return = float(returns.mean())
             self.checkpoints.save_best(self.policy_bundle(step, agent))
@@ -170,12 +184,17 @@ class RunContext:
         if self.device.type == "cuda":  # the training device's generator only: others may not exist on resume
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {**self.policy_bundle(step, runner.agent), "kind": "resume", "runner": runner.state_dict(),
-                "context": {"metrics": self.metrics, "best_eval_return": self.best_eval_return}, "rng": rng}
+                "context": {"metrics": self.metrics, "best_eval_return": self.best_eval_return,
+                            "stop": self.watch.state_dict()}, "rng": rng}
 
     def restore(self, bundle: dict[str, Any]) -> None:
         """The context's part of a resumable checkpoint (the runner restores its own)."""
         self.metrics = {tag: value.to(self.device) for tag, value in bundle["context"]["metrics"].items()}
         self.best_eval_return = float(bundle["context"]["best_eval_return"])
+        if "stop" in bundle["context"]:
+            self.watch.load_state_dict(bundle["context"]["stop"])
+        else:   # a checkpoint made before episode budgets: its episodes count from the runner's
+            self.watch.episodes = int(bundle["runner"]["episodes"])
         torch.set_rng_state(bundle["rng"]["torch"])
         if "cuda" in bundle["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(bundle["rng"]["cuda"], self.device)
@@ -197,6 +216,8 @@ class RunContext:
             "best_eval_return": result.best_eval_return,
             "total_steps": result.steps,
             "episodes": result.episodes,
+            "stopped_by": self.watch.reason() or "total_steps",
+            **self.watch.results(),
             "resumed_from_step": resumed_from,
             "train_time_s": round(result.train_time_s, 3),
             "wall_time_s": round(wall_time_s, 3),

@@ -29,6 +29,7 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
+from rlexp.runners.stopping import StopRules, StopWatch
 
 log = logging.getLogger("rlexp")
 
@@ -129,7 +130,7 @@ class Job:
                                     normalization), stop=stop,
                 every=Every(log=config["log"]["every"], eval=config["eval"]["every"],
                             checkpoint=config["checkpoint"]["every"]),
-                total_steps=total_steps, device=device,
+                total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(config)),
                 meta={"algo": spec.name, "env_id": env_cfg["id"], "config": config, "overrides": overrides,
                       "device": str(device)})
             collector = Collector(envs, seed, env_cfg["id"], normalization)
@@ -155,7 +156,10 @@ class Job:
             finally:
                 logger.close(completed)
         results = context.write_results(result, start_step, time.perf_counter() - started)
-        log.info("done: eval return %.2f +/- %.2f over %d episodes, %.0f SPS, %.1f s -> %s",
+        ended = {"solved": f"solved at step {results['solved_at_step']} (episode {results['solved_at_episode']}), ",
+                 "total_episodes": f"{results['episodes']} episodes at step {results['total_steps']}, ",
+                 "total_steps": ""}[results["stopped_by"]]
+        log.info("done: %seval return %.2f +/- %.2f over %d episodes, %.0f SPS, %.1f s -> %s", ended,
                  results["eval_return_mean"], results["eval_return_std"], len(result.eval_returns),
                  results["sps"], results["wall_time_s"], run_dir)
         return results

@@ -62,7 +62,7 @@ class OnPolicyRunner:
             self.load_state_dict(resume["runner"])
             context.restore(resume)
         context.start(self.step)
-        while self.step < s.total_steps:
+        while self.step < s.total_steps and not context.should_stop():
             before, step = self.step, self.step + s.num_envs
             self.collect(step)
             self.step = step

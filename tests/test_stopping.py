@@ -1,0 +1,94 @@
+"""Episode budgets and stop-when-solved (rlexp/runners/stopping.py): the rules by hand, then as a user runs them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlexp.runners.stopping import StopRules, StopWatch
+from tests.conftest import TINY, run_cli
+from tests.test_resume import scalars
+
+
+def test_the_mean_return_rule_waits_for_a_full_window_and_names_the_episode():
+    watch = StopWatch(StopRules(window=3, mean_return=10.0))
+    assert watch.episodes_ended(np.array([30.0, 30.0]), step=100) is None   # 2 episodes: no window yet
+    assert watch.episodes_ended(np.array([-31.0]), step=150) is None        # (30 + 30 - 31) / 3 < 10
+    solved = watch.episodes_ended(np.array([5.0, 40.0, 0.0]), step=200)    # windows 4/3, 14/3, then 15 >= 10
+    assert (solved.step, solved.episode, solved.value) == (200, 6, 15.0) and watch.reason() == "solved"
+    assert "solved at step 200 (episode 6): mean return of the last 3 training episodes 15.00" in solved.describe()
+    assert watch.episodes_ended(np.array([99.0]), 250) is None and watch.episodes == 7   # solved once
+
+
+def test_the_eval_rule_and_the_episode_budget():
+    watch = StopWatch(StopRules(total_episodes=4, eval_return=-200.0))
+    assert watch.evaluated(-250.0, 1000) is None and watch.reason() is None
+    watch.episodes_ended(np.zeros(3), 1200)
+    assert watch.reason() is None
+    watch.episodes_ended(np.zeros(2), 1300)   # 5 >= 4: the step in which the budget is reached ends the run
+    assert watch.reason() == "total_episodes" and watch.results()["solved_at_step"] is None
+    assert watch.evaluated(-199.5, 1400).episode == 5 and watch.reason() == "solved"
+
+
+def test_the_watch_state_round_trips():
+    watch = StopWatch(StopRules(window=4, mean_return=1e9))
+    watch.episodes_ended(np.arange(7, dtype=float), 10)
+    copy = StopWatch(StopRules(window=4, mean_return=1e9))
+    copy.load_state_dict({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in watch.state_dict().items()})
+    assert list(copy.recent) == [3.0, 4.0, 5.0, 6.0] and copy.episodes == 7
+
+
+def test_an_episode_budget_over_three_envs_ends_in_the_step_that_reaches_it(workdir):
+    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "env.num_envs=3", "total_episodes=40",
+                    "hydra.run.dir=run", *TINY], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    episodes = scalars(workdir / "run")["charts/episodic_return"]
+    assert results["stopped_by"] == "total_episodes" and results["episodes"] == len(episodes)
+    last_step = episodes[-1][0]
+    before = [step for step, _ in episodes if step < last_step]
+    assert len(before) < 40 <= results["episodes"] <= len(before) + 3 and results["total_steps"] == last_step
+    assert f"done: {results['episodes']} episodes at step {last_step}" in proc.stdout + proc.stderr
+    assert (workdir / "run" / "checkpoints" / "final.pt").is_file()
+
+
+def test_a_solved_run_ends_early_says_so_and_writes_its_final_checkpoint(workdir):
+    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "total_steps=3000", "algo.learning_starts=100",
+                    "network.hidden_sizes=[32]", "stop.eval_return=-2000", "hydra.run.dir=run", *TINY],
+                   cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    # the first evaluation (step 200) scores above -2000 on Pendulum whatever the policy: solved there
+    assert results["stopped_by"] == "solved" and results["solved_at_step"] == 200 == results["total_steps"]
+    assert results["solved_by"] == "stop.eval_return"
+    log = proc.stdout + proc.stderr
+    assert "solved at step 200" in log and "eval return" in log
+    assert (workdir / "run" / "checkpoints" / "final.pt").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("total_episodes=0", "total_episodes=0 must be a positive integer"),
+    ("stop.window=0", "stop.window=0 must be a positive integer"),
+    ("stop.mean_return=nan", "stop.mean_return=nan must be a finite number"),
+])
+def test_bad_stop_settings_are_one_line_errors(workdir, override, message):
+    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", override], cwd=workdir)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_an_eval_bar_without_evaluations_is_refused(workdir):
+    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "stop.eval_return=-200", "eval.every=0"], cwd=workdir)
+    assert proc.returncode == 2 and "stop.eval_return=-200.0 needs evaluations during the run" in proc.stderr
+
+
+def test_a_run_that_ended_early_resumes_only_with_a_new_budget_or_bar(workdir):
+    args = ["train", "algo=dqn", "env=CartPole-v1", "total_episodes=20", "hydra.run.dir=run", *TINY]
+    assert run_cli(args, cwd=workdir).returncode == 0
+    refused = run_cli(["train", "resume=run"], cwd=workdir)
+    assert refused.returncode == 2 and "pass a larger total_episodes to extend it" in refused.stderr
+    extended = run_cli(["train", "resume=run", "total_episodes=30"], cwd=workdir)
+    assert extended.returncode == 0, extended.stderr
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["stopped_by"] == "total_episodes" and 30 <= results["episodes"] == len(
+        scalars(workdir / "run")["charts/episodic_return"])
