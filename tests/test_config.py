@@ -193,7 +193,10 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "env.normalize.reward": False, "env.normalize.clip_obs": 10.0,
                                  "env.normalize.clip_reward": 10.0, "algo.use_sde": False,
                                  "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,   # (SAC's: PPO's came first)
-                                 "algo.lr_schedule": "constant"}                          # (SAC's: DQN's came first)
+                                 "algo.lr_schedule": "constant",                          # (SAC's: DQN's came first)
+                                 # no episode budget, no stop rule, no learning index: runs before them
+                                 "total_episodes": None, "stop.window": 100, "stop.mean_return": None,
+                                 "stop.eval_return": None, "log.heldout_states": 0}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"]
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []

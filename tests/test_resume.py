@@ -89,7 +89,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
 
     assert same_parameters(final_agent(workdir / "reference"), final_agent(workdir / "run")), f"delay {delay:.2f}"
     reference, run = scalars(workdir / "reference"), scalars(workdir / "run")
-    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/mean_return"):
+    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/mean_return", "charts/avg_q_heldout"):
         assert run[tag] == reference[tag], f"{tag} differs after a resume (delay {delay:.2f} s)"
     for tag, points in run.items():  # the points the uninterrupted run has, at its steps: no duplicates, no zig-zag
         steps = [step for step, _ in points]

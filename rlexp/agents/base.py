@@ -27,6 +27,10 @@ class Agent(Protocol):
     def exploration_metrics(self, step: int) -> dict[str, float]:
         """Scalars describing exploration at env step `step` (e.g. epsilon)."""
 
+    def value_index(self, observations: Tensor) -> Tensor:
+        """The mean over a batch of states of the value the agent predicts for them (max_a Q(s, a), Q(s, pi(s)) or
+        V(s)): the DQN paper's learning index, on held-out states (`charts/avg_q_heldout`)."""
+
     def policy_network(self) -> torch.nn.Module:
         """The deterministic policy (what `act(obs, explore=False)` takes) as one module of the agent's own
         networks: a batch of observation tensors -> the env's actions (rlexp/networks/deterministic.py)."""

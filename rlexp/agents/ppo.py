@@ -148,6 +148,11 @@ class PPO:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
+    @torch.no_grad()
+    def value_index(self, observations: Tensor) -> Tensor:
+        """mean_s V(s)."""
+        return self.policy.values(observations).mean()
+
     def policy_network(self) -> nn.Module:
         """The mode of pi: the argmax of the logits, or the Gaussian's mean clipped to the bounds as `act`."""
         return DeterministicPolicy(self.policy, "deterministic", low=self.action_low, high=self.action_high)

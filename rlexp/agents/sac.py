@@ -242,6 +242,12 @@ class SAC:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
+    @torch.no_grad()
+    def value_index(self, observations: Tensor) -> Tensor:
+        """mean_s min_i Q_i(s, tanh(mu(s))): the critics' pessimistic value of the deterministic action."""
+        actions = self.actor.to_env(self.actor.deterministic(observations))
+        return self.critic(observations, actions).min(dim=0).values.mean()
+
     def policy_network(self) -> nn.Module:
         return DeterministicPolicy(self.actor, "deterministic_env_action", low=self.action_low,
                                    high=self.action_high)

@@ -141,6 +141,7 @@ class CheckpointConfig:
 class LogConfig:
     every: int = MISSING
     progress: Progress = MISSING
+    heldout_states: int = 1000     # the learning index's held-out states (charts/avg_q_heldout); 0 turns it off
 
 
 @dataclass

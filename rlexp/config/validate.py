@@ -68,6 +68,7 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
     check_positive_int("checkpoint.every", cfg["checkpoint"]["every"], allow_zero=True)
     check_positive_int("checkpoint.keep", cfg["checkpoint"]["keep"])
     check_positive_int("log.every", cfg["log"]["every"])
+    check_positive_int("log.heldout_states", cfg["log"].get("heldout_states", 0), allow_zero=True, limit=10**6 + 1)
     check_positive_int("torch_threads", cfg["torch_threads"], allow_zero=True)
     normalize = env["normalize"]
     check_range("env.normalize.clip_obs", normalize["clip_obs"], 0.0, low_inclusive=False)

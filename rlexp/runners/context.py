@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlexp.agents.base import obs_tensor
 from rlexp.envs.normalization import Normalization
 from rlexp.errors import TrainingInterrupted
 from rlexp.io.checkpoints import FORMAT, CheckpointManager
@@ -92,6 +93,7 @@ class RunContext:
     meta: dict[str, Any]          # algo, env_id, config, overrides, device: written into every checkpoint
     guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
     watch: StopWatch = field(default_factory=lambda: StopWatch(StopRules()))   # episode budget, "solved"
+    heldout: np.ndarray | None = None   # raw held-out states of the learning index (rlexp/runners/heldout.py)
     metrics: dict[str, Tensor] = field(default_factory=dict)   # the last update's (on the device)
     best_eval_return: float = -math.inf
     _start_step: int = 0
@@ -128,6 +130,8 @@ class RunContext:
             # The only device-to-host sync of the metrics: once per log.every steps.
             scalars = {tag: float(value) for tag, value in self.metrics.items()}
             scalars.update(runner.agent.exploration_metrics(step))
+            if self.heldout is not None:
+                scalars["charts/avg_q_heldout"] = self.heldout_index(runner.agent)
             scalars["charts/SPS"] = sps
             self.logger.scalars(scalars, step)
             self.logger.progress(step, sps)
@@ -152,6 +156,12 @@ class RunContext:
         self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
         self.checkpoints.save_final(self.policy_bundle(step, runner.agent))
         return RunResult(returns, self.best_eval_return, step, episodes, train_time, sps)
+
+    def heldout_index(self, agent: Any) -> float:
+        """The agent's mean predicted value of the held-out states, normalized as its inputs are now."""
+        normalization = self.evaluator.normalization
+        states = self.heldout if normalization is None else normalization.observations(self.heldout, update=False)
+        return float(agent.value_index(obs_tensor(states, self.device)))
 
     def sps(self, step: int) -> float:
         return (step - self._start_step) / max(time.perf_counter() - self._started, 1e-9)
@@ -185,12 +195,16 @@ class RunContext:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {**self.policy_bundle(step, runner.agent), "kind": "resume", "runner": runner.state_dict(),
                 "context": {"metrics": self.metrics, "best_eval_return": self.best_eval_return,
-                            "stop": self.watch.state_dict()}, "rng": rng}
+                            "stop": self.watch.state_dict(),
+                            **({"heldout": torch.from_numpy(self.heldout)} if self.heldout is not None else {})},
+                "rng": rng}
 
     def restore(self, bundle: dict[str, Any]) -> None:
         """The context's part of a resumable checkpoint (the runner restores its own)."""
         self.metrics = {tag: value.to(self.device) for tag, value in bundle["context"]["metrics"].items()}
         self.best_eval_return = float(bundle["context"]["best_eval_return"])
+        if "heldout" in bundle["context"] and self.heldout is not None:   # the states the run began with
+            self.heldout = bundle["context"]["heldout"].numpy()
         if "stop" in bundle["context"]:
             self.watch.load_state_dict(bundle["context"]["stop"])
         else:   # a checkpoint made before episode budgets: its episodes count from the runner's

@@ -29,6 +29,7 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
+from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.stopping import StopRules, StopWatch
 
 log = logging.getLogger("rlexp")
@@ -131,6 +132,7 @@ class Job:
                 every=Every(log=config["log"]["every"], eval=config["eval"]["every"],
                             checkpoint=config["checkpoint"]["every"]),
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(config)),
+                heldout=self.heldout_states(),
                 meta={"algo": spec.name, "env_id": env_cfg["id"], "config": config, "overrides": overrides,
                       "device": str(device)})
             collector = Collector(envs, seed, env_cfg["id"], normalization)
@@ -163,6 +165,15 @@ class Job:
                  results["eval_return_mean"], results["eval_return_std"], len(result.eval_returns),
                  results["sps"], results["wall_time_s"], run_dir)
         return results
+
+    def heldout_states(self) -> np.ndarray | None:
+        """The learning index's states, met by a random policy on the evaluation env before training (each
+        evaluation resets that env with its own seed, so they change nothing there); a resumed run replaces them
+        with its checkpoint's."""
+        count = self.config["log"].get("heldout_states", 0)
+        if not count:
+            return None
+        return collect_heldout_states(self.eval_env, count, self.config["seed"] + HELDOUT_SEED_OFFSET)
 
     def make_replay(self, total_steps: int) -> tuple[ReplayBuffer, int]:
         """The off-policy replay memory, and the updates the run will make (what its schedules span)."""
