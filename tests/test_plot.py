@@ -270,3 +270,44 @@ def test_bad_plot_input_is_one_line_and_exit_2(sweep, args, message):
 def test_plot_help():
     proc = run_cli(["plot", "--help"], cwd=Path.cwd())
     assert proc.returncode == 0 and proc.stdout.startswith("usage: rlexp plot") and "stat=mean|iqm" in proc.stdout
+
+
+def test_human_normalized_scores_follow_the_papers_table():
+    from rlexp.envs.atari_scores import game_of, human_normalized, reference_scores
+
+    assert len(reference_scores()) == 49
+    assert game_of("ALE/Pong-v5") == game_of("PongNoFrameskip-v4") == game_of("Pong-v4") == "Pong"
+    assert human_normalized(-20.7, "ALE/Pong-v5") == 0.0 and human_normalized(9.3, "ALE/Pong-v5") == pytest.approx(100)
+    # the paper's Breakout: DQN 401.2 -> 1327% (Extended Data Table 2 lists 1327%)
+    assert human_normalized(401.2, "ALE/Breakout-v5") == pytest.approx(1327, abs=0.5)
+    with pytest.raises(ConfigError, match=r"ALE/Pitfall-v5 \(Pitfall\) is not one of the 49 games"):
+        human_normalized(0.0, "ALE/Pitfall-v5")
+
+
+def fake_atari_run(path: Path, env_id: str, seed: int, returns: dict[int, float]) -> None:
+    """A run directory as rlexp writes it, with only what `rlexp plot` reads."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "overrides.yaml").write_text(f"- algo=dqn\n- env=atari\n- env.id={env_id}\n- seed={seed}\n")
+    (path / ".hydra" / "config.yaml").write_text(f"seed: {seed}\nalgo:\n  name: dqn\nenv:\n  id: {env_id}\n")
+    with SummaryWriter(str(path)) as writer:
+        for step, value in returns.items():
+            writer.add_scalar("eval/mean_return", value, step)
+
+
+def test_plot_normalize_human_draws_atari_returns_as_percent_of_the_human_tester(tmp_path):
+    fake_atari_run(tmp_path / "runs" / "pong0", "ALE/Pong-v5", 0, {1000: -20.7, 2000: 9.3})
+    fake_atari_run(tmp_path / "runs" / "pong1", "ALE/Pong-v5", 1, {1000: -20.7, 2000: -5.7})
+    proc = run_cli(["plot", "runs", "normalize=human"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(tmp_path / "runs" / "plot.csv")
+    # (TensorBoard stores float32: -20.7 comes back as -20.7000008)
+    assert [(int(r["step"]), float(r["mean"])) for r in rows] == [(1000, pytest.approx(0.0, abs=1e-4)),
+                                                                (2000, pytest.approx(75.0, abs=1e-4))]
+    fake_atari_run(tmp_path / "other" / "pitfall", "ALE/Pitfall-v5", 0, {1000: 0.0})
+    proc = run_cli(["plot", "other", "normalize=human"], cwd=tmp_path)
+    assert proc.returncode == 2 and "ALE/Pitfall-v5 (Pitfall) is not one of the 49 games" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    proc = run_cli(["plot", "runs", "normalize=human", "metric=charts/SPS"], cwd=tmp_path)
+    assert proc.returncode == 2 and "normalize=human rescales returns" in proc.stderr

@@ -34,6 +34,9 @@ from rlexp.sweeps.summary import shorten_floats, text_table
 NOT_LEARNING = ("seed", "resume", "device", "torch_threads", "log.", "checkpoint.", "hydra.", "hydra/")
 
 STATS = ("mean", "iqm")
+NORMALIZATIONS = ("none", "human")
+#: The metrics that are returns, which normalize=human rescales.
+RETURNS = ("eval/mean_return", "charts/episodic_return")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0          # fixed: the same runs always give the same band
@@ -45,6 +48,7 @@ METRIC_NAMES = {"eval/mean_return": "eval return", "eval/std_return": "std of ev
                 "charts/episodic_length": "training episode length"}
 
 PLOT_USAGE = """usage: rlexp plot <run or sweep dir> [more dirs ...] [metric=TAG] [stat=mean|iqm] [out=FILE.png]
+                  [normalize=none|human]
 
 Finds every run at or below the given directories (a directory holding .hydra/overrides.yaml and TensorBoard
 event files), groups the runs whose overrides differ only in seed, device, torch_threads, resume, log.* or
@@ -52,11 +56,13 @@ checkpoint.*, and draws one line per group: the mean over its runs (stat=iqm: th
 TensorBoard scalar `metric` (default eval/mean_return) at each step all of them logged, with a shaded 95%
 bootstrap confidence interval. Writes the figure to `out` (default <dir>/plot.png when one directory is given,
 else ./plot.png), the per-step statistics to <out stem>.csv and every run's values to <out stem>_runs.csv.
+normalize=human draws Atari returns as % of the DQN paper's human tester: 100 * (G - random) / (human - random).
 
 examples:
   rlexp plot outputs/multirun/<time>
   rlexp plot outputs/td3_Pendulum-v1 outputs/ddpg_Pendulum-v1 stat=iqm out=pendulum.png
   rlexp plot outputs/multirun/<time> metric=charts/episodic_return
+  rlexp plot outputs/multirun/<atari sweep> normalize=human
 """
 
 
@@ -66,6 +72,7 @@ class PlotOptions:
     metric: str = OBJECTIVE
     stat: str = "mean"           # the line: mean | iqm (the band is the 95% CI of the same statistic)
     out: Path | None = None      # default: <dir>/plot.png for one directory, else ./plot.png
+    normalize: str = "none"      # human: Atari returns as % of the DQN paper's human tester (over random play)
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ def figure_path(key: str, text: str) -> Path:
 def parse_plot_args(args: list[str]) -> PlotOptions:
     """Directories, then key=value options, in any order; anything wrong is a ConfigError naming it."""
     paths, values = options.parse(args, {"metric": options.text("eval/mean_return"), "stat": options.one_of(*STATS),
-                                         "out": figure_path}, "plot")
+                                         "out": figure_path, "normalize": options.one_of(*NORMALIZATIONS)}, "plot")
     if not paths:
         raise ConfigError("give at least one run or sweep directory (rlexp plot --help)")
     for path in map(Path, paths):
@@ -137,7 +144,10 @@ def parse_plot_args(args: list[str]) -> PlotOptions:
             raise ConfigError(f"{path} does not exist")
         if not path.is_dir():
             raise ConfigError(f"{path} is not a directory; give run or sweep directories")
-    return PlotOptions(paths=tuple(map(Path, paths)), **values)
+    plot_options = PlotOptions(paths=tuple(map(Path, paths)), **values)
+    if plot_options.normalize == "human" and plot_options.metric not in RETURNS:
+        raise ConfigError(f"normalize=human rescales returns ({', '.join(RETURNS)}), not metric={plot_options.metric}")
+    return plot_options
 
 
 def default_output(paths: Sequence[Path]) -> Path:
@@ -227,6 +237,19 @@ def read_curves(run_dirs: Sequence[Path], metric: str, warn: Callable[[str], Non
     for run_dir in missing:
         warn(f"{run_dir} has no {metric}; skipped")
     return curves
+
+
+def human_normalized_curves(curves: Sequence[Curve]) -> list[Curve]:
+    """Each run's returns as % of the human tester's score on its game (a ConfigError names a run off the table)."""
+    from rlexp.envs.atari_scores import human_normalized
+
+    normalized = []
+    for curve in curves:
+        if curve.run.env_id is None:
+            raise ConfigError(f"normalize=human: {curve.run.run_dir} has no env.id in .hydra/config.yaml")
+        normalized.append(Curve(curve.run, {step: human_normalized(value, curve.run.env_id)
+                                            for step, value in curve.points.items()}))
+    return normalized
 
 
 # --- grouping -------------------------------------------------------------------------------------------------
@@ -324,8 +347,11 @@ def _plotting_libraries() -> None:
         raise ConfigError(MISSING_LIBRARIES) from None
 
 
-def axis_label(metric: str, stat: str) -> str:
-    return f"{METRIC_NAMES.get(metric, metric)} ({'mean' if stat == 'mean' else 'IQM'} over seeds)"
+def axis_label(metric: str, stat: str, normalize: str = "none") -> str:
+    name = METRIC_NAMES.get(metric, metric)
+    if normalize == "human":
+        name = f"human-normalized {name}, %"
+    return f"{name} ({'mean' if stat == 'mean' else 'IQM'} over seeds)"
 
 
 def plot_title(groups: Sequence[GroupStats], metric: str) -> str:
@@ -333,7 +359,7 @@ def plot_title(groups: Sequence[GroupStats], metric: str) -> str:
     return ", ".join(env_ids) or metric
 
 
-def draw(groups: Sequence[GroupStats], metric: str, stat: str, path: Path) -> None:
+def draw(groups: Sequence[GroupStats], metric: str, stat: str, path: Path, normalize: str = "none") -> None:
     """One line per group (mean or IQM) with its 95% CI band; the legend below the axes, never over a curve,
     its labels' floats shortened (0.0006466 for 0.00064664227...)."""
     from matplotlib.figure import Figure
@@ -355,7 +381,9 @@ def draw(groups: Sequence[GroupStats], metric: str, stat: str, path: Path) -> No
                             linestyle=("-", "--", ":", "-.")[number // 10 % 4])  # past 10 groups colours repeat
         axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     axes.set_xlabel("environment steps")
-    axes.set_ylabel(axis_label(metric, stat))
+    axes.set_ylabel(axis_label(metric, stat, normalize))
+    if normalize == "human":
+        axes.axhline(100.0, color="grey", linewidth=0.8, linestyle="--")   # the human tester
     axes.set_title(plot_title(groups, metric))
     axes.xaxis.set_major_formatter(EngFormatter(sep=""))  # 500, 10k, 1.5M
     axes.grid(True, alpha=0.3)
@@ -396,7 +424,10 @@ def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
                           f".hydra/overrides.yaml and TensorBoard event files (events.out.tfevents.*)")
     _plotting_libraries()
     groups: list[GroupStats] = []
-    for group in group_curves(read_curves(run_dirs, options.metric, warn)):
+    curves = read_curves(run_dirs, options.metric, warn)
+    if options.normalize == "human":
+        curves = human_normalized_curves(curves)
+    for group in group_curves(curves):
         stats = group_statistics(group)
         if not stats.steps:
             warn(f"{group.label}: its {len(group.curves)} runs share no step of {options.metric}; left out")
@@ -412,7 +443,7 @@ def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
     figure.parent.mkdir(parents=True, exist_ok=True)
     statistics_csv = figure.with_suffix(".csv")
     runs_csv = figure.with_name(f"{figure.stem}_runs.csv")
-    draw(groups, options.metric, options.stat, figure)
+    draw(groups, options.metric, options.stat, figure, options.normalize)
     write_statistics(groups, statistics_csv)
     write_runs(groups, runs_csv)
     return PlotResult(figure, statistics_csv, runs_csv, tuple(groups), options.stat)
