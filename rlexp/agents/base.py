@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,6 +31,10 @@ class Agent(Protocol):
     def value_index(self, observations: Tensor) -> Tensor:
         """The mean over a batch of states of the value the agent predicts for them (max_a Q(s, a), Q(s, pi(s)) or
         V(s)): the DQN paper's learning index, on held-out states (`charts/avg_q_heldout`)."""
+
+    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """(the last hidden layer of the network that values states, one row per state; that value): what `rlexp
+        eval embed=true` maps with t-SNE, as the DQN paper's Figure 4."""
 
     def policy_network(self) -> torch.nn.Module:
         """The deterministic policy (what `act(obs, explore=False)` takes) as one module of the agent's own
@@ -90,6 +95,19 @@ def grad_norm(params) -> Tensor:
     """The global L2 norm of the parameters' gradients (as clip_grad_norm_ computes it), left on the device."""
     norms = torch._foreach_norm([p.grad for p in params if p.grad is not None])
     return torch.linalg.vector_norm(torch.stack(norms))
+
+
+@torch.no_grad()
+def input_of(layer: torch.nn.Module, forward: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
+    """(what `layer` received during `forward()`, what `forward()` returned): a network's last hidden layer is
+    the input of its output layer."""
+    received: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda module, args, output: received.append(args[0]))
+    try:
+        output = forward()
+    finally:
+        handle.remove()
+    return received[0], output
 
 
 def state_of(agent: Any, names: tuple[str, ...]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import BuildContext, load_state, make_adam, obs_tensor, state_of
+from rlexp.agents.base import BuildContext, input_of, load_state, make_adam, obs_tensor, state_of
 from rlexp.agents.exploration import rng_state, set_rng_state
 from rlexp.config.checks import check_positive_int, check_range, check_schedule_span
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
@@ -128,6 +128,14 @@ class DQN:
     def value_index(self, observations: Tensor) -> Tensor:
         """mean_s max_a Q(s, a) (Mnih et al. 2015, Figure 2)."""
         return self.q_network(observations).max(dim=1).values.mean()
+
+    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """The Q-network's last hidden layer (the value stream's, dueling) and max_a Q(s, a)."""
+        network = self.q_network
+        head = network.net[-1] if isinstance(network, QNetwork) else \
+            (network.value[-1] if isinstance(network.value, nn.Sequential) else network.value)
+        features, q_values = input_of(head, lambda: network(observations))
+        return features, q_values.max(dim=1).values
 
     def policy_network(self) -> nn.Module:
         return DeterministicPolicy(self.q_network, greedy=True)

@@ -24,7 +24,7 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import BuildContext, fork_global_generator, make_adam, obs_tensor
+from rlexp.agents.base import BuildContext, fork_global_generator, input_of, make_adam, obs_tensor
 from rlexp.config.checks import check_positive_int, check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OnPolicyConfig
@@ -152,6 +152,10 @@ class PPO:
     def value_index(self, observations: Tensor) -> Tensor:
         """mean_s V(s)."""
         return self.policy.values(observations).mean()
+
+    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """The value network's last hidden layer, and V(s)."""
+        return input_of(self.policy.value_head, lambda: self.policy.values(observations))
 
     def policy_network(self) -> nn.Module:
         """The mode of pi: the argmax of the logits, or the Gaussian's mean clipped to the bounds as `act`."""

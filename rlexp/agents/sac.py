@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
-                               state_of)
+from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, input_of, load_state, make_adam,
+                               obs_tensor, state_of)
 from rlexp.config.checks import check_range, check_schedule_span, check_sde_sample_freq
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
@@ -247,6 +247,12 @@ class SAC:
         """mean_s min_i Q_i(s, tanh(mu(s))): the critics' pessimistic value of the deterministic action."""
         actions = self.actor.to_env(self.actor.deterministic(observations))
         return self.critic(observations, actions).min(dim=0).values.mean()
+
+    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """The first critic's last hidden layer at (s, tanh(mu(s))), and min_i Q_i(s, tanh(mu(s)))."""
+        actions = self.actor.to_env(self.actor.deterministic(observations))
+        features, q_values = input_of(self.critic.layers[-1], lambda: self.critic(observations, actions))
+        return features[0], q_values.min(dim=0).values
 
     def policy_network(self) -> nn.Module:
         return DeterministicPolicy(self.actor, "deterministic_env_action", low=self.action_low,

@@ -16,8 +16,8 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, load_state, make_adam, obs_tensor,
-                               state_of)
+from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, input_of, load_state, make_adam,
+                               obs_tensor, state_of)
 from rlexp.agents.exploration import ActionNoise, make_action_noise
 from rlexp.config.checks import check_positive_int, check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
@@ -156,6 +156,15 @@ class TD3:
         if self.batch_norm:
             self.critic.train()
         return value
+
+    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """The first critic's last hidden layer at (s, mu(s)), and Q_1(s, mu(s))."""
+        self.actor.eval()
+        self.critic.eval()
+        features, q_values = input_of(self.critic.layers[-1], lambda: self.critic(observations,
+                                                                                   self.actor(observations)))
+        self.critic.train()
+        return features[0], q_values[0]
 
     def policy_network(self) -> nn.Module:
         """mu(s) (batch normalization, if any, with its running statistics), clipped to the bounds as `act`."""

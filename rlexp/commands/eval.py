@@ -14,11 +14,14 @@ from rlexp.commands import options
 from rlexp.errors import ConfigError, RunFailure
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
-                  [device=auto|cpu|cuda|cuda:N]
+                  [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N]
 
 Loads a run's checkpoint (a run directory means its checkpoints/final.pt, or best.pt with checkpoint=best) with
 the config it was trained with, plays N deterministic episodes (default 10), prints their mean and std, and
 writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<checkpoint>.mp4 of the first one.
+embed=true also maps the last hidden layer over embed.states states (default 2000) of further deterministic
+episodes: <run_dir>/eval/<checkpoint>_embedding/ (TensorBoard's Projector tab: tensorboard --logdir <that dir>)
+and a t-SNE coloured by the predicted value, <checkpoint>_tsne.png and .csv (pip install "rlexp[embed]").
 """
 
 
@@ -30,16 +33,21 @@ class EvalOptions:
     checkpoint: str = "final"
     seed: int | None = None      # default: the run's own evaluation seed (seed + 10000), to match results.json
     device: str = "auto"
+    embed: bool = False
+    embed_states: int = 2000
 
 
 def parse_eval_args(args: list[str]) -> EvalOptions:
     """The path, then key=value options; anything else is a ConfigError naming it."""
     paths, values = options.parse(args, {
         "episodes": options.positive_int, "video": options.boolean, "checkpoint": options.one_of("final", "best"),
-        "seed": options.seed, "device": options.text("cpu")}, "eval")
+        "seed": options.seed, "device": options.text("cpu"), "embed": options.boolean,
+        "embed.states": options.positive_int}, "eval")
     if len(paths) != 1:
         raise ConfigError(f"give one run directory or checkpoint file, got {len(paths)}: {' '.join(paths) or '-'} "
                           f"(rlexp eval --help)")
+    if "embed.states" in values:
+        values["embed_states"] = values.pop("embed.states")
     return EvalOptions(path=Path(paths[0]), **values)
 
 
@@ -68,6 +76,12 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     loaded = load(opts.path, opts.checkpoint, opts.device)
     path, config = loaded.checkpoint, loaded.config
     imageio = _video_writer() if opts.video else None
+    if opts.embed:
+        from rlexp.analysis.embedding import check_libraries
+
+        check_libraries()
+        check_host_memory("embed.states", opts.embed_states,
+                          float(opts.embed_states) * (np.prod(loaded.spaces.obs_shape) * 4 + 4096), "the embedded states")
     env = loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {}))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)
@@ -86,6 +100,12 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         # macro_block_size=1 keeps odd frame sizes (e.g. 500x500 Box2D) as they are.
         imageio.mimsave(video, frames, fps=fps, macro_block_size=1)
         results["video"] = str(video)
+    if opts.embed:
+        from rlexp.analysis.embedding import embed
+
+        embedding = embed(loaded, out_dir, path.stem, opts.embed_states, seed)
+        results.update(embedding_dir=str(embedding.projector_dir), tsne_png=str(embedding.png),
+                       tsne_csv=str(embedding.csv), embedded_states=embedding.states)
     write_results(out_dir / f"{path.stem}.json", results)
     return results
 
@@ -102,5 +122,7 @@ def main(args: list[str]) -> int:
         return 2 if isinstance(error, ConfigError) else 1
     print(f"{results['algo']} on {results['env_id']}, {Path(results['checkpoint']).name} (step {results['step']}): "
           f"mean return {results['eval_return_mean']:.2f} +/- {results['eval_return_std']:.2f} over "
-          f"{results['episodes']} episodes" + (f"; video: {results['video']}" if "video" in results else ""))
+          f"{results['episodes']} episodes" + (f"; video: {results['video']}" if "video" in results else "")
+          + (f"; t-SNE of {results['embedded_states']} states: {results['tsne_png']}; projector: tensorboard --logdir "
+             f"{results['embedding_dir']}" if "tsne_png" in results else ""))
     return 0
