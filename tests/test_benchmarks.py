@@ -66,3 +66,15 @@ def test_the_interval_is_a_bootstrap_of_the_mean_over_seeds():
     low, high = learning.mean_interval(returns)
     assert 95.0 < low < sum(returns) / len(returns) < high <= 500.0   # resampled means stay within the data
     assert learning.mean_interval(returns) == (low, high)              # a fixed seed: the same band each time
+
+
+def test_the_time_to_solve_tasks_run_the_presets_at_their_budgets():
+    path = ROOT / "benchmarks" / "time_to_solve.py"
+    spec = importlib.util.spec_from_file_location("time_to_solve", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    for task in module.TASKS:
+        preset = resolved_config(compose_config([f"algo={task.algo}", f"env={task.env}"]))
+        assert preset["total_steps"] == task.budget, task.name
+        assert task.budget % task.eval_every == 0 and task.sb3_ctor.split("(")[0] == task.algo.upper()

@@ -1,0 +1,161 @@
+"""Time to solve: env steps and wall time until a run is solved, rlexp against SB3 side by side, the same rule.
+
+    python benchmarks/time_to_solve.py --sb3-python /path/to/python/with/stable-baselines3 --out DIR
+    python benchmarks/time_to_solve.py --only dqn_CartPole-v1 --seeds 0 1 2 3 4 --sb3-python ... --resume
+
+The rule, the same on both sides: every `eval_every` env steps, 10 deterministic episodes on an env of its own
+(seeded with seed + 10000); the run is solved, and stops, at the first evaluation whose mean return reaches the bar
+(rlexp: `stop.eval_return=<bar> eval.every=<eval_every>`; SB3: `EvalCallback(eval_freq=eval_every,
+n_eval_episodes=10, callback_on_new_best=StopTrainingOnRewardThreshold(<bar>))`). Each library trains with its
+own tuned preset: rlexp's (conf/tuned/), SB3 with RL Zoo's hyperparams/*.yml for the same env, at most the preset's
+budget. A run that is not solved within it counts as unsolved (its time is the whole budget's). One torch thread
+per run; the two libraries' runs of a seed follow each other, so the machine's load falls on both alike.
+
+Time is the training loop's (rlexp: results.json's train_time_s; SB3: model.learn), evaluations included, process
+start-up left out. The table gives, per library, the runs solved, and the median env steps and seconds to solve
+over the solved runs; the per-run figures go to <out>/time_to_solve.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Task:
+    algo: str
+    env: str
+    bar: float
+    eval_every: int
+    budget: int
+    sb3_ctor: str      # RL Zoo's preset (hyperparams/<algo>.yml at 22e3ff2, April 2026) as SB3's constructor
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}_{self.env}"
+
+
+TASKS = [
+    Task("dqn", "CartPole-v1", 475.0, 1000, 50_000,
+         "DQN('MlpPolicy', env, learning_rate=2.3e-3, batch_size=64, buffer_size=100000, learning_starts=1000, "
+         "gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16, "
+         "exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]), seed=seed, device='cpu')"),
+    Task("dqn", "LunarLander-v3", 200.0, 5000, 100_000,
+         "DQN('MlpPolicy', env, learning_rate=6.3e-4, batch_size=128, buffer_size=50000, learning_starts=0, "
+         "gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12, "
+         "exploration_final_eps=0.1, policy_kwargs=dict(net_arch=[256, 256]), seed=seed, device='cpu')"),
+    Task("td3", "Pendulum-v1", -200.0, 1000, 20_000,
+         "TD3('MlpPolicy', env, gamma=0.98, buffer_size=200000, learning_starts=10000, "
+         "action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), gradient_steps=1, train_freq=1, "
+         "learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]), seed=seed, device='cpu')"),
+]
+
+SB3_RUN = r"""
+import json, sys, time
+import numpy as np, torch, gymnasium as gym
+from stable_baselines3 import DQN, TD3
+from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
+torch.set_num_threads(1)
+env_id, seed, budget, bar, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs={{"render_mode": None}})
+eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10000, env_kwargs={{"render_mode": None}})
+stop = StopTrainingOnRewardThreshold(reward_threshold=bar, verbose=0)
+evaluation = EvalCallback(eval_env, callback_on_new_best=stop, eval_freq=every, n_eval_episodes=10,
+                          deterministic=True, verbose=0)
+model = {ctor}
+start = time.perf_counter()
+model.learn(total_timesteps=budget, callback=evaluation)
+seconds = time.perf_counter() - start
+solved = evaluation.best_mean_reward >= bar
+print(json.dumps({{"solved": bool(solved), "steps": int(model.num_timesteps), "seconds": seconds,
+                  "best_eval_return": float(evaluation.best_mean_reward)}}))
+"""
+
+
+def run_rlexp(task: Task, seed: int, out: Path) -> dict:
+    run_dir = out / task.name / f"rlexp_seed{seed}"
+    results = run_dir / "results.json"
+    if not (results.is_file() and json.loads(results.read_text()).get("status") == "completed"):
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)   # a killed run starts over: its timing would not be one run's
+        subprocess.run([sys.executable, "-m", "rlexp", "train", f"algo={task.algo}", f"env={task.env}",
+                        f"seed={seed}", f"total_steps={task.budget}", f"stop.eval_return={task.bar}",
+                        f"eval.every={task.eval_every}", "eval.episodes=10", "torch_threads=1",
+                        "log.progress=none", "checkpoint.every=0", f"hydra.run.dir={run_dir}"],
+                       check=True, capture_output=True)
+    r = json.loads(results.read_text())
+    return {"solved": r["stopped_by"] == "solved", "steps": r["solved_at_step"] or r["total_steps"],
+            "seconds": r["train_time_s"], "best_eval_return": r["best_eval_return"]}
+
+
+def run_sb3(task: Task, seed: int, out: Path, python: str) -> dict:
+    cached = out / task.name / f"sb3_seed{seed}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    proc = subprocess.run([python, "-c", SB3_RUN.format(ctor=task.sb3_ctor), task.env, str(seed), str(task.budget),
+                           str(task.bar), str(task.eval_every)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"SB3 {task.name} seed {seed} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result))
+    return result
+
+
+def summary(runs: list[dict]) -> tuple[str, str, str]:
+    solved = [r for r in runs if r["solved"]]
+    if not solved:
+        return f"0/{len(runs)}", "-", "-"
+    return (f"{len(solved)}/{len(runs)}", f"{statistics.median(r['steps'] for r in solved):,.0f}",
+            f"{statistics.median(r['seconds'] for r in solved):.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", help="task names, e.g. dqn_CartPole-v1")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sb3-python", required=True, help="a Python with stable-baselines3 installed")
+    parser.add_argument("--out", type=Path, default=Path("outputs/time_to_solve"))
+    args = parser.parse_args()
+    tasks = [t for t in TASKS if not args.only or t.name in args.only]
+    if args.only and len(tasks) != len(args.only):
+        parser.error(f"unknown task in --only; tasks: {', '.join(t.name for t in TASKS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, table = [], []
+    for task in tasks:
+        per_library: dict[str, list[dict]] = {"rlexp": [], "SB3": []}
+        for seed in args.seeds:
+            started = time.perf_counter()
+            per_library["rlexp"].append({**run_rlexp(task, seed, args.out), "seed": seed})
+            per_library["SB3"].append({**run_sb3(task, seed, args.out, args.sb3_python), "seed": seed})
+            print(f"{task.name} seed {seed}: rlexp {per_library['rlexp'][-1]}, SB3 {per_library['SB3'][-1]} "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+        for library, runs in per_library.items():
+            rows += [{"task": task.name, "library": library, **r} for r in runs]
+            table.append((task.name, f"{task.bar:g}", library, *summary(runs)))
+    with (args.out / "time_to_solve.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["task", "library", "seed", "solved", "steps", "seconds",
+                                               "best_eval_return"])
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| task | bar | library | solved | median env steps to solve | median seconds to solve |",
+             "|---|---|---|---|---|---|", *("| " + " | ".join(row) + " |" for row in table)]
+    (args.out / "time_to_solve.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
