@@ -37,11 +37,31 @@ class Task:
     eval_every: int
     budget: int
     sb3_ctor: str      # RL Zoo's preset (hyperparams/<algo>.yml at 22e3ff2, April 2026) as SB3's constructor
+    # "zoo": rlexp with RL Zoo's hyperparameters instead of its own preset (the same settings on both sides: the
+    # libraries compared, not the presets); SB3's runs are shared with the plain task.
+    variant: str = ""
+    rlexp_overrides: tuple[str, ...] = ()
+
+    @property
+    def task(self) -> str:
+        return f"{self.algo}_{self.env}"
 
     @property
     def name(self) -> str:
-        return f"{self.algo}_{self.env}"
+        return self.task + (f"_{self.variant}" if self.variant else "")
 
+
+ZOO_CARTPOLE = ("algo.lr=2.3e-3", "algo.lr_schedule=constant", "algo.batch_size=64", "algo.buffer_size=100000",
+                "algo.learning_starts=1000", "algo.train_freq=256", "algo.gradient_steps=128",
+                # SB3 counts target_update_interval in env steps (10), rlexp in updates: 128 per 256 steps
+                "algo.target_update_interval=5", "algo.tau=1.0", "algo.exploration_fraction=0.16",
+                "algo.exploration_final_eps=0.04", "network.hidden_sizes=[256,256]")
+ZOO_LUNAR = ("algo.lr=6.3e-4", "algo.lr_schedule=constant", "algo.batch_size=128", "algo.buffer_size=50000",
+             "algo.learning_starts=0", "algo.train_freq=4", "algo.gradient_steps=-1",
+             "algo.target_update_interval=250", "algo.tau=1.0", "algo.exploration_fraction=0.12",
+             "algo.exploration_final_eps=0.1", "algo.double=false", "algo.dueling=false", "algo.n_step=1",
+             "network.hidden_sizes=[256,256]")
+ZOO_PENDULUM = ("algo.learning_starts=10000", "network.hidden_sizes=[400,300]", "algo.batch_size=256")
 
 TASKS = [
     Task("dqn", "CartPole-v1", 475.0, 1000, 50_000,
@@ -57,6 +77,8 @@ TASKS = [
          "action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), gradient_steps=1, train_freq=1, "
          "learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]), seed=seed, device='cpu')"),
 ]
+TASKS += [Task(t.algo, t.env, t.bar, t.eval_every, t.budget, t.sb3_ctor, "zoo", overrides)
+          for t, overrides in zip(TASKS[:3], (ZOO_CARTPOLE, ZOO_LUNAR, ZOO_PENDULUM))]
 
 SB3_RUN = r"""
 import json, sys, time
@@ -93,7 +115,8 @@ def run_rlexp(task: Task, seed: int, out: Path) -> dict:
         subprocess.run([sys.executable, "-m", "rlexp", "train", f"algo={task.algo}", f"env={task.env}",
                         f"seed={seed}", f"total_steps={task.budget}", f"stop.eval_return={task.bar}",
                         f"eval.every={task.eval_every}", "eval.episodes=10", "torch_threads=1",
-                        "log.progress=none", "checkpoint.every=0", f"hydra.run.dir={run_dir}"],
+                        "log.progress=none", "checkpoint.every=0", f"hydra.run.dir={run_dir}",
+                        *task.rlexp_overrides],
                        check=True, capture_output=True)
     r = json.loads(results.read_text())
     return {"solved": r["stopped_by"] == "solved", "steps": r["solved_at_step"] or r["total_steps"],
@@ -101,7 +124,7 @@ def run_rlexp(task: Task, seed: int, out: Path) -> dict:
 
 
 def run_sb3(task: Task, seed: int, out: Path, python: str) -> dict:
-    cached = out / task.name / f"sb3_seed{seed}.json"
+    cached = out / task.task / f"sb3_seed{seed}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     proc = subprocess.run([python, "-c", SB3_RUN.format(ctor=task.sb3_ctor), task.env, str(seed), str(task.budget),
@@ -144,7 +167,8 @@ def main() -> int:
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
         for library, runs in per_library.items():
             rows += [{"task": task.name, "library": library, **r} for r in runs]
-            table.append((task.name, f"{task.bar:g}", library, *summary(runs)))
+            label = library + (" (RL Zoo's hyperparameters)" if library == "rlexp" and task.variant else "")
+            table.append((task.task, f"{task.bar:g}", label, *summary(runs)))
     with (args.out / "time_to_solve.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["task", "library", "seed", "solved", "steps", "seconds",
                                                "best_eval_return"])

@@ -78,3 +78,7 @@ def test_the_time_to_solve_tasks_run_the_presets_at_their_budgets():
         preset = resolved_config(compose_config([f"algo={task.algo}", f"env={task.env}"]))
         assert preset["total_steps"] == task.budget, task.name
         assert task.budget % task.eval_every == 0 and task.sb3_ctor.split("(")[0] == task.algo.upper()
+        if task.variant:   # RL Zoo's hyperparameters compose into a valid rlexp config
+            from rlexp.config.validate import validate
+
+            validate(resolved_config(compose_config([f"algo={task.algo}", f"env={task.env}", *task.rlexp_overrides])))
