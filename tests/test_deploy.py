@@ -313,3 +313,22 @@ def test_a_file_that_does_not_reproduce_the_agent_is_refused_and_nothing_is_left
     with pytest.raises(export.ExportMismatch, match="does not reproduce the agent's actions"):
         export.export(agent, "torchscript", run / "export", states=50)
     assert not (run / "export").exists()
+
+
+def test_export_refuses_what_it_cannot_do_before_it_starts(workdir):
+    train("td3", workdir)
+    (workdir / "afile").write_text("x")
+    for args, message in (
+            (["run", "format=pt2", "out=afile"], "out=afile is a file; give a directory for the export"),
+            (["run", "format=pt2", "states=99999999999"], "states=99999999999: the verification states would need"),
+            (["run/checkpoints/final.pt", "format=pt2", "checkpoint=best"], "checkpoint=best picks a checkpoint of a "
+                                                                            "run directory"),
+            (["run", "format=pt2", "format=onnx"], "format is given twice"),
+            ([], "give one run directory or checkpoint file (rlexp export --help)")):
+        proc = run_cli(["export", *args], cwd=workdir)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (workdir / "run" / "export").exists()
+    proc = run_cli(["export", "run", "format=torchscript", "states=20"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(CheckpointError, match="is a TorchScript module"):
+        rlexp.load(workdir / "run" / "export" / "policy.pt")

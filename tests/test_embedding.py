@@ -85,6 +85,12 @@ def test_without_scikit_learn_embed_names_the_extra(monkeypatch):
         check_libraries()
 
 
-def test_bad_embed_options_are_one_line_errors(workdir):
-    proc = run_cli(["eval", "run", "embed=true", "embed.states=0"], cwd=workdir)
-    assert proc.returncode == 2 and "embed.states=0 must be a positive integer" in proc.stderr
+@pytest.mark.parametrize("args, message", [
+    (["embed=true", "embed.states=0"], "embed.states=0 must be a positive integer"),
+    (["embed=true", "embed.states=1"], "embed.states=1: a t-SNE map needs at least 2 states"),
+    (["embed.states=50"], "embed.states sets how many states embed=true maps; add embed=true"),
+    (["embed=true", "embed=false"], "embed is given twice"),
+])
+def test_bad_embed_options_are_one_line_errors(workdir, args, message):
+    proc = run_cli(["eval", "run", *args], cwd=workdir)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

@@ -43,7 +43,7 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
     (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
     (["run", "colour=red"], "colour is not an option of rlexp eval; use episodes, video, checkpoint, seed, device"),
     ([".", "run"], "give one run directory or checkpoint file, got 2"),
-    ([], "give one run directory or checkpoint file, got 0"),
+    ([], "give one run directory or checkpoint file (rlexp eval --help)"),
 ])
 def test_bad_eval_input_is_one_line_and_exit_2(finished_run, args, message):
     proc = run_cli(["eval", *args], cwd=finished_run)

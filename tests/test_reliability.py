@@ -218,7 +218,7 @@ def test_more_torch_threads_than_cores_are_capped_with_a_warning(workdir):
 
 @pytest.mark.parametrize("args, expected", [
     (["train", "--nope"], "rlexp train: error: unrecognized arguments: --nope (rlexp train --help)"),
-    (["eval"], "rlexp eval: error: give one run directory or checkpoint file, got 0"),
+    (["eval"], "rlexp eval: error: give one run directory or checkpoint file (rlexp eval --help)"),
     ([], "rlexp: error: give a command: train, eval, plot or export (rlexp --help)"),
     (["nope"], "rlexp: error: unknown command 'nope'"),
     (["plot"], "rlexp plot: error: give at least one run or sweep directory"),

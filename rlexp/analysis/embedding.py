@@ -140,6 +140,7 @@ def embed(loaded: LoadedAgent, out_dir: Path, name: str, count: int, seed: int) 
     features, values = representation(loaded, played.observations)
     rows = [[f"{v:.6g}", f"{r:.6g}", str(e), str(s), a] for v, r, e, s, a in
             zip(values, played.episode_return, played.episode, played.step_in_episode, played.actions)]
+    points = tsne(features, seed)   # before anything is written: a failure leaves no half embedding
     projector_dir = out_dir / f"{name}_embedding"
     if projector_dir.is_dir():   # an earlier embed=true of this checkpoint: the projector would list it twice
         shutil.rmtree(projector_dir)
@@ -147,7 +148,6 @@ def embed(loaded: LoadedAgent, out_dir: Path, name: str, count: int, seed: int) 
         writer.add_embedding(torch.as_tensor(features), metadata=rows, metadata_header=HEADER,
                              label_img=sprites(played.observations) if loaded.spaces.frames else None,
                              tag=f"{loaded.algo}_{loaded.env_id.replace('/', '_')}_{name}", global_step=loaded.step)
-    points = tsne(features, seed)
     png, table = out_dir / f"{name}_tsne.png", out_dir / f"{name}_tsne.csv"
     draw(points, values, f"t-SNE of {loaded.algo}'s last hidden layer\n{loaded.env_id}, step {loaded.step}, "
                          f"{len(values)} states", png)

@@ -30,7 +30,7 @@ class EvalOptions:
     path: Path
     episodes: int = 10
     video: bool = False
-    checkpoint: str = "final"
+    checkpoint: str | None = None   # final or best of a run directory (None: final)
     seed: int | None = None      # default: the run's own evaluation seed (seed + 10000), to match results.json
     device: str = "auto"
     embed: bool = False
@@ -43,12 +43,14 @@ def parse_eval_args(args: list[str]) -> EvalOptions:
         "episodes": options.positive_int, "video": options.boolean, "checkpoint": options.one_of("final", "best"),
         "seed": options.seed, "device": options.text("cpu"), "embed": options.boolean,
         "embed.states": options.positive_int}, "eval")
-    if len(paths) != 1:
-        raise ConfigError(f"give one run directory or checkpoint file, got {len(paths)}: {' '.join(paths) or '-'} "
-                          f"(rlexp eval --help)")
+    path = options.one_path(paths, "eval")
     if "embed.states" in values:
+        if not values.get("embed"):
+            raise ConfigError("embed.states sets how many states embed=true maps; add embed=true")
+        if values["embed.states"] < 2:
+            raise ConfigError(f"embed.states={values['embed.states']}: a t-SNE map needs at least 2 states")
         values["embed_states"] = values.pop("embed.states")
-    return EvalOptions(path=Path(paths[0]), **values)
+    return EvalOptions(path=path, **values)
 
 
 def _video_writer() -> Any:
@@ -81,7 +83,8 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
 
         check_libraries()
         check_host_memory("embed.states", opts.embed_states,
-                          float(opts.embed_states) * (np.prod(loaded.spaces.obs_shape) * 4 + 4096), "the embedded states")
+                          float(opts.embed_states) * (np.prod(loaded.spaces.obs_shape) * 4 + 4096),
+                          "the embedded states")
     env = loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {}))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)

@@ -13,12 +13,12 @@ EXPORT_USAGE = """usage: rlexp export <run_dir or checkpoint.pt> format=onnx|tor
                     [out=DIR] [states=N]
 
 Writes the run's deterministic policy as one standalone file: <run_dir>/export/policy.onnx, policy.pt
-(TorchScript) or policy.pt2 (torch.export), policy_best.* for checkpoint=best, with <file>.json naming its input ("obs": a batch of raw observations in
-the env's dtype) and output ("action": the actions the env takes). Observation normalization, the network, and
-the argmax or the clamp to the action bounds are inside the file. Before it is put in place, the file is loaded
-back (torch.jit.load, torch.export.load, onnxruntime) and must reproduce the agent's actions on N states of its evaluation
-episodes (default 2048): equal for discrete actions, within 1e-5 for continuous ones. format=onnx needs
-pip install "rlexp[export]".
+(TorchScript) or policy.pt2 (torch.export), policy_best.* for checkpoint=best, with <file>.json naming its input
+("obs": a batch of raw observations in the env's dtype) and output ("action": the actions the env takes).
+Observation normalization, the network, and the argmax or the clamp to the action bounds are inside the file.
+Before it is put in place, the file is loaded back (torch.jit.load, torch.export.load, onnxruntime) and must
+reproduce the agent's actions on N states of its evaluation episodes (default 2048): equal for discrete actions,
+within 1e-5 for continuous ones. format=onnx needs pip install "rlexp[export]".
 """
 
 
@@ -26,7 +26,7 @@ pip install "rlexp[export]".
 class ExportOptions:
     path: Path
     format: str
-    checkpoint: str = "final"
+    checkpoint: str | None = None   # final or best of a run directory (None: final)
     out: Path | None = None
     states: int = 2048
 
@@ -37,14 +37,12 @@ def parse_export_args(args: list[str]) -> ExportOptions:
     paths, values = options.parse(args, {
         "format": options.one_of(*FORMATS), "checkpoint": options.one_of("final", "best"),
         "out": options.text("exports/td3"), "states": options.positive_int}, "export")
-    if len(paths) != 1:
-        raise ConfigError(f"give one run directory or checkpoint file, got {len(paths)}: {' '.join(paths) or '-'} "
-                          f"(rlexp export --help)")
+    path = options.one_path(paths, "export")
     if "format" not in values:
         raise ConfigError(f"say which format: format={' or format='.join(FORMATS)} (rlexp export --help)")
     if "out" in values:
         values["out"] = Path(values["out"])
-    return ExportOptions(path=Path(paths[0]), **values)
+    return ExportOptions(path=path, **values)
 
 
 def main(args: list[str]) -> int:
@@ -56,8 +54,11 @@ def main(args: list[str]) -> int:
         opts = parse_export_args(args)
         from rlexp.deploy.export import export
         from rlexp.deploy.load import load
+        from rlexp.runners.memory import check_host_memory
 
         loaded = load(opts.path, opts.checkpoint, device="cpu")
+        check_host_memory("states", opts.states, opts.states * (8.0 * loaded.spaces.obs_dim + 64),
+                          "the verification states")
         checkpoints = loaded.checkpoint.parent
         run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
         result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)

@@ -36,6 +36,8 @@ def parse(args: Sequence[str], parsers: dict[str, Parser], command: str) -> tupl
         if key not in parsers:
             raise ConfigError(f"{key} is not an option of rlexp {command}; use {', '.join(parsers)} "
                               f"(rlexp {command} --help)")
+        if key in options:
+            raise ConfigError(f"{key} is given twice; give it once")
         options[key] = parsers[key](key, text)
     return paths, options
 
@@ -44,6 +46,14 @@ def positive_int(key: str, text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{key}={text} must be a positive integer")
     return int(text)
+
+
+def one_path(paths: Sequence[str], command: str) -> Path:
+    """The one run directory or checkpoint file a command takes."""
+    if len(paths) != 1:
+        given = f", got {len(paths)}: {' '.join(paths)}" if paths else ""
+        raise ConfigError(f"give one run directory or checkpoint file{given} (rlexp {command} --help)")
+    return Path(paths[0])
 
 
 def seed(key: str, text: str) -> int:

@@ -79,8 +79,8 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
     conflicts = config_conflicts(bundle["config"], config)
     if conflicts:
         raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
-                          f"total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and torch_threads may "
-                          f"change")
+                          f"total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and "
+                          f"torch_threads may change")
     if bundle["step"] >= config["total_steps"]:
         raise ConfigError(f"{where}: the run is already at step {bundle['step']} of total_steps="
                           f"{config['total_steps']}; pass a larger total_steps to extend it")

@@ -6,9 +6,9 @@ observation normalization, the network, and the argmax or the clamp to the env's
 (rlexp/deploy/policy.py). Next to it, `<file>.json` names the input and output, their shapes and dtypes, the
 action space and the preprocessing the observations must have had (Atari's).
 
-Before a file is put in place it is loaded back (torch.jit.load, torch.export.load, or an onnxruntime session) and run on the states
-of a few deterministic evaluation episodes; its actions must equal the agent's (discrete) or be within `TOLERANCE`
-of them (continuous). A mismatch is an error and leaves nothing behind.
+Before a file is put in place it is loaded back (torch.jit.load, torch.export.load, or an onnxruntime session) and
+run on the states of a few deterministic evaluation episodes; its actions must equal the agent's (discrete) or be
+within `TOLERANCE` of them (continuous). A mismatch is an error and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -161,11 +162,16 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
                                      else seed)
     expected = loaded.act(observations)
     module = loaded.policy_module()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out={out_dir} is a file; give a directory for the export")
     created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
     file = out_dir / export_name(loaded.checkpoint, fmt)
-    # (the temp file keeps the format's suffix: torch.export.save insists on .pt2)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=f".tmp{FORMATS[fmt]}", dir=out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # (the temp file keeps the format's suffix: torch.export.save insists on .pt2)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=f".tmp{FORMATS[fmt]}", dir=out_dir)
+    except OSError as error:
+        raise ConfigError(f"cannot write the export into {out_dir}: {error.strerror or error}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     written = False
@@ -198,9 +204,12 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
         os.replace(tmp, file)
         os.replace(spec_tmp, spec_file)
         written = True
+    except OSError as error:   # a full disk, a quota, a directory that turned read-only
+        raise RunFailure(f"could not write the export into {out_dir}: {error.strerror or error}; nothing was "
+                         f"written") from None
     finally:
         tmp.unlink(missing_ok=True)
         file.with_name(f".{file.name}.json.tmp").unlink(missing_ok=True)
         if created and not written:   # a failed export leaves the run as it was
-            out_dir.rmdir()
+            shutil.rmtree(out_dir, ignore_errors=True)
     return ExportResult(file=file, spec_file=spec_file, states=len(observations), max_abs_diff=diff)

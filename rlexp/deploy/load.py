@@ -32,10 +32,12 @@ CHECKPOINTS = ("final", "best")
 EXPLORATION_STATE = ("rng", "generator", "exploration_noise", "sde_eps")
 
 
-def checkpoint_path(path: str | Path, checkpoint: str = "final") -> Path:
-    """The checkpoint file a run directory (its checkpoints/<checkpoint>.pt) or a file path names."""
+def checkpoint_path(path: str | Path, checkpoint: str | None = None) -> Path:
+    """The checkpoint file a run directory (its checkpoints/<checkpoint>.pt, final by default) or a file path
+    names; `checkpoint` with a file path is refused, as it would be ignored."""
     path = Path(path).expanduser()
     if path.is_dir():
+        checkpoint = checkpoint or "final"
         if checkpoint not in CHECKPOINTS:
             raise ConfigError(f"checkpoint={checkpoint!r} must be final or best (or give a .pt file as the path)")
         file = path / "checkpoints" / f"{checkpoint}.pt"
@@ -45,6 +47,9 @@ def checkpoint_path(path: str | Path, checkpoint: str = "final") -> Path:
         return file
     if not path.is_file():
         raise ConfigError(f"{path} is neither a run directory nor a checkpoint file")
+    if checkpoint is not None:
+        raise ConfigError(f"checkpoint={checkpoint} picks a checkpoint of a run directory, but {path} is a checkpoint "
+                          f"file already; drop checkpoint= or give the run directory")
     return path
 
 
@@ -75,11 +80,13 @@ class LoadedAgent:
         draw from SAC's, PPO's or A2C's policy), one draw per row."""
         obs = np.asarray(obs)
         shape = self.spaces.obs_shape
+        if obs.dtype.kind not in "biuf":
+            raise ValueError(f"observations must be numbers (an array, a list or a tensor), got {obs.dtype} data")
         single = obs.shape == shape
         batch = obs[None] if single else obs
         if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or len(batch) == 0:
             raise ValueError(f"observations of shape {obs.shape}: this agent ({self.algo} on {self.env_id}) takes "
-                             f"one of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))})")
+                             f"one of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))}) with N >= 1")
         if self.normalization is not None:
             batch = self.normalization.observations(batch, update=False)
         actions = self.agent.act(batch, explore=explore, step=self.step)
@@ -107,9 +114,10 @@ class LoadedAgent:
                               frames=self.spaces.frames).eval()
 
 
-def load(path: str | Path, checkpoint: str = "final", device: str = "auto", seed: int | None = None) -> LoadedAgent:
-    """The agent of a run directory (`checkpoint`: final or best) or of a checkpoint file, on `device` (cpu,
-    cuda, cuda:N or auto). A file that is not an rlexp checkpoint, a damaged one, or one of another format is a
+def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
+         seed: int | None = None) -> LoadedAgent:
+    """The agent of a run directory (`checkpoint`: final, the default, or best) or of a checkpoint file, on
+    `device` (cpu, cuda, cuda:N or auto). A file that is not an rlexp checkpoint, a damaged one, or one of another format is a
     one-line error (ConfigError or CheckpointError); nothing in the file is executed (weights_only loading).
     `seed` seeds the agent's exploration (default: the run's own generators as the checkpoint saved them)."""
     from rlexp.agents.base import BuildContext

@@ -99,8 +99,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         with zipfile.ZipFile(path) as archive:
             bad_member = archive.testzip()
+            names = archive.namelist()
         if bad_member is not None:
             raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch in {bad_member})")
+        if any(name.split("/", 1)[-1].startswith("code/") for name in names):
+            raise CheckpointError(f"{path} is a TorchScript module (an rlexp export?), not an rlexp checkpoint; load "
+                                  f"it with torch.jit.load")
         bundle = torch.load(path, map_location=map_location, weights_only=True)
     except CheckpointError:
         raise
