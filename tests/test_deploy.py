@@ -1,8 +1,9 @@
 """Using a trained agent: `rlexp.load` in Python, and `rlexp export` to files that run without rlexp.
 
 Each algorithm on its kind of env (discrete, bounded continuous, float64 MuJoCo observations with normalization,
-Atari frames) is trained for a few steps, loaded, exported in both formats, and each export is driven through an
-episode by a process whose Python has only torch (or onnxruntime) and numpy.
+Atari frames) is trained for a few steps, loaded, and exported in all three formats (each verified against the
+agent); one format per algorithm, each format on discrete and continuous actions, goes through the command line and
+drives an episode in a process whose Python has only torch (or onnxruntime) and numpy.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ RUNS = {
     "dqn_atari": ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=300", "algo.learning_starts=200",
                   "algo.buffer_size=500", "+env.kwargs.max_num_frames_per_episode=400"],
 }
+#: The format each algorithm is exported in from the command line and driven through an episode without rlexp.
+FORMAT_OF = {"dqn": "torchscript", "ddpg": "pt2", "td3": "onnx", "sac": "torchscript", "ppo": "onnx", "a2c": "pt2",
+             "dqn_atari": "onnx"}
+FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 #: The steps an episode through an export is cut at (HalfCheetah's run 1,000): enough to compare returns.
 EPISODE_STEPS = 300
 
@@ -186,25 +191,34 @@ def test_load_act_and_exports_that_run_without_rlexp(name, workdir, sites):
     replayed = play(agent.act, env, seed, steps=10**6)
     assert replayed == pytest.approx(results["eval_returns"][0], abs=1e-6)
 
-    for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2"), ("onnx", ".onnx")):
-        proc = run_cli(["export", "run", f"format={fmt}", "states=300"], cwd=workdir)
-        assert proc.returncode == 0, proc.stderr
-        file = run / "export" / f"policy{suffix}"
-        spec = json.loads(file.with_name(file.name + ".json").read_text())
-        assert f"-> run/export/policy{suffix} ({fmt})" in proc.stdout and spec["verified"]["states"] == 300
-        assert spec["input"]["shape"] == ["batch", *env.observation_space.shape]
-        assert spec["input"]["dtype"] == str(env.observation_space.dtype)
-        assert spec["output"]["shape"] == ["batch", *env.action_space.shape]
-        assert ("observation normalization" in " ".join(spec["inside"])) == ("env.normalize.obs=true" in RUNS[name])
+    # Each format from the command line and through an episode in a bare Python for some algorithms (each format
+    # on discrete and continuous actions), and verified through the Python API for every algorithm.
+    fmt = FORMAT_OF[name]
+    suffix = FORMATS[fmt]
+    proc = run_cli(["export", "run", f"format={fmt}", "states=300"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    file = run / "export" / f"policy{suffix}"
+    spec = json.loads(file.with_name(file.name + ".json").read_text())
+    assert f"-> run/export/policy{suffix} ({fmt})" in proc.stdout and spec["verified"]["states"] == 300
+    assert spec["input"]["shape"] == ["batch", *env.observation_space.shape]
+    assert spec["input"]["dtype"] == str(env.observation_space.dtype)
+    assert spec["output"]["shape"] == ["batch", *env.action_space.shape]
+    assert ("observation normalization" in " ".join(spec["inside"])) == ("env.normalize.obs=true" in RUNS[name])
 
-        # An episode through the file, in a Python without rlexp, against the agent's own (same seed).
-        bare = BarePolicy(file, sites[fmt], fmt)
-        try:
-            exported_return = play(bare, env, seed=1)
-        finally:
-            bare.close()
-        own_return = play(agent.act, env, seed=1)
-        assert exported_return == pytest.approx(own_return, rel=1e-4, abs=1e-3)
+    # An episode through the file, in a Python without rlexp, against the agent's own (same seed).
+    bare = BarePolicy(file, sites[fmt], fmt)
+    try:
+        exported_return = play(bare, env, seed=1)
+    finally:
+        bare.close()
+    own_return = play(agent.act, env, seed=1)
+    assert exported_return == pytest.approx(own_return, rel=1e-4, abs=1e-3)
+
+    from rlexp.deploy.export import export
+
+    for other in set(FORMATS) - {fmt}:
+        result = export(agent, other, workdir / "more", states=200)
+        assert result.file.name == f"policy{FORMATS[other]}" and result.states == 200
     env.close()
 
 
