@@ -165,7 +165,11 @@ def sites(tmp_path_factory):
 
 # --- the tests --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(RUNS))
+#: Left to `pytest -m slow` to keep the default suite short: Atari's CNN, DDPG's batch norm, SAC's gSDE.
+SLOW = ("dqn_atari", "ddpg", "sac")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in RUNS])
 def test_load_act_and_exports_that_run_without_rlexp(name, workdir, sites):
     run = train(name, workdir)
     agent = rlexp.load(run, device="cpu")

@@ -35,8 +35,8 @@ def projector(logdir):
 
 @pytest.mark.parametrize("name, train", [
     ("dqn", ["algo=dqn", "env=CartPole-v1", "total_steps=600", "algo.learning_starts=100"]),
-    ("ppo", ["algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=64", "env.num_envs=2",
-             "algo.batch_size=64", "env.normalize.obs=true"]),
+    pytest.param("ppo", ["algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=64", "env.num_envs=2",
+                         "algo.batch_size=64", "env.normalize.obs=true"], marks=pytest.mark.slow),
 ])
 def test_the_projector_holds_each_states_activations_and_metadata(workdir, name, train):
     assert run_cli(["train", *train, "hydra.run.dir=run", *TINY], cwd=workdir).returncode == 0
@@ -66,6 +66,7 @@ def test_the_projector_holds_each_states_activations_and_metadata(workdir, name,
     assert len(points) == 300 and all(np.isfinite([float(p["x"]), float(p["y"])]).all() for p in points)
 
 
+@pytest.mark.slow   # (a Pong run; the default suite reads the projector back on DQN CartPole)
 def test_atari_states_come_with_their_frames_as_sprites(workdir):
     train = ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=300", "algo.learning_starts=200",
              "algo.buffer_size=500", "+env.kwargs.max_num_frames_per_episode=400"]

@@ -68,7 +68,8 @@ def same_parameters(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGINT),
                                          ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL),
                                          ("ppo", signal.SIGKILL), ("a2c", signal.SIGKILL),
-                                         ("dqn_solved", signal.SIGKILL), ("dqn_episodes", signal.SIGKILL)])
+                                         ("dqn_solved", signal.SIGKILL),
+                                         pytest.param("dqn_episodes", signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
     args = ["train", *RUNS[algo], *COMMON]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
