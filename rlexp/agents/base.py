@@ -28,13 +28,10 @@ class Agent(Protocol):
     def exploration_metrics(self, step: int) -> dict[str, float]:
         """Scalars describing exploration at env step `step` (e.g. epsilon)."""
 
-    def value_index(self, observations: Tensor) -> Tensor:
-        """The mean over a batch of states of the value the agent predicts for them (max_a Q(s, a), Q(s, pi(s)) or
-        V(s)): the DQN paper's learning index, on held-out states (`charts/avg_q_heldout`)."""
-
     def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
-        """(the last hidden layer of the network that values states, one row per state; that value): what `rlexp
-        eval embed=true` maps with t-SNE, as the DQN paper's Figure 4."""
+        """(the last hidden layer of the network that values states, one row per state; that value: max_a Q(s, a),
+        Q(s, pi(s)) or V(s)): what `rlexp eval embed=true` maps with t-SNE (the DQN paper's Figure 4), and whose
+        mean over held-out states is the learning index (its Figure 2)."""
 
     def policy_network(self) -> torch.nn.Module:
         """The deterministic policy (what `act(obs, explore=False)` takes) as one module of the agent's own

@@ -124,11 +124,6 @@ class DQN:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {"charts/epsilon": self.epsilon(step)}
 
-    @torch.no_grad()
-    def value_index(self, observations: Tensor) -> Tensor:
-        """mean_s max_a Q(s, a) (Mnih et al. 2015, Figure 2)."""
-        return self.q_network(observations).max(dim=1).values.mean()
-
     def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The Q-network's last hidden layer (the value stream's, dueling) and max_a Q(s, a)."""
         network = self.q_network

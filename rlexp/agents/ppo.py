@@ -148,11 +148,6 @@ class PPO:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
-    @torch.no_grad()
-    def value_index(self, observations: Tensor) -> Tensor:
-        """mean_s V(s)."""
-        return self.policy.values(observations).mean()
-
     def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The value network's last hidden layer, and V(s)."""
         return input_of(self.policy.value_head, lambda: self.policy.values(observations))

@@ -242,12 +242,6 @@ class SAC:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
-    @torch.no_grad()
-    def value_index(self, observations: Tensor) -> Tensor:
-        """mean_s min_i Q_i(s, tanh(mu(s))): the critics' pessimistic value of the deterministic action."""
-        actions = self.actor.to_env(self.actor.deterministic(observations))
-        return self.critic(observations, actions).min(dim=0).values.mean()
-
     def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The first critic's last hidden layer at (s, tanh(mu(s))), and min_i Q_i(s, tanh(mu(s)))."""
         actions = self.actor.to_env(self.actor.deterministic(observations))

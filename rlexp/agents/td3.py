@@ -146,17 +146,6 @@ class TD3:
     def exploration_metrics(self, step: int) -> dict[str, float]:
         return {}
 
-    @torch.no_grad()
-    def value_index(self, observations: Tensor) -> Tensor:
-        """mean_s Q_1(s, mu(s)): the first critic (the one the actor climbs) at the policy's action."""
-        if self.batch_norm:
-            self.actor.eval()
-            self.critic.eval()
-        value = self.critic.q1(observations, self.actor(observations)).mean()
-        if self.batch_norm:
-            self.critic.train()
-        return value
-
     def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The first critic's last hidden layer at (s, mu(s)), and Q_1(s, mu(s))."""
         self.actor.eval()

@@ -161,7 +161,7 @@ class RunContext:
         """The agent's mean predicted value of the held-out states, normalized as its inputs are now."""
         normalization = self.evaluator.normalization
         states = self.heldout if normalization is None else normalization.observations(self.heldout, update=False)
-        return float(agent.value_index(obs_tensor(states, self.device)))
+        return float(agent.representation(obs_tensor(states, self.device))[1].mean())
 
     def sps(self, step: int) -> float:
         return (step - self._start_step) / max(time.perf_counter() - self._started, 1e-9)

@@ -4,7 +4,8 @@
 maximum predicted Q for these states" (Mnih et al. 2015, Figure 2): a smoother measure of progress than the episode
 return. The states come from an env instance of their own (seeded apart from training and evaluation) stepped by
 uniformly random actions, and are kept raw; each log step normalizes them with the run's statistics as they stand
-and asks the agent for its `value_index` (max_a Q(s, a), Q(s, pi(s)) or V(s)), logged as `charts/avg_q_heldout`.
+and logs the mean of the values the agent's `representation` gives them (max_a Q(s, a), Q(s, pi(s)) or V(s))
+as `charts/avg_q_heldout`.
 They are part of every resumable checkpoint, so a resumed curve continues exactly.
 """
 
