@@ -40,6 +40,19 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, **popen: object) -
                           timeout=timeout, env=cli_env(), **popen)
 
 
+def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> subprocess.CompletedProcess:
+    """`rlexp <args>` (eval, plot or export, never train: Hydra keeps global state) called in this process, for
+    refusals: the same entry point and output as `run_cli`, without a new interpreter importing torch each time."""
+    from rlexp.commands import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    returncode = main(args)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["rlexp", *args], returncode, out, err)
+
+
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
     """`rlexp <args>` started in the background, for tests that signal or kill it."""
     return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, stdout=subprocess.PIPE,

@@ -20,7 +20,7 @@ import torch
 
 import rlexp
 from rlexp.errors import CheckpointError, ConfigError
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, run_in_process
 
 RUNS = {
     "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100"],
@@ -333,7 +333,7 @@ def test_a_file_that_does_not_reproduce_the_agent_is_refused_and_nothing_is_left
     assert not (run / "export").exists()
 
 
-def test_export_refuses_what_it_cannot_do_before_it_starts(workdir):
+def test_export_refuses_what_it_cannot_do_before_it_starts(workdir, capsys, monkeypatch):
     train("td3", workdir)
     (workdir / "afile").write_text("x")
     for args, message in (
@@ -343,7 +343,7 @@ def test_export_refuses_what_it_cannot_do_before_it_starts(workdir):
                                                                             "run directory"),
             (["run", "format=pt2", "format=onnx"], "format is given twice"),
             ([], "give one run directory or checkpoint file (rlexp export --help)")):
-        proc = run_cli(["export", *args], cwd=workdir)
+        proc = run_in_process(["export", *args], workdir, capsys, monkeypatch)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (workdir / "run" / "export").exists()
     proc = run_cli(["export", "run", "format=torchscript", "states=20"], cwd=workdir)

@@ -11,7 +11,7 @@ import torch
 import rlexp
 from rlexp.analysis.embedding import check_libraries, play
 from rlexp.errors import ConfigError
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, run_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -92,6 +92,6 @@ def test_without_scikit_learn_embed_names_the_extra(monkeypatch):
     (["embed.states=50"], "embed.states sets how many states embed=true maps; add embed=true"),
     (["embed=true", "embed=false"], "embed is given twice"),
 ])
-def test_bad_embed_options_are_one_line_errors(workdir, args, message):
-    proc = run_cli(["eval", "run", *args], cwd=workdir)
+def test_bad_embed_options_are_one_line_errors(workdir, args, message, capsys, monkeypatch):
+    proc = run_in_process(["eval", "run", *args], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

@@ -37,15 +37,26 @@ def results(run_dir: Path) -> dict:
 ENVPOOL = pytest.mark.skipif(importlib.util.find_spec("envpool") is None, reason='needs pip install "rlexp[envpool]"')
 
 
-@pytest.mark.parametrize("vectorization", ["sync", "async", pytest.param("envpool", marks=ENVPOOL)])
-@pytest.mark.parametrize("args", [
-    ["algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100"],
-    ["algo=td3", "env=LunarLanderContinuous-v3", "total_steps=120", "algo.learning_starts=60"],
-    ["algo=ddpg", "env=HalfCheetah-v5", "total_steps=120", "algo.learning_starts=60"],
-    ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=120", "algo.learning_starts=60",
-     "algo.buffer_size=200", "algo.batch_size=8", "eval.episodes=1"],
-], ids=["classic", "box2d", "mujoco", "atari"])
-def test_every_env_family_trains_with_several_envs(workdir, args, vectorization):
+FAMILIES = {
+    "classic": ["algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100"],
+    "box2d": ["algo=td3", "env=LunarLanderContinuous-v3", "total_steps=120", "algo.learning_starts=60"],
+    "mujoco": ["algo=ddpg", "env=HalfCheetah-v5", "total_steps=120", "algo.learning_starts=60"],
+    "atari": ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=120", "algo.learning_starts=60",
+              "algo.buffer_size=200", "algo.batch_size=8", "eval.episodes=1"],
+}
+# The default suite covers every family and every backend, and EnvPool's and gymnasium's Atari preprocessing
+# both; the other pairs run under -m slow.
+DEFAULT_PAIRS = {("classic", "sync"), ("box2d", "async"), ("mujoco", "envpool"), ("atari", "async"),
+                 ("atari", "envpool")}
+
+
+@pytest.mark.parametrize("family, vectorization", [
+    pytest.param(family, vectorization, id=f"{family}-{vectorization}",
+                 marks=[*([ENVPOOL] if vectorization == "envpool" else []),
+                        *([] if (family, vectorization) in DEFAULT_PAIRS else [pytest.mark.slow])])
+    for family in FAMILIES for vectorization in ("sync", "async", "envpool")])
+def test_every_env_family_trains_with_several_envs(workdir, family, vectorization):
+    args = FAMILIES[family]
     proc = run_cli(["train", *args, *QUICK, "env.num_envs=3", f"env.vectorization={vectorization}",
                     "hydra.run.dir=run"], cwd=workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr
