@@ -30,6 +30,8 @@ from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.deterministic import DeterministicPolicy
+from rlexp.networks.members import (bind_optimizer_state, clip_grad_norm_per_member, stack_members,
+                                    stack_optimizer_state)
 from rlexp.networks.q import DuelingQNetwork, QNetwork
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch
@@ -73,11 +75,14 @@ class DQN:
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """Greedy actions for the batch; exploring, each env takes a uniformly random action with probability
         epsilon, drawn for each env."""
-        actions = self.q_network(obs_tensor(obs, self.device)).argmax(dim=1).cpu().numpy()
-        if explore:
-            random = self.rng.random(len(actions)) < self.epsilon(step)
-            if random.any():
-                actions[random] = self.rng.integers(self.n_actions, size=int(random.sum()))
+        actions = self.q_network(obs_tensor(obs, self.device)).argmax(dim=-1).cpu().numpy()
+        return self.explore(actions, step) if explore else actions
+
+    def explore(self, actions: np.ndarray, step: int) -> np.ndarray:
+        """Epsilon-greedy: each env's greedy action replaced by a uniformly random one with probability epsilon."""
+        random = self.rng.random(len(actions)) < self.epsilon(step)
+        if random.any():
+            actions[random] = self.rng.integers(self.n_actions, size=int(random.sum()))
         return actions
 
     @torch.no_grad()
@@ -85,38 +90,42 @@ class DQN:
         """y = r + gamma * (1 - terminated) * Q_target(s', a*), no bootstrap past a true termination, where
         a* = argmax_a' Q_target(s', a') (DQN) or argmax_a' Q(s', a') (double DQN: the online network picks the
         action, the target network values it, which removes the max operator's overestimation).
-        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return)."""
+        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return). Every reduction is over
+        the last axes, so a batch with a leading member axis (many seeds, DQNMembers) gives each member's."""
         next_q_target = self.target_network(batch.next_observations)
         if self.double:
-            next_actions = self.q_network(batch.next_observations).argmax(dim=1, keepdim=True)
-            next_value = next_q_target.gather(1, next_actions).squeeze(1)
+            next_actions = self.q_network(batch.next_observations).argmax(dim=-1, keepdim=True)
+            next_value = next_q_target.gather(-1, next_actions).squeeze(-1)
         else:
-            next_value = next_q_target.max(dim=1).values
+            next_value = next_q_target.max(dim=-1).values
         return batch.rewards + batch.discounts * next_value
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         td_target = self.td_target(batch)
-        q_values = self.q_network(batch.observations).gather(1, batch.actions.view(-1, 1)).squeeze(1)
+        q_values = self.q_network(batch.observations).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         # Huber = the paper's error clipping (gradients of |delta| > 1 clipped to +-1); mse = the squared error.
         elementwise = (F.smooth_l1_loss if self.loss == "huber" else F.mse_loss)(q_values, td_target,
                                                                                  reduction="none")
         # Prioritized replay: importance-sampling weights correct the bias of non-uniform sampling.
-        td_loss = (elementwise * batch.weights).mean() if batch.weights is not None else elementwise.mean()
+        td_loss = (elementwise * batch.weights).mean(-1) if batch.weights is not None else elementwise.mean(-1)
         if self.report_td_errors is not None:
             self.report_td_errors(batch.indices, (td_target - q_values).detach())
 
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)
         self.optimizer.zero_grad(set_to_none=True)
-        td_loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm, foreach=True)
+        td_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        grad_norm = self.clip_gradients()
         self.optimizer.step()
 
         self.n_updates += 1
         if self.n_updates % self.target_update_interval == 0:
             polyak_update(self.target_network, self.q_network, self.tau)
-        return {"losses/td_loss": td_loss.detach(), "losses/q_values": q_values.detach().mean(),
+        return {"losses/td_loss": td_loss.detach(), "losses/q_values": q_values.detach().mean(-1),
                 "losses/grad_norm": grad_norm.detach()}
+
+    def clip_gradients(self) -> Tensor:
+        return torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm, foreach=True)
 
     def episodes_started(self, envs: np.ndarray) -> None:
         """Epsilon-greedy keeps no per-episode state."""
@@ -130,7 +139,7 @@ class DQN:
         head = network.net[-1] if isinstance(network, QNetwork) else \
             (network.value[-1] if isinstance(network.value, nn.Sequential) else network.value)
         features, q_values = input_of(head, lambda: network(observations))
-        return features, q_values.max(dim=1).values
+        return features, q_values.max(dim=-1).values
 
     def policy_network(self) -> nn.Module:
         return DeterministicPolicy(self.q_network, greedy=True)
@@ -144,6 +153,57 @@ class DQN:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
         set_rng_state(self.rng, state["rng"])
+
+
+class DQNMembers(DQN):
+    """N seeds' DQN agents learning as one: their Q-networks and targets stacked on a member axis
+    (rlexp/networks/members.py), one Adam over the stacked parameters (elementwise, so each member's moments are
+    its own), gradients clipped per member. Batches and observations carry the member axis in front; each member
+    keeps its own exploration generator and replay, and its own agent object (`members[k]`), whose parameters and
+    optimizer state are its slices of the stacked ones: it evaluates and checkpoints as a single run's agent."""
+
+    def __init__(self, members: Sequence[DQN]) -> None:
+        first = members[0]
+        self.members = list(members)
+        self.n_actions, self.double, self.loss, self.tau = first.n_actions, first.double, first.loss, first.tau
+        self.target_update_interval, self.max_grad_norm = first.target_update_interval, first.max_grad_norm
+        self.device, self.epsilon, self.learning_rate = first.device, first.epsilon, first.learning_rate
+        self.n_updates = first.n_updates
+        self.q_network = stack_members([m.q_network for m in members], "the Q-network")
+        self.target_network = stack_members([m.target_network for m in members], "the Q-network")
+        self.target_network.requires_grad_(False)
+        self.optimizer = make_adam(self.q_network.parameters(), first.optimizer.param_groups[0]["lr"], self.device)
+        self._params = list(self.q_network.parameters())
+        stack_optimizer_state(self.optimizer, self._params, [m.optimizer for m in members])
+        self._bound = self._bind_members()
+        reporters = [m.report_td_errors for m in members]
+        self.report_td_errors = None if reporters[0] is None else \
+            lambda indices, errors: [r(i, e) for r, i, e in zip(reporters, indices, errors)]
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """(members, envs, ...) observations -> (members, envs) actions, each member exploring with its own
+        generator."""
+        actions = self.q_network(obs_tensor(obs, self.device)).argmax(dim=-1).cpu().numpy()
+        if explore:
+            for member, member_actions in zip(self.members, actions):
+                member.explore(member_actions, step)
+        return actions
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        metrics = super().update(batch)
+        for member in self.members:
+            member.n_updates = self.n_updates
+        if not self._bound:
+            self._bound = self._bind_members()
+        return metrics
+
+    def clip_gradients(self) -> Tensor:
+        return clip_grad_norm_per_member(self._params, self.max_grad_norm)
+
+    def _bind_members(self) -> bool:
+        return all([bind_optimizer_state(self.optimizer, self._params, m.optimizer, k)
+                    for k, m in enumerate(self.members)])
 
 
 # --- its config, checks and builder ------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def save_checkpoint(bundle: dict[str, Any], path: Path) -> None:
     writer = _WriteErrorRecorder(os.fdopen(fd, "wb"))
     try:
         with writer.file:
-            torch.save(bundle, writer)
+            torch.save(own_storage(bundle), writer)
             writer.file.flush()
             os.fsync(writer.file.fileno())
         os.replace(tmp, path)
@@ -56,6 +56,18 @@ def save_checkpoint(bundle: dict[str, Any], path: Path) -> None:
                                   f"the previous checkpoints are intact") from error
         raise
     _fsync_directory(path.parent)  # make the rename itself durable
+
+
+def own_storage(value: Any) -> Any:
+    """`value` with every tensor that views a larger one copied out: torch.save writes a view's whole storage, so a
+    member of a many-seeds run (its parameters are slices of all seeds' stacked ones) would save every seed's."""
+    if isinstance(value, torch.Tensor):
+        return value.clone() if value.untyped_storage().nbytes() > value.nbytes else value
+    if isinstance(value, dict):
+        return {key: own_storage(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(own_storage(item) for item in value)
+    return value
 
 
 class _WriteErrorRecorder:

@@ -55,4 +55,4 @@ class DuelingQNetwork(nn.Module):
     def forward(self, observations: Tensor) -> Tensor:
         features = self.torso(observations)
         advantages = self.advantage(features)
-        return self.value(features) + advantages - advantages.mean(dim=1, keepdim=True)
+        return self.value(features) + advantages - advantages.mean(dim=-1, keepdim=True)

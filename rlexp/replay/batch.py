@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 
@@ -15,3 +17,9 @@ class ReplayBatch(NamedTuple):
     discounts: Tensor          # (batch,) float32: gamma^m * (1 - terminated within the m steps)
     indices: Tensor            # (batch,) int64 slots sampled (prioritized replay updates their priorities)
     weights: Tensor | None = None   # (batch,) float32 importance-sampling weights (prioritized replay)
+
+
+def stack_batches(batches: Sequence[ReplayBatch]) -> ReplayBatch:
+    """The members' batches of a many-seeds run as one, with the member axis in front of every field."""
+    return ReplayBatch(*(None if field is None else torch.stack([batch[i] for batch in batches])
+                         for i, field in enumerate(batches[0])))
