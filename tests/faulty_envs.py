@@ -17,8 +17,10 @@ class FaultyEnv(gym.Env):
     instance's life), emits NaN in the observation or the reward."""
 
     def __init__(self, fault: str | None = None, fault_at: int = 10**9, discrete: bool = False,
-                 unbounded: bool = False, image: bool = False, seeded: bool = True) -> None:
+                 unbounded: bool = False, image: bool = False, seeded: bool = True,
+                 fault_seed: int | None = None) -> None:
         self.fault, self.fault_at, self.seeded = fault, fault_at, seeded
+        self.fault_seed, self.first_seed = fault_seed, None   # fault_seed: only the env first reset with it faults
         self.observation_space = (gym.spaces.Box(0, 255, (84, 84, 3), np.uint8) if image
                                   else gym.spaces.Box(-10.0, 10.0, (3,), np.float32))
         if discrete:
@@ -39,6 +41,10 @@ class FaultyEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if self.first_seed is None and seed is not None:
+            self.first_seed = seed
+        if self.fault_seed is not None and self.first_seed != self.fault_seed:
+            self.fault = None
         self.t = 0
         # seeded=False stands for an env whose state does not follow from its seed (e.g. wall-clock driven).
         rng = self.np_random if self.seeded else np.random.default_rng()

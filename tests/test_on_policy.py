@@ -14,6 +14,7 @@ from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.faults import NonFiniteGuard
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
+from rlexp.runners.requests import serve
 
 CPU = torch.device("cpu")
 ALGO = dict(lr=3e-4, lr_schedule="constant", ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True,
@@ -58,7 +59,7 @@ def rollout(env_id: str, n_steps: int, num_envs: int, kwargs: dict | None = None
                             Episodes())
     collector.start()
     for t in range(n_steps):
-        runner.collect((t + 1) * num_envs)
+        serve(runner.collect((t + 1) * num_envs), agent)   # the calls it makes, answered by the agent
     return agent, collector, storage
 
 

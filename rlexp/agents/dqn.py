@@ -275,4 +275,5 @@ def build(algo: dict[str, Any], context: BuildContext) -> DQN:
 
 
 ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE}), frames=True)
+                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE}), frames=True,
+                     members=DQNMembers)

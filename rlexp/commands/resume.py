@@ -28,7 +28,7 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "algo.use_sde": False, "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,
                                "algo.lr_schedule": "constant", "total_episodes": None, "stop.window": 100,
                                "stop.mean_return": None, "stop.eval_return": None,
-                               "log.heldout_states": 0}
+                               "log.heldout_states": 0, "seeds": None}
 
 
 

@@ -5,6 +5,7 @@ This is the only module that reads the Hydra config; everything it calls takes p
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -28,7 +29,7 @@ from rlexp.commands.resume import config_conflicts, record_resumed_config, resum
 from rlexp.config import schema
 from rlexp.config.device import resolve_device
 from rlexp.config.validate import validate
-from rlexp.errors import CheckpointError, ConfigError, SweepFailed, TrainingInterrupted, one_line
+from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.lock import RunDirLock
 from rlexp.io.results import write_results
@@ -128,7 +129,13 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = resolve_device(job_device(config["device"], GpuPlacement(config["gpu_placement"]), job_num, gpu_count))
     resume = accept_resume(config, run_dir, device) if config["resume"] else None
-    job = Job.prepare(config, spec, device)   # the env, its spaces, the memory the run needs
+    # The env, its spaces, the memory the run needs (each seed's, for many seeds as one model).
+    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, device)
+            for i, seed in enumerate(config["seeds"])] if config["seeds"] else []
+    job = jobs[0] if jobs else Job.prepare(config, spec, device)
+    if jobs and job.spaces.frames:
+        raise ConfigError("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds "
+                          "one process each: rlexp train --multirun seed=" + ",".join(map(str, config["seeds"])))
 
     state.started = True
     cpus = available_cpus()
@@ -149,7 +156,66 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
                     "override its keys", tuned, env_choice, config["env"]["id"])
     with StopRequest() as stop:
+        if jobs:
+            return train_seeds(jobs, spec, run_dir, stop, overrides)
         return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
+
+
+def config_of_seed(config: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
+    """One seed's config in a many-seeds run: a single run's (its progress shown for the first seed only)."""
+    log_cfg = {**config["log"], "progress": config["log"]["progress"] if index == 0 else "none"}
+    return {**config, "seed": seed, "seeds": None, "log": log_cfg}
+
+
+def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, overrides: list[str]) -> dict[str, Any]:
+    """Many seeds as one model (rlexp/runners/seeds.py): each seed's run in <run_dir>/seed_<s>/, with the .hydra/
+    files of a single run of that seed (so `rlexp plot`, `rlexp eval` and `resume=` treat it as one); the results
+    of the seeds in <run_dir>/results.json."""
+    from rlexp.runners.seeds import run_in_lockstep
+
+    seed_dirs, steps = [], []
+    for job in jobs:
+        seed = job.config["seed"]
+        seed_dir = run_dir / f"seed_{seed}"
+        seed_overrides = [o for o in overrides if override_key(o) not in ("seeds", "seed")] + [f"seed={seed}"]
+        (seed_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(job.config), seed_dir / ".hydra" / "config.yaml")
+        OmegaConf.save(OmegaConf.create(seed_overrides), seed_dir / ".hydra" / "overrides.yaml")
+        seed_dirs.append(seed_dir)
+        steps.append(job.steps(seed_dir, stop, seed_overrides))
+    seeds = [job.config["seed"] for job in jobs]
+    log.info("%d seeds as one model: %s -> %s/seed_<s>", len(seeds), seeds, run_dir)
+    outcomes = run_in_lockstep(seeds, steps, spec.members)
+    per_seed: dict[str, Any] = {}
+    for outcome, seed_dir in zip(outcomes, seed_dirs):
+        if isinstance(outcome.error, TrainingInterrupted):
+            write_results(seed_dir / "results.json", {"status": "interrupted", "error": str(outcome.error),
+                                                      "step": outcome.error.step})
+        elif outcome.error is not None:
+            described = describe(outcome.error) if isinstance(outcome.error, Exception) else None
+            message = described[1] if described else one_line(f"{type(outcome.error).__name__}: {outcome.error}")
+            write_results(seed_dir / "results.json", {"status": "failed", "error": message})
+        results = json.loads((seed_dir / "results.json").read_text())
+        per_seed[str(outcome.seed)] = {key: results.get(key) for key in ("status", "eval_return_mean", "error")
+                                       if key in results}
+    interrupted = [o.error for o in outcomes if isinstance(o.error, TrainingInterrupted)]
+    if interrupted:
+        raise interrupted[0]
+    returns = [o.results["eval_return_mean"] for o in outcomes if o.results is not None]
+    failed = [o.seed for o in outcomes if o.error is not None]
+    summary = {"status": "completed" if not failed else "failed", "seeds": per_seed,
+               "eval_return_mean": sum(returns) / len(returns) if returns else float("nan")}
+    if failed:
+        summary["error"] = f"seeds {failed} failed (see their results.json); the others completed"
+    write_results(run_dir / "results.json", summary)
+    log.info("seeds: %s", ", ".join(f"{seed} {row['status']}" + (f" {row['eval_return_mean']:.2f}"
+                                                                   if row.get("eval_return_mean") is not None else "")
+                                    for seed, row in per_seed.items()))
+    if failed:   # exit 1, with the seeds' table kept in results.json
+        error = RunFailure(summary["error"])
+        error.results = summary   # type: ignore[attr-defined]
+        raise error
+    return summary
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -187,7 +253,8 @@ def hydra_task(cfg: DictConfig) -> float:
         described = describe(error)
         message = described[1] if described else one_line(f"{type(error).__name__}: {error}")
         if state.started or new_run:
-            write_results(run_dir / "results.json", {"status": "failed", "error": message,
+            write_results(run_dir / "results.json", {**getattr(error, "results", {}), "status": "failed",
+                                                     "error": message,
                                                      "wall_time_s": round(time.perf_counter() - started, 3)})
         if multirun:
             if described:

@@ -47,6 +47,9 @@ class AlgoSpec:
     actions: frozenset[ActionKind]                     # the action spaces it acts in
     frames: bool = False                               # it has a torso for stacked image frames
     bounded_actions: bool = False                      # it needs finite action bounds (a scaled tanh output)
+    # Many seeds as one model (`seeds=[...]`): its seeds' agents -> one agent answering their runners' calls with
+    # a leading member axis (rlexp/runners/seeds.py); None: its seeds run one process each (--multirun seed=...).
+    members: Callable[[list[Any]], Any] | None = None
 
 
 @functools.cache

@@ -158,6 +158,7 @@ class TrainConfig:
     algo: Any = MISSING                  # an algorithm's schema (its module in rlexp/agents/), chosen by `algo=`
     env: EnvConfig = field(default_factory=EnvConfig)
     seed: int = MISSING
+    seeds: Optional[List[int]] = None    # many seeds as one model in one process: seed_<s>/ per seed
     device: str = MISSING
     gpu_placement: GpuPlacement = MISSING   # a sweep's jobs on several GPUs: spread | pack
     total_steps: int = MISSING

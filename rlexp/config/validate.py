@@ -30,6 +30,7 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
 
     check_known_keys(cfg, TrainConfig, "", {"algo": spec.schema})
     check_seed("seed", cfg["seed"], EVAL_SEED_OFFSET)
+    check_seeds(cfg, spec)
     check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
     env = cfg["env"]
     check_positive_int("env.num_envs", env["num_envs"])
@@ -138,3 +139,27 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
         raise ConfigError(f"algo.train_freq_unit=episode needs env.num_envs=1 (got {num_envs}): with several envs "
                           f"the episodes end at different steps, so there is no one episode end to train at "
                           f"(SB3 refuses it too); use algo.train_freq_unit=step")
+
+
+def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
+    """`seeds=[...]`: distinct seeds, of an algorithm whose seeds batch, with update rounds every seed takes at the
+    same step (they move in lockstep)."""
+    seeds = cfg.get("seeds")
+    if seeds is None:
+        return
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"seeds={seeds!r} must be a non-empty list of seeds, e.g. seeds=[0,1,2,3]")
+    for seed in seeds:
+        check_seed("seeds", seed, EVAL_SEED_OFFSET)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={seeds} repeats a seed: each seed is one run")
+    if spec.members is None:
+        batched = ", ".join(name for name, other in registry.algorithms().items() if other.members is not None)
+        raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
+                          f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
+    if cfg["algo"].get("train_freq_unit") == "episode":
+        raise ConfigError("seeds=[...] with algo.train_freq_unit=episode: each seed's rounds would fall at its own "
+                          "episode ends, and the seeds learn in lockstep; use algo.train_freq_unit=step")
+    if cfg.get("resume"):
+        raise ConfigError(f"resume={cfg['resume']}: a many-seeds run does not resume as one yet; each seed's "
+                          f"directory resumes as a run of its own: rlexp train resume={cfg['resume']}/seed_<s>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Generator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
+from rlexp.runners.requests import Built, Call, serve
 from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.stopping import StopRules, StopWatch
 
@@ -90,6 +92,14 @@ class Job:
             resume: dict[str, Any] | None = None) -> dict[str, Any]:
         """Train (or continue, from the `resume` checkpoint) in `run_dir`; returns the results written to
         results.json."""
+        steps = self.steps(run_dir, stop, overrides, resume)
+        built = next(steps)
+        return serve(steps, built.agent)
+
+    def steps(self, run_dir: Path, stop: StopRequest, overrides: list[str],
+              resume: dict[str, Any] | None = None) -> Generator[Built | Call, Any, dict[str, Any]]:
+        """`run` as a generator: it yields its agent once built (`Built`), then the calls its runner makes to the
+        agent (runners/requests.py), so a driver may answer them for many seeds' jobs at once."""
         with ExitStack() as cleanup:
             cleanup.callback(self.eval_env.close)
             started = time.perf_counter()
@@ -115,6 +125,7 @@ class Job:
                 activation=config["network"]["activation"]))
             if resume is not None:
                 agent.load_state_dict(resume["agent"])
+            yield Built(agent)
 
             start_step = resume["step"] if resume is not None else 0
             log.info("%s on %s, %d steps, %d env(s) (%s), seed %d, device %s, %d torch threads -> %s", spec.name,
@@ -149,7 +160,7 @@ class Job:
                     batch_size=algo["batch_size"], num_envs=num_envs), context)
             completed = False
             try:
-                result = runner.run(resume)
+                result = yield from runner.steps(resume)
                 completed = True
             except RunFailure as error:
                 last = checkpoints.latest()

@@ -24,6 +24,7 @@ from rlexp.errors import EnvFault
 from rlexp.replay import ReplayBuffer
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import RunContext, RunResult
+from rlexp.runners.requests import Steps, ask, serve
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class OffPolicyRunner:
 
     def run(self, resume: dict[str, Any] | None = None) -> RunResult:
         """Train until `total_steps` env steps; `resume` is a checkpoint whose agent the caller has loaded."""
+        return serve(self.steps(resume), self.agent)
+
+    def steps(self, resume: dict[str, Any] | None = None) -> Steps[RunResult]:
+        """`run` as a generator of the calls it makes to the agent to act and to learn (runners/requests.py)."""
         s, context, collector = self.settings, self.context, self.collector
         if resume is None:
             collector.start()
@@ -81,10 +86,10 @@ class OffPolicyRunner:
             if before < s.learning_starts:
                 actions = collector.random_actions()
             else:
-                actions = self.agent.act(collector.obs, explore=True, step=step)
+                actions = yield ask("act", collector.obs, explore=True, step=step)
             collector.send(actions)
             if overlap:
-                self.train_round(step)   # while the envs step in their workers
+                yield from self.train_round(step)   # while the envs step in their workers
             try:
                 t = collector.receive(step)
             except EnvFault:
@@ -99,11 +104,11 @@ class OffPolicyRunner:
                 self.episodes_since_train += len(t.episode_returns)
                 self.agent.episodes_started(t.ended)
             if not overlap:
-                self.train_round(step)
+                yield from self.train_round(step)
             context.after_step(before, step, self)
         return context.finish(self.step, self.episodes, self)
 
-    def train_round(self, step: int) -> None:
+    def train_round(self, step: int) -> Steps[None]:
         """The round of updates due at env step `step`, if one is due."""
         s = self.settings
         if s.train_freq_unit == "episode":
@@ -120,7 +125,7 @@ class OffPolicyRunner:
             else:
                 updates = s.train_freq * s.num_envs
             for _ in range(updates):
-                self.context.observe(self.agent.update(self.replay.sample(s.batch_size)), step)
+                self.context.observe((yield ask("update", self.replay.sample(s.batch_size))), step)
         self.steps_since_train = self.episodes_since_train = 0
 
     def state_dict(self) -> dict[str, Any]:

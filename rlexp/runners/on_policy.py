@@ -24,6 +24,7 @@ from rlexp.errors import EnvFault
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import RunContext, RunResult
+from rlexp.runners.requests import Steps, ask, serve
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class OnPolicyRunner:
 
     def run(self, resume: dict[str, Any] | None = None) -> RunResult:
         """Train until `total_steps` env steps; `resume` is a checkpoint whose agent the caller has loaded."""
+        return serve(self.steps(resume), self.agent)
+
+    def steps(self, resume: dict[str, Any] | None = None) -> Steps[RunResult]:
+        """`run` as a generator of the calls it makes to the agent to act and to learn (runners/requests.py)."""
         s, context = self.settings, self.context
         if resume is None:
             self.collector.start()
@@ -64,18 +69,18 @@ class OnPolicyRunner:
         context.start(self.step)
         while self.step < s.total_steps and not context.should_stop():
             before, step = self.step, self.step + s.num_envs
-            self.collect(step)
+            yield from self.collect(step)
             self.step = step
             if self.storage.full:
-                self.learn(step)
+                yield from self.learn(step)
             context.after_step(before, step, self)
         return context.finish(self.step, self.episodes, self)
 
-    def collect(self, step: int) -> None:
+    def collect(self, step: int) -> Steps[None]:
         """One vector step of the rollout, bringing the run to env step `step`."""
         collector, agent, device = self.collector, self.agent, self.device
         observations = obs_tensor(collector.obs, device)
-        actions, log_probs, values = agent.rollout_step(observations, self.storage.pos)
+        actions, log_probs, values = yield ask("rollout_step", observations, self.storage.pos)
         collector.send(agent.to_env(actions))
         try:
             t = collector.receive(step)
@@ -86,7 +91,7 @@ class OnPolicyRunner:
         # V(s'_t) of the envs a time limit truncated (their final observation; the env has reset already): what
         # such a step bootstraps from. A terminated step bootstraps from nothing; where no episode ended, the next
         # step's V(s_t) fills it in.
-        final_values = agent.values(obs_tensor(t.next_obs, device)) if t.truncations.any() \
+        final_values = (yield ask("values", obs_tensor(t.next_obs, device))) if t.truncations.any() \
             else torch.zeros_like(ended)
         self.storage.add(observations, actions, log_probs, values,
                          torch.as_tensor(t.rewards, dtype=torch.float32, device=device),
@@ -95,11 +100,12 @@ class OnPolicyRunner:
             self.context.episodes_ended(t.episode_returns, t.episode_lengths, step)
             self.episodes += len(t.episode_returns)
 
-    def learn(self, step: int) -> None:
+    def learn(self, step: int) -> Steps[None]:
         """Close the rollout with V(s_T), learn from it, and start the next one."""
         s = self.settings
-        self.storage.finish(self.agent.values(obs_tensor(self.collector.obs, self.device)), s.gamma, s.gae_lambda)
-        self.context.observe(self.agent.learn(self.storage), step, undefined_ok=("losses/explained_variance",))
+        last_values = yield ask("values", obs_tensor(self.collector.obs, self.device))
+        self.storage.finish(last_values, s.gamma, s.gae_lambda)
+        self.context.observe((yield ask("learn", self.storage)), step, undefined_ok=("losses/explained_variance",))
         self.storage.reset()
 
     def state_dict(self) -> dict[str, Any]:

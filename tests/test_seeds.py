@@ -1,0 +1,107 @@
+"""Many seeds as one model, as a user runs it: `rlexp train seeds=[...]` writes one run directory per seed that
+plot, eval and resume take as a single run's; the same seed list gives the same runs; a seed that fails ends alone;
+a signal stops every seed at the same step, each with its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlexp.io.checkpoints import load_checkpoint
+from tests.conftest import run_cli, start_cli, wait_for
+
+RUN = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=1200", "algo.learning_starts=300",
+       "network.hidden_sizes=[32,32]", "eval.every=600", "eval.episodes=2", "checkpoint.every=300", "log.every=100",
+       "log.progress=none", "torch_threads=1"]
+FAULTY = "tests.faulty_envs"
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def q_network(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "final.pt")["agent"]["q_network"]
+
+
+def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(workdir):
+    proc = run_cli([*RUN, "seeds=[3,1,4]", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    summary = results(workdir / "run")
+    assert summary["status"] == "completed" and list(summary["seeds"]) == ["3", "1", "4"]
+    returns = []
+    for seed in (3, 1, 4):
+        seed_dir = workdir / "run" / f"seed_{seed}"
+        done = results(seed_dir)
+        assert done["status"] == "completed" and done["total_steps"] == 1200 and done["seed"] == seed
+        assert {p.name for p in (seed_dir / "checkpoints").iterdir()} >= {"final.pt", "best.pt", "step_1200.pt"}
+        assert list(seed_dir.glob("events.out.tfevents.*"))
+        returns.append(done["eval_return_mean"])
+    assert summary["eval_return_mean"] == pytest.approx(sum(returns) / 3)
+    # Independent members: each seed's network is its own (a checkpoint holds its slice only).
+    assert not torch.equal(q_network(workdir / "run" / "seed_3")["net.0.weight"],
+                           q_network(workdir / "run" / "seed_1")["net.0.weight"])
+    plot = run_cli(["plot", "run", "out=curves.png"], cwd=workdir)
+    assert plot.returncode == 0, plot.stderr
+    assert "dqn on CartPole-v1  3" in plot.stdout   # the three seeds pooled in one group
+    evaluated = run_cli(["eval", "run/seed_1", "episodes=2"], cwd=workdir)
+    assert evaluated.returncode == 0 and f"{results(workdir / 'run' / 'seed_1')['eval_return_mean']:.2f}" in \
+        evaluated.stdout, evaluated.stderr
+    longer = run_cli(["train", "resume=run/seed_1", "total_steps=1500"], cwd=workdir)
+    assert longer.returncode == 0, longer.stderr
+    assert results(workdir / "run" / "seed_1")["total_steps"] == 1500
+
+
+def test_the_same_seed_list_gives_the_same_runs_bit_for_bit(workdir):
+    for name in ("a", "b"):
+        assert run_cli([*RUN, "total_steps=800", "seeds=[0,1]", f"hydra.run.dir={name}"], cwd=workdir).returncode == 0
+    for seed in (0, 1):
+        a, b = (workdir / name / f"seed_{seed}" for name in ("a", "b"))
+        assert results(a)["eval_returns"] == results(b)["eval_returns"]
+        assert all(torch.equal(q_network(a)[k], q_network(b)[k]) for k in q_network(a))
+
+
+def test_a_seed_that_fails_ends_alone_and_the_others_finish(workdir):
+    proc = run_cli(["train", "algo=dqn", f"env.id={FAULTY}:NanReward-v0", "+env.kwargs.fault_at=200",
+                    "+env.kwargs.fault_seed=1", "seeds=[0,1,2]", "total_steps=500", "algo.learning_starts=100",
+                    "network.hidden_sizes=[16]", "checkpoint.every=100", "eval.every=0", "eval.episodes=1",
+                    "log.progress=none", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 1, proc.stderr
+    failed = results(workdir / "run" / "seed_1")
+    assert failed["status"] == "failed" and "non-finite reward nan" in failed["error"] and "at step 200" in \
+        failed["error"]
+    for seed in (0, 2):
+        assert results(workdir / "run" / f"seed_{seed}")["status"] == "completed"
+    summary = results(workdir / "run")
+    assert summary["status"] == "failed" and summary["seeds"]["1"]["status"] == "failed"
+    assert summary["seeds"]["0"]["status"] == summary["seeds"]["2"]["status"] == "completed"
+    assert "seeds [1] failed" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_signal_stops_every_seed_at_the_same_step_each_with_its_checkpoint(workdir):
+    proc = start_cli([*RUN, "total_steps=20000", "seeds=[0,1]", "hydra.run.dir=run"], cwd=workdir)
+    wait_for(workdir / "run" / "seed_1" / "checkpoints" / "step_600.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    stopped = [results(workdir / "run" / f"seed_{seed}") for seed in (0, 1)]
+    assert all(r["status"] == "interrupted" for r in stopped) and stopped[0]["step"] == stopped[1]["step"]
+    for seed in (0, 1):
+        assert (workdir / "run" / f"seed_{seed}" / "checkpoints" / f"step_{stopped[0]['step']}.pt").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["algo=td3", "env=Pendulum-v1", "seeds=[0,1]"], "seeds=[...] trains many seeds as one model for dqn so far, "
+                                                      "not td3; run its seeds one process each: rlexp train "
+                                                      "--multirun seed=0,1"),
+    (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),
+    (["seeds=[]"], "seeds=[] must be a non-empty list of seeds"),
+    (["seeds=[0,1]", "algo.train_freq_unit=episode", "algo.gradient_steps=-1"], "algo.train_freq_unit=episode"),
+])
+def test_bad_seed_lists_are_one_line_errors(workdir, args, message):
+    proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
