@@ -5,11 +5,14 @@ a signal stops every seed at the same step, each with its checkpoint."""
 from __future__ import annotations
 
 import json
+import random
 import signal
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
 from tests.conftest import run_cli, start_cli, wait_for
@@ -22,6 +25,12 @@ FAULTY = "tests.faulty_envs"
 
 def results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
 def q_network(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -92,6 +101,33 @@ def test_a_signal_stops_every_seed_at_the_same_step_each_with_its_checkpoint(wor
     assert all(r["status"] == "interrupted" for r in stopped) and stopped[0]["step"] == stopped[1]["step"]
     for seed in (0, 1):
         assert (workdir / "run" / f"seed_{seed}" / "checkpoints" / f"step_{stopped[0]['step']}.pt").is_file()
+
+
+def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir):
+    # prioritized replay with 3-step returns: each seed's priorities, windows and beta schedule resume too
+    args = [*RUN, "seeds=[0,1,2]", "algo.prioritized=true", "algo.n_step=3"]
+    assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
+    proc = start_cli([*args, "hydra.run.dir=run"], cwd=workdir)
+    wait_for(workdir / "run" / "seed_2" / "checkpoints" / "step_300.pt", proc)
+    delay = random.uniform(0.0, 1.0)   # anywhere after the first checkpoints, even mid-save of one seed's
+    time.sleep(delay)
+    if proc.poll() is not None:
+        pytest.fail(f"the run finished within {delay:.2f} s; make it longer")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    resumed = run_cli(["train", "resume=run"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming seeds [0, 1, 2] from step" in resumed.stdout
+    for seed in (0, 1, 2):
+        reference, run = (workdir / name / f"seed_{seed}" for name in ("reference", "run"))
+        a, b = (load_checkpoint(d / "checkpoints" / "final.pt")["agent"] for d in (reference, run))
+        for module in ("q_network", "target_network"):
+            assert all(torch.equal(a[module][k], b[module][k]) for k in a[module]), f"seed {seed} delay {delay:.2f}"
+        assert results(reference)["eval_returns"] == results(run)["eval_returns"]
+        tags = scalars(reference), scalars(run)
+        for tag in ("charts/episodic_return", "eval/mean_return", "losses/td_loss"):
+            assert tags[0][tag] == tags[1][tag], f"{tag} of seed {seed} differs (delay {delay:.2f} s)"
+    assert results(workdir / "run")["status"] == "completed"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -30,7 +30,7 @@ from rlexp.config import schema
 from rlexp.config.device import resolve_device
 from rlexp.config.validate import validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
-from rlexp.io.checkpoints import CheckpointManager
+from rlexp.io.checkpoints import CheckpointManager, load_checkpoint
 from rlexp.io.lock import RunDirLock
 from rlexp.io.results import write_results
 from rlexp.runners.faults import StopRequest
@@ -77,6 +77,12 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
         bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
     except CheckpointError as error:
         raise ConfigError(f"{where}: {error}") from None
+    check_resumable(bundle, config, where, device)
+    return Resume(bundle, path, unreadable)
+
+
+def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, device: torch.device) -> None:
+    """Whether the new config may continue the checkpoint `bundle`: a ConfigError saying why not."""
     conflicts = config_conflicts(bundle["config"], config)
     if conflicts:
         raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
@@ -93,7 +99,50 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
         raise ConfigError(f"{where}: the run trained on {trained_on.type} and its random generators cannot continue "
                           f"exactly on {device.type}; resume it with device={trained_on.type} (a checkpoint "
                           f"evaluates anywhere: rlexp eval)")
-    return Resume(bundle, path, unreadable)
+
+
+def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> dict[int, Resume]:
+    """The checkpoints a many-seeds run continues from, by seed: every seed still training (not failed, not ended
+    early) from the newest step all of them have readable (they learn in lockstep, so they resume at one step; a
+    kill during a save may have left some seeds a step ahead). Reads only, as `accept_resume`."""
+    where = f"resume={config['resume']}"
+    if Path(config["resume"]).resolve() != run_dir.resolve():
+        raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
+                          f"`rlexp train resume=<run_dir>`, which writes into that directory")
+    managers: dict[int, CheckpointManager] = {}
+    for index, seed in enumerate(config["seeds"]):
+        seed_dir = run_dir / f"seed_{seed}"
+        results = seed_dir / "results.json"
+        status = json.loads(results.read_text()).get("status") if results.is_file() else None
+        if status == "failed":
+            continue   # its failure stands: it does not train on
+        manager = CheckpointManager(seed_dir / "checkpoints", 1)
+        newest = manager.periodic()
+        if newest and ended_early(load_checkpoint_quietly(newest[-1]), config_of_seed(config, seed, index)):
+            continue   # solved, or its episode budget reached: it is done
+        managers[seed] = manager
+    if not managers:
+        raise ConfigError(f"{where}: no seed of this run can train on (each failed or ended)")
+    steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
+    for step in sorted(steps, reverse=True):
+        try:
+            bundles = {seed: m.load_step(step) for seed, m in managers.items()}
+        except CheckpointError:
+            continue
+        for index, seed in enumerate(config["seeds"]):
+            if seed in bundles:
+                check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device)
+        return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", []) for seed, bundle in
+                bundles.items()}
+    raise ConfigError(f"{where}: the seeds {sorted(managers)} have no step at which every one has a readable "
+                      f"checkpoint; resume each from its own directory: rlexp train resume={run_dir}/seed_<s>")
+
+
+def load_checkpoint_quietly(path: Path) -> dict[str, Any]:
+    try:
+        return load_checkpoint(path)
+    except CheckpointError:
+        return {}
 
 
 def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
@@ -128,10 +177,11 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = resolve_device(job_device(config["device"], GpuPlacement(config["gpu_placement"]), job_num, gpu_count))
-    resume = accept_resume(config, run_dir, device) if config["resume"] else None
-    # The env, its spaces, the memory the run needs (each seed's, for many seeds as one model).
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, device)
-            for i, seed in enumerate(config["seeds"])] if config["seeds"] else []
+    seed_resumes = accept_seeds_resume(config, run_dir, device) if config["resume"] and config["seeds"] else None
+    resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
+    # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).
+    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, device) for i, seed in enumerate(config["seeds"])
+            if seed_resumes is None or seed in seed_resumes] if config["seeds"] else []
     job = jobs[0] if jobs else Job.prepare(config, spec, device)
     if jobs and job.spaces.frames:
         raise ConfigError("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds "
@@ -151,13 +201,17 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         CheckpointManager(run_dir / "checkpoints", 1).quarantine(resume.unreadable)
         record_resumed_config(run_dir, cfg, overrides)
         log.info("resuming from %s (step %d)", resume.path, resume.bundle["step"])
+    if seed_resumes is not None:
+        record_resumed_config(run_dir, cfg, overrides)
+        log.info("resuming seeds %s from step %d", sorted(seed_resumes), next(iter(seed_resumes.values())).bundle["step"])
     tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
     if tuned and config["env"]["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
         log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
                     "override its keys", tuned, env_choice, config["env"]["id"])
     with StopRequest() as stop:
         if jobs:
-            return train_seeds(jobs, spec, run_dir, stop, overrides)
+            return train_seeds(jobs, spec, run_dir, stop, overrides, config["seeds"],
+                               {seed: r.bundle for seed, r in (seed_resumes or {}).items()})
         return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
 
 
@@ -167,10 +221,12 @@ def config_of_seed(config: dict[str, Any], seed: int, index: int) -> dict[str, A
     return {**config, "seed": seed, "seeds": None, "log": log_cfg}
 
 
-def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, overrides: list[str]) -> dict[str, Any]:
+def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, overrides: list[str],
+                all_seeds: list[int], resumes: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Many seeds as one model (rlexp/runners/seeds.py): each seed's run in <run_dir>/seed_<s>/, with the .hydra/
-    files of a single run of that seed (so `rlexp plot`, `rlexp eval` and `resume=` treat it as one); the results
-    of the seeds in <run_dir>/results.json."""
+    files of a single run of that seed (so `rlexp plot`, `rlexp eval` and `resume=` treat it as one), from its
+    checkpoint in `resumes` when resuming; the results of all the seeds (those that ended before too) in
+    <run_dir>/results.json."""
     from rlexp.runners.seeds import run_in_lockstep
 
     seed_dirs, steps = [], []
@@ -182,11 +238,10 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
         OmegaConf.save(OmegaConf.create(job.config), seed_dir / ".hydra" / "config.yaml")
         OmegaConf.save(OmegaConf.create(seed_overrides), seed_dir / ".hydra" / "overrides.yaml")
         seed_dirs.append(seed_dir)
-        steps.append(job.steps(seed_dir, stop, seed_overrides))
+        steps.append(job.steps(seed_dir, stop, seed_overrides, resumes.get(seed)))
     seeds = [job.config["seed"] for job in jobs]
     log.info("%d seeds as one model: %s -> %s/seed_<s>", len(seeds), seeds, run_dir)
     outcomes = run_in_lockstep(seeds, steps, spec.members)
-    per_seed: dict[str, Any] = {}
     for outcome, seed_dir in zip(outcomes, seed_dirs):
         if isinstance(outcome.error, TrainingInterrupted):
             write_results(seed_dir / "results.json", {"status": "interrupted", "error": str(outcome.error),
@@ -195,14 +250,16 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
             described = describe(outcome.error) if isinstance(outcome.error, Exception) else None
             message = described[1] if described else one_line(f"{type(outcome.error).__name__}: {outcome.error}")
             write_results(seed_dir / "results.json", {"status": "failed", "error": message})
-        results = json.loads((seed_dir / "results.json").read_text())
-        per_seed[str(outcome.seed)] = {key: results.get(key) for key in ("status", "eval_return_mean", "error")
-                                       if key in results}
     interrupted = [o.error for o in outcomes if isinstance(o.error, TrainingInterrupted)]
     if interrupted:
         raise interrupted[0]
-    returns = [o.results["eval_return_mean"] for o in outcomes if o.results is not None]
-    failed = [o.seed for o in outcomes if o.error is not None]
+    per_seed: dict[str, Any] = {}
+    for seed in all_seeds:
+        results_file = run_dir / f"seed_{seed}" / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {"status": "no result"}
+        per_seed[str(seed)] = {key: results[key] for key in ("status", "eval_return_mean", "error") if key in results}
+    returns = [row["eval_return_mean"] for row in per_seed.values() if row["status"] == "completed"]
+    failed = [int(seed) for seed, row in per_seed.items() if row["status"] != "completed"]
     summary = {"status": "completed" if not failed else "failed", "seeds": per_seed,
                "eval_return_mean": sum(returns) / len(returns) if returns else float("nan")}
     if failed:

@@ -160,6 +160,3 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
     if cfg["algo"].get("train_freq_unit") == "episode":
         raise ConfigError("seeds=[...] with algo.train_freq_unit=episode: each seed's rounds would fall at its own "
                           "episode ends, and the seeds learn in lockstep; use algo.train_freq_unit=step")
-    if cfg.get("resume"):
-        raise ConfigError(f"resume={cfg['resume']}: a many-seeds run does not resume as one yet; each seed's "
-                          f"directory resumes as a run of its own: rlexp train resume={cfg['resume']}/seed_<s>")

@@ -154,6 +154,13 @@ class CheckpointManager:
         """The `step_<N>.pt` files, oldest first."""
         return sorted(self.directory.glob("step_*.pt"), key=periodic_step)
 
+    def step_numbers(self) -> list[int]:
+        return [periodic_step(path) for path in self.periodic()]
+
+    def load_step(self, step: int, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """`step_<step>.pt` (a CheckpointError when it is unreadable)."""
+        return load_checkpoint(self.directory / f"step_{step}.pt", map_location)
+
     def save_periodic(self, bundle: dict[str, Any], step: int) -> Path:
         path = self.directory / f"step_{step}.pt"
         save_checkpoint(bundle, path)
