@@ -53,8 +53,10 @@ class Task:
 
 ZOO_CARTPOLE = ("algo.lr=2.3e-3", "algo.lr_schedule=constant", "algo.batch_size=64", "algo.buffer_size=100000",
                 "algo.learning_starts=1000", "algo.train_freq=256", "algo.gradient_steps=128",
-                # SB3 counts target_update_interval in env steps (10), rlexp in updates: 128 per 256 steps
-                "algo.target_update_interval=5", "algo.tau=1.0", "algo.exploration_fraction=0.16",
+                # SB3 counts target_update_interval (10) in env steps and copies the target while it collects, so
+                # with rounds of 128 updates every 256 steps its target is the network as each round starts: rlexp
+                # counts in updates, so that is one copy per round, 128
+                "algo.target_update_interval=128", "algo.tau=1.0", "algo.exploration_fraction=0.16",
                 "algo.exploration_final_eps=0.04", "network.hidden_sizes=[256,256]")
 ZOO_LUNAR = ("algo.lr=6.3e-4", "algo.lr_schedule=constant", "algo.batch_size=128", "algo.buffer_size=50000",
              "algo.learning_starts=0", "algo.train_freq=4", "algo.gradient_steps=-1",
