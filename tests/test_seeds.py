@@ -103,6 +103,24 @@ def test_a_signal_stops_every_seed_at_the_same_step_each_with_its_checkpoint(wor
         assert (workdir / "run" / f"seed_{seed}" / "checkpoints" / f"step_{stopped[0]['step']}.pt").is_file()
 
 
+def test_a_sweep_of_seed_batches_with_several_envs_each_plots_as_groups_of_seeds(workdir):
+    proc = run_cli(["train", "--multirun", "algo=dqn", "env=CartPole-v1", "seeds=[0,1]", "env.num_envs=2",
+                    "algo.lr=1e-3,5e-4", "total_steps=600", "algo.learning_starts=200", "network.hidden_sizes=[16]",
+                    "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "log.progress=none", "torch_threads=1",
+                    "hydra.sweep.dir=sweep"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(d for d in (workdir / "sweep").iterdir() if d.is_dir())
+    assert len(jobs) == 2
+    for job in jobs:
+        assert results(job)["status"] == "completed" and results(job)["wall_time_s"] > 0
+        for seed in (0, 1):
+            done = results(job / f"seed_{seed}")
+            assert done["num_envs"] == 2 and done["total_steps"] == 600 and done["seed"] == seed
+    plot = run_cli(["plot", "sweep", "out=curves.png"], cwd=workdir)
+    assert plot.returncode == 0, plot.stderr
+    assert plot.stdout.count("  2  ") == 2, plot.stdout   # two groups (the learning rates), two seeds each
+
+
 def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir):
     # prioritized replay with 3-step returns: each seed's priorities, windows and beta schedule resume too
     args = [*RUN, "seeds=[0,1,2]", "algo.prioritized=true", "algo.n_step=3"]

@@ -229,6 +229,7 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     <run_dir>/results.json."""
     from rlexp.runners.seeds import run_in_lockstep
 
+    started = time.perf_counter()
     seed_dirs, steps = [], []
     for job in jobs:
         seed = job.config["seed"]
@@ -261,7 +262,8 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     returns = [row["eval_return_mean"] for row in per_seed.values() if row["status"] == "completed"]
     failed = [int(seed) for seed, row in per_seed.items() if row["status"] != "completed"]
     summary = {"status": "completed" if not failed else "failed", "seeds": per_seed,
-               "eval_return_mean": sum(returns) / len(returns) if returns else float("nan")}
+               "eval_return_mean": sum(returns) / len(returns) if returns else float("nan"),
+               "wall_time_s": round(time.perf_counter() - started, 3)}
     if failed:
         summary["error"] = f"seeds {failed} failed (see their results.json); the others completed"
     write_results(run_dir / "results.json", summary)
