@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from rlexp.agents.dqn import DQN, DQNMembers
+from rlexp.agents.exploration import make_action_noise
+from rlexp.agents.td3 import TD3, TD3Members
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import FORMAT, load_checkpoint, save_checkpoint
 from rlexp.networks.members import clip_grad_norm_per_member, stack_members
@@ -123,7 +125,7 @@ def test_a_diverging_member_leaves_the_others_finite_and_unchanged():
 def test_gradients_are_clipped_per_member_not_by_one_norm_across_seeds():
     weights = nn.Parameter(torch.zeros(2, 3))
     weights.grad = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]])   # norms 5 and 0.5
-    norms = clip_grad_norm_per_member([weights], max_norm=1.0)
+    norms = clip_grad_norm_per_member([weights], max_norm=1.0, members=2)
     torch.testing.assert_close(norms, torch.tensor([5.0, 0.5]))
     torch.testing.assert_close(weights.grad, torch.tensor([[0.6, 0.8, 0.0], [0.3, 0.4, 0.0]]), atol=1e-6,
                                rtol=0)
@@ -174,3 +176,65 @@ def test_members_act_greedily_together_and_explore_with_their_own_generators():
     exploring = members.act(obs, explore=True, step=0)   # epsilon 1: every action drawn by its member's generator
     for k in range(N):
         np.testing.assert_array_equal(exploring[k], agent(k).act(obs[k], explore=True, step=0))
+
+
+# --- TD3 (and DDPG, its special case) --------------------------------------------------------------------------
+
+def td3_agent(seed: int, **overrides) -> TD3:
+    torch.manual_seed(seed)
+    kwargs = dict(hidden_sizes=[16, 16], actor_lr=1e-3, critic_lr=1e-3, tau=0.05, policy_delay=2, target_noise=0.2,
+                  target_noise_clip=0.5, n_critics=2, device=CPU,
+                  exploration_noise=make_action_noise("gaussian", 0.1, 0.15, 2, 1, np.random.default_rng(seed)))
+    kwargs.update(overrides)
+    return TD3(3, np.array([-2.0]), np.array([2.0]), **kwargs)
+
+
+def td3_batches(updates: int, seed: int = 0, poison: int | None = None) -> list[list[ReplayBatch]]:
+    generators = [torch.Generator().manual_seed(seed + k) for k in range(N)]
+    plan = [[ReplayBatch(observations=torch.randn(32, 3, generator=g), actions=2 * torch.rand(32, 1, generator=g) - 1,
+                         rewards=torch.randn(32, generator=g), next_observations=torch.randn(32, 3, generator=g),
+                         discounts=torch.full((32,), 0.99), indices=torch.arange(32)) for g in generators]
+            for _ in range(updates)]
+    if poison is not None:
+        plan = [[b if k != poison else b._replace(rewards=torch.full_like(b.rewards, float("nan")))
+                 for k, b in enumerate(step)] for step in plan]
+    return plan
+
+
+@pytest.mark.parametrize("kind", ["td3", "ddpg"])
+def test_each_td3_member_learns_what_its_agent_learns_alone(kind):
+    overrides = {} if kind == "td3" else dict(n_critics=1, policy_delay=1, target_noise=0.0)
+    plan = td3_batches(6)
+    members = TD3Members([td3_agent(k, **overrides) for k in range(N)])
+    metrics = [members.update(stack_batches(step)) for step in plan]
+    for k in range(N):
+        alone = td3_agent(k, **overrides)
+        for step in plan:
+            reference = alone.update(step[k])
+        for name in ("actor", "actor_target", "critic", "critic_target"):
+            for mine, theirs in zip(getattr(members.members[k], name).parameters(),
+                                    getattr(alone, name).parameters()):
+                torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+        for key, value in reference.items():
+            torch.testing.assert_close(metrics[-1][key][k], value, rtol=1e-4, atol=1e-5)
+    obs = np.random.default_rng(0).standard_normal((N, 2, 3)).astype(np.float32)
+    twins = [td3_agent(k, **overrides) for k in range(N)]
+    for twin, member in zip(twins, members.members):
+        twin.load_state_dict(copy.deepcopy(member.state_dict()))   # its networks and its exploration generator
+    acted = members.act(obs, explore=True)
+    for k, twin in enumerate(twins):
+        np.testing.assert_allclose(acted[k], twin.act(obs[k], explore=True), rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverging_td3_member_leaves_the_others_bit_for_bit_as_they_were():
+    clean = TD3Members([td3_agent(k) for k in range(N)])
+    for step in td3_batches(4):
+        clean.update(stack_batches(step))
+    poisoned = TD3Members([td3_agent(k) for k in range(N)])
+    for step in td3_batches(4, poison=1):
+        poisoned.update(stack_batches(step))
+    assert all(torch.isnan(p).any() for p in poisoned.members[1].critic.parameters())
+    for k in (0, 2):
+        for name in ("actor", "critic", "critic_target"):
+            assert all(torch.equal(a, b) for a, b in zip(getattr(clean.members[k], name).parameters(),
+                                                         getattr(poisoned.members[k], name).parameters()))

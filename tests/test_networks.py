@@ -14,6 +14,7 @@ def test_mlp_and_q_network_shapes():
 
 
 def test_actor_stays_inside_asymmetric_bounds():
+    torch.manual_seed(0)
     actor = Actor(3, np.array([-1.0, 0.0]), np.array([3.0, 0.5]), [16])
     with torch.no_grad():
         for layer in actor.net:

@@ -149,9 +149,11 @@ def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algo=td3", "env=Pendulum-v1", "seeds=[0,1]"], "seeds=[...] trains many seeds as one model for dqn so far, "
-                                                      "not td3; run its seeds one process each: rlexp train "
-                                                      "--multirun seed=0,1"),
+    (["algo=sac", "env=Pendulum-v1", "seeds=[0,1]"], "seeds=[...] trains many seeds as one model for ddpg, dqn, "
+                                                      "td3 so far, not sac; run its seeds one process each: rlexp "
+                                                      "train --multirun seed=0,1"),
+    (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with "
+                                                                             "algo.batch_norm=true"),
     (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),
     (["seeds=[]"], "seeds=[] must be a non-empty list of seeds"),
     (["seeds=[0,1]", "algo.train_freq_unit=episode", "algo.gradient_steps=-1"], "algo.train_freq_unit=episode"),

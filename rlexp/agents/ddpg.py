@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlexp.agents.base import BuildContext
-from rlexp.agents.td3 import TD3, ActorCriticConfig, actor_critic_parameters, build_actor_critic, check_actor_critic
+from rlexp.agents.td3 import (TD3, ActorCriticConfig, TD3Members, actor_critic_parameters, build_actor_critic,
+                              check_actor_critic)
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
 
@@ -32,4 +33,4 @@ def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 ALGORITHM = AlgoSpec(name="ddpg", family=Family.OFF_POLICY, schema=DDPGConfig, check=check_actor_critic,
                      build=build, parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}),
-                     bounded_actions=True)
+                     bounded_actions=True, members=TD3Members)

@@ -199,7 +199,7 @@ class DQNMembers(DQN):
         return metrics
 
     def clip_gradients(self) -> Tensor:
-        return clip_grad_norm_per_member(self._params, self.max_grad_norm)
+        return clip_grad_norm_per_member(self._params, self.max_grad_norm, len(self.members))
 
     def _bind_members(self) -> bool:
         return all([bind_optimizer_state(self.optimizer, self._params, m.optimizer, k)

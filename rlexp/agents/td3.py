@@ -26,6 +26,8 @@ from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import Actor, CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
+from rlexp.networks.members import (bind_optimizer_state, grad_norm_per_member, stack_members,
+                                    stack_optimizer_state)
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import ReplayBatch
 
@@ -92,20 +94,25 @@ class TD3:
         """mu_target(s') plus target policy smoothing: clipped noise in units of the action half-range."""
         next_actions = self.actor_target(next_observations)
         if self.target_noise > 0:
-            noise = torch.randn(next_actions.shape, generator=self.generator, device=self.device)
+            noise = self.smoothing_noise(next_actions.shape)
             clipped_noise = (noise * self.target_noise).clamp(
                 -self.target_noise_clip, self.target_noise_clip) * self.actor_target.action_scale
             next_actions = (next_actions + clipped_noise).clamp(self._low, self._high)
         return next_actions
 
+    def smoothing_noise(self, shape: torch.Size) -> Tensor:
+        """Standard normal noise for target policy smoothing, from the agent's own generator."""
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
     @torch.no_grad()
     def td_target(self, batch: ReplayBatch) -> Tensor:
         """y = r + gamma * (1 - terminated) * min_i Q_target_i(s', a~): the clipped double-Q target.
 
-        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return).
+        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return). The critics' axis is the
+        second to last, so a batch with a leading member axis (many seeds, TD3Members) gives each member's.
         """
         min_qf_next_target = self.critic_target(batch.next_observations,
-                                                self.target_actions(batch.next_observations)).min(dim=0).values
+                                                self.target_actions(batch.next_observations)).min(dim=-2).values
         return batch.rewards + batch.discounts * min_qf_next_target
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
@@ -113,20 +120,20 @@ class TD3:
             self.actor.train()
         y = self.td_target(batch)
         qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
-        critic_loss = (qf_values - y).pow(2).mean(dim=1).sum()                 # each critic regresses to y
+        critic_loss = (qf_values - y.unsqueeze(-2)).pow(2).mean(dim=-1).sum(-1)  # each critic regresses to y
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_grad_norm = grad_norm(self.critic.parameters())
+        critic_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        critic_grad_norm = self.grad_norm(self.critic)
         self.critic_optimizer.step()
         self.n_updates += 1
 
         if self.n_updates % self.policy_delay == 0:
             # Deterministic policy gradient through the first critic only.
-            actor_loss = -self.critic.q1(batch.observations, self.actor(batch.observations)).mean()
+            actor_loss = -self.critic.q1(batch.observations, self.actor(batch.observations)).mean(-1)
             self.actor_optimizer.zero_grad(set_to_none=True)
             # Gradients reach the actor only: the critic's weight gradients are neither computed nor kept.
-            actor_loss.backward(inputs=list(self.actor.parameters()))
-            self._last_actor_grad_norm = grad_norm(self.actor.parameters())
+            actor_loss.sum().backward(inputs=list(self.actor.parameters()))
+            self._last_actor_grad_norm = self.grad_norm(self.actor)
             self.actor_optimizer.step()
             polyak_update(self.actor_target, self.actor, self.tau)
             polyak_update(self.critic_target, self.critic, self.tau)
@@ -135,10 +142,13 @@ class TD3:
         return {
             "losses/critic_loss": critic_loss.detach(),
             "losses/actor_loss": self._last_actor_loss,
-            "losses/q_values": qf_values.detach()[0].mean(),
+            "losses/q_values": qf_values.detach()[..., 0, :].mean(-1),
             "losses/critic_grad_norm": critic_grad_norm,
             "losses/actor_grad_norm": self._last_actor_grad_norm,
         }
+
+    def grad_norm(self, module: nn.Module) -> Tensor:
+        return grad_norm(module.parameters())
 
     def episodes_started(self, envs: np.ndarray) -> None:
         self.exploration_noise.reset(envs)
@@ -174,6 +184,69 @@ class TD3:
         self.generator.set_state(state["generator"])
         self._last_actor_loss = state["last_actor_loss"].to(self.device)
         self._last_actor_grad_norm = state["last_actor_grad_norm"].to(self.device)
+
+
+class TD3Members(TD3):
+    """N seeds' TD3 (or DDPG) agents learning as one: actors, critic ensembles and their targets stacked on a member
+    axis (rlexp/networks/members.py; the critics as one ensemble of seeds x critics), one Adam each for the actors
+    and the critics (elementwise, so each member's moments are its own), gradient norms per member. Each member
+    draws its target smoothing and exploration noise from its own generators, and keeps its own agent object
+    (`members[k]`), whose parameters and optimizer state are its slices of the stacked ones."""
+
+    def __init__(self, members: Sequence[TD3]) -> None:
+        first = members[0]
+        if first.batch_norm:
+            raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds "
+                              "yet; run the seeds one process each (--multirun seed=...)")
+        self.members = list(members)
+        for name in ("tau", "batch_norm", "policy_delay", "target_noise", "target_noise_clip", "device",
+                     "action_low", "action_high", "_action_scale", "_low", "_high", "n_updates"):
+            setattr(self, name, getattr(first, name))
+        self.actor = stack_members([m.actor for m in members], "the actor")
+        self.actor_target = stack_members([m.actor_target for m in members], "the actor").requires_grad_(False)
+        self.critic = stack_members([m.critic for m in members], "the critic")
+        self.critic_target = stack_members([m.critic_target for m in members], "the critic").requires_grad_(False)
+        self.actor_optimizer = make_adam(self.actor.parameters(), first.actor_optimizer.param_groups[0]["lr"],
+                                         self.device)
+        critic_group = first.critic_optimizer.param_groups[0]
+        self.critic_optimizer = make_adam(self.critic.parameters(), critic_group["lr"], self.device,
+                                          critic_group["weight_decay"])
+        self._pairs = [(self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
+                       (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")]
+        for optimizer, params, name in self._pairs:
+            stack_optimizer_state(optimizer, params, [getattr(m, name) for m in members])
+        self._bound = self._bind_members()
+        self._last_actor_loss = torch.stack([m._last_actor_loss for m in members])
+        self._last_actor_grad_norm = torch.stack([m._last_actor_grad_norm for m in members])
+
+    def smoothing_noise(self, shape: torch.Size) -> Tensor:
+        return torch.stack([member.smoothing_noise(shape[1:]) for member in self.members])
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """(members, envs, obs) -> (members, envs, actions), each member exploring with its own noise."""
+        actions = self.actor(obs_tensor(obs, self.device)).cpu().numpy()
+        if explore:
+            noise = np.stack([member.exploration_noise(actions.shape[1]) for member in self.members])
+            actions = actions + noise * self._action_scale
+        return np.clip(actions, self.action_low, self.action_high)
+
+    def grad_norm(self, module: nn.Module) -> Tensor:
+        return grad_norm_per_member(list(module.parameters()), len(self.members))
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        metrics = super().update(batch)
+        for k, member in enumerate(self.members):   # what each member's checkpoint holds
+            member.n_updates = self.n_updates
+            member._last_actor_loss = self._last_actor_loss[k]
+            member._last_actor_grad_norm = self._last_actor_grad_norm[k]
+        if not self._bound:
+            self._bound = self._bind_members()
+        return metrics
+
+    def _bind_members(self) -> bool:
+        return all([bind_optimizer_state(optimizer, params, getattr(m, name), k)
+                    for optimizer, params, name in self._pairs for k, m in enumerate(self.members)])
 
 
 # --- the config, checks and builder of the deterministic actor-critics (DDPG's and TD3's) ------------------
@@ -266,4 +339,5 @@ def build(algo: dict[str, Any], context: BuildContext) -> TD3:
 
 
 ALGORITHM = AlgoSpec(name="td3", family=Family.OFF_POLICY, schema=TD3Config, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True)
+                     parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True,
+                     members=TD3Members)

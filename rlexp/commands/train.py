@@ -203,7 +203,8 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         log.info("resuming from %s (step %d)", resume.path, resume.bundle["step"])
     if seed_resumes is not None:
         record_resumed_config(run_dir, cfg, overrides)
-        log.info("resuming seeds %s from step %d", sorted(seed_resumes), next(iter(seed_resumes.values())).bundle["step"])
+        step = next(iter(seed_resumes.values())).bundle["step"]
+        log.info("resuming seeds %s from step %d", sorted(seed_resumes), step)
     tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
     if tuned and config["env"]["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
         log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "

@@ -8,6 +8,7 @@ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as in the paper (and PyTorch's default).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlexp.errors import ConfigError
 from rlexp.networks.torsos import ACTIVATIONS, mlp
 
 
@@ -82,6 +84,7 @@ class CriticEnsemble(nn.Module):
                  activation: str = "relu") -> None:
         super().__init__()
         self.n_critics = n_critics
+        self.seeds: int | None = None   # many seeds' ensembles stacked as one (stack_members): their number
         self.activation = torch.relu if activation == "relu" else torch.tanh
         self.action_layer = action_layer
         sizes = [obs_dim, *hidden_sizes, 1]
@@ -103,10 +106,32 @@ class CriticEnsemble(nn.Module):
         flat = x.permute(1, 0, 2).reshape(batch, members * features)
         return self.norms[i](flat).reshape(batch, members, features).permute(1, 0, 2)
 
+    @classmethod
+    def stack_members(cls, members: list[CriticEnsemble]) -> CriticEnsemble:
+        """Many seeds' ensembles as one of seeds x n_critics members (rlexp/networks/members.py), member-major:
+        it takes (seeds, batch, .) inputs and gives (seeds, n_critics, batch) Q-values."""
+        if members[0].norms is not None:
+            raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds "
+                              "yet; run the seeds one process each (--multirun seed=...)")
+        stacked = copy.deepcopy(members[0])
+        stacked.seeds = len(members)
+        for i, layer in enumerate(stacked.layers):
+            layer.weight = nn.Parameter(torch.cat([m.layers[i].weight.detach() for m in members]),
+                                        requires_grad=layer.weight.requires_grad)
+            layer.bias = nn.Parameter(torch.cat([m.layers[i].bias.detach() for m in members]),
+                                      requires_grad=layer.bias.requires_grad)
+        return stacked
+
+    def _members_input(self, x: Tensor) -> Tensor:
+        """(batch, f) -> (n_critics, batch, f); stacked seeds: (seeds, batch, f) -> (seeds * n_critics, batch, f)."""
+        if self.seeds is None:
+            return x.unsqueeze(0).expand(self.n_critics, -1, -1)
+        return x.unsqueeze(1).expand(-1, self.n_critics, -1, -1).reshape(self.seeds * self.n_critics, *x.shape[1:])
+
     def forward(self, observations: Tensor, actions: Tensor) -> Tensor:
-        """Returns Q-values of shape (n_critics, batch)."""
-        x = observations.unsqueeze(0).expand(self.n_critics, -1, -1)
-        a = actions.unsqueeze(0).expand(self.n_critics, -1, -1)
+        """Returns Q-values of shape (n_critics, batch), (seeds, n_critics, batch) for stacked seeds."""
+        x = self._members_input(observations)
+        a = self._members_input(actions)
         for i, layer in enumerate(self.layers):
             x = self._normalize(i, x)
             if i == self.action_layer:
@@ -114,17 +139,22 @@ class CriticEnsemble(nn.Module):
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = self.activation(x)
-        return x.squeeze(-1)
+        q_values = x.squeeze(-1)
+        return q_values if self.seeds is None else q_values.view(self.seeds, self.n_critics, -1)
 
     def q1(self, observations: Tensor, actions: Tensor) -> Tensor:
-        """The first critic alone, Q_1(s, a) of shape (batch,): what the actor climbs."""
+        """The first critic alone, Q_1(s, a) of shape (batch,) ((seeds, batch) for stacked seeds): what the actor
+        climbs."""
         if self.norms is not None:  # per-critic statistics live in shared channels: take the batched path
             return self.forward(observations, actions)[0]
         x = observations
         for i, layer in enumerate(self.layers):
             if i == self.action_layer:
                 x = torch.cat([x, actions], dim=-1)
-            x = torch.addmm(layer.bias[0], x, layer.weight[0])
+            if self.seeds is None:
+                x = torch.addmm(layer.bias[0], x, layer.weight[0])
+            else:   # each seed's first critic: member-major, so every n_critics-th member
+                x = torch.baddbmm(layer.bias[::self.n_critics], x, layer.weight[::self.n_critics])
             if i < len(self.layers) - 1:
                 x = self.activation(x)
         return x.squeeze(-1)

@@ -47,22 +47,36 @@ _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Identity, nn.Sequential, nn.ModuleList)
 
 def stack_members(modules: Sequence[nn.Module], what: str) -> nn.Module:
     """One module computing all `modules` at once on inputs with a leading member axis; each member's parameters
-    become views of its slice. The modules must have the same structure, built of linear layers and modules
-    whose forward works on any leading axes (their reductions over dim=-1); anything else is refused, naming
-    `what`."""
+    become views of its slice. The modules must have the same structure, built of linear layers, modules that
+    stack themselves (a classmethod `stack_members(modules)`, e.g. the critic ensemble), and modules whose forward
+    works on any leading axes (their reductions over dim=-1) with no parameters of their own and the same buffers
+    in every member (the action bounds); anything else is refused in one line, naming `what`."""
     template = modules[0]
-    for name, module in template.named_modules():
-        if isinstance(module, nn.Linear) or isinstance(module, _ELEMENTWISE):
-            continue
-        if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
-            raise ConfigError(f"{what} has a {type(module).__name__} layer, which cannot be batched over seeds yet; "
-                              f"train its seeds one run each")
     stacked = copy.deepcopy(template)
     for name, module in list(template.named_modules()):
+        if not name and hasattr(type(module), "stack_members"):
+            return _shared(type(module).stack_members(list(modules)), modules)
+        if any(name.startswith(done + ".") for done in _stacked_names(template, name)):
+            continue
+        members = [m.get_submodule(name) if name else m for m in modules]
         if isinstance(module, nn.Linear):
-            _replace(stacked, name, MemberLinear([m.get_submodule(name) for m in modules]))
-    share_storage(stacked, modules)
-    return stacked
+            _replace(stacked, name, MemberLinear(members))
+        elif hasattr(type(module), "stack_members"):
+            _replace(stacked, name, type(module).stack_members(members))
+        elif isinstance(module, _ELEMENTWISE):
+            continue
+        elif any(True for _ in module.parameters(recurse=False)) or not all(
+                torch.equal(b, other) for member in members[1:]
+                for b, other in zip(module.buffers(recurse=False), member.buffers(recurse=False))):
+            raise ConfigError(f"{what} has a {type(module).__name__} layer, which cannot be batched over seeds yet; "
+                              f"train its seeds one run each")
+    return _shared(stacked, modules)
+
+
+def _stacked_names(template: nn.Module, name: str) -> list[str]:
+    """The modules above `name` that were replaced whole (their submodules are part of the replacement)."""
+    return [other for other, module in template.named_modules() if other and
+            (isinstance(module, nn.Linear) or hasattr(type(module), "stack_members")) and name.startswith(other + ".")]
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -70,39 +84,48 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
 
+def _shared(stacked: nn.Module, modules: Sequence[nn.Module]) -> nn.Module:
+    share_storage(stacked, modules)
+    return stacked
+
+
+def member_view(whole: Tensor, members: int, k: int, shape: torch.Size) -> Tensor:
+    """Member k's slice of a stacked tensor, in the member's own shape. Stacked tensors are member-major: member k's
+    values are the k-th of `members` equal blocks (a MemberLinear's (N, out, in) weight; a stacked critic
+    ensemble's (N * critics, in, out))."""
+    return whole.view(members, *shape)[k]
+
+
 @torch.no_grad()
 def share_storage(stacked: nn.Module, modules: Sequence[nn.Module]) -> None:
-    """Member k's parameters become stacked[k]: what the stacked module learns, each member module has."""
+    """Member k's parameters become its slice of the stacked ones: what the stacked module learns, each member
+    module has."""
     stacked_params = list(stacked.parameters())
     for k, module in enumerate(modules):
         params = list(module.parameters())
         if len(params) != len(stacked_params):
             raise ValueError("the members do not have the stacked module's structure")
         for param, whole in zip(params, stacked_params):
-            param.data = whole.data[k]
-
-
-def member_slices(tensors: Iterable[Tensor], k: int) -> list[Tensor]:
-    return [t[k] for t in tensors]
+            param.data = member_view(whole.data, len(modules), k, param.shape)
 
 
 @torch.no_grad()
-def per_member_grad_norms(params: Sequence[Tensor]) -> Tensor:
-    """||g_k||_2 over all of member k's gradients, for every member: shape (N,)."""
-    squares = [p.grad.flatten(1).pow(2).sum(1) for p in params if p.grad is not None]
-    return torch.stack(squares).sum(0).sqrt()
-
-
-@torch.no_grad()
-def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float) -> Tensor:
+def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float, members: int) -> Tensor:
     """clip_grad_norm_ for each member on its own (never one norm across seeds): member k's gradients are scaled by
-    min(1, max_norm / (||g_k|| + 1e-6)). Returns the norms before clipping, shape (N,)."""
+    min(1, max_norm / (||g_k|| + 1e-6)), ||g_k|| the L2 norm of all of member k's gradients. Returns the norms
+    before clipping, shape (members,)."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = per_member_grad_norms(params)
+    norms = torch.linalg.vector_norm(torch.cat([g.reshape(members, -1) for g in grads], dim=1), dim=1)
     coefficients = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for grad in grads:
-        grad.mul_(coefficients.view(-1, *([1] * (grad.dim() - 1))))
+    torch._foreach_mul_(grads, [coefficients.view(members, *([1] * (g.dim() - 1))) for g in grads])
     return norms
+
+
+@torch.no_grad()
+def grad_norm_per_member(params: Sequence[Tensor], members: int) -> Tensor:
+    """||g_k|| for every member, shape (members,): what `grad_norm` reports for one run."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.cat([g.reshape(members, -1) for g in grads], dim=1), dim=1)
 
 
 def stack_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequence[Tensor],
@@ -114,8 +137,8 @@ def stack_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequ
         return
     for i, param in enumerate(stacked_params):
         states = [m.state[params[i]] for m, params in zip(members, member_params)]
-        optimizer.state[param] = {key: (torch.stack([s[key] for s in states]) if key != "step" else
-                                        states[0][key].clone()) for key in states[0]}
+        optimizer.state[param] = {key: (torch.stack([s[key] for s in states]).view(param.shape) if key != "step"
+                                        else states[0][key].clone()) for key in states[0]}
 
 
 def bind_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequence[Tensor],
@@ -126,7 +149,8 @@ def bind_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Seque
     if not all(p in optimizer.state for p in stacked_params):
         return False
     for param, whole in zip(group_params(member), stacked_params):
-        member.state[param] = {key: (value[k] if key != "step" else value)
+        count = whole.numel() // param.numel()
+        member.state[param] = {key: (member_view(value, count, k, param.shape) if key != "step" else value)
                                for key, value in optimizer.state[whole].items()}
     return True
 
