@@ -194,10 +194,7 @@ class TD3Members(TD3):
     (`members[k]`), whose parameters and optimizer state are its slices of the stacked ones."""
 
     def __init__(self, members: Sequence[TD3]) -> None:
-        first = members[0]
-        if first.batch_norm:
-            raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds "
-                              "yet; run the seeds one process each (--multirun seed=...)")
+        first = members[0]   # (batch normalization is refused by the critic ensemble's stacking)
         self.members = list(members)
         for name in ("tau", "batch_norm", "policy_delay", "target_noise", "target_noise_clip", "device",
                      "action_low", "action_high", "_action_scale", "_low", "_high", "n_updates"):

@@ -157,6 +157,9 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
         batched = ", ".join(name for name, other in registry.algorithms().items() if other.members is not None)
         raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
                           f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
+    if cfg["algo"].get("batch_norm"):
+        raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds yet; "
+                          "run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
     if cfg["algo"].get("train_freq_unit") == "episode":
         raise ConfigError("seeds=[...] with algo.train_freq_unit=episode: each seed's rounds would fall at its own "
                           "episode ends, and the seeds learn in lockstep; use algo.train_freq_unit=step")

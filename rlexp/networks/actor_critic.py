@@ -111,8 +111,7 @@ class CriticEnsemble(nn.Module):
         """Many seeds' ensembles as one of seeds x n_critics members (rlexp/networks/members.py), member-major:
         it takes (seeds, batch, .) inputs and gives (seeds, n_critics, batch) Q-values."""
         if members[0].norms is not None:
-            raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds "
-                              "yet; run the seeds one process each (--multirun seed=...)")
+            raise ConfigError("a critic ensemble with batch normalization cannot be batched over seeds yet")
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
         for i, layer in enumerate(stacked.layers):
