@@ -139,6 +139,13 @@ def run_sb3(task: Task, seed: int, out: Path, python: str) -> dict:
     return result
 
 
+def finished(task: Task, seed: int, out: Path) -> bool:
+    """Whether both libraries' runs of `seed` are on disk, finished."""
+    results = out / task.name / f"rlexp_seed{seed}" / "results.json"
+    return (results.is_file() and json.loads(results.read_text()).get("status") == "completed"
+            and (out / task.task / f"sb3_seed{seed}.json").is_file())
+
+
 def summary(runs: list[dict]) -> tuple[str, str, str]:
     solved = [r for r in runs if r["solved"]]
     if not solved:
@@ -153,6 +160,8 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--sb3-python", required=True, help="a Python with stable-baselines3 installed")
     parser.add_argument("--out", type=Path, default=Path("outputs/time_to_solve"))
+    parser.add_argument("--cached", action="store_true",
+                        help="run nothing: the table of the seeds both libraries have finished in --out")
     args = parser.parse_args()
     tasks = [t for t in TASKS if not args.only or t.name in args.only]
     if args.only and len(tasks) != len(args.only):
@@ -162,6 +171,8 @@ def main() -> int:
     for task in tasks:
         per_library: dict[str, list[dict]] = {"rlexp": [], "SB3": []}
         for seed in args.seeds:
+            if args.cached and not finished(task, seed, args.out):
+                continue
             started = time.perf_counter()
             per_library["rlexp"].append({**run_rlexp(task, seed, args.out), "seed": seed})
             per_library["SB3"].append({**run_sb3(task, seed, args.out, args.sb3_python), "seed": seed})
