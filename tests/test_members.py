@@ -14,6 +14,7 @@ from torch import nn
 
 from rlexp.agents.dqn import DQN, DQNMembers
 from rlexp.agents.exploration import make_action_noise
+from rlexp.agents.sac import SAC, SACMembers
 from rlexp.agents.td3 import TD3, TD3Members
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import FORMAT, load_checkpoint, save_checkpoint
@@ -238,3 +239,55 @@ def test_a_diverging_td3_member_leaves_the_others_bit_for_bit_as_they_were():
         for name in ("actor", "critic", "critic_target"):
             assert all(torch.equal(a, b) for a, b in zip(getattr(clean.members[k], name).parameters(),
                                                          getattr(poisoned.members[k], name).parameters()))
+
+
+# --- SAC --------------------------------------------------------------------------------------------------------
+
+def sac_agent(seed: int, **overrides) -> SAC:
+    torch.manual_seed(seed)
+    kwargs = dict(hidden_sizes=[16, 16], actor_lr=1e-3, critic_lr=1e-3, ent_coef_lr=1e-3, tau=0.05, ent_coef=None,
+                  ent_coef_init=1.0, target_entropy=-1.0, n_critics=2, device=CPU, lr_schedule="linear",
+                  total_updates=20)
+    kwargs.update(overrides)
+    return SAC(3, np.array([-2.0]), np.array([2.0]), **kwargs)
+
+
+@pytest.mark.parametrize("ent_coef", [None, 0.2], ids=["tuned alpha", "fixed alpha"])
+def test_each_sac_member_learns_what_its_agent_learns_alone(ent_coef):
+    plan = td3_batches(5)
+    members = SACMembers([sac_agent(k, ent_coef=ent_coef) for k in range(N)])
+    metrics = [members.update(stack_batches(step)) for step in plan]
+    for k in range(N):
+        alone = sac_agent(k, ent_coef=ent_coef)
+        for step in plan:
+            reference = alone.update(step[k])
+        for name in ("actor", "critic", "critic_target"):
+            for mine, theirs in zip(getattr(members.members[k], name).parameters(),
+                                    getattr(alone, name).parameters()):
+                torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(members.members[k].log_ent_coef, alone.log_ent_coef.detach(), rtol=1e-4, atol=1e-6)
+        for key, value in reference.items():
+            torch.testing.assert_close(metrics[-1][key][k], value, rtol=1e-4, atol=1e-5)
+    # A member's checkpoint continues as a single run: the same next update.
+    twin = sac_agent(9, ent_coef=ent_coef)
+    twin.load_state_dict(copy.deepcopy(members.members[1].state_dict()))
+    extra = td3_batches(1, seed=40)[0]
+    twin.update(extra[1])
+    members.update(stack_batches(extra))
+    for mine, theirs in zip(members.members[1].actor.parameters(), twin.actor.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_a_diverging_sac_member_leaves_the_others_bit_for_bit_as_they_were():
+    clean = SACMembers([sac_agent(k) for k in range(N)])
+    for step in td3_batches(4):
+        clean.update(stack_batches(step))
+    poisoned = SACMembers([sac_agent(k) for k in range(N)])
+    for step in td3_batches(4, poison=0):
+        poisoned.update(stack_batches(step))
+    assert all(torch.isnan(p).any() for p in poisoned.members[0].critic.parameters())
+    for k in (1, 2):
+        for name in ("actor", "critic"):
+            assert all(torch.equal(a, b) for a, b in zip(getattr(clean.members[k], name).parameters(),
+                                                         getattr(poisoned.members[k], name).parameters()))
+        assert torch.equal(clean.members[k].log_ent_coef, poisoned.members[k].log_ent_coef)

@@ -129,11 +129,14 @@ KILLED = {
             "network.hidden_sizes=[32]", "algo.noise.type=ou", "eval.every=500", "eval.episodes=2",
             "checkpoint.every=300", "log.every=100", "log.progress=none", "torch_threads=1", "seeds=[0,1]"],
 }
-NETWORKS = {"dqn": ("q_network", "target_network"), "td3": ("actor", "actor_target", "critic", "critic_target")}
-LOSSES = {"dqn": "losses/td_loss", "td3": "losses/critic_loss"}
+# its tuned alpha, alpha's Adam moments and each seed's policy generator resume too
+KILLED["sac"] = ["train", "algo=sac", *[a for a in KILLED["td3"][2:] if a != "algo.noise.type=ou"]]
+NETWORKS = {"dqn": ("q_network", "target_network"), "td3": ("actor", "actor_target", "critic", "critic_target"),
+            "sac": ("actor", "critic", "critic_target")}
+LOSSES = {"dqn": "losses/td_loss", "td3": "losses/critic_loss", "sac": "losses/ent_coef"}
 
 
-@pytest.mark.parametrize("algo", ["dqn", "td3"])
+@pytest.mark.parametrize("algo", ["dqn", "td3", pytest.param("sac", marks=pytest.mark.slow)])
 def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo):
     args = KILLED[algo]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
@@ -161,9 +164,10 @@ def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algo=sac", "env=Pendulum-v1", "seeds=[0,1]"], "seeds=[...] trains many seeds as one model for ddpg, dqn, "
-                                                      "td3 so far, not sac; run its seeds one process each: rlexp "
-                                                      "train --multirun seed=0,1"),
+    (["algo=ppo", "env=CartPole-v1", "seeds=[0,1]"], "seeds=[...] trains many seeds as one model for ddpg, dqn, "
+                                                      "sac, td3 so far, not ppo; run its seeds one process each: "
+                                                      "rlexp train --multirun seed=0,1"),
+    (["algo=sac", "env=Pendulum-v1", "algo.use_sde=true", "seeds=[0,1]"], "seeds=[...] with algo.use_sde=true"),
     (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with "
                                                                              "algo.batch_norm=true"),
     (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),

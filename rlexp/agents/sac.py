@@ -49,6 +49,8 @@ from rlexp.networks.actor_critic import CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gaussian import diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise, resample_due
+from rlexp.networks.members import (bind_optimizer_state, grad_norm_per_member, stack_members,
+                                    stack_optimizer_state, standard_normal)
 from rlexp.networks.targets import polyak_update
 from rlexp.networks.torsos import ACTIVATIONS, mlp
 from rlexp.replay import ReplayBatch
@@ -99,17 +101,18 @@ class SquashedGaussianActor(nn.Module):
         latent = self.torso(observations)
         return self.mean(latent), self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, observations: Tensor, generator: torch.Generator,
+    def sample(self, observations: Tensor, generator: torch.Generator | list[torch.Generator],
                sde_eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """A reparameterised draw a = tanh(mu + sigma * eps), eps ~ N(0, I), and log pi(a|s); with gSDE,
-        a = tanh(mu + z^T W) for the exploration matrices W = sigma * `sde_eps` (one per row, or one for all)."""
+        a = tanh(mu + z^T W) for the exploration matrices W = sigma * `sde_eps` (one per row, or one for all).
+        Stacked seeds draw eps with one generator each (`generator` a list)."""
         if self.sde is not None:
             latent = self.torso(observations)
             mean = self.mean(latent)
             u = mean + self.sde.noise(latent, sde_eps)
             return torch.tanh(u), squashed_log_prob(u, mean, self.sde.log_std_of(latent))
         mean, log_std = self.distribution(observations)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+        eps = standard_normal(mean.shape, generator, mean.device)
         u = mean + log_std.exp() * eps
         return torch.tanh(u), squashed_log_prob(u, mean, log_std)
 
@@ -181,11 +184,12 @@ class SAC:
     def td_target(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None = None) -> Tensor:
         """y = r + gamma * (1 - terminated) * (min_i Q_target_i(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s').
 
-        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return).
+        `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return). The critics' axis is the
+        second to last, so a batch with a leading member axis (many seeds, SACMembers) gives each member's.
         """
         next_squashed, next_log_prob = self.actor.sample(batch.next_observations, self.generator, sde_eps)
         min_qf_next_target = self.critic_target(batch.next_observations,
-                                                self.actor.to_env(next_squashed)).min(dim=0).values
+                                                self.actor.to_env(next_squashed)).min(dim=-2).values
         return batch.rewards + batch.discounts * (min_qf_next_target - ent_coef * next_log_prob)
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
@@ -198,29 +202,29 @@ class SAC:
         # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
         squashed, log_prob = self.actor.sample(batch.observations, self.generator, sde_eps)
         if self.auto_ent_coef:
-            ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
+            ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean(-1)
             self.ent_coef_optimizer.zero_grad(set_to_none=True)
-            ent_coef_loss.backward()
+            ent_coef_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
             self.ent_coef_optimizer.step()
         else:
-            ent_coef_loss = torch.zeros((), device=self.device)
+            ent_coef_loss = torch.zeros(log_prob.shape[:-1], device=self.device)
         ent_coef = self.log_ent_coef.detach().exp()
 
         # 2. The critics, each towards the soft target.
         y = self.td_target(batch, ent_coef, sde_eps)
         qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
-        critic_loss = 0.5 * (qf_values - y).pow(2).mean(dim=1).sum()
+        critic_loss = 0.5 * (qf_values - y.unsqueeze(-2)).pow(2).mean(dim=-1).sum(-1)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_grad_norm = grad_norm(self.critic.parameters())
+        critic_loss.sum().backward()
+        critic_grad_norm = self.grad_norm(self.critic)
         self.critic_optimizer.step()
 
         # 3. The policy, through the reparameterised draw of step 1 and the minimum of the updated critics.
-        min_qf_pi = self.critic(batch.observations, self.actor.to_env(squashed)).min(dim=0).values
-        actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+        min_qf_pi = self.critic(batch.observations, self.actor.to_env(squashed)).min(dim=-2).values
+        actor_loss = (ent_coef * log_prob - min_qf_pi).mean(-1)
         self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=list(self.actor.parameters()))
-        actor_grad_norm = grad_norm(self.actor.parameters())
+        actor_loss.sum().backward(inputs=list(self.actor.parameters()))
+        actor_grad_norm = self.grad_norm(self.actor)
         self.actor_optimizer.step()
 
         polyak_update(self.critic_target, self.critic, self.tau)
@@ -228,13 +232,16 @@ class SAC:
         return {
             "losses/critic_loss": critic_loss.detach(),
             "losses/actor_loss": actor_loss.detach(),
-            "losses/ent_coef": ent_coef,
+            "losses/ent_coef": ent_coef.reshape(log_prob.shape[:-1]),
             "losses/ent_coef_loss": ent_coef_loss.detach(),
-            "losses/entropy": -log_prob.detach().mean(),
-            "losses/q_values": qf_values.detach()[0].mean(),
+            "losses/entropy": -log_prob.detach().mean(-1),
+            "losses/q_values": qf_values.detach()[..., 0, :].mean(-1),
             "losses/critic_grad_norm": critic_grad_norm,
             "losses/actor_grad_norm": actor_grad_norm,
         }
+
+    def grad_norm(self, module: nn.Module) -> Tensor:
+        return grad_norm(module.parameters())
 
     def episodes_started(self, envs: np.ndarray) -> None:
         """The policy's noise has no memory across steps: nothing to reset."""
@@ -269,6 +276,69 @@ class SAC:
             self.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
         self.generator.set_state(state["generator"])
         self.sde_eps = state.get("sde_eps")
+
+
+class SACMembers(SAC):
+    """N seeds' SAC agents learning as one: actors, critic ensembles (one of seeds x critics) and target critics
+    stacked on a member axis (rlexp/networks/members.py), each seed's log(alpha) one entry of a (seeds, 1) tensor,
+    one Adam per part (elementwise, so each member's moments are its own), gradient norms per member. Each member
+    draws the policy's noise from its own generator and keeps its own agent object (`members[k]`), whose
+    parameters, alpha and optimizer state are its slices of the stacked ones. (gSDE is refused by validation.)"""
+
+    def __init__(self, members: Sequence[SAC]) -> None:
+        first = members[0]
+        self.members = list(members)
+        for name in ("tau", "device", "action_low", "action_high", "sde_sample_freq", "train_freq", "num_envs",
+                     "target_entropy", "auto_ent_coef", "lr_fraction", "n_updates"):
+            setattr(self, name, getattr(first, name))
+        self.sde_eps = None
+        self.actor = stack_members([m.actor for m in members], "the policy")
+        self.critic = stack_members([m.critic for m in members], "the critic")
+        self.critic_target = stack_members([m.critic_target for m in members], "the critic").requires_grad_(False)
+        self.log_ent_coef = torch.stack([m.log_ent_coef.detach() for m in members]).view(len(members), 1) \
+            .requires_grad_(self.auto_ent_coef)
+        for k, member in enumerate(members):   # its alpha is its entry (a view, as its parameters are)
+            member.log_ent_coef = self.log_ent_coef.data[k, 0]
+        self.actor_optimizer = make_adam(self.actor.parameters(), first.actor_optimizer.param_groups[0]["lr"],
+                                         self.device)
+        self.critic_optimizer = make_adam(self.critic.parameters(), first.critic_optimizer.param_groups[0]["lr"],
+                                          self.device)
+        self.ent_coef_optimizer = make_adam([self.log_ent_coef], first.ent_coef_optimizer.param_groups[0]["lr"],
+                                            self.device) if self.auto_ent_coef else None
+        self.base_lrs = [(optimizer, lr) for optimizer, (_, lr) in
+                         zip([o for o in (self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer) if o],
+                             first.base_lrs)]
+        self._pairs = [(self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
+                       (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")]
+        if self.ent_coef_optimizer is not None:
+            self._pairs.append((self.ent_coef_optimizer, [self.log_ent_coef], "ent_coef_optimizer"))
+        for optimizer, params, name in self._pairs:
+            stack_optimizer_state(optimizer, params, [getattr(m, name) for m in members])
+        self._bound = self._bind_members()
+        self.generator = [m.generator for m in members]   # each member's policy noise from its own
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        """(members, envs, obs) -> (members, envs, actions), each member's draws from its own generator."""
+        observations = obs_tensor(obs, self.device)
+        squashed = self.actor.sample(observations, self.generator)[0] if explore \
+            else self.actor.deterministic(observations)
+        return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
+
+    def grad_norm(self, module: nn.Module) -> Tensor:
+        return grad_norm_per_member(list(module.parameters()), len(self.members))
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        metrics = super().update(batch)
+        for member in self.members:
+            member.n_updates = self.n_updates
+        if not self._bound:
+            self._bound = self._bind_members()
+        return metrics
+
+    def _bind_members(self) -> bool:
+        return all([bind_optimizer_state(optimizer, params, getattr(m, name), k)
+                    for optimizer, params, name in self._pairs for k, m in enumerate(self.members)])
 
 
 # --- config, checks and builder -----------------------------------------------------------------------------
@@ -340,4 +410,5 @@ def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 
 ALGORITHM = AlgoSpec(name="sac", family=Family.OFF_POLICY, schema=SACConfig, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True)
+                     parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True,
+                     members=SACMembers)

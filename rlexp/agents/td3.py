@@ -27,7 +27,7 @@ from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import Actor, CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.members import (bind_optimizer_state, grad_norm_per_member, stack_members,
-                                    stack_optimizer_state)
+                                    stack_optimizer_state, standard_normal)
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import ReplayBatch
 
@@ -94,15 +94,11 @@ class TD3:
         """mu_target(s') plus target policy smoothing: clipped noise in units of the action half-range."""
         next_actions = self.actor_target(next_observations)
         if self.target_noise > 0:
-            noise = self.smoothing_noise(next_actions.shape)
+            noise = standard_normal(next_actions.shape, self.generator, self.device)
             clipped_noise = (noise * self.target_noise).clamp(
                 -self.target_noise_clip, self.target_noise_clip) * self.actor_target.action_scale
             next_actions = (next_actions + clipped_noise).clamp(self._low, self._high)
         return next_actions
-
-    def smoothing_noise(self, shape: torch.Size) -> Tensor:
-        """Standard normal noise for target policy smoothing, from the agent's own generator."""
-        return torch.randn(shape, generator=self.generator, device=self.device)
 
     @torch.no_grad()
     def td_target(self, batch: ReplayBatch) -> Tensor:
@@ -208,6 +204,7 @@ class TD3Members(TD3):
         critic_group = first.critic_optimizer.param_groups[0]
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_group["lr"], self.device,
                                           critic_group["weight_decay"])
+        self.generator = [m.generator for m in members]   # each member's target smoothing from its own
         self._pairs = [(self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
                        (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")]
         for optimizer, params, name in self._pairs:
@@ -215,9 +212,6 @@ class TD3Members(TD3):
         self._bound = self._bind_members()
         self._last_actor_loss = torch.stack([m._last_actor_loss for m in members])
         self._last_actor_grad_norm = torch.stack([m._last_actor_grad_norm for m in members])
-
-    def smoothing_noise(self, shape: torch.Size) -> Tensor:
-        return torch.stack([member.smoothing_noise(shape[1:]) for member in self.members])
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:

@@ -128,6 +128,15 @@ def grad_norm_per_member(params: Sequence[Tensor], members: int) -> Tensor:
     return torch.linalg.vector_norm(torch.cat([g.reshape(members, -1) for g in grads], dim=1), dim=1)
 
 
+def standard_normal(shape: Sequence[int], generator: torch.Generator | Sequence[torch.Generator],
+                    device: torch.device) -> Tensor:
+    """N(0, I) noise of `shape` from one generator, or, given one generator per member, each member's slice
+    (shape[0] is the member axis) from its own: the draws a single run of that member makes."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device)
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device) for g in generator])
+
+
 def stack_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequence[Tensor],
                           members: Sequence[torch.optim.Optimizer]) -> None:
     """Give `optimizer` (over the stacked parameters) the members' state, each member's in its slice (a resumed
