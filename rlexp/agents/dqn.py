@@ -30,8 +30,7 @@ from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.deterministic import DeterministicPolicy
-from rlexp.networks.members import (bind_optimizer_state, clip_grad_norm_per_member, stack_members,
-                                    stack_optimizer_state)
+from rlexp.networks.members import MemberOptimizers, clip_grad_norm_per_member, stack_members
 from rlexp.networks.q import DuelingQNetwork, QNetwork
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch
@@ -174,8 +173,7 @@ class DQNMembers(DQN):
         self.target_network.requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), first.optimizer.param_groups[0]["lr"], self.device)
         self._params = list(self.q_network.parameters())
-        stack_optimizer_state(self.optimizer, self._params, [m.optimizer for m in members])
-        self._bound = self._bind_members()
+        self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
         reporters = [m.report_td_errors for m in members]
         self.report_td_errors = None if reporters[0] is None else \
             lambda indices, errors: [r(i, e) for r, i, e in zip(reporters, indices, errors)]
@@ -192,18 +190,11 @@ class DQNMembers(DQN):
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         metrics = super().update(batch)
-        for member in self.members:
-            member.n_updates = self.n_updates
-        if not self._bound:
-            self._bound = self._bind_members()
+        self._optimizers.stepped(self.n_updates)
         return metrics
 
     def clip_gradients(self) -> Tensor:
         return clip_grad_norm_per_member(self._params, self.max_grad_norm, len(self.members))
-
-    def _bind_members(self) -> bool:
-        return all([bind_optimizer_state(self.optimizer, self._params, m.optimizer, k)
-                    for k, m in enumerate(self.members)])
 
 
 # --- its config, checks and builder ------------------------------------------------------------------------

@@ -49,8 +49,7 @@ from rlexp.networks.actor_critic import CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gaussian import diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise, resample_due
-from rlexp.networks.members import (bind_optimizer_state, grad_norm_per_member, stack_members,
-                                    stack_optimizer_state, standard_normal)
+from rlexp.networks.members import MemberOptimizers, grad_norm_per_member, stack_members, standard_normal
 from rlexp.networks.targets import polyak_update
 from rlexp.networks.torsos import ACTIVATIONS, mlp
 from rlexp.replay import ReplayBatch
@@ -308,13 +307,11 @@ class SACMembers(SAC):
         self.base_lrs = [(optimizer, lr) for optimizer, (_, lr) in
                          zip([o for o in (self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer) if o],
                              first.base_lrs)]
-        self._pairs = [(self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
-                       (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")]
-        if self.ent_coef_optimizer is not None:
-            self._pairs.append((self.ent_coef_optimizer, [self.log_ent_coef], "ent_coef_optimizer"))
-        for optimizer, params, name in self._pairs:
-            stack_optimizer_state(optimizer, params, [getattr(m, name) for m in members])
-        self._bound = self._bind_members()
+        self._optimizers = MemberOptimizers([
+            (self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
+            (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer"),
+            *([(self.ent_coef_optimizer, [self.log_ent_coef], "ent_coef_optimizer")] if self.auto_ent_coef
+              else [])], members)
         self.generator = [m.generator for m in members]   # each member's policy noise from its own
 
     @torch.no_grad()
@@ -330,15 +327,8 @@ class SACMembers(SAC):
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         metrics = super().update(batch)
-        for member in self.members:
-            member.n_updates = self.n_updates
-        if not self._bound:
-            self._bound = self._bind_members()
+        self._optimizers.stepped(self.n_updates)
         return metrics
-
-    def _bind_members(self) -> bool:
-        return all([bind_optimizer_state(optimizer, params, getattr(m, name), k)
-                    for optimizer, params, name in self._pairs for k, m in enumerate(self.members)])
 
 
 # --- config, checks and builder -----------------------------------------------------------------------------

@@ -26,8 +26,7 @@ from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import Actor, CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
-from rlexp.networks.members import (bind_optimizer_state, grad_norm_per_member, stack_members,
-                                    stack_optimizer_state, standard_normal)
+from rlexp.networks.members import MemberOptimizers, grad_norm_per_member, stack_members, standard_normal
 from rlexp.networks.targets import polyak_update
 from rlexp.replay import ReplayBatch
 
@@ -205,11 +204,9 @@ class TD3Members(TD3):
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_group["lr"], self.device,
                                           critic_group["weight_decay"])
         self.generator = [m.generator for m in members]   # each member's target smoothing from its own
-        self._pairs = [(self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
-                       (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")]
-        for optimizer, params, name in self._pairs:
-            stack_optimizer_state(optimizer, params, [getattr(m, name) for m in members])
-        self._bound = self._bind_members()
+        self._optimizers = MemberOptimizers([
+            (self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
+            (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")], members)
         self._last_actor_loss = torch.stack([m._last_actor_loss for m in members])
         self._last_actor_grad_norm = torch.stack([m._last_actor_grad_norm for m in members])
 
@@ -227,17 +224,11 @@ class TD3Members(TD3):
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         metrics = super().update(batch)
+        self._optimizers.stepped(self.n_updates)
         for k, member in enumerate(self.members):   # what each member's checkpoint holds
-            member.n_updates = self.n_updates
             member._last_actor_loss = self._last_actor_loss[k]
             member._last_actor_grad_norm = self._last_actor_grad_norm[k]
-        if not self._bound:
-            self._bound = self._bind_members()
         return metrics
-
-    def _bind_members(self) -> bool:
-        return all([bind_optimizer_state(optimizer, params, getattr(m, name), k)
-                    for optimizer, params, name in self._pairs for k, m in enumerate(self.members)])
 
 
 # --- the config, checks and builder of the deterministic actor-critics (DDPG's and TD3's) ------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -166,3 +167,26 @@ def bind_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Seque
 
 def group_params(optimizer: torch.optim.Optimizer) -> Iterable[Tensor]:
     return (p for group in optimizer.param_groups for p in group["params"])
+
+
+class MemberOptimizers:
+    """A members agent's optimizers over stacked parameters, given the members' state when it is made (a resumed
+    run's moments), and each member's optimizer kept a view of its slice: `pairs` are (the stacked optimizer, its
+    parameters, the name of the members' optimizer it stands for)."""
+
+    def __init__(self, pairs: list[tuple[torch.optim.Optimizer, list[Tensor], str]], members: Sequence[Any]) -> None:
+        self.pairs, self.members = pairs, list(members)
+        for optimizer, params, name in pairs:
+            stack_optimizer_state(optimizer, params, [getattr(m, name) for m in self.members])
+        self.bound = self._bind()
+
+    def stepped(self, n_updates: int) -> None:
+        """After an update: the members' update counters, and their views of state the first step created."""
+        for member in self.members:
+            member.n_updates = n_updates
+        if not self.bound:
+            self.bound = self._bind()
+
+    def _bind(self) -> bool:
+        return all([bind_optimizer_state(optimizer, params, getattr(m, name), k)
+                    for optimizer, params, name in self.pairs for k, m in enumerate(self.members)])
