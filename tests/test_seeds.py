@@ -171,6 +171,7 @@ def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with "
                                                                              "algo.batch_norm=true"),
     (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),
+    (["seeds=[0,1,2,3]", "algo.buffer_size=300000000", "total_steps=400000000"], "the 4 seeds would need about"),
     (["seeds=[]"], "seeds=[] must be a non-empty list of seeds"),
     (["seeds=[0,1]", "algo.train_freq_unit=episode", "algo.gradient_steps=-1"], "algo.train_freq_unit=episode"),
 ])

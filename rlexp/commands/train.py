@@ -180,8 +180,9 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     seed_resumes = accept_seeds_resume(config, run_dir, device) if config["resume"] and config["seeds"] else None
     resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
     # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, device) for i, seed in enumerate(config["seeds"])
-            if seed_resumes is None or seed in seed_resumes] if config["seeds"] else []
+    seeds = [s for s in config["seeds"] or [] if seed_resumes is None or s in seed_resumes]
+    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, device, copies=len(seeds))
+            for i, seed in enumerate(config["seeds"] or []) if seed in seeds]
     job = jobs[0] if jobs else Job.prepare(config, spec, device)
     if jobs and job.spaces.frames:
         raise ConfigError("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds "

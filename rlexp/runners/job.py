@@ -66,7 +66,7 @@ class Job:
         self.eval_env, self.spaces = eval_env, spaces
 
     @classmethod
-    def prepare(cls, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device) -> Job:
+    def prepare(cls, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device, copies: int = 1) -> Job:
         env_cfg = config["env"]
         atari = atari_settings(env_cfg)
         if atari is not None:  # making the env allocates its observation space: (frame_stack, size, size) bounds
@@ -82,7 +82,7 @@ class Job:
             if env_cfg["normalize"]["obs"] and spaces.frames:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
                                   f"by the Nature CNN, not standardised; use env.normalize.obs=false")
-            check_memory(config, spec, spaces, device)
+            check_memory(config, spec, spaces, device, copies)   # copies: the seeds of a many-seeds run
         except BaseException:
             eval_env.close()
             raise

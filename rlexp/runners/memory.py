@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -154,9 +154,11 @@ def check_host_memory(key: str, value: Any, needed: float, what: str) -> None:
                           f"{limit / GB:,.1f} GB are available; lower {key}")
 
 
-def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> None:
-    """Refuse, in one line naming the key, the estimate and the limit, a run that cannot fit."""
-    needs = estimate(config, spec, spaces, device)
+def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device,
+                 copies: int = 1) -> None:
+    """Refuse, in one line naming the key, the estimate and the limit, a run that cannot fit (`copies` of it: the
+    seeds of a many-seeds run, each with its own replay and networks)."""
+    needs = [replace(n, bytes=n.bytes * copies) for n in estimate(config, spec, spaces, device)]
     on_gpu = device.type != "cpu"
     places = [("host", [n for n in needs if not (n.on_device and on_gpu)], available_host_bytes())]
     if on_gpu:
@@ -170,6 +172,7 @@ def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, devi
             for name in largest.key.split("."):
                 value = value[name]
             memory = "memory" if place == "host" else f"memory on {place}"
-            raise ConfigError(f"{largest.key}={value}: the run would need about {total / GB:,.1f} GB of {memory} "
+            run = "the run" if copies == 1 else f"the {copies} seeds"
+            raise ConfigError(f"{largest.key}={value}: {run} would need about {total / GB:,.1f} GB of {memory} "
                               f"({largest.what}: {largest.bytes / GB:,.1f} GB) but {limit / GB:,.1f} GB are "
                               f"available; lower {largest.key}")
