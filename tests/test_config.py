@@ -196,7 +196,8 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "algo.lr_schedule": "constant",                          # (SAC's: DQN's came first)
                                  # no episode budget, no stop rule, no learning index: runs before them
                                  "total_episodes": None, "stop.window": 100, "stop.mean_return": None,
-                                 "stop.eval_return": None, "log.heldout_states": 0}
+                                 "stop.eval_return": None, "log.heldout_states": 0,
+                                 "seeds": None}   # one seed per run: runs before many seeds as one model
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"]
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []
