@@ -53,17 +53,22 @@ def stack_members(modules: Sequence[nn.Module], what: str) -> nn.Module:
     works on any leading axes (their reductions over dim=-1) with no parameters of their own and the same buffers
     in every member (the action bounds); anything else is refused in one line, naming `what`."""
     template = modules[0]
+    if hasattr(type(template), "stack_members"):
+        stacked = type(template).stack_members(list(modules))
+        share_storage(stacked, modules)
+        return stacked
     stacked = copy.deepcopy(template)
-    for name, module in list(template.named_modules()):
-        if not name and hasattr(type(module), "stack_members"):
-            return _shared(type(module).stack_members(list(modules)), modules)
-        if any(name.startswith(done + ".") for done in _stacked_names(template, name)):
+    replaced: list[str] = []   # whole layers swapped in (named_modules lists a layer before its submodules)
+    for name, module in template.named_modules():
+        if any(name.startswith(done + ".") for done in replaced):
             continue
         members = [m.get_submodule(name) if name else m for m in modules]
         if isinstance(module, nn.Linear):
             _replace(stacked, name, MemberLinear(members))
+            replaced.append(name)
         elif hasattr(type(module), "stack_members"):
             _replace(stacked, name, type(module).stack_members(members))
+            replaced.append(name)
         elif isinstance(module, _ELEMENTWISE):
             continue
         elif any(True for _ in module.parameters(recurse=False)) or not all(
@@ -71,23 +76,13 @@ def stack_members(modules: Sequence[nn.Module], what: str) -> nn.Module:
                 for b, other in zip(module.buffers(recurse=False), member.buffers(recurse=False))):
             raise ConfigError(f"{what} has a {type(module).__name__} layer, which cannot be batched over seeds yet; "
                               f"train its seeds one run each")
-    return _shared(stacked, modules)
-
-
-def _stacked_names(template: nn.Module, name: str) -> list[str]:
-    """The modules above `name` that were replaced whole (their submodules are part of the replacement)."""
-    return [other for other, module in template.named_modules() if other and
-            (isinstance(module, nn.Linear) or hasattr(type(module), "stack_members")) and name.startswith(other + ".")]
+    share_storage(stacked, modules)
+    return stacked
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
-
-
-def _shared(stacked: nn.Module, modules: Sequence[nn.Module]) -> nn.Module:
-    share_storage(stacked, modules)
-    return stacked
 
 
 def member_view(whole: Tensor, members: int, k: int, shape: torch.Size) -> Tensor:
@@ -116,7 +111,7 @@ def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float, members
     min(1, max_norm / (||g_k|| + 1e-6)), ||g_k|| the L2 norm of all of member k's gradients. Returns the norms
     before clipping, shape (members,)."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.linalg.vector_norm(torch.cat([g.reshape(members, -1) for g in grads], dim=1), dim=1)
+    norms = grad_norm_per_member(params, members)
     coefficients = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, [coefficients.view(members, *([1] * (g.dim() - 1))) for g in grads])
     return norms
