@@ -22,7 +22,7 @@ from omegaconf import MISSING
 from torch import Tensor
 
 from rlexp.agents.base import BuildContext
-from rlexp.agents.ppo import PPO, learner_arguments, parameters, rollout_size
+from rlexp.agents.ppo import PPO, PPOMembers, learner_arguments, parameters, rollout_size
 from rlexp.config.checks import check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.config.schema import OnPolicyConfig, Optimizer
@@ -37,7 +37,7 @@ class A2C(PPO):
     def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
         """-E[A_t log pi(a_t|s_t)]: the policy gradient with the advantage as its baseline-corrected return."""
         zero = torch.zeros((), device=log_prob.device)
-        return PolicyLoss(-(advantages * log_prob).mean(), approx_kl=zero, clip_fraction=zero)
+        return PolicyLoss(-(advantages * log_prob).mean(-1), approx_kl=zero, clip_fraction=zero)
 
 
 @dataclass
@@ -57,4 +57,5 @@ def build(algo: dict[str, Any], context: BuildContext) -> A2C:
 
 
 ALGORITHM = AlgoSpec(name="a2c", family=Family.ON_POLICY, schema=A2CConfig, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}))
+                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}),
+                     members=PPOMembers)

@@ -16,6 +16,7 @@ rollouts; A2C (rlexp/agents/a2c.py) is this learner with its own policy loss, on
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -34,7 +35,8 @@ from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
-from rlexp.rollouts.storage import RolloutStorage
+from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_per_member, stack_members
+from rlexp.rollouts.storage import RolloutBatch, RolloutStorage, stack_rollout_batches
 from rlexp.schedules import LinearSchedule
 
 
@@ -104,39 +106,63 @@ class PPO:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)
         names = ("policy_loss", "value_loss", "entropy", "grad_norm", *self.POLICY_DIAGNOSTICS)
-        rows: list[Tensor] = []   # each minibatch's metrics, in the order of `names`, on the device
-        stop = False
+        rows: list[Tensor] = []    # each minibatch's metrics, in the order of `names`, on the device
+        stepped: list[Tensor] = []  # and who stepped on it
+        # Who is still learning from this rollout: True, or per member of a many-seeds agent (each meets
+        # target_kl's stop at its own minibatch).
+        learning = torch.ones(self.member_shape, dtype=torch.bool, device=self.device)
         for _ in range(self.n_epochs):
-            for batch in rollout.minibatches(self.batch_size, self.generator):
+            for batch in self.minibatches(rollout, learning):
                 log_prob, entropy, values = self.policy.evaluate(batch.observations, batch.actions)
                 advantages = normalize(batch.advantages) if self.normalize_advantage else batch.advantages
                 policy = self.policy_loss(log_prob, batch.old_log_probs, advantages, clip_range)
-                if self.target_kl is not None and policy.approx_kl > 1.5 * self.target_kl:
-                    stop = True   # this minibatch moved too far already: no step on it, no more epochs
-                    break
+                if self.target_kl is not None:
+                    # this minibatch moved too far already: no step on it, and no more epochs
+                    learning = learning & ~(policy.approx_kl > 1.5 * self.target_kl)
+                    if not learning.any():
+                        break
                 v_loss = value_loss(values, batch.old_values, batch.returns, self.clip_range_vf)
-                entropy_loss = -entropy.mean()
+                entropy_loss = -entropy.mean(-1)
                 loss = policy.loss + self.vf_coef * v_loss + self.ent_coef * entropy_loss
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self.optimizer.step()
+                (loss * learning).sum().backward()
+                grad_norm = self.clip_gradients()
+                self.optimizer_step(learning)
                 rows.append(torch.stack([policy.loss, v_loss, -entropy_loss, grad_norm,
                                          *(getattr(policy, name) for name in self.POLICY_DIAGNOSTICS)]).detach())
-            if stop:
+                stepped.append(learning)
+            if self.target_kl is not None and not learning.any():
                 break
         self.n_updates += 1
-        returns, values = rollout.returns.flatten(), rollout.values.flatten()
+        returns, values = self.flat(rollout, "returns"), self.flat(rollout, "values")
         # 1 - Var[R - V] / Var[R]: how much of the returns' variance the value function explained (SB3's; NaN
         # when the returns do not vary). No host sync: it is read when logged.
-        returns_var = returns.var()
-        explained = torch.where(returns_var > 0, 1.0 - (returns - values).var() / returns_var,
+        returns_var = returns.var(-1)
+        explained = torch.where(returns_var > 0, 1.0 - (returns - values).var(-1) / returns_var,
                                 torch.full_like(returns_var, float("nan")))
-        metrics = {f"losses/{name}": mean for name, mean in zip(names, torch.stack(rows).mean(0).unbind())}
+        weights = torch.stack(stepped).unsqueeze(1)   # (minibatches, 1[, members])
+        means = torch.where(weights, torch.stack(rows), 0.0).sum(0) / weights.sum(0)
+        metrics = {f"losses/{name}": mean for name, mean in zip(names, means.unbind())}
         metrics.update({"losses/explained_variance": explained,
-                        "losses/clip_range": torch.tensor(clip_range, device=self.device),
-                        "losses/learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"], device=self.device)})
+                        "losses/clip_range": torch.full(self.member_shape, clip_range, device=self.device),
+                        "losses/learning_rate": torch.full(self.member_shape, self.optimizer.param_groups[0]["lr"],
+                                                           device=self.device)})
         return metrics
+
+    # The parts of `learn` a many-seeds agent (PPOMembers) does per member.
+    member_shape: tuple[int, ...] = ()
+
+    def minibatches(self, rollout: RolloutStorage, learning: Tensor) -> Iterator[RolloutBatch]:
+        return rollout.minibatches(self.batch_size, self.generator)
+
+    def flat(self, rollout: RolloutStorage, name: str) -> Tensor:
+        return getattr(rollout, name).flatten()
+
+    def clip_gradients(self) -> Tensor:
+        return torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+
+    def optimizer_step(self, learning: Tensor) -> None:
+        self.optimizer.step()
 
     def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
         """-L^CLIP, the clipped surrogate (eq. 7)."""
@@ -167,6 +193,67 @@ class PPO:
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
         self.policy.sde_eps = state.get("sde_eps")
+
+
+class PPOMembers(PPO):
+    """N seeds' PPO (or A2C) agents learning as one: their policies stacked on a member axis
+    (rlexp/networks/members.py), each seed's rollout its own, shuffled into minibatches by its own generator, its
+    gradients clipped on their own, and its early stop (target_kl) its own: a seed that meets it sits out the rest
+    of the rollout's steps (MemberAdam) while the others go on. Each member keeps its own agent object
+    (`members[k]`), whose parameters and optimizer state are its slices of the stacked ones: it evaluates and
+    checkpoints as a single run's agent. (gSDE is refused by validation.)"""
+
+    def __init__(self, members: Sequence[PPO]) -> None:
+        first = members[0]
+        self.members = list(members)
+        for name in ("device", "n_epochs", "batch_size", "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm",
+                     "target_kl", "normalize_advantage", "learning_rate", "clip_range", "action_low", "action_high",
+                     "n_updates", "sde_sample_freq", "POLICY_DIAGNOSTICS", "policy_loss"):
+            setattr(self, name, getattr(first, name))
+        self.member_shape = (len(members),)
+        self.policy = stack_members([m.policy for m in members], "the policy")
+        self._params = list(self.policy.parameters())
+        defaults = first.optimizer.defaults
+        if isinstance(first.optimizer, torch.optim.RMSprop):   # A2C: no early stop, every member steps together
+            self.optimizer = torch.optim.RMSprop(self._params, lr=defaults["lr"], alpha=defaults["alpha"],
+                                                 eps=defaults["eps"], foreach=True)
+        else:
+            self.optimizer = MemberAdam(self._params, len(members), lr=defaults["lr"], betas=defaults["betas"],
+                                        eps=defaults["eps"])
+        self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
+        self.generator = [m.generator for m in members]   # each member's draws and shuffles from its own
+
+    def learn(self, rollout: Sequence[RolloutStorage]) -> dict[str, Tensor]:   # type: ignore[override]
+        """Each member's epochs over its own rollout."""
+        metrics = super().learn(rollout)   # type: ignore[arg-type]
+        self._optimizers.stepped(self.n_updates)
+        return metrics
+
+    def minibatches(self, rollout: Sequence[RolloutStorage], learning: Tensor  # type: ignore[override]
+                    ) -> Iterator[RolloutBatch]:
+        """One epoch: each learning member's rollout shuffled by its own generator (a member that has stopped draws
+        nothing, as its single run; its slot repeats another's minibatch, which it does not step on)."""
+        epochs = [storage.minibatches(self.batch_size, generator) if on else None
+                  for storage, generator, on in zip(rollout, self.generator, learning.tolist())]
+        while True:
+            try:
+                batches = [None if epoch is None else next(epoch) for epoch in epochs]
+            except StopIteration:
+                return
+            filler = next(batch for batch in batches if batch is not None)
+            yield stack_rollout_batches([filler if batch is None else batch for batch in batches])
+
+    def flat(self, rollout: Sequence[RolloutStorage], name: str) -> Tensor:  # type: ignore[override]
+        return torch.stack([getattr(storage, name).flatten() for storage in rollout])
+
+    def clip_gradients(self) -> Tensor:
+        return clip_grad_norm_per_member(self._params, self.max_grad_norm, len(self.members))
+
+    def optimizer_step(self, learning: Tensor) -> None:
+        if isinstance(self.optimizer, MemberAdam):
+            self.optimizer.step(learning)
+        else:
+            self.optimizer.step()
 
 
 # --- the registry entry -------------------------------------------------------------------------------------------
@@ -249,4 +336,5 @@ def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 
 ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}))
+                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}),
+                     members=PPOMembers)

@@ -113,7 +113,9 @@ def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float, members
     grads = [p.grad for p in params if p.grad is not None]
     norms = grad_norm_per_member(params, members)
     coefficients = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    torch._foreach_mul_(grads, [coefficients.view(members, *([1] * (g.dim() - 1))) for g in grads])
+    # member-major: member k's gradients are row k of each (members, -1) view
+    rows = [g.view(members, -1) for g in grads]
+    torch._foreach_mul_(rows, [coefficients.view(members, 1)] * len(rows))
     return norms
 
 
@@ -140,10 +142,13 @@ def stack_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequ
     member_params = [list(group_params(m)) for m in members]
     if not members[0].state:
         return
+    own_steps = getattr(optimizer, "per_member_steps", False)
     for i, param in enumerate(stacked_params):
         states = [m.state[params[i]] for m, params in zip(members, member_params)]
-        optimizer.state[param] = {key: (torch.stack([s[key] for s in states]).view(param.shape) if key != "step"
-                                        else states[0][key].clone()) for key in states[0]}
+        optimizer.state[param] = {
+            key: (torch.stack([s[key] for s in states]).view(param.shape) if key != "step" else
+                  torch.stack([s[key] for s in states]).float() if own_steps else states[0][key].clone())
+            for key in states[0]}
 
 
 def bind_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequence[Tensor],
@@ -153,9 +158,11 @@ def bind_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Seque
     makes its state at its first step)."""
     if not all(p in optimizer.state for p in stacked_params):
         return False
+    own_steps = getattr(optimizer, "per_member_steps", False)
     for param, whole in zip(group_params(member), stacked_params):
         count = whole.numel() // param.numel()
-        member.state[param] = {key: (member_view(value, count, k, param.shape) if key != "step" else value)
+        member.state[param] = {key: (member_view(value, count, k, param.shape) if key != "step" else
+                                     member_view(value, count, k, ()) if own_steps else value)
                                for key, value in optimizer.state[whole].items()}
     return True
 
@@ -185,3 +192,45 @@ class MemberOptimizers:
     def _bind(self) -> bool:
         return all([bind_optimizer_state(optimizer, params, getattr(m, name), k)
                     for optimizer, params, name in self.pairs for k, m in enumerate(self.members)])
+
+
+class MemberAdam(torch.optim.Optimizer):
+    """Adam (torch.optim.Adam's update, without weight decay) over stacked parameters whose members may sit out a
+    step: each member counts its own steps, and a member left out of `step(active)` keeps its parameters and
+    moments as its single run would, had it not stepped (PPO's target_kl stop, which each seed meets at its own
+    minibatch). Its moments have the parameters' shapes and its step counts are (members,), so each member's
+    torch Adam state is a view of its slice (`bind_optimizer_state`)."""
+
+    per_member_steps = True
+
+    def __init__(self, params: Iterable[Tensor], members: int, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        super().__init__(list(params), dict(lr=lr, betas=betas, eps=eps))
+        self.members = members
+
+    @torch.no_grad()
+    def step(self, active: Tensor | None = None) -> None:   # type: ignore[override]
+        """One Adam step of the members in the bool mask `active` (shape (members,); None: all of them)."""
+        n = self.members
+        mask = torch.ones(n, dtype=torch.bool) if active is None else active.reshape(n)
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros(n)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                # member-major: member k's values are row k of the (members, -1) view
+                p, grad = param.view(n, -1), param.grad.view(n, -1)
+                exp_avg, exp_avg_sq = state["exp_avg"].view(n, -1), state["exp_avg_sq"].view(n, -1)
+                on = mask.to(param.device).view(n, 1)
+                state["step"] += mask.to(state["step"].dtype)
+                step = state["step"].clamp(min=1).to(param.device).view(n, 1)
+                exp_avg.copy_(torch.where(on, exp_avg.lerp(grad, 1 - beta1), exp_avg))
+                exp_avg_sq.copy_(torch.where(on, exp_avg_sq * beta2 + (1 - beta2) * grad * grad, exp_avg_sq))
+                bias_correction1, bias_correction2 = 1 - beta1 ** step, 1 - beta2 ** step
+                denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + group["eps"]
+                p.sub_(torch.where(on, group["lr"] / bias_correction1 * exp_avg / denom, torch.zeros_like(p)))

@@ -12,15 +12,18 @@ stream is the agent's own and is checkpointed with it.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import EnsembleLinear
 from rlexp.networks.gaussian import LOG_SQRT_2PI, diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
+from rlexp.networks.members import MemberLinear, standard_normal
 
 ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
 POLICY, VALUE = 0, 1   # the members of the batched hidden layers
@@ -54,6 +57,29 @@ class ActorCriticPolicy(nn.Module):
             nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         self.sde = StateDependentNoise(widths[-1], action_dim, log_std_init) if use_sde and not self.discrete else None
         self.sde_eps: Tensor | None = None   # gSDE's current exploration matrices (standard normal), one per env
+        self.seeds: int | None = None   # many seeds' policies stacked as one (stack_members): their number
+
+    @classmethod
+    def stack_members(cls, members: list[ActorCriticPolicy]) -> ActorCriticPolicy:
+        """Many seeds' policies as one (rlexp/networks/members.py), member-major: the hidden layers one ensemble of
+        seeds x (policy, value), the heads MemberLinear layers, log std (seeds, actions). It takes (seeds, batch,
+        obs) inputs and gives every output with the seed axis in front."""
+        if members[0].sde is not None:
+            raise ConfigError("gSDE's exploration matrices are not batched over seeds yet")
+        stacked = copy.deepcopy(members[0])
+        stacked.seeds = len(members)
+        for i, layer in enumerate(stacked.hidden):
+            layer.weight = nn.Parameter(torch.cat([m.hidden[i].weight.detach() for m in members]))
+            layer.bias = nn.Parameter(torch.cat([m.hidden[i].bias.detach() for m in members]))
+        stacked.policy_head = MemberLinear([m.policy_head for m in members])
+        stacked.value_head = MemberLinear([m.value_head for m in members])
+        if stacked.log_std is not None:
+            stacked.log_std = nn.Parameter(torch.stack([m.log_std.detach() for m in members]))
+        return stacked
+
+    def _log_std(self) -> Tensor:
+        """log std, broadcastable against (.., batch, actions) outputs: (actions,), or (seeds, 1, actions)."""
+        return self.log_std if self.seeds is None else self.log_std.unsqueeze(-2)
 
     def reset_noise(self, n: int, generator: torch.Generator) -> None:
         """Draw gSDE's exploration matrices anew for n envs."""
@@ -61,9 +87,14 @@ class ActorCriticPolicy(nn.Module):
 
     def features(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The last hidden layer of the policy's MLP and of the value's, computed together."""
-        x = observations.unsqueeze(0).expand(2, *observations.shape)
+        if self.seeds is None:
+            x = observations.unsqueeze(0).expand(2, *observations.shape)
+        else:   # (seeds, batch, obs) -> (seeds * 2, batch, obs), member-major as the stacked layers
+            x = observations.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * self.seeds, *observations.shape[1:])
         for layer in self.hidden:
             x = self.activation(layer(x))
+        if self.seeds is not None:
+            x = x.view(self.seeds, 2, *x.shape[1:]).transpose(0, 1)
         return x[POLICY], x[VALUE]
 
     def forward(self, observations: Tensor) -> tuple[Tensor, Tensor]:
@@ -82,19 +113,26 @@ class ActorCriticPolicy(nn.Module):
     def values(self, observations: Tensor) -> Tensor:
         return self(observations)[1]
 
-    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """(actions, log pi(a|s), V(s)) for a batch: one draw per row."""
+    def sample(self, observations: Tensor, generator: torch.Generator | Sequence[torch.Generator]
+               ) -> tuple[Tensor, Tensor, Tensor]:
+        """(actions, log pi(a|s), V(s)) for a batch: one draw per row (stacked seeds: each seed's rows from its own
+        generator, the draws its single run makes)."""
         out, values, latent = self.heads(observations)
         if self.discrete:
             log_probs = out.log_softmax(-1)
-            actions = torch.multinomial(log_probs.exp(), 1, generator=generator)
+            if isinstance(generator, torch.Generator):
+                actions = torch.multinomial(log_probs.exp(), 1, generator=generator)
+            else:   # a diverged seed (its run is failing) draws uniformly, so its NaNs never stop the others' draws
+                probs = log_probs.exp()
+                probs = torch.where(probs.isfinite().all(-1, keepdim=True), probs, torch.ones_like(probs))
+                actions = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator)])
             return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1), values
         if self.sde is not None:   # the noise of each env's current exploration matrix
             actions = out + self.sde.noise(latent, self.sde_eps)
             return actions, self.sde.log_prob(actions, out, latent), values
-        eps = torch.randn(out.shape, generator=generator, device=out.device)
-        actions = out + self.log_std.exp() * eps
-        return actions, diagonal_gaussian_log_prob(actions, out, self.log_std), values
+        log_std = self._log_std()
+        actions = out + log_std.exp() * standard_normal(out.shape, generator, out.device)
+        return actions, diagonal_gaussian_log_prob(actions, out, log_std), values
 
     def deterministic(self, observations: Tensor) -> Tensor:
         """The mode: argmax of the logits, or the Gaussian's mean (what evaluation acts with)."""
@@ -111,6 +149,7 @@ class ActorCriticPolicy(nn.Module):
         elif self.sde is not None:
             entropy, log_prob = self.sde.entropy(latent), self.sde.log_prob(actions, out, latent)
         else:
-            entropy = (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(out.shape[0])
-            log_prob = diagonal_gaussian_log_prob(actions, out, self.log_std)
+            log_std = self._log_std()
+            entropy = (0.5 + LOG_SQRT_2PI + log_std).sum(-1).expand(out.shape[:-1])
+            log_prob = diagonal_gaussian_log_prob(actions, out, log_std)
         return log_prob, entropy, values

@@ -9,6 +9,9 @@ https://arxiv.org/abs/1707.06347):
 The value loss is the squared error to the lambda-returns, optionally on a prediction kept within `clip_range_vf`
 of the old value (as SB3 clips it). The diagnostics are SB3's: approx_kl = E[(r - 1) - log r] (an unbiased,
 non-negative estimator of KL(old || new)), and the fraction of samples whose ratio was clipped.
+
+Every mean is over the last axis (the minibatch's samples), so many seeds' minibatches stacked on a leading axis
+give each seed its own loss (rlexp/networks/members.py).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ class PolicyLoss:
 
 def normalize(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     """Advantages scaled to zero mean and unit std within a minibatch (a one-sample batch is left as it is)."""
-    if advantages.numel() < 2:
+    if advantages.shape[-1] < 2:
         return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+    return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + eps)
 
 
 def clipped_surrogate(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
@@ -39,13 +42,13 @@ def clipped_surrogate(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor
     unclipped = ratio * advantages
     clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
     with torch.no_grad():
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
-    return PolicyLoss(-torch.min(unclipped, clipped).mean(), approx_kl, clip_fraction)
+        approx_kl = ((ratio - 1.0) - log_ratio).mean(-1)
+        clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean(-1)
+    return PolicyLoss(-torch.min(unclipped, clipped).mean(-1), approx_kl, clip_fraction)
 
 
 def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip_range_vf: float | None) -> Tensor:
     """E[(R_t - V(s_t))^2], V kept within `clip_range_vf` of the value at collection when given."""
     if clip_range_vf is not None:
         values = old_values + (values - old_values).clamp(-clip_range_vf, clip_range_vf)
-    return (returns - values).pow(2).mean()
+    return (returns - values).pow(2).mean(-1)

@@ -9,7 +9,7 @@ reset): `add` takes the latter, and `finish` takes V(s_T) for the steps the roll
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -25,6 +25,11 @@ class RolloutBatch:
     old_values: Tensor
     advantages: Tensor
     returns: Tensor
+
+
+def stack_rollout_batches(batches: Sequence[RolloutBatch]) -> RolloutBatch:
+    """Many seeds' minibatches as one, with the member axis in front of every field."""
+    return RolloutBatch(**{f.name: torch.stack([getattr(b, f.name) for b in batches]) for f in fields(RolloutBatch)})
 
 
 class RolloutStorage:

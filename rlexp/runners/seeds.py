@@ -25,6 +25,7 @@ import torch
 
 from rlexp.errors import TrainingInterrupted
 from rlexp.replay.batch import ReplayBatch, stack_batches
+from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.requests import Built, Call
 
 log = logging.getLogger("rlexp")
@@ -49,6 +50,8 @@ def stack_argument(values: Sequence[Any], what: str) -> Any:
         return stack_batches(values)
     if isinstance(first, torch.Tensor):
         return torch.stack(list(values))
+    if isinstance(first, RolloutStorage):   # each member learns from its own rollout
+        return list(values)
     if any(value != first for value in values[1:]):
         raise RuntimeError(f"the seeds' runners fell out of step: {what} differs ({values})")
     return first
