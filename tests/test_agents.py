@@ -55,7 +55,8 @@ def set_constant_output(layers, value) -> None:
 def test_td3_target_is_the_minimum_of_the_twin_critics_cut_at_termination():
     agent = td3()
     set_constant_output(agent.critic_target, [[[3.0]], [[5.0]]])  # Q1' = 3, Q2' = 5 everywhere
-    y = agent.td_target(batch(torch.zeros(2, 1)))
+    b = batch(torch.zeros(2, 1))
+    y = agent.td_target(b, agent.smoothing_noise(b.actions.shape))
     # r + gamma * (1 - d) * min(3, 5): 1 + 0.9 * 3 = 3.7 and -0.5 + 0 = -0.5
     torch.testing.assert_close(y, torch.tensor([3.7, -0.5]))
 
@@ -63,12 +64,12 @@ def test_td3_target_is_the_minimum_of_the_twin_critics_cut_at_termination():
 def test_td3_target_smoothing_noise_is_clipped_and_actions_stay_in_bounds():
     agent = td3(target_noise=10.0, target_noise_clip=0.5)
     set_constant_output(agent.actor_target.net, 0.0)  # mu'(s') = tanh(0) * 2 = 0
-    actions = agent.target_actions(torch.randn(10_000, 2))
+    actions = agent.target_actions(torch.randn(10_000, 2), agent.smoothing_noise((10_000, 1)))
     # noise clipped to +/- 0.5 of the half-range 2 -> actions in [-1, 1]; with sigma 10 nearly all hit the clip
     assert actions.min() >= -1.0 and actions.max() <= 1.0
     assert (actions.abs() == 1.0).float().mean() > 0.9
     set_constant_output(agent.actor_target.net, 10.0)  # mu'(s') ~ 2 = the upper bound; noise cannot exceed it
-    assert agent.target_actions(torch.randn(1000, 2)).max() <= 2.0
+    assert agent.target_actions(torch.randn(1000, 2), agent.smoothing_noise((1000, 1))).max() <= 2.0
 
 
 def test_td3_delays_actor_and_target_updates():
@@ -100,7 +101,8 @@ def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
     assert agent.critic.n_critics == 1 and agent.policy_delay == 1 and agent.target_noise == 0
     assert agent.target_noise_clip == 0
     next_obs = torch.randn(4, 2)
-    torch.testing.assert_close(agent.target_actions(next_obs), agent.actor_target(next_obs))
+    assert agent.smoothing_noise((4, 1)) is None
+    torch.testing.assert_close(agent.target_actions(next_obs, None), agent.actor_target(next_obs))
     actor_before = [p.clone() for p in agent.actor.parameters()]
     agent.update(batch(torch.zeros(2, 1)))
     assert not all(torch.equal(a, p) for a, p in zip(actor_before, agent.actor.parameters()))
@@ -188,7 +190,8 @@ def test_state_dict_round_trip_restores_every_network():
     # The target smoothing noise's generator continues where it was too.
     assert torch.equal(a.generator.get_state(), b.generator.get_state())
     next_obs = torch.randn(4, 2)
-    torch.testing.assert_close(a.target_actions(next_obs), b.target_actions(next_obs), rtol=0, atol=0)
+    torch.testing.assert_close(a.target_actions(next_obs, a.smoothing_noise((len(next_obs), 1))),
+                               b.target_actions(next_obs, b.smoothing_noise((len(next_obs), 1))), rtol=0, atol=0)
 
 
 def test_state_dict_restores_the_exploration_state():

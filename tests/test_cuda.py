@@ -123,7 +123,8 @@ def test_td3_target_noise_comes_from_the_agents_own_cuda_generator():
     second.load_state_dict(first.state_dict())
     torch.cuda.manual_seed(123)  # the global CUDA generator is no longer read
     obs = torch.zeros(8, 3, device=GPU)
-    assert torch.equal(first.target_actions(obs), second.target_actions(obs))
+    assert torch.equal(first.target_actions(obs, first.smoothing_noise((8, 1))),
+                       second.target_actions(obs, second.smoothing_noise((8, 1))))
 
 
 def test_resuming_on_another_device_type_is_refused_in_one_line(workdir):

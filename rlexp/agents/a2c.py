@@ -34,7 +34,8 @@ class A2C(PPO):
 
     POLICY_DIAGNOSTICS = ()
 
-    def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
+    def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor,
+                    clip_range: Tensor | float) -> PolicyLoss:
         """-E[A_t log pi(a_t|s_t)]: the policy gradient with the advantage as its baseline-corrected return."""
         zero = torch.zeros((), device=log_prob.device)
         return PolicyLoss(-(advantages * log_prob).mean(-1), approx_kl=zero, clip_fraction=zero)

@@ -74,8 +74,13 @@ class DQN:
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """Greedy actions for the batch; exploring, each env takes a uniformly random action with probability
         epsilon, drawn for each env."""
-        actions = self.q_network(obs_tensor(obs, self.device)).argmax(dim=-1).cpu().numpy()
+        actions = self.greedy_actions(obs_tensor(obs, self.device)).cpu().numpy()
         return self.explore(actions, step) if explore else actions
+
+    @torch.no_grad()
+    def greedy_actions(self, observations: Tensor) -> Tensor:
+        """argmax_a Q(s, a) for a batch (leading axes kept)."""
+        return self.q_network(observations).argmax(dim=-1)
 
     def explore(self, actions: np.ndarray, step: int) -> np.ndarray:
         """Epsilon-greedy: each env's greedy action replaced by a uniformly random one with probability epsilon."""
@@ -99,7 +104,9 @@ class DQN:
             next_value = next_q_target.max(dim=-1).values
         return batch.rewards + batch.discounts * next_value
 
-    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+    def td_gradients(self, batch: ReplayBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """The TD loss and its gradients: (the loss, Q(s, a), the TD errors), detached. A pure function of the
+        batch and the networks (what `compile=` compiles)."""
         td_target = self.td_target(batch)
         q_values = self.q_network(batch.observations).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         # Huber = the paper's error clipping (gradients of |delta| > 1 clipped to +-1); mse = the squared error.
@@ -107,21 +114,26 @@ class DQN:
                                                                                  reduction="none")
         # Prioritized replay: importance-sampling weights correct the bias of non-uniform sampling.
         td_loss = (elementwise * batch.weights).mean(-1) if batch.weights is not None else elementwise.mean(-1)
-        if self.report_td_errors is not None:
-            self.report_td_errors(batch.indices, (td_target - q_values).detach())
+        td_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        return td_loss.detach(), q_values.detach(), (td_target - q_values).detach()
 
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)
         self.optimizer.zero_grad(set_to_none=True)
-        td_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        td_loss, q_values, td_errors = self.td_gradients(batch)
+        if self.report_td_errors is not None:
+            self.report_td_errors(batch.indices, td_errors)
         grad_norm = self.clip_gradients()
         self.optimizer.step()
 
         self.n_updates += 1
         if self.n_updates % self.target_update_interval == 0:
             polyak_update(self.target_network, self.q_network, self.tau)
-        return {"losses/td_loss": td_loss.detach(), "losses/q_values": q_values.detach().mean(-1),
-                "losses/grad_norm": grad_norm.detach()}
+        return {"losses/td_loss": td_loss, "losses/q_values": q_values.mean(-1), "losses/grad_norm": grad_norm.detach()}
+
+    #: the methods `compile=` compiles (rlexp/agents/compiled.py)
+    compiled = ("td_gradients", "greedy_actions")
 
     def clip_gradients(self) -> Tensor:
         return torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm, foreach=True)
@@ -182,7 +194,7 @@ class DQNMembers(DQN):
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """(members, envs, ...) observations -> (members, envs) actions, each member exploring with its own
         generator."""
-        actions = self.q_network(obs_tensor(obs, self.device)).argmax(dim=-1).cpu().numpy()
+        actions = self.greedy_actions(obs_tensor(obs, self.device)).cpu().numpy()
         if explore:
             for member, member_actions in zip(self.members, actions):
                 member.explore(member_actions, step)

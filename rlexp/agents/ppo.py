@@ -111,25 +111,16 @@ class PPO:
         # Who is still learning from this rollout: True, or per member of a many-seeds agent (each meets
         # target_kl's stop at its own minibatch).
         learning = torch.ones(self.member_shape, dtype=torch.bool, device=self.device)
+        clip = torch.tensor(clip_range, device=self.device)   # a tensor, so a compiled loss takes each value
         for _ in range(self.n_epochs):
             for batch in self.minibatches(rollout, learning):
-                log_prob, entropy, values = self.policy.evaluate(batch.observations, batch.actions)
-                advantages = normalize(batch.advantages) if self.normalize_advantage else batch.advantages
-                policy = self.policy_loss(log_prob, batch.old_log_probs, advantages, clip_range)
-                if self.target_kl is not None:
-                    # this minibatch moved too far already: no step on it, and no more epochs
-                    learning = learning & ~(policy.approx_kl > 1.5 * self.target_kl)
-                    if not learning.any():
-                        break
-                v_loss = value_loss(values, batch.old_values, batch.returns, self.clip_range_vf)
-                entropy_loss = -entropy.mean(-1)
-                loss = policy.loss + self.vf_coef * v_loss + self.ent_coef * entropy_loss
                 self.optimizer.zero_grad(set_to_none=True)
-                (loss * learning).sum().backward()
+                learning, losses = self.minibatch_gradients(batch, clip, learning)
+                if self.target_kl is not None and not learning.any():
+                    break   # this minibatch moved too far already: no step on it, and no more epochs
                 grad_norm = self.clip_gradients()
                 self.optimizer_step(learning)
-                rows.append(torch.stack([policy.loss, v_loss, -entropy_loss, grad_norm,
-                                         *(getattr(policy, name) for name in self.POLICY_DIAGNOSTICS)]).detach())
+                rows.append(torch.cat([losses[:3], grad_norm.unsqueeze(0), losses[3:]]))
                 stepped.append(learning)
             if self.target_kl is not None and not learning.any():
                 break
@@ -149,6 +140,24 @@ class PPO:
                                                            device=self.device)})
         return metrics
 
+    def minibatch_gradients(self, batch: RolloutBatch, clip_range: Tensor, learning: Tensor) -> tuple[Tensor, Tensor]:
+        """L's gradients on one minibatch, for those still learning once target_kl's stop is checked on it: (who
+        is still learning, the policy loss, value loss, entropy and diagnostics stacked, detached)."""
+        log_prob, entropy, values = self.policy.evaluate(batch.observations, batch.actions)
+        advantages = normalize(batch.advantages) if self.normalize_advantage else batch.advantages
+        policy = self.policy_loss(log_prob, batch.old_log_probs, advantages, clip_range)
+        if self.target_kl is not None:
+            learning = learning & ~(policy.approx_kl > 1.5 * self.target_kl)
+        v_loss = value_loss(values, batch.old_values, batch.returns, self.clip_range_vf)
+        entropy_loss = -entropy.mean(-1)
+        loss = policy.loss + self.vf_coef * v_loss + self.ent_coef * entropy_loss
+        (loss * learning).sum().backward()
+        return learning, torch.stack([policy.loss, v_loss, -entropy_loss,
+                                      *(getattr(policy, name) for name in self.POLICY_DIAGNOSTICS)]).detach()
+
+    #: the methods `compile=` compiles (rlexp/agents/compiled.py)
+    compiled = ("minibatch_gradients",)
+
     # The parts of `learn` a many-seeds agent (PPOMembers) does per member.
     member_shape: tuple[int, ...] = ()
 
@@ -164,7 +173,8 @@ class PPO:
     def optimizer_step(self, learning: Tensor) -> None:
         self.optimizer.step()
 
-    def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
+    def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor,
+                    clip_range: Tensor | float) -> PolicyLoss:
         """-L^CLIP, the clipped surrogate (eq. 7)."""
         return clipped_surrogate(log_prob, old_log_prob, advantages, clip_range)
 

@@ -100,18 +100,19 @@ class SquashedGaussianActor(nn.Module):
         latent = self.torso(observations)
         return self.mean(latent), self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, observations: Tensor, generator: torch.Generator | list[torch.Generator],
-               sde_eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def sample(self, observations: Tensor, generator: torch.Generator | list[torch.Generator] | None,
+               sde_eps: Tensor | None = None, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """A reparameterised draw a = tanh(mu + sigma * eps), eps ~ N(0, I), and log pi(a|s); with gSDE,
         a = tanh(mu + z^T W) for the exploration matrices W = sigma * `sde_eps` (one per row, or one for all).
-        Stacked seeds draw eps with one generator each (`generator` a list)."""
+        Stacked seeds draw eps with one generator each (`generator` a list); `eps` given is used as it is."""
         if self.sde is not None:
             latent = self.torso(observations)
             mean = self.mean(latent)
             u = mean + self.sde.noise(latent, sde_eps)
             return torch.tanh(u), squashed_log_prob(u, mean, self.sde.log_std_of(latent))
         mean, log_std = self.distribution(observations)
-        eps = standard_normal(mean.shape, generator, mean.device)
+        if eps is None:
+            eps = standard_normal(mean.shape, generator, mean.device)
         u = mean + log_std.exp() * eps
         return torch.tanh(u), squashed_log_prob(u, mean, log_std)
 
@@ -180,13 +181,14 @@ class SAC:
         return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
 
     @torch.no_grad()
-    def td_target(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None = None) -> Tensor:
+    def td_target(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None = None,
+                  eps: Tensor | None = None) -> Tensor:
         """y = r + gamma * (1 - terminated) * (min_i Q_target_i(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s').
 
         `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return). The critics' axis is the
         second to last, so a batch with a leading member axis (many seeds, SACMembers) gives each member's.
         """
-        next_squashed, next_log_prob = self.actor.sample(batch.next_observations, self.generator, sde_eps)
+        next_squashed, next_log_prob = self.actor.sample(batch.next_observations, self.generator, sde_eps, eps)
         min_qf_next_target = self.critic_target(batch.next_observations,
                                                 self.actor.to_env(next_squashed)).min(dim=-2).values
         return batch.rewards + batch.discounts * (min_qf_next_target - ent_coef * next_log_prob)
@@ -210,34 +212,52 @@ class SAC:
         ent_coef = self.log_ent_coef.detach().exp()
 
         # 2. The critics, each towards the soft target.
-        y = self.td_target(batch, ent_coef, sde_eps)
-        qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
-        critic_loss = 0.5 * (qf_values - y.unsqueeze(-2)).pow(2).mean(dim=-1).sum(-1)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.sum().backward()
+        # a' ~ pi(.|s')'s noise, drawn here: the compiled critic update takes it as an input
+        next_eps = None if sde_eps is not None else standard_normal(batch.actions.shape, self.generator, self.device)
+        critic_loss, qf_values = self.critic_gradients(batch, ent_coef, sde_eps, next_eps)
         critic_grad_norm = self.grad_norm(self.critic)
         self.critic_optimizer.step()
 
         # 3. The policy, through the reparameterised draw of step 1 and the minimum of the updated critics.
-        min_qf_pi = self.critic(batch.observations, self.actor.to_env(squashed)).min(dim=-2).values
-        actor_loss = (ent_coef * log_prob - min_qf_pi).mean(-1)
         self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.sum().backward(inputs=list(self.actor.parameters()))
+        actor_loss = self.actor_gradients(batch.observations, squashed, log_prob, ent_coef)
         actor_grad_norm = self.grad_norm(self.actor)
         self.actor_optimizer.step()
 
         polyak_update(self.critic_target, self.critic, self.tau)
         self.n_updates += 1
         return {
-            "losses/critic_loss": critic_loss.detach(),
-            "losses/actor_loss": actor_loss.detach(),
+            "losses/critic_loss": critic_loss,
+            "losses/actor_loss": actor_loss,
             "losses/ent_coef": ent_coef.reshape(log_prob.shape[:-1]),
             "losses/ent_coef_loss": ent_coef_loss.detach(),
             "losses/entropy": -log_prob.detach().mean(-1),
-            "losses/q_values": qf_values.detach()[..., 0, :].mean(-1),
+            "losses/q_values": qf_values[..., 0, :].mean(-1),
             "losses/critic_grad_norm": critic_grad_norm,
             "losses/actor_grad_norm": actor_grad_norm,
         }
+
+    def critic_gradients(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None,
+                         next_eps: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Each critic regresses to the soft target: (the loss, the critics' Q(s, a)), detached, with the critics'
+        gradients."""
+        y = self.td_target(batch, ent_coef, sde_eps, next_eps)
+        qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
+        critic_loss = 0.5 * (qf_values - y.unsqueeze(-2)).pow(2).mean(dim=-1).sum(-1)
+        critic_loss.sum().backward()
+        return critic_loss.detach(), qf_values.detach()
+
+    def actor_gradients(self, observations: Tensor, squashed: Tensor, log_prob: Tensor, ent_coef: Tensor) -> Tensor:
+        """E[alpha log pi(a|s) - min_i Q_i(s, a)] on the reparameterised draw: the loss, detached, with the actor's
+        gradients only."""
+        min_qf_pi = self.critic(observations, self.actor.to_env(squashed)).min(dim=-2).values
+        actor_loss = (ent_coef * log_prob - min_qf_pi).mean(-1)
+        actor_loss.sum().backward(inputs=list(self.actor.parameters()))
+        return actor_loss.detach()
+
+    #: the methods `compile=` compiles (rlexp/agents/compiled.py)
+    compiled = ("critic_gradients", "actor_gradients")
 
     def grad_norm(self, module: nn.Module) -> Tensor:
         return grad_norm(module.parameters())

@@ -83,61 +83,84 @@ class TD3:
         """mu(s) for the batch; exploring, plus each env's own noise, clipped to the action bounds."""
         if self.batch_norm:
             self.actor.eval()  # acting: normalize with the running statistics
-        actions = self.actor(obs_tensor(obs, self.device)).cpu().numpy()
+        actions = self.policy_actions(obs_tensor(obs, self.device)).cpu().numpy()
         if explore:
             actions = actions + self.exploration_noise(len(actions)) * self._action_scale
         return np.clip(actions, self.action_low, self.action_high)
 
     @torch.no_grad()
-    def target_actions(self, next_observations: Tensor) -> Tensor:
-        """mu_target(s') plus target policy smoothing: clipped noise in units of the action half-range."""
+    def policy_actions(self, observations: Tensor) -> Tensor:
+        """mu(s) for a batch."""
+        return self.actor(observations)
+
+    @torch.no_grad()
+    def target_actions(self, next_observations: Tensor, noise: Tensor | None) -> Tensor:
+        """mu_target(s') plus target policy smoothing: clipped noise in units of the action half-range (`noise`: a
+        standard normal draw, `smoothing_noise`'s)."""
         next_actions = self.actor_target(next_observations)
-        if self.target_noise > 0:
-            noise = standard_normal(next_actions.shape, self.generator, self.device)
+        if noise is not None:
             clipped_noise = (noise * self.target_noise).clamp(
                 -self.target_noise_clip, self.target_noise_clip) * self.actor_target.action_scale
             next_actions = (next_actions + clipped_noise).clamp(self._low, self._high)
         return next_actions
 
+    def smoothing_noise(self, shape: torch.Size) -> Tensor | None:
+        """The target policy smoothing's N(0, I) draw for a batch of actions of `shape` (None without smoothing:
+        DDPG), from the agent's generator: drawn outside the compiled critic update, which takes it as an input."""
+        if self.target_noise <= 0:
+            return None
+        return standard_normal(shape, self.generator, self.device)
+
     @torch.no_grad()
-    def td_target(self, batch: ReplayBatch) -> Tensor:
+    def td_target(self, batch: ReplayBatch, noise: Tensor | None) -> Tensor:
         """y = r + gamma * (1 - terminated) * min_i Q_target_i(s', a~): the clipped double-Q target.
 
         `batch.discounts` is gamma * (1 - terminated) (gamma^m for an m-step return). The critics' axis is the
         second to last, so a batch with a leading member axis (many seeds, TD3Members) gives each member's.
         """
         min_qf_next_target = self.critic_target(batch.next_observations,
-                                                self.target_actions(batch.next_observations)).min(dim=-2).values
+                                                self.target_actions(batch.next_observations, noise)).min(dim=-2).values
         return batch.rewards + batch.discounts * min_qf_next_target
+
+    def critic_gradients(self, batch: ReplayBatch, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Each critic regresses to y: (the loss, the critics' Q(s, a)), detached, with the critics' gradients."""
+        y = self.td_target(batch, noise)
+        qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
+        critic_loss = (qf_values - y.unsqueeze(-2)).pow(2).mean(dim=-1).sum(-1)
+        critic_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        return critic_loss.detach(), qf_values.detach()
+
+    def actor_gradients(self, observations: Tensor) -> Tensor:
+        """The deterministic policy gradient through the first critic only: the loss, detached, with the actor's
+        gradients (the critic's weight gradients are neither computed nor kept)."""
+        actor_loss = -self.critic.q1(observations, self.actor(observations)).mean(-1)
+        actor_loss.sum().backward(inputs=list(self.actor.parameters()))
+        return actor_loss.detach()
+
+    #: the methods `compile=` compiles (rlexp/agents/compiled.py)
+    compiled = ("critic_gradients", "actor_gradients", "policy_actions")
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
         if self.batch_norm:
             self.actor.train()
-        y = self.td_target(batch)
-        qf_values = self.critic(batch.observations, batch.actions)             # (n_critics, batch)
-        critic_loss = (qf_values - y.unsqueeze(-2)).pow(2).mean(dim=-1).sum(-1)  # each critic regresses to y
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        critic_loss, qf_values = self.critic_gradients(batch, self.smoothing_noise(batch.actions.shape))
         critic_grad_norm = self.grad_norm(self.critic)
         self.critic_optimizer.step()
         self.n_updates += 1
 
         if self.n_updates % self.policy_delay == 0:
-            # Deterministic policy gradient through the first critic only.
-            actor_loss = -self.critic.q1(batch.observations, self.actor(batch.observations)).mean(-1)
             self.actor_optimizer.zero_grad(set_to_none=True)
-            # Gradients reach the actor only: the critic's weight gradients are neither computed nor kept.
-            actor_loss.sum().backward(inputs=list(self.actor.parameters()))
+            self._last_actor_loss = self.actor_gradients(batch.observations)
             self._last_actor_grad_norm = self.grad_norm(self.actor)
             self.actor_optimizer.step()
             polyak_update(self.actor_target, self.actor, self.tau)
             polyak_update(self.critic_target, self.critic, self.tau)
-            self._last_actor_loss = actor_loss.detach()
 
         return {
-            "losses/critic_loss": critic_loss.detach(),
+            "losses/critic_loss": critic_loss,
             "losses/actor_loss": self._last_actor_loss,
-            "losses/q_values": qf_values.detach()[..., 0, :].mean(-1),
+            "losses/q_values": qf_values[..., 0, :].mean(-1),
             "losses/critic_grad_norm": critic_grad_norm,
             "losses/actor_grad_norm": self._last_actor_grad_norm,
         }
@@ -213,7 +236,7 @@ class TD3Members(TD3):
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """(members, envs, obs) -> (members, envs, actions), each member exploring with its own noise."""
-        actions = self.actor(obs_tensor(obs, self.device)).cpu().numpy()
+        actions = self.policy_actions(obs_tensor(obs, self.device)).cpu().numpy()
         if explore:
             noise = np.stack([member.exploration_noise(actions.shape[1]) for member in self.members])
             actions = actions + noise * self._action_scale

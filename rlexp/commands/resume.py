@@ -19,7 +19,7 @@ from rlexp.io.metrics import flatten
 
 #: Keys a resumed run may change; everything else (algo, env, network, seed) must match the checkpoint.
 MUTABLE_KEYS = ("total_steps", "env.total_steps", "total_episodes", "stop.", "eval.", "checkpoint.", "log.",
-                "device", "gpu_placement", "torch_threads", "resume")
+                "device", "gpu_placement", "torch_threads", "compile", "compile_mode", "resume")
 
 #: Keys added since checkpoint format 2, with the value that means what their absence meant, so a run made
 #: before a key existed still resumes.

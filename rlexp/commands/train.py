@@ -229,6 +229,7 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     files of a single run of that seed (so `rlexp plot`, `rlexp eval` and `resume=` treat it as one), from its
     checkpoint in `resumes` when resuming; the results of all the seeds (those that ended before too) in
     <run_dir>/results.json."""
+    from rlexp.agents.compiled import compile_agent
     from rlexp.runners.seeds import run_in_lockstep
 
     started = time.perf_counter()
@@ -244,7 +245,11 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
         steps.append(job.steps(seed_dir, stop, seed_overrides, resumes.get(seed)))
     seeds = [job.config["seed"] for job in jobs]
     log.info("%d seeds as one model: %s -> %s/seed_<s>", len(seeds), seeds, run_dir)
-    outcomes = run_in_lockstep(seeds, steps, spec.members)
+    config = jobs[0].config
+    for job in jobs:   # the batched agent compiles (compile=), not each seed's
+        job.compiles = False
+    outcomes = run_in_lockstep(seeds, steps, lambda agents: compile_agent(
+        spec.members(agents), config["compile"], config["compile_mode"], jobs[0].device))
     for outcome, seed_dir in zip(outcomes, seed_dirs):
         if isinstance(outcome.error, TrainingInterrupted):
             write_results(seed_dir / "results.json", {"status": "interrupted", "error": str(outcome.error),

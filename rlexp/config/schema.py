@@ -165,6 +165,8 @@ class TrainConfig:
     total_episodes: Optional[int] = None     # a budget in training episodes (total_steps stays the cap)
     stop: StopConfig = field(default_factory=StopConfig)
     torch_threads: int = MISSING
+    compile: Any = MISSING               # true | false | auto: the agent's updates through torch.compile
+    compile_mode: Optional[str] = None   # torch.compile's mode; null: reduce-overhead on CUDA, default elsewhere
     resume: Optional[str] = None         # a run directory to continue
     network: NetworkConfig = field(default_factory=NetworkConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -71,6 +71,7 @@ def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
     check_positive_int("log.every", cfg["log"]["every"])
     check_positive_int("log.heldout_states", cfg["log"].get("heldout_states", 0), allow_zero=True, limit=10**6 + 1)
     check_positive_int("torch_threads", cfg["torch_threads"], allow_zero=True)
+    check_compile(cfg)
     normalize = env["normalize"]
     check_range("env.normalize.clip_obs", normalize["clip_obs"], 0.0, low_inclusive=False)
     check_range("env.normalize.clip_reward", normalize["clip_reward"], 0.0, low_inclusive=False)
@@ -166,3 +167,13 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
     if cfg["algo"].get("train_freq_unit") == "episode":
         raise ConfigError("seeds=[...] with algo.train_freq_unit=episode: each seed's rounds would fall at its own "
                           "episode ends, and the seeds learn in lockstep; use algo.train_freq_unit=step")
+
+
+def check_compile(cfg: dict[str, Any]) -> None:
+    from rlexp.agents.compiled import MODES
+
+    if cfg["compile"] not in (True, False, "auto"):
+        raise ConfigError(f"compile={cfg['compile']!r} must be true, false or auto (auto: on for CUDA, off on the CPU)")
+    if cfg["compile_mode"] is not None and cfg["compile_mode"] not in MODES:
+        raise ConfigError(f"compile_mode={cfg['compile_mode']!r} must be null or one of torch.compile's modes: "
+                          f"{', '.join(MODES)}")

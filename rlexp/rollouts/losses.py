@@ -36,7 +36,8 @@ def normalize(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + eps)
 
 
-def clipped_surrogate(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> PolicyLoss:
+def clipped_surrogate(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor,
+                      clip_range: Tensor | float) -> PolicyLoss:
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()
     unclipped = ratio * advantages

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rlexp.agents.base import BuildContext
+from rlexp.agents.compiled import compile_agent
 from rlexp.config import registry
 from rlexp.config.validate import EVAL_SEED_OFFSET
 from rlexp.envs import AtariSettings, SpaceInfo, describe_spaces, make_env, make_vector_env
@@ -63,6 +64,8 @@ class Job:
     def __init__(self, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device, eval_env: gym.Env,
                  spaces: SpaceInfo) -> None:
         self.config, self.spec, self.device = config, spec, device
+        # compile= applies to this job's agent; a seed of a many-seeds run leaves it to the batched agent
+        self.compiles = True
         self.eval_env, self.spaces = eval_env, spaces
 
     @classmethod
@@ -125,6 +128,8 @@ class Job:
                 activation=config["network"]["activation"]))
             if resume is not None:
                 agent.load_state_dict(resume["agent"])
+            if self.compiles:
+                agent = compile_agent(agent, config["compile"], config["compile_mode"], device)
             yield Built(agent)
 
             start_step = resume["step"] if resume is not None else 0
