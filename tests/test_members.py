@@ -252,13 +252,20 @@ def sac_agent(seed: int, **overrides) -> SAC:
     return SAC(3, np.array([-2.0]), np.array([2.0]), **kwargs)
 
 
-@pytest.mark.parametrize("ent_coef", [None, 0.2], ids=["tuned alpha", "fixed alpha"])
-def test_each_sac_member_learns_what_its_agent_learns_alone(ent_coef):
+@pytest.mark.parametrize("ent_coef, sde", [(None, False), (0.2, False), (None, True)],
+                         ids=["tuned alpha", "fixed alpha", "gSDE"])
+def test_each_sac_member_learns_what_its_agent_learns_alone(ent_coef, sde):
     plan = td3_batches(5)
-    members = SACMembers([sac_agent(k, ent_coef=ent_coef) for k in range(N)])
+    options = dict(ent_coef=ent_coef, use_sde=sde, num_envs=2)
+    members = SACMembers([sac_agent(k, **options) for k in range(N)])
+    obs = np.random.default_rng(0).normal(size=(N, 2, 3)).astype(np.float32)
+    together = members.act(obs, explore=True, step=2)   # gSDE: each seed's matrices drawn from its own generator
     metrics = [members.update(stack_batches(step)) for step in plan]
     for k in range(N):
-        alone = sac_agent(k, ent_coef=ent_coef)
+        alone = sac_agent(k, **options)
+        np.testing.assert_allclose(together[k], alone.act(obs[k], explore=True, step=2), rtol=1e-5, atol=1e-6)
+        if sde:
+            assert torch.equal(members.members[k].sde_eps, alone.sde_eps)
         for step in plan:
             reference = alone.update(step[k])
         for name in ("actor", "critic", "critic_target"):
@@ -269,7 +276,7 @@ def test_each_sac_member_learns_what_its_agent_learns_alone(ent_coef):
         for key, value in reference.items():
             torch.testing.assert_close(metrics[-1][key][k], value, rtol=1e-4, atol=1e-5)
     # A member's checkpoint continues as a single run: the same next update.
-    twin = sac_agent(9, ent_coef=ent_coef)
+    twin = sac_agent(9, **options)
     twin.load_state_dict(copy.deepcopy(members.members[1].state_dict()))
     extra = td3_batches(1, seed=40)[0]
     twin.update(extra[1])

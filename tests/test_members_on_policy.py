@@ -11,8 +11,7 @@ import torch
 
 from rlexp.agents.a2c import A2C
 from rlexp.agents.ppo import PPO, PPOMembers
-from rlexp.errors import ConfigError
-from rlexp.networks.members import MemberAdam, stack_members
+from rlexp.networks.members import MemberAdam
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.storage import RolloutStorage
 
@@ -21,10 +20,10 @@ N = 3
 STEPS, ENVS = 8, 2
 
 
-def ppo_agent(seed: int, discrete: bool = True, algo: type = PPO, **overrides) -> PPO:
+def ppo_agent(seed: int, discrete: bool = True, algo: type = PPO, use_sde: bool = False, **overrides) -> PPO:
     torch.manual_seed(seed)   # as a run seeds torch before it builds its agent
     actions = dict(n_actions=3) if discrete else dict(action_dim=2)
-    policy = ActorCriticPolicy(4, [16, 16], "tanh", **actions)
+    policy = ActorCriticPolicy(4, [16, 16], "tanh", use_sde=use_sde, **actions)
     kwargs = dict(lr=3e-3, n_epochs=3, batch_size=4, clip_range=0.2, clip_range_vf=None, ent_coef=0.01,
                   vf_coef=0.5, max_grad_norm=0.5, target_kl=None, normalize_advantage=True, total_rollouts=10,
                   device=CPU, generator=torch.Generator().manual_seed(100 + seed))
@@ -68,9 +67,10 @@ def assert_members_learned_alike(alone: list[PPO], members: PPOMembers, scales=N
             assert a.generator.get_state().equal(m.generator.get_state()), "a member drew what its run did not"
 
 
-@pytest.mark.parametrize("discrete", [True, False])
-def test_each_ppo_member_acts_and_learns_what_its_agent_does_alone(discrete):
-    alone, members = pair(discrete=discrete)
+@pytest.mark.parametrize("discrete, sde", [(True, False), (False, False), (False, True)],
+                         ids=["categorical", "gaussian", "gSDE"])
+def test_each_ppo_member_acts_and_learns_what_its_agent_does_alone(discrete, sde):
+    alone, members = pair(discrete=discrete, use_sde=sde, sde_sample_freq=3)
     obs = torch.randn(N, ENVS, 4)
     together = members.rollout_step(obs, 0)
     for k, agent in enumerate(alone):
@@ -132,7 +132,13 @@ def test_member_adam_is_torch_adam_per_member_and_a_member_left_out_keeps_its_st
     assert adam.state[stacked]["step"].tolist() == [3.0, 5.0, 4.0]
 
 
-def test_gsde_policies_are_refused_in_one_line():
-    policies = [ActorCriticPolicy(4, [8], "tanh", action_dim=2, use_sde=True) for _ in range(2)]
-    with pytest.raises(ConfigError, match="gSDE"):
-        stack_members(policies, "the policy")
+def test_gsde_members_draw_their_own_matrices_and_keep_them_in_their_checkpoints():
+    alone, members = pair(discrete=False, use_sde=True, sde_sample_freq=2)
+    obs = torch.randn(N, ENVS, 4)
+    for t in range(3):   # new matrices at t = 0 and 2
+        members.rollout_step(obs, t)
+        for agent in alone:
+            agent.rollout_step(obs[0], t)
+    for k, agent in enumerate(alone):
+        torch.testing.assert_close(members.members[k].state_dict()["sde_eps"], agent.policy.sde_eps)
+    assert not torch.equal(alone[0].policy.sde_eps, alone[1].policy.sde_eps)

@@ -131,10 +131,12 @@ KILLED = {
 }
 # its tuned alpha, alpha's Adam moments and each seed's policy generator resume too
 KILLED["sac"] = ["train", "algo=sac", *[a for a in KILLED["td3"][2:] if a != "algo.noise.type=ou"]]
-# cut mid-rollout, with each seed's target_kl stop, Adam step counts, shuffles and normalization statistics
-KILLED["ppo"] = ["train", "algo=ppo", "env=CartPole-v1", "total_steps=2400", "env.num_envs=2", "algo.n_steps=64",
-                 "algo.batch_size=32", "algo.n_epochs=4", "algo.target_kl=0.005", "network.hidden_sizes=[32]",
-                 "env.normalize.obs=true", "eval.every=1200", "eval.episodes=2", "checkpoint.every=300",
+# cut mid-rollout, with each seed's target_kl stop, Adam step counts, shuffles, gSDE matrices and normalization
+# statistics
+KILLED["ppo"] = ["train", "algo=ppo", "env=Pendulum-v1", "total_steps=2400", "env.num_envs=2", "algo.n_steps=64",
+                 "algo.batch_size=32", "algo.n_epochs=4", "algo.target_kl=0.005", "algo.use_sde=true",
+                 "algo.sde_sample_freq=7", "network.hidden_sizes=[32]", "env.normalize.obs=true",
+                 "env.normalize.reward=true", "eval.every=1200", "eval.episodes=2", "checkpoint.every=300",
                  "log.every=128", "log.progress=none", "torch_threads=1", "seeds=[0,1]"]
 NETWORKS = {"dqn": ("q_network", "target_network"), "td3": ("actor", "actor_target", "critic", "critic_target"),
             "sac": ("actor", "critic", "critic_target"), "ppo": ("policy",)}
@@ -172,10 +174,6 @@ def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algo=ppo", "env=Pendulum-v1", "seeds=[0,1]"], "seeds=[...] with algo.use_sde=true: gSDE's exploration "
-                                                     "matrices are not batched over seeds yet; run the seeds one "
-                                                     "process each: rlexp train --multirun seed=0,1"),
-    (["algo=sac", "env=Pendulum-v1", "algo.use_sde=true", "seeds=[0,1]"], "seeds=[...] with algo.use_sde=true"),
     (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with "
                                                                              "algo.batch_norm=true"),
     (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),

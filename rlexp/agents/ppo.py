@@ -89,7 +89,7 @@ class PPO:
         """(actions, log pi_old(a|s), V_old(s)) at step `t` of the rollout, drawn from the agent's generator (gSDE:
         new exploration matrices at the rollout's start and every sde_sample_freq steps, as SB3)."""
         if self.policy.sde is not None and (self.policy.sde_eps is None or resample_due(t, self.sde_sample_freq)):
-            self.policy.reset_noise(len(observations), self.generator)
+            self.policy.reset_noise(observations.shape[-2], self.generator)
         return self.policy.sample(observations, self.generator)
 
     @torch.no_grad()
@@ -211,7 +211,8 @@ class PPOMembers(PPO):
     gradients clipped on their own, and its early stop (target_kl) its own: a seed that meets it sits out the rest
     of the rollout's steps (MemberAdam) while the others go on. Each member keeps its own agent object
     (`members[k]`), whose parameters and optimizer state are its slices of the stacked ones: it evaluates and
-    checkpoints as a single run's agent. (gSDE is refused by validation.)"""
+    checkpoints as a single run's agent. With gSDE, each seed draws its exploration matrices from its own
+    generator."""
 
     def __init__(self, members: Sequence[PPO]) -> None:
         first = members[0]
@@ -232,6 +233,14 @@ class PPOMembers(PPO):
                                         eps=defaults["eps"])
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
         self.generator = [m.generator for m in members]   # each member's draws and shuffles from its own
+
+    @torch.no_grad()
+    def rollout_step(self, observations: Tensor, t: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        out = super().rollout_step(observations, t)
+        if self.policy.sde_eps is not None:   # each seed's matrices, in its own agent's checkpoint
+            for k, member in enumerate(self.members):
+                member.policy.sde_eps = self.policy.sde_eps[k]
+        return out
 
     def learn(self, rollout: Sequence[RolloutStorage]) -> dict[str, Tensor]:   # type: ignore[override]
         """Each member's epochs over its own rollout."""

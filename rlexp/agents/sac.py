@@ -173,9 +173,10 @@ class SAC:
         observations = obs_tensor(obs, self.device)
         if explore and self.actor.sde is not None:
             vector_step = step // self.num_envs - 1     # `step` counts the env steps this vector step brings
-            new_batch = self.sde_eps is None or len(self.sde_eps) != len(observations)
+            envs = observations.shape[-2]
+            new_batch = self.sde_eps is None or self.sde_eps.shape[-3] != envs
             if new_batch or resample_due(vector_step % self.train_freq, self.sde_sample_freq):
-                self.sde_eps = self.actor.sde.draw(len(observations), self.generator)
+                self.sde_eps = self.actor.sde.draw(envs, self.generator)
         squashed = self.actor.sample(observations, self.generator, self.sde_eps)[0] if explore \
             else self.actor.deterministic(observations)
         return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
@@ -302,7 +303,8 @@ class SACMembers(SAC):
     stacked on a member axis (rlexp/networks/members.py), each seed's log(alpha) one entry of a (seeds, 1) tensor,
     one Adam per part (elementwise, so each member's moments are its own), gradient norms per member. Each member
     draws the policy's noise from its own generator and keeps its own agent object (`members[k]`), whose
-    parameters, alpha and optimizer state are its slices of the stacked ones. (gSDE is refused by validation.)"""
+    parameters, alpha and optimizer state are its slices of the stacked ones. With gSDE, each seed draws its
+    exploration matrices from its own generator."""
 
     def __init__(self, members: Sequence[SAC]) -> None:
         first = members[0]
@@ -310,7 +312,8 @@ class SACMembers(SAC):
         for name in ("tau", "device", "action_low", "action_high", "sde_sample_freq", "train_freq", "num_envs",
                      "target_entropy", "auto_ent_coef", "lr_fraction", "n_updates"):
             setattr(self, name, getattr(first, name))
-        self.sde_eps = None
+        eps = [m.sde_eps for m in members]   # gSDE's matrices in use (a resumed run's)
+        self.sde_eps = None if any(e is None for e in eps) else torch.stack(eps)
         self.actor = stack_members([m.actor for m in members], "the policy")
         self.critic = stack_members([m.critic for m in members], "the critic")
         self.critic_target = stack_members([m.critic_target for m in members], "the critic").requires_grad_(False)
@@ -336,11 +339,13 @@ class SACMembers(SAC):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
-        """(members, envs, obs) -> (members, envs, actions), each member's draws from its own generator."""
-        observations = obs_tensor(obs, self.device)
-        squashed = self.actor.sample(observations, self.generator)[0] if explore \
-            else self.actor.deterministic(observations)
-        return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
+        """(members, envs, obs) -> (members, envs, actions), each member's draws (and gSDE's matrices) from its own
+        generator."""
+        actions = super().act(obs, explore, step)
+        if self.sde_eps is not None:   # each seed's matrices, in its own agent's checkpoint
+            for k, member in enumerate(self.members):
+                member.sde_eps = self.sde_eps[k]
+        return actions
 
     def grad_norm(self, module: nn.Module) -> Tensor:
         return grad_norm_per_member(list(module.parameters()), len(self.members))

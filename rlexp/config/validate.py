@@ -158,9 +158,6 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
         batched = ", ".join(name for name, other in registry.algorithms().items() if other.members is not None)
         raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
                           f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
-    if cfg["algo"].get("use_sde"):
-        raise ConfigError("seeds=[...] with algo.use_sde=true: gSDE's exploration matrices are not batched over seeds "
-                          "yet; run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
     if cfg["algo"].get("batch_norm"):
         raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds yet; "
                           "run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))

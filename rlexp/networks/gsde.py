@@ -13,6 +13,9 @@ As SB3's StateDependentNoiseDistribution with full_std=True and use_expln=False.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -25,17 +28,38 @@ class StateDependentNoise(nn.Module):
     def __init__(self, features: int, action_dim: int, log_std_init: float) -> None:
         super().__init__()
         self.log_std = nn.Parameter(torch.full((features, action_dim), float(log_std_init)))
+        self.seeds: int | None = None   # many seeds' stacked (stack_members): log_std (seeds, features, actions)
 
-    def draw(self, n: int, generator: torch.Generator) -> Tensor:
-        """n standard-normal matrices; W = sigma * eps (computed when used, so a draw is reparameterised)."""
-        return torch.randn((n, *self.log_std.shape), generator=generator, device=self.log_std.device)
+    @classmethod
+    def stack_members(cls, members: list[StateDependentNoise]) -> StateDependentNoise:
+        """Many seeds' noise as one (rlexp/networks/members.py): every tensor with the seed axis in front."""
+        stacked = copy.deepcopy(members[0])
+        stacked.seeds = len(members)
+        stacked.log_std = nn.Parameter(torch.stack([m.log_std.detach() for m in members]))
+        return stacked
+
+    def draw(self, n: int, generator: torch.Generator | Sequence[torch.Generator]) -> Tensor:
+        """n standard-normal matrices (for stacked seeds, n per seed from each seed's generator); W = sigma * eps
+        (computed when used, so a draw is reparameterised)."""
+        shape = (n, *self.log_std.shape[-2:])
+        if isinstance(generator, torch.Generator):
+            return torch.randn(shape, generator=generator, device=self.log_std.device)
+        return torch.stack([torch.randn(shape, generator=g, device=self.log_std.device) for g in generator])
 
     def noise(self, latent: Tensor, eps: Tensor) -> Tensor:
         """z(s)^T W: each row with its own env's matrix when there is one per row, else with the first."""
-        matrices = self.log_std.exp() * eps
-        if len(eps) == len(latent) and len(eps) > 1:
-            return torch.bmm(latent.unsqueeze(1), matrices).squeeze(1)
-        return latent @ matrices[0]
+        if self.seeds is None:
+            matrices = self.log_std.exp() * eps
+            if len(eps) == len(latent) and len(eps) > 1:
+                return torch.bmm(latent.unsqueeze(1), matrices).squeeze(1)
+            return latent @ matrices[0]
+        # stacked seeds: latent (seeds, rows, features), eps (seeds, n, features, actions)
+        matrices = self.log_std.exp().unsqueeze(1) * eps
+        seeds, rows, features = latent.shape
+        if eps.shape[1] == rows and rows > 1:
+            return torch.bmm(latent.reshape(seeds * rows, 1, features),
+                             matrices.reshape(seeds * rows, features, -1)).view(seeds, rows, -1)
+        return torch.bmm(latent, matrices[:, 0])
 
     def log_std_of(self, latent: Tensor) -> Tensor:
         """log of the state-dependent std of u, per action dimension."""

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import EnsembleLinear
 from rlexp.networks.gaussian import LOG_SQRT_2PI, diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
@@ -64,8 +63,6 @@ class ActorCriticPolicy(nn.Module):
         """Many seeds' policies as one (rlexp/networks/members.py), member-major: the hidden layers one ensemble of
         seeds x (policy, value), the heads MemberLinear layers, log std (seeds, actions). It takes (seeds, batch,
         obs) inputs and gives every output with the seed axis in front."""
-        if members[0].sde is not None:
-            raise ConfigError("gSDE's exploration matrices are not batched over seeds yet")
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
         for i, layer in enumerate(stacked.hidden):
@@ -75,14 +72,18 @@ class ActorCriticPolicy(nn.Module):
         stacked.value_head = MemberLinear([m.value_head for m in members])
         if stacked.log_std is not None:
             stacked.log_std = nn.Parameter(torch.stack([m.log_std.detach() for m in members]))
+        if stacked.sde is not None:   # each seed's exploration matrices: (seeds, envs, features, actions)
+            stacked.sde = StateDependentNoise.stack_members([m.sde for m in members])
+            eps = [m.sde_eps for m in members]
+            stacked.sde_eps = None if any(e is None for e in eps) else torch.stack(eps)
         return stacked
 
     def _log_std(self) -> Tensor:
         """log std, broadcastable against (.., batch, actions) outputs: (actions,), or (seeds, 1, actions)."""
         return self.log_std if self.seeds is None else self.log_std.unsqueeze(-2)
 
-    def reset_noise(self, n: int, generator: torch.Generator) -> None:
-        """Draw gSDE's exploration matrices anew for n envs."""
+    def reset_noise(self, n: int, generator: torch.Generator | Sequence[torch.Generator]) -> None:
+        """Draw gSDE's exploration matrices anew for n envs (stacked seeds: n for each, from its own generator)."""
         self.sde_eps = self.sde.draw(n, generator)
 
     def features(self, observations: Tensor) -> tuple[Tensor, Tensor]:
