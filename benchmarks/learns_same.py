@@ -18,6 +18,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -73,6 +74,9 @@ def main() -> int:
         separate = []
         for seed in args.seeds:
             run = train_one(target, seed, args.out, 1, [], target.steps, resume=True)
+            while "error" in run and "is in use by" in run["error"]:   # learning.py is training it: wait for it
+                time.sleep(60)
+                run = train_one(target, seed, args.out, 1, [], target.steps, resume=True)
             if "error" in run:
                 raise SystemExit(f"{name} seed {seed}: {run['error']}")
             separate.append(float(run["return"]))
