@@ -160,15 +160,15 @@ def test_the_atari_preset_is_the_papers():
 @pytest.mark.parametrize("game", ["ALE/Pong-v5"])
 def test_dqn_trains_on_a_real_atari_game_from_the_command_line(workdir, game):
     proc = run_cli(["train", "algo=dqn", "env=atari", f"env.id={game}", "env.atari.terminal_on_life_loss=true",
-                    "total_steps=900", "algo.learning_starts=600", "algo.buffer_size=1200",
-                    "algo.target_update_interval=100", "algo.double=true", "algo.prioritized=true",
-                    "+env.kwargs.max_num_frames_per_episode=2000",   # the evaluation game: 500 agent steps at most
-                    "eval.every=0", "eval.episodes=1", "checkpoint.every=300", "log.every=150",
+                    "total_steps=400", "algo.learning_starts=200", "algo.buffer_size=600",
+                    "algo.target_update_interval=50", "algo.double=true", "algo.prioritized=true",
+                    "+env.kwargs.max_num_frames_per_episode=1000",   # the evaluation game: 250 agent steps at most
+                    "eval.every=0", "eval.episodes=1", "checkpoint.every=200", "log.every=100",
                     "log.progress=lines", "hydra.run.dir=run"], cwd=workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr
     import json
 
     results = json.loads((workdir / "run" / "results.json").read_text())
-    assert results["total_steps"] == 900 and -21 <= results["eval_return_mean"] <= 21  # a raw Pong score
-    checkpoint = torch.load(workdir / "run" / "checkpoints" / "step_900.pt", weights_only=True)
+    assert results["total_steps"] == 400 and -21 <= results["eval_return_mean"] <= 21  # a raw Pong score
+    checkpoint = torch.load(workdir / "run" / "checkpoints" / "step_400.pt", weights_only=True)
     assert checkpoint["runner"]["replay"]["frames"].dtype == torch.uint8
