@@ -82,3 +82,19 @@ def test_the_time_to_solve_tasks_run_the_presets_at_their_budgets():
             from rlexp.config.validate import validate
 
             validate(resolved_config(compose_config([f"algo={task.algo}", f"env={task.env}", *task.rlexp_overrides])))
+
+
+def test_the_gpu_benchmark_reads_the_steady_state_rate_of_a_runs_second_half_of_learning(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    gpu_spec = importlib.util.spec_from_file_location("gpu_benchmark", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(gpu_spec)
+    gpu_spec.loader.exec_module(gpu)
+    writer = SummaryWriter(str(tmp_path))
+    # random steps at 1,000 steps/s, then learning at 100 steps/s with a slow start (compiling)
+    times = {500: 0.5, 1000: 1.0, 2000: 2.0, 3000: 30.0, 4000: 40.0, 5000: 50.0, 6000: 60.0}
+    for step, wall in times.items():
+        writer.add_scalar("charts/SPS", 0.0, step, walltime=1000.0 + wall)
+    writer.close()
+    assert gpu.LEARNING_STARTS == 2000
+    assert gpu.steady_rate(tmp_path) == pytest.approx(100.0)   # steps 4,000 to 6,000: (6000 + 2000) / 2 onwards
