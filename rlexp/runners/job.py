@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rlexp.agents.base import BuildContext
-from rlexp.agents.compiled import compile_agent
+from rlexp.agents.compiled import compile_agent, compile_enabled, compile_mode
 from rlexp.config import registry
 from rlexp.config.validate import EVAL_SEED_OFFSET
 from rlexp.envs import AtariSettings, SpaceInfo, describe_spaces, make_env, make_vector_env
@@ -133,9 +133,11 @@ class Job:
             yield Built(agent)
 
             start_step = resume["step"] if resume is not None else 0
-            log.info("%s on %s, %d steps, %d env(s) (%s), seed %d, device %s, %d torch threads -> %s", spec.name,
-                     env_cfg["id"], total_steps, num_envs, env_cfg["vectorization"], seed, device,
-                     torch.get_num_threads(), run_dir)
+            compiled = compile_mode(config["compile_mode"], device) if compile_enabled(config["compile"], device) \
+                else None
+            log.info("%s on %s, %d steps, %d env(s) (%s), seed %d, device %s, %d torch threads, compile %s -> %s",
+                     spec.name, env_cfg["id"], total_steps, num_envs, env_cfg["vectorization"], seed, device,
+                     torch.get_num_threads(), f"on ({compiled})" if compiled else "off", run_dir)
             if total_steps != config["total_steps"]:
                 log.info("total_steps=%d rounded up to whole rollouts of algo.n_steps=%d x env.num_envs=%d: %d",
                          config["total_steps"], algo["n_steps"], num_envs, total_steps)
