@@ -228,7 +228,9 @@ class PPOMembers(PPO):
         if isinstance(first.optimizer, torch.optim.RMSprop):   # A2C: no early stop, every member steps together
             self.optimizer = torch.optim.RMSprop(self._params, lr=defaults["lr"], alpha=defaults["alpha"],
                                                  eps=defaults["eps"], foreach=True)
-        else:
+        elif self.target_kl is None:   # every member steps at every minibatch: one fused Adam (elementwise)
+            self.optimizer = make_adam(self._params, defaults["lr"], self.device, eps=defaults["eps"])
+        else:   # each member meets target_kl at its own minibatch: step counts per member, and a step mask
             self.optimizer = MemberAdam(self._params, len(members), lr=defaults["lr"], betas=defaults["betas"],
                                         eps=defaults["eps"])
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)

@@ -210,27 +210,43 @@ class MemberAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, active: Tensor | None = None) -> None:   # type: ignore[override]
-        """One Adam step of the members in the bool mask `active` (shape (members,); None: all of them)."""
+        """One Adam step of the members in the bool mask `active` (shape (members,); None: all of them): the
+        update of every member at once (foreach ops over (members, -1) rows), then the rows of those left out put
+        back as they were."""
         n = self.members
-        mask = torch.ones(n, dtype=torch.bool) if active is None else active.reshape(n)
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                state = self.state[p]
                 if not state:
-                    state["step"] = torch.zeros(n)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                # member-major: member k's values are row k of the (members, -1) view
-                p, grad = param.view(n, -1), param.grad.view(n, -1)
-                exp_avg, exp_avg_sq = state["exp_avg"].view(n, -1), state["exp_avg_sq"].view(n, -1)
-                on = mask.to(param.device).view(n, 1)
-                state["step"] += mask.to(state["step"].dtype)
-                step = state["step"].clamp(min=1).to(param.device).view(n, 1)
-                exp_avg.copy_(torch.where(on, exp_avg.lerp(grad, 1 - beta1), exp_avg))
-                exp_avg_sq.copy_(torch.where(on, exp_avg_sq * beta2 + (1 - beta2) * grad * grad, exp_avg_sq))
-                bias_correction1, bias_correction2 = 1 - beta1 ** step, 1 - beta2 ** step
-                denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + group["eps"]
-                p.sub_(torch.where(on, group["lr"] / bias_correction1 * exp_avg / denom, torch.zeros_like(p)))
+                    state["step"] = torch.zeros(n, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+            on = torch.ones(n, dtype=torch.bool, device=params[0].device) if active is None \
+                else active.reshape(n).to(params[0].device)
+            # member-major: member k's values are row k of each (members, -1) view
+            rows = [p.view(n, -1) for p in params]
+            grads = [p.grad.view(n, -1) for p in params]
+            exp_avgs = [self.state[p]["exp_avg"].view(n, -1) for p in params]
+            exp_avg_sqs = [self.state[p]["exp_avg_sq"].view(n, -1) for p in params]
+            left_out = None if active is None or bool(on.all()) else ~on
+            kept = [t[left_out].clone() for t in (*rows, *exp_avgs, *exp_avg_sqs)] if left_out is not None else []
+            steps = [self.state[p]["step"] for p in params]   # equal: every tensor steps with the same mask
+            torch._foreach_add_(steps, [on.to(steps[0].dtype)] * len(steps))
+            step = steps[0].clamp(min=1).view(n, 1)
+            beta1, beta2 = group["betas"]
+            bias_correction1, bias_correction2 = 1 - beta1 ** step, 1 - beta2 ** step
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            denom = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denom, [bias_correction2.sqrt()] * len(denom))
+            torch._foreach_add_(denom, group["eps"])
+            updates = torch._foreach_div(exp_avgs, denom)
+            torch._foreach_mul_(updates, [group["lr"] / bias_correction1] * len(updates))
+            torch._foreach_sub_(rows, updates)
+            if kept:   # the members that sat this step out: as they were
+                for t, old in zip((*rows, *exp_avgs, *exp_avg_sqs), kept):
+                    t[left_out] = old
