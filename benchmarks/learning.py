@@ -124,12 +124,11 @@ def config_conflicts_with(run_dir: Path, train_args: list[str]) -> list[str]:
     """How the config saved in `run_dir` differs from the one `train_args` compose (keys a resume may not change)."""
     from omegaconf import OmegaConf
 
-    from rlexp.commands.resume import config_conflicts, with_added_keys
+    from rlexp.commands.resume import config_conflicts
 
     printed = subprocess.run([sys.executable, "-m", "rlexp", "train", "--cfg", "job", *train_args],
                              capture_output=True, text=True, check=True).stdout
-    # (a run made before a key existed has it at the value its absence meant, as `resume=` reads it)
-    saved = with_added_keys(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml")))
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
     return config_conflicts(saved, OmegaConf.to_container(OmegaConf.create(printed)))
 
 

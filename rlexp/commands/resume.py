@@ -144,7 +144,9 @@ def config_conflicts(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for key in sorted(set(old_flat) | set(new_flat)):
         if any(key == m or (m.endswith(".") and key.startswith(m)) for m in MUTABLE_KEYS):
             continue
-        old, new_value = old_flat.get(key, ADDED_KEYS.get(key, "<absent>")), new_flat.get(key, "<absent>")
+        # (a key added since the run was made counts at the value its absence meant, flattened as the config is)
+        absent = flatten({key: ADDED_KEYS[key]})[key] if key in ADDED_KEYS else "<absent>"
+        old, new_value = old_flat.get(key, absent), new_flat.get(key, "<absent>")
         if old != new_value:
             conflicts.append(f"{key}: {old} -> {new_value}")
     return conflicts
