@@ -24,7 +24,7 @@ from rlexp.errors import EnvFault
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import RunContext, RunResult
-from rlexp.runners.requests import Steps, ask, serve
+from rlexp.runners.requests import Steps, ask, ask_some, serve
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class OnPolicyRunner:
         # V(s'_t) of the envs a time limit truncated (their final observation; the env has reset already): what
         # such a step bootstraps from. A terminated step bootstraps from nothing; where no episode ended, the next
         # step's V(s_t) fills it in.
-        final_values = (yield ask("values", obs_tensor(t.next_obs, device))) if t.truncations.any() \
+        final_values = (yield ask_some("values", obs_tensor(t.next_obs, device))) if t.truncations.any() \
             else torch.zeros_like(ended)
         self.storage.add(observations, actions, log_probs, values,
                          torch.as_tensor(t.rewards, dtype=torch.float32, device=device),

@@ -17,15 +17,23 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Call:
-    """The agent's method `name` with these arguments."""
+    """The agent's method `name` with these arguments. `only_some`: a call a runner makes only when something
+    happened to its own envs (V of a truncated episode's final observation), so of many seeds' runners only some
+    make it at this point: a driver answers those before the others' next calls."""
 
     name: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    only_some: bool = False
 
 
 def ask(name: str, *args: Any, **kwargs: Any) -> Call:
     return Call(name, args, kwargs)
+
+
+def ask_some(name: str, *args: Any, **kwargs: Any) -> Call:
+    """`ask` for a call made only when the run's own envs call for it (see `Call.only_some`)."""
+    return Call(name, args, kwargs, only_some=True)
 
 
 @dataclass(frozen=True)

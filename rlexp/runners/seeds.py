@@ -95,8 +95,12 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
     for k in range(len(jobs)):
         advance(k, None)
     while pending:
-        calls = dict(pending)
-        pending.clear()
+        # A call only some seeds make here (a truncated episode's bootstrap) is answered first: those seeds are a
+        # call behind the others, whose calls wait.
+        some = {k: call for k, call in pending.items() if call.only_some}
+        calls = some or dict(pending)
+        for k in calls:
+            del pending[k]
         first = next(iter(calls.values()))
         if any(call.name != first.name for call in calls.values()):
             raise RuntimeError(f"the seeds' runners fell out of step: {sorted({c.name for c in calls.values()})}")
