@@ -46,7 +46,7 @@ FAMILIES = {
 }
 # The default suite covers every family and every backend, and EnvPool's and gymnasium's Atari preprocessing
 # both; the other pairs run under -m slow.
-DEFAULT_PAIRS = {("classic", "sync"), ("box2d", "async"), ("mujoco", "envpool"), ("atari", "async"),
+DEFAULT_PAIRS = {("classic", "sync"), ("box2d", "async"), ("mujoco", "envpool"), ("atari", "sync"),
                  ("atari", "envpool")}
 
 
