@@ -34,8 +34,8 @@ from rlexp.errors import ConfigError
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.policies import ActorCriticPolicy
-from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_per_member, stack_members
+from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.rollouts.storage import RolloutBatch, RolloutStorage, stack_rollout_batches
 from rlexp.schedules import LinearSchedule
 
@@ -105,7 +105,7 @@ class PPO:
         clip_range = self.clip_range(self.n_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)
-        names = ("policy_loss", "value_loss", "entropy", "grad_norm", *self.POLICY_DIAGNOSTICS)
+        names = ("policy_loss", "value_loss", "entropy", *self.POLICY_DIAGNOSTICS, "grad_norm")
         rows: list[Tensor] = []    # each minibatch's metrics, in the order of `names`, on the device
         stepped: list[Tensor] = []  # and who stepped on it
         # Who is still learning from this rollout: True, or per member of a many-seeds agent (each meets
@@ -120,7 +120,7 @@ class PPO:
                     break   # this minibatch moved too far already: no step on it, and no more epochs
                 grad_norm = self.clip_gradients()
                 self.optimizer_step(learning)
-                rows.append(torch.cat([losses[:3], grad_norm.unsqueeze(0), losses[3:]]))
+                rows.append(torch.cat([losses, grad_norm.unsqueeze(0)]))
                 stepped.append(learning)
             if self.target_kl is not None and not learning.any():
                 break

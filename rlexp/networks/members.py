@@ -113,8 +113,7 @@ def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float, members
     grads = [p.grad for p in params if p.grad is not None]
     norms = grad_norm_per_member(params, members)
     coefficients = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    # member-major: member k's gradients are row k of each (members, -1) view
-    rows = [g.view(members, -1) for g in grads]
+    rows = member_rows(grads, members)
     torch._foreach_mul_(rows, [coefficients.view(members, 1)] * len(rows))
     return norms
 
@@ -123,7 +122,12 @@ def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float, members
 def grad_norm_per_member(params: Sequence[Tensor], members: int) -> Tensor:
     """||g_k|| for every member, shape (members,): what `grad_norm` reports for one run."""
     grads = [p.grad for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.cat([g.reshape(members, -1) for g in grads], dim=1), dim=1)
+    return torch.linalg.vector_norm(torch.cat(member_rows(grads, members), dim=1), dim=1)
+
+
+def member_rows(tensors: Iterable[Tensor], members: int) -> list[Tensor]:
+    """Each stacked tensor as a (members, -1) view: member-major, so member k's values are row k."""
+    return [t.view(members, -1) for t in tensors]
 
 
 def standard_normal(shape: Sequence[int], generator: torch.Generator | Sequence[torch.Generator],
@@ -226,11 +230,9 @@ class MemberAdam(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p)
             on = torch.ones(n, dtype=torch.bool, device=params[0].device) if active is None \
                 else active.reshape(n).to(params[0].device)
-            # member-major: member k's values are row k of each (members, -1) view
-            rows = [p.view(n, -1) for p in params]
-            grads = [p.grad.view(n, -1) for p in params]
-            exp_avgs = [self.state[p]["exp_avg"].view(n, -1) for p in params]
-            exp_avg_sqs = [self.state[p]["exp_avg_sq"].view(n, -1) for p in params]
+            rows, grads = member_rows(params, n), member_rows((p.grad for p in params), n)
+            exp_avgs = member_rows((self.state[p]["exp_avg"] for p in params), n)
+            exp_avg_sqs = member_rows((self.state[p]["exp_avg_sq"] for p in params), n)
             left_out = None if active is None or bool(on.all()) else ~on
             kept = [t[left_out].clone() for t in (*rows, *exp_avgs, *exp_avg_sqs)] if left_out is not None else []
             steps = [self.state[p]["step"] for p in params]   # equal: every tensor steps with the same mask
