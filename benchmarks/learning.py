@@ -6,6 +6,7 @@
     python benchmarks/learning.py --only td3_HalfCheetah-v5 --steps 50000   # a smaller budget (a CPU's)
     python benchmarks/learning.py --override algo.lr=1e-3   # extra Hydra overrides for every run
     python benchmarks/learning.py --only td3_BipedalWalker-v3 --resume   # continue killed runs, keep finished ones
+    python benchmarks/learning.py --only dqn_LunarLander-v3 --batched    # the row's 10 seeds as one batched model
 
 A target is checked only at the preset's own budget; with --steps the table compares against the published
 figure at that budget where there is one (e.g. the TD3 paper's curves), and says so.
@@ -17,6 +18,10 @@ percentile-bootstrap interval (the statistic `rlexp plot` draws). The exit code 
 The seeds: a row whose run takes under about 15 minutes on a 2-core CPU (`cheap`) is measured on seeds 0-9, since
 three seeds can all be lucky (DQN LunarLander-v3 scored 215 on seeds 0-2 and about 104 on two others); the 1M-step
 MuJoCo and Box2D rows and Atari keep 3 seeds (0-2), for lack of machine time. `--seeds` sets them for every row.
+
+With --batched, each row's seeds train as one process, one batched model (`rlexp train seeds=[...]`, in
+<out>/<row>_<steps>/batched_<seeds>): every seed is still its own run, and learns what its separate run learns
+(benchmarks/learns_same.py measures that) without equalling it bit for bit, so a table says which way it was made.
 
 With --resume, long budgets can run over several sittings: a run of the same config and budget already finished
 in <out> is read back instead of trained again, and one that was killed or interrupted continues from its newest
@@ -162,6 +167,41 @@ def train_one(target: Target, seed: int, out: Path, threads: int, overrides: lis
             "wall": time.perf_counter() - started}
 
 
+def train_batch(target: Target, seeds: list[int], out: Path, threads: int, overrides: list[str], steps: int,
+                resume: bool = False, label: str | None = None) -> list[dict]:
+    """The seeds as one run, one batched model (`rlexp train seeds=[...]`), in <out>/<row>_<steps>/<label>; each
+    seed's row as `train_one` gives it, its wall time the batch's divided among the seeds. With `resume`, a finished
+    batch is read back and a killed one continues from its seeds' newest checkpoints."""
+    label = label or "batched_" + "-".join(map(str, seeds))
+    run_dir = out / f"{target.name}_{steps}" / label
+    train_args = [a for a in target.train_args(seeds[0], steps, threads, overrides) if not a.startswith("seed=")]
+    train_args.append(f"seeds=[{','.join(map(str, seeds))}]")
+    summary = run_dir / "results.json"
+    finished = summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
+    extra = [f"hydra.run.dir={run_dir}"]
+    if resume and (run_dir / ".hydra" / "config.yaml").is_file():
+        conflicts = config_conflicts_with(run_dir, train_args)
+        if conflicts:
+            return [{"seed": seed, "error": f"{run_dir} holds a run of another config ({'; '.join(conflicts)}); "
+                                            f"use another --out", "wall": 0.0} for seed in seeds]
+        if not finished and any(run_dir.glob("seed_*/checkpoints/step_*.pt")):
+            extra = [f"resume={run_dir}"]
+    if not (resume and finished):
+        proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *train_args, *extra],
+                              capture_output=True, text=True)
+        if proc.returncode != 0 and not summary.is_file():
+            error = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            return [{"seed": seed, "error": error, "wall": 0.0} for seed in seeds]
+    wall = json.loads(summary.read_text())["wall_time_s"] / len(seeds)
+    runs = []
+    for seed in seeds:   # a seed that failed (diverged) is reported as such; the others stand
+        results = json.loads((run_dir / f"seed_{seed}" / "results.json").read_text())
+        runs.append({"seed": seed, "return": results["eval_return_mean"], "sps": results["sps"], "wall": wall}
+                    if results.get("status") == "completed" else
+                    {"seed": seed, "error": results.get("error", results.get("status")), "wall": 0.0})
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="target names, e.g. td3_Pendulum-v1")
@@ -174,6 +214,8 @@ def main() -> int:
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override for every run")
     parser.add_argument("--resume", action="store_true",
                         help="keep runs of the same config already finished in --out; continue killed ones")
+    parser.add_argument("--batched", action="store_true",
+                        help="each row's seeds as one process, one batched model (rlexp train seeds=[...])")
     args = parser.parse_args()
 
     unknown = sorted(set(args.only or []) - {t.name for t in TARGETS})
@@ -184,8 +226,14 @@ def main() -> int:
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
     jobs = [(t, s) for t in targets for s in (args.seeds if args.seeds is not None else t.default_seeds)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(lambda job: train_one(*job, args.out, args.threads, args.override,
-                                                   args.steps or job[0].steps, args.resume), jobs))
+        if args.batched:   # one job per row: its seeds as one model
+            batches = list(pool.map(lambda t: train_batch(
+                t, [s for tt, s in jobs if tt is t], args.out, args.threads, args.override, args.steps or t.steps,
+                args.resume), targets))
+            runs = [run for batch in batches for run in batch]
+        else:
+            runs = list(pool.map(lambda job: train_one(*job, args.out, args.threads, args.override,
+                                                       args.steps or job[0].steps, args.resume), jobs))
 
     header = ["algo", "env", "steps", "seeds", "mean", "95% CI", "std", "min", "per seed", "target", "pass",
               "wall s/run", "SPS", "reference"]
@@ -229,7 +277,8 @@ def main() -> int:
     (args.out / "results.md").write_text("\n".join(table) + "\n")
     with open(args.out / "results.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
-    print(f"\nmachine: {os.cpu_count()} CPU cores; {args.jobs} runs at a time, {args.threads} torch thread(s) each")
+    print(f"\nmachine: {os.cpu_count()} CPU cores; {args.jobs} runs at a time, {args.threads} torch thread(s) each"
+          + ("; each row's seeds as one batched model (wall s/run: the batch's time per seed)" if args.batched else ""))
     return 0 if all_pass else 1
 
 

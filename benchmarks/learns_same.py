@@ -14,32 +14,24 @@ continues. The table goes to stdout and <out>/learns_same.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learning import TARGETS, Target, mean_interval, train_one  # noqa: E402
+from learning import TARGETS, Target, mean_interval, train_batch, train_one  # noqa: E402
 
 DEFAULT = ["td3_Pendulum-v1", "dqn_CartPole-v1", "ppo_CartPole-v1"]
 
 
 def batched(target: Target, seeds: list[int], out: Path, extra: list[str], label: str) -> list[float]:
     """The seeds as one run (continued if a previous one was killed); each seed's final evaluation return."""
-    run_dir = out / f"{target.name}_{target.steps}" / label
-    args = [a for a in target.train_args(seeds[0], target.steps, 1, extra) if not a.startswith("seed=")]
-    results = run_dir / "results.json"
-    if not (results.is_file() and json.loads(results.read_text()).get("status") == "completed"):
-        tail = [f"resume={run_dir}"] if (run_dir / ".hydra").is_dir() else \
-            [f"seeds=[{','.join(map(str, seeds))}]", f"hydra.run.dir={run_dir}"]
-        proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *args, *tail], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{run_dir}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    per_seed = json.loads(results.read_text())["seeds"]
-    return [float(per_seed[str(seed)]["eval_return_mean"]) for seed in seeds]
+    runs = train_batch(target, seeds, out, 1, extra, target.steps, resume=True, label=label)
+    failed = [f"seed {run['seed']}: {run['error']}" for run in runs if "error" in run]
+    if failed:
+        raise RuntimeError(f"{target.name} {label}: {'; '.join(failed)}")
+    return [float(run["return"]) for run in runs]
 
 
 def describe(returns: list[float]) -> str:

@@ -98,3 +98,20 @@ def test_the_gpu_benchmark_reads_the_steady_state_rate_of_a_runs_second_half_of_
     writer.close()
     assert gpu.LEARNING_STARTS == 2000
     assert gpu.steady_rate(tmp_path) == pytest.approx(100.0)   # steps 4,000 to 6,000: (6000 + 2000) / 2 onwards
+
+
+def test_batched_rows_train_their_seeds_as_one_model_and_read_a_finished_batch_back(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(SCRIPT), "--only", "dqn_CartPole-v1", "--seeds", "3", "4", "--steps", "300",
+               "--batched", "--resume", "--out", str(out), "--override", "eval.episodes=1",
+               "--override", "algo.learning_starts=100"]
+    first = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert first.returncode == 0, first.stderr
+    batch = out / "dqn_CartPole-v1_300" / "batched_3-4"
+    assert sorted(p.name for p in batch.glob("seed_*")) == ["seed_3", "seed_4"]   # one process, two runs
+    assert "| dqn | CartPole-v1 | 300 | 2 |" in first.stdout and "batched model" in first.stdout
+    stamp = (batch / "results.json").stat().st_mtime_ns
+    again = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (batch / "results.json").stat().st_mtime_ns == stamp        # read back, not trained again
+    assert again.stdout.splitlines()[2] == first.stdout.splitlines()[2]
