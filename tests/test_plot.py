@@ -129,6 +129,16 @@ def test_options_and_their_errors(tmp_path, monkeypatch):
             plot.parse_plot_args(args)
 
 
+def test_bins_average_each_runs_points_so_runs_logged_at_their_own_episode_ends_share_steps():
+    a = curve(["env=CartPole-v1"], {3: 10.0, 7: 20.0, 10: 30.0, 12: 5.0}, 0)     # episode ends of one seed
+    b = curve(["env=CartPole-v1"], {4: 40.0, 11: 0.0, 19: 2.0}, 1)               # and of another
+    assert plot.binned(a, 10).points == {10: 20.0, 20: 5.0}    # (0, 10] -> 10, (10, 20] -> 20
+    assert plot.binned(b, 10).points == {10: 40.0, 20: 1.0}
+    assert plot.group_statistics(plot.group_curves([a, b])[0]).steps == ()       # raw: no step in common
+    (stats,) = [plot.group_statistics(g) for g in plot.group_curves([plot.binned(a, 10), plot.binned(b, 10)])]
+    assert [(row.step, row.runs, row.mean) for row in stats.steps] == [(10, 2, 30.0), (20, 2, 3.0)]
+
+
 def test_the_default_metric_is_the_objective(tmp_path, monkeypatch):
     from rlexp.io import OBJECTIVE
 
@@ -259,6 +269,7 @@ def test_a_resumed_run_has_each_step_once(tmp_path):
     (["sweep", "metric=eval/nope"], "no run logged metric=eval/nope; the runs logged: charts/SPS, "),
     (["sweep", "colour=red"], "colour is not an option of rlexp plot; use metric, stat, out"),
     (["sweep", "stat=median"], "stat=median must be mean or iqm"),
+    (["sweep", "bin=0"], "bin=0 must be a positive integer"),
 ])
 def test_bad_plot_input_is_one_line_and_exit_2(sweep, args, message):
     (sweep / "empty").mkdir(exist_ok=True)

@@ -48,7 +48,7 @@ METRIC_NAMES = {"eval/mean_return": "eval return", "eval/std_return": "std of ev
                 "charts/episodic_length": "training episode length"}
 
 PLOT_USAGE = """usage: rlexp plot <run or sweep dir> [more dirs ...] [metric=TAG] [stat=mean|iqm] [out=FILE.png]
-                  [normalize=none|human]
+                  [normalize=none|human] [bin=STEPS]
 
 Finds every run at or below the given directories (a directory holding .hydra/overrides.yaml and TensorBoard
 event files), groups the runs whose overrides differ only in seed, device, torch_threads, resume, log.* or
@@ -57,11 +57,14 @@ TensorBoard scalar `metric` (default eval/mean_return) at each step all of them 
 bootstrap confidence interval. Writes the figure to `out` (default <dir>/plot.png when one directory is given,
 else ./plot.png), the per-step statistics to <out stem>.csv and every run's values to <out stem>_runs.csv.
 normalize=human draws Atari returns as % of the DQN paper's human tester: 100 * (G - random) / (human - random).
+bin=STEPS averages each run's points over bins of that many steps, each drawn at its bin's end: the per-episode
+metrics (charts/episodic_return, charts/episodic_length) are logged at each run's own episode ends, which no two
+runs share.
 
 examples:
   rlexp plot outputs/multirun/<time>
   rlexp plot outputs/td3_Pendulum-v1 outputs/ddpg_Pendulum-v1 stat=iqm out=pendulum.png
-  rlexp plot outputs/multirun/<time> metric=charts/episodic_return
+  rlexp plot outputs/multirun/<time> metric=charts/episodic_length bin=10000
   rlexp plot outputs/multirun/<atari sweep> normalize=human
 """
 
@@ -73,6 +76,7 @@ class PlotOptions:
     stat: str = "mean"           # the line: mean | iqm (the band is the 95% CI of the same statistic)
     out: Path | None = None      # default: <dir>/plot.png for one directory, else ./plot.png
     normalize: str = "none"      # human: Atari returns as % of the DQN paper's human tester (over random play)
+    bin: int | None = None       # average each run's points over bins of this many steps (per-episode metrics)
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ def figure_path(key: str, text: str) -> Path:
 def parse_plot_args(args: list[str]) -> PlotOptions:
     """Directories, then key=value options, in any order; anything wrong is a ConfigError naming it."""
     paths, values = options.parse(args, {"metric": options.text("eval/mean_return"), "stat": options.one_of(*STATS),
-                                         "out": figure_path, "normalize": options.one_of(*NORMALIZATIONS)}, "plot")
+                                         "out": figure_path, "normalize": options.one_of(*NORMALIZATIONS),
+                                         "bin": options.positive_int}, "plot")
     if not paths:
         raise ConfigError("give at least one run or sweep directory (rlexp plot --help)")
     for path in map(Path, paths):
@@ -416,6 +421,15 @@ def write_runs(groups: Sequence[GroupStats], path: Path) -> None:
                     writer.writerow([group.group.label, str(curve.run.run_dir), seed, step, curve.points[step]])
 
 
+def binned(curve: Curve, width: int) -> Curve:
+    """The curve's points averaged over bins of `width` steps, (k - 1) * width < step <= k * width drawn at
+    k * width."""
+    bins: dict[int, list[float]] = {}
+    for step, value in curve.points.items():
+        bins.setdefault(-(-step // width) * width, []).append(value)
+    return Curve(curve.run, {end: sum(values) / len(values) for end, values in sorted(bins.items())})
+
+
 def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
     """Find, read, group, compute, draw and write; warnings for what was left out, ConfigError for bad input."""
     run_dirs = find_runs(options.paths, warn)
@@ -427,6 +441,8 @@ def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
     curves = read_curves(run_dirs, options.metric, warn)
     if options.normalize == "human":
         curves = human_normalized_curves(curves)
+    if options.bin:
+        curves = [binned(curve, options.bin) for curve in curves]
     for group in group_curves(curves):
         stats = group_statistics(group)
         if not stats.steps:
@@ -438,7 +454,8 @@ def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
                  f"not in all {len(group.curves)} runs ({shown})")
         groups.append(stats)
     if not groups:
-        raise ConfigError(f"no group has a step of {options.metric} that all its runs logged")
+        raise ConfigError(f"no group has a step of {options.metric} that all its runs logged"
+                          + ("" if options.bin else "; per-episode metrics need bin=STEPS (e.g. bin=10000)"))
     figure = options.out or default_output(options.paths)
     figure.parent.mkdir(parents=True, exist_ok=True)
     statistics_csv = figure.with_suffix(".csv")
