@@ -137,16 +137,27 @@ def config_conflicts_with(run_dir: Path, train_args: list[str]) -> list[str]:
     return config_conflicts(saved, OmegaConf.to_container(OmegaConf.create(printed)))
 
 
+def conflict_error(run_dir: Path, train_args: list[str]) -> str | None:
+    """Why `run_dir` cannot be continued with `train_args` (it holds a run of another config), or None."""
+    conflicts = config_conflicts_with(run_dir, train_args)
+    return f"{run_dir} holds a run of another config ({'; '.join(conflicts)}); use another --out" if conflicts else None
+
+
+def rlexp_train(args: list[str]) -> str | None:
+    """`rlexp train <args>` in a subprocess; the last line of its error when it exits non-zero, else None."""
+    proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *args], capture_output=True, text=True)
+    return (proc.stderr.strip().splitlines() or ["?"])[-1] if proc.returncode != 0 else None
+
+
 def train_one(target: Target, seed: int, out: Path, threads: int, overrides: list[str], steps: int,
               resume: bool = False) -> dict:
     run_dir = out / f"{target.name}_{steps}" / f"seed{seed}"
     train_args = target.train_args(seed, steps, threads, overrides)
     extra = [f"hydra.run.dir={run_dir}"]
     if resume and (run_dir / ".hydra" / "config.yaml").is_file():
-        conflicts = config_conflicts_with(run_dir, train_args)
-        if conflicts:
-            return {"seed": seed, "error": f"{run_dir} holds a run of another config ({'; '.join(conflicts)}); "
-                                           f"use another --out", "wall": 0.0}
+        conflict = conflict_error(run_dir, train_args)
+        if conflict:
+            return {"seed": seed, "error": conflict, "wall": 0.0}
         previous = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
         # (results.json's total_steps are the steps taken: an on-policy run completes its last rollout past the
         # budget, so the budget is read from the run's config)
@@ -159,9 +170,9 @@ def train_one(target: Target, seed: int, out: Path, threads: int, overrides: lis
         if any((run_dir / "checkpoints").glob("step_*.pt")):
             extra = [f"resume={run_dir}"]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *train_args, *extra], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"seed": seed, "error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall": 0.0}
+    error = rlexp_train([*train_args, *extra])
+    if error:
+        return {"seed": seed, "error": error, "wall": 0.0}
     results = json.loads((run_dir / "results.json").read_text())
     return {"seed": seed, "return": results["eval_return_mean"], "sps": results["sps"],
             "wall": time.perf_counter() - started}
@@ -180,17 +191,16 @@ def train_batch(target: Target, seeds: list[int], out: Path, threads: int, overr
     finished = summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
     extra = [f"hydra.run.dir={run_dir}"]
     if resume and (run_dir / ".hydra" / "config.yaml").is_file():
-        conflicts = config_conflicts_with(run_dir, train_args)
-        if conflicts:
-            return [{"seed": seed, "error": f"{run_dir} holds a run of another config ({'; '.join(conflicts)}); "
-                                            f"use another --out", "wall": 0.0} for seed in seeds]
+        conflict = conflict_error(run_dir, train_args)
+        if conflict:
+            return [{"seed": seed, "error": conflict, "wall": 0.0} for seed in seeds]
         if not finished and any(run_dir.glob("seed_*/checkpoints/step_*.pt")):
             extra = [f"resume={run_dir}"]
     if not (resume and finished):
-        proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *train_args, *extra],
-                              capture_output=True, text=True)
-        if proc.returncode != 0 and not summary.is_file():
-            error = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        started = time.time()
+        error = rlexp_train([*train_args, *extra])
+        # A batch whose seeds partly failed exits 1 with its summary written: the failed seeds are reported below.
+        if error and not (summary.is_file() and summary.stat().st_mtime >= started):
             return [{"seed": seed, "error": error, "wall": 0.0} for seed in seeds]
     wall = json.loads(summary.read_text())["wall_time_s"] / len(seeds)
     runs = []
