@@ -160,7 +160,7 @@ def test_the_atari_preset_is_the_papers():
 @pytest.mark.parametrize("game", ["ALE/Pong-v5"])
 def test_dqn_trains_on_a_real_atari_game_from_the_command_line(workdir, game):
     proc = run_cli(["train", "algo=dqn", "env=atari", f"env.id={game}", "env.atari.terminal_on_life_loss=true",
-                    "total_steps=400", "algo.learning_starts=200", "algo.buffer_size=600",
+                    "total_steps=400", "algo.learning_starts=300", "algo.buffer_size=600",
                     "algo.target_update_interval=50", "algo.double=true", "algo.prioritized=true",
                     "+env.kwargs.max_num_frames_per_episode=1000",   # the evaluation game: 250 agent steps at most
                     "eval.every=0", "eval.episodes=1", "checkpoint.every=200", "log.every=100",

@@ -149,8 +149,10 @@ def test_unknown_command_and_unknown_key(workdir):
     assert proc.returncode == 2 and "algo.lrr is not a config key; did you mean algo.lr?" in proc.stderr
 
 
-@pytest.mark.parametrize("algo, env", [("dqn", "LunarLander-v3"), ("ddpg", "BipedalWalker-v3"),
-                                       ("td3", "HalfCheetah-v5"), ("td3", "Hopper-v5")])
+@pytest.mark.parametrize("algo, env", [("dqn", "LunarLander-v3"),
+                                       pytest.param("ddpg", "BipedalWalker-v3", marks=pytest.mark.slow),
+                                       ("td3", "HalfCheetah-v5"),
+                                       pytest.param("td3", "Hopper-v5", marks=pytest.mark.slow)])
 def test_box2d_and_mujoco_presets_train_for_real(workdir, algo, env):
     proc = run_cli(["train", f"algo={algo}", f"env={env}", "total_steps=300", "algo.learning_starts=100",
                     "algo.batch_size=32", "network.hidden_sizes=[32,32]", "eval.episodes=1", "eval.every=0",

@@ -165,8 +165,9 @@ def sites(tmp_path_factory):
 
 # --- the tests --------------------------------------------------------------------------------------------------
 
-#: Left to `pytest -m slow` to keep the default suite short: Atari's CNN, DDPG's batch norm, SAC's gSDE.
-SLOW = ("dqn_atari", "ddpg", "sac")
+#: Left to `pytest -m slow` to keep the default suite short: Atari's CNN, DDPG's batch norm, SAC's gSDE, and A2C
+#: (its policy network is PPO's).
+SLOW = ("dqn_atari", "ddpg", "sac", "a2c")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in RUNS])

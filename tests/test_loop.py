@@ -224,7 +224,7 @@ def test_resuming_from_any_checkpoint_ends_where_the_uninterrupted_run_ends(tmp_
                          key=lambda p: int(p.stem.split("_")[1]))
     assert [p.name for p in checkpoints] == ["step_70.pt", "step_140.pt", "step_210.pt", "step_280.pt",
                                              "step_350.pt", "step_420.pt", "step_450.pt"]
-    for path in checkpoints[:-1]:  # each one mid-episode, some before learning starts, one after an eval
+    for path in checkpoints[:-1:2]:  # 70, 210, 350: each mid-episode, the last two after an evaluation
         resumed = run_pendulum(tmp_path / path.stem, 450, resume=load_checkpoint(path), **rounds)
         assert all(torch.equal(a, b) for a, b in zip(parameters(reference), parameters(resumed))), path.name
         assert resumed.exploration_noise.state.tolist() == reference.exploration_noise.state.tolist()

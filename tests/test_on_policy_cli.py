@@ -103,7 +103,7 @@ ENVPOOL = pytest.mark.skipif(importlib.util.find_spec("envpool") is None, reason
     ["algo=a2c", "env=LunarLanderContinuous-v3", "env.vectorization=sync"],
     ["algo=ppo", "env=HalfCheetah-v5", "env.vectorization=async", "algo.batch_size=32", "algo.use_sde=true"],
     pytest.param(["algo=a2c", "env=HalfCheetah-v5", "env.vectorization=envpool", "env.normalize.obs=true"],
-                 marks=ENVPOOL),
+                 marks=[ENVPOOL, pytest.mark.slow]),
 ], ids=["box2d-discrete-async", "box2d-continuous", "mujoco-gsde-async", "mujoco-envpool"])
 def test_ppo_and_a2c_train_on_every_env_family_they_fit(workdir, args):
     proc = run_cli(["train", *args, "env.num_envs=2", "algo.n_steps=16", "total_steps=64", "eval.episodes=1",

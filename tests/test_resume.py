@@ -65,9 +65,13 @@ def same_parameters(a: dict, b: dict) -> bool:
 
 
 # DQN after SIGKILL is dqn_all's case (every switch on); plain DQN is stopped by SIGINT instead.
-@pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL), ("dqn", signal.SIGINT),
+# In the default run, one case per runner and feature; SIGINT's save is also tests/test_faults.py's, and A2C's
+# rollout is PPO's, so those two cases are slow.
+@pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL),
+                                         pytest.param("dqn", signal.SIGINT, marks=pytest.mark.slow),
                                          ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL),
-                                         ("ppo", signal.SIGKILL), ("a2c", signal.SIGKILL),
+                                         ("ppo", signal.SIGKILL),
+                                         pytest.param("a2c", signal.SIGKILL, marks=pytest.mark.slow),
                                          ("dqn_solved", signal.SIGKILL),
                                          pytest.param("dqn_episodes", signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):

@@ -108,8 +108,9 @@ def final_parameters(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 # Each backend once: sync with DQN's discrete actions, async and EnvPool with TD3's OU noise and its generator.
-@pytest.mark.parametrize("algo, vectorization", [("dqn", "sync"), ("td3", "async"),
-                                                 pytest.param("td3", "envpool", marks=ENVPOOL)])
+# The default run keeps async (worker processes killed with the run); sync and EnvPool are slow.
+@pytest.mark.parametrize("algo, vectorization", [pytest.param("dqn", "sync", marks=pytest.mark.slow), ("td3", "async"),
+                                                 pytest.param("td3", "envpool", marks=[ENVPOOL, pytest.mark.slow])])
 def test_three_envs_resume_after_sigkill_to_exactly_the_uninterrupted_end(workdir, algo, vectorization):
     args = ["train", *RESUMED[algo], *COMMON, f"env.vectorization={vectorization}"]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
