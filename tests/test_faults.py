@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.errors import EnvFault, NonFiniteError
+from rlexp.errors import EnvFault, NonFiniteError, TrainingInterrupted
 from rlexp.io.checkpoints import load_checkpoint
-from rlexp.runners.faults import NonFiniteGuard, StopRequest, check_transitions
+from rlexp.runners.faults import HeldStop, NonFiniteGuard, StopRequest, check_transitions
+from rlexp.runners.requests import Built, ask
+from rlexp.runners.seeds import run_in_lockstep
 from tests.conftest import TINY, run_cli, start_cli, wait_for
 
 FAULTY = "tests.faulty_envs"
@@ -76,6 +78,31 @@ def test_stop_request_catches_the_first_signal_and_lets_the_second_through():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
+
+
+def test_a_signal_between_two_seeds_steps_stops_both_after_the_same_step():
+    request = StopRequest()   # its handlers not installed: the test plays the signal by setting signum
+    held = HeldStop(request)
+
+    def seed_run(k: int, stop):
+        yield Built(agent=None)
+        for step in range(1, 10):
+            yield ask("act", np.zeros(1))
+            if stop.signum is not None:
+                raise TrainingInterrupted(stop.signum, step, None)
+            if k == 0 and step == 3:   # the signal lands after seed 0's check of step 3, before seed 1's
+                request.signum = signal.SIGINT
+        return {"step": 9}
+
+    class Batched:
+        def act(self, observations):
+            return observations
+
+    outcomes = run_in_lockstep([0, 1], [seed_run(0, held), seed_run(1, held)], lambda agents: Batched(), held)
+    assert [outcome.error.step for outcome in outcomes] == [4, 4]
+    request.signum = None
+    unheld = run_in_lockstep([0, 1], [seed_run(0, request), seed_run(1, request)], lambda agents: Batched())
+    assert [outcome.error.step for outcome in unheld] == [4, 3]   # what the seeds did before HeldStop
 
 
 # --- as a user meets them --------------------------------------------------------------------------------------

@@ -230,9 +230,11 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     checkpoint in `resumes` when resuming; the results of all the seeds (those that ended before too) in
     <run_dir>/results.json."""
     from rlexp.agents.compiled import compile_agent
+    from rlexp.runners.faults import HeldStop
     from rlexp.runners.seeds import run_in_lockstep
 
     started = time.perf_counter()
+    held = HeldStop(stop)   # every seed takes a signal in at the same step
     seed_dirs, steps = [], []
     for job in jobs:
         seed = job.config["seed"]
@@ -242,14 +244,14 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
         OmegaConf.save(OmegaConf.create(job.config), seed_dir / ".hydra" / "config.yaml")
         OmegaConf.save(OmegaConf.create(seed_overrides), seed_dir / ".hydra" / "overrides.yaml")
         seed_dirs.append(seed_dir)
-        steps.append(job.steps(seed_dir, stop, seed_overrides, resumes.get(seed)))
+        steps.append(job.steps(seed_dir, held, seed_overrides, resumes.get(seed)))
     seeds = [job.config["seed"] for job in jobs]
     log.info("%d seeds as one model: %s -> %s/seed_<s>", len(seeds), seeds, run_dir)
     config = jobs[0].config
     for job in jobs:   # the batched agent compiles (compile=), not each seed's
         job.compiles = False
     outcomes = run_in_lockstep(seeds, steps, lambda agents: compile_agent(
-        spec.members(agents), config["compile"], config["compile_mode"], jobs[0].device))
+        spec.members(agents), config["compile"], config["compile_mode"], jobs[0].device), held)
     for outcome, seed_dir in zip(outcomes, seed_dirs):
         if isinstance(outcome.error, TrainingInterrupted):
             write_results(seed_dir / "results.json", {"status": "interrupted", "error": str(outcome.error),

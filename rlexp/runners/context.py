@@ -25,7 +25,7 @@ from rlexp.io.checkpoints import FORMAT, CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.io.results import write_results
 from rlexp.runners.evaluation import evaluate
-from rlexp.runners.faults import NonFiniteGuard, StopRequest
+from rlexp.runners.faults import NonFiniteGuard, Stop
 from rlexp.runners.stopping import StopRules, StopWatch
 from rlexp.schedules import crossed
 
@@ -86,7 +86,7 @@ class RunContext:
     logger: RunLogger
     checkpoints: CheckpointManager
     evaluator: Evaluator
-    stop: StopRequest
+    stop: Stop
     every: Every
     total_steps: int
     device: torch.device

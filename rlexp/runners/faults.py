@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,25 @@ class StopRequest:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+
+class Stop(Protocol):
+    """What a run's loop reads to honour a signal: the signal's number once one came, else None."""
+
+    signum: int | None
+
+
+class HeldStop:
+    """A StopRequest as the seeds of a lockstep run read it (rlexp/runners/seeds.py): the signal is taken in only
+    between rounds in which every seed moves, so a signal that lands while one seed's step is done and the next
+    seed's is not still stops them all after the same step."""
+
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
+        self.signum: int | None = None
+
+    def hold(self) -> None:
+        self.signum = self.request.signum
 
 
 class NonFiniteGuard:

@@ -27,7 +27,7 @@ from rlexp.replay import Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
-from rlexp.runners.faults import StopRequest
+from rlexp.runners.faults import Stop
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
@@ -91,7 +91,7 @@ class Job:
             raise
         return cls(config, spec, device, eval_env, spaces)
 
-    def run(self, run_dir: Path, stop: StopRequest, overrides: list[str],
+    def run(self, run_dir: Path, stop: Stop, overrides: list[str],
             resume: dict[str, Any] | None = None) -> dict[str, Any]:
         """Train (or continue, from the `resume` checkpoint) in `run_dir`; returns the results written to
         results.json."""
@@ -99,7 +99,7 @@ class Job:
         built = next(steps)
         return serve(steps, built.agent)
 
-    def steps(self, run_dir: Path, stop: StopRequest, overrides: list[str],
+    def steps(self, run_dir: Path, stop: Stop, overrides: list[str],
               resume: dict[str, Any] | None = None) -> Generator[Built | Call, Any, dict[str, Any]]:
         """`run` as a generator: it yields its agent once built (`Built`), then the calls its runner makes to the
         agent (runners/requests.py), so a driver may answer them for many seeds' jobs at once."""

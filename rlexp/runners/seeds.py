@@ -8,6 +8,9 @@ seed, so at each point they all ask the same thing (act at step t, one update). 
 seeds at once, and each seed gets its slice. Whatever needs no batching (evaluation, checkpoints, exploration
 noise resets) a seed's runner does with its own agent, whose parameters are views of its slice.
 
+A signal stops every seed after the same step: the seeds read it through one HeldStop (runners/faults.py) that
+takes it in only between rounds in which all of them move.
+
 A seed that fails (a non-finite loss, an env error) ends with its own error in its results.json; the others go on.
 A seed that ends early (solved, its episode budget) leaves the lockstep; the batched agent keeps computing its
 slice from another seed's inputs, which it never reads again.
@@ -26,6 +29,7 @@ import torch
 from rlexp.errors import TrainingInterrupted
 from rlexp.replay.batch import ReplayBatch, stack_batches
 from rlexp.rollouts.storage import RolloutStorage
+from rlexp.runners.faults import HeldStop
 from rlexp.runners.requests import Built, Call
 
 log = logging.getLogger("rlexp")
@@ -69,9 +73,10 @@ def member_part(result: Any, k: int) -> Any:
 
 
 def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
-                    batch: Callable[[list[Any]], Any]) -> list[SeedOutcome]:
+                    batch: Callable[[list[Any]], Any], stop: HeldStop | None = None) -> list[SeedOutcome]:
     """Drive every seed's job generator to its end, answering their calls with the agent `batch` makes of their
-    agents. A seed that fails while it is built fails the whole batch (its agent is one of the members)."""
+    agents. A seed that fails while it is built fails the whole batch (its agent is one of the members). `stop`,
+    the HeldStop the jobs were given, takes in a signal before each round in which every live seed moves."""
     outcomes = [SeedOutcome(seed) for seed in seeds]
     agents = []
     for job in jobs:
@@ -92,6 +97,8 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
             log.error("seed %d failed: %s", seeds[k], str(error).splitlines()[0] if str(error) else
                       type(error).__name__)
 
+    if stop is not None:
+        stop.hold()
     for k in range(len(jobs)):
         advance(k, None)
     while pending:
@@ -99,6 +106,8 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
         # call behind the others, whose calls wait.
         some = {k: call for k, call in pending.items() if call.only_some}
         calls = some or dict(pending)
+        if not some and stop is not None:   # all live seeds are at the same call: none is between two checks
+            stop.hold()
         for k in calls:
             del pending[k]
         first = next(iter(calls.values()))
