@@ -81,7 +81,7 @@ INF = float("-inf")
 TARGETS = [
     Target("dqn", "CartPole-v1", 50_000, 475.0, 475.0, "RL Zoo DQN: 500 (one run)", cheap=True),
     Target("dqn", "Acrobot-v1", 100_000, -76.6, -150.0, "RL Zoo DQN: -76.6 +/- 11.8", cheap=True),
-    Target("dqn", "LunarLander-v3", 100_000, 200.0, 100.0,
+    Target("dqn", "LunarLander-v3", 200_000, 200.0, 100.0,
            "RL Zoo DQN: 154.4 +/- 79.2 (the bar: mean 200, no seed under 100)", cheap=True),
     Target("td3", "Pendulum-v1", 20_000, -180.0, -250.0, "RL Zoo TD3: -151.9 +/- 90.2", cheap=True),
     Target("ddpg", "Pendulum-v1", 20_000, -180.0, -250.0, "RL Zoo DDPG: -152.1 +/- 94.3", cheap=True),
