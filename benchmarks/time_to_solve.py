@@ -70,7 +70,7 @@ TASKS = [
          "DQN('MlpPolicy', env, learning_rate=2.3e-3, batch_size=64, buffer_size=100000, learning_starts=1000, "
          "gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16, "
          "exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]), seed=seed, device='cpu')"),
-    Task("dqn", "LunarLander-v3", 200.0, 5000, 100_000,
+    Task("dqn", "LunarLander-v3", 200.0, 5000, 200_000,
          "DQN('MlpPolicy', env, learning_rate=6.3e-4, batch_size=128, buffer_size=50000, learning_starts=0, "
          "gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12, "
          "exploration_final_eps=0.1, policy_kwargs=dict(net_arch=[256, 256]), seed=seed, device='cpu')"),
