@@ -9,12 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from rlexp.config import schema
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# One torch thread per test process, and per CLI it starts unless the test sets torch_threads: pytest-xdist runs a
+# worker per core already, and torch's default of a thread per core in each oversubscribes the cores (OpenMP
+# threads spinning while they wait for one another made a TD3 test loop 5x slower with the other core busy).
+torch.set_num_threads(1)
 CONF = ROOT / "conf"
 
 # Tiny budgets that still exercise updates, evaluation and checkpoints.
@@ -29,7 +35,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 
 def cli_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 
