@@ -16,12 +16,12 @@ from omegaconf import DictConfig
 from rlexp.config import schema
 
 ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
 
 # One torch thread per test process, and per CLI it starts unless the test sets torch_threads: pytest-xdist runs a
 # worker per core already, and torch's default of a thread per core in each oversubscribes the cores (OpenMP
 # threads spinning while they wait for one another made a TD3 test loop 5x slower with the other core busy).
 torch.set_num_threads(1)
-CONF = ROOT / "conf"
 
 # Tiny budgets that still exercise updates, evaluation and checkpoints.
 TINY = ["eval.episodes=2", "eval.every=200", "checkpoint.every=200", "log.every=50", "log.progress=lines",
