@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +78,26 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
             proc.kill()
             raise AssertionError(f"{path} did not appear within {timeout} s")
         time.sleep(0.02)
+
+
+def interrupt_mid_run(args: list[str], cwd: Path, first: Path, signum: int, reference: Path) -> float:
+    """Start `rlexp <args>`, wait for its first checkpoint `first`, and send `signum` anywhere after it, even
+    mid-save: within the first half of the training time the uninterrupted `reference` run took (its
+    results.json; a many-seeds run's seed_<s>/results.json), so a faster machine never signals a finished run.
+    Returns the delay."""
+    results = reference / "results.json"
+    if "train_time_s" not in json.loads(results.read_text()):
+        results = next(reference.glob("seed_*/results.json"))
+    proc = start_cli(args, cwd)
+    wait_for(first, proc)
+    delay = random.uniform(0.0, 0.5 * json.loads(results.read_text())["train_time_s"])
+    time.sleep(delay)
+    if proc.poll() is not None:
+        pytest.fail(f"the run finished within {delay:.2f} s; make it longer")
+    proc.send_signal(signum)
+    proc.communicate(timeout=60)
+    assert proc.returncode == (-9 if signum == signal.SIGKILL else 128 + signum), f"delay {delay:.2f} s"
+    return delay
 
 
 @pytest.fixture

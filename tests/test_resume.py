@@ -2,9 +2,7 @@
 the uninterrupted run reaches; a config that changes what was learned is refused."""
 
 import json
-import random
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import run_cli, start_cli, wait_for
+from tests.conftest import interrupt_mid_run, run_cli
 
 RUNS = {
     # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
@@ -78,15 +76,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     args = ["train", *RUNS[algo], *COMMON]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
 
-    proc = start_cli([*args, "hydra.run.dir=run"], cwd=workdir)
-    wait_for(workdir / "run" / "checkpoints" / "step_250.pt", proc)
-    delay = random.uniform(0.0, 1.0)  # anywhere after the first checkpoint, even mid-save
-    time.sleep(delay)
-    if proc.poll() is not None:
-        pytest.fail(f"the run finished within {delay:.2f} s; make it longer")
-    proc.send_signal(signum)
-    proc.communicate(timeout=60)
-    assert proc.returncode == (-9 if signum == signal.SIGKILL else 130), f"delay {delay:.2f} s"
+    delay = interrupt_mid_run([*args, "hydra.run.dir=run"], workdir, workdir / "run" / "checkpoints" / "step_250.pt",
+                              signum, workdir / "reference")
 
     resumed = run_cli(["train", "resume=run"], cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr

@@ -5,9 +5,7 @@ a signal stops every seed at the same step, each with its checkpoint."""
 from __future__ import annotations
 
 import json
-import random
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import run_cli, start_cli, wait_for
+from tests.conftest import interrupt_mid_run, run_cli, start_cli, wait_for
 
 RUN = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=900", "algo.learning_starts=300",
        "network.hidden_sizes=[32,32]", "eval.every=450", "eval.episodes=2", "checkpoint.every=300", "log.every=100",
@@ -150,14 +148,10 @@ LOSSES = {"dqn": "losses/td_loss", "td3": "losses/critic_loss", "sac": "losses/e
 def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo):
     args = KILLED[algo]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
-    proc = start_cli([*args, "hydra.run.dir=run"], cwd=workdir)
-    wait_for(workdir / "run" / "seed_1" / "checkpoints" / "step_300.pt", proc)
-    delay = random.uniform(0.0, 1.0)   # anywhere after the first checkpoints, even mid-save of one seed's
-    time.sleep(delay)
-    if proc.poll() is not None:
-        pytest.fail(f"the run finished within {delay:.2f} s; make it longer")
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    # even mid-save of one seed's checkpoint
+    delay = interrupt_mid_run([*args, "hydra.run.dir=run"], workdir,
+                              workdir / "run" / "seed_1" / "checkpoints" / "step_300.pt", signal.SIGKILL,
+                              workdir / "reference")
     resumed = run_cli(["train", "resume=run"], cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming seeds [0, 1] from step" in resumed.stdout

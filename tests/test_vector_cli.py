@@ -7,11 +7,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import cli_env, run_cli, start_cli, wait_for
+from tests.conftest import cli_env, interrupt_mid_run, run_cli, wait_for
 
 QUICK = ["eval.episodes=1", "eval.every=0", "checkpoint.every=0", "log.progress=none", "torch_threads=1"]
 
@@ -114,14 +112,8 @@ def final_parameters(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_three_envs_resume_after_sigkill_to_exactly_the_uninterrupted_end(workdir, algo, vectorization):
     args = ["train", *RESUMED[algo], *COMMON, f"env.vectorization={vectorization}"]
     assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
-    proc = start_cli([*args, "hydra.run.dir=run"], cwd=workdir)
-    wait_for(workdir / "run" / "checkpoints" / "step_300.pt", proc)
-    delay = random.uniform(0.0, 1.0)  # anywhere after the first checkpoint, even mid-save
-    time.sleep(delay)
-    if proc.poll() is not None:
-        pytest.fail(f"the run finished within {delay:.2f} s; make it longer")
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    delay = interrupt_mid_run([*args, "hydra.run.dir=run"], workdir, workdir / "run" / "checkpoints" / "step_300.pt",
+                              signal.SIGKILL, workdir / "reference")
     resumed = run_cli(["train", "resume=run"], cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout
