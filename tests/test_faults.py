@@ -49,6 +49,16 @@ def test_the_guard_names_the_first_non_finite_metric_and_its_step():
         guard.check()
 
 
+def test_the_guard_keeps_the_first_non_finite_step_across_blocks_of_updates():
+    guard = NonFiniteGuard()
+    steps = 2 * NonFiniteGuard.BLOCK + 5   # two blocks checked as they fill, five updates still pending
+    for step in range(steps):
+        loss = float("nan") if step in (NonFiniteGuard.BLOCK + 3, steps - 2) else 1.0
+        guard.observe({"losses/critic_loss": torch.tensor(loss), "losses/q_values": torch.tensor(2.0)}, step)
+    with pytest.raises(NonFiniteError, match=f"losses/critic_loss became non-finite .* at step {NonFiniteGuard.BLOCK + 3};"):
+        guard.check()
+
+
 def test_env_output_checks_name_the_step_and_the_action():
     # One vector step: a leading env axis on the actions, the observations and the rewards.
     check_transitions(5, np.array([[0.5]]), np.zeros((1, 3), np.float32), np.array([-1.0]))

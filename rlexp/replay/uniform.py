@@ -115,9 +115,20 @@ class ReplayBuffer:
         return offsets
 
     def sample(self, batch_size: int) -> ReplayBatch:
+        return self.batch_at(self.draw_slots(batch_size))
+
+    def draw_slots(self, batch_size: int) -> Tensor:
+        """The slots of a uniform sample of `batch_size` stored transitions, drawn with this replay's generator."""
         self._ready()
         offsets = torch.randint(len(self), (batch_size,), device=self.device, generator=self.generator)
-        return self.batch_at(self._live(offsets))
+        return self._live(offsets)
+
+    def use_storage(self, storage: dict[str, Tensor]) -> None:
+        """Keep the transitions in `storage` from now on (tensors of the same shapes and contents: views of a
+        many-seeds run's stacked memory, rlexp/replay/members.py)."""
+        self.storage = storage
+        if self.staging is None:
+            self._writable = writable_views(storage)
 
     def batch_at(self, slots: Tensor) -> ReplayBatch:
         """The transitions at `slots`, with their n-step returns."""

@@ -130,7 +130,7 @@ class Job:
                 agent.load_state_dict(resume["agent"])
             if self.compiles:
                 agent = compile_agent(agent, config["compile"], config["compile_mode"], device)
-            yield Built(agent)
+            yield Built(agent, replay)
 
             start_step = resume["step"] if resume is not None else 0
             compiled = compile_mode(config["compile_mode"], device) if compile_enabled(config["compile"], device) \

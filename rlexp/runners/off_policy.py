@@ -22,6 +22,7 @@ import numpy as np
 from rlexp.agents.base import Agent
 from rlexp.errors import EnvFault
 from rlexp.replay import ReplayBuffer
+from rlexp.replay.members import Sample
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import RunContext, RunResult
 from rlexp.runners.requests import Steps, ask, serve
@@ -125,7 +126,7 @@ class OffPolicyRunner:
             else:
                 updates = s.train_freq * s.num_envs
             for _ in range(updates):
-                self.context.observe((yield ask("update", self.replay.sample(s.batch_size))), step)
+                self.context.observe((yield ask("update", Sample(self.replay, s.batch_size))), step)
         self.steps_since_train = self.episodes_since_train = 0
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A runner's loop is a generator, so whoever drives it decides how a call is answered: `serve` answers one run's calls
 with its own agent (a single run); the many-seeds driver (rlexp/runners/seeds.py) answers the same call of every
-seed's runner with one batched agent. Calls that need no batching (evaluation, checkpoints, resetting
+seed's runner with one batched agent. An update's replay batch is asked for as a `Sample`, drawn by whoever
+answers (rlexp/replay/members.py: all seeds' at once). Calls that need no batching (evaluation, checkpoints, resetting
 exploration noise) go to the run's own agent directly.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from rlexp.replay.members import Sample
 
 T = TypeVar("T")
 
@@ -38,9 +41,11 @@ def ask_some(name: str, *args: Any, **kwargs: Any) -> Call:
 
 @dataclass(frozen=True)
 class Built:
-    """What a job yields first, before any call: its agent, built (and loaded, when resuming)."""
+    """What a job yields first, before any call: its agent, built (and loaded, when resuming), and its replay
+    memory (off-policy runs), which a many-seeds driver may move into one memory for all seeds."""
 
     agent: Any
+    replay: Any = None
 
 
 Steps = Generator[Call, Any, T]
@@ -54,4 +59,5 @@ def serve(steps: Steps[T], agent: Any) -> T:
             call = steps.send(reply)
         except StopIteration as done:
             return done.value
-        reply = getattr(agent, call.name)(*call.args, **call.kwargs)
+        args = [arg.draw() if isinstance(arg, Sample) else arg for arg in call.args]
+        reply = getattr(agent, call.name)(*args, **call.kwargs)

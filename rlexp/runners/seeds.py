@@ -5,7 +5,8 @@ results.json and TensorBoard events, in <run_dir>/seed_<s>/), and its runner's l
 makes to its agent (runners/requests.py). The seeds' runners move in lockstep: they share every setting but the
 seed, so at each point they all ask the same thing (act at step t, one update). One batched agent (the algorithm's
 `members` builder: its networks stacked on a member axis, rlexp/networks/members.py) answers each call for all
-seeds at once, and each seed gets its slice. Whatever needs no batching (evaluation, checkpoints, exploration
+seeds at once, and each seed gets its slice. The seeds' replays share one memory the same way
+(rlexp/replay/members.py), so an update's batches are drawn by each seed and gathered for all in one op. Whatever needs no batching (evaluation, checkpoints, exploration
 noise resets) a seed's runner does with its own agent, whose parameters are views of its slice.
 
 A signal stops every seed after the same step: the seeds read it through one HeldStop (runners/faults.py) that
@@ -28,6 +29,7 @@ import torch
 
 from rlexp.errors import TrainingInterrupted
 from rlexp.replay.batch import ReplayBatch, stack_batches
+from rlexp.replay.members import MemberReplays, Sample, sample_members
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.faults import HeldStop
 from rlexp.runners.requests import Built, Call
@@ -44,10 +46,13 @@ class SeedOutcome:
     error: BaseException | None = None      # or how it failed (TrainingInterrupted: stopped by a signal)
 
 
-def stack_argument(values: Sequence[Any], what: str) -> Any:
+def stack_argument(values: Sequence[Any], what: str, replays: MemberReplays | None = None) -> Any:
     """The members' values of one argument as the batched agent takes it: arrays and tensors stacked on a new
-    leading axis, replay batches field by field; anything else (a step count, a flag) must be the same for all."""
+    leading axis, replay batches field by field (samples drawn from `replays`, the seeds' shared memory, in one
+    gather); anything else (a step count, a flag) must be the same for all."""
     first = values[0]
+    if isinstance(first, Sample):
+        return sample_members(values, replays)
     if isinstance(first, np.ndarray):
         return np.stack(values)
     if isinstance(first, ReplayBatch):
@@ -78,11 +83,13 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
     agents. A seed that fails while it is built fails the whole batch (its agent is one of the members). `stop`,
     the HeldStop the jobs were given, takes in a signal before each round in which every live seed moves."""
     outcomes = [SeedOutcome(seed) for seed in seeds]
-    agents = []
+    agents, replays = [], []
     for job in jobs:
         built = next(job)
         agents.append(built.agent)
+        replays.append(built.replay)
     batched = batch(agents)
+    shared = MemberReplays.share(replays)   # before a resumed run loads its replay: it loads into the shared memory
     pending: dict[int, Call] = {}
 
     def advance(k: int, reply: Any) -> None:
@@ -115,9 +122,9 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
             raise RuntimeError(f"the seeds' runners fell out of step: {sorted({c.name for c in calls.values()})}")
         # Seeds that have ended still fill their slot, with a live seed's inputs.
         full = [calls.get(k, first) for k in range(len(jobs))]
-        args = [stack_argument([call.args[i] for call in full], f"argument {i} of {first.name}")
+        args = [stack_argument([call.args[i] for call in full], f"argument {i} of {first.name}", shared)
                 for i in range(len(first.args))]
-        kwargs = {key: stack_argument([call.kwargs[key] for call in full], f"{first.name}'s {key}")
+        kwargs = {key: stack_argument([call.kwargs[key] for call in full], f"{first.name}'s {key}", shared)
                   for key in first.kwargs}
         answer = getattr(batched, first.name)(*args, **kwargs)
         for k in calls:
