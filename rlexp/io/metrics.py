@@ -35,6 +35,8 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class RunLogger:
     """TensorBoard writer plus human-facing progress: a tqdm bar in a terminal, periodic lines otherwise."""
 
+    QUEUE = 1000   # events queued for the writer's thread (SummaryWriter's default: 10)
+
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
                  hyperparameters: dict[str, Any]) -> None:
         flat = flatten(hyperparameters)
@@ -42,12 +44,14 @@ class RunLogger:
         # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
         # hyperparameters, marking those that differ) instead of copying the first run's.
         _, self._session_start, self._session_end = hparams_summary(flat, {OBJECTIVE: 0.0})
+        # The writer's thread writes the events; with its default queue of 10 events the loop waited on that
+        # thread whenever episodes ended in bursts (many envs, many seeds): a deeper queue lets it write them later.
         if start_step:
             # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
             # (purge_step), so the curves continue without duplicated or zig-zag points.
-            self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1)
+            self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1, max_queue=self.QUEUE)
         else:
-            self.writer = SummaryWriter(str(log_dir))
+            self.writer = SummaryWriter(str(log_dir), max_queue=self.QUEUE)
             self._write_hyperparameters(flat)
         self.total_steps = total_steps
         if progress == "auto":  # the value itself is checked by config.validate
