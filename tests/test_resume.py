@@ -119,6 +119,24 @@ def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir):
     assert [step for step, _ in scalars(workdir / "run")["eval/mean_return"]] == [500, 600, 1000]
 
 
+def test_a_run_stopped_after_its_last_checkpoint_resumes_to_finish_it(workdir):
+    short_run(workdir)
+    finished = workdir / "run"
+    reference = json.loads((finished / "results.json").read_text())
+    final = final_agent(finished)
+    # As a kill leaves it between the step_600.pt the run ends with and its final.pt and results.json
+    (finished / "results.json").unlink()
+    (finished / "checkpoints" / "final.pt").unlink()
+    resumed = run_cli(["train", "resume=run"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    results = json.loads((finished / "results.json").read_text())
+    assert results["status"] == "completed" and results["resumed_from_step"] == 600
+    assert results["eval_returns"] == reference["eval_returns"] and results["total_steps"] == 600
+    assert same_parameters(final, final_agent(finished))
+    again = run_cli(["train", "resume=run"], cwd=workdir)   # now finished: refused as any finished run
+    assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
+
+
 def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_the_diff(workdir):
     short_run(workdir)
     before = snapshot(workdir / "run")

@@ -167,6 +167,27 @@ def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     assert results(workdir / "run")["status"] == "completed"
 
 
+def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_rest(workdir):
+    run = workdir / "run"
+    assert run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=workdir).returncode == 0
+    reference = results(run)
+    # A kill after seed 0 finished and while seeds 1 and 2 had their last checkpoints but not their results
+    for seed in (1, 2):
+        (run / f"seed_{seed}" / "results.json").unlink()
+        (run / f"seed_{seed}" / "checkpoints" / "final.pt").unlink()
+    (run / "results.json").unlink()
+    seed_0 = (run / "seed_0" / "results.json").read_bytes()
+    resumed = run_cli(["train", "resume=run"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming seeds [1, 2] from step 600" in resumed.stdout
+    assert results(run)["seeds"] == reference["seeds"] and results(run)["status"] == "completed"
+    assert (run / "seed_0" / "results.json").read_bytes() == seed_0   # finished: left as it was
+    for seed in (1, 2):
+        assert (run / f"seed_{seed}" / "checkpoints" / "final.pt").is_file()
+    again = run_cli(["train", "resume=run"], cwd=workdir)
+    assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with "
                                                                              "algo.batch_norm=true"),

@@ -77,18 +77,30 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
         bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
     except CheckpointError as error:
         raise ConfigError(f"{where}: {error}") from None
-    check_resumable(bundle, config, where, device)
+    check_resumable(bundle, config, where, device, completed(run_dir))
     return Resume(bundle, path, unreadable)
 
 
-def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, device: torch.device) -> None:
-    """Whether the new config may continue the checkpoint `bundle`: a ConfigError saying why not."""
+def completed(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` finished: its final evaluation done and results.json written."""
+    results = run_dir / "results.json"
+    try:
+        return json.loads(results.read_text()).get("status") == "completed" if results.is_file() else False
+    except (OSError, ValueError):
+        return False
+
+
+def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, device: torch.device,
+                    finished: bool) -> None:
+    """Whether the new config may continue the checkpoint `bundle` (of a run that has `finished`, or not): a
+    ConfigError saying why not. A run stopped after its last checkpoint but before its final evaluation and
+    results.json resumes at its budget's end: it only finishes (evaluates, writes final.pt and results.json)."""
     conflicts = config_conflicts(bundle["config"], config)
     if conflicts:
         raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
                           f"total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and "
                           f"torch_threads may change")
-    if bundle["step"] >= config["total_steps"]:
+    if bundle["step"] > config["total_steps"] or (bundle["step"] == config["total_steps"] and finished):
         raise ConfigError(f"{where}: the run is already at step {bundle['step']} of total_steps="
                           f"{config['total_steps']}; pass a larger total_steps to extend it")
     ended = ended_early(bundle, config)
@@ -110,6 +122,7 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
         raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
                           f"`rlexp train resume=<run_dir>`, which writes into that directory")
     managers: dict[int, CheckpointManager] = {}
+    finished: dict[int, bool] = {}
     for index, seed in enumerate(config["seeds"]):
         seed_dir = run_dir / f"seed_{seed}"
         results = seed_dir / "results.json"
@@ -120,7 +133,12 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
         newest = manager.periodic()
         if newest and ended_early(load_checkpoint_quietly(newest[-1]), config_of_seed(config, seed, index)):
             continue   # solved, or its episode budget reached: it is done
-        managers[seed] = manager
+        managers[seed], finished[seed] = manager, status == "completed"
+    if managers and not all(finished.values()):
+        # Stopped while the seeds finished one after another: those that finished at this budget are done.
+        budget = config["total_steps"]
+        managers = {seed: m for seed, m in managers.items() if not (finished[seed] and m.step_numbers()
+                                                                    and max(m.step_numbers()) == budget)}
     if not managers:
         raise ConfigError(f"{where}: no seed of this run can train on (each failed or ended)")
     steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
@@ -131,7 +149,8 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
             continue
         for index, seed in enumerate(config["seeds"]):
             if seed in bundles:
-                check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device)
+                check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device,
+                                finished[seed])
         return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", []) for seed, bundle in
                 bundles.items()}
     raise ConfigError(f"{where}: the seeds {sorted(managers)} have no step at which every one has a readable "
