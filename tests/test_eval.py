@@ -1,10 +1,12 @@
 """`rlexp eval`, as a user runs it: a finished run's agent replayed, with and without a video."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, cli_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +68,15 @@ def test_eval_takes_a_sweep_job_directory_whose_name_has_equal_signs(finished_ru
     proc = run_cli(["eval", str(job_dir), "episodes=1"], cwd=finished_run)
     assert proc.returncode == 0, proc.stderr
     assert (job_dir / "eval" / "final.json").is_file()
+
+
+@pytest.mark.parametrize("args", [["eval", "no/such/run"], ["export", "no/such/run", "format=onnx"],
+                                  ["export", "no/such/run", "format=bad"]])
+def test_a_wrong_path_or_format_is_refused_before_torch_is_imported(workdir, args):
+    # A typo should answer at once: importing torch alone takes a second or more.
+    check = ("import sys; from rlexp.commands import main; code = main(sys.argv[1:]); "
+             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", check, *args], cwd=workdir, capture_output=True, text=True,
+                          env=cli_env())
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr

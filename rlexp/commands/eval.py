@@ -67,6 +67,9 @@ def _video_writer() -> Any:
 
 def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     """Evaluate a saved agent; returns (and writes) the results."""
+    from rlexp.deploy.paths import checkpoint_path
+
+    checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
     from rlexp.config.validate import EVAL_SEED_OFFSET
     from rlexp.deploy.load import load
     from rlexp.io.results import write_results

@@ -32,7 +32,7 @@ class ExportOptions:
 
 
 def parse_export_args(args: list[str]) -> ExportOptions:
-    from rlexp.deploy.export import FORMATS
+    from rlexp.deploy.paths import FORMATS
 
     paths, values = options.parse(args, {
         "format": options.one_of(*FORMATS), "checkpoint": options.one_of("final", "best"),
@@ -52,6 +52,9 @@ def main(args: list[str]) -> int:
         return 0
     try:
         opts = parse_export_args(args)
+        from rlexp.deploy.paths import checkpoint_path
+
+        checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
         from rlexp.deploy.export import export
         from rlexp.deploy.load import load
         from rlexp.runners.memory import check_host_memory

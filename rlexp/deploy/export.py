@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from rlexp.deploy.load import LoadedAgent
+from rlexp.deploy.paths import FORMATS
 from rlexp.errors import ConfigError, RunFailure
 
-FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 EXPORT_EXTRA = 'pip install "rlexp[export]"'
 TOLERANCE = 1e-5
 INPUT, OUTPUT = "obs", "action"

@@ -22,35 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlexp.deploy.paths import checkpoint_path
 from rlexp.envs.normalization import Normalization
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 
-CHECKPOINTS = ("final", "best")
 
 #: The parts of an agent's state that are its exploration (generators, noise processes, gSDE's matrices).
 EXPLORATION_STATE = ("rng", "generator", "exploration_noise", "sde_eps")
-
-
-def checkpoint_path(path: str | Path, checkpoint: str | None = None) -> Path:
-    """The checkpoint file a run directory (its checkpoints/<checkpoint>.pt, final by default) or a file path
-    names; `checkpoint` with a file path is refused, as it would be ignored."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        checkpoint = checkpoint or "final"
-        if checkpoint not in CHECKPOINTS:
-            raise ConfigError(f"checkpoint={checkpoint!r} must be final or best (or give a .pt file as the path)")
-        file = path / "checkpoints" / f"{checkpoint}.pt"
-        if not file.is_file():
-            raise ConfigError(f"{path} holds no checkpoints/{checkpoint}.pt; is it an rlexp run directory that has "
-                              f"finished or evaluated once?")
-        return file
-    if not path.is_file():
-        raise ConfigError(f"{path} is neither a run directory nor a checkpoint file")
-    if checkpoint is not None:
-        raise ConfigError(f"checkpoint={checkpoint} picks a checkpoint of a run directory, but {path} is a checkpoint "
-                          f"file already; drop checkpoint= or give the run directory")
-    return path
 
 
 @dataclass
