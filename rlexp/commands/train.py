@@ -30,7 +30,7 @@ from rlexp.config import schema
 from rlexp.config.device import resolve_device
 from rlexp.config.validate import validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
-from rlexp.io.checkpoints import CheckpointManager, load_checkpoint
+from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
 from rlexp.io.lock import RunDirLock
 from rlexp.io.results import write_results
 from rlexp.runners.faults import StopRequest
@@ -77,17 +77,17 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
         bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
     except CheckpointError as error:
         raise ConfigError(f"{where}: {error}") from None
-    check_resumable(bundle, config, where, device, completed(run_dir))
+    check_resumable(bundle, config, where, device, results_status(run_dir) == "completed")
     return Resume(bundle, path, unreadable)
 
 
-def completed(run_dir: Path) -> bool:
-    """Whether the run in `run_dir` finished: its final evaluation done and results.json written."""
+def results_status(run_dir: Path) -> str | None:
+    """The `status` of the run's results.json (completed, failed, interrupted), None before it has one."""
     results = run_dir / "results.json"
     try:
-        return json.loads(results.read_text()).get("status") == "completed" if results.is_file() else False
+        return json.loads(results.read_text()).get("status") if results.is_file() else None
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, device: torch.device,
@@ -123,10 +123,10 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
                           f"`rlexp train resume=<run_dir>`, which writes into that directory")
     managers: dict[int, CheckpointManager] = {}
     finished: dict[int, bool] = {}
+    at_budget: set[int] = set()   # finished seeds whose newest checkpoint is at this budget's end
     for index, seed in enumerate(config["seeds"]):
         seed_dir = run_dir / f"seed_{seed}"
-        results = seed_dir / "results.json"
-        status = json.loads(results.read_text()).get("status") if results.is_file() else None
+        status = results_status(seed_dir)
         if status == "failed":
             continue   # its failure stands: it does not train on
         manager = CheckpointManager(seed_dir / "checkpoints", 1)
@@ -134,11 +134,11 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
         if newest and ended_early(load_checkpoint_quietly(newest[-1]), config_of_seed(config, seed, index)):
             continue   # solved, or its episode budget reached: it is done
         managers[seed], finished[seed] = manager, status == "completed"
-    if managers and not all(finished.values()):
+        if finished[seed] and newest and periodic_step(newest[-1]) == config["total_steps"]:
+            at_budget.add(seed)
+    if not all(finished.values()):
         # Stopped while the seeds finished one after another: those that finished at this budget are done.
-        budget = config["total_steps"]
-        managers = {seed: m for seed, m in managers.items() if not (finished[seed] and m.step_numbers()
-                                                                    and max(m.step_numbers()) == budget)}
+        managers = {seed: m for seed, m in managers.items() if seed not in at_budget}
     if not managers:
         raise ConfigError(f"{where}: no seed of this run can train on (each failed or ended)")
     steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))

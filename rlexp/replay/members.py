@@ -50,7 +50,7 @@ class MemberReplays:
         self.slots = replays[0].storage["rewards"].shape[0]
         self._flat = {key: stored.view(-1, *stored.shape[2:]) for key, stored in self.storage.items()}
         self._first_slots = torch.arange(len(replays), device=replays[0].device)[:, None] * self.slots
-        for replay in replays:
+        for replay in replays:   # its storage dict now holds the views: point its writes at them too
             replay.use_storage(replay.storage)
 
     @classmethod

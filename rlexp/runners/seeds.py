@@ -6,8 +6,9 @@ makes to its agent (runners/requests.py). The seeds' runners move in lockstep: t
 seed, so at each point they all ask the same thing (act at step t, one update). One batched agent (the algorithm's
 `members` builder: its networks stacked on a member axis, rlexp/networks/members.py) answers each call for all
 seeds at once, and each seed gets its slice. The seeds' replays share one memory the same way
-(rlexp/replay/members.py), so an update's batches are drawn by each seed and gathered for all in one op. Whatever needs no batching (evaluation, checkpoints, exploration
-noise resets) a seed's runner does with its own agent, whose parameters are views of its slice.
+(rlexp/replay/members.py), so an update's batches are drawn by each seed and gathered for all in one op.
+Whatever needs no batching (evaluation, checkpoints, exploration noise resets) a seed's runner does with its own
+agent, whose parameters are views of its slice.
 
 A signal stops every seed after the same step: the seeds read it through one HeldStop (runners/faults.py) that
 takes it in only between rounds in which all of them move.
