@@ -178,6 +178,16 @@ def test_a_run_directory_the_os_refuses_is_one_line_before_any_work(workdir, whe
     assert "cannot write to" in line and "choose another directory" in line
 
 
+def test_a_run_refused_for_a_bad_value_leaves_its_directory_to_the_corrected_command(workdir):
+    line = one_line_error(run_cli(["train", "algo.gamma=2", *TINY, "hydra.run.dir=run"], cwd=workdir))
+    assert "algo.gamma" in line
+    proc = run_cli(["train", *TINY, "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((workdir / "run" / "results.json").read_text())["status"] == "completed"
+    again = one_line_error(run_cli(["train", *TINY, "hydra.run.dir=run"], cwd=workdir))
+    assert "already holds a run" in again   # a run that trained is never overwritten
+
+
 # --- 7. a damaged run directory on resume ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content", [b"- algo=dqn\n  - [\n", b"- algo=dqn\x00\n", b"algo: dqn\n", b"- 3\n- [1]\n",

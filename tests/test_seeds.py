@@ -53,7 +53,7 @@ def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(wor
     assert not torch.equal(q_network(workdir / "run" / "seed_3")["net.0.weight"],
                            q_network(workdir / "run" / "seed_1")["net.0.weight"])
     plot = run_cli(["plot", "run", "out=curves.png"], cwd=workdir)
-    assert plot.returncode == 0, plot.stderr
+    assert plot.returncode == 0 and "warning" not in plot.stderr, plot.stderr   # the parent is no run to skip
     assert "dqn on CartPole-v1  3" in plot.stdout   # the three seeds pooled in one group
     evaluated = run_cli(["eval", "run/seed_1", "episodes=2"], cwd=workdir)
     assert evaluated.returncode == 0 and f"{results(workdir / 'run' / 'seed_1')['eval_return_mean']:.2f}" in \
@@ -199,6 +199,49 @@ def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_
 def test_bad_seed_lists_are_one_line_errors(workdir, args, message):
     proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_seeds_run_keeps_its_seeds_and_seed_is_refused_beside_them(workdir):
+    run = workdir / "run"
+    assert run_cli([*RUN, "total_steps=450", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=workdir).returncode == 0
+    before = snapshot(run)
+    for args, message in [
+        (["seeds=[0,1]"], "cannot continue with a different seeds: [0, 1, 2] -> [0, 1]"),
+        (["seeds=[2,1,0]"], "cannot continue with a different seeds: [0, 1, 2] -> [2, 1, 0]"),
+        (["seeds=[0,1,2,3]"], "cannot continue with a different seeds: [0, 1, 2] -> [0, 1, 2, 3]"),
+        (["seeds=null"], "cannot continue with a different seeds: [0, 1, 2] -> None"),
+        (["seed=7"], "seed=7 with seeds=[...]"),
+    ]:
+        proc = run_cli(["train", "resume=run", "total_steps=600", *args], cwd=workdir)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    single = run_cli(["train", "resume=run/seed_1", "total_steps=600", "seeds=[1,2]"], cwd=workdir)
+    assert single.returncode == 2 and "different seeds: None -> [1, 2]" in single.stderr, single.stderr
+    assert snapshot(run) == before   # every refusal left the run as it was
+    new = run_cli([*RUN, "seeds=[0,1]", "seed=5", "hydra.run.dir=other"], cwd=workdir)
+    assert new.returncode == 2 and "seed=5 with seeds=[...]" in new.stderr and not (workdir / "other").exists()
+    for command in (["eval", "run"], ["export", "run", "format=torchscript"]):
+        proc = run_cli(command, cwd=workdir)
+        assert proc.returncode == 2 and "is a many-seeds run" in proc.stderr and "run/seed_0" in proc.stderr, \
+            proc.stderr
+
+
+def test_a_seed_of_a_batch_in_training_is_locked_against_resuming_it_alone(workdir):
+    holder = start_cli([*RUN, "total_steps=200000", "seeds=[0,1]", "hydra.run.dir=run"], cwd=workdir)
+    try:
+        wait_for(workdir / "run" / "seed_1" / "checkpoints" / "step_600.pt", holder)
+        proc = run_cli(["train", "resume=run/seed_1", "total_steps=300000"], cwd=workdir)
+        assert proc.returncode == 2 and f"is in use by process {holder.pid}" in proc.stderr, proc.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The kernel let go of the locks with the process: the seed resumes alone.
+    newest = max(int(p.stem[5:]) for p in (workdir / "run" / "seed_1" / "checkpoints").glob("step_*.pt"))
+    alone = run_cli(["train", "resume=run/seed_1", f"total_steps={newest + 300}"], cwd=workdir)
+    assert alone.returncode == 0, alone.stderr
 
 
 def test_seeds_whose_episodes_are_cut_by_the_time_limit_at_different_steps_stay_in_step(workdir):

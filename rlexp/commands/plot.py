@@ -174,6 +174,8 @@ def find_runs(paths: Iterable[Path], warn: Callable[[str], None] = lambda messag
     for root in paths:
         for run_dir in sorted((o.parent.parent for o in root.rglob(".hydra/overrides.yaml")), key=_natural):
             if not any(run_dir.glob("events.out.tfevents.*")):
+                if any(run_dir.glob("seed_*/.hydra/overrides.yaml")):
+                    continue   # the parent of a many-seeds run: its seeds are the runs, found below it
                 warn(f"{run_dir} holds no TensorBoard event file (did the run start?); skipped")
                 continue
             found.setdefault(run_dir.resolve(), run_dir)

@@ -31,7 +31,7 @@ from rlexp.config.device import resolve_device
 from rlexp.config.validate import validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
-from rlexp.io.lock import RunDirLock
+from rlexp.io.lock import RunDirLock, holding
 from rlexp.io.results import write_results
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
@@ -73,12 +73,26 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
     if Path(config["resume"]).resolve() != run_dir.resolve():
         raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
                           f"`rlexp train resume=<run_dir>`, which writes into that directory")
+    check_same_seeds(config, run_dir, where)
     try:
         bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
     except CheckpointError as error:
         raise ConfigError(f"{where}: {error}") from None
     check_resumable(bundle, config, where, device, results_status(run_dir) == "completed")
     return Resume(bundle, path, unreadable)
+
+
+def check_same_seeds(config: dict[str, Any], run_dir: Path, where: str) -> None:
+    """A resumed run keeps its `seeds`: a many-seeds run continues every one of its seeds, a single run stays one
+    (each seed's checkpoint is a single run's, so the checkpoints alone cannot tell)."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    except Exception:   # no readable config: the checkpoint's comparison is what remains
+        return
+    old = saved.get("seeds") if isinstance(saved, dict) else None
+    if old != config["seeds"]:
+        raise ConfigError(f"{where}: the run cannot continue with a different seeds: {old} -> {config['seeds']}; "
+                          f"resume it with its own (drop seeds=), or train other seeds as a new run")
 
 
 def results_status(run_dir: Path) -> str | None:
@@ -121,6 +135,7 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
     if Path(config["resume"]).resolve() != run_dir.resolve():
         raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
                           f"`rlexp train resume=<run_dir>`, which writes into that directory")
+    check_same_seeds(config, run_dir, where)
     managers: dict[int, CheckpointManager] = {}
     finished: dict[int, bool] = {}
     at_budget: set[int] = set()   # finished seeds whose newest checkpoint is at this budget's end
@@ -207,33 +222,35 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         raise ConfigError("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds "
                           "one process each: rlexp train --multirun seed=" + ",".join(map(str, config["seeds"])))
 
-    state.started = True
-    cpus = available_cpus()
-    threads = torch_threads(config["torch_threads"], OmegaConf.to_container(hydra_cfg.launcher, resolve=False), cpus)
-    if threads is not None and threads > cpus:
-        log.warning("torch_threads=%d exceeds the %d cores this job may use; using %d (more threads than cores "
-                    "only make them wait for each other)", threads, cpus, cpus)
-        threads = cpus
-    if threads is not None:
-        torch.set_num_threads(threads)
-    overrides = [o for o in hydra_cfg.overrides.task if override_key(o) != "resume"]
-    if resume is not None:
-        CheckpointManager(run_dir / "checkpoints", 1).quarantine(resume.unreadable)
-        record_resumed_config(run_dir, cfg, overrides)
-        log.info("resuming from %s (step %d)", resume.path, resume.bundle["step"])
-    if seed_resumes is not None:
-        record_resumed_config(run_dir, cfg, overrides)
-        step = next(iter(seed_resumes.values())).bundle["step"]
-        log.info("resuming seeds %s from step %d", sorted(seed_resumes), step)
-    tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
-    if tuned and config["env"]["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
-        log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
-                    "override its keys", tuned, env_choice, config["env"]["id"])
-    with StopRequest() as stop:
-        if jobs:
-            return train_seeds(jobs, spec, run_dir, stop, overrides, config["seeds"],
-                               {seed: r.bundle for seed, r in (seed_resumes or {}).items()})
-        return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
+    with holding(run_dir / f"seed_{seed}" for seed in seeds):
+        state.started = True
+        cpus = available_cpus()
+        launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=False)
+        threads = torch_threads(config["torch_threads"], launcher, cpus)
+        if threads is not None and threads > cpus:
+            log.warning("torch_threads=%d exceeds the %d cores this job may use; using %d (more threads than cores "
+                        "only make them wait for each other)", threads, cpus, cpus)
+            threads = cpus
+        if threads is not None:
+            torch.set_num_threads(threads)
+        overrides = [o for o in hydra_cfg.overrides.task if override_key(o) != "resume"]
+        if resume is not None:
+            CheckpointManager(run_dir / "checkpoints", 1).quarantine(resume.unreadable)
+            record_resumed_config(run_dir, cfg, overrides)
+            log.info("resuming from %s (step %d)", resume.path, resume.bundle["step"])
+        if seed_resumes is not None:
+            record_resumed_config(run_dir, cfg, overrides)
+            step = next(iter(seed_resumes.values())).bundle["step"]
+            log.info("resuming seeds %s from step %d", sorted(seed_resumes), step)
+        tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
+        if tuned and config["env"]["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
+            log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
+                        "override its keys", tuned, env_choice, config["env"]["id"])
+        with StopRequest() as stop:
+            if jobs:
+                return train_seeds(jobs, spec, run_dir, stop, overrides, config["seeds"],
+                                   {seed: r.bundle for seed, r in (seed_resumes or {}).items()})
+            return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
 
 
 def config_of_seed(config: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
@@ -389,6 +406,13 @@ def check_optional_groups(args: list[str]) -> None:
                 raise ConfigError(unknown_option(group, name, options))
 
 
+def never_started(run_dir: Path) -> bool:
+    """A run refused before it trained (a bad value): a failed results.json, no checkpoints, no TensorBoard events.
+    Its directory holds nothing but the refused config, so the corrected command may write there."""
+    return (results_status(run_dir) == "failed" and not (run_dir / "checkpoints").exists()
+            and not any(run_dir.glob("events.out.tfevents.*")) and not any(run_dir.glob("seed_*")))
+
+
 def check_new_run_dir(args: list[str]) -> None:
     """A new run never writes into another run's directory: `hydra.run.dir=<a run>` would overwrite its config."""
     _, overrides = split_flags(args)
@@ -401,9 +425,28 @@ def check_new_run_dir(args: list[str]) -> None:
                 taken = (run_dir / ".hydra").is_dir()
             except OSError as error:  # a name the file system refuses
                 raise ConfigError(f"cannot write to {run_dir}: {error.strerror}; choose another directory") from None
-            if taken:
+            if taken and not never_started(run_dir):
                 raise ConfigError(f"hydra.run.dir={run_dir} already holds a run; continue it with "
                                   f"`rlexp train resume={run_dir}`, or choose a new directory")
+
+
+def check_seed_keys(args: list[str], expanded: list[str]) -> None:
+    """`seed=` on the command line of a many-seeds run (`seeds=`, given there or by the resumed run) would be
+    ignored: each seed of the list is a run's seed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        given = OverridesParser.create().parse_overrides(split_flags(args)[1])
+        every = OverridesParser.create().parse_overrides(split_flags(expanded)[1])
+    except HydraException:
+        return  # Hydra reports its own grammar errors
+    seed = [o for o in given if o.key_or_group == "seed" and not o.is_delete()]
+    seeds = [o for o in every if o.key_or_group == "seeds" and not o.is_delete()]
+    if seed and seeds and (seeds[-1].is_sweep_override() or seeds[-1].value() is not None):
+        raise ConfigError(f"seed={seed[-1].get_value_element_as_str() if not seed[-1].is_sweep_override() else '...'} "
+                          f"with seeds=[...]: each seed of a many-seeds run is one of its seeds=, so seed= would be "
+                          f"ignored; drop seed= (or run one process per seed: rlexp train --multirun seed=0,1,2)")
 
 
 def report(func: Any) -> Any:
@@ -445,7 +488,9 @@ def main() -> None:
         check_flags(args)
         check_optional_groups(args)
         check_new_run_dir(args)
-        args = resume_arguments(args)
+        expanded = resume_arguments(args)
+        check_seed_keys(args, expanded)
+        args = expanded
     except ConfigError as error:
         print(f"rlexp train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

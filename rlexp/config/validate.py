@@ -163,7 +163,8 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
                           "run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
     if cfg["algo"].get("train_freq_unit") == "episode":
         raise ConfigError("seeds=[...] with algo.train_freq_unit=episode: each seed's rounds would fall at its own "
-                          "episode ends, and the seeds learn in lockstep; use algo.train_freq_unit=step")
+                          "episode ends, and the seeds learn in lockstep; use algo.train_freq_unit=step, or run the "
+                          "seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
 
 
 def check_compile(cfg: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -59,3 +61,14 @@ class RunDirLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+@contextmanager
+def holding(run_dirs: Iterable[Path]) -> Iterator[None]:
+    """A RunDirLock on each directory (made if missing) for the block: a many-seeds run holds each seed's, so
+    `resume=<run>/seed_<s>` is refused while the batch trains that seed, and the batch while the seed trains."""
+    with ExitStack() as stack:
+        for run_dir in run_dirs:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(RunDirLock(run_dir))
+        yield
