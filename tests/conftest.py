@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -103,3 +104,10 @@ def interrupt_mid_run(args: list[str], cwd: Path, first: Path, signum: int, refe
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file below `directory` and a hash of its bytes (and every directory, as such): what a refused command
+    must leave as it was."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(directory.rglob("*"))}

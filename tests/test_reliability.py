@@ -4,7 +4,6 @@ on disk as it was."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, run_cli, start_cli, wait_for
+from tests.conftest import cli_env, run_cli, snapshot, start_cli, wait_for
 
 TINY = ["total_steps=600", "algo.learning_starts=100", "eval.every=0", "eval.episodes=1", "checkpoint.every=300",
         "log.progress=none", "torch_threads=1"]
@@ -26,12 +25,6 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
     assert proc.returncode == code and len(lines) == 1, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr and "usage:" not in proc.stderr
     return lines[0]
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    """Every file below `directory` and a hash of its bytes (and every directory, as such)."""
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(directory.rglob("*"))}
 
 
 @pytest.fixture(scope="module")

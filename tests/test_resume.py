@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, run_cli
+from tests.conftest import interrupt_mid_run, run_cli, snapshot
 
 RUNS = {
     # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
@@ -94,11 +94,6 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     assert a["eval_returns"] == b["eval_returns"] and b["status"] == "completed"
     for key in ("total_steps", "episodes", "stopped_by", "solved_at_step", "solved_at_episode"):
         assert a[key] == b[key], key
-
-
-def snapshot(run_dir: Path) -> dict[str, bytes]:
-    """Every file of a run directory and its content."""
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
 def short_run(workdir: Path, *extra: str) -> None:

@@ -13,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, run_cli, start_cli, wait_for
+from tests.conftest import interrupt_mid_run, run_cli, snapshot, start_cli, wait_for
 
 RUN = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=900", "algo.learning_starts=300",
        "network.hidden_sizes=[32,32]", "eval.every=450", "eval.episodes=2", "checkpoint.every=300", "log.every=100",
@@ -199,10 +199,6 @@ def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_
 def test_bad_seed_lists_are_one_line_errors(workdir, args, message):
     proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def test_a_seeds_run_keeps_its_seeds_and_seed_is_refused_beside_them(workdir):

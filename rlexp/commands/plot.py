@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from rlexp.commands import options
 from rlexp.commands.options import override_key
 from rlexp.errors import ConfigError
-from rlexp.io import OBJECTIVE
+from rlexp.io import OBJECTIVE, seed_runs
 from rlexp.sweeps.summary import shorten_floats, text_table
 
 #: Override keys (and key prefixes, ending in ".") left out of a group's key: they do not change what a run
@@ -174,7 +174,7 @@ def find_runs(paths: Iterable[Path], warn: Callable[[str], None] = lambda messag
     for root in paths:
         for run_dir in sorted((o.parent.parent for o in root.rglob(".hydra/overrides.yaml")), key=_natural):
             if not any(run_dir.glob("events.out.tfevents.*")):
-                if any(run_dir.glob("seed_*/.hydra/overrides.yaml")):
+                if seed_runs(run_dir):
                     continue   # the parent of a many-seeds run: its seeds are the runs, found below it
                 warn(f"{run_dir} holds no TensorBoard event file (did the run start?); skipped")
                 continue

@@ -32,7 +32,8 @@ from rlexp.config.validate import validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
 from rlexp.io.lock import RunDirLock, holding
-from rlexp.io.results import write_results
+from rlexp.io import seed_dir, seed_runs
+from rlexp.io.results import results_status, write_results
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.sweeps.placement import GpuPlacement, available_cpus, job_device, torch_threads
@@ -95,15 +96,6 @@ def check_same_seeds(config: dict[str, Any], run_dir: Path, where: str) -> None:
                           f"resume it with its own (drop seeds=), or train other seeds as a new run")
 
 
-def results_status(run_dir: Path) -> str | None:
-    """The `status` of the run's results.json (completed, failed, interrupted), None before it has one."""
-    results = run_dir / "results.json"
-    try:
-        return json.loads(results.read_text()).get("status") if results.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, device: torch.device,
                     finished: bool) -> None:
     """Whether the new config may continue the checkpoint `bundle` (of a run that has `finished`, or not): a
@@ -140,11 +132,10 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
     finished: dict[int, bool] = {}
     at_budget: set[int] = set()   # finished seeds whose newest checkpoint is at this budget's end
     for index, seed in enumerate(config["seeds"]):
-        seed_dir = run_dir / f"seed_{seed}"
-        status = results_status(seed_dir)
+        status = results_status(seed_dir(run_dir, seed))
         if status == "failed":
             continue   # its failure stands: it does not train on
-        manager = CheckpointManager(seed_dir / "checkpoints", 1)
+        manager = CheckpointManager(seed_dir(run_dir, seed) / "checkpoints", 1)
         newest = manager.periodic()
         if newest and ended_early(load_checkpoint_quietly(newest[-1]), config_of_seed(config, seed, index)):
             continue   # solved, or its episode budget reached: it is done
@@ -222,7 +213,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         raise ConfigError("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds "
                           "one process each: rlexp train --multirun seed=" + ",".join(map(str, config["seeds"])))
 
-    with holding(run_dir / f"seed_{seed}" for seed in seeds):
+    with holding(seed_dir(run_dir, seed) for seed in seeds):
         state.started = True
         cpus = available_cpus()
         launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=False)
@@ -274,13 +265,13 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     seed_dirs, steps = [], []
     for job in jobs:
         seed = job.config["seed"]
-        seed_dir = run_dir / f"seed_{seed}"
+        directory = seed_dir(run_dir, seed)
         seed_overrides = [o for o in overrides if override_key(o) not in ("seeds", "seed")] + [f"seed={seed}"]
-        (seed_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(job.config), seed_dir / ".hydra" / "config.yaml")
-        OmegaConf.save(OmegaConf.create(seed_overrides), seed_dir / ".hydra" / "overrides.yaml")
-        seed_dirs.append(seed_dir)
-        steps.append(job.steps(seed_dir, held, seed_overrides, resumes.get(seed)))
+        (directory / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(job.config), directory / ".hydra" / "config.yaml")
+        OmegaConf.save(OmegaConf.create(seed_overrides), directory / ".hydra" / "overrides.yaml")
+        seed_dirs.append(directory)
+        steps.append(job.steps(directory, held, seed_overrides, resumes.get(seed)))
     seeds = [job.config["seed"] for job in jobs]
     log.info("%d seeds as one model: %s -> %s/seed_<s>", len(seeds), seeds, run_dir)
     config = jobs[0].config
@@ -288,20 +279,20 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
         job.compiles = False
     outcomes = run_in_lockstep(seeds, steps, lambda agents: compile_agent(
         spec.members(agents), config["compile"], config["compile_mode"], jobs[0].device), held)
-    for outcome, seed_dir in zip(outcomes, seed_dirs):
+    for outcome, directory in zip(outcomes, seed_dirs):
         if isinstance(outcome.error, TrainingInterrupted):
-            write_results(seed_dir / "results.json", {"status": "interrupted", "error": str(outcome.error),
-                                                      "step": outcome.error.step})
+            write_results(directory / "results.json", {"status": "interrupted", "error": str(outcome.error),
+                                                       "step": outcome.error.step})
         elif outcome.error is not None:
             described = describe(outcome.error) if isinstance(outcome.error, Exception) else None
             message = described[1] if described else one_line(f"{type(outcome.error).__name__}: {outcome.error}")
-            write_results(seed_dir / "results.json", {"status": "failed", "error": message})
+            write_results(directory / "results.json", {"status": "failed", "error": message})
     interrupted = [o.error for o in outcomes if isinstance(o.error, TrainingInterrupted)]
     if interrupted:
         raise interrupted[0]
     per_seed: dict[str, Any] = {}
     for seed in all_seeds:
-        results_file = run_dir / f"seed_{seed}" / "results.json"
+        results_file = seed_dir(run_dir, seed) / "results.json"
         results = json.loads(results_file.read_text()) if results_file.is_file() else {"status": "no result"}
         per_seed[str(seed)] = {key: results[key] for key in ("status", "eval_return_mean", "error") if key in results}
     returns = [row["eval_return_mean"] for row in per_seed.values() if row["status"] == "completed"]
@@ -410,7 +401,7 @@ def never_started(run_dir: Path) -> bool:
     """A run refused before it trained (a bad value): a failed results.json, no checkpoints, no TensorBoard events.
     Its directory holds nothing but the refused config, so the corrected command may write there."""
     return (results_status(run_dir) == "failed" and not (run_dir / "checkpoints").exists()
-            and not any(run_dir.glob("events.out.tfevents.*")) and not any(run_dir.glob("seed_*")))
+            and not any(run_dir.glob("events.out.tfevents.*")) and not seed_runs(run_dir))
 
 
 def check_new_run_dir(args: list[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlexp.errors import ConfigError
+from rlexp.io import seed_runs
 
 CHECKPOINTS = ("final", "best")
 #: What `rlexp export` writes, by format: the file's suffix.
@@ -22,11 +23,10 @@ def checkpoint_path(path: str | Path, checkpoint: str | None = None) -> Path:
             raise ConfigError(f"checkpoint={checkpoint!r} must be final or best (or give a .pt file as the path)")
         file = path / "checkpoints" / f"{checkpoint}.pt"
         if not file.is_file():
-            seeds = sorted((d.name for d in path.glob("seed_*") if (d / "checkpoints").is_dir()),
-                           key=lambda name: int(name[5:]) if name[5:].isdigit() else -1)
+            seeds = seed_runs(path)
             if seeds:   # the parent of a many-seeds run: each seed is its own run
                 raise ConfigError(f"{path} is a many-seeds run: each seed has its own checkpoints; give one seed's "
-                                  f"directory, e.g. {path / seeds[0]} (seeds here: {', '.join(seeds)})")
+                                  f"directory, e.g. {seeds[0]} (seeds here: {', '.join(d.name for d in seeds)})")
             raise ConfigError(f"{path} holds no checkpoints/{checkpoint}.pt; is it an rlexp run directory that has "
                               f"finished or evaluated once?")
         return file

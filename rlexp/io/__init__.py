@@ -1,5 +1,20 @@
 """What a run writes: checkpoints, TensorBoard metrics, results.json."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 #: The TensorBoard scalar the HParams tab, the sweepers and `rlexp plot` compare runs by (here, not in
 #: rlexp.io.metrics, so that `rlexp plot` can name it without loading torch).
 OBJECTIVE = "eval/mean_return"
+
+
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    """Where one seed of a many-seeds run (`seeds=[...]`) keeps its own run."""
+    return run_dir / f"seed_{seed}"
+
+
+def seed_runs(run_dir: Path) -> list[Path]:
+    """The seeds' runs of a many-seeds run in `run_dir`, in seed order (none: a single run, or no run)."""
+    runs = (d for d in run_dir.glob("seed_*") if (d / ".hydra" / "overrides.yaml").is_file())
+    return sorted(runs, key=lambda d: (len(d.name), d.name))
