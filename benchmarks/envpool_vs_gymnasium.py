@@ -75,7 +75,8 @@ def make_gym_cheetah() -> gym.Env:
 
 
 # task: (gymnasium env factory, envpool task id, envpool kwargs, action sampler(rng, n))
-TASKS: dict[str, tuple[Callable[[], gym.Env], str, dict[str, Any], Callable[[np.random.Generator, int], np.ndarray]]] = {
+Task = tuple[Callable[[], gym.Env], str, dict[str, Any], Callable[[np.random.Generator, int], np.ndarray]]
+TASKS: dict[str, Task] = {
     "pong": (make_gym_pong, "Pong-v5", ENVPOOL_PONG_KWARGS,
              lambda rng, n: rng.integers(0, 6, size=n)),
     "halfcheetah": (make_gym_cheetah, "HalfCheetah-v5", {},

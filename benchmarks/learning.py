@@ -130,7 +130,7 @@ def config_conflicts_with(run_dir: Path, train_args: list[str]) -> list[str]:
     """How the config saved in `run_dir` differs from the one `train_args` compose (keys a resume may not change)."""
     from omegaconf import OmegaConf
 
-    from rlexp.commands.resume import config_conflicts
+    from rlexp.config.compat import config_conflicts
 
     printed = subprocess.run([sys.executable, "-m", "rlexp", "train", "--cfg", "job", *train_args],
                              capture_output=True, text=True, check=True).stdout

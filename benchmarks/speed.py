@@ -173,7 +173,8 @@ def main() -> int:
           f"1 thread; median of {args.repeat}) | rlexp SPS | SB3 SPS | rlexp / SB3 |")
     print("|---|---|---|---|")
     for name, ours, theirs in rows:
-        print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |" if theirs else f"| {name} | {ours:.0f} | - | - |")
+        print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |" if theirs else
+              f"| {name} | {ours:.0f} | - | - |")
     return 0
 
 

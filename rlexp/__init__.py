@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
+__all__ = ["LoadedAgent", "__version__", "load"]
+
 if TYPE_CHECKING:
     from rlexp.deploy.load import LoadedAgent, load
 

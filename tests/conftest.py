@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from rlexp.config import schema
+from rlexp.commands.configstore import register
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -33,7 +33,7 @@ TINY = ["eval.episodes=2", "eval.every=200", "checkpoint.every=200", "log.every=
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    schema.register()
+    register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=overrides, return_hydra_config=False)
 

@@ -27,7 +27,8 @@ def td3(**overrides) -> TD3:
 def dqn(**overrides) -> DQN:
     kwargs = dict(hidden_sizes=[8], lr=1e-2, tau=1.0, target_update_interval=3,
                   exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.1,
-                  max_grad_norm=10.0, lr_schedule="constant", total_steps=100, total_updates=50, device=CPU, rng=np.random.default_rng(0))
+                  max_grad_norm=10.0, lr_schedule="constant", total_steps=100, total_updates=50, device=CPU,
+                  rng=np.random.default_rng(0))
     kwargs.update(overrides)
     return DQN(2, 3, **kwargs)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from rlexp.agents import registry
 from rlexp.commands.train import resolved_config
-from rlexp.config import registry
 from rlexp.envs import AtariSettings, describe_spaces, make_env
 from rlexp.networks.q import DuelingQNetwork, QNetwork
 from rlexp.networks.torsos import NatureConvolutions
@@ -51,7 +51,7 @@ def test_the_nature_cnn_has_the_papers_layers():
 def stacks(n_episodes: int, length: int, seed: int = 0):
     """Episodes of (obs, next_obs) stacks as FrameStackObservation makes them: a reset pads with its frame."""
     rng = np.random.default_rng(seed)
-    for episode in range(n_episodes):
+    for _episode in range(n_episodes):
         frames = [rng.integers(0, 256, (84, 84), dtype=np.uint8)] * 4
         for t in range(length):
             obs = np.stack(frames[-4:])

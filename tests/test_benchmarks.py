@@ -53,7 +53,8 @@ def test_an_unknown_target_is_one_line_and_exit_2(tmp_path):
 def test_cheap_rows_default_to_ten_seeds_and_the_long_ones_to_three():
     cheap = {t.name for t in learning.TARGETS if t.cheap}
     assert cheap == {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "td3_Pendulum-v1",
-                     "ddpg_Pendulum-v1", "sac_Pendulum-v1", "td3_MountainCarContinuous-v0", "ddpg_MountainCarContinuous-v0",
+                     "ddpg_Pendulum-v1", "sac_Pendulum-v1", "td3_MountainCarContinuous-v0",
+                     "ddpg_MountainCarContinuous-v0",
                      "sac_MountainCarContinuous-v0", "ppo_CartPole-v1", "ppo_Pendulum-v1", "a2c_CartPole-v1",
                      "a2c_LunarLander-v3"}
     for t in learning.TARGETS:
@@ -79,9 +80,11 @@ def test_the_time_to_solve_tasks_run_the_presets_at_their_budgets():
         assert preset["total_steps"] == task.budget, task.name
         assert task.budget % task.eval_every == 0 and task.sb3_ctor.split("(")[0] == task.algo.upper()
         if task.variant:   # RL Zoo's hyperparameters compose into a valid rlexp config
+            from rlexp.agents.registry import algorithms
             from rlexp.config.validate import validate
 
-            validate(resolved_config(compose_config([f"algo={task.algo}", f"env={task.env}", *task.rlexp_overrides])))
+            overrides = [f"algo={task.algo}", f"env={task.env}", *task.rlexp_overrides]
+            validate(resolved_config(compose_config(overrides)), algorithms())
 
 
 def test_the_gpu_benchmark_reads_the_steady_state_rate_of_a_runs_second_half_of_learning(tmp_path):

@@ -6,8 +6,8 @@ import logging
 import pytest
 import torch
 
-from rlexp.io.checkpoints import FORMAT, CheckpointManager, load_checkpoint, save_checkpoint
 from rlexp.errors import CheckpointError
+from rlexp.io.checkpoints import FORMAT, CheckpointManager, load_checkpoint, save_checkpoint
 
 
 def bundle(step: int, **extra) -> dict:

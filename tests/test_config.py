@@ -1,12 +1,14 @@
 """Config composition for every algo x env pair, presets, precedence, and validation errors."""
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from rlexp.commands import resume
-from rlexp.commands.resume import config_conflicts
+from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
+from rlexp.config import compat
+from rlexp.config.compat import config_conflicts
 from rlexp.config.device import resolve_device
 from rlexp.config.validate import validate
 from rlexp.errors import ConfigError
@@ -46,7 +48,7 @@ def test_every_algo_env_pair_composes_and_validates(algo, env):
     assert cfg["algo"]["name"] == algo and cfg["env"]["id"] == ("ALE/Pong-v5" if env == "atari" else env)
     # value checks pass for every pair (validate returns the algorithm's registry entry); space fit is checked
     # against the env (test_envs)
-    assert validate(cfg).name == algo
+    assert validate(cfg, algorithms()).name == algo
 
 
 def test_public_keys_exist():
@@ -113,7 +115,7 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
 ])
 def test_bad_values_fail_with_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
-        validate(resolved(override.split()))
+        validate(resolved(override.split()), algorithms())
 
 
 def test_episode_rounds_validate_and_plan_their_updates():
@@ -121,7 +123,7 @@ def test_episode_rounds_validate_and_plan_their_updates():
                       ["algo.train_freq_unit=episode", "algo.gradient_steps=2", "algo.lr_schedule=constant"],
                       ["algo=ddpg", "env=Pendulum-v1", "algo.train_freq_unit=episode", "algo.gradient_steps=3"],
                       ["algo=td3", "env=Pendulum-v1", "algo.train_freq=4", "algo.gradient_steps=-1"]):
-        validate(resolved(overrides))
+        validate(resolved(overrides), algorithms())
     algo = {"learning_starts": 1000, "train_freq": 4, "train_freq_unit": "step", "gradient_steps": 2}
     assert planned_updates(algo, 9000, 1) == 4000
     assert planned_updates(algo, 9000, 4) == 4000  # gradient_steps per env per round: the same updates per sample
@@ -131,9 +133,9 @@ def test_episode_rounds_validate_and_plan_their_updates():
 
 def test_td3_specific_checks():
     with pytest.raises(ConfigError, match="algo.policy_delay=0"):
-        validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.policy_delay=0"]))
+        validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.policy_delay=0"]), algorithms())
     with pytest.raises(ConfigError, match="algo.target_noise=-0.1"):
-        validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.target_noise=-0.1"]))
+        validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.target_noise=-0.1"]), algorithms())
 
 
 @pytest.mark.parametrize("override, message", [
@@ -149,9 +151,9 @@ def test_td3_specific_checks():
 ])
 def test_sac_specific_checks(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        validate(resolved(["algo=sac", "env=Pendulum-v1", override]))
+        validate(resolved(["algo=sac", "env=Pendulum-v1", override]), algorithms())
     for good in ("algo.ent_coef=0.1", "algo.target_entropy=-3", "algo.ent_coef=auto"):
-        validate(resolved(["algo=sac", "env=Pendulum-v1", good]))
+        validate(resolved(["algo=sac", "env=Pendulum-v1", good]), algorithms())
 
 
 @pytest.mark.parametrize("override, cause", [
@@ -189,7 +191,7 @@ def test_resume_may_change_the_budget_but_not_what_was_learned():
 
 def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monkeypatch):
     # The keys added since checkpoint format 2, with the values that keep what runs made before them did:
-    assert resume.ADDED_KEYS == {"network.activation": "relu", "env.normalize.obs": False,
+    assert compat.ADDED_KEYS == {"network.activation": "relu", "env.normalize.obs": False,
                                  "env.normalize.reward": False, "env.normalize.clip_obs": 10.0,
                                  "env.normalize.clip_reward": 10.0, "algo.use_sde": False,
                                  "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,   # (SAC's: PPO's came first)
@@ -204,7 +206,7 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1", "network.activation=tanh"])) == [
         "network.activation: relu -> tanh"]
     # the mechanism, as train_freq_unit used it:
-    monkeypatch.setattr(resume, "ADDED_KEYS", {"algo.train_freq_unit": "step"})
+    monkeypatch.setattr(compat, "ADDED_KEYS", {"algo.train_freq_unit": "step"})
     saved = resolved(["algo=td3", "env=Pendulum-v1"])
     del saved["algo"]["train_freq_unit"]  # as the config of a run made before the key existed
     assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1"])) == []
@@ -247,7 +249,7 @@ def test_device_resolution():
 ])
 def test_on_policy_checks(overrides, message):
     with pytest.raises(ConfigError, match=message):   # (Acrobot: no preset, the algorithms' defaults)
-        validate(resolved(["env=Acrobot-v1", *overrides]))
+        validate(resolved(["env=Acrobot-v1", *overrides]), algorithms())
 
 
 def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_own():
@@ -273,13 +275,31 @@ def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_ow
 def test_a_key_added_with_plus_must_be_one_the_schema_has(overrides, message):
     # Hydra's `+key=value` adds a key even to a typed config: no code would read it, so it is refused
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        validate(resolved(overrides))
-    validate(resolved(["+env.kwargs.max_episode_steps=5"]))   # env.kwargs is free-form: gymnasium.make's
+        validate(resolved(overrides), algorithms())
+    validate(resolved(["+env.kwargs.max_episode_steps=5"]), algorithms())   # env.kwargs is free-form: gymnasium.make's
 
 
 def test_a_saved_config_gets_the_keys_added_since_at_their_old_meaning():
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"]
-    filled = resume.with_added_keys(old)
+    filled = compat.with_added_keys(old)
     assert filled["network"]["activation"] == "relu" and "normalize" not in filled["env"]   # no section invented
     assert "activation" not in old["network"]                                               # the input is kept
+
+
+def test_a_refused_resume_names_every_key_a_resume_may_change():
+    # The message is built from the list the comparison uses, so a key it accepts (compile, gpu_placement,
+    # env.total_steps) is never left out of it.
+    from rlexp.commands.train import check_resumable
+
+    saved = resolved(["algo=td3", "env=Pendulum-v1"])
+    bundle = {"config": saved, "step": 0, "device": "cpu"}
+    with pytest.raises(ConfigError) as refused:
+        check_resumable(bundle, resolved(["algo=td3", "env=Pendulum-v1", "seed=1"]), "resume=x", torch.device("cpu"),
+                        finished=False)
+    message = str(refused.value)
+    assert "seed: 0 -> 1" in message
+    for key in ("total_steps", "env.total_steps", "total_episodes", "stop.*", "eval.*", "checkpoint.*", "log.*",
+                "device", "gpu_placement", "torch_threads", "compile", "compile_mode"):
+        assert key in message.split("only ", 1)[1]
+    assert compat.may_change().endswith("compile and compile_mode")

@@ -59,7 +59,7 @@ def test_frames_staged_on_the_host_match_the_cpu_frames(device):
                FrameReplayBuffer(300, (4, 36, 36), (), True, target, seed=0, num_envs=2, stage_on_host=staged)]
     rng = np.random.default_rng(0)
     stacks = rng.integers(0, 255, size=(2, 4, 36, 36), dtype=np.uint8)
-    for step in range(600):
+    for _ in range(600):
         next_stacks = np.concatenate([stacks[:, 1:], rng.integers(0, 255, size=(2, 1, 36, 36), dtype=np.uint8)], 1)
         for buffer in buffers:
             buffer.add(stacks, np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.float32), next_stacks,

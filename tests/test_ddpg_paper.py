@@ -103,11 +103,12 @@ def test_the_experiment_config_is_the_papers_setup():
 @pytest.mark.parametrize("bad, message", [("algo.critic_action_layer=3", "algo.critic_action_layer=3 must be a layer"),
                                           ("algo.critic_weight_decay=-1", "algo.critic_weight_decay=-1.0 is outside")])
 def test_bad_paper_switches_are_refused(bad, message):
+    from rlexp.agents.registry import algorithms
     from rlexp.config.validate import validate
     from rlexp.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        validate(resolved_config(compose_config(["algo=ddpg", "env=Pendulum-v1", bad])))
+        validate(resolved_config(compose_config(["algo=ddpg", "env=Pendulum-v1", bad])), algorithms())
 
 
 def test_experiment_ddpg_paper_trains_from_the_command_line(workdir):

@@ -160,7 +160,8 @@ class BarePolicy:
 def sites(tmp_path_factory):
     root = tmp_path_factory.mktemp("bare")
     torch_only = bare_site(["torch", "numpy"], root / "torch")
-    return {"torchscript": torch_only, "pt2": torch_only, "onnx": bare_site(["onnxruntime", "numpy"], root / "onnxruntime")}
+    return {"torchscript": torch_only, "pt2": torch_only,
+            "onnx": bare_site(["onnxruntime", "numpy"], root / "onnxruntime")}
 
 
 # --- the tests --------------------------------------------------------------------------------------------------
@@ -328,7 +329,8 @@ def test_a_file_that_does_not_reproduce_the_agent_is_refused_and_nothing_is_left
     write = export.WRITERS["torchscript"]
     # A file that answers with another action than the agent's.
     monkeypatch.setitem(export.WRITERS, "torchscript",
-                        lambda module, example, path: (lambda f: (lambda obs: 1 - f(obs)))(write(module, example, path)))
+                        lambda module, example, path: (lambda f: (lambda obs: 1 - f(obs)))(
+                            write(module, example, path)))
     with pytest.raises(export.ExportMismatch, match="does not reproduce the agent's actions"):
         export.export(agent, "torchscript", run / "export", states=50)
     assert not (run / "export").exists()

@@ -188,8 +188,8 @@ def test_prioritized_state_round_trip_continues_exactly():
 @pytest.mark.parametrize("double, dueling, n_step, prioritized_", list(itertools.product([False, True], [False, True],
                                                                                           [1, 3], [False, True])))
 def test_every_combination_learns_without_error(double, dueling, n_step, prioritized_):
+    from rlexp.agents import registry
     from rlexp.agents.base import BuildContext
-    from rlexp.config import registry
     from rlexp.envs import describe_spaces, make_env
     from rlexp.replay import Priorities, make_replay
     from rlexp.runners.off_policy import planned_updates

@@ -1,4 +1,5 @@
-"""`rlexp eval <run> embed=true`: the projector files, read back by TensorBoard's own projector plugin, and the t-SNE."""
+"""`rlexp eval <run> embed=true`: the projector files, read back by TensorBoard's own projector plugin, and the
+t-SNE."""
 
 import csv
 import json

@@ -2,7 +2,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlexp.config import registry
+from rlexp.agents import registry
 from rlexp.envs import describe_spaces, make_env, make_vector_env
 from rlexp.errors import ConfigError
 
@@ -34,7 +34,8 @@ def test_dqn_on_continuous_actions_says_what_to_use():
 
 
 def test_td3_on_discrete_actions_says_what_to_use():
-    with pytest.raises(ConfigError, match="algo=td3 needs a continuous.*CartPole-v1.*use algo=a2c, algo=dqn or algo=ppo"):
+    with pytest.raises(ConfigError,
+                       match="algo=td3 needs a continuous.*CartPole-v1.*use algo=a2c, algo=dqn or algo=ppo"):
         space_info(make_env("CartPole-v1"), "td3", "CartPole-v1")
 
 

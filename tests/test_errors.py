@@ -14,7 +14,8 @@ FAULTY = "tests.faulty_envs"
 @pytest.mark.parametrize("args, expected", [
     # the algorithm does not fit the env: both spaces named, and what to use instead
     (["algo=dqn", "env=Pendulum-v1"], ["algo=dqn needs a discrete action space", "Pendulum-v1",
-                                       "actions Box(-2.0, 2.0", "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"]),
+                                       "actions Box(-2.0, 2.0",
+                                       "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"]),
     (["algo=td3", "env=CartPole-v1"], ["algo=td3 needs a continuous (Box) action space", "Discrete(2)",
                                        "use algo=a2c, algo=dqn or algo=ppo"]),
     (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",

@@ -55,7 +55,8 @@ def test_the_guard_keeps_the_first_non_finite_step_across_blocks_of_updates():
     for step in range(steps):
         loss = float("nan") if step in (NonFiniteGuard.BLOCK + 3, steps - 2) else 1.0
         guard.observe({"losses/critic_loss": torch.tensor(loss), "losses/q_values": torch.tensor(2.0)}, step)
-    with pytest.raises(NonFiniteError, match=f"losses/critic_loss became non-finite .* at step {NonFiniteGuard.BLOCK + 3};"):
+    first_bad = NonFiniteGuard.BLOCK + 3
+    with pytest.raises(NonFiniteError, match=f"losses/critic_loss became non-finite .* at step {first_bad};"):
         guard.check()
 
 
@@ -177,7 +178,8 @@ def test_a_signal_finishes_the_step_saves_and_exits_non_zero(workdir, signum, co
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     line = last_line(stderr)
-    assert f"interrupted by {signal.Signals(signum).name} at step" in line and "continue with: rlexp train resume=" in line
+    assert f"interrupted by {signal.Signals(signum).name} at step" in line
+    assert "continue with: rlexp train resume=" in line
     step = status(workdir / "run")["step"]
     assert status(workdir / "run")["status"] == "interrupted"
     assert load_checkpoint(workdir / "run" / "checkpoints" / f"step_{step}.pt")["step"] == step

@@ -4,9 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-
 import pytest
+import torch
 
 from rlexp.agents.dqn import DQN
 from rlexp.agents.exploration import OrnsteinUhlenbeckNoise
@@ -72,7 +71,8 @@ def dqn(total_steps: int) -> DQN:
     torch.manual_seed(0)
     return DQN(4, 2, hidden_sizes=[16], lr=1e-3, tau=1.0, target_update_interval=10,
                exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.05,
-               max_grad_norm=10.0, lr_schedule="constant", total_steps=total_steps, total_updates=100, device=torch.device("cpu"),
+               max_grad_norm=10.0, lr_schedule="constant", total_steps=total_steps, total_updates=100,
+               device=torch.device("cpu"),
                rng=np.random.default_rng(0))
 
 

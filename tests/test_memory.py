@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from rlexp.agents import registry
 from rlexp.agents.base import BuildContext
-from rlexp.config import registry
-from rlexp.envs import describe_spaces, make_env
+from rlexp.envs import atari_settings, describe_spaces, make_env
 from rlexp.replay import Priorities, make_replay
-from rlexp.runners.job import atari_settings
 from rlexp.runners.memory import estimate, replay_bytes
 from tests.conftest import compose_config
 

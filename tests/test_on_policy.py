@@ -9,7 +9,6 @@ from rlexp.agents import a2c, ppo
 from rlexp.agents.base import BuildContext
 from rlexp.envs import describe_spaces, make_env, make_vector_env
 from rlexp.envs.normalization import Normalization, NormalizeSettings, RunningMeanStd
-from rlexp.rollouts.advantages import generalized_advantages
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.faults import NonFiniteGuard
@@ -50,8 +49,9 @@ def rollout(env_id: str, n_steps: int, num_envs: int, kwargs: dict | None = None
     torch.manual_seed(0)
     env = make_env(env_id, kwargs)
     spaces = describe_spaces(env.observation_space, env.action_space, env_id)
-    agent = ppo.build({**ALGO, "n_steps": n_steps}, BuildContext(spaces=spaces, hidden_sizes=(16,), total_steps=1000, planned_updates=0,
-                                         num_envs=num_envs, device=CPU, seed=0, activation="tanh"))
+    agent = ppo.build({**ALGO, "n_steps": n_steps}, BuildContext(
+        spaces=spaces, hidden_sizes=(16,), total_steps=1000, planned_updates=0, num_envs=num_envs, device=CPU, seed=0,
+        activation="tanh"))
     collector = Recording(make_vector_env(env_id, kwargs or {}, None, num_envs, "sync"), 0, env_id)
     storage = RolloutStorage(n_steps, num_envs, spaces.obs_shape, spaces.action_shape, spaces.discrete, CPU)
     runner = OnPolicyRunner(agent, collector, storage, OnPolicySettings(n_steps * num_envs, n_steps, num_envs,

@@ -93,6 +93,9 @@ def test_the_group_key_keeps_only_what_changes_learning():
                  "resume=/x", "hydra.sweep.dir=s", "+algo.lr=1e-3", "eval.episodes=2", "total_steps=100"]
     assert plot.group_key(overrides) == ("+algo.lr=1e-3", "algo=dqn", "eval.episodes=2", "total_steps=100")
     assert plot.group_key(["algo.lr=1", "seed=0"]) == plot.group_key(["seed=1", "algo.lr=1", "log.every=5"])
+    # runs that differ only in how they executed are one group: compilation and GPU placement too
+    assert plot.group_key(["algo.lr=1", "compile=true", "compile_mode=default", "gpu_placement=pack"]) == \
+        plot.group_key(["algo.lr=1", "compile=false"]) == ("algo.lr=1",)
 
 
 def test_groups_pool_seeds_and_are_labelled_by_what_differs():

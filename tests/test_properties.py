@@ -18,12 +18,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
 from rlexp.config.checks import SEED_LIMIT
 from rlexp.config.validate import EVAL_SEED_OFFSET, MAX_STEPS, validate
 from rlexp.errors import ConfigError
 from rlexp.replay import ReplayBatch, ReplayBuffer
-
 from tests.conftest import compose_config
 
 CPU = torch.device("cpu")
@@ -365,7 +365,7 @@ def cross_fields_hold(cfg: dict[str, Any]) -> bool:
 def outcome(cfg: dict[str, Any]) -> ConfigError | None:
     """None when validate accepts, the ConfigError when it rejects; any other exception propagates."""
     try:
-        validate(cfg)
+        validate(cfg, algorithms())
     except ConfigError as error:
         return error
     return None
@@ -402,7 +402,7 @@ def range_values(spec: RangeKey) -> st.SearchStrategy[float]:
 def test_the_default_configs_are_valid(bases: dict[str, dict[str, Any]]) -> None:
     """The starting points of every property below pass validate untouched."""
     for cfg in bases.values():
-        validate(cfg)
+        validate(cfg, algorithms())
 
 
 @pytest.mark.parametrize(("base", "spec"), RANGE_CASES, ids=case_id)

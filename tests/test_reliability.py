@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -98,7 +97,8 @@ def test_a_new_run_into_an_existing_run_directory_is_refused(finished, workdir):
     (["tuned=td3_Pendulum"], "did you mean tuned=td3_Pendulum-v1?"),
     (["--multirun", "hparams_search=td3_pendulm"], "did you mean hparams_search=td3_pendulum?"),
     (["--multirun", "experiment=ddpg_paper,ddpg_papr"], "experiment=ddpg_papr is not an option"),
-    (["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, ddpg, dqn, ppo, sac, td3; did you mean algo=dqn?"),
+    (["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, ddpg, dqn, ppo, sac, td3; "
+                    "did you mean algo=dqn?"),
     (["env=CartPol-v1"], "env=CartPol-v1 is not an option of the env group"),
 ])
 def test_an_option_that_does_not_exist_is_an_error_never_a_silent_default(workdir, args, expected):
@@ -135,7 +135,8 @@ def test_eval_refuses_a_seed_numpy_would_refuse(finished, workdir):
     (["algo.n_step=100000000"], "algo.n_step"),
     (["eval.episodes=100000000000"], "eval.episodes"),
     (["algo=dqn", "env=atari", "algo.buffer_size=100000000", "total_steps=100000000"], "algo.buffer_size"),
-    (["algo=dqn", "env=atari", "env.atari.screen_size=100000"], "env.atari.screen_size"),   # once killed by the OOM killer
+    # once killed by the OOM killer:
+    (["algo=dqn", "env=atari", "env.atari.screen_size=100000"], "env.atari.screen_size"),
     (["algo=dqn", "env=atari", "env.num_envs=1000000", "total_steps=1000000"], "env.num_envs"),   # the emulators
     (["algo=dqn", "env.num_envs=100000000", "total_steps=100000000"], "env.num_envs"),   # 4 KB each
 ])

@@ -116,7 +116,7 @@ def test_frames_are_stored_once_per_env_and_every_stack_comes_back(kind):
     counters = [0, 0, 0]   # the number of each env's current frame
     starts = [0, 0, 0]     # the frame number its episode began at
     stored = []
-    for row in range(15):
+    for _ in range(15):
         obs, next_obs, ended = [], [], []
         for env in range(3):
             obs.append(stack_of(env, counters[env], starts[env]))

@@ -15,16 +15,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from omegaconf import OmegaConf
-
-from rlexp.config.schema import job_dirname
+from rlexp.analysis.tables import shorten_floats, text_table
+from rlexp.commands.configstore import job_dirname
 from rlexp.errors import SweepFailed
-from rlexp.sweeps.placement import (GpuPlacement, available_cpus, job_device, launcher_threads, parallel_jobs,
-                                    torch_threads)
-from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table, shorten_floats, text_table
+from rlexp.sweeps.placement import (
+    GpuPlacement,
+    available_cpus,
+    job_device,
+    launcher_threads,
+    parallel_jobs,
+    torch_threads,
+)
+from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table
 from tests.conftest import cli_env, run_cli
 
 # A job that learns a little in about a second.
@@ -119,7 +125,8 @@ def test_the_summary_of_a_sweep_with_failed_jobs_is_written_then_raises_sweep_fa
     fake_job(sweep, 1, ["env=CartPole-v1", "seed=1"], {"status": "failed", "error": "algo.gamma=2.0 is outside"})
     fake_job(sweep, 2, ["env=CartPole-v1", "seed=2"], None)  # killed before it wrote anything
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
-    with pytest.raises(SweepFailed, match=r"2 of 3 jobs did not complete \(job 1: failed, job 2: no result\)") as failed:
+    with pytest.raises(SweepFailed,
+                       match=r"2 of 3 jobs did not complete \(job 1: failed, job 2: no result\)") as failed:
         SweepSummary().on_multirun_end(config)
     assert not isinstance(failed.value, Exception) and failed.value.exit_code == 1  # Hydra must not swallow it
     rows = list(csv.DictReader((sweep / "summary.csv").open()))  # written before raising

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -75,7 +75,8 @@ def fork_global_generator(device: torch.device) -> torch.Generator:
     return generator
 
 
-def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0, eps: float = 1e-8) -> torch.optim.Adam:
+def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0,
+              eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel (one launch for all tensors) where this torch build has it.
 
     `weight_decay` is the classic L2 penalty (added to the gradient), as the DDPG paper used on its critic.

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlexp.agents.base import BuildContext
-from rlexp.agents.td3 import (TD3, ActorCriticConfig, TD3Members, actor_critic_parameters, build_actor_critic,
-                              check_actor_critic)
+from rlexp.agents.td3 import (
+    TD3,
+    ActorCriticConfig,
+    TD3Members,
+    actor_critic_parameters,
+    build_actor_critic,
+    check_actor_critic,
+)
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
 

@@ -28,7 +28,6 @@ from rlexp.config.checks import check_positive_int, check_range, check_schedule_
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
-from rlexp.errors import ConfigError
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.members import MemberOptimizers, clip_grad_norm_per_member, stack_members
 from rlexp.networks.q import DuelingQNetwork, QNetwork

@@ -33,8 +33,8 @@ from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
-from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_per_member, stack_members
+from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.rollouts.storage import RolloutBatch, RolloutStorage, stack_rollout_batches
 from rlexp.schedules import LinearSchedule

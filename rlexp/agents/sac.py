@@ -38,8 +38,16 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, input_of, load_state, make_adam,
-                               obs_tensor, state_of)
+from rlexp.agents.base import (
+    BuildContext,
+    fork_global_generator,
+    grad_norm,
+    input_of,
+    load_state,
+    make_adam,
+    obs_tensor,
+    state_of,
+)
 from rlexp.config.checks import check_range, check_schedule_span, check_sde_sample_freq
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig

@@ -16,8 +16,16 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import (BuildContext, fork_global_generator, grad_norm, input_of, load_state, make_adam,
-                               obs_tensor, state_of)
+from rlexp.agents.base import (
+    BuildContext,
+    fork_global_generator,
+    grad_norm,
+    input_of,
+    load_state,
+    make_adam,
+    obs_tensor,
+    state_of,
+)
 from rlexp.agents.exploration import ActionNoise, make_action_noise
 from rlexp.config.checks import check_positive_int, check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters

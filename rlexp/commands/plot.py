@@ -21,17 +21,18 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from rlexp.analysis.tables import shorten_floats, text_table
 from rlexp.commands import options
 from rlexp.commands.options import override_key
+from rlexp.config.compat import EXECUTION_KEYS
 from rlexp.errors import ConfigError
 from rlexp.io import OBJECTIVE, seed_runs
-from rlexp.sweeps.summary import shorten_floats, text_table
 
-#: Override keys (and key prefixes, ending in ".") left out of a group's key: they do not change what a run
-#: learns, only where or how it runs and what it writes. eval.* stays in the key: eval.every sets the steps a
-#: curve has and eval.episodes how noisy each of its points is, so pooling runs that differ there would mix
-#: different measurements (and drop the steps they do not share).
-NOT_LEARNING = ("seed", "resume", "device", "torch_threads", "log.", "checkpoint.", "hydra.", "hydra/")
+#: Override keys (and key prefixes, ending in "." or "/") left out of a group's key: the seed, and what does not
+#: change what a run learns, only where or how it runs and what it writes (rlexp.config.compat.EXECUTION_KEYS).
+#: eval.* stays in the key: eval.every sets the steps a curve has and eval.episodes how noisy each of its points
+#: is, so pooling runs that differ there would mix different measurements (and drop the steps they do not share).
+NOT_LEARNING = ("seed", *EXECUTION_KEYS, "hydra.", "hydra/")
 
 STATS = ("mean", "iqm")
 NORMALIZATIONS = ("none", "human")
@@ -51,10 +52,11 @@ PLOT_USAGE = """usage: rlexp plot <run or sweep dir> [more dirs ...] [metric=TAG
                   [normalize=none|human] [bin=STEPS]
 
 Finds every run at or below the given directories (a directory holding .hydra/overrides.yaml and TensorBoard
-event files), groups the runs whose overrides differ only in seed, device, torch_threads, resume, log.* or
-checkpoint.*, and draws one line per group: the mean over its runs (stat=iqm: the interquartile mean) of the
-TensorBoard scalar `metric` (default eval/mean_return) at each step all of them logged, with a shaded 95%
-bootstrap confidence interval. Writes the figure to `out` (default <dir>/plot.png when one directory is given,
+event files), groups the runs whose overrides differ only in the seed or in how they ran
+({execution}),
+and draws one line per group: the mean over its runs (stat=iqm: the interquartile mean) of the TensorBoard
+scalar `metric` (default eval/mean_return) at each step all of them logged, with a shaded 95% bootstrap
+confidence interval. Writes the figure to `out` (default <dir>/plot.png when one directory is given,
 else ./plot.png), the per-step statistics to <out stem>.csv and every run's values to <out stem>_runs.csv.
 normalize=human draws Atari returns as % of the DQN paper's human tester: 100 * (G - random) / (human - random).
 bin=STEPS averages each run's points over bins of that many steps, each drawn at its bin's end: the per-episode
@@ -66,7 +68,7 @@ examples:
   rlexp plot outputs/td3_Pendulum-v1 outputs/ddpg_Pendulum-v1 stat=iqm out=pendulum.png
   rlexp plot outputs/multirun/<time> metric=charts/episodic_length bin=10000
   rlexp plot outputs/multirun/<atari sweep> normalize=human
-"""
+""".format(execution=", ".join(f"{key}*" if key.endswith(".") else key for key in EXECUTION_KEYS))
 
 
 @dataclass(frozen=True)

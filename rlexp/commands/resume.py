@@ -7,7 +7,6 @@ config is then compared with the one stored in the checkpoint: only budget and b
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,36 +14,6 @@ from omegaconf import OmegaConf
 
 from rlexp.commands.options import override_key
 from rlexp.errors import CheckpointError, ConfigError
-from rlexp.io.metrics import flatten
-
-#: Keys a resumed run may change; everything else (algo, env, network, seed) must match the checkpoint.
-MUTABLE_KEYS = ("total_steps", "env.total_steps", "total_episodes", "stop.", "eval.", "checkpoint.", "log.",
-                "device", "gpu_placement", "torch_threads", "compile", "compile_mode", "resume")
-
-#: Keys added since checkpoint format 2, with the value that means what their absence meant, so a run made
-#: before a key existed still resumes.
-ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs": False, "env.normalize.reward": False,
-                               "env.normalize.clip_obs": 10.0, "env.normalize.clip_reward": 10.0,
-                               "algo.use_sde": False, "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,
-                               "algo.lr_schedule": "constant", "total_episodes": None, "stop.window": 100,
-                               "stop.mean_return": None, "stop.eval_return": None,
-                               "log.heldout_states": 0, "seeds": None}
-
-
-
-def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved config with every key added since it was made, at the value that means what its absence meant
-    (`rlexp eval` builds agents of old runs from it). A key whose section the config lacks is not added."""
-    filled = copy.deepcopy(config)
-    for dotted, value in ADDED_KEYS.items():
-        *parents, key = dotted.split(".")
-        node: Any = filled
-        for name in parents:
-            node = node.get(name) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.setdefault(key, value)
-    return filled
-
 
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
@@ -135,18 +104,3 @@ def record_resumed_config(run_dir: Path, config: Any, task_overrides: list[str])
         tmp = hydra_dir / f".{name}.tmp"
         OmegaConf.save(content, tmp)
         tmp.replace(hydra_dir / name)
-
-
-def config_conflicts(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """`key: old -> new` for each key that differs and may not change on resume."""
-    old_flat, new_flat = flatten(saved), flatten(new)
-    conflicts = []
-    for key in sorted(set(old_flat) | set(new_flat)):
-        if any(key == m or (m.endswith(".") and key.startswith(m)) for m in MUTABLE_KEYS):
-            continue
-        # (a key added since the run was made counts at the value its absence meant, flattened as the config is)
-        absent = flatten({key: ADDED_KEYS[key]})[key] if key in ADDED_KEYS else "<absent>"
-        old, new_value = old_flat.get(key, absent), new_flat.get(key, "<absent>")
-        if old != new_value:
-            conflicts.append(f"{key}: {old} -> {new_value}")
-    return conflicts

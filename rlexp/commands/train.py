@@ -10,9 +10,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 import hydra
@@ -23,24 +23,27 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rlexp.agents.registry import algorithms
+from rlexp.commands.configstore import register
 from rlexp.commands.hydra_errors import describe, unknown_option
 from rlexp.commands.options import override_key
-from rlexp.commands.resume import config_conflicts, record_resumed_config, resume_arguments, split_flags
-from rlexp.config import schema
+from rlexp.commands.resume import record_resumed_config, resume_arguments, split_flags
+from rlexp.config.compat import config_conflicts, may_change
 from rlexp.config.device import resolve_device
+from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
+from rlexp.io import seed_dir, seed_runs
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
 from rlexp.io.lock import RunDirLock, holding
-from rlexp.io import seed_dir, seed_runs
 from rlexp.io.results import results_status, write_results
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.sweeps.placement import GpuPlacement, available_cpus, job_device, torch_threads
+from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
 
 log = logging.getLogger("rlexp")
 
-schema.register()  # before Hydra composes: conf/ refers to the schemas by name
+register()  # before Hydra composes: conf/ refers to the schemas by name
 
 #: Config groups whose option may be absent: Hydra skips a missing one silently, so rlexp checks them itself.
 OPTIONAL_GROUPS = ("tuned", "experiment", "hparams_search")
@@ -104,8 +107,7 @@ def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, 
     conflicts = config_conflicts(bundle["config"], config)
     if conflicts:
         raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
-                          f"total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and "
-                          f"torch_threads may change")
+                          f"{may_change()} may change")
     if bundle["step"] > config["total_steps"] or (bundle["step"] == config["total_steps"] and finished):
         raise ConfigError(f"{where}: the run is already at step {bundle['step']} of total_steps="
                           f"{config['total_steps']}; pass a larger total_steps to extend it")
@@ -197,7 +199,7 @@ class JobState:
 def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     """Run (or continue) one training job in `run_dir` and return its results."""
     config = resolved_config(cfg)
-    spec = validate(config)
+    spec = validate(config, algorithms())
     hydra_cfg = HydraConfig.get()
     job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -449,7 +451,7 @@ def report(func: Any) -> Any:
     except BrokenPipeError:
         raise  # the reader of our output went away (`rlexp train --help | head`): rlexp.commands ends quietly
     except Exception as error:
-        exit_with(error, bug=lambda: _hydra_report(lambda: _reraise(error)))
+        exit_with(error, bug=lambda error=error: _hydra_report(lambda: _reraise(error)))
 
 
 def exit_with(error: Exception, bug: Callable[[], Any] | None = None) -> NoReturn:

@@ -1,16 +1,13 @@
-"""One place per algorithm: its schema, its checks, its builder and its family.
+"""What a registry entry is: an algorithm's schema, checks, builder, family and members (`AlgoSpec`).
 
-Each module under rlexp/agents/ that defines `ALGORITHM` (an `AlgoSpec`) is an algorithm; adding one is that
-module plus its YAML in conf/algo/. Nothing else in rlexp branches on an algorithm's name: the error messages
-that name algorithms (`use algo=td3 or algo=ddpg`) are made from these entries too.
+The entries themselves are found in rlexp/agents/ (rlexp/agents/registry.py): each agent module defines its
+`ALGORITHM`. This module holds only their types, so that the config layer can check a config against an entry
+without importing the algorithms.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -26,7 +23,7 @@ class Family(Enum):
     """Which runner trains an algorithm."""
 
     OFF_POLICY = "off-policy"    # replay memory, updates interleaved with env steps (rlexp/runners/off_policy.py)
-    ON_POLICY = "on-policy"      # rollouts of the current policy, learned from then dropped (rlexp/runners/on_policy.py)
+    ON_POLICY = "on-policy"      # rollouts of the current policy, learned from, then dropped (runners/on_policy.py)
 
 
 class ActionKind(Enum):
@@ -52,63 +49,18 @@ class AlgoSpec:
     members: Callable[[list[Any]], Any] | None = None
 
 
-@functools.cache
-def algorithms() -> dict[str, AlgoSpec]:
-    """Every algorithm, by name: the `ALGORITHM` of each module in rlexp.agents."""
-    import rlexp.agents
-
-    found: dict[str, AlgoSpec] = {}
-    for module in pkgutil.iter_modules(rlexp.agents.__path__):
-        spec = getattr(importlib.import_module(f"rlexp.agents.{module.name}"), "ALGORITHM", None)
-        if isinstance(spec, AlgoSpec):
-            found[spec.name] = spec
-    return dict(sorted(found.items()))
-
-
 def count_parameters(*modules: Any) -> int:
     return sum(p.numel() for module in modules for p in module.parameters())
 
 
-def get(name: str) -> AlgoSpec:
-    specs = algorithms()
+def find(specs: Mapping[str, AlgoSpec], name: str) -> AlgoSpec:
+    """The entry `algo.name` names, or a ConfigError that lists the others."""
     if name not in specs:
-        raise ConfigError(f"algo.name={name!r} is unknown; use {_alternatives(list(specs))}")
+        raise ConfigError(f"algo.name={name!r} is unknown; use {alternatives(list(specs))}")
     return specs[name]
 
 
-def _alternatives(names: list[str]) -> str:
+def alternatives(names: list[str]) -> str:
+    """'algo=a, algo=b or algo=c'."""
     options = [f"algo={name}" for name in names]
     return " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 2 else options)
-
-
-def acting_in(kind: ActionKind, frames: bool = False) -> list[str]:
-    """The algorithms that act in `kind` action spaces (and read stacked frames, if `frames`)."""
-    return [s.name for s in algorithms().values() if kind in s.actions and (s.frames or not frames)]
-
-
-def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
-    """Stop unless the algorithm can act in the env's spaces; the message names the algorithms that can."""
-    name, where = spec.name, spaces.description
-    if spaces.frames and not spec.frames:
-        raise ConfigError(f"algo={name} has no image torso, and {where} observes stacked frames; use "
-                          f"{_alternatives(acting_in(ActionKind.DISCRETE, frames=True))} (the Nature CNN) or an "
-                          f"env with vector observations")
-    if not spaces.frames and not spaces.flat:
-        raise ConfigError(f"algo={name} feeds observations to an MLP, which needs a flat (1-D Box) observation "
-                          f"space, but {where} does not have one; for Atari games use env=atari (stacked "
-                          f"84x84 frames for the Nature CNN), otherwise gymnasium.wrappers.FlattenObservation")
-    if not spaces.discrete and not spaces.continuous:
-        raise ConfigError(f"algo={name} needs a Discrete or a Box action space, but {where} has neither")
-    kind = ActionKind.DISCRETE if spaces.discrete else ActionKind.CONTINUOUS
-    if kind not in spec.actions:
-        others = acting_in(kind, frames=spaces.frames)
-        if kind is ActionKind.CONTINUOUS:
-            need, hint = "a discrete action space", f"is continuous; use {_alternatives(others)} for continuous actions"
-        else:
-            need, hint = "a continuous (Box) action space", f"is discrete; use {_alternatives(others)} for " \
-                                                           f"discrete actions"
-        raise ConfigError(f"algo={name} needs {need}, but {where} {hint}" if others else
-                          f"algo={name} needs {need}, but {where} {hint.split(';')[0]}")
-    if kind is ActionKind.CONTINUOUS and spec.bounded_actions and not spaces.bounded:
-        raise ConfigError(f"algo={name} scales a tanh actor to the action bounds, but {where} has an unbounded "
-                          f"action space; bound it with gymnasium.wrappers.RescaleAction or ClipAction")

@@ -1,4 +1,4 @@
-"""The typed schema of `rlexp train`'s config, registered in Hydra's ConfigStore.
+"""The typed schema of `rlexp train`'s config (registered in Hydra's ConfigStore by rlexp/commands/configstore.py).
 
 The YAML files under conf/ hold the values; these dataclasses hold the types. Each YAML file names its
 schema in its defaults list (`/dqn_schema@_here_`), so Hydra checks every key and type while it
@@ -9,15 +9,20 @@ type cannot express, are checked by `rlexp.config.validate`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
-from rlexp.sweeps.placement import GpuPlacement
+
+class GpuPlacement(Enum):
+    spread = "spread"    # job i of a sweep on cuda:(i mod number of GPUs)
+    pack = "pack"        # every job on cuda:0
+
+
+#: torch.compile's modes (`compile_mode=`); null picks reduce-overhead on CUDA, default elsewhere.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class LrSchedule(Enum):
@@ -84,8 +89,8 @@ class OnPolicyConfig:
     normalize_advantage: bool = MISSING     # advantages to zero mean, unit std within each minibatch
     log_std_init: float = MISSING           # continuous actions: the Gaussian's initial (state-independent) log std
     ortho_init: bool = MISSING              # orthogonal initialisation (SB3's default); false: PyTorch's
-    use_sde: bool = MISSING                 # continuous actions: gSDE's state-dependent exploration (rlexp/networks/gsde.py)
-    sde_sample_freq: int = MISSING          # gSDE: new exploration matrices every N steps of a rollout (-1: at its start)
+    use_sde: bool = MISSING                 # continuous actions: gSDE's state-dependent exploration (networks/gsde.py)
+    sde_sample_freq: int = MISSING          # gSDE: new exploration matrices every N steps of a rollout (-1: at start)
 
 
 @dataclass
@@ -114,7 +119,7 @@ class EnvConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)
     total_steps: int = MISSING
     num_envs: int = 1                        # training envs stepping together (a gymnasium vector env)
-    vectorization: Vectorization = Vectorization["sync"]  # type: ignore[valid-type]
+    vectorization: Vectorization = Vectorization["sync"]
     atari: Optional[AtariConfig] = None  # the DQN paper's preprocessing (conf/env/atari.yaml)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 
@@ -172,25 +177,3 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
-
-
-def job_dirname(override_dirname: str, limit: int = 120) -> str:
-    """A sweep job's directory name from its overrides: `/` (as in env.id=ALE/Pong-v5) would nest
-    directories, and an Optuna trial's overrides easily pass the file system's 255-byte limit, so long
-    names are cut and end in a hash of the whole (the full overrides are in the job's .hydra/)."""
-    name = override_dirname.replace("/", "_")
-    if len(name) <= limit:
-        return name
-    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-def register() -> None:
-    """Store the schemas where conf/ refers to them and the resolver conf/ uses for sweep job directories
-    (idempotent: the ConfigStore is a singleton)."""
-    from rlexp.config.registry import algorithms
-
-    OmegaConf.register_new_resolver("rlexp.job_dirname", job_dirname, replace=True)
-    store = ConfigStore.instance()
-    store.store(name="rlexp_schema", node=TrainConfig)
-    for spec in algorithms().values():
-        store.store(name=f"{spec.name}_schema", node=spec.schema)  # no group: kept out of `--help`'s group list

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from rlexp.config import registry
 from rlexp.config.checks import check_positive_int, check_range, check_sde_sample_freq, check_seed
+from rlexp.config.schema import COMPILE_MODES, TrainConfig
 from rlexp.errors import ConfigError
 
 #: Offset of the evaluation env's seed from the run's seed.
@@ -23,14 +25,14 @@ EVAL_SEED_OFFSET = 10_000
 MAX_STEPS = 2**62
 
 
-def validate(cfg: dict[str, Any]) -> registry.AlgoSpec:
-    """Check the whole config; returns the algorithm's registry entry."""
-    spec = registry.get(cfg["algo"].get("name"))
-    from rlexp.config.schema import TrainConfig
+def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -> registry.AlgoSpec:
+    """Check the whole config against the registry's entries (rlexp.agents.registry.algorithms()); returns the
+    entry of its algorithm."""
+    spec = registry.find(algorithms, cfg["algo"].get("name"))
 
     check_known_keys(cfg, TrainConfig, "", {"algo": spec.schema})
     check_seed("seed", cfg["seed"], EVAL_SEED_OFFSET)
-    check_seeds(cfg, spec)
+    check_seeds(cfg, spec, algorithms)
     check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
     env = cfg["env"]
     check_positive_int("env.num_envs", env["num_envs"])
@@ -142,7 +144,7 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
                           f"(SB3 refuses it too); use algo.train_freq_unit=step")
 
 
-def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
+def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec]) -> None:
     """`seeds=[...]`: distinct seeds, of an algorithm whose seeds batch, with update rounds every seed takes at the
     same step (they move in lockstep)."""
     seeds = cfg.get("seeds")
@@ -155,7 +157,7 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds} repeats a seed: each seed is one run")
     if spec.members is None:
-        batched = ", ".join(name for name, other in registry.algorithms().items() if other.members is not None)
+        batched = ", ".join(name for name, other in algorithms.items() if other.members is not None)
         raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
                           f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
     if cfg["algo"].get("batch_norm"):
@@ -168,10 +170,8 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec) -> None:
 
 
 def check_compile(cfg: dict[str, Any]) -> None:
-    from rlexp.agents.compiled import MODES
-
     if cfg["compile"] not in (True, False, "auto"):
         raise ConfigError(f"compile={cfg['compile']!r} must be true, false or auto (auto: on for CUDA, off on the CPU)")
-    if cfg["compile_mode"] is not None and cfg["compile_mode"] not in MODES:
+    if cfg["compile_mode"] is not None and cfg["compile_mode"] not in COMPILE_MODES:
         raise ConfigError(f"compile_mode={cfg['compile_mode']!r} must be null or one of torch.compile's modes: "
-                          f"{', '.join(MODES)}")
+                          f"{', '.join(COMPILE_MODES)}")

@@ -78,7 +78,8 @@ def _check_onnx() -> Any:
     return onnxruntime
 
 
-def _write_torchscript(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _write_torchscript(module: torch.nn.Module, example: torch.Tensor,
+                       path: Path) -> Callable[[np.ndarray], np.ndarray]:
     # Tracing records the operations for this example; nothing in the policy branches on the batch size, and the
     # verification below runs the file on other batch sizes. TorchScript is deprecated in recent torch releases
     # (in favour of torch.export: format=pt2), yet it is what C++ (libtorch) and older runtimes load: the user
@@ -194,7 +195,8 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
         if fmt == "onnx":
             import onnx
 
-            spec["opset"] = int(next(o.version for o in onnx.load(str(tmp)).opset_import if o.domain in ("", "ai.onnx")))
+            spec["opset"] = int(next(o.version for o in onnx.load(str(tmp)).opset_import
+                                     if o.domain in ("", "ai.onnx")))
         spec_file = file.with_name(file.name + ".json")
         spec_tmp = spec_file.with_name(f".{spec_file.name}.tmp")
         spec_tmp.write_text(json.dumps(spec, indent=2) + "\n")

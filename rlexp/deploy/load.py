@@ -27,7 +27,6 @@ from rlexp.envs.normalization import Normalization
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 
-
 #: The parts of an agent's state that are its exploration (generators, noise processes, gSDE's matrices).
 EXPLORATION_STATE = ("rng", "generator", "exploration_noise", "sde_eps")
 
@@ -75,8 +74,7 @@ class LoadedAgent:
     def make_env(self, **kwargs: Any) -> gym.Env:
         """The env the agent was trained on: its id, kwargs and Atari preprocessing; `kwargs` (e.g.
         render_mode="human") are passed to gymnasium.make on top of the run's own."""
-        from rlexp.envs import make_env
-        from rlexp.runners.job import atari_settings
+        from rlexp.envs import atari_settings, make_env
 
         env_cfg = self.config["env"]
         return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg))
@@ -96,12 +94,12 @@ class LoadedAgent:
 def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
          seed: int | None = None) -> LoadedAgent:
     """The agent of a run directory (`checkpoint`: final, the default, or best) or of a checkpoint file, on
-    `device` (cpu, cuda, cuda:N or auto). A file that is not an rlexp checkpoint, a damaged one, or one of another format is a
-    one-line error (ConfigError or CheckpointError); nothing in the file is executed (weights_only loading).
+    `device` (cpu, cuda, cuda:N or auto). A file that is not an rlexp checkpoint, a damaged one, or one of another
+    format is a one-line error (ConfigError or CheckpointError); nothing in the file is executed (weights_only loading).
     `seed` seeds the agent's exploration (default: the run's own generators as the checkpoint saved them)."""
+    from rlexp.agents import registry
     from rlexp.agents.base import BuildContext
-    from rlexp.commands.resume import with_added_keys
-    from rlexp.config import registry
+    from rlexp.config.compat import with_added_keys
     from rlexp.config.device import resolve_device
     from rlexp.envs import describe_spaces
     from rlexp.envs.normalization import make_normalization

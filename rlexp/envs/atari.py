@@ -25,6 +25,11 @@ class AtariSettings:
     clip_rewards: bool            # train on the reward's sign; the raw score is still what is logged
 
 
+def atari_settings(env_cfg: dict[str, Any]) -> AtariSettings | None:
+    """The `env.atari` section of a config as settings (None: not an Atari run)."""
+    return AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
+
+
 def register_ale(env_id: str) -> None:
     """ALE ids (ALE/Pong-v5) exist once ale_py registers them with gymnasium."""
     try:

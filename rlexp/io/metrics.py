@@ -12,24 +12,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm import tqdm
 
+from rlexp.config.compat import flatten
 from rlexp.io import OBJECTIVE
 
 log = logging.getLogger("rlexp")
-
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'algo': {'lr': 1}} -> {'algo.lr': 1}; lists become strings (TensorBoard hparams take scalars)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (int, float, str, bool)):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat
 
 
 class RunLogger:

@@ -30,6 +30,9 @@ def init_final_layer(weight: Tensor, bias: Tensor, bound: float) -> None:
 class Actor(nn.Module):
     """Deterministic policy mu(s): a tanh output rescaled to the env's action bounds."""
 
+    action_scale: Tensor   # buffers (register_buffer)
+    action_bias: Tensor
+
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  hidden_sizes: Sequence[int], batch_norm: bool = False, final_layer_init: float = 0.0,
                  activation: str = "relu") -> None:
@@ -43,7 +46,9 @@ class Actor(nn.Module):
         else:
             self.net = mlp(obs_dim, hidden_sizes, action_dim, activation)
         if final_layer_init:
-            init_final_layer(self.net[-1].weight, self.net[-1].bias, final_layer_init)
+            final = self.net[-1]
+            assert isinstance(final, nn.Linear)
+            init_final_layer(final.weight, final.bias, final_layer_init)
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
         high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
         self.register_buffer("action_scale", (high - low) / 2)
@@ -96,7 +101,9 @@ class CriticEnsemble(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(n_critics * size) for size in sizes[:action_layer + 1]) \
             if batch_norm else None
         if final_layer_init:
-            init_final_layer(self.layers[-1].weight, self.layers[-1].bias, final_layer_init)
+            final = self.layers[-1]
+            assert isinstance(final, EnsembleLinear)
+            init_final_layer(final.weight, final.bias, final_layer_init)
 
     def _normalize(self, i: int, x: Tensor) -> Tensor:
         """Batch-normalize input i of the layers (before the action enters), if enabled."""
@@ -114,10 +121,10 @@ class CriticEnsemble(nn.Module):
             raise ConfigError("a critic ensemble with batch normalization cannot be batched over seeds yet")
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
-        for i, layer in enumerate(stacked.layers):
-            layer.weight = nn.Parameter(torch.cat([m.layers[i].weight.detach() for m in members]),
+        for i, layer in enumerate(stacked.ensemble_layers()):
+            layer.weight = nn.Parameter(torch.cat([m.ensemble_layers()[i].weight.detach() for m in members]),
                                         requires_grad=layer.weight.requires_grad)
-            layer.bias = nn.Parameter(torch.cat([m.layers[i].bias.detach() for m in members]),
+            layer.bias = nn.Parameter(torch.cat([m.ensemble_layers()[i].bias.detach() for m in members]),
                                       requires_grad=layer.bias.requires_grad)
         return stacked
 

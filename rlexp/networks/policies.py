@@ -4,7 +4,8 @@ As SB3's and CleanRL's MlpPolicy: a policy network and a value network that shar
 orthogonal initialisation (gain sqrt(2) on hidden layers, 0.01 on the policy's output, 1 on the value's); a
 categorical distribution over discrete actions, or a diagonal Gaussian over continuous ones whose log std is a
 learned parameter independent of the state, or, with `use_sde`, gSDE's state-dependent noise on the policy's
-features (rlexp/networks/gsde.py; the features detached, as SB3's on-policy gSDE). The two MLPs' hidden layers are evaluated as one batched module
+features (rlexp/networks/gsde.py; the features detached, as SB3's on-policy gSDE). The two MLPs' hidden layers
+are evaluated as one batched module
 (member 0 the policy's, member 1 the value's, as TD3's twin critics): the same functions with half the kernel
 launches, which is most of a small network's cost on a CPU. Draws take an explicit generator, so a run's random
 stream is the agent's own and is checkpointed with it.

@@ -7,7 +7,6 @@ import weakref
 import torch
 from torch import nn
 
-
 _running_stats: weakref.WeakKeyDictionary[nn.Module, list[str]] = weakref.WeakKeyDictionary()
 
 

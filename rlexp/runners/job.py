@@ -16,23 +16,24 @@ import torch
 
 from rlexp.agents.base import BuildContext
 from rlexp.agents.compiled import compile_agent, compile_enabled, compile_mode
+from rlexp.agents.registry import check_fits
 from rlexp.config import registry
 from rlexp.config.validate import EVAL_SEED_OFFSET
-from rlexp.envs import AtariSettings, SpaceInfo, describe_spaces, make_env, make_vector_env
+from rlexp.envs import SpaceInfo, atari_settings, describe_spaces, make_env, make_vector_env
+from rlexp.envs.normalization import make_normalization
 from rlexp.errors import ConfigError, RunFailure
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
-from rlexp.envs.normalization import make_normalization
 from rlexp.replay import Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
 from rlexp.runners.faults import Stop
+from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
 from rlexp.runners.requests import Built, Call, serve
-from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.stopping import StopRules, StopWatch
 
 log = logging.getLogger("rlexp")
@@ -50,10 +51,6 @@ def make_deterministic(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-def atari_settings(env_cfg: dict[str, Any]) -> AtariSettings | None:
-    return AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
 
 
 class Job:
@@ -78,7 +75,7 @@ class Job:
         eval_env = make_env(env_cfg["id"], env_cfg["kwargs"], atari)
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg["id"])
-            registry.check_fits(spec, spaces)
+            check_fits(spec, spaces)
             if config["algo"].get("use_sde") and not spaces.continuous:
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
                                   f"{spaces.description} has discrete actions; use algo.use_sde=false")

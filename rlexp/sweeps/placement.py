@@ -9,13 +9,9 @@ sweep either spread over them (job i on GPU i mod N) or pack onto one.
 from __future__ import annotations
 
 import os
-from enum import Enum
 from typing import Any
 
-
-class GpuPlacement(Enum):
-    spread = "spread"    # job i of a sweep on cuda:(i mod number of GPUs)
-    pack = "pack"        # every job on cuda:0
+from rlexp.config.schema import GpuPlacement
 
 
 def available_cpus() -> int:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rlexp.analysis.tables import shorten_floats, text_table
 from rlexp.errors import SweepFailed
 
 log = logging.getLogger("rlexp")
@@ -56,26 +57,6 @@ def summarize(sweep_dir: Path) -> list[JobRow]:
     shared = set.intersection(*per_job) if len(per_job) > 1 else set()
     rows = (read_job(d, lambda override: override not in shared) for d in job_dirs)
     return sorted((r for r in rows if r is not None), key=lambda r: r.job)
-
-
-def shorten_floats(overrides: str) -> str:
-    """`algo.lr=0.00064664227` -> `algo.lr=0.0006466` for the printed table (summary.csv keeps them whole)."""
-    def short(override: str) -> str:
-        key, sep, value = override.partition("=")
-        if not sep or "." not in value:
-            return override
-        try:
-            return f"{key}={float(value):.4g}"
-        except ValueError:
-            return override
-    return " ".join(short(o) for o in overrides.split(" "))
-
-
-def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """Left-aligned columns under a dashed rule, as the sweep and plot summaries print them."""
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*row).rstrip() for row in (header, tuple("-" * w for w in widths), *rows)]
 
 
 def best_job(rows: list[JobRow]) -> JobRow | None:

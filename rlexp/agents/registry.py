@@ -1,0 +1,66 @@
+"""One place per algorithm: every module under rlexp/agents/ that defines `ALGORITHM` (an `AlgoSpec`) is one.
+
+Adding an algorithm is that module plus its YAML in conf/algo/. Nothing else in rlexp branches on an
+algorithm's name: the error messages that name algorithms (`use algo=td3 or algo=ddpg`) are made from these
+entries too.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+
+from rlexp.config.registry import ActionKind, AlgoSpec, alternatives, find
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.errors import ConfigError
+
+
+@functools.cache
+def algorithms() -> dict[str, AlgoSpec]:
+    """Every algorithm, by name: the `ALGORITHM` of each module in rlexp.agents."""
+    import rlexp.agents
+
+    found: dict[str, AlgoSpec] = {}
+    for module in pkgutil.iter_modules(rlexp.agents.__path__):
+        spec = getattr(importlib.import_module(f"rlexp.agents.{module.name}"), "ALGORITHM", None)
+        if isinstance(spec, AlgoSpec):
+            found[spec.name] = spec
+    return dict(sorted(found.items()))
+
+
+def get(name: str) -> AlgoSpec:
+    return find(algorithms(), name)
+
+
+def acting_in(kind: ActionKind, frames: bool = False) -> list[str]:
+    """The algorithms that act in `kind` action spaces (and read stacked frames, if `frames`)."""
+    return [s.name for s in algorithms().values() if kind in s.actions and (s.frames or not frames)]
+
+
+def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
+    """Stop unless the algorithm can act in the env's spaces; the message names the algorithms that can."""
+    name, where = spec.name, spaces.description
+    if spaces.frames and not spec.frames:
+        raise ConfigError(f"algo={name} has no image torso, and {where} observes stacked frames; use "
+                          f"{alternatives(acting_in(ActionKind.DISCRETE, frames=True))} (the Nature CNN) or an "
+                          f"env with vector observations")
+    if not spaces.frames and not spaces.flat:
+        raise ConfigError(f"algo={name} feeds observations to an MLP, which needs a flat (1-D Box) observation "
+                          f"space, but {where} does not have one; for Atari games use env=atari (stacked "
+                          f"84x84 frames for the Nature CNN), otherwise gymnasium.wrappers.FlattenObservation")
+    if not spaces.discrete and not spaces.continuous:
+        raise ConfigError(f"algo={name} needs a Discrete or a Box action space, but {where} has neither")
+    kind = ActionKind.DISCRETE if spaces.discrete else ActionKind.CONTINUOUS
+    if kind not in spec.actions:
+        others = acting_in(kind, frames=spaces.frames)
+        if kind is ActionKind.CONTINUOUS:
+            need, hint = "a discrete action space", f"is continuous; use {alternatives(others)} for continuous actions"
+        else:
+            need, hint = "a continuous (Box) action space", f"is discrete; use {alternatives(others)} for " \
+                                                           f"discrete actions"
+        raise ConfigError(f"algo={name} needs {need}, but {where} {hint}" if others else
+                          f"algo={name} needs {need}, but {where} {hint.split(';')[0]}")
+    if kind is ActionKind.CONTINUOUS and spec.bounded_actions and not spaces.bounded:
+        raise ConfigError(f"algo={name} scales a tanh actor to the action bounds, but {where} has an unbounded "
+                          f"action space; bound it with gymnasium.wrappers.RescaleAction or ClipAction")

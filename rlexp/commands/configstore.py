@@ -1,0 +1,32 @@
+"""The schemas in Hydra's ConfigStore, where conf/ refers to them, and the resolver conf/ uses for sweep job
+directories: what `rlexp train` (and a test composing conf/) registers before Hydra composes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from rlexp.agents.registry import algorithms
+from rlexp.config.schema import TrainConfig
+
+
+def job_dirname(override_dirname: str, limit: int = 120) -> str:
+    """A sweep job's directory name from its overrides: `/` (as in env.id=ALE/Pong-v5) would nest
+    directories, and an Optuna trial's overrides easily pass the file system's 255-byte limit, so long
+    names are cut and end in a hash of the whole (the full overrides are in the job's .hydra/)."""
+    name = override_dirname.replace("/", "_")
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def register() -> None:
+    """Store the schemas where conf/ refers to them and the resolver conf/ uses for sweep job directories
+    (idempotent: the ConfigStore is a singleton)."""
+    OmegaConf.register_new_resolver("rlexp.job_dirname", job_dirname, replace=True)
+    store = ConfigStore.instance()
+    store.store(name="rlexp_schema", node=TrainConfig)
+    for spec in algorithms().values():
+        store.store(name=f"{spec.name}_schema", node=spec.schema)  # no group: kept out of `--help`'s group list
