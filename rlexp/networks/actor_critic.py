@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -101,9 +102,12 @@ class CriticEnsemble(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(n_critics * size) for size in sizes[:action_layer + 1]) \
             if batch_norm else None
         if final_layer_init:
-            final = self.layers[-1]
-            assert isinstance(final, EnsembleLinear)
+            final = self.linear_layers()[-1]
             init_final_layer(final.weight, final.bias, final_layer_init)
+
+    def linear_layers(self) -> Sequence[EnsembleLinear]:
+        """`layers`, typed: a ModuleList of EnsembleLinear."""
+        return cast("Sequence[EnsembleLinear]", self.layers)
 
     def _normalize(self, i: int, x: Tensor) -> Tensor:
         """Batch-normalize input i of the layers (before the action enters), if enabled."""
@@ -121,10 +125,10 @@ class CriticEnsemble(nn.Module):
             raise ConfigError("a critic ensemble with batch normalization cannot be batched over seeds yet")
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
-        for i, layer in enumerate(stacked.ensemble_layers()):
-            layer.weight = nn.Parameter(torch.cat([m.ensemble_layers()[i].weight.detach() for m in members]),
+        for i, layer in enumerate(stacked.linear_layers()):
+            layer.weight = nn.Parameter(torch.cat([m.linear_layers()[i].weight.detach() for m in members]),
                                         requires_grad=layer.weight.requires_grad)
-            layer.bias = nn.Parameter(torch.cat([m.ensemble_layers()[i].bias.detach() for m in members]),
+            layer.bias = nn.Parameter(torch.cat([m.linear_layers()[i].bias.detach() for m in members]),
                                       requires_grad=layer.bias.requires_grad)
         return stacked
 
@@ -154,7 +158,7 @@ class CriticEnsemble(nn.Module):
         if self.norms is not None:  # per-critic statistics live in shared channels: take the batched path
             return self.forward(observations, actions)[0]
         x = observations
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.linear_layers()):
             if i == self.action_layer:
                 x = torch.cat([x, actions], dim=-1)
             if self.seeds is None:
