@@ -142,3 +142,23 @@ def test_gsde_members_draw_their_own_matrices_and_keep_them_in_their_checkpoints
     for k, agent in enumerate(alone):
         torch.testing.assert_close(members.members[k].state_dict()["sde_eps"], agent.policy.sde_eps)
     assert not torch.equal(alone[0].policy.sde_eps, alone[1].policy.sde_eps)
+
+
+def test_a_member_past_target_kl_at_its_first_minibatch_steps_nothing_and_reports_that_minibatch_as_alone():
+    # Member 1's rollout is past target_kl from its first minibatch on (its log-probabilities 1 lower than the
+    # policy's): it steps on nothing, and its metrics are those of that minibatch, finite, as its agent's alone.
+    kwargs = dict(target_kl=0.01)
+    alone, members = pair(**kwargs)
+    rollouts = [[rollout(a, k) for k, a in enumerate(agents)] for agents in (alone, members.members)]
+    for own in rollouts:
+        own[1].log_probs -= 1.0
+    alone_metrics = [a.learn(r) for a, r in zip(alone, rollouts[0])]
+    together = members.learn(rollouts[1])
+    for k, (a, m) in enumerate(zip(alone, members.members)):
+        for p, q in zip(a.policy.parameters(), m.policy.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-5)
+        for name, value in alone_metrics[k].items():
+            assert torch.isfinite(together[name][k]), (k, name)
+            torch.testing.assert_close(together[name][k], value, rtol=1e-4, atol=1e-5)
+    assert not alone[1].optimizer.state and float(together["losses/grad_norm"][1]) == 0.0
+    assert all(a.optimizer.state for a in (alone[0], alone[2]))   # the others stepped

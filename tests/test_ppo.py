@@ -1,6 +1,7 @@
 """PPO's learning step on hand-made rollouts: it climbs the advantage, stops early on KL, and anneals."""
 
 import numpy as np
+import pytest
 import torch
 
 from rlexp.agents.ppo import PPO
@@ -87,3 +88,23 @@ def test_state_dict_round_trip_continues_the_same_draws():
     obs = np.ones((64, 2), np.float32)
     np.testing.assert_array_equal(a.act(obs, explore=True), b.act(obs, explore=True))
     assert b.n_updates == 1
+
+
+def test_a_rollout_already_past_target_kl_at_its_first_minibatch_steps_nothing_and_reports_that_minibatch():
+    # target_kl is checked on each minibatch before its step. A rollout whose actions the policy now takes e times as
+    # often as when it acted (log-probabilities 1 lower) is past the target at the first minibatch of the first
+    # epoch: no minibatch steps, and the metrics are that minibatch's (its KL says why), with no gradient applied.
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(2, [16], "tanh", n_actions=2)
+    agent = ppo(policy, target_kl=0.01)
+    rollout = bandit_rollout(policy, agent.generator)
+    rollout.log_probs -= 1.0
+    before = [p.detach().clone() for p in policy.parameters()]
+    metrics = agent.learn(rollout)
+    assert not agent.optimizer.state   # no step
+    assert all(torch.equal(p, q) for p, q in zip(policy.parameters(), before))
+    for name, value in metrics.items():
+        assert torch.isfinite(value), name
+    assert float(metrics["losses/approx_kl"]) == pytest.approx(np.e - 2, rel=1e-5)   # E[(r - 1) - log r], r = e
+    assert float(metrics["losses/clip_fraction"]) == 1.0 and float(metrics["losses/grad_norm"]) == 0.0
+    assert agent.n_updates == 1

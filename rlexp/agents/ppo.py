@@ -108,6 +108,8 @@ class PPO:
         names = ("policy_loss", "value_loss", "entropy", *self.POLICY_DIAGNOSTICS, "grad_norm")
         rows: list[Tensor] = []    # each minibatch's metrics, in the order of `names`, on the device
         stepped: list[Tensor] = []  # and who stepped on it
+        # The first minibatch's metrics, no gradient applied: those of whoever target_kl stopped at it, before any step.
+        first: Tensor | None = None
         # Who is still learning from this rollout: True, or per member of a many-seeds agent (each meets
         # target_kl's stop at its own minibatch).
         learning = torch.ones(self.member_shape, dtype=torch.bool, device=self.device)
@@ -116,6 +118,8 @@ class PPO:
             for batch in self.minibatches(rollout, learning):
                 self.optimizer.zero_grad(set_to_none=True)
                 learning, losses = self.minibatch_gradients(batch, clip, learning)
+                if first is None:
+                    first = torch.cat([losses, torch.zeros_like(losses[:1])])
                 if self.target_kl is not None and not learning.any():
                     break   # this minibatch moved too far already: no step on it, and no more epochs
                 grad_norm = self.clip_gradients()
@@ -131,8 +135,14 @@ class PPO:
         returns_var = returns.var(-1)
         explained = torch.where(returns_var > 0, 1.0 - (returns - values).var(-1) / returns_var,
                                 torch.full_like(returns_var, float("nan")))
-        weights = torch.stack(stepped).unsqueeze(1)   # (minibatches, 1[, members])
-        means = torch.where(weights, torch.stack(rows), 0.0).sum(0) / weights.sum(0)
+        assert first is not None   # every epoch has a minibatch (check_batch_size)
+        if rows:
+            weights = torch.stack(stepped).unsqueeze(1)   # (minibatches, 1[, members])
+            counts = weights.sum(0)
+            means = torch.where(weights, torch.stack(rows), 0.0).sum(0) / counts
+            means = torch.where(counts > 0, means, first)   # a member that stepped on none: its first minibatch's
+        else:   # target_kl stopped everyone at the first minibatch: it is the one they report
+            means = first
         metrics = {f"losses/{name}": mean for name, mean in zip(names, means.unbind())}
         metrics.update({"losses/explained_variance": explained,
                         "losses/clip_range": torch.full(self.member_shape, clip_range, device=self.device),
