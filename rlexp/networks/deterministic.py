@@ -15,6 +15,9 @@ from torch import Tensor, nn
 class DeterministicPolicy(nn.Module):
     """`network.<method>(obs)`, then argmax over its last axis (`greedy`, Q-values) or clamped to [low, high]."""
 
+    low: Tensor    # buffers (register_buffer), when bounded
+    high: Tensor
+
     def __init__(self, network: nn.Module, method: str = "forward", *, greedy: bool = False,
                  low: np.ndarray | None = None, high: np.ndarray | None = None) -> None:
         super().__init__()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -46,15 +46,19 @@ class MemberLinear(nn.Module):
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Identity, nn.Sequential, nn.ModuleList)
 
 
-def stack_members(modules: Sequence[nn.Module], what: str) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def stack_members(modules: Sequence[M], what: str) -> M:
     """One module computing all `modules` at once on inputs with a leading member axis; each member's parameters
     become views of its slice. The modules must have the same structure, built of linear layers, modules that
     stack themselves (a classmethod `stack_members(modules)`, e.g. the critic ensemble), and modules whose forward
     works on any leading axes (their reductions over dim=-1) with no parameters of their own and the same buffers
     in every member (the action bounds); anything else is refused in one line, naming `what`."""
     template = modules[0]
-    if hasattr(type(template), "stack_members"):
-        stacked = type(template).stack_members(list(modules))
+    cls: type = type(template)   # a plain type, which the checker's hasattr narrowing understands
+    if hasattr(cls, "stack_members"):
+        stacked: M = cls.stack_members(list(modules))
         share_storage(stacked, modules)
         return stacked
     stacked = copy.deepcopy(template)
@@ -64,7 +68,7 @@ def stack_members(modules: Sequence[nn.Module], what: str) -> nn.Module:
             continue
         members = [m.get_submodule(name) if name else m for m in modules]
         if isinstance(module, nn.Linear):
-            _replace(stacked, name, MemberLinear(members))
+            _replace(stacked, name, MemberLinear(cast("list[nn.Linear]", members)))   # the same layer in each
             replaced.append(name)
         elif hasattr(type(module), "stack_members"):
             _replace(stacked, name, type(module).stack_members(members))
@@ -85,7 +89,7 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
 
-def member_view(whole: Tensor, members: int, k: int, shape: torch.Size) -> Tensor:
+def member_view(whole: Tensor, members: int, k: int, shape: Sequence[int]) -> Tensor:
     """Member k's slice of a stacked tensor, in the member's own shape. Stacked tensors are member-major: member k's
     values are the k-th of `members` equal blocks (a MemberLinear's (N, out, in) weight; a stacked critic
     ensemble's (N * critics, in, out))."""
@@ -180,7 +184,8 @@ class MemberOptimizers:
     run's moments), and each member's optimizer kept a view of its slice: `pairs` are (the stacked optimizer, its
     parameters, the name of the members' optimizer it stands for)."""
 
-    def __init__(self, pairs: list[tuple[torch.optim.Optimizer, list[Tensor], str]], members: Sequence[Any]) -> None:
+    def __init__(self, pairs: Sequence[tuple[torch.optim.Optimizer, Sequence[Tensor], str]],
+                 members: Sequence[Any]) -> None:
         self.pairs, self.members = pairs, list(members)
         for optimizer, params, name in pairs:
             stack_optimizer_state(optimizer, params, [getattr(m, name) for m in self.members])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -42,22 +43,30 @@ class ActorCriticPolicy(nn.Module):
         self.activation = ACTIVATION_FUNCTIONS[activation]
         widths = [obs_dim, *hidden_sizes]
         self.hidden = nn.ModuleList(EnsembleLinear(2, fan_in, width) for fan_in, width in zip(widths, widths[1:]))
-        self.policy_head = nn.Linear(widths[-1], n_actions or action_dim)
-        self.value_head = nn.Linear(widths[-1], 1)
+        out_features = n_actions or action_dim
+        assert out_features is not None   # one of them is given (checked above)
+        self.policy_head: nn.Linear | MemberLinear = nn.Linear(widths[-1], out_features)
+        self.value_head: nn.Linear | MemberLinear = nn.Linear(widths[-1], 1)
         if ortho_init:   # else PyTorch's default, as SB3's ortho_init=False (RL Zoo's MuJoCo presets)
             with torch.no_grad():
-                for layer in self.hidden:
+                for layer in self.hidden_layers():
                     for member in (POLICY, VALUE):   # each (in, out) slice: orthonormal columns, as nn.Linear's rows
                         nn.init.orthogonal_(layer.weight[member], math.sqrt(2))
                     layer.bias.zero_()
                 for head, gain in ((self.policy_head, 0.01), (self.value_head, 1.0)):
                     nn.init.orthogonal_(head.weight, gain)
                     head.bias.zero_()
-        self.log_std = None if self.discrete or use_sde else \
+        # action_dim is None exactly when the policy is discrete
+        self.log_std = None if action_dim is None or use_sde else \
             nn.Parameter(torch.full((action_dim,), float(log_std_init)))
-        self.sde = StateDependentNoise(widths[-1], action_dim, log_std_init) if use_sde and not self.discrete else None
+        self.sde = StateDependentNoise(widths[-1], action_dim, log_std_init) if use_sde and action_dim is not None \
+            else None
         self.sde_eps: Tensor | None = None   # gSDE's current exploration matrices (standard normal), one per env
         self.seeds: int | None = None   # many seeds' policies stacked as one (stack_members): their number
+
+    def hidden_layers(self) -> Sequence[EnsembleLinear]:
+        """`hidden`, typed: a ModuleList of EnsembleLinear."""
+        return cast("Sequence[EnsembleLinear]", self.hidden)
 
     @classmethod
     def stack_members(cls, members: list[ActorCriticPolicy]) -> ActorCriticPolicy:
@@ -66,25 +75,29 @@ class ActorCriticPolicy(nn.Module):
         obs) inputs and gives every output with the seed axis in front."""
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
-        for i, layer in enumerate(stacked.hidden):
-            layer.weight = nn.Parameter(torch.cat([m.hidden[i].weight.detach() for m in members]))
-            layer.bias = nn.Parameter(torch.cat([m.hidden[i].bias.detach() for m in members]))
-        stacked.policy_head = MemberLinear([m.policy_head for m in members])
-        stacked.value_head = MemberLinear([m.value_head for m in members])
+        for i, layer in enumerate(stacked.hidden_layers()):
+            layer.weight = nn.Parameter(torch.cat([m.hidden_layers()[i].weight.detach() for m in members]))
+            layer.bias = nn.Parameter(torch.cat([m.hidden_layers()[i].bias.detach() for m in members]))
+        # The members are single runs' policies (nn.Linear heads), built alike: log_std and sde are None in all
+        # of them or in none.
+        stacked.policy_head = MemberLinear([cast(nn.Linear, m.policy_head) for m in members])
+        stacked.value_head = MemberLinear([cast(nn.Linear, m.value_head) for m in members])
         if stacked.log_std is not None:
-            stacked.log_std = nn.Parameter(torch.stack([m.log_std.detach() for m in members]))
+            stacked.log_std = nn.Parameter(torch.stack([cast(Tensor, m.log_std).detach() for m in members]))
         if stacked.sde is not None:   # each seed's exploration matrices: (seeds, envs, features, actions)
-            stacked.sde = StateDependentNoise.stack_members([m.sde for m in members])
+            stacked.sde = StateDependentNoise.stack_members([cast(StateDependentNoise, m.sde) for m in members])
             eps = [m.sde_eps for m in members]
-            stacked.sde_eps = None if any(e is None for e in eps) else torch.stack(eps)
+            stacked.sde_eps = None if any(e is None for e in eps) else torch.stack(cast(list[Tensor], eps))
         return stacked
 
     def _log_std(self) -> Tensor:
         """log std, broadcastable against (.., batch, actions) outputs: (actions,), or (seeds, 1, actions)."""
+        assert self.log_std is not None   # a Gaussian policy without gSDE
         return self.log_std if self.seeds is None else self.log_std.unsqueeze(-2)
 
     def reset_noise(self, n: int, generator: torch.Generator | Sequence[torch.Generator]) -> None:
         """Draw gSDE's exploration matrices anew for n envs (stacked seeds: n for each, from its own generator)."""
+        assert self.sde is not None
         self.sde_eps = self.sde.draw(n, generator)
 
     def features(self, observations: Tensor) -> tuple[Tensor, Tensor]:
@@ -130,6 +143,7 @@ class ActorCriticPolicy(nn.Module):
                 actions = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator)])
             return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1), values
         if self.sde is not None:   # the noise of each env's current exploration matrix
+            assert self.sde_eps is not None, "reset_noise draws the exploration matrices first"
             actions = out + self.sde.noise(latent, self.sde_eps)
             return actions, self.sde.log_prob(actions, out, latent), values
         log_std = self._log_std()

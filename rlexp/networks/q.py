@@ -41,9 +41,12 @@ class DuelingQNetwork(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
                  image_shape: Sequence[int] | None = None, activation: str = "relu") -> None:
         super().__init__()
+        self.torso: nn.Module
+        self.value: nn.Module
+        self.advantage: nn.Module
         if image_shape is not None:
-            self.torso = NatureConvolutions(image_shape)
-            width = self.torso.out_features
+            self.torso = convolutions = NatureConvolutions(image_shape)
+            width = convolutions.out_features
             self.value = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, 1))
             self.advantage = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, n_actions))
             return

@@ -25,8 +25,8 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     tau = 1 is a hard copy. Batch-norm running statistics are copied (they are estimates, not weights, as in
     SB3); other buffers (e.g. action bounds) never change.
     """
-    target_params = list(target.parameters())
-    online_params = list(online.parameters())
+    target_params: list[torch.Tensor] = list(target.parameters())
+    online_params: list[torch.Tensor] = list(online.parameters())
     if tau == 1.0:
         torch._foreach_copy_(target_params, online_params)
     else:
