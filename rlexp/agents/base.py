@@ -1,46 +1,17 @@
-"""What a runner needs from an agent, what a builder is given, and helpers every agent shares."""
+"""What a builder is given, and helpers every agent shares (the contracts an agent keeps: rlexp/agents/contracts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from rlexp.envs.spaces import SpaceInfo
-from rlexp.replay import ReplayBatch, ReplayBuffer
-
-
-class Agent(Protocol):
-    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
-        """Actions for a batch of observations (one per env), in one forward pass; `explore` adds the
-        algorithm's exploration, drawn per env, at env step `step`."""
-
-    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
-        """One gradient step. Metrics stay tensors on the device: the runner converts them only when it logs."""
-
-    def episodes_started(self, envs: np.ndarray) -> None:
-        """The envs where the bool mask `envs` is true began an episode (e.g. reset their Ornstein-Uhlenbeck noise)."""
-
-    def exploration_metrics(self, step: int) -> dict[str, float]:
-        """Scalars describing exploration at env step `step` (e.g. epsilon)."""
-
-    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
-        """(the last hidden layer of the network that values states, one row per state; that value: max_a Q(s, a),
-        Q(s, pi(s)) or V(s)): what `rlexp eval embed=true` maps with t-SNE (the DQN paper's Figure 4), and whose
-        mean over held-out states is the learning index (its Figure 2)."""
-
-    def policy_network(self) -> torch.nn.Module:
-        """The deterministic policy (what `act(obs, explore=False)` takes) as one module of the agent's own
-        networks: a batch of observation tensors -> the env's actions (rlexp/networks/deterministic.py)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything to continue exactly: networks, targets, optimizers, update counter, generators, exploration."""
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+from rlexp.replay import ReplayBuffer
 
 
 @dataclass(frozen=True)

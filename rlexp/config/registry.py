@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from rlexp.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rlexp.agents.base import Agent, BuildContext
+    from rlexp.agents.base import BuildContext
+    from rlexp.agents.contracts import Agent
     from rlexp.envs.spaces import SpaceInfo
 
 

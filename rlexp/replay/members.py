@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -32,6 +33,12 @@ class Sample:
 
     def draw(self) -> ReplayBatch:
         return self.replay.sample(self.batch_size)
+
+
+def sample(replay: ReplayBuffer, batch_size: int) -> ReplayBatch:
+    """The batch an update asks for, as a `Sample`: it stands for the batch (its type, as the update's argument)
+    until whoever answers the call draws it."""
+    return cast(ReplayBatch, Sample(replay, batch_size))
 
 
 class MemberReplays:

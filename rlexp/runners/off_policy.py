@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from rlexp.agents.base import Agent
+from rlexp.agents.contracts import OffPolicyAgent
 from rlexp.errors import EnvFault
 from rlexp.replay import ReplayBuffer
-from rlexp.replay.members import Sample
+from rlexp.replay.members import sample
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import RunContext, RunResult
 from rlexp.runners.requests import Steps, ask, serve
@@ -54,7 +54,7 @@ def planned_updates(algo: dict[str, Any], total_steps: int, num_envs: int) -> in
 
 
 class OffPolicyRunner:
-    def __init__(self, agent: Agent, collector: Collector, replay: ReplayBuffer, settings: OffPolicySettings,
+    def __init__(self, agent: OffPolicyAgent, collector: Collector, replay: ReplayBuffer, settings: OffPolicySettings,
                  context: RunContext) -> None:
         self.agent = agent
         self.collector = collector
@@ -87,7 +87,7 @@ class OffPolicyRunner:
             if before < s.learning_starts:
                 actions = collector.random_actions()
             else:
-                actions = yield ask("act", collector.obs, explore=True, step=step)
+                actions = yield ask(OffPolicyAgent.act, collector.obs, explore=True, step=step)
             collector.send(actions)
             if overlap:
                 yield from self.train_round(step)   # while the envs step in their workers
@@ -126,7 +126,7 @@ class OffPolicyRunner:
             else:
                 updates = s.train_freq * s.num_envs
             for _ in range(updates):
-                self.context.observe((yield ask("update", Sample(self.replay, s.batch_size))), step)
+                self.context.observe((yield ask(OffPolicyAgent.update, sample(self.replay, s.batch_size))), step)
         self.steps_since_train = self.episodes_since_train = 0
 
     def state_dict(self) -> dict[str, Any]:

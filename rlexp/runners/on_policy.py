@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rlexp.agents.base import obs_tensor
+from rlexp.agents.contracts import OnPolicyAgent
 from rlexp.errors import EnvFault
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
@@ -43,7 +44,7 @@ def planned_steps(total_steps: int, n_steps: int, num_envs: int) -> int:
 
 
 class OnPolicyRunner:
-    def __init__(self, agent: Any, collector: Collector, storage: RolloutStorage, settings: OnPolicySettings,
+    def __init__(self, agent: OnPolicyAgent, collector: Collector, storage: RolloutStorage, settings: OnPolicySettings,
                  context: RunContext) -> None:
         self.agent = agent
         self.collector = collector
@@ -80,7 +81,7 @@ class OnPolicyRunner:
         """One vector step of the rollout, bringing the run to env step `step`."""
         collector, agent, device = self.collector, self.agent, self.device
         observations = obs_tensor(collector.obs, device)
-        actions, log_probs, values = yield ask("rollout_step", observations, self.storage.pos)
+        actions, log_probs, values = yield ask(OnPolicyAgent.rollout_step, observations, self.storage.pos)
         collector.send(agent.to_env(actions))
         try:
             t = collector.receive(step)
@@ -91,7 +92,7 @@ class OnPolicyRunner:
         # V(s'_t) of the envs a time limit truncated (their final observation; the env has reset already): what
         # such a step bootstraps from. A terminated step bootstraps from nothing; where no episode ended, the next
         # step's V(s_t) fills it in.
-        final_values = (yield ask_some("values", obs_tensor(t.next_obs, device))) if t.truncations.any() \
+        final_values = (yield ask_some(OnPolicyAgent.values, obs_tensor(t.next_obs, device))) if t.truncations.any() \
             else torch.zeros_like(ended)
         self.storage.add(observations, actions, log_probs, values,
                          torch.as_tensor(t.rewards, dtype=torch.float32, device=device),
@@ -103,9 +104,10 @@ class OnPolicyRunner:
     def learn(self, step: int) -> Steps[None]:
         """Close the rollout with V(s_T), learn from it, and start the next one."""
         s = self.settings
-        last_values = yield ask("values", obs_tensor(self.collector.obs, self.device))
+        last_values = yield ask(OnPolicyAgent.values, obs_tensor(self.collector.obs, self.device))
         self.storage.finish(last_values, s.gamma, s.gae_lambda)
-        self.context.observe((yield ask("learn", self.storage)), step, undefined_ok=("losses/explained_variance",))
+        self.context.observe((yield ask(OnPolicyAgent.learn, self.storage)), step,
+                             undefined_ok=("losses/explained_variance",))
         self.storage.reset()
 
     def state_dict(self) -> dict[str, Any]:

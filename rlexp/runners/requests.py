@@ -9,13 +9,14 @@ exploration noise) go to the run's own agent directly.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from rlexp.replay.members import Sample
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,15 @@ class Call:
     only_some: bool = False
 
 
-def ask(name: str, *args: Any, **kwargs: Any) -> Call:
-    return Call(name, args, kwargs)
+def ask(method: Callable[Concatenate[Any, P], Any], *args: P.args, **kwargs: P.kwargs) -> Call:
+    """The call of an agent contract's method (`ask(OffPolicyAgent.update, sample)`, rlexp/agents/contracts.py):
+    naming the protocol's method, not a string, lets a type checker check the name and the arguments."""
+    return Call(method.__name__, args, kwargs)
 
 
-def ask_some(name: str, *args: Any, **kwargs: Any) -> Call:
+def ask_some(method: Callable[Concatenate[Any, P], Any], *args: P.args, **kwargs: P.kwargs) -> Call:
     """`ask` for a call made only when the run's own envs call for it (see `Call.only_some`)."""
-    return Call(name, args, kwargs, only_some=True)
+    return Call(method.__name__, args, kwargs, only_some=True)
 
 
 @dataclass(frozen=True)

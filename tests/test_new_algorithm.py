@@ -1,0 +1,160 @@
+"""Adding an algorithm is its agent module and its YAML, nothing else: a toy algorithm dropped into a copy of the
+package trains from the CLI, checkpoints, resumes and evaluates, and its seeds as one model are refused in one
+line (it has no `members` builder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+#: A linear Q-learner with epsilon-greedy exploration: the least an off-policy agent is.
+TOY_AGENT = '''
+"""A toy: one-step Q-learning with a linear Q-function (a test's algorithm)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import MISSING
+from torch import Tensor, nn
+
+from rlexp.agents.base import BuildContext, obs_tensor
+from rlexp.config.checks import check_range
+from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.schema import OffPolicyConfig
+from rlexp.envs.spaces import SpaceInfo
+from rlexp.networks.deterministic import DeterministicPolicy
+from rlexp.replay import ReplayBatch
+
+
+class Toy:
+    def __init__(self, obs_dim: int, n_actions: int, lr: float, epsilon: float, seed: int) -> None:
+        self.q = nn.Linear(obs_dim, n_actions)
+        self.optimizer = torch.optim.SGD(self.q.parameters(), lr=lr)
+        self.epsilon, self.n_actions = epsilon, n_actions
+        self.rng = np.random.default_rng(seed)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
+        actions = self.q(obs_tensor(obs, torch.device("cpu"))).argmax(-1).numpy()
+        if explore:
+            random = self.rng.random(len(actions)) < self.epsilon
+            actions[random] = self.rng.integers(self.n_actions, size=int(random.sum()))
+        return actions
+
+    def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
+        with torch.no_grad():
+            target = batch.rewards + batch.discounts * self.q(batch.next_observations).max(-1).values
+        q = self.q(batch.observations).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        loss = ((q - target) ** 2).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"losses/td_loss": loss.detach()}
+
+    def episodes_started(self, envs: np.ndarray) -> None:
+        pass
+
+    def exploration_metrics(self, step: int) -> dict[str, float]:
+        return {"charts/epsilon": self.epsilon}
+
+    def representation(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        return observations, self.q(observations).max(-1).values
+
+    def policy_network(self) -> nn.Module:
+        return DeterministicPolicy(self.q, greedy=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"q": self.q.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": torch.as_tensor(np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), np.uint8))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = json.loads(bytes(state["rng"].numpy()).decode())
+
+
+@dataclass
+class ToyConfig(OffPolicyConfig):
+    lr: float = MISSING
+    epsilon: float = MISSING
+
+
+def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_range("algo.epsilon", algo["epsilon"], 0.0, 1.0)
+
+
+def build(algo: dict[str, Any], context: BuildContext) -> Toy:
+    return Toy(context.spaces.obs_dim, context.spaces.n_actions, algo["lr"], algo["epsilon"], context.seed)
+
+
+def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    return count_parameters(nn.Linear(spaces.obs_dim, spaces.n_actions))
+
+
+ALGORITHM = AlgoSpec(name="toy", family=Family.OFF_POLICY, schema=ToyConfig, check=check, build=build,
+                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE}))
+'''
+
+TOY_YAML = """defaults:
+  - /toy_schema@_here_
+  - _self_
+
+name: toy
+gamma: 0.99
+lr: 0.01
+epsilon: 0.1
+batch_size: 32
+buffer_size: 10000
+learning_starts: 100
+train_freq: 1
+train_freq_unit: step
+gradient_steps: 1
+n_step: 1
+"""
+
+
+def test_an_algorithm_is_its_module_and_its_yaml(tmp_path: Path) -> None:
+    # A copy of the package and its config tree, with the toy's two files added and nothing else changed.
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "rlexp", tmp_path / "rlexp", ignore=ignore)
+    shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=ignore)
+    (tmp_path / "rlexp" / "agents" / "toy.py").write_text(TOY_AGENT)
+    (tmp_path / "conf" / "algo" / "toy.yaml").write_text(TOY_YAML)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+
+    def rlexp(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlexp", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    common = ["algo=toy", "env=CartPole-v1", "eval.every=200", "eval.episodes=2", "checkpoint.every=200",
+              "log.progress=none", "torch_threads=1"]
+    trained = rlexp("train", *common, "total_steps=400", "hydra.run.dir=run")
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "rlexp" / "agents" / "toy.py").is_file()   # (the copy, not the installed package, ran)
+    assert (tmp_path / "run" / "checkpoints" / "final.pt").is_file()
+    assert "toy on CartPole-v1" in trained.stdout + trained.stderr
+    extended = rlexp("train", "resume=run", "total_steps=600")
+    assert extended.returncode == 0, extended.stderr
+    evaluated = rlexp("eval", "run", "episodes=2")
+    assert evaluated.returncode == 0, evaluated.stderr
+
+    refused = rlexp("train", *common, "total_steps=400", "seeds=[0,1]", "hydra.run.dir=batch")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "rlexp train: error: seeds=[...] trains many seeds as one model for a2c, ddpg, dqn, ppo, sac, td3 so far, "
+        "not toy; run its seeds one process each: rlexp train --multirun seed=0,1"]
+    # its action kind is checked from its registry entry, as every algorithm's
+    wrong = rlexp("train", "algo=toy", "env=Pendulum-v1", "hydra.run.dir=wrong")
+    assert wrong.returncode == 2
+    assert "algo=toy needs a discrete action space" in wrong.stderr
+    assert "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3 for continuous actions" in wrong.stderr
