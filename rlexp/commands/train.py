@@ -236,7 +236,8 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
             step = next(iter(seed_resumes.values())).bundle["step"]
             log.info("resuming seeds %s from step %d", sorted(seed_resumes), step)
         tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
-        if tuned and config["env"]["id"] != env_choice and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file():
+        if tuned and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file() \
+                and not preset_fits(env_choice, config["env"]["id"]):
             log.warning("the preset tuned/%s was made for %s but env.id=%s; pick an env without a preset, or "
                         "override its keys", tuned, env_choice, config["env"]["id"])
         with StopRequest() as stop:
@@ -244,6 +245,19 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
                 return train_seeds(jobs, spec, run_dir, stop, overrides, config["seeds"],
                                    {seed: r.bundle for seed, r in (seed_resumes or {}).items()})
             return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
+
+
+def preset_fits(env_choice: str | None, env_id: str) -> bool:
+    """Whether env.id is the task a tuned preset of the env file `env_choice` (conf/tuned/<algo>_<env_choice>.yaml)
+    was made for: the id that file itself sets (the file's name need not be an id: env=atari sets ALE/Pong-v5)."""
+    env_file = Path(config_dir()) / "env" / f"{env_choice}.yaml"
+    own_id = OmegaConf.load(env_file).get("id") if env_file.is_file() else env_choice
+    if env_id == own_id:
+        return True
+    # conf/env/atari.yaml, and so every tuned/<algo>_atari preset, is made for each ALE game with the same
+    # preprocessing (the paper's one set of hyperparameters for all 49 games), not only the game its id names:
+    # `env=atari env.id=ALE/Breakout-v5` is how it is meant to be used, so an ALE id under it fits.
+    return isinstance(own_id, str) and own_id.startswith("ALE/") and env_id.startswith("ALE/")
 
 
 def config_of_seed(config: dict[str, Any], seed: int, index: int) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""`rlexp train`'s decisions before and after a run, called in this process: `train()` and `hydra_task()` as Hydra
+calls them (HydraConfig holding the hydra node, the task the rest), with the env or the run replaced where the
+decision does not need them. No training happens here; the CLI's runs are in the other test files."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict, read_write
+
+import rlexp.commands.train as train_command
+from rlexp.commands.configstore import register
+from tests.conftest import CONF
+
+
+@pytest.fixture
+def hydra_job(monkeypatch, tmp_path):
+    """compose(overrides) -> the task's config of a job whose run directory is tmp_path/run, as Hydra's run_job
+    leaves it: HydraConfig holds the hydra node (put back as it was after the test), the task config lacks it."""
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
+
+    def compose_job(overrides: list[str]) -> DictConfig:
+        register()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[*overrides, "torch_threads=1"], return_hydra_config=True)
+        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+        HydraConfig.instance().set_config(cfg)
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    return compose_job
+
+
+class PreparedJob:
+    """A Job without an env, whose run trains nothing: what train() decides around it."""
+
+    spaces = SimpleNamespace(frames=False)
+
+    def __init__(self, config: dict) -> None:
+        self.config, self.eval_env = config, SimpleNamespace(close=lambda: None)
+
+    @classmethod
+    def prepare(cls, config: dict, spec: object, device: object, copies: int = 1) -> PreparedJob:
+        return cls(config)
+
+    def run(self, *args: object) -> dict:
+        return {"eval_return_mean": 0.0}
+
+
+@pytest.mark.parametrize("overrides, warns", [
+    (["algo=dqn", "env=atari"], False),
+    (["algo=dqn", "env=atari", "env.id=ALE/Breakout-v5"], False),   # the Atari preset is every ALE game's
+    (["algo=td3", "env=Pendulum-v1"], False),
+    (["algo=td3", "env=Pendulum-v1", "env.id=MountainCarContinuous-v0"], True),
+], ids=["atari", "atari-breakout", "pendulum", "pendulum-as-mountaincar"])
+def test_a_tuned_preset_warns_only_when_env_id_is_not_the_task_of_its_env_file(hydra_job, monkeypatch, caplog,
+                                                                                 tmp_path, overrides, warns):
+    monkeypatch.setattr(train_command, "Job", PreparedJob)
+    cfg = hydra_job(overrides)
+    with caplog.at_level(logging.WARNING, logger="rlexp"):
+        train_command.train(cfg, tmp_path / "run", train_command.JobState())
+    warnings = [r.getMessage() for r in caplog.records if "was made for" in r.getMessage()]
+    assert bool(warnings) == warns, warnings
+    if warns:
+        assert "tuned/td3_Pendulum-v1 was made for Pendulum-v1 but env.id=MountainCarContinuous-v0" in warnings[0]
