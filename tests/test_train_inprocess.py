@@ -7,13 +7,18 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
+import gymnasium as gym
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
 
 import rlexp.commands.train as train_command
+import rlexp.runners.job as job_module
 from rlexp.commands.configstore import register
+from rlexp.errors import ConfigError
+from rlexp.io import seed_dir
+from rlexp.io.lock import RunDirLock
 from tests.conftest import CONF
 
 
@@ -68,3 +73,44 @@ def test_a_tuned_preset_warns_only_when_env_id_is_not_the_task_of_its_env_file(h
     assert bool(warnings) == warns, warnings
     if warns:
         assert "tuned/td3_Pendulum-v1 was made for Pendulum-v1 but env.id=MountainCarContinuous-v0" in warnings[0]
+
+
+@pytest.fixture
+def envs_made(monkeypatch):
+    """The envs Job.prepare opens (each a wrapper that records its close), and those closed."""
+    opened: list[gym.Env] = []
+    closed: list[gym.Env] = []
+    make_env = job_module.make_env
+
+    class Counted(gym.Wrapper):
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    def counted(*args, **kwargs):
+        opened.append(Counted(make_env(*args, **kwargs)))
+        return opened[-1]
+
+    monkeypatch.setattr(job_module, "make_env", counted)
+    return opened, closed
+
+
+def test_a_seeds_run_on_atari_frames_is_refused_before_any_env_opens(hydra_job, envs_made, tmp_path):
+    cfg = hydra_job(["algo=dqn", "env=atari", "seeds=[0,1]", "algo.buffer_size=1000"])
+    with pytest.raises(ConfigError, match=r"seeds=\[\.\.\.\] on image frames.*--multirun seed=0,1"):
+        train_command.train(cfg, tmp_path / "run", train_command.JobState())
+    opened, _ = envs_made
+    assert not opened
+
+
+def test_a_seeds_run_refused_after_its_envs_opened_closes_every_one(hydra_job, envs_made, tmp_path):
+    # A seed's directory in use by another run: refused once every seed's job is prepared (its eval env open).
+    run_dir = tmp_path / "run"
+    seed_dir(run_dir, 1).mkdir(parents=True)
+    cfg = hydra_job(["algo=dqn", "env=CartPole-v1", "seeds=[0,1]"])
+    state = train_command.JobState()
+    with RunDirLock(seed_dir(run_dir, 1)), pytest.raises(ConfigError, match="is in use by"):
+        train_command.train(cfg, run_dir, state)
+    opened, closed = envs_made
+    assert len(opened) == 2 and all(any(env is c for c in closed) for env in opened)
+    assert not state.started

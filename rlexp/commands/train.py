@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,7 +32,7 @@ from rlexp.commands.resume import record_resumed_config, resume_arguments, split
 from rlexp.config.compat import config_conflicts, may_change
 from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
-from rlexp.config.validate import validate
+from rlexp.config.validate import FRAMES_REFUSED, validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
 from rlexp.io import seed_dir, seed_runs
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
@@ -208,14 +209,22 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
     # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).
     seeds = [s for s in config["seeds"] or [] if seed_resumes is None or s in seed_resumes]
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, device, copies=len(seeds))
-            for i, seed in enumerate(config["seeds"] or []) if seed in seeds]
-    job = jobs[0] if jobs else Job.prepare(config, spec, device)
-    if jobs and job.spaces.frames:
-        raise ConfigError("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds "
-                          "one process each: rlexp train --multirun seed=" + ",".join(map(str, config["seeds"])))
+    with ExitStack() as unstarted:   # each eval env opened here, closed on a refusal (once it runs, a job closes it)
+        jobs: list[Job] = []
+        for i, seed in enumerate(config["seeds"] or []):
+            if seed in seeds:
+                jobs.append(Job.prepare(config_of_seed(config, seed, i), spec, device, copies=len(seeds)))
+                unstarted.callback(jobs[-1].eval_env.close)
+        job = jobs[0] if jobs else Job.prepare(config, spec, device)
+        if not jobs:
+            unstarted.callback(job.eval_env.close)
+        if jobs and job.spaces.frames:   # an env's image frames (Atari's are refused by validate, before any env)
+            raise ConfigError(FRAMES_REFUSED + ",".join(map(str, config["seeds"])))
+        locks = ExitStack()
+        locks.enter_context(holding(seed_dir(run_dir, seed) for seed in seeds))
+        unstarted.pop_all()
 
-    with holding(seed_dir(run_dir, seed) for seed in seeds):
+    with locks:
         state.started = True
         cpus = available_cpus()
         launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=False)

@@ -144,6 +144,11 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
                           f"(SB3 refuses it too); use algo.train_freq_unit=step")
 
 
+#: The refusal of many seeds on image frames, completed by the seeds (`seed=0,1`).
+FRAMES_REFUSED = ("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds one "
+                  "process each: rlexp train --multirun seed=")
+
+
 def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec]) -> None:
     """`seeds=[...]`: distinct seeds, of an algorithm whose seeds batch, with update rounds every seed takes at the
     same step (they move in lockstep)."""
@@ -160,6 +165,8 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mappin
         batched = ", ".join(name for name, other in algorithms.items() if other.members is not None)
         raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
                           f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
+    if cfg["env"].get("atari"):   # told here, before any env opens (train refuses other image frames once it has one)
+        raise ConfigError(FRAMES_REFUSED + ",".join(map(str, seeds)))
     if cfg["algo"].get("batch_norm"):
         raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds yet; "
                           "run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
