@@ -5,6 +5,7 @@ decision does not need them. No training happens here; the CLI's runs are in the
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -114,3 +115,27 @@ def test_a_seeds_run_refused_after_its_envs_opened_closes_every_one(hydra_job, e
     opened, closed = envs_made
     assert len(opened) == 2 and all(any(env is c for c in closed) for env in opened)
     assert not state.started
+
+
+def test_a_second_interrupt_of_a_seeds_run_names_each_seeds_last_checkpoint(hydra_job, monkeypatch, capsys,
+                                                                            tmp_path):
+    run_dir = tmp_path / "run"
+    for seed, steps in ((0, (300, 600)), (1, (300,)), (2, ())):
+        checkpoints = seed_dir(run_dir, seed) / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        for step in steps:
+            (checkpoints / f"step_{step}.pt").touch()
+
+    def interrupted_twice(cfg: DictConfig, run_dir: Path, state: train_command.JobState) -> dict:
+        state.started = True
+        raise KeyboardInterrupt   # what a second Ctrl-C raises while the seeds finish their step or save
+
+    monkeypatch.setattr(train_command, "train", interrupted_twice)
+    cfg = hydra_job(["seeds=[0,1,2]"])
+    with pytest.raises(SystemExit) as stopped:
+        train_command.hydra_task(cfg)
+    assert stopped.value.code == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted twice: stopped at once" in line
+    assert (f"the last checkpoints are seed 0: {run_dir / 'seed_0' / 'checkpoints' / 'step_600.pt'}; "
+            f"seed 1: {run_dir / 'seed_1' / 'checkpoints' / 'step_300.pt'}; seed 2: none") in line, line

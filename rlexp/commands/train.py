@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,8 +365,7 @@ def hydra_task(cfg: DictConfig) -> float:
     except KeyboardInterrupt:  # a second Ctrl-C while finishing the step or saving
         if state.started:
             write_results(run_dir / "results.json", {"status": "interrupted", "error": "interrupted twice"})
-        last = CheckpointManager(run_dir / "checkpoints", 1).latest()
-        print(f"rlexp train: interrupted twice: stopped at once; the last checkpoint is {last or 'none'}",
+        print(f"rlexp train: interrupted twice: stopped at once; {last_checkpoints(run_dir, cfg.get('seeds'))}",
               file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as error:
@@ -383,6 +382,17 @@ def hydra_task(cfg: DictConfig) -> float:
                 log.exception("job %s failed", hydra_cfg.job.num)
             return float("nan")
         exit_with(error)  # a bug: Hydra shows the traceback
+
+
+def last_checkpoints(run_dir: Path, seeds: Sequence[int] | None) -> str:
+    """Where a stopped run would continue from: its newest checkpoint, or each seed's of a many-seeds run (each
+    seed keeps its own, in seed_<s>/checkpoints/)."""
+    def newest(directory: Path) -> str:
+        return str(CheckpointManager(directory / "checkpoints", 1).latest() or "none")
+
+    if not seeds:
+        return f"the last checkpoint is {newest(run_dir)}"
+    return "the last checkpoints are " + "; ".join(f"seed {seed}: {newest(seed_dir(run_dir, seed))}" for seed in seeds)
 
 
 # --- before Hydra: the command line ---------------------------------------------------------------------------
