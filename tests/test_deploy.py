@@ -252,6 +252,45 @@ def test_load_refuses_what_is_not_a_checkpoint(workdir):
         rlexp.load(workdir)
 
 
+def test_load_closes_the_env_it_reads_the_spaces_of_even_when_reading_them_fails(workdir, monkeypatch):
+    """The env `rlexp.load` opens to learn the spaces is closed whatever happens (no training: a checkpoint of a
+    config alone, refused before its agent is built)."""
+    import gymnasium as gym
+    from omegaconf import OmegaConf
+
+    import rlexp.envs
+    from rlexp.io.checkpoints import FORMAT, save_checkpoint
+    from tests.conftest import compose_config
+
+    config = OmegaConf.to_container(compose_config(["algo=dqn", "env=CartPole-v1"]), resolve=True, enum_to_str=True)
+    save_checkpoint({"format": FORMAT, "config": config, "step": 0, "agent": {}}, workdir / "config_only.pt")
+    opened, closed = [], []
+    make_env = rlexp.envs.make_env
+
+    class Counted(gym.Wrapper):
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    def counted(*args: object) -> gym.Env:
+        opened.append(Counted(make_env(*args)))
+        return opened[-1]
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt   # a Ctrl-C while the spaces are read
+
+    describe_spaces = rlexp.envs.describe_spaces
+    monkeypatch.setattr(rlexp.envs, "make_env", counted)
+    monkeypatch.setattr(rlexp.envs, "describe_spaces", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rlexp.load(workdir / "config_only.pt")
+    assert len(opened) == 1 and closed == opened
+    # The spaces read, the empty agent state is what refuses the file: the env was closed before.
+    monkeypatch.setattr(rlexp.envs, "describe_spaces", describe_spaces)
+    with pytest.raises(ConfigError, match="config_only.pt lacks 'q_network'"):
+        rlexp.load(workdir / "config_only.pt")
+    assert len(opened) == 2 and closed == opened
+
 def test_act_names_the_shape_it_takes_and_the_best_checkpoint_exports_under_its_name(workdir):
     run = train("dqn", workdir)
     agent = rlexp.load(run, checkpoint="best")

@@ -31,6 +31,15 @@ from rlexp.errors import ConfigError
 EXPLORATION_STATE = ("rng", "generator", "exploration_noise", "sde_eps")
 
 
+def make_run_env(config: dict[str, Any], **kwargs: Any) -> gym.Env:
+    """The env a run trained on, from its config: its id, kwargs and Atari preprocessing, with `kwargs` passed to
+    gymnasium.make on top of the run's own (`LoadedAgent.make_env`; `load` reads the spaces from it)."""
+    from rlexp.envs import atari_settings, make_env
+
+    env_cfg = config["env"]
+    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg))
+
+
 @dataclass
 class LoadedAgent:
     """A trained agent with the config it was trained with. `agent` is the algorithm's own object (its networks,
@@ -74,10 +83,7 @@ class LoadedAgent:
     def make_env(self, **kwargs: Any) -> gym.Env:
         """The env the agent was trained on: its id, kwargs and Atari preprocessing; `kwargs` (e.g.
         render_mode="human") are passed to gymnasium.make on top of the run's own."""
-        from rlexp.envs import atari_settings, make_env
-
-        env_cfg = self.config["env"]
-        return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg))
+        return make_run_env(self.config, **kwargs)
 
     def policy_module(self) -> nn.Module:
         """The deterministic policy as one torch module on the CPU (a copy): a batch of raw observations in the
@@ -86,7 +92,7 @@ class LoadedAgent:
 
         obs_rms = self.normalization.obs_rms if self.normalization and self.normalization.settings.obs else None
         network = copy.deepcopy(self.agent.policy_network()).cpu().eval().requires_grad_(False)
-        clip = self.normalization.settings.clip_obs if obs_rms is not None else 0.0
+        clip = self.normalization.settings.clip_obs if obs_rms is not None and self.normalization else 0.0
         return ExportedPolicy(network, obs_rms.mean if obs_rms else None, obs_rms.var if obs_rms else None, clip,
                               frames=self.spaces.frames).eval()
 
@@ -111,11 +117,12 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     config = with_added_keys(bundle["config"])   # a run made before a key existed: its old meaning
     try:
         spec = registry.get(config["algo"]["name"])
-        loaded = LoadedAgent(config=config, checkpoint=file, step=int(bundle["step"]), device=resolved,
-                             spaces=None, agent=None, normalization=None)  # type: ignore[arg-type]
-        env = loaded.make_env()
-        spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
-        env.close()
+        step = int(bundle["step"])
+        env = make_run_env(config)
+        try:
+            spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
+        finally:
+            env.close()
         # Building draws initial weights (replaced by the saved ones) from torch's global generator: leave the
         # caller's random streams as they were.
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
@@ -143,5 +150,5 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
         normalization = make_normalization(config["env"]["normalize"], config["algo"]["gamma"], spaces.obs_shape, 1)
         if normalization is not None:
             normalization.load_state_dict(bundle["normalization"])
-    loaded.spaces, loaded.agent, loaded.normalization = spaces, agent, normalization
-    return loaded
+    return LoadedAgent(config=config, checkpoint=file, step=step, device=resolved, spaces=spaces, agent=agent,
+                       normalization=normalization)
