@@ -51,6 +51,8 @@ CASES: dict[str, list[str]] = {
     "dqn_seeds": ["algo=dqn", "env=CartPole-v1", "total_steps=3000", "algo.learning_starts=500", "seeds=[0,1]"],
     "td3_seeds": ["algo=td3", "env=Pendulum-v1", "total_steps=2000", "algo.learning_starts=500", "seeds=[0,1]"],
     "sac_seeds": ["algo=sac", "env=Pendulum-v1", "total_steps=2000", "algo.learning_starts=500", "seeds=[0,1]"],
+    "a2c_seeds": ["algo=a2c", "env=CartPole-v1", "total_steps=3000", "seeds=[0,1]"],
+    "ddpg_seeds": ["algo=ddpg", "env=Pendulum-v1", "total_steps=2000", "algo.learning_starts=500", "seeds=[0,1]"],
     "ppo_seeds": ["algo=ppo", "env=CartPole-v1", "total_steps=4096", "algo.n_steps=128", "env.num_envs=4",
                   "seeds=[0,1]"],
 }

@@ -134,10 +134,14 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(workdir):
 def test_help_lists_commands_and_config_groups(workdir):
     top = run_cli(["--help"], cwd=workdir)
     assert top.returncode == 0 and "train" in top.stdout
-    train = run_cli(["train", "--help"], cwd=workdir)
+    train = run_cli(["train", "algo=ppo", "--help"], cwd=workdir)
     assert train.returncode == 0
     for text in ("algo: a2c, ddpg, dqn, ppo, sac, td3", "Pendulum-v1", "tuned", "rlexp train"):
         assert text in train.stdout
+    # the chosen algorithm's keys, typed and documented from the schema (rlexp/config/docs.py)
+    keys = train.stdout.split("== Keys (of algo=ppo", 1)[1]
+    assert "  algo.target_kl (float | null)\n      the epochs stop once the approximate KL passes" in keys
+    assert "  seeds (list[int] | null)" in keys
 
 
 def test_unknown_command_and_unknown_key(workdir):

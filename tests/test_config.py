@@ -303,3 +303,18 @@ def test_a_refused_resume_names_every_key_a_resume_may_change():
                 "device", "gpu_placement", "torch_threads", "compile", "compile_mode"):
         assert key in message.split("only ", 1)[1]
     assert compat.may_change().endswith("compile and compile_mode")
+
+
+def test_every_key_is_documented_where_it_is_defined_and_help_lists_them():
+    # Each key's docstring sits under its field in the schema (rlexp/config/schema.py, an algorithm's module):
+    # one source for `rlexp train --help` and the README's reference.
+    from rlexp.config.docs import describe, undocumented
+    from rlexp.config.schema import TrainConfig
+
+    for name, spec in algorithms().items():
+        assert undocumented(TrainConfig, spec.schema) == [], name
+    text = describe(TrainConfig, algorithms()["td3"].schema)
+    assert "  algo.policy_delay (int)\n      critic updates per actor and target update" in text
+    assert "  env.normalize.obs (bool)" in text and "  compile_mode (str | null)" in text
+    assert "  algo.noise.type (" in text   # nested sections expanded
+

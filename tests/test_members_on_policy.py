@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.agents.a2c import A2C
+from rlexp.agents.a2c import A2C, A2CMembers
 from rlexp.agents.ppo import PPO, PPOMembers
 from rlexp.networks.members import MemberAdam
 from rlexp.networks.policies import ActorCriticPolicy
@@ -51,7 +51,8 @@ def rollout(agent: PPO, seed: int, reward_scale: float = 1.0) -> RolloutStorage:
 def pair(n: int = N, **kwargs) -> tuple[list[PPO], PPOMembers]:
     """The same n agents twice: alone, and as the members of one batched agent."""
     alone = [ppo_agent(k, **kwargs) for k in range(n)]
-    return alone, PPOMembers([ppo_agent(k, **kwargs) for k in range(n)])
+    batched = A2CMembers if kwargs.get("algo") is A2C else PPOMembers   # as the registry entries pair them
+    return alone, batched([ppo_agent(k, **kwargs) for k in range(n)])
 
 
 def assert_members_learned_alike(alone: list[PPO], members: PPOMembers, scales=None, rollouts: int = 3) -> None:

@@ -41,10 +41,17 @@ class A2C(PPO):
         return PolicyLoss(-(advantages * log_prob).mean(-1), approx_kl=zero, clip_fraction=zero)
 
 
+class A2CMembers(PPOMembers, A2C):
+    """A2C's seeds as one model: PPOMembers' batching over A2C's loss (the order of the bases puts A2C's
+    policy_loss and diagnostics over PPO's)."""
+
+
 @dataclass
 class A2CConfig(OnPolicyConfig):
     optimizer: Optimizer = MISSING
+    """rmsprop (alpha 0.99, eps rms_prop_eps, as SB3) | adam (eps 1e-5)"""
     rms_prop_eps: float = MISSING
+    """RMSprop's epsilon"""
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
@@ -59,4 +66,4 @@ def build(algo: dict[str, Any], context: BuildContext) -> A2C:
 
 ALGORITHM = AlgoSpec(name="a2c", family=Family.ON_POLICY, schema=A2CConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}),
-                     members=PPOMembers)
+                     members=A2CMembers)

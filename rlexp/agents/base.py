@@ -79,6 +79,13 @@ def input_of(layer: torch.nn.Module, forward: Callable[[], Tensor]) -> tuple[Ten
     return received[0], output
 
 
+def share_settings(batched: Any, first: Any) -> None:
+    """Every attribute of the first seed's agent on the many-seeds agent `batched`: the seeds share every setting
+    but the seed, so a setting is the first's; the members class then replaces what each member has of its own
+    (networks, optimizers, generators). No list of names to keep in step with the single agent's attributes."""
+    vars(batched).update(vars(first))
+
+
 def state_of(agent: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The state dicts of the agent's named modules and optimizers, plus its update counter."""
     return {**{name: getattr(agent, name).state_dict() for name in names}, "n_updates": agent.n_updates}

@@ -82,7 +82,8 @@ def compile_agent(agent: Any, setting: bool | str, mode: str | None, device: tor
     if not compile_enabled(setting, device):
         return agent
     mode = compile_mode(mode, device)
-    parameters = [p for value in vars(agent).values() if isinstance(value, nn.Module) for p in value.parameters()]
+    parameters: list[torch.Tensor] = [p for value in vars(agent).values() if isinstance(value, nn.Module)
+                                      for p in value.parameters()]
     parameters += [value for value in vars(agent).values() if isinstance(value, torch.Tensor) and value.requires_grad]
     generators = [g for value in vars(agent).values()
                   for g in (value if isinstance(value, list) else [value]) if isinstance(g, torch.Generator)]

@@ -14,7 +14,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import BuildContext, input_of, load_state, make_adam, obs_tensor, state_of
+from rlexp.agents.base import (
+    BuildContext,
+    input_of,
+    load_state,
+    make_adam,
+    obs_tensor,
+    share_settings,
+    state_of,
+)
 from rlexp.agents.exploration import rng_state, set_rng_state
 from rlexp.config.checks import check_positive_int, check_range, check_schedule_span
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
@@ -45,7 +53,7 @@ class DQN:
                  exploration_final_eps: float, max_grad_norm: float, lr_schedule: str, double: bool = False,
                  dueling: bool = False, loss: str = "huber", total_steps: int, total_updates: int,
                  device: torch.device, rng: np.random.Generator,
-                 report_td_errors: Callable[[Tensor, Tensor], None] | None = None,
+                 report_td_errors: Callable[[Tensor, Tensor], object] | None = None,
                  image_shape: tuple[int, ...] | None = None, activation: str = "relu") -> None:
         self.n_actions = n_actions
         self.double = double
@@ -174,18 +182,16 @@ class DQNMembers(DQN):
 
     def __init__(self, members: Sequence[DQN]) -> None:
         first = members[0]
+        share_settings(self, first)
         self.members = list(members)
-        self.n_actions, self.double, self.loss, self.tau = first.n_actions, first.double, first.loss, first.tau
-        self.target_update_interval, self.max_grad_norm = first.target_update_interval, first.max_grad_norm
-        self.device, self.epsilon, self.learning_rate = first.device, first.epsilon, first.learning_rate
-        self.n_updates = first.n_updates
         self.q_network = stack_members([m.q_network for m in members], "the Q-network")
         self.target_network = stack_members([m.target_network for m in members], "the Q-network")
         self.target_network.requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), first.optimizer.param_groups[0]["lr"], self.device)
         self._params = list(self.q_network.parameters())
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
-        reporters = [m.report_td_errors for m in members]
+        # every member's replay is prioritized, or none is (the members are built alike)
+        reporters = cast("list[Callable[[Tensor, Tensor], object]]", [m.report_td_errors for m in members])
         self.report_td_errors = None if reporters[0] is None else \
             lambda indices, errors: [r(i, e) for r, i, e in zip(reporters, indices, errors)]
 
@@ -218,20 +224,35 @@ class Loss(Enum):
 @dataclass
 class DQNConfig(OffPolicyConfig):
     tau: float = MISSING
+    """target network update: 1.0 = hard copy (the paper), < 1 = Polyak averaging"""
     lr: float = MISSING
+    """Adam's learning rate"""
     lr_schedule: LrSchedule = MISSING
+    """constant | linear (annealed to 0 over the run's updates)"""
     target_update_interval: int = MISSING
+    """gradient updates between target-network updates"""
     exploration_fraction: float = MISSING
+    """share of total_steps over which epsilon anneals linearly"""
     exploration_initial_eps: float = MISSING
+    """epsilon at the start"""
     exploration_final_eps: float = MISSING
+    """epsilon once annealed"""
     max_grad_norm: float = MISSING
+    """the gradient norm is clipped to this"""
     loss: Loss = MISSING
+    """huber (the paper's error clipping) | mse"""
     double: bool = MISSING
+    """double Q-learning targets (van Hasselt et al. 2016)"""
     dueling: bool = MISSING
+    """dueling value/advantage heads (Wang et al. 2016)"""
     prioritized: bool = MISSING
+    """proportional prioritized replay (Schaul et al. 2016)"""
     priority_alpha: float = MISSING
+    """how much prioritization: P(i) ~ p_i^alpha (0 = uniform)"""
     priority_beta0: float = MISSING
+    """importance-sampling exponent, annealed linearly to 1 over the run's updates"""
     priority_eps: float = MISSING
+    """added to |TD error| so no transition gets priority 0"""
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
@@ -250,6 +271,7 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 
 def q_network(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
+    assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
     # Stacked frames: the Nature CNN instead of the MLP.
     return (DuelingQNetwork if algo["dueling"] else QNetwork)(spaces.obs_dim, spaces.n_actions, hidden_sizes,
                                                               spaces.obs_shape if spaces.frames else None)
@@ -263,6 +285,7 @@ def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int,
 def build(algo: dict[str, Any], context: BuildContext) -> DQN:
     spaces = context.spaces
     replay = context.replay
+    assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
     return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo["lr"], tau=algo["tau"],
                target_update_interval=algo["target_update_interval"],
                exploration_fraction=algo["exploration_fraction"],

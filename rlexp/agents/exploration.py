@@ -7,18 +7,19 @@ episode starts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 
-def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+def rng_state(rng: np.random.Generator) -> Mapping[str, Any]:
     """A Generator's exact position: plain dicts and ints, safe to store in a weights_only checkpoint."""
     return rng.bit_generator.state
 
 
-def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+def set_rng_state(rng: np.random.Generator, state: Mapping[str, Any]) -> None:
     rng.bit_generator.state = state
 
 

@@ -18,14 +18,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from rlexp.agents.base import BuildContext, fork_global_generator, input_of, make_adam, obs_tensor
+from rlexp.agents.base import (
+    BuildContext,
+    fork_global_generator,
+    input_of,
+    make_adam,
+    obs_tensor,
+    share_settings,
+)
 from rlexp.config.checks import check_positive_int, check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OnPolicyConfig
@@ -44,7 +51,7 @@ class PPO:
     """The actor-critic learner of PPO (and, through `policy_loss`, of A2C)."""
 
     #: the diagnostics of the policy loss that mean something for this algorithm
-    POLICY_DIAGNOSTICS = ("approx_kl", "clip_fraction")
+    POLICY_DIAGNOSTICS: tuple[str, ...] = ("approx_kl", "clip_fraction")
 
     def __init__(self, policy: ActorCriticPolicy, *, lr: float, n_epochs: int, batch_size: int, clip_range: float,
                  clip_range_vf: float | None, ent_coef: float, vf_coef: float, max_grad_norm: float,
@@ -62,13 +69,16 @@ class PPO:
             else LinearSchedule(lr, lr, 0)
         self.clip_range = LinearSchedule(clip_range, 0.0, total_rollouts) if clip_range_schedule == "linear" \
             else LinearSchedule(clip_range, clip_range, 0)
+        self.optimizer: torch.optim.Optimizer
         if optimizer == "rmsprop":   # A2C as SB3 configures it: RMSprop(alpha=0.99, eps=1e-5)
             self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=lr, alpha=0.99, eps=rms_prop_eps,
                                                  foreach=True)
         else:   # SB3's eps for its on-policy algorithms
             self.optimizer = make_adam(self.policy.parameters(), lr, device, eps=1e-5)
         self.action_low, self.action_high = action_low, action_high
-        self.generator = generator if generator is not None else torch.Generator(device=device)
+        # (a members agent: each member's generator, PPOMembers)
+        self.generator: torch.Generator | list[torch.Generator] = \
+            generator if generator is not None else torch.Generator(device=device)
         self.n_updates = 0     # rollouts learned from
         self.sde_sample_freq = sde_sample_freq   # gSDE: draw new exploration matrices every this many steps
 
@@ -172,6 +182,7 @@ class PPO:
     member_shape: tuple[int, ...] = ()
 
     def minibatches(self, rollout: RolloutStorage, learning: Tensor) -> Iterator[RolloutBatch]:
+        assert isinstance(self.generator, torch.Generator)   # a single run's (PPOMembers shuffles per member)
         return rollout.minibatches(self.batch_size, self.generator)
 
     def flat(self, rollout: RolloutStorage, name: str) -> Tensor:
@@ -203,6 +214,7 @@ class PPO:
         return DeterministicPolicy(self.policy, "deterministic", low=self.action_low, high=self.action_high)
 
     def state_dict(self) -> dict[str, Any]:
+        assert isinstance(self.generator, torch.Generator)   # a single run's agent (members save their own)
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "n_updates": self.n_updates,
                 **({"sde_eps": self.policy.sde_eps} if self.policy.sde_eps is not None else {})}
@@ -210,6 +222,7 @@ class PPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
+        assert isinstance(self.generator, torch.Generator)
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
         self.policy.sde_eps = state.get("sde_eps")
@@ -224,13 +237,12 @@ class PPOMembers(PPO):
     checkpoints as a single run's agent. With gSDE, each seed draws its exploration matrices from its own
     generator."""
 
+    generator: list[torch.Generator]
+
     def __init__(self, members: Sequence[PPO]) -> None:
         first = members[0]
+        share_settings(self, first)
         self.members = list(members)
-        for name in ("device", "n_epochs", "batch_size", "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm",
-                     "target_kl", "normalize_advantage", "learning_rate", "clip_range", "action_low", "action_high",
-                     "n_updates", "sde_sample_freq", "POLICY_DIAGNOSTICS", "policy_loss"):
-            setattr(self, name, getattr(first, name))
         self.member_shape = (len(members),)
         self.policy = stack_members([m.policy for m in members], "the policy")
         self._params = list(self.policy.parameters())
@@ -244,7 +256,8 @@ class PPOMembers(PPO):
             self.optimizer = MemberAdam(self._params, len(members), lr=defaults["lr"], betas=defaults["betas"],
                                         eps=defaults["eps"])
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
-        self.generator = [m.generator for m in members]   # each member's draws and shuffles from its own
+        # each member's draws and shuffles from its own (the members are single runs' agents)
+        self.generator = [cast(torch.Generator, m.generator) for m in members]
 
     @torch.no_grad()
     def rollout_step(self, observations: Tensor, t: int = 0) -> tuple[Tensor, Tensor, Tensor]:
@@ -291,12 +304,18 @@ class PPOMembers(PPO):
 
 @dataclass
 class PPOConfig(OnPolicyConfig):
-    batch_size: int = MISSING               # samples per minibatch; divides n_steps * env.num_envs
-    n_epochs: int = MISSING                 # passes over each rollout
+    batch_size: int = MISSING
+    """samples per minibatch; divides n_steps * env.num_envs"""
+    n_epochs: int = MISSING
+    """passes over each rollout"""
     clip_range: float = MISSING
+    """epsilon of the clipped surrogate"""
     clip_range_schedule: LrSchedule = MISSING
-    clip_range_vf: Optional[float] = None   # None: the value loss is not clipped
-    target_kl: Optional[float] = None       # None: no early stop of the epochs
+    """constant | linear (annealed to 0 over the run's rollouts)"""
+    clip_range_vf: Optional[float] = None
+    """the value loss's clip around the old values (null: not clipped)"""
+    target_kl: Optional[float] = None
+    """the epochs stop once the approximate KL passes 1.5 x this (null: no early stop)"""
 
 
 def rollout_size(algo: dict[str, Any], num_envs: int) -> int:
@@ -335,7 +354,11 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 def make_policy(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                 activation: str) -> ActorCriticPolicy:
-    actions = dict(n_actions=spaces.n_actions) if spaces.discrete else dict(action_dim=int(spaces.action_low.size))
+    if spaces.discrete:
+        actions = dict(n_actions=spaces.n_actions)
+    else:
+        assert spaces.action_low is not None   # a Box action space
+        actions = dict(action_dim=int(spaces.action_low.size))
     return ActorCriticPolicy(spaces.obs_dim, hidden_sizes, activation, log_std_init=algo["log_std_init"],
                              ortho_init=algo["ortho_init"], use_sde=algo["use_sde"], **actions)
 
@@ -344,8 +367,11 @@ def learner_arguments(algo: dict[str, Any], context: BuildContext) -> dict[str, 
     """What PPO and A2C build alike: the policy, its generator, the action bounds and the schedules' span."""
     spaces = context.spaces
     policy = make_policy(algo, spaces, context.hidden_sizes, context.activation)
-    bounds = {} if spaces.discrete else dict(action_low=spaces.action_low.astype(np.float32).flatten(),
-                                             action_high=spaces.action_high.astype(np.float32).flatten())
+    bounds: dict[str, np.ndarray] = {}
+    if not spaces.discrete:
+        assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
+        bounds = dict(action_low=spaces.action_low.astype(np.float32).flatten(),
+                      action_high=spaces.action_high.astype(np.float32).flatten())
     return dict(policy=policy, lr=algo["lr"], lr_schedule=algo["lr_schedule"], ent_coef=algo["ent_coef"],
                 vf_coef=algo["vf_coef"], max_grad_norm=algo["max_grad_norm"],
                 normalize_advantage=algo["normalize_advantage"], device=context.device,

@@ -30,7 +30,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from rlexp.agents.base import (
     load_state,
     make_adam,
     obs_tensor,
+    share_settings,
     state_of,
 )
 from rlexp.config.checks import check_range, check_schedule_span, check_sde_sample_freq
@@ -84,6 +85,9 @@ class SquashedGaussianActor(nn.Module):
     """pi(a|s): an MLP torso, then a mean head and a log-std head (or gSDE's noise, `use_sde`); a = tanh(u) in
     [-1, 1], rescaled to the env's bounds by `to_env`."""
 
+    action_scale: Tensor   # buffers (register_buffer)
+    action_bias: Tensor
+
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  hidden_sizes: Sequence[int], activation: str = "relu", use_sde: bool = False,
                  log_std_init: float = -3.0) -> None:
@@ -91,6 +95,8 @@ class SquashedGaussianActor(nn.Module):
         action_dim = int(np.prod(action_low.shape))
         self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
                                    ACTIVATIONS[activation]())
+        self.mean: nn.Module
+        self.sde: StateDependentNoise | None
         if use_sde:
             self.mean = nn.Sequential(nn.Linear(hidden_sizes[-1], action_dim), nn.Hardtanh(-CLIP_MEAN, CLIP_MEAN))
             self.sde = StateDependentNoise(hidden_sizes[-1], action_dim, log_std_init)
@@ -114,12 +120,14 @@ class SquashedGaussianActor(nn.Module):
         a = tanh(mu + z^T W) for the exploration matrices W = sigma * `sde_eps` (one per row, or one for all).
         Stacked seeds draw eps with one generator each (`generator` a list); `eps` given is used as it is."""
         if self.sde is not None:
+            assert sde_eps is not None   # gSDE draws with the exploration matrices
             latent = self.torso(observations)
             mean = self.mean(latent)
             u = mean + self.sde.noise(latent, sde_eps)
             return torch.tanh(u), squashed_log_prob(u, mean, self.sde.log_std_of(latent))
         mean, log_std = self.distribution(observations)
         if eps is None:
+            assert generator is not None   # (None only where `eps` is given)
             eps = standard_normal(mean.shape, generator, mean.device)
         u = mean + log_std.exp() * eps
         return torch.tanh(u), squashed_log_prob(u, mean, log_std)
@@ -167,7 +175,8 @@ class SAC:
                                          device=device, requires_grad=self.auto_ent_coef)
         self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device) if self.auto_ent_coef \
             else None
-        self.generator = fork_global_generator(device)   # the policy's draws, acting and updating
+        # the policy's draws, acting and updating (a members agent: each member's generator, SACMembers)
+        self.generator: torch.Generator | list[torch.Generator] = fork_global_generator(device)
         # `linear` anneals all three learning rates to 0 over the planned updates (RL Zoo's `lin_<lr>`).
         self.lr_fraction = LinearSchedule(1.0, 0.0, total_updates) if lr_schedule == "linear" \
             else LinearSchedule(1.0, 1.0, 0)
@@ -212,6 +221,7 @@ class SAC:
         # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
         squashed, log_prob = self.actor.sample(batch.observations, self.generator, sde_eps)
         if self.auto_ent_coef:
+            assert self.ent_coef_optimizer is not None   # made when alpha is tuned
             ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean(-1)
             self.ent_coef_optimizer.zero_grad(set_to_none=True)
             ent_coef_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
@@ -291,6 +301,7 @@ class SAC:
     checkpointed = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer")
 
     def state_dict(self) -> dict[str, Any]:
+        assert isinstance(self.generator, torch.Generator)   # a single run's agent (members save their own)
         return {**state_of(self, self.checkpointed), "log_ent_coef": self.log_ent_coef.detach().clone(),
                 "ent_coef_optimizer": self.ent_coef_optimizer.state_dict() if self.ent_coef_optimizer else None,
                 "generator": self.generator.get_state(),
@@ -302,6 +313,7 @@ class SAC:
             self.log_ent_coef.copy_(state["log_ent_coef"])
         if self.ent_coef_optimizer is not None:
             self.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
+        assert isinstance(self.generator, torch.Generator)
         self.generator.set_state(state["generator"])
         self.sde_eps = state.get("sde_eps")
 
@@ -316,12 +328,10 @@ class SACMembers(SAC):
 
     def __init__(self, members: Sequence[SAC]) -> None:
         first = members[0]
+        share_settings(self, first)
         self.members = list(members)
-        for name in ("tau", "device", "action_low", "action_high", "sde_sample_freq", "train_freq", "num_envs",
-                     "target_entropy", "auto_ent_coef", "lr_fraction", "n_updates"):
-            setattr(self, name, getattr(first, name))
         eps = [m.sde_eps for m in members]   # gSDE's matrices in use (a resumed run's)
-        self.sde_eps = None if any(e is None for e in eps) else torch.stack(eps)
+        self.sde_eps = None if any(e is None for e in eps) else torch.stack(cast("list[Tensor]", eps))
         self.actor = stack_members([m.actor for m in members], "the policy")
         self.critic = stack_members([m.critic for m in members], "the critic")
         self.critic_target = stack_members([m.critic_target for m in members], "the critic").requires_grad_(False)
@@ -333,17 +343,19 @@ class SACMembers(SAC):
                                          self.device)
         self.critic_optimizer = make_adam(self.critic.parameters(), first.critic_optimizer.param_groups[0]["lr"],
                                           self.device)
+        # (the members tune alpha, and have an ent_coef_optimizer, exactly when auto_ent_coef)
         self.ent_coef_optimizer = make_adam([self.log_ent_coef], first.ent_coef_optimizer.param_groups[0]["lr"],
-                                            self.device) if self.auto_ent_coef else None
+                                            self.device) if first.ent_coef_optimizer is not None else None
         self.base_lrs = [(optimizer, lr) for optimizer, (_, lr) in
                          zip([o for o in (self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer) if o],
                              first.base_lrs)]
         self._optimizers = MemberOptimizers([
             (self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
             (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer"),
-            *([(self.ent_coef_optimizer, [self.log_ent_coef], "ent_coef_optimizer")] if self.auto_ent_coef
-              else [])], members)
-        self.generator = [m.generator for m in members]   # each member's policy noise from its own
+            *([(self.ent_coef_optimizer, [self.log_ent_coef], "ent_coef_optimizer")]
+              if self.ent_coef_optimizer is not None else [])], members)
+        # each member's policy noise from its own (the members are single runs' agents)
+        self.generator = [cast(torch.Generator, m.generator) for m in members]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
@@ -369,16 +381,27 @@ class SACMembers(SAC):
 @dataclass
 class SACConfig(OffPolicyConfig):
     tau: float = MISSING
+    """Polyak averaging of the target critics"""
     actor_lr: float = MISSING
+    """Adam's learning rate of the actor"""
     critic_lr: float = MISSING
-    lr_schedule: LrSchedule = MISSING   # constant | linear (the three learning rates annealed to 0 over the updates)
-    ent_coef: Any = MISSING          # "auto" (tuned towards target_entropy) or a fixed positive float
-    ent_coef_init: float = MISSING   # alpha's starting value when tuned
+    """Adam's learning rate of the critics"""
+    lr_schedule: LrSchedule = MISSING
+    """constant | linear (the three learning rates annealed to 0 over the updates)"""
+    ent_coef: Any = MISSING
+    """alpha: auto (tuned towards target_entropy) or a fixed positive number"""
+    ent_coef_init: float = MISSING
+    """alpha's starting value when tuned"""
     ent_coef_lr: float = MISSING
-    target_entropy: Any = MISSING    # "auto" (-dim(A)) or a float
-    use_sde: bool = MISSING          # gSDE's state-dependent exploration (rlexp/networks/gsde.py)
-    sde_sample_freq: int = MISSING   # gSDE: new exploration matrices every N steps (-1: at each round of collection)
-    log_std_init: float = MISSING    # gSDE: the initial log std of the exploration matrices' entries
+    """Adam's learning rate of log(alpha)"""
+    target_entropy: Any = MISSING
+    """auto (-dim(A)) or a number"""
+    use_sde: bool = MISSING
+    """gSDE's state-dependent exploration (rlexp/networks/gsde.py)"""
+    sde_sample_freq: int = MISSING
+    """gSDE: new exploration matrices every N steps (-1: at each round of collection)"""
+    log_std_init: float = MISSING
+    """gSDE: the initial log std of the exploration matrices' entries"""
 
 
 def fixed_ent_coef(value: Any) -> float | None:
@@ -413,6 +436,7 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 def build(algo: dict[str, Any], context: BuildContext) -> SAC:
     spaces = context.spaces
+    assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     action_dim = spaces.action_low.size
     target = algo["target_entropy"]
     return SAC(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
@@ -425,6 +449,7 @@ def build(algo: dict[str, Any], context: BuildContext) -> SAC:
 
 
 def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+    assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
         actor = SquashedGaussianActor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes,
                                       use_sde=algo["use_sde"])

@@ -9,7 +9,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from rlexp.agents.base import (
     load_state,
     make_adam,
     obs_tensor,
+    share_settings,
     state_of,
 )
 from rlexp.agents.exploration import ActionNoise, make_action_noise
@@ -78,7 +79,8 @@ class TD3:
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         # The DDPG paper's L2 penalty on the critic's weights (Adam's weight_decay adds it to the gradient).
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device, critic_weight_decay)
-        self.generator = fork_global_generator(device)   # target policy smoothing's noise
+        # target policy smoothing's noise (a members agent: each member's generator, TD3Members)
+        self.generator: torch.Generator | list[torch.Generator] = fork_global_generator(device)
         self._low = torch.as_tensor(self.action_low, device=device)
         self._high = torch.as_tensor(self.action_high, device=device)
         self.n_updates = 0
@@ -200,6 +202,7 @@ class TD3:
                     "critic_optimizer")
 
     def state_dict(self) -> dict[str, Any]:
+        assert isinstance(self.generator, torch.Generator)   # a single run's agent (members save their own)
         return {**state_of(self, self.checkpointed), "exploration_noise": self.exploration_noise.state_dict(),
                 "generator": self.generator.get_state(), "last_actor_loss": self._last_actor_loss,
                 "last_actor_grad_norm": self._last_actor_grad_norm}
@@ -207,6 +210,7 @@ class TD3:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, self.checkpointed, state)
         self.exploration_noise.load_state_dict(state["exploration_noise"])
+        assert isinstance(self.generator, torch.Generator)
         self.generator.set_state(state["generator"])
         self._last_actor_loss = state["last_actor_loss"].to(self.device)
         self._last_actor_grad_norm = state["last_actor_grad_norm"].to(self.device)
@@ -221,10 +225,8 @@ class TD3Members(TD3):
 
     def __init__(self, members: Sequence[TD3]) -> None:
         first = members[0]   # (batch normalization is refused by the critic ensemble's stacking)
+        share_settings(self, first)
         self.members = list(members)
-        for name in ("tau", "batch_norm", "policy_delay", "target_noise", "target_noise_clip", "device",
-                     "action_low", "action_high", "_action_scale", "_low", "_high", "n_updates"):
-            setattr(self, name, getattr(first, name))
         self.actor = stack_members([m.actor for m in members], "the actor")
         self.actor_target = stack_members([m.actor_target for m in members], "the actor").requires_grad_(False)
         self.critic = stack_members([m.critic for m in members], "the critic")
@@ -234,7 +236,8 @@ class TD3Members(TD3):
         critic_group = first.critic_optimizer.param_groups[0]
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_group["lr"], self.device,
                                           critic_group["weight_decay"])
-        self.generator = [m.generator for m in members]   # each member's target smoothing from its own
+        # each member's target smoothing from its own (the members are single runs' agents)
+        self.generator = [cast(torch.Generator, m.generator) for m in members]
         self._optimizers = MemberOptimizers([
             (self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
             (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")], members)
@@ -272,8 +275,11 @@ class NoiseType(Enum):
 @dataclass
 class NoiseConfig:
     type: NoiseType = MISSING
+    """gaussian | ou (Ornstein-Uhlenbeck, as in the DDPG paper)"""
     sigma: float = MISSING
+    """the noise's std, as a fraction of the action half-range"""
     theta: float = MISSING
+    """Ornstein-Uhlenbeck's mean reversion"""
 
 
 @dataclass
@@ -281,20 +287,31 @@ class ActorCriticConfig(OffPolicyConfig):
     """The keys DDPG has, and TD3 too."""
 
     tau: float = MISSING
+    """Polyak averaging of the target networks"""
     actor_lr: float = MISSING
+    """Adam's learning rate of the actor"""
     critic_lr: float = MISSING
+    """Adam's learning rate of the critics"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """exploration noise on the actor's actions"""
     critic_weight_decay: float = MISSING
+    """L2 penalty on the critic's weights (the DDPG paper: 1e-2)"""
     batch_norm: bool = MISSING
+    """batch normalization in the actor and critic (the DDPG paper)"""
     critic_action_layer: int = MISSING
+    """the critic layer the action enters: 0 = with the state, 1 = the second (the DDPG paper)"""
     final_layer_init: float = MISSING
+    """final layers U(-x, x) (the DDPG paper: 3e-3); 0 = fan-in uniform like the hidden layers"""
 
 
 @dataclass
 class TD3Config(ActorCriticConfig):
     policy_delay: int = MISSING
+    """critic updates per actor and target update"""
     target_noise: float = MISSING
+    """std of the smoothing noise on target actions (fraction of the action range)"""
     target_noise_clip: float = MISSING
+    """the smoothing noise is clipped to +-this"""
 
 
 def check_actor_critic(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
@@ -321,6 +338,7 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 def build_actor_critic(algo: dict[str, Any], context: BuildContext, *, n_critics: int, policy_delay: int,
                        target_noise: float, target_noise_clip: float) -> TD3:
     spaces, noise = context.spaces, algo["noise"]
+    assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     # Exploration has its own generator, so changing the update code never changes what is explored.
     exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"], context.num_envs,
                                           spaces.action_low.size, np.random.default_rng(context.seed))
@@ -335,6 +353,7 @@ def build_actor_critic(algo: dict[str, Any], context: BuildContext, *, n_critics
 
 def actor_critic_parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                             n_critics: int) -> int:
+    assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
         actor = Actor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes, algo["batch_norm"])
         critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, n_critics,

@@ -8,7 +8,8 @@ import hashlib
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from rlexp.agents.registry import algorithms
+from rlexp.agents.registry import algorithms, get
+from rlexp.config.docs import describe
 from rlexp.config.schema import TrainConfig
 
 
@@ -26,6 +27,9 @@ def register() -> None:
     """Store the schemas where conf/ refers to them and the resolver conf/ uses for sweep job directories
     (idempotent: the ConfigStore is a singleton)."""
     OmegaConf.register_new_resolver("rlexp.job_dirname", job_dirname, replace=True)
+    # `rlexp train --help`: every key of the chosen algorithm's config, typed and documented from the schema
+    OmegaConf.register_new_resolver("rlexp.keys", lambda algo: describe(TrainConfig, get(algo).schema),
+                                    replace=True)
     store = ConfigStore.instance()
     store.store(name="rlexp_schema", node=TrainConfig)
     for spec in algorithms().values():

@@ -63,14 +63,23 @@ class OffPolicyConfig:
     """Keys every off-policy algorithm has: the runner's and the replay memory's."""
 
     name: str = MISSING
+    """the algorithm (`algo=<name>`, its module in rlexp/agents/)"""
     gamma: float = MISSING
+    """the discount factor of future rewards, in [0, 1]"""
     batch_size: int = MISSING
+    """transitions per gradient update, drawn from the replay memory"""
     buffer_size: int = MISSING
+    """transitions the replay memory holds (the oldest are overwritten)"""
     learning_starts: int = MISSING
+    """env steps of uniformly random actions, and no updates, at the start"""
     train_freq: int = MISSING
+    """vector steps (or finished episodes, with train_freq_unit=episode) between rounds of updates"""
     train_freq_unit: TrainFreqUnit = MISSING
+    """step | episode: what train_freq counts (episode: one env only, as SB3 < 2.3 and the TD3 paper's code)"""
     gradient_steps: int = MISSING
+    """updates per round, per env; -1: one per env step collected in the round"""
     n_step: int = MISSING
+    """n-step returns, computed by the replay memory; they stop at episode ends and time limits"""
 
 
 @dataclass
@@ -78,102 +87,176 @@ class OnPolicyConfig:
     """Keys every on-policy actor-critic has (PPO, A2C): the rollout's, the advantage estimate's, the loss's."""
 
     name: str = MISSING
+    """the algorithm (`algo=<name>`, its module in rlexp/agents/)"""
     gamma: float = MISSING
-    gae_lambda: float = MISSING             # GAE's lambda: 1 = Monte Carlo advantages (cut by the rollout), 0 = TD
-    n_steps: int = MISSING                  # vector steps per rollout: a rollout is n_steps * env.num_envs samples
+    """the discount factor of future rewards, in [0, 1]"""
+    gae_lambda: float = MISSING
+    """GAE's lambda: 1 = Monte Carlo advantages (cut by the rollout), 0 = one-step TD"""
+    n_steps: int = MISSING
+    """vector steps per rollout: a rollout is n_steps * env.num_envs samples"""
     lr: float = MISSING
-    lr_schedule: LrSchedule = MISSING       # linear: annealed to 0 over the run's rollouts
-    ent_coef: float = MISSING               # weight of the entropy bonus
-    vf_coef: float = MISSING                # weight of the value loss
-    max_grad_norm: float = MISSING          # the global gradient norm is clipped to this
-    normalize_advantage: bool = MISSING     # advantages to zero mean, unit std within each minibatch
-    log_std_init: float = MISSING           # continuous actions: the Gaussian's initial (state-independent) log std
-    ortho_init: bool = MISSING              # orthogonal initialisation (SB3's default); false: PyTorch's
-    use_sde: bool = MISSING                 # continuous actions: gSDE's state-dependent exploration (networks/gsde.py)
-    sde_sample_freq: int = MISSING          # gSDE: new exploration matrices every N steps of a rollout (-1: at start)
+    """the optimizer's learning rate"""
+    lr_schedule: LrSchedule = MISSING
+    """constant | linear (annealed to 0 over the run's rollouts)"""
+    ent_coef: float = MISSING
+    """weight of the entropy bonus"""
+    vf_coef: float = MISSING
+    """weight of the value loss"""
+    max_grad_norm: float = MISSING
+    """the global gradient norm is clipped to this"""
+    normalize_advantage: bool = MISSING
+    """advantages to zero mean and unit std within each minibatch"""
+    log_std_init: float = MISSING
+    """continuous actions: the Gaussian's initial (state-independent) log std"""
+    ortho_init: bool = MISSING
+    """orthogonal initialisation (SB3's default); false: PyTorch's"""
+    use_sde: bool = MISSING
+    """continuous actions: gSDE's state-dependent exploration (rlexp/networks/gsde.py)"""
+    sde_sample_freq: int = MISSING
+    """gSDE: new exploration matrices every N steps of a rollout (-1: only at its start)"""
 
 
 @dataclass
 class NormalizeConfig:
     """SB3's VecNormalize, for every algorithm: statistics shared by the training envs, saved in checkpoints."""
 
-    obs: bool = False          # observations to (x - mean) / sqrt(var + 1e-8) by running statistics, clipped
-    reward: bool = False       # rewards divided by the running std of the discounted return (algo.gamma), clipped
+    obs: bool = False
+    """observations to (x - mean) / sqrt(var + 1e-8) by running statistics, clipped to +-clip_obs"""
+    reward: bool = False
+    """rewards divided by the running std of the discounted return (with algo.gamma), clipped to +-clip_reward"""
     clip_obs: float = 10.0
+    """the bound of normalized observations"""
     clip_reward: float = 10.0
+    """the bound of normalized rewards"""
 
 
 @dataclass
 class AtariConfig:
+    """The DQN paper's Atari preprocessing (conf/env/atari.yaml)."""
+
     noop_max: int = MISSING
+    """up to this many no-op actions after each reset: varied starts"""
     frame_skip: int = MISSING
+    """repeat each action this many frames; observe the max of the last two"""
     screen_size: int = MISSING
+    """grayscale frames resized to screen_size x screen_size"""
     frame_stack: int = MISSING
+    """the observation is the last frame_stack frames"""
     terminal_on_life_loss: bool = MISSING
+    """a lost life ends the return for training (the game goes on)"""
     clip_rewards: bool = MISSING
+    """train on the reward's sign; the raw score is still what is logged"""
 
 
 @dataclass
 class EnvConfig:
+    """The environment: any gymnasium id, its keyword arguments, how many step together."""
+
     id: str = MISSING
+    """a gymnasium id (`module:Env-v0` imports module first, which registers it)"""
     kwargs: Dict[str, Any] = field(default_factory=dict)
+    """keyword arguments of gymnasium.make (`+env.kwargs.<name>=<value>`)"""
     total_steps: int = MISSING
-    num_envs: int = 1                        # training envs stepping together (a gymnasium vector env)
+    """the env's default budget in env steps (what total_steps defaults to)"""
+    num_envs: int = 1
+    """training envs stepping together (a vector env); acting is one forward pass for all"""
     vectorization: Vectorization = Vectorization["sync"]
-    atari: Optional[AtariConfig] = None  # the DQN paper's preprocessing (conf/env/atari.yaml)
+    """sync (in this process) | async (a worker process per env) | envpool (EnvPool's C++ threads)"""
+    atari: Optional[AtariConfig] = None
+    """the DQN paper's preprocessing (conf/env/atari.yaml); null for other envs"""
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    """SB3's VecNormalize of observations and rewards"""
 
 
 @dataclass
 class NetworkConfig:
+    """The MLPs of every algorithm."""
+
     hidden_sizes: List[int] = MISSING
+    """hidden layer widths of every MLP (Q-network, actor, critics, policy and value)"""
     activation: Activation = MISSING
+    """relu | tanh, after every hidden layer"""
 
 
 @dataclass
 class EvalConfig:
+    """Deterministic evaluation on an env of its own."""
+
     every: int = MISSING
+    """env steps between evaluations (0: only at the end)"""
     episodes: int = MISSING
+    """episodes per evaluation"""
 
 
 @dataclass
 class CheckpointConfig:
+    """Resumable checkpoints (checkpoints/step_<N>.pt)."""
+
     every: int = MISSING
+    """env steps between resumable checkpoints (0: only at the end and on a signal)"""
     keep: int = MISSING
+    """how many of them to keep"""
 
 
 @dataclass
 class LogConfig:
+    """TensorBoard scalars and progress."""
+
     every: int = MISSING
+    """env steps between writes of the loss scalars"""
     progress: Progress = MISSING
-    heldout_states: int = 1000     # the learning index's held-out states (charts/avg_q_heldout); 0 turns it off
+    """auto (a bar in a terminal, log lines otherwise) | bar | lines | none"""
+    heldout_states: int = 1000
+    """the learning index's held-out states (charts/avg_q_heldout, the DQN paper's Figure 2); 0 turns it off"""
 
 
 @dataclass
 class StopConfig:
     """Ending a run once it is solved (rlexp/runners/stopping.py)."""
 
-    window: int = 100                       # training episodes the mean_return rule averages over
-    mean_return: Optional[float] = None     # solved when the last `window` training episodes average this
-    eval_return: Optional[float] = None     # solved when a deterministic evaluation averages this
+    window: int = 100
+    """training episodes the mean_return rule averages over"""
+    mean_return: Optional[float] = None
+    """solved when the last `window` training episodes average this (null: no such rule)"""
+    eval_return: Optional[float] = None
+    """solved when a deterministic evaluation averages this (null: no such rule)"""
 
 
 @dataclass
 class TrainConfig:
-    algo: Any = MISSING                  # an algorithm's schema (its module in rlexp/agents/), chosen by `algo=`
+    """`rlexp train`'s config: one config group per concern (conf/), every key typed and documented here."""
+
+    algo: Any = MISSING
+    """the algorithm's keys: its schema (in its module under rlexp/agents/), chosen by `algo=`"""
     env: EnvConfig = field(default_factory=EnvConfig)
+    """the environment, chosen by `env=`"""
     seed: int = MISSING
-    seeds: Optional[List[int]] = None    # many seeds as one model in one process: seed_<s>/ per seed
+    """seeds torch, numpy, the envs (env i with seed + i), replay sampling and exploration"""
+    seeds: Optional[List[int]] = None
+    """many seeds as one batched model in one process: seed_<s>/ per seed (null: one run, of `seed`)"""
     device: str = MISSING
-    gpu_placement: GpuPlacement = MISSING   # a sweep's jobs on several GPUs: spread | pack
+    """auto (CUDA when available) | cpu | cuda | cuda:N"""
+    gpu_placement: GpuPlacement = MISSING
+    """a sweep's jobs on several GPUs: spread (job i on cuda:(i mod N)) | pack (all on cuda:0)"""
     total_steps: int = MISSING
-    total_episodes: Optional[int] = None     # a budget in training episodes (total_steps stays the cap)
+    """env steps to train for, summed over the envs (default: the env's budget)"""
+    total_episodes: Optional[int] = None
+    """a budget in training episodes (total_steps stays the cap); null: none"""
     stop: StopConfig = field(default_factory=StopConfig)
+    """ending the run once it is solved"""
     torch_threads: int = MISSING
-    compile: Any = MISSING               # true | false | auto: the agent's updates through torch.compile
-    compile_mode: Optional[str] = None   # torch.compile's mode; null: reduce-overhead on CUDA, default elsewhere
-    resume: Optional[str] = None         # a run directory to continue
+    """torch CPU threads; 0: all cores for a single run, the launcher's share in a sweep"""
+    compile: Any = MISSING
+    """true | false | auto (on for CUDA, off on the CPU): the agent's updates through torch.compile"""
+    compile_mode: Optional[str] = None
+    """torch.compile's mode; null: reduce-overhead on CUDA, default elsewhere"""
+    resume: Optional[str] = None
+    """a run directory to continue, exactly"""
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    """the MLPs' widths and activation"""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """deterministic evaluations during the run"""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """resumable checkpoints"""
     log: LogConfig = field(default_factory=LogConfig)
+    """TensorBoard scalars and progress"""
