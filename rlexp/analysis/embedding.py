@@ -62,7 +62,11 @@ def check_libraries() -> None:
 def play(loaded: LoadedAgent, count: int, seed: int) -> PlayedStates:
     """At least `count` states of whole deterministic episodes, then the first `count` of them."""
     env = loaded.make_env()
-    observations, actions, episodes, steps, returns = [], [], [], [], []
+    observations: list[np.ndarray] = []
+    actions: list[str] = []
+    episodes: list[int] = []
+    steps: list[int] = []
+    returns: list[float] = []
     obs, _ = env.reset(seed=seed)
     episode = 0
     while True:

@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -92,7 +92,8 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)
     frames: list[np.ndarray] = []
-    record = (lambda: frames.append(env.render())) if opts.video else None
+    # (render_mode="rgb_array": each render is one frame)
+    record = (lambda: frames.append(cast(np.ndarray, env.render()))) if opts.video else None
     returns = evaluate(loaded.act, env, opts.episodes, seed, record)
     env.close()
     out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from rlexp.errors import ConfigError, RunFailure, one_line
 
@@ -14,7 +15,7 @@ PLUGIN_EXTRAS = {
 }
 
 
-def unknown_option(group: str, name: str, options: list[str]) -> str:
+def unknown_option(group: str, name: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1)
     hint = f"; did you mean {group}={close[0]}?" if close else ""
     return f"{group}={name} is not an option of the {group} group: choose from {', '.join(sorted(options))}{hint}"

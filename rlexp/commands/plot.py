@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -186,7 +186,8 @@ def find_runs(paths: Iterable[Path], warn: Callable[[str], None] = lambda messag
 
 def read_run(run_dir: Path) -> Run:
     """The run's overrides, and its seed, algo and env from the config Hydra saved with it (when there)."""
-    overrides = tuple(str(o) for o in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")))
+    overrides = tuple(str(o) for o in cast("list[Any]", OmegaConf.to_container(
+        OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))))   # a list of override strings
     config_file = run_dir / ".hydra" / "config.yaml"
     config = OmegaConf.load(config_file) if config_file.is_file() else OmegaConf.create({})
 

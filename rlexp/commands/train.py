@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import hydra
 import hydra._internal.utils as hydra_utils
@@ -59,7 +59,8 @@ def config_dir() -> str:
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The composed config as plain data; a missing value (???) or a broken interpolation stops here."""
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=True)
+        return cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True,
+                                                             enum_to_str=True))   # (a DictConfig's)
     except OmegaConfBaseException as error:
         raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
 
@@ -184,6 +185,7 @@ def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
     watch = StopWatch(StopRules.from_config(config))
     watch.load_state_dict(state)
     if watch.reason() == "solved":
+        assert watch.solved is not None   # what it was solved by
         rule = watch.solved.rule
         return (f"the run ended {watch.solved.describe()}; raise {rule} (or set {rule}=null) to train it further")
     if watch.reason() == "total_episodes":
@@ -227,7 +229,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     with locks:
         state.started = True
         cpus = available_cpus()
-        launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=False)
+        launcher = cast("dict[str, Any]", OmegaConf.to_container(hydra_cfg.launcher, resolve=False))
         threads = torch_threads(config["torch_threads"], launcher, cpus)
         if threads is not None and threads > cpus:
             log.warning("torch_threads=%d exceeds the %d cores this job may use; using %d (more threads than cores "
@@ -260,7 +262,7 @@ def preset_fits(env_choice: str | None, env_id: str) -> bool:
     """Whether env.id is the task a tuned preset of the env file `env_choice` (conf/tuned/<algo>_<env_choice>.yaml)
     was made for: the id that file itself sets (the file's name need not be an id: env=atari sets ALE/Pong-v5)."""
     env_file = Path(config_dir()) / "env" / f"{env_choice}.yaml"
-    own_id = OmegaConf.load(env_file).get("id") if env_file.is_file() else env_choice
+    own_id = cast(DictConfig, OmegaConf.load(env_file)).get("id") if env_file.is_file() else env_choice
     if env_id == own_id:
         return True
     # conf/env/atari.yaml, and so every tuned/<algo>_atari preset, is made for each ALE game with the same
@@ -401,7 +403,7 @@ def check_flags(args: list[str]) -> None:
     """Hydra's own flags, parsed by Hydra's parser, whose mistakes would print argparse's usage block."""
     parser = hydra_utils.get_args_parser()
 
-    def refuse(message: str) -> None:
+    def refuse(message: str) -> NoReturn:
         raise ConfigError(f"{message} (rlexp train --help)")
 
     parser.error = refuse  # type: ignore[method-assign]
@@ -484,7 +486,10 @@ def report(func: Any) -> Any:
     except BrokenPipeError:
         raise  # the reader of our output went away (`rlexp train --help | head`): rlexp.commands ends quietly
     except Exception as error:
-        exit_with(error, bug=lambda error=error: _hydra_report(lambda: _reraise(error)))
+        def bug(error: Exception = error) -> Any:
+            return _hydra_report(lambda: _reraise(error))
+
+        exit_with(error, bug=bug)
 
 
 def exit_with(error: Exception, bug: Callable[[], Any] | None = None) -> NoReturn:
@@ -499,7 +504,7 @@ def exit_with(error: Exception, bug: Callable[[], Any] | None = None) -> NoRetur
     raise SystemExit(described[0]) from None
 
 
-def _reraise(error: Exception) -> None:
+def _reraise(error: Exception) -> NoReturn:
     raise error
 
 

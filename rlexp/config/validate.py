@@ -11,7 +11,7 @@ import dataclasses
 import math
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from rlexp.config import registry
 from rlexp.config.checks import check_positive_int, check_range, check_sde_sample_freq, check_seed
@@ -98,7 +98,7 @@ def check_known_keys(node: dict[str, Any], schema: type, prefix: str, schemas: d
         child = schemas.get(f"{prefix}{key}") or hints[key]
         child = next((t for t in typing.get_args(child) if dataclasses.is_dataclass(t)), child)   # Optional[...]
         if dataclasses.is_dataclass(child) and isinstance(value, dict):
-            check_known_keys(value, child, f"{prefix}{key}.", schemas)
+            check_known_keys(value, cast(type, child), f"{prefix}{key}.", schemas)   # a class: never an instance
 
 
 def check_on_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:

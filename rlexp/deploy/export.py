@@ -129,9 +129,13 @@ def _describe(loaded: LoadedAgent, fmt: str, file: Path, states: int, diff: floa
     from rlexp import __version__
 
     spaces, env = loaded.spaces, loaded.config["env"]
-    action_space = ({"type": "Discrete", "n": spaces.n_actions} if spaces.discrete else
-                    {"type": "Box", "shape": list(spaces.action_shape), "low": spaces.action_low.tolist(),
-                     "high": spaces.action_high.tolist()})
+    action_space: dict[str, Any]
+    if spaces.discrete:
+        action_space = {"type": "Discrete", "n": spaces.n_actions}
+    else:
+        assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
+        action_space = {"type": "Box", "shape": list(spaces.action_shape), "low": spaces.action_low.tolist(),
+                        "high": spaces.action_high.tolist()}
     normalized = loaded.normalization is not None and loaded.normalization.settings.obs
     return {
         "format": fmt, "file": file.name, "algo": loaded.algo, "env_id": loaded.env_id, "env_kwargs": env["kwargs"],
@@ -140,7 +144,8 @@ def _describe(loaded: LoadedAgent, fmt: str, file: Path, states: int, diff: floa
         "output": {"name": OUTPUT, "shape": ["batch", *spaces.action_shape], "dtype": str(action_dtype)},
         "action_space": action_space,
         "inside": [*(["observation normalization with the run's training statistics (clip "
-                      f"{loaded.normalization.settings.clip_obs})"] if normalized else []),
+                      f"{loaded.normalization.settings.clip_obs})"]
+                     if normalized and loaded.normalization is not None else []),
                    f"the {loaded.algo} policy network",
                    "argmax over the actions" if spaces.discrete else "clamp to the action bounds"],
         # What the observations must have been through before they reach the file (the env's own wrappers).

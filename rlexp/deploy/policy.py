@@ -20,6 +20,9 @@ class ExportedPolicy(nn.Module):
     (the Nature CNN scales them).
     """
 
+    obs_mean: Tensor   # buffers (register_buffer), when normalizing
+    obs_std: Tensor
+
     def __init__(self, policy: nn.Module, obs_mean: np.ndarray | None, obs_var: np.ndarray | None,
                  clip_obs: float, frames: bool = False) -> None:
         super().__init__()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -56,10 +56,10 @@ class TrainingSignals(gym.Wrapper):
         self.lives = int(info.get("lives", 0))
         return obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         if self.clip_rewards:
-            info["training_reward"] = float(np.sign(reward))
+            info["training_reward"] = float(np.sign(float(reward)))
         if self.terminal_on_life_loss:
             lives = int(info.get("lives", 0))
             info["life_lost"] = lives < self.lives

@@ -124,8 +124,8 @@ class EnvPoolVectorEnv:
         if ended.any():
             ids = np.flatnonzero(ended)
             final = np.empty(self.num_envs, dtype=object)
-            for env in ids:
-                final[env] = obs[env].copy()
+            for ended_env in ids:
+                final[ended_env] = obs[ended_env].copy()
             infos.update(final_obs=final, _final_obs=ended.copy())
             infos["final_info"] = {key: value for key, value in infos.items() if key != "final_obs"
                                    and not key.startswith("_final")}
@@ -150,6 +150,7 @@ class EnvPoolVectorEnv:
 
     def call(self, name: str) -> tuple[Any, ...]:
         if name == "episode_record":
+            assert self.obs is not None, "reset() first"
             return tuple({"start": {"resets": int(self.resets[env])},
                           "actions": np.stack(self.actions[env]) if self.actions[env] else np.zeros((0,)),
                           "obs": self.obs[env].copy(), "return": float(self.returns[env])}
@@ -168,6 +169,7 @@ class EnvPoolVectorEnv:
         assert self.resume_from is not None, "set resume_from first"
         records, self.resume_from = self.resume_from, None
         self.reset()
+        assert self.obs is not None
         results = []
         for env, (record, _) in enumerate(records):
             ids = np.array([env], dtype=np.int32)

@@ -9,7 +9,7 @@ records inside the vector env's worker processes too, and restores there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +34,7 @@ class EpisodeRecorder(gym.Wrapper):
         self.last_obs, info = self.env.reset(seed=seed, options=options)
         return self.last_obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         self.actions.append(np.array(action, copy=True))
         self.last_obs, reward, terminated, truncated, info = self.env.step(action)
         self.episode_return += float(reward)

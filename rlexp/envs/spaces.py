@@ -26,23 +26,30 @@ class SpaceInfo:
 
     @property
     def action_shape(self) -> tuple[int, ...]:
-        return tuple(self.action_low.shape) if self.continuous else ()
+        if not self.continuous:
+            return ()
+        assert self.action_low is not None   # set for every Box action space (describe_spaces)
+        return tuple(self.action_low.shape)
 
     @property
     def bounded(self) -> bool:
-        return bool(self.continuous and np.all(np.isfinite(self.action_low)) and np.all(np.isfinite(self.action_high)))
+        if not self.continuous:
+            return False
+        assert self.action_low is not None and self.action_high is not None
+        return bool(np.all(np.isfinite(self.action_low)) and np.all(np.isfinite(self.action_high)))
 
 
 def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> SpaceInfo:
     box = isinstance(obs_space, gym.spaces.Box)
-    frames = (box and len(obs_space.shape) == 3 and obs_space.dtype == np.uint8 and obs_space.shape[0] <= 16
-              and min(obs_space.shape[1:]) >= 36)
+    shape: tuple[int, ...] = tuple(obs_space.shape) if isinstance(obs_space, gym.spaces.Box) else ()
+    frames = (box and len(shape) == 3 and obs_space.dtype == np.uint8 and shape[0] <= 16
+              and min(shape[1:]) >= 36)
     discrete = isinstance(action_space, gym.spaces.Discrete)
     continuous = isinstance(action_space, gym.spaces.Box)
     return SpaceInfo(
-        obs_shape=tuple(obs_space.shape) if box else (), discrete=discrete, continuous=continuous,
-        n_actions=int(action_space.n) if discrete else None,
-        action_low=action_space.low.copy() if continuous else None,
-        action_high=action_space.high.copy() if continuous else None,
-        frames=frames, flat=box and len(obs_space.shape) == 1,
+        obs_shape=shape, discrete=discrete, continuous=continuous,
+        n_actions=int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None,
+        action_low=action_space.low.copy() if isinstance(action_space, gym.spaces.Box) else None,
+        action_high=action_space.high.copy() if isinstance(action_space, gym.spaces.Box) else None,
+        frames=frames, flat=box and len(shape) == 1,
         description=f"{env_id} (observations {obs_space}, actions {action_space})")

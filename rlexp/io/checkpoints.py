@@ -14,7 +14,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -44,7 +44,7 @@ def save_checkpoint(bundle: dict[str, Any], path: Path) -> None:
     writer = _WriteErrorRecorder(os.fdopen(fd, "wb"))
     try:
         with writer.file:
-            torch.save(own_storage(bundle), writer)
+            torch.save(own_storage(bundle), cast(IO[bytes], writer))   # (torch.save only writes and flushes)
             writer.file.flush()
             os.fsync(writer.file.fileno())
         os.replace(tmp, path)

@@ -6,10 +6,11 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+from torch.utils.tensorboard.writer import FileWriter
 from tqdm import tqdm
 
 from rlexp.config.compat import flatten
@@ -54,7 +55,11 @@ class RunLogger:
     def _write_hyperparameters(self, flat: dict[str, Any]) -> None:
         rows = "\n".join(f"|{k}|{v}|" for k, v in flat.items())
         self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}")
-        self.writer.file_writer.add_summary(self._session_start)
+        self._file_writer().add_summary(self._session_start)
+
+    def _file_writer(self) -> FileWriter:
+        """The writer's FileWriter (made by its __init__; torch's annotations leave it None)."""
+        return cast(FileWriter, self.writer.file_writer)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -87,7 +92,7 @@ class RunLogger:
 
     def close(self, completed: bool = False) -> None:
         if completed:
-            self.writer.file_writer.add_summary(self._session_end)
+            self._file_writer().add_summary(self._session_end)
         if self.bar is not None:
             self.bar.close()
         self.writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,8 +30,9 @@ def make_replay(*, capacity: int, obs_shape: tuple[int, ...], action_shape: tupl
                 image: bool, device: torch.device, seed: int, num_envs: int, n_step: int, gamma: float,
                 priorities: Priorities | None = None) -> ReplayBuffer:
     """Uniform or prioritized replay (frames stored once for image observations)."""
-    common = dict(capacity=capacity, obs_shape=obs_shape, action_shape=action_shape, discrete_actions=discrete,
-                  device=device, seed=seed, num_envs=num_envs, n_step=n_step, gamma=gamma)
+    common: dict[str, Any] = dict(capacity=capacity, obs_shape=obs_shape, action_shape=action_shape,
+                                  discrete_actions=discrete, device=device, seed=seed, num_envs=num_envs,
+                                  n_step=n_step, gamma=gamma)
     if priorities is not None:
         kind = PrioritizedFrameReplayBuffer if image else PrioritizedReplayBuffer
         return kind(**common, alpha=priorities.alpha, beta0=priorities.beta0, eps=priorities.eps,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -21,5 +21,7 @@ class ReplayBatch(NamedTuple):
 
 def stack_batches(batches: Sequence[ReplayBatch]) -> ReplayBatch:
     """The members' batches of a many-seeds run as one, with the member axis in front of every field."""
-    return ReplayBatch(*(None if field is None else torch.stack([batch[i] for batch in batches])
-                         for i, field in enumerate(batches[0])))
+    # (a field that is None, the weights of uniform replay, is None in every member's batch)
+    return ReplayBatch._make(None if field is None else
+                             torch.stack(cast("list[Tensor]", [batch[i] for batch in batches]))
+                             for i, field in enumerate(batches[0]))

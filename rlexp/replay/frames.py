@@ -92,6 +92,7 @@ class FrameReplayBuffer(ReplayBuffer):
         if self._frame_staging is not None:
             self._frame_staging.write(slot, frame)
         else:
+            assert self._frames_writable is not None   # the frames themselves, when not staged on the host
             self._frames_writable[slot] = frame
         self.frames_written[env] += 1
 

@@ -65,12 +65,13 @@ class MemberReplays:
         """Put `replays` in one memory if they can share it (plain uniform replays of one shape, 1-step targets)."""
         if len(replays) < 2 or any(type(replay) is not ReplayBuffer or replay.n_step != 1 for replay in replays):
             return None
-        first = replays[0]
+        buffers = [replay for replay in replays if replay is not None]   # all of them (checked just above)
+        first = buffers[0]
         if any(replay.gamma != first.gamma or replay.device != first.device
                or any(replay.storage[key].shape != stored.shape or replay.storage[key].dtype != stored.dtype
-                      for key, stored in first.storage.items()) for replay in replays):
+                      for key, stored in first.storage.items()) for replay in buffers):
             return None
-        return cls(replays)
+        return cls(buffers)
 
     def holds(self, replays: Sequence[ReplayBuffer]) -> bool:
         return all(id(replay) in self.members for replay in replays)
@@ -101,6 +102,7 @@ def sample_members(samples: Sequence[Sample], shared: MemberReplays | None) -> R
         if len(unique) == len(samples):
             return batch
         position = {id(sample): i for i, sample in enumerate(unique)}
-        return ReplayBatch(*(None if field is None else field[[position[id(s)] for s in samples]] for field in batch))
+        return ReplayBatch._make(None if field is None else field[[position[id(s)] for s in samples]]
+                                 for field in batch)
     drawn = {id(sample): sample.draw() for sample in unique}
     return stack_batches([drawn[id(sample)] for sample in samples])

@@ -41,7 +41,8 @@ def clipped_surrogate(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
+    # min and max are both tensors or both floats, as clip_range is: a pairing the overloads cannot see
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages  # type: ignore[arg-type]
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean(-1)
         clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean(-1)

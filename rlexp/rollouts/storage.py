@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,6 +36,13 @@ def stack_rollout_batches(batches: Sequence[RolloutBatch]) -> RolloutBatch:
 class RolloutStorage:
     FIELDS = ("observations", "actions", "log_probs", "values", "rewards", "terminations", "episode_ends",
               "next_values")
+    # FIELDS[2:], made in __init__ by name: (n_steps, num_envs) each
+    log_probs: Tensor
+    values: Tensor
+    rewards: Tensor
+    terminations: Tensor
+    episode_ends: Tensor
+    next_values: Tensor
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: Sequence[int], action_shape: Sequence[int],
                  discrete: bool, device: torch.device) -> None:
@@ -105,7 +113,7 @@ class RolloutStorage:
         """A rollout cut by a checkpoint: the steps stored so far (host copies)."""
         return {"pos": self.pos, **{name: getattr(self, name)[:self.pos].cpu() for name in self.FIELDS}}
 
-    def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.reset()
         self.pos = int(state["pos"])
         for name in self.FIELDS:

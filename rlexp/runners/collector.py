@@ -87,6 +87,7 @@ class Collector:
     def receive(self, step: int) -> Transitions:
         """Finish the step (`step`: the env step count it brings the run to)."""
         actions = self._actions
+        assert actions is not None and self.obs is not None, "start(), then send() the step's actions"
         if self.overlaps:
             next_obs, rewards, terminated, truncated, infos = self.envs.step_wait()
         else:

@@ -160,6 +160,7 @@ class RunContext:
     def heldout_index(self, agent: Any) -> float:
         """The agent's mean predicted value of the held-out states, normalized as its inputs are now."""
         normalization = self.evaluator.normalization
+        assert self.heldout is not None   # asked for only when the run keeps held-out states
         states = self.heldout if normalization is None else normalization.observations(self.heldout, update=False)
         return float(agent.representation(obs_tensor(states, self.device))[1].mean())
 

@@ -22,7 +22,7 @@ HELDOUT_SEED_OFFSET = 9_999
 def collect_heldout_states(env: gym.Env, count: int, seed: int) -> np.ndarray:
     """`count` observations met by a uniformly random policy, episodes resetting as they end."""
     env.action_space.seed(seed)
-    states = []
+    states: list[np.ndarray] = []
     obs, _ = env.reset(seed=seed)
     while len(states) < count:
         states.append(np.array(obs))

@@ -8,7 +8,7 @@ import time
 from collections.abc import Generator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 
 from rlexp.agents.base import BuildContext
 from rlexp.agents.compiled import compile_agent, compile_enabled, compile_mode
+from rlexp.agents.contracts import OffPolicyAgent, OnPolicyAgent
 from rlexp.agents.registry import check_fits
 from rlexp.config import registry
 from rlexp.config.validate import EVAL_SEED_OFFSET
@@ -33,7 +34,7 @@ from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
-from rlexp.runners.requests import Built, Call, serve
+from rlexp.runners.requests import Built, Call, Steps, serve
 from rlexp.runners.stopping import StopRules, StopWatch
 
 log = logging.getLogger("rlexp")
@@ -94,7 +95,8 @@ class Job:
         results.json."""
         steps = self.steps(run_dir, stop, overrides, resume)
         built = next(steps)
-        return serve(steps, built.agent)
+        assert isinstance(built, Built)   # a job yields its agent first, then only calls
+        return serve(cast("Steps[dict[str, Any]]", steps), built.agent)
 
     def steps(self, run_dir: Path, stop: Stop, overrides: list[str],
               resume: dict[str, Any] | None = None) -> Generator[Built | Call, Any, dict[str, Any]]:
@@ -151,14 +153,18 @@ class Job:
                 meta={"algo": spec.name, "env_id": env_cfg["id"], "config": config, "overrides": overrides,
                       "device": str(device)})
             collector = Collector(envs, seed, env_cfg["id"], normalization)
+            # The family's runner: its agents keep the family's protocol (the registry's contract,
+            # tests/test_conformance.py), which AlgoSpec.build's type does not say.
             if on_policy:
                 runner: OffPolicyRunner | OnPolicyRunner = OnPolicyRunner(
-                    agent, collector, RolloutStorage(algo["n_steps"], num_envs, spaces.obs_shape, spaces.action_shape,
-                                                     spaces.discrete, device),
+                    cast(OnPolicyAgent, agent), collector,
+                    RolloutStorage(algo["n_steps"], num_envs, spaces.obs_shape, spaces.action_shape, spaces.discrete,
+                                   device),
                     OnPolicySettings(total_steps=total_steps, n_steps=algo["n_steps"], num_envs=num_envs,
                                      gamma=algo["gamma"], gae_lambda=algo["gae_lambda"]), context)
             else:
-                runner = OffPolicyRunner(agent, collector, replay, OffPolicySettings(
+                assert replay is not None   # made for every off-policy run
+                runner = OffPolicyRunner(cast(OffPolicyAgent, agent), collector, replay, OffPolicySettings(
                     total_steps=total_steps, learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
                     train_freq_unit=algo["train_freq_unit"], gradient_steps=algo["gradient_steps"],
                     batch_size=algo["batch_size"], num_envs=num_envs), context)

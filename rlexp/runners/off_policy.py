@@ -87,6 +87,7 @@ class OffPolicyRunner:
             if before < s.learning_starts:
                 actions = collector.random_actions()
             else:
+                assert collector.obs is not None   # set by collector.start() or a resumed run's load_state_dict
                 actions = yield ask(OffPolicyAgent.act, collector.obs, explore=True, step=step)
             collector.send(actions)
             if overlap:

@@ -80,6 +80,7 @@ class OnPolicyRunner:
     def collect(self, step: int) -> Steps[None]:
         """One vector step of the rollout, bringing the run to env step `step`."""
         collector, agent, device = self.collector, self.agent, self.device
+        assert collector.obs is not None   # set by collector.start() or a resumed run's load_state_dict
         observations = obs_tensor(collector.obs, device)
         actions, log_probs, values = yield ask(OnPolicyAgent.rollout_step, observations, self.storage.pos)
         collector.send(agent.to_env(actions))
@@ -104,6 +105,7 @@ class OnPolicyRunner:
     def learn(self, step: int) -> Steps[None]:
         """Close the rollout with V(s_T), learn from it, and start the next one."""
         s = self.settings
+        assert self.collector.obs is not None
         last_values = yield ask(OnPolicyAgent.values, obs_tensor(self.collector.obs, self.device))
         self.storage.finish(last_values, s.gamma, s.gae_lambda)
         self.context.observe((yield ask(OnPolicyAgent.learn, self.storage)), step,

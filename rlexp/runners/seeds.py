@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -87,6 +87,7 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
     agents, replays = [], []
     for job in jobs:
         built = next(job)
+        assert isinstance(built, Built)   # a job yields its agent first, then only calls
         agents.append(built.agent)
         replays.append(built.replay)
     batched = batch(agents)
@@ -95,7 +96,7 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
 
     def advance(k: int, reply: Any) -> None:
         try:
-            pending[k] = jobs[k].send(reply)
+            pending[k] = cast(Call, jobs[k].send(reply))   # (after its Built, a job yields only calls)
         except StopIteration as done:
             outcomes[k].results = done.value
         except TrainingInterrupted as stop:   # every seed stops at the same step, each saving its checkpoint

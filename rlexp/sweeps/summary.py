@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -41,7 +41,8 @@ def read_job(job_dir: Path, shown: Callable[[str], bool] = lambda override: True
     if not hydra_file.is_file():
         return None
     hydra_cfg = OmegaConf.load(hydra_file).hydra
-    overrides = " ".join(o for o in OmegaConf.to_container(hydra_cfg.overrides.task) if shown(o))
+    task = cast("list[str]", OmegaConf.to_container(hydra_cfg.overrides.task))   # a list of override strings
+    overrides = " ".join(o for o in task if shown(o))
     results_file = job_dir / "results.json"
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
     eval_return = results.get("eval_return_mean")
@@ -53,7 +54,8 @@ def read_job(job_dir: Path, shown: Callable[[str], bool] = lambda override: True
 def summarize(sweep_dir: Path) -> list[JobRow]:
     """Every job of the sweep, by job number; overrides shared by all jobs are left out of each row."""
     job_dirs = [d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()]
-    per_job = [set(OmegaConf.to_container(OmegaConf.load(d / ".hydra" / "overrides.yaml"))) for d in job_dirs]
+    per_job = [set(cast("list[str]", OmegaConf.to_container(OmegaConf.load(d / ".hydra" / "overrides.yaml"))))
+               for d in job_dirs]
     shared = set.intersection(*per_job) if len(per_job) > 1 else set()
     rows = (read_job(d, lambda override: override not in shared) for d in job_dirs)
     return sorted((r for r in rows if r is not None), key=lambda r: r.job)
@@ -62,7 +64,12 @@ def summarize(sweep_dir: Path) -> list[JobRow]:
 def best_job(rows: list[JobRow]) -> JobRow | None:
     """The completed job with the highest final eval return."""
     scored = [r for r in rows if r.status == "completed" and r.eval_return is not None]
-    return max(scored, key=lambda r: r.eval_return) if scored else None
+
+    def score(row: JobRow) -> float:
+        assert row.eval_return is not None   # (scored rows have one)
+        return row.eval_return
+
+    return max(scored, key=score) if scored else None
 
 
 def format_table(rows: list[JobRow]) -> str:
