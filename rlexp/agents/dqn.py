@@ -14,7 +14,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -191,8 +191,8 @@ class DQNMembers(DQN):
         self._params = list(self.q_network.parameters())
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
         # every member's replay is prioritized, or none is (the members are built alike)
-        reporters = cast("list[Callable[[Tensor, Tensor], object]]", [m.report_td_errors for m in members])
-        self.report_td_errors = None if reporters[0] is None else \
+        reporters = [m.report_td_errors for m in members if m.report_td_errors is not None]
+        self.report_td_errors = None if first.report_td_errors is None else \
             lambda indices, errors: [r(i, e) for r, i, e in zip(reporters, indices, errors)]
 
     @torch.no_grad()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -256,8 +256,9 @@ class PPOMembers(PPO):
             self.optimizer = MemberAdam(self._params, len(members), lr=defaults["lr"], betas=defaults["betas"],
                                         eps=defaults["eps"])
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
-        # each member's draws and shuffles from its own (the members are single runs' agents)
-        self.generator = [cast(torch.Generator, m.generator) for m in members]
+        # each member's draws and shuffles from its own (the members are single runs' agents: one generator each)
+        self.generator = [m.generator for m in members if isinstance(m.generator, torch.Generator)]
+        assert len(self.generator) == len(members)
 
     @torch.no_grad()
     def rollout_step(self, observations: Tensor, t: int = 0) -> tuple[Tensor, Tensor, Tensor]:

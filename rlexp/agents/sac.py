@@ -30,7 +30,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -330,8 +330,8 @@ class SACMembers(SAC):
         first = members[0]
         share_settings(self, first)
         self.members = list(members)
-        eps = [m.sde_eps for m in members]   # gSDE's matrices in use (a resumed run's)
-        self.sde_eps = None if any(e is None for e in eps) else torch.stack(cast("list[Tensor]", eps))
+        eps = [m.sde_eps for m in members if m.sde_eps is not None]   # gSDE's matrices in use (a resumed run's)
+        self.sde_eps = torch.stack(eps) if len(eps) == len(members) else None   # None while any has none
         self.actor = stack_members([m.actor for m in members], "the policy")
         self.critic = stack_members([m.critic for m in members], "the critic")
         self.critic_target = stack_members([m.critic_target for m in members], "the critic").requires_grad_(False)
@@ -354,8 +354,9 @@ class SACMembers(SAC):
             (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer"),
             *([(self.ent_coef_optimizer, [self.log_ent_coef], "ent_coef_optimizer")]
               if self.ent_coef_optimizer is not None else [])], members)
-        # each member's policy noise from its own (the members are single runs' agents)
-        self.generator = [cast(torch.Generator, m.generator) for m in members]
+        # each member's policy noise from its own (the members are single runs' agents: one generator each)
+        self.generator = [m.generator for m in members if isinstance(m.generator, torch.Generator)]
+        assert len(self.generator) == len(members)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:

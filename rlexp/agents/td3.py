@@ -9,7 +9,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -236,8 +236,9 @@ class TD3Members(TD3):
         critic_group = first.critic_optimizer.param_groups[0]
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_group["lr"], self.device,
                                           critic_group["weight_decay"])
-        # each member's target smoothing from its own (the members are single runs' agents)
-        self.generator = [cast(torch.Generator, m.generator) for m in members]
+        # each member's target smoothing from its own (the members are single runs' agents: one generator each)
+        self.generator = [m.generator for m in members if isinstance(m.generator, torch.Generator)]
+        assert len(self.generator) == len(members)
         self._optimizers = MemberOptimizers([
             (self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
             (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer")], members)

@@ -80,14 +80,21 @@ class ActorCriticPolicy(nn.Module):
             layer.bias = nn.Parameter(torch.cat([m.hidden_layers()[i].bias.detach() for m in members]))
         # The members are single runs' policies (nn.Linear heads), built alike: log_std and sde are None in all
         # of them or in none.
-        stacked.policy_head = MemberLinear([cast(nn.Linear, m.policy_head) for m in members])
-        stacked.value_head = MemberLinear([cast(nn.Linear, m.value_head) for m in members])
+        policy_heads = [m.policy_head for m in members if isinstance(m.policy_head, nn.Linear)]
+        value_heads = [m.value_head for m in members if isinstance(m.value_head, nn.Linear)]
+        assert len(policy_heads) == len(value_heads) == len(members)
+        stacked.policy_head = MemberLinear(policy_heads)
+        stacked.value_head = MemberLinear(value_heads)
         if stacked.log_std is not None:
-            stacked.log_std = nn.Parameter(torch.stack([cast(Tensor, m.log_std).detach() for m in members]))
+            log_stds = [m.log_std.detach() for m in members if m.log_std is not None]
+            assert len(log_stds) == len(members)
+            stacked.log_std = nn.Parameter(torch.stack(log_stds))
         if stacked.sde is not None:   # each seed's exploration matrices: (seeds, envs, features, actions)
-            stacked.sde = StateDependentNoise.stack_members([cast(StateDependentNoise, m.sde) for m in members])
-            eps = [m.sde_eps for m in members]
-            stacked.sde_eps = None if any(e is None for e in eps) else torch.stack(cast(list[Tensor], eps))
+            noises = [m.sde for m in members if m.sde is not None]
+            assert len(noises) == len(members)
+            stacked.sde = StateDependentNoise.stack_members(noises)
+            eps = [m.sde_eps for m in members if m.sde_eps is not None]
+            stacked.sde_eps = torch.stack(eps) if len(eps) == len(members) else None   # None while any has none
         return stacked
 
     def _log_std(self) -> Tensor:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +96,9 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
 
     def advance(k: int, reply: Any) -> None:
         try:
-            pending[k] = cast(Call, jobs[k].send(reply))   # (after its Built, a job yields only calls)
+            call = jobs[k].send(reply)
+            assert isinstance(call, Call)   # after its Built, a job yields only calls
+            pending[k] = call
         except StopIteration as done:
             outcomes[k].results = done.value
         except TrainingInterrupted as stop:   # every seed stops at the same step, each saving its checkpoint
