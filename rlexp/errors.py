@@ -9,11 +9,16 @@
 `TrainingInterrupted` and `SweepFailed` derive from BaseException, like KeyboardInterrupt: Hydra's launchers
 treat an `Exception` as one failed job and go on with the sweep (an interrupt must stop it), and Hydra's
 callback runner turns an `Exception` into a warning (a failed sweep must set the exit code).
+
+A missing optional dependency is a ConfigError naming the extra that installs it (`needs_extra`).
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from string import Template
 
 
 class ConfigError(ValueError):
@@ -60,3 +65,23 @@ class SweepFailed(BaseException):
 def one_line(text: str) -> str:
     """Collapse a message to its non-empty lines joined by '; ' (stderr gets exactly one line)."""
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def pip_install(extra: str) -> str:
+    """The command that installs one of rlexp's optional extras (pyproject.toml): `pip install "rlexp[plot]"`."""
+    return f'pip install "rlexp[{extra}]"'
+
+
+@contextmanager
+def needs_extra(extra: str, message: str) -> Iterator[None]:
+    """Imports of an optional extra's packages: one that fails is a ConfigError, `message` with `$missing` (the
+    module that is not installed) and `$fix` (the pip command that installs `extra`) filled in.
+
+        with needs_extra("video", "video=true needs imageio (fix: $fix)"):
+            import imageio
+    """
+    try:
+        yield
+    except ImportError as error:
+        fix = pip_install(extra)
+        raise ConfigError(Template(message).safe_substitute(missing=error.name, fix=fix)) from None

@@ -24,9 +24,8 @@ import numpy as np
 import torch
 
 from rlexp.deploy.load import LoadedAgent
-from rlexp.errors import ConfigError
+from rlexp.errors import needs_extra
 
-EMBED_EXTRA = 'pip install "rlexp[embed]"'
 HEADER = ["value", "episode_return", "episode", "step_in_episode", "action"]
 #: TensorBoard's projector shows sprite sheets up to 8192 pixels on a side.
 MAX_SPRITE_SHEET = 8192
@@ -51,12 +50,10 @@ class PlayedStates:
 
 
 def check_libraries() -> None:
-    try:
+    with needs_extra("embed", "embed=true draws its t-SNE with scikit-learn and matplotlib ($missing is not "
+                              "installed; fix: $fix)"):
         import matplotlib  # noqa: F401
         import sklearn  # noqa: F401
-    except ImportError as error:
-        raise ConfigError(f"embed=true draws its t-SNE with scikit-learn and matplotlib ({error.name} is not "
-                          f"installed; fix: {EMBED_EXTRA})") from None
 
 
 def play(loaded: LoadedAgent, count: int, seed: int) -> PlayedStates:

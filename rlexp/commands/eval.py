@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from rlexp.commands import options
-from rlexp.errors import ConfigError, RunFailure
+from rlexp.errors import ConfigError, RunFailure, needs_extra
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
                   [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N]
@@ -57,11 +57,9 @@ def _video_writer() -> Any:
     # Envs that draw with pygame (classic control, Box2D) render off-screen: no display needed, no SDL warnings.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    try:
+    with needs_extra("video", "video=true needs imageio and imageio-ffmpeg (fix: $fix)"):
         import imageio.v2 as imageio
         import imageio_ffmpeg  # noqa: F401  (imageio's mp4 backend)
-    except ImportError:
-        raise ConfigError('video=true needs imageio and imageio-ffmpeg (fix: pip install "rlexp[video]")') from None
     return imageio
 
 

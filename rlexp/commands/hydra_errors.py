@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from rlexp.errors import ConfigError, RunFailure, one_line
+from rlexp.errors import ConfigError, RunFailure, one_line, pip_install
 
 #: The Hydra plugins behind rlexp's extras: group -> option -> extra.
 PLUGIN_EXTRAS = {
@@ -34,7 +34,7 @@ def describe(error: Exception) -> tuple[int, str] | None:
         group, _, name = error.missing_cfg_file.rpartition("/")
         if name in PLUGIN_EXTRAS.get(group, {}):
             return 2, f"{group}={name} comes with a Hydra plugin that is not installed: " \
-                      f'pip install "rlexp[{PLUGIN_EXTRAS[group][name]}]"'
+                      f"{pip_install(PLUGIN_EXTRAS[group][name])}"
 
         return 2, unknown_option(group, name, error.options)
     if isinstance(error, OSError) and error.filename:  # Hydra creating the run or sweep directory, its log file

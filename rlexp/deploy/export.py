@@ -29,9 +29,8 @@ import torch
 
 from rlexp.deploy.load import LoadedAgent
 from rlexp.deploy.paths import FORMATS
-from rlexp.errors import ConfigError, RunFailure
+from rlexp.errors import ConfigError, RunFailure, needs_extra
 
-EXPORT_EXTRA = 'pip install "rlexp[export]"'
 TOLERANCE = 1e-5
 INPUT, OUTPUT = "obs", "action"
 
@@ -68,13 +67,11 @@ def export_name(checkpoint: Path, fmt: str) -> str:
 
 
 def _check_onnx() -> Any:
-    try:
+    with needs_extra("export", "format=onnx needs onnx, onnxscript and onnxruntime ($missing is not installed; "
+                               "fix: $fix)"):
         import onnx  # noqa: F401  (torch's exporter writes with it)
         import onnxruntime
         import onnxscript  # noqa: F401  (torch's dynamo-based exporter translates with it)
-    except ImportError as error:
-        raise ConfigError(f"format=onnx needs onnx, onnxscript and onnxruntime ({error.name} is not installed; "
-                          f"fix: {EXPORT_EXTRA})") from None
     return onnxruntime
 
 

@@ -8,9 +8,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from rlexp.errors import ConfigError
-
-ATARI_EXTRA = 'pip install "rlexp[atari]"'
+from rlexp.errors import needs_extra
 
 
 @dataclass(frozen=True)
@@ -32,11 +30,8 @@ def atari_settings(env_cfg: dict[str, Any]) -> AtariSettings | None:
 
 def register_ale(env_id: str) -> None:
     """ALE ids (ALE/Pong-v5) exist once ale_py registers them with gymnasium."""
-    try:
+    with needs_extra("atari", f"env.id={env_id!r} is an Atari game, and ale-py is not installed (fix: $fix)"):
         import ale_py
-    except ImportError:
-        raise ConfigError(f"env.id={env_id!r} is an Atari game, and ale-py is not installed "
-                          f"(fix: {ATARI_EXTRA})") from None
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner on stderr: errors stay one line
     gym.register_envs(ale_py)
 

@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 
 from rlexp.envs.atari import AtariSettings
-from rlexp.errors import ConfigError
-
-ENVPOOL_EXTRA = 'pip install "rlexp[envpool]"'
+from rlexp.errors import ConfigError, needs_extra
 
 #: Atari options of gymnasium's ALE envs that EnvPool has under another name.
 _ALE_OPTIONS = {"repeat_action_probability": "repeat_action_probability", "full_action_space": "full_action_space"}
@@ -37,10 +35,8 @@ _ALE_OPTIONS = {"repeat_action_probability": "repeat_action_probability", "full_
 
 def envpool_task(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None) -> tuple[str, dict[str, Any]]:
     """EnvPool's task id and options for a gymnasium env id and its make() keyword arguments."""
-    try:
+    with needs_extra("envpool", "env.vectorization=envpool needs EnvPool (fix: $fix)"):
         import envpool
-    except ImportError:
-        raise ConfigError(f"env.vectorization=envpool needs EnvPool (fix: {ENVPOOL_EXTRA})") from None
     task = env_id.removeprefix("ALE/")
     if task not in envpool.list_all_envs():
         raise ConfigError(f"env.vectorization=envpool: EnvPool has no {task!r} (env.id={env_id}); use "

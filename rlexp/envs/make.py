@@ -20,13 +20,12 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from rlexp.envs.atari import ATARI_EXTRA, AtariSettings, atari_wrappers, register_ale
+from rlexp.envs.atari import AtariSettings, atari_wrappers, register_ale
 from rlexp.envs.episodes import EpisodeRecorder
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, pip_install
 
 # Extras a gymnasium env family needs, keyed by the text gymnasium's DependencyNotInstalled mentions.
-_EXTRAS = {"box2d": 'pip install "rlexp[box2d]"', "mujoco": 'pip install "rlexp[mujoco]"',
-           "ale": ATARI_EXTRA, "atari": ATARI_EXTRA}
+_EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale": "atari", "atari": "atari"}
 
 VECTORIZATIONS = ("sync", "async", "envpool")
 
@@ -49,7 +48,7 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSett
         return atari_wrappers(env, atari) if atari is not None else env
     except gym.error.DependencyNotInstalled as error:
         text = str(error)
-        fix = next((cmd for key, cmd in _EXTRAS.items() if key in text.lower()), None)
+        fix = next((pip_install(extra) for key, extra in _EXTRAS.items() if key in text.lower()), None)
         raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {text.splitlines()[0]}"
                           + (f" (fix: {fix})" if fix else "")) from None
     except ImportError as error:  # an env whose entry point needs a package (phys2d/... needs jax)
