@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -11,7 +11,8 @@ from typing import Any, cast
 import numpy as np
 
 from rlexp.commands import options
-from rlexp.errors import ConfigError, RunFailure, needs_extra
+from rlexp.commands.subcommand import run_subcommand
+from rlexp.errors import ConfigError, needs_extra
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
                   [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N]
@@ -115,19 +116,16 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     return results
 
 
+def evaluate_and_report(args: list[str], warn: Callable[[str], None]) -> str:
+    """Evaluate; the one summary line."""
+    results = run_evaluation(parse_eval_args(args))
+    return (f"{results['algo']} on {results['env_id']}, {Path(results['checkpoint']).name} (step {results['step']}): "
+            f"mean return {results['eval_return_mean']:.2f} +/- {results['eval_return_std']:.2f} over "
+            f"{results['episodes']} episodes" + (f"; video: {results['video']}" if "video" in results else "")
+            + (f"; t-SNE of {results['embedded_states']} states: {results['tsne_png']}; projector: tensorboard "
+               f"--logdir {results['embedding_dir']}" if "tsne_png" in results else ""))
+
+
 def main(args: list[str]) -> int:
     """`rlexp eval ...`: one summary line on stdout; every error one line on stderr, exit 2 (bad input) or 1."""
-    if any(a in ("-h", "--help") for a in args):
-        print(EVAL_USAGE, end="")
-        return 0
-    try:
-        results = run_evaluation(parse_eval_args(args))
-    except (ConfigError, RunFailure) as error:
-        print(f"rlexp eval: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
-    print(f"{results['algo']} on {results['env_id']}, {Path(results['checkpoint']).name} (step {results['step']}): "
-          f"mean return {results['eval_return_mean']:.2f} +/- {results['eval_return_std']:.2f} over "
-          f"{results['episodes']} episodes" + (f"; video: {results['video']}" if "video" in results else "")
-          + (f"; t-SNE of {results['embedded_states']} states: {results['tsne_png']}; projector: tensorboard --logdir "
-             f"{results['embedding_dir']}" if "tsne_png" in results else ""))
-    return 0
+    return run_subcommand("eval", EVAL_USAGE, args, evaluate_and_report)

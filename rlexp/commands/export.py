@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlexp.commands import options
-from rlexp.errors import ConfigError, RunFailure
+from rlexp.commands.subcommand import run_subcommand
+from rlexp.errors import ConfigError
 
 EXPORT_USAGE = """usage: rlexp export <run_dir or checkpoint.pt> format=onnx|torchscript|pt2 [checkpoint=final|best]
                     [out=DIR] [states=N]
@@ -45,30 +46,27 @@ def parse_export_args(args: list[str]) -> ExportOptions:
     return ExportOptions(path=path, **values)
 
 
+def export_and_report(args: list[str], warn: Callable[[str], None]) -> str:
+    """Export, verified; the one line naming the file."""
+    opts = parse_export_args(args)
+    from rlexp.deploy.paths import checkpoint_path
+
+    checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
+    from rlexp.deploy.export import export
+    from rlexp.deploy.load import load
+    from rlexp.runners.memory import check_host_memory
+
+    loaded = load(opts.path, opts.checkpoint, device="cpu")
+    check_host_memory("states", opts.states, opts.states * (8.0 * loaded.spaces.obs_dim + 64),
+                      "the verification states")
+    checkpoints = loaded.checkpoint.parent
+    run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
+    result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)
+    return (f"{loaded.algo} on {loaded.env_id} (step {loaded.step}) -> {result.file} ({opts.format}); its actions "
+            f"match the agent's on {result.states} evaluation states (max |difference| {result.max_abs_diff:.2g}); "
+            f"input and output: {result.spec_file}")
+
+
 def main(args: list[str]) -> int:
     """`rlexp export ...`: one line naming the file on stdout; every error one line on stderr, exit 2 or 1."""
-    if any(a in ("-h", "--help") for a in args):
-        print(EXPORT_USAGE, end="")
-        return 0
-    try:
-        opts = parse_export_args(args)
-        from rlexp.deploy.paths import checkpoint_path
-
-        checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
-        from rlexp.deploy.export import export
-        from rlexp.deploy.load import load
-        from rlexp.runners.memory import check_host_memory
-
-        loaded = load(opts.path, opts.checkpoint, device="cpu")
-        check_host_memory("states", opts.states, opts.states * (8.0 * loaded.spaces.obs_dim + 64),
-                          "the verification states")
-        checkpoints = loaded.checkpoint.parent
-        run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
-        result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)
-    except (ConfigError, RunFailure) as error:
-        print(f"rlexp export: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
-    print(f"{loaded.algo} on {loaded.env_id} (step {loaded.step}) -> {result.file} ({opts.format}); its actions "
-          f"match the agent's on {result.states} evaluation states (max |difference| {result.max_abs_diff:.2g}); "
-          f"input and output: {result.spec_file}")
-    return 0
+    return run_subcommand("export", EXPORT_USAGE, args, export_and_report)
