@@ -120,7 +120,7 @@ def mean_interval(returns: list[float]) -> tuple[float, float]:
     """95% percentile-bootstrap interval of the mean over seeds: `rlexp plot`'s statistic."""
     import numpy as np
 
-    from rlexp.commands.plot import bootstrap_ci
+    from rlexp.analysis.statistics import bootstrap_ci
 
     low, high = bootstrap_ci(np.asarray(returns, dtype=float)[:, None], np.mean)
     return float(low[0]), float(high[0])

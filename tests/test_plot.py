@@ -11,6 +11,9 @@ from omegaconf import OmegaConf
 from scipy.stats import trim_mean
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from rlexp.analysis import figures
+from rlexp.analysis.curves import Curve, Run, binned, group_curves, group_key
+from rlexp.analysis.statistics import align, group_statistics, iqm, step_statistics
 from rlexp.commands import plot
 from rlexp.errors import ConfigError
 from tests.conftest import run_cli
@@ -45,43 +48,42 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def curve(overrides: list[str], points: dict[int, float], seed: int = 0) -> plot.Curve:
-    run = plot.Run(Path(f"run_{'_'.join(overrides)}_{seed}"), (*overrides, f"seed={seed}"), seed, "dqn",
-                   "CartPole-v1")
-    return plot.Curve(run, points)
+def curve(overrides: list[str], points: dict[int, float], seed: int = 0) -> Curve:
+    run = Run(Path(f"run_{'_'.join(overrides)}_{seed}"), (*overrides, f"seed={seed}"), seed, "dqn", "CartPole-v1")
+    return Curve(run, points)
 
 
 # --- statistics -------------------------------------------------------------------------------------------------
 
 def test_iqm_is_the_mean_of_the_middle_half():
     values = np.array([100.0, 1.0, 7.0, 3.0, 5.0, 2.0, 6.0, 4.0])  # sorted: 1 2 | 3 4 5 6 | 7 100
-    assert plot.iqm(values) == pytest.approx((3 + 4 + 5 + 6) / 4)
-    assert plot.iqm(np.array([1.0, 2.0, 3.0, 10.0])) == pytest.approx(2.5)  # 4 runs: the middle two
-    assert plot.iqm(np.array([1.0, 2.0, 9.0])) == pytest.approx(4.0)       # 3 runs: nothing to trim, the mean
+    assert iqm(values) == pytest.approx((3 + 4 + 5 + 6) / 4)
+    assert iqm(np.array([1.0, 2.0, 3.0, 10.0])) == pytest.approx(2.5)  # 4 runs: the middle two
+    assert iqm(np.array([1.0, 2.0, 9.0])) == pytest.approx(4.0)       # 3 runs: nothing to trim, the mean
 
 
 def test_step_statistics_mean_iqm_and_ci():
     values = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [10.0, 10.0]])  # 4 runs x 2 steps
-    first, constant = plot.step_statistics([100, 200], values)
+    first, constant = step_statistics([100, 200], values)
     assert (first.step, first.runs, first.mean, first.iqm) == (100, 4, 4.0, 2.5)
     assert first.ci95_low < first.mean < first.ci95_high and first.ci95_low >= 1.0 and first.ci95_high <= 10.0
     assert first.iqm_ci95_low <= first.iqm <= first.iqm_ci95_high
     assert (constant.mean, constant.ci95_low, constant.ci95_high, constant.iqm) == (10.0, 10.0, 10.0, 10.0)
-    assert plot.step_statistics([100, 200], values) == [first, constant]  # a fixed seed: the same band every time
-    assert plot.step_statistics([100], values[:, :1]) == [first]          # a step's band depends on its values only
+    assert step_statistics([100, 200], values) == [first, constant]  # a fixed seed: the same band every time
+    assert step_statistics([100], values[:, :1]) == [first]          # a step's band depends on its values only
 
 
 def test_the_ci_of_two_runs_spans_them_and_of_one_run_is_its_value():
     # Resampling 2 values gives means a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4: percentiles 2.5, 97.5 = a, b.
-    (two,) = plot.step_statistics([5], np.array([[3.0], [8.0]]))
+    (two,) = step_statistics([5], np.array([[3.0], [8.0]]))
     assert (two.mean, two.ci95_low, two.ci95_high) == (5.5, 3.0, 8.0)
-    (one,) = plot.step_statistics([5], np.array([[7.5]]))
+    (one,) = step_statistics([5], np.array([[7.5]]))
     assert (one.runs, one.mean, one.ci95_low, one.ci95_high, one.iqm, one.iqm_ci95_low) == (1, 7.5, 7.5, 7.5, 7.5, 7.5)
 
 
 def test_steps_are_aligned_to_those_every_run_has():
-    steps, values, dropped = plot.align([curve([], {500: 1.0, 1000: 2.0, 1500: 3.0}),
-                                         curve([], {500: 4.0, 1000: 5.0}, seed=1)])
+    steps, values, dropped = align([curve([], {500: 1.0, 1000: 2.0, 1500: 3.0}),
+                                    curve([], {500: 4.0, 1000: 5.0}, seed=1)])
     assert steps == [500, 1000] and dropped == [1500]
     assert values.tolist() == [[1.0, 2.0], [4.0, 5.0]]
 
@@ -91,30 +93,30 @@ def test_steps_are_aligned_to_those_every_run_has():
 def test_the_group_key_keeps_only_what_changes_learning():
     overrides = ["algo=dqn", "seed=3", "device=cpu", "torch_threads=1", "log.progress=none", "checkpoint.every=10",
                  "resume=/x", "hydra.sweep.dir=s", "+algo.lr=1e-3", "eval.episodes=2", "total_steps=100"]
-    assert plot.group_key(overrides) == ("+algo.lr=1e-3", "algo=dqn", "eval.episodes=2", "total_steps=100")
-    assert plot.group_key(["algo.lr=1", "seed=0"]) == plot.group_key(["seed=1", "algo.lr=1", "log.every=5"])
+    assert group_key(overrides) == ("+algo.lr=1e-3", "algo=dqn", "eval.episodes=2", "total_steps=100")
+    assert group_key(["algo.lr=1", "seed=0"]) == group_key(["seed=1", "algo.lr=1", "log.every=5"])
     # runs that differ only in how they executed are one group: compilation and GPU placement too
-    assert plot.group_key(["algo.lr=1", "compile=true", "compile_mode=default", "gpu_placement=pack"]) == \
-        plot.group_key(["algo.lr=1", "compile=false"]) == ("algo.lr=1",)
+    assert group_key(["algo.lr=1", "compile=true", "compile_mode=default", "gpu_placement=pack"]) == \
+        group_key(["algo.lr=1", "compile=false"]) == ("algo.lr=1",)
 
 
 def test_groups_pool_seeds_and_are_labelled_by_what_differs():
     curves = [curve(["env=CartPole-v1", f"algo.lr={lr}"], {1: 0.0}, seed) for lr in (1, 2) for seed in (0, 1, 2)]
-    groups = plot.group_curves(curves)
+    groups = group_curves(curves)
     assert [(g.label, len(g.curves)) for g in groups] == [("algo.lr=1", 3), ("algo.lr=2", 3)]
-    (single,) = plot.group_curves(curves[:3])
+    (single,) = group_curves(curves[:3])
     assert single.label == "dqn on CartPole-v1"  # one group: what the plot is of
     base_and_double = [curve(["env=CartPole-v1"], {1: 0.0}), curve(["env=CartPole-v1", "algo.double=true"], {1: 0.0})]
-    assert [g.label for g in plot.group_curves(base_and_double)] == ["(none)", "algo.double=true"]
+    assert [g.label for g in group_curves(base_and_double)] == ["(none)", "algo.double=true"]
 
 
 def test_long_floats_are_shortened_on_screen_and_kept_whole_in_the_csv(tmp_path):
     curves = [curve([f"algo.lr={lr}"], {1: float(seed), 2: 1.0}, seed) for lr in ("0.00064664227", "0.001")
               for seed in (0, 1)]
-    groups = tuple(plot.group_statistics(g) for g in plot.group_curves(curves))
+    groups = tuple(group_statistics(g) for g in group_curves(curves))
     result = plot.PlotResult(tmp_path / "p.png", tmp_path / "p.csv", tmp_path / "p_runs.csv", groups, "mean")
     assert "algo.lr=0.0006466 " in plot.format_summary(result)
-    plot.write_statistics(groups, result.statistics_csv)
+    figures.write_statistics(groups, result.statistics_csv)
     assert {row["group"] for row in read_csv(result.statistics_csv)} == {"algo.lr=0.00064664227", "algo.lr=0.001"}
 
 
@@ -135,10 +137,10 @@ def test_options_and_their_errors(tmp_path, monkeypatch):
 def test_bins_average_each_runs_points_so_runs_logged_at_their_own_episode_ends_share_steps():
     a = curve(["env=CartPole-v1"], {3: 10.0, 7: 20.0, 10: 30.0, 12: 5.0}, 0)     # episode ends of one seed
     b = curve(["env=CartPole-v1"], {4: 40.0, 11: 0.0, 19: 2.0}, 1)               # and of another
-    assert plot.binned(a, 10).points == {10: 20.0, 20: 5.0}    # (0, 10] -> 10, (10, 20] -> 20
-    assert plot.binned(b, 10).points == {10: 40.0, 20: 1.0}
-    assert plot.group_statistics(plot.group_curves([a, b])[0]).steps == ()       # raw: no step in common
-    (stats,) = [plot.group_statistics(g) for g in plot.group_curves([plot.binned(a, 10), plot.binned(b, 10)])]
+    assert binned(a, 10).points == {10: 20.0, 20: 5.0}    # (0, 10] -> 10, (10, 20] -> 20
+    assert binned(b, 10).points == {10: 40.0, 20: 1.0}
+    assert group_statistics(group_curves([a, b])[0]).steps == ()       # raw: no step in common
+    (stats,) = [group_statistics(g) for g in group_curves([binned(a, 10), binned(b, 10)])]
     assert [(row.step, row.runs, row.mean) for row in stats.steps] == [(10, 2, 30.0), (20, 2, 3.0)]
 
 
@@ -154,7 +156,7 @@ def test_the_default_metric_is_the_objective(tmp_path, monkeypatch):
 def test_missing_plotting_libraries_are_named(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     with pytest.raises(ConfigError) as error:
-        plot._plotting_libraries()
+        figures.check_libraries()
     assert str(error.value) == 'rlexp plot needs matplotlib and scipy: pip install "rlexp[plot]"'
 
 

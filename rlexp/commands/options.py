@@ -22,11 +22,6 @@ def is_option(arg: str) -> bool:
     return "=" in arg and "/" not in arg.split("=", 1)[0] and not Path(arg).exists()
 
 
-def override_key(override: str) -> str:
-    """The key a Hydra override sets: `+algo.lr=1` -> `algo.lr`; `algo=td3` -> `algo`; `~seed` -> `seed`."""
-    return override.lstrip("~+").split("=", 1)[0]
-
-
 def parse(args: Sequence[str], parsers: dict[str, Parser], command: str) -> tuple[list[str], dict[str, Any]]:
     """(the paths, the options given) from a command line of paths and `key=value` options in any order."""
     paths = [a for a in args if not is_option(a)]

@@ -12,8 +12,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rlexp.commands.options import override_key
 from rlexp.errors import CheckpointError, ConfigError
+from rlexp.io import override_key
 
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",

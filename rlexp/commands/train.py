@@ -27,14 +27,13 @@ from omegaconf.errors import OmegaConfBaseException
 from rlexp.agents.registry import algorithms
 from rlexp.commands.configstore import register
 from rlexp.commands.hydra_errors import describe, unknown_option
-from rlexp.commands.options import override_key
 from rlexp.commands.resume import record_resumed_config, resume_arguments, split_flags
 from rlexp.config.compat import config_conflicts, may_change
 from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import FRAMES_REFUSED, validate
 from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
-from rlexp.io import seed_dir, seed_runs
+from rlexp.io import override_key, seed_dir, seed_runs
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
 from rlexp.io.lock import RunDirLock, holding
 from rlexp.io.results import results_status, write_results

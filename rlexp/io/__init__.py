@@ -1,4 +1,4 @@
-"""What a run writes: checkpoints, TensorBoard metrics, results.json."""
+"""What a run writes: checkpoints, TensorBoard metrics, results.json; the layout of its directory."""
 
 from __future__ import annotations
 
@@ -18,3 +18,9 @@ def seed_runs(run_dir: Path) -> list[Path]:
     """The seeds' runs of a many-seeds run in `run_dir`, in seed order (none: a single run, or no run)."""
     runs = (d for d in run_dir.glob("seed_*") if (d / ".hydra" / "overrides.yaml").is_file())
     return sorted(runs, key=lambda d: (len(d.name), d.name))
+
+
+def override_key(override: str) -> str:
+    """The key a Hydra override (of a run's .hydra/overrides.yaml) sets: `+algo.lr=1` -> `algo.lr`; `algo=td3` ->
+    `algo`; `~seed` -> `seed`."""
+    return override.lstrip("~+").split("=", 1)[0]
