@@ -290,7 +290,7 @@ def test_a_saved_config_gets_the_keys_added_since_at_their_old_meaning():
 def test_a_refused_resume_names_every_key_a_resume_may_change():
     # The message is built from the list the comparison uses, so a key it accepts (compile, gpu_placement,
     # env.total_steps) is never left out of it.
-    from rlexp.commands.train import check_resumable
+    from rlexp.commands.accept import check_resumable
 
     saved = resolved(["algo=td3", "env=Pendulum-v1"])
     bundle = {"config": saved, "step": 0, "device": "cpu"}

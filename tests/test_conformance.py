@@ -19,11 +19,12 @@ import torch
 
 from rlexp.agents.contracts import Members, OffPolicyAgent, OnPolicyAgent
 from rlexp.agents.registry import algorithms
-from rlexp.commands.train import config_of_seed, resolved_config
+from rlexp.commands.train import resolved_config
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.config.validate import validate
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
+from rlexp.runners.many_seeds import config_of_seed
 from rlexp.runners.requests import serve
 from rlexp.runners.seeds import run_in_lockstep
 from tests.conftest import compose_config

@@ -1,9 +1,10 @@
 """The schemas in Hydra's ConfigStore, where conf/ refers to them, and the resolver conf/ uses for sweep job
-directories: what `rlexp train` (and a test composing conf/) registers before Hydra composes."""
+directories: what `rlexp train` (and a test composing conf/) registers before Hydra composes; where conf/ is."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -11,6 +12,12 @@ from omegaconf import OmegaConf
 from rlexp.agents.registry import algorithms, get
 from rlexp.config.docs import describe
 from rlexp.config.schema import TrainConfig
+
+
+def config_dir() -> str:
+    """conf/ at the top of a source checkout (editable installs); the copy inside the package otherwise."""
+    source_tree = Path(__file__).resolve().parents[2] / "conf"
+    return str(source_tree if source_tree.is_dir() else Path(__file__).resolve().parents[1] / "conf")
 
 
 def job_dirname(override_dirname: str, limit: int = 120) -> str:

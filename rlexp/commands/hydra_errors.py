@@ -54,6 +54,12 @@ def describe(error: Exception) -> tuple[int, str] | None:
     return None
 
 
+def error_message(error: BaseException) -> str:
+    """The one line results.json and the log give an error: `describe`'s, or (a bug) its type and text."""
+    described = describe(error) if isinstance(error, Exception) else None
+    return described[1] if described else one_line(f"{type(error).__name__}: {error}")
+
+
 def _unknown_key(cause: Exception, message: str) -> str | None:
     """`algo.lrr is not a config key; did you mean algo.lr?` for OmegaConf's struct-mode key errors."""
     import dataclasses

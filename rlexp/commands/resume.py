@@ -2,7 +2,8 @@
 
 The run's own command line is replayed: its saved overrides (`<run_dir>/.hydra/overrides.yaml`) come first,
 the new command line's overrides win over them, and Hydra writes into the same run directory. The composed
-config is then compared with the one stored in the checkpoint: only budget and bookkeeping keys may change.
+config is then compared with the one stored in the checkpoint: only budget and bookkeeping keys may change
+(rlexp/commands/accept.py).
 """
 
 from __future__ import annotations

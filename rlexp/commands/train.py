@@ -1,11 +1,12 @@
 """`rlexp train`: compose the config, validate it, run the job, report the result.
 
-This is the only module that reads the Hydra config; everything it calls takes plain typed arguments.
+This is the only module that reads the Hydra config; everything it calls takes plain typed arguments. The command
+line is checked before Hydra reads it (rlexp/commands/arguments.py), a resume is accepted or refused once the config
+is composed (rlexp/commands/accept.py), and a many-seeds run is driven by rlexp/runners/many_seeds.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -25,34 +26,27 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlexp.agents.registry import algorithms
-from rlexp.commands.configstore import register
-from rlexp.commands.hydra_errors import describe, unknown_option
-from rlexp.commands.resume import record_resumed_config, resume_arguments, split_flags
-from rlexp.config.compat import config_conflicts, may_change
+from rlexp.commands.accept import accept_resume, accept_seeds_resume
+from rlexp.commands.arguments import checked_arguments
+from rlexp.commands.configstore import config_dir, register
+from rlexp.commands.hydra_errors import describe, error_message
+from rlexp.commands.resume import record_resumed_config
 from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import FRAMES_REFUSED, validate
-from rlexp.errors import CheckpointError, ConfigError, RunFailure, SweepFailed, TrainingInterrupted, one_line
-from rlexp.io import override_key, seed_dir, seed_runs
-from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
+from rlexp.errors import ConfigError, SweepFailed, TrainingInterrupted
+from rlexp.io import override_key, seed_dir
+from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.lock import RunDirLock, holding
-from rlexp.io.results import results_status, write_results
+from rlexp.io.results import write_results
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
+from rlexp.runners.many_seeds import config_of_seed, train_seeds
 from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
 
 log = logging.getLogger("rlexp")
 
 register()  # before Hydra composes: conf/ refers to the schemas by name
-
-#: Config groups whose option may be absent: Hydra skips a missing one silently, so rlexp checks them itself.
-OPTIONAL_GROUPS = ("tuned", "experiment", "hparams_search")
-
-
-def config_dir() -> str:
-    """conf/ at the top of a source checkout (editable installs); the copy inside the package otherwise."""
-    source_tree = Path(__file__).resolve().parents[2] / "conf"
-    return str(source_tree if source_tree.is_dir() else Path(__file__).resolve().parents[1] / "conf")
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -62,135 +56,6 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
                                                              enum_to_str=True))   # (a DictConfig's)
     except OmegaConfBaseException as error:
         raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
-
-
-@dataclass
-class Resume:
-    bundle: dict[str, Any]
-    path: Path
-    unreadable: list[tuple[Path, str]]
-
-
-def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> Resume:
-    """The newest readable checkpoint of the run being resumed, once the new config may continue it. Reads only:
-    a refused resume leaves the run directory as it was."""
-    where = f"resume={config['resume']}"
-    if Path(config["resume"]).resolve() != run_dir.resolve():
-        raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
-                          f"`rlexp train resume=<run_dir>`, which writes into that directory")
-    check_same_seeds(config, run_dir, where)
-    try:
-        bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
-    except CheckpointError as error:
-        raise ConfigError(f"{where}: {error}") from None
-    check_resumable(bundle, config, where, device, results_status(run_dir) == "completed")
-    return Resume(bundle, path, unreadable)
-
-
-def check_same_seeds(config: dict[str, Any], run_dir: Path, where: str) -> None:
-    """A resumed run keeps its `seeds`: a many-seeds run continues every one of its seeds, a single run stays one
-    (each seed's checkpoint is a single run's, so the checkpoints alone cannot tell)."""
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
-    except Exception:   # no readable config: the checkpoint's comparison is what remains
-        return
-    old = saved.get("seeds") if isinstance(saved, dict) else None
-    if old != config["seeds"]:
-        raise ConfigError(f"{where}: the run cannot continue with a different seeds: {old} -> {config['seeds']}; "
-                          f"resume it with its own (drop seeds=), or train other seeds as a new run")
-
-
-def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, device: torch.device,
-                    finished: bool) -> None:
-    """Whether the new config may continue the checkpoint `bundle` (of a run that has `finished`, or not): a
-    ConfigError saying why not. A run stopped after its last checkpoint but before its final evaluation and
-    results.json resumes at its budget's end: it only finishes (evaluates, writes final.pt and results.json)."""
-    conflicts = config_conflicts(bundle["config"], config)
-    if conflicts:
-        raise ConfigError(f"{where}: the run cannot continue with a different {', '.join(conflicts)}; only "
-                          f"{may_change()} may change")
-    if bundle["step"] > config["total_steps"] or (bundle["step"] == config["total_steps"] and finished):
-        raise ConfigError(f"{where}: the run is already at step {bundle['step']} of total_steps="
-                          f"{config['total_steps']}; pass a larger total_steps to extend it")
-    ended = ended_early(bundle, config)
-    if ended:
-        raise ConfigError(f"{where}: {ended}")
-    trained_on = torch.device(bundle["device"])
-    if trained_on.type != device.type:
-        raise ConfigError(f"{where}: the run trained on {trained_on.type} and its random generators cannot continue "
-                          f"exactly on {device.type}; resume it with device={trained_on.type} (a checkpoint "
-                          f"evaluates anywhere: rlexp eval)")
-
-
-def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> dict[int, Resume]:
-    """The checkpoints a many-seeds run continues from, by seed: every seed still training (not failed, not ended
-    early) from the newest step all of them have readable (they learn in lockstep, so they resume at one step; a
-    kill during a save may have left some seeds a step ahead). Reads only, as `accept_resume`."""
-    where = f"resume={config['resume']}"
-    if Path(config["resume"]).resolve() != run_dir.resolve():
-        raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
-                          f"`rlexp train resume=<run_dir>`, which writes into that directory")
-    check_same_seeds(config, run_dir, where)
-    managers: dict[int, CheckpointManager] = {}
-    finished: dict[int, bool] = {}
-    at_budget: set[int] = set()   # finished seeds whose newest checkpoint is at this budget's end
-    for index, seed in enumerate(config["seeds"]):
-        status = results_status(seed_dir(run_dir, seed))
-        if status == "failed":
-            continue   # its failure stands: it does not train on
-        manager = CheckpointManager(seed_dir(run_dir, seed) / "checkpoints", 1)
-        newest = manager.periodic()
-        if newest and ended_early(load_checkpoint_quietly(newest[-1]), config_of_seed(config, seed, index)):
-            continue   # solved, or its episode budget reached: it is done
-        managers[seed], finished[seed] = manager, status == "completed"
-        if finished[seed] and newest and periodic_step(newest[-1]) == config["total_steps"]:
-            at_budget.add(seed)
-    if not all(finished.values()):
-        # Stopped while the seeds finished one after another: those that finished at this budget are done.
-        managers = {seed: m for seed, m in managers.items() if seed not in at_budget}
-    if not managers:
-        raise ConfigError(f"{where}: no seed of this run can train on (each failed or ended)")
-    steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
-    for step in sorted(steps, reverse=True):
-        try:
-            bundles = {seed: m.load_step(step) for seed, m in managers.items()}
-        except CheckpointError:
-            continue
-        for index, seed in enumerate(config["seeds"]):
-            if seed in bundles:
-                check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device,
-                                finished[seed])
-        return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", []) for seed, bundle in
-                bundles.items()}
-    raise ConfigError(f"{where}: the seeds {sorted(managers)} have no step at which every one has a readable "
-                      f"checkpoint; resume each from its own directory: rlexp train resume={run_dir}/seed_<s>")
-
-
-def load_checkpoint_quietly(path: Path) -> dict[str, Any]:
-    try:
-        return load_checkpoint(path)
-    except CheckpointError:
-        return {}
-
-
-def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
-    """Why a checkpoint's run has already ended under the new config's stop rules, and how to go on (None: it
-    has not)."""
-    from rlexp.runners.stopping import StopRules, StopWatch
-
-    state = bundle.get("context", {}).get("stop")
-    if state is None:
-        return None
-    watch = StopWatch(StopRules.from_config(config))
-    watch.load_state_dict(state)
-    if watch.reason() == "solved":
-        assert watch.solved is not None   # what it was solved by
-        rule = watch.solved.rule
-        return (f"the run ended {watch.solved.describe()}; raise {rule} (or set {rule}=null) to train it further")
-    if watch.reason() == "total_episodes":
-        return (f"the run has finished {watch.episodes} episodes of total_episodes={config['total_episodes']}; pass "
-                f"a larger total_episodes to extend it")
-    return None
 
 
 @dataclass
@@ -253,7 +118,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         with StopRequest() as stop:
             if jobs:
                 return train_seeds(jobs, spec, run_dir, stop, overrides, config["seeds"],
-                                   {seed: r.bundle for seed, r in (seed_resumes or {}).items()})
+                                   {seed: r.bundle for seed, r in (seed_resumes or {}).items()}, error_message)
             return job.run(run_dir, stop, overrides, resume.bundle if resume is not None else None)
 
 
@@ -268,75 +133,6 @@ def preset_fits(env_choice: str | None, env_id: str) -> bool:
     # preprocessing (the paper's one set of hyperparameters for all 49 games), not only the game its id names:
     # `env=atari env.id=ALE/Breakout-v5` is how it is meant to be used, so an ALE id under it fits.
     return isinstance(own_id, str) and own_id.startswith("ALE/") and env_id.startswith("ALE/")
-
-
-def config_of_seed(config: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
-    """One seed's config in a many-seeds run: a single run's (its progress shown for the first seed only)."""
-    log_cfg = {**config["log"], "progress": config["log"]["progress"] if index == 0 else "none"}
-    return {**config, "seed": seed, "seeds": None, "log": log_cfg}
-
-
-def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, overrides: list[str],
-                all_seeds: list[int], resumes: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Many seeds as one model (rlexp/runners/seeds.py): each seed's run in <run_dir>/seed_<s>/, with the .hydra/
-    files of a single run of that seed (so `rlexp plot`, `rlexp eval` and `resume=` treat it as one), from its
-    checkpoint in `resumes` when resuming; the results of all the seeds (those that ended before too) in
-    <run_dir>/results.json."""
-    from rlexp.agents.compiled import compile_agent
-    from rlexp.runners.faults import HeldStop
-    from rlexp.runners.seeds import run_in_lockstep
-
-    started = time.perf_counter()
-    held = HeldStop(stop)   # every seed takes a signal in at the same step
-    seed_dirs, steps = [], []
-    for job in jobs:
-        seed = job.config["seed"]
-        directory = seed_dir(run_dir, seed)
-        seed_overrides = [o for o in overrides if override_key(o) not in ("seeds", "seed")] + [f"seed={seed}"]
-        (directory / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(job.config), directory / ".hydra" / "config.yaml")
-        OmegaConf.save(OmegaConf.create(seed_overrides), directory / ".hydra" / "overrides.yaml")
-        seed_dirs.append(directory)
-        steps.append(job.steps(directory, held, seed_overrides, resumes.get(seed)))
-    seeds = [job.config["seed"] for job in jobs]
-    log.info("%d seeds as one model: %s -> %s/seed_<s>", len(seeds), seeds, run_dir)
-    config = jobs[0].config
-    for job in jobs:   # the batched agent compiles (compile=), not each seed's
-        job.compiles = False
-    outcomes = run_in_lockstep(seeds, steps, lambda agents: compile_agent(
-        spec.members(agents), config["compile"], config["compile_mode"], jobs[0].device), held)
-    for outcome, directory in zip(outcomes, seed_dirs):
-        if isinstance(outcome.error, TrainingInterrupted):
-            write_results(directory / "results.json", {"status": "interrupted", "error": str(outcome.error),
-                                                       "step": outcome.error.step})
-        elif outcome.error is not None:
-            described = describe(outcome.error) if isinstance(outcome.error, Exception) else None
-            message = described[1] if described else one_line(f"{type(outcome.error).__name__}: {outcome.error}")
-            write_results(directory / "results.json", {"status": "failed", "error": message})
-    interrupted = [o.error for o in outcomes if isinstance(o.error, TrainingInterrupted)]
-    if interrupted:
-        raise interrupted[0]
-    per_seed: dict[str, Any] = {}
-    for seed in all_seeds:
-        results_file = seed_dir(run_dir, seed) / "results.json"
-        results = json.loads(results_file.read_text()) if results_file.is_file() else {"status": "no result"}
-        per_seed[str(seed)] = {key: results[key] for key in ("status", "eval_return_mean", "error") if key in results}
-    returns = [row["eval_return_mean"] for row in per_seed.values() if row["status"] == "completed"]
-    failed = [int(seed) for seed, row in per_seed.items() if row["status"] != "completed"]
-    summary = {"status": "completed" if not failed else "failed", "seeds": per_seed,
-               "eval_return_mean": sum(returns) / len(returns) if returns else float("nan"),
-               "wall_time_s": round(time.perf_counter() - started, 3)}
-    if failed:
-        summary["error"] = f"seeds {failed} failed (see their results.json); the others completed"
-    write_results(run_dir / "results.json", summary)
-    log.info("seeds: %s", ", ".join(f"{seed} {row['status']}" + (f" {row['eval_return_mean']:.2f}"
-                                                                   if row.get("eval_return_mean") is not None else "")
-                                    for seed, row in per_seed.items()))
-    if failed:   # exit 1, with the seeds' table kept in results.json
-        error = RunFailure(summary["error"])
-        error.results = summary   # type: ignore[attr-defined]
-        raise error
-    return summary
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -371,7 +167,7 @@ def hydra_task(cfg: DictConfig) -> float:
         raise SystemExit(130) from None
     except Exception as error:
         described = describe(error)
-        message = described[1] if described else one_line(f"{type(error).__name__}: {error}")
+        message = error_message(error)
         if state.started or new_run:
             write_results(run_dir / "results.json", {**getattr(error, "results", {}), "status": "failed",
                                                      "error": message,
@@ -394,86 +190,6 @@ def last_checkpoints(run_dir: Path, seeds: Sequence[int] | None) -> str:
     if not seeds:
         return f"the last checkpoint is {newest(run_dir)}"
     return "the last checkpoints are " + "; ".join(f"seed {seed}: {newest(seed_dir(run_dir, seed))}" for seed in seeds)
-
-
-# --- before Hydra: the command line ---------------------------------------------------------------------------
-
-def check_flags(args: list[str]) -> None:
-    """Hydra's own flags, parsed by Hydra's parser, whose mistakes would print argparse's usage block."""
-    parser = hydra_utils.get_args_parser()
-
-    def refuse(message: str) -> NoReturn:
-        raise ConfigError(f"{message} (rlexp train --help)")
-
-    parser.error = refuse  # type: ignore[method-assign]
-    parser.parse_args(args)
-
-
-def check_optional_groups(args: list[str]) -> None:
-    """`experiment=`, `tuned=` and `hparams_search=` must name a file of their group: Hydra skips a missing option of
-    an optional group without a word, so a typo would train another setup. (The automatic `tuned: ${algo}_${env}`
-    lookup stays optional: it is not on the command line.)"""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    _, overrides = split_flags(args)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException:
-        return  # Hydra reports its own grammar errors
-    for override in parsed:
-        group = override.key_or_group
-        if group not in OPTIONAL_GROUPS or override.is_delete():
-            continue
-        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else \
-            [override.get_value_element_as_str()] if override.value() is not None else []
-        options = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
-        for name in names:
-            if name not in options and name != "null":
-                raise ConfigError(unknown_option(group, name, options))
-
-
-def never_started(run_dir: Path) -> bool:
-    """A run refused before it trained (a bad value): a failed results.json, no checkpoints, no TensorBoard events.
-    Its directory holds nothing but the refused config, so the corrected command may write there."""
-    return (results_status(run_dir) == "failed" and not (run_dir / "checkpoints").exists()
-            and not any(run_dir.glob("events.out.tfevents.*")) and not seed_runs(run_dir))
-
-
-def check_new_run_dir(args: list[str]) -> None:
-    """A new run never writes into another run's directory: `hydra.run.dir=<a run>` would overwrite its config."""
-    _, overrides = split_flags(args)
-    if any(o.startswith("resume=") and o not in ("resume=null", "resume=") for o in overrides):
-        return
-    for override in overrides:
-        if override_key(override) == "hydra.run.dir":
-            run_dir = Path(override.split("=", 1)[1].strip("'\""))
-            try:
-                taken = (run_dir / ".hydra").is_dir()
-            except OSError as error:  # a name the file system refuses
-                raise ConfigError(f"cannot write to {run_dir}: {error.strerror}; choose another directory") from None
-            if taken and not never_started(run_dir):
-                raise ConfigError(f"hydra.run.dir={run_dir} already holds a run; continue it with "
-                                  f"`rlexp train resume={run_dir}`, or choose a new directory")
-
-
-def check_seed_keys(args: list[str], expanded: list[str]) -> None:
-    """`seed=` on the command line of a many-seeds run (`seeds=`, given there or by the resumed run) would be
-    ignored: each seed of the list is a run's seed."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        given = OverridesParser.create().parse_overrides(split_flags(args)[1])
-        every = OverridesParser.create().parse_overrides(split_flags(expanded)[1])
-    except HydraException:
-        return  # Hydra reports its own grammar errors
-    seed = [o for o in given if o.key_or_group == "seed" and not o.is_delete()]
-    seeds = [o for o in every if o.key_or_group == "seeds" and not o.is_delete()]
-    if seed and seeds and (seeds[-1].is_sweep_override() or seeds[-1].value() is not None):
-        raise ConfigError(f"seed={seed[-1].get_value_element_as_str() if not seed[-1].is_sweep_override() else '...'} "
-                          f"with seeds=[...]: each seed of a many-seeds run is one of its seeds=, so seed= would be "
-                          f"ignored; drop seed= (or run one process per seed: rlexp train --multirun seed=0,1,2)")
 
 
 def report(func: Any) -> Any:
@@ -515,12 +231,7 @@ def main() -> None:
     hydra_utils.run_and_report = report  # Hydra 1.3 looks it up at call time; see report()
     args = sys.argv[1:]
     try:
-        check_flags(args)
-        check_optional_groups(args)
-        check_new_run_dir(args)
-        expanded = resume_arguments(args)
-        check_seed_keys(args, expanded)
-        args = expanded
+        args = checked_arguments(args)
     except ConfigError as error:
         print(f"rlexp train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

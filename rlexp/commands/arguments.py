@@ -1,0 +1,108 @@
+"""`rlexp train`'s command line, checked before Hydra reads it: Hydra's own flags, the optional groups' options, a
+new run's directory, and `seed=` beside `seeds=`; then `resume=` expanded (rlexp/commands/resume.py). Each mistake is
+a ConfigError, which `rlexp train` reports in one line (exit 2) before anything is composed or written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import hydra._internal.utils as hydra_utils
+
+from rlexp.commands.configstore import config_dir
+from rlexp.commands.hydra_errors import unknown_option
+from rlexp.commands.resume import resume_arguments, split_flags
+from rlexp.errors import ConfigError
+from rlexp.io import override_key, seed_runs
+from rlexp.io.results import results_status
+
+#: Config groups whose option may be absent: Hydra skips a missing one silently, so rlexp checks them itself.
+OPTIONAL_GROUPS = ("tuned", "experiment", "hparams_search")
+
+
+def checked_arguments(args: list[str]) -> list[str]:
+    """The arguments Hydra is given: `args` checked, with `resume=<run_dir>` expanded into the run's overrides."""
+    check_flags(args)
+    check_optional_groups(args)
+    check_new_run_dir(args)
+    expanded = resume_arguments(args)
+    check_seed_keys(args, expanded)
+    return expanded
+
+
+def check_flags(args: list[str]) -> None:
+    """Hydra's own flags, parsed by Hydra's parser, whose mistakes would print argparse's usage block."""
+    parser = hydra_utils.get_args_parser()
+
+    def refuse(message: str) -> NoReturn:
+        raise ConfigError(f"{message} (rlexp train --help)")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    parser.parse_args(args)
+
+
+def check_optional_groups(args: list[str]) -> None:
+    """`experiment=`, `tuned=` and `hparams_search=` must name a file of their group: Hydra skips a missing option of
+    an optional group without a word, so a typo would train another setup. (The automatic `tuned: ${algo}_${env}`
+    lookup stays optional: it is not on the command line.)"""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    _, overrides = split_flags(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return  # Hydra reports its own grammar errors
+    for override in parsed:
+        group = override.key_or_group
+        if group not in OPTIONAL_GROUPS or override.is_delete():
+            continue
+        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else \
+            [override.get_value_element_as_str()] if override.value() is not None else []
+        options = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+        for name in names:
+            if name not in options and name != "null":
+                raise ConfigError(unknown_option(group, name, options))
+
+
+def never_started(run_dir: Path) -> bool:
+    """A run refused before it trained (a bad value): a failed results.json, no checkpoints, no TensorBoard events.
+    Its directory holds nothing but the refused config, so the corrected command may write there."""
+    return (results_status(run_dir) == "failed" and not (run_dir / "checkpoints").exists()
+            and not any(run_dir.glob("events.out.tfevents.*")) and not seed_runs(run_dir))
+
+
+def check_new_run_dir(args: list[str]) -> None:
+    """A new run never writes into another run's directory: `hydra.run.dir=<a run>` would overwrite its config."""
+    _, overrides = split_flags(args)
+    if any(o.startswith("resume=") and o not in ("resume=null", "resume=") for o in overrides):
+        return
+    for override in overrides:
+        if override_key(override) == "hydra.run.dir":
+            run_dir = Path(override.split("=", 1)[1].strip("'\""))
+            try:
+                taken = (run_dir / ".hydra").is_dir()
+            except OSError as error:  # a name the file system refuses
+                raise ConfigError(f"cannot write to {run_dir}: {error.strerror}; choose another directory") from None
+            if taken and not never_started(run_dir):
+                raise ConfigError(f"hydra.run.dir={run_dir} already holds a run; continue it with "
+                                  f"`rlexp train resume={run_dir}`, or choose a new directory")
+
+
+def check_seed_keys(args: list[str], expanded: list[str]) -> None:
+    """`seed=` on the command line of a many-seeds run (`seeds=`, given there or by the resumed run) would be
+    ignored: each seed of the list is a run's seed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        given = OverridesParser.create().parse_overrides(split_flags(args)[1])
+        every = OverridesParser.create().parse_overrides(split_flags(expanded)[1])
+    except HydraException:
+        return  # Hydra reports its own grammar errors
+    seed = [o for o in given if o.key_or_group == "seed" and not o.is_delete()]
+    seeds = [o for o in every if o.key_or_group == "seeds" and not o.is_delete()]
+    if seed and seeds and (seeds[-1].is_sweep_override() or seeds[-1].value() is not None):
+        raise ConfigError(f"seed={seed[-1].get_value_element_as_str() if not seed[-1].is_sweep_override() else '...'} "
+                          f"with seeds=[...]: each seed of a many-seeds run is one of its seeds=, so seed= would be "
+                          f"ignored; drop seed= (or run one process per seed: rlexp train --multirun seed=0,1,2)")
