@@ -29,8 +29,8 @@ from torch import nn
 log = logging.getLogger("rlexp")
 
 def compile_enabled(setting: bool | str, device: torch.device) -> bool:
-    """`compile=true|false|auto`: auto compiles on CUDA only (on the CPU eager measured faster for these
-    networks: 1.03 against 1.42 ms per 64x64 critic update)."""
+    """`compile=true|false|auto`: auto compiles on CUDA only (on the CPU eager measured faster for these small
+    networks: the README's "Compiled updates"; `python benchmarks/gpu.py --device cpu` measures both)."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
 

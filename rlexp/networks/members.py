@@ -2,10 +2,11 @@
 
 N independent copies of a network (one per seed, each initialised by its own seed) become one module whose
 linear layers are `MemberLinear`s: weights (N, out, in), evaluated on inputs (N, batch, in) as one batched matrix
-product. For the small networks of RL this is what a CPU (or a GPU's kernel launches) spends its time on: 8 DQN
-updates of a 64x64 Q-network took 11.2 ms one after another, 4.5 ms through torch.func's vmap over
-functional_call, and 2.2 ms as MemberLinear layers (one torch thread, /tmp micro-benchmark of the issue). So the
-layers are batched natively, as TD3's twin critics already are, rather than through vmap.
+product. For the small networks of RL this is what a CPU (or a GPU's kernel launches) spends its time on, and
+MemberLinear layers measured faster than the members' updates one after another and than torch.func's vmap over
+functional_call (the README's Design section, "Runners ask, drivers answer"; `python benchmarks/seeds.py` measures
+a many-seeds run against its seeds run one after another). So the layers are batched natively, as TD3's twin
+critics already are, rather than through vmap.
 
 The member modules stay usable as they were: `stack_members` rebinds each member's parameters to its slice of the
 stacked ones (views: no copy), so a member evaluates, exports and loads its checkpoint as a single run's agent
