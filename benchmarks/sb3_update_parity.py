@@ -76,6 +76,7 @@ def sb3_names(policy) -> dict[str, torch.Tensor]:
 def compare(algo: str, sb3_python: str) -> float:
     from rlexp.agents import a2c, ppo
     from rlexp.agents.base import BuildContext
+    from rlexp.config.typed import typed
     from rlexp.envs import describe_spaces, make_env, make_vector_env
     from rlexp.rollouts.storage import RolloutStorage
     from rlexp.runners.collector import Collector
@@ -97,7 +98,8 @@ def compare(algo: str, sb3_python: str) -> float:
     spaces = describe_spaces(env.observation_space, env.action_space, "CartPole-v1")
     context = BuildContext(spaces=spaces, hidden_sizes=(64, 64), total_steps=10**6, planned_updates=0,
                            num_envs=hyper["num_envs"], device=cpu, seed=0, activation="tanh")
-    agent = (ppo if algo == "ppo" else a2c).build(algo_cfg, context)
+    module = ppo if algo == "ppo" else a2c
+    agent = module.build(typed(algo_cfg, module.ALGORITHM.schema), context)
 
     class Context:
         guard = NonFiniteGuard()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,6 +33,15 @@ torch.set_num_threads(1)
 # Tiny budgets that still exercise updates, evaluation and checkpoints.
 TINY = ["eval.episodes=2", "eval.every=200", "checkpoint.every=200", "log.every=50", "log.progress=lines",
         "torch_threads=1"]
+
+
+def algo_config(schema: type, values: dict) -> Any:
+    """An algorithm's typed config (what a builder takes) from some of its keys, as the unit tests build agents: the
+    keys the schema has (nested sections from dicts); a key the builder does not read may stay unset."""
+    hints = typing.get_type_hints(schema)
+    names = {f.name for f in dataclasses.fields(schema)}
+    return schema(**{key: hints[key](**value) if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict)
+                     else value for key, value in values.items() if key in names})
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

@@ -12,6 +12,7 @@ from rlexp.agents.exploration import GaussianNoise, OrnsteinUhlenbeckNoise
 from rlexp.agents.td3 import TD3
 from rlexp.envs import describe_spaces
 from rlexp.replay import ReplayBatch
+from tests.conftest import algo_config
 
 CPU = torch.device("cpu")
 
@@ -96,8 +97,8 @@ def test_ddpg_is_td3_with_one_critic_no_smoothing_and_no_delay():
             "critic_weight_decay": 0.0, "batch_norm": False, "critic_action_layer": 0, "final_layer_init": 0.0}
     spaces = describe_spaces(gym.spaces.Box(-10.0, 10.0, (2,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
                              "Test-v0")
-    agent = ddpg.build(algo, BuildContext(spaces=spaces, hidden_sizes=(8,), total_steps=100, planned_updates=100,
-                                          num_envs=1, device=CPU, seed=0))
+    agent = ddpg.build(algo_config(ddpg.DDPGConfig, algo), BuildContext(
+        spaces=spaces, hidden_sizes=(8,), total_steps=100, planned_updates=100, num_envs=1, device=CPU, seed=0))
     assert isinstance(agent, TD3) and ddpg.ALGORITHM.build is ddpg.build
     assert agent.critic.n_critics == 1 and agent.policy_delay == 1 and agent.target_noise == 0
     assert agent.target_noise_clip == 0

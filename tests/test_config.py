@@ -10,10 +10,11 @@ from rlexp.commands.train import resolved_config
 from rlexp.config import compat
 from rlexp.config.compat import config_conflicts
 from rlexp.config.device import resolve_device
+from rlexp.config.schema import OffPolicyConfig
 from rlexp.config.validate import validate
 from rlexp.errors import ConfigError
 from rlexp.runners.off_policy import planned_updates
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF, algo_config, compose_config
 
 ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))
 ENVS = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))
@@ -125,10 +126,14 @@ def test_episode_rounds_validate_and_plan_their_updates():
                       ["algo=td3", "env=Pendulum-v1", "algo.train_freq=4", "algo.gradient_steps=-1"]):
         validate(resolved(overrides), algorithms())
     algo = {"learning_starts": 1000, "train_freq": 4, "train_freq_unit": "step", "gradient_steps": 2}
-    assert planned_updates(algo, 9000, 1) == 4000
-    assert planned_updates(algo, 9000, 4) == 4000  # gradient_steps per env per round: the same updates per sample
-    assert planned_updates({**algo, "gradient_steps": -1}, 9000, 1) == 8000  # one per env step collected
-    assert planned_updates({**algo, "train_freq_unit": "episode", "gradient_steps": -1}, 9000, 1) == 8000
+
+    def planned(algo: dict, total_steps: int, num_envs: int) -> int:
+        return planned_updates(algo_config(OffPolicyConfig, algo), total_steps, num_envs)
+
+    assert planned(algo, 9000, 1) == 4000
+    assert planned(algo, 9000, 4) == 4000  # gradient_steps per env per round: the same updates per sample
+    assert planned({**algo, "gradient_steps": -1}, 9000, 1) == 8000  # one per env step collected
+    assert planned({**algo, "train_freq_unit": "episode", "gradient_steps": -1}, 9000, 1) == 8000
 
 
 def test_td3_specific_checks():
@@ -199,7 +204,10 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  # no episode budget, no stop rule, no learning index: runs before them
                                  "total_episodes": None, "stop.window": 100, "stop.mean_return": None,
                                  "stop.eval_return": None, "log.heldout_states": 0,
-                                 "seeds": None}   # one seed per run: runs before many seeds as one model
+                                 "seeds": None,   # one seed per run: runs before many seeds as one model
+                                 # prioritized replay's keys, declared for every off-policy algorithm since
+                                 "algo.prioritized": False, "algo.priority_alpha": 0.6, "algo.priority_beta0": 0.4,
+                                 "algo.priority_eps": 1e-6}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []   # None and 0 alike
@@ -318,3 +326,32 @@ def test_every_key_is_documented_where_it_is_defined_and_help_lists_them():
     assert "  env.normalize.obs (bool)" in text and "  compile_mode (str | null)" in text
     assert "  algo.noise.type (" in text   # nested sections expanded
 
+
+
+def test_prioritized_replay_is_a_declared_off_policy_key_that_only_td_reporting_algorithms_take():
+    # Every off-policy config declares the replay's keys (the runner reads them typed); an algorithm whose update
+    # does not report TD errors back (its registry entry says so) refuses prioritized=true in one line.
+    for algo, env in (("td3", "Pendulum-v1"), ("sac", "Pendulum-v1"), ("ddpg", "Pendulum-v1")):
+        config = resolved([f"algo={algo}", f"env={env}"])
+        assert config["algo"]["prioritized"] is False and config["algo"]["priority_alpha"] == 0.6
+        with pytest.raises(ConfigError, match=f"algo.prioritized=true needs an update that reports TD errors back "
+                                              f"to the replay, which algo={algo}'s does not; use algo=dqn"):
+            validate(resolved([f"algo={algo}", f"env={env}", "algo.prioritized=true"]), algorithms())
+    validate(resolved(["algo=dqn", "algo.prioritized=true"]), algorithms())
+    with pytest.raises(ConfigError, match="algo.priority_alpha=2"):
+        validate(resolved(["algo=td3", "env=Pendulum-v1", "algo.priority_alpha=2"]), algorithms())
+
+
+def test_a_validated_config_becomes_its_schemas_objects():
+    from rlexp.config.schema import Choice, TrainConfig
+    from rlexp.config.typed import train_config, typed
+
+    config = resolved(["algo=td3", "env=Pendulum-v1", "env.vectorization=async", "seeds=[1,2]"])
+    settings = train_config(config, algorithms()["td3"].schema)
+    assert isinstance(settings, TrainConfig) and type(settings.algo).__name__ == "TD3Config"
+    assert settings.algo.noise.sigma == config["algo"]["noise"]["sigma"] and settings.seeds == [1, 2]
+    # choices are str enums: equal to, and formatted as, the strings they were
+    assert isinstance(settings.env.vectorization, Choice) and settings.env.vectorization == "async"
+    assert f"{settings.env.vectorization}" == "async" and str(settings.algo.train_freq_unit) == "step"
+    # a saved config filled in for another algorithm's keys still reads as this one's schema
+    assert typed({**config["algo"], "use_sde": False}, algorithms()["td3"].schema).tau == config["algo"]["tau"]

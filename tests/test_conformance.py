@@ -105,6 +105,9 @@ def test_every_algorithm_keeps_the_agent_contract(name: str, kind: ActionKind, t
     assert state_equal(fresh.state_dict(), agent.state_dict())
     np.testing.assert_array_equal(fresh.act(obs, explore=False), agent.act(obs, explore=False))
 
+    # What rlexp.load(seed=) replaces is named by the agent and is in its state.
+    assert set(agent.exploration_state) & set(agent.state_dict()), agent.exploration_state
+
     # Deployment's policy network is what act(explore=False) does; the representation is one row per state.
     with torch.no_grad():
         policy_actions = agent.policy_network()(torch.as_tensor(obs, dtype=torch.float32)).numpy()

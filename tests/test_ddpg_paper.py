@@ -12,7 +12,7 @@ from rlexp.commands.train import resolved_config
 from rlexp.envs import describe_spaces
 from rlexp.networks.actor_critic import Actor, CriticEnsemble
 from rlexp.networks.targets import polyak_update
-from tests.conftest import TINY, compose_config, run_cli
+from tests.conftest import TINY, algo_config, compose_config, run_cli
 
 CPU = torch.device("cpu")
 
@@ -23,8 +23,9 @@ def paper_ddpg(hidden_sizes=(400, 300)) -> TD3:
                 critic_action_layer=1, final_layer_init=3e-3, noise={"type": "ou", "sigma": 0.2, "theta": 0.15})
     spaces = describe_spaces(gym.spaces.Box(-10.0, 10.0, (3,), np.float32), gym.spaces.Box(-2.0, 2.0, (1,), np.float32),
                              "Test-v0")
-    return ddpg.build(algo, BuildContext(spaces=spaces, hidden_sizes=tuple(hidden_sizes), total_steps=1000,
-                                         planned_updates=1000, num_envs=1, device=CPU, seed=0))
+    return ddpg.build(algo_config(ddpg.DDPGConfig, algo), BuildContext(
+        spaces=spaces, hidden_sizes=tuple(hidden_sizes), total_steps=1000, planned_updates=1000, num_envs=1,
+        device=CPU, seed=0))
 
 
 def test_final_layers_start_in_the_small_interval_and_hidden_layers_fan_in_uniform():

@@ -8,7 +8,7 @@ import torch
 
 from rlexp.networks.q import DuelingQNetwork
 from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, algo_config, run_cli
 from tests.test_agents import batch, dqn, set_constant_output
 
 CPU = torch.device("cpu")
@@ -205,14 +205,15 @@ def test_every_combination_learns_without_error(double, dueling, n_step, priorit
     spaces = describe_spaces(env.observation_space, env.action_space, "CartPole-v1")
     spec = registry.get("dqn")
     registry.check_fits(spec, spaces)
-    updates = planned_updates(algo, 200, 1)
+    updates = planned_updates(algo_config(spec.schema, algo), 200, 1)
     buffer = make_replay(capacity=min(algo["buffer_size"], 200), obs_shape=spaces.obs_shape,
                          action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=CPU,
                          seed=0, num_envs=1, n_step=n_step, gamma=algo["gamma"],
                          priorities=Priorities(algo["priority_alpha"], algo["priority_beta0"], algo["priority_eps"],
                                                updates) if prioritized_ else None)
-    agent = spec.build(algo, BuildContext(spaces=spaces, hidden_sizes=(16, 16), total_steps=200,
-                                          planned_updates=updates, num_envs=1, device=CPU, seed=0, replay=buffer))
+    agent = spec.build(algo_config(spec.schema, algo), BuildContext(
+        spaces=spaces, hidden_sizes=(16, 16), total_steps=200, planned_updates=updates, num_envs=1, device=CPU, seed=0,
+        replay=buffer))
     obs, _ = env.reset(seed=0)
     for step in range(1, 201):
         action = agent.act(obs[None], explore=True, step=step)[0]

@@ -9,6 +9,7 @@ from rlexp.agents.base import BuildContext
 from rlexp.envs import describe_spaces, make_env
 from rlexp.networks.gsde import VARIANCE_EPSILON, StateDependentNoise, resample_due
 from rlexp.replay import ReplayBatch
+from tests.conftest import algo_config
 
 CPU = torch.device("cpu")
 
@@ -49,8 +50,9 @@ def test_ppo_with_gsde_acts_smoothly_between_draws():
                 normalize_advantage=True, gamma=0.9, gae_lambda=0.95, log_std_init=0.0, ortho_init=True, n_epochs=1,
                 batch_size=8, clip_range=0.2, clip_range_schedule="constant", clip_range_vf=None, target_kl=None,
                 use_sde=True, sde_sample_freq=3, n_steps=8)
-    agent = ppo.build(algo, BuildContext(spaces=spaces_of("Pendulum-v1"), hidden_sizes=(16,), total_steps=64,
-                                         planned_updates=0, num_envs=2, device=CPU, seed=0, activation="tanh"))
+    agent = ppo.build(algo_config(ppo.PPOConfig, algo), BuildContext(
+        spaces=spaces_of("Pendulum-v1"), hidden_sizes=(16,), total_steps=64, planned_updates=0, num_envs=2, device=CPU,
+        seed=0, activation="tanh"))
     assert agent.policy.log_std is None and agent.policy.sde.log_std.shape == (16, 1)
     obs = torch.randn(2, 3)
     actions = [agent.rollout_step(obs, t)[0] for t in range(7)]
@@ -69,8 +71,9 @@ def make_sac(**overrides):
                 target_entropy="auto", lr_schedule="constant", use_sde=True, sde_sample_freq=-1, log_std_init=-3.67,
                 train_freq=4)
     algo.update(overrides)
-    return sac.build(algo, BuildContext(spaces=spaces_of("MountainCarContinuous-v0"), hidden_sizes=(16, 16),
-                                        total_steps=100, planned_updates=10, num_envs=2, device=CPU, seed=0))
+    return sac.build(algo_config(sac.SACConfig, algo), BuildContext(
+        spaces=spaces_of("MountainCarContinuous-v0"), hidden_sizes=(16, 16), total_steps=100, planned_updates=10,
+        num_envs=2, device=CPU, seed=0))
 
 
 def test_sac_with_gsde_draws_each_envs_matrix_at_each_round_of_collection():

@@ -12,6 +12,7 @@ import torch
 
 from rlexp.agents import registry
 from rlexp.agents.base import BuildContext
+from rlexp.config.typed import train_config, typed
 from rlexp.envs import atari_settings, describe_spaces, make_env
 from rlexp.replay import Priorities, make_replay
 from rlexp.runners.memory import estimate, replay_bytes
@@ -27,7 +28,7 @@ def config_for(overrides: list[str]) -> dict:
 
 
 def spaces_of(config: dict):
-    env = make_env(config["env"]["id"], config["env"]["kwargs"], atari_settings(config["env"]))
+    env = make_env(config["env"]["id"], config["env"]["kwargs"], atari_settings(config["env"].get("atari")))
     try:
         return describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
     finally:
@@ -74,9 +75,10 @@ def test_the_network_estimate_is_what_an_agent_allocates_after_an_update(overrid
     config = config_for(overrides)
     spec, spaces = registry.get(config["algo"]["name"]), spaces_of(config)
     hidden = tuple(config["network"]["hidden_sizes"])
-    estimated = next(n.bytes for n in estimate(config, spec, spaces, CPU) if n.what.startswith("the networks"))
-    agent = spec.build(config["algo"], BuildContext(spaces=spaces, hidden_sizes=hidden, total_steps=1000,
-                                                    planned_updates=10, num_envs=1, device=CPU, seed=0))
+    estimated = next(n.bytes for n in estimate(train_config(config, spec.schema), spec, spaces, CPU)
+                     if n.what.startswith("the networks"))
+    agent = spec.build(typed(config["algo"], spec.schema), BuildContext(
+        spaces=spaces, hidden_sizes=hidden, total_steps=1000, planned_updates=10, num_envs=1, device=CPU, seed=0))
     replay = make_replay(capacity=64, obs_shape=spaces.obs_shape, action_shape=spaces.action_shape,
                          discrete=spaces.discrete, image=spaces.frames, device=CPU, seed=0, num_envs=1, n_step=1,
                          gamma=0.99)

@@ -37,6 +37,8 @@ from rlexp.replay import ReplayBatch
 
 
 class Toy:
+    exploration_state = ("rng",)
+
     def __init__(self, obs_dim: int, n_actions: int, lr: float, epsilon: float, seed: int) -> None:
         self.q = nn.Linear(obs_dim, n_actions)
         self.optimizer = torch.optim.SGD(self.q.parameters(), lr=lr)

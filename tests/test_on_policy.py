@@ -14,6 +14,7 @@ from rlexp.runners.collector import Collector
 from rlexp.runners.faults import NonFiniteGuard
 from rlexp.runners.on_policy import OnPolicyRunner, OnPolicySettings, planned_steps
 from rlexp.runners.requests import serve
+from tests.conftest import algo_config
 
 CPU = torch.device("cpu")
 ALGO = dict(lr=3e-4, lr_schedule="constant", ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True,
@@ -49,7 +50,7 @@ def rollout(env_id: str, n_steps: int, num_envs: int, kwargs: dict | None = None
     torch.manual_seed(0)
     env = make_env(env_id, kwargs)
     spaces = describe_spaces(env.observation_space, env.action_space, env_id)
-    agent = ppo.build({**ALGO, "n_steps": n_steps}, BuildContext(
+    agent = ppo.build(algo_config(ppo.PPOConfig, {**ALGO, "n_steps": n_steps}), BuildContext(
         spaces=spaces, hidden_sizes=(16,), total_steps=1000, planned_updates=0, num_envs=num_envs, device=CPU, seed=0,
         activation="tanh"))
     collector = Recording(make_vector_env(env_id, kwargs or {}, None, num_envs, "sync"), 0, env_id)
@@ -112,7 +113,8 @@ def test_a2c_descends_the_policy_gradient_of_the_advantage():
     torch.manual_seed(0)
     env = make_env("CartPole-v1")
     spaces = describe_spaces(env.observation_space, env.action_space, "CartPole-v1")
-    agent = a2c.build({**ALGO, "n_steps": 4, "optimizer": "adam", "rms_prop_eps": 1e-5, "normalize_advantage": False},
+    agent = a2c.build(algo_config(a2c.A2CConfig, {**ALGO, "n_steps": 4, "optimizer": "adam", "rms_prop_eps": 1e-5,
+                                                  "normalize_advantage": False}),
                       BuildContext(spaces=spaces, hidden_sizes=(8,), total_steps=100, planned_updates=0, num_envs=1,
                                    device=CPU, seed=0, activation="tanh"))
     log_prob = torch.tensor([-0.5, -1.0], requires_grad=True)

@@ -22,7 +22,7 @@ from omegaconf import MISSING
 from torch import Tensor
 
 from rlexp.agents.base import BuildContext
-from rlexp.agents.ppo import PPO, PPOMembers, learner_arguments, parameters, rollout_size
+from rlexp.agents.ppo import PPO, PPOMembers, learner_arguments, parameters
 from rlexp.config.checks import check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.config.schema import OnPolicyConfig, Optimizer
@@ -58,10 +58,11 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.rms_prop_eps", algo["rms_prop_eps"], 0.0, low_inclusive=False)
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> A2C:
-    return A2C(**learner_arguments(algo, context), n_epochs=1, batch_size=rollout_size(algo, context.num_envs),
-               clip_range=1.0, clip_range_vf=None, target_kl=None, optimizer=algo["optimizer"],
-               rms_prop_eps=algo["rms_prop_eps"])
+def build(algo: A2CConfig, context: BuildContext) -> A2C:
+    # one epoch over the whole rollout as one batch, the policy gradient unclipped
+    return A2C(**learner_arguments(algo, context), n_epochs=1, batch_size=algo.n_steps * context.num_envs,
+               clip_range=1.0, clip_range_vf=None, target_kl=None, optimizer=algo.optimizer,
+               rms_prop_eps=algo.rms_prop_eps)
 
 
 ALGORITHM = AlgoSpec(name="a2c", family=Family.ON_POLICY, schema=A2CConfig, check=check, build=build,

@@ -27,6 +27,10 @@ Metrics = dict[str, Tensor]
 class Agent(Protocol):
     """What every agent has, whatever its family."""
 
+    #: The entries of `state_dict()` that are its exploration (generators, noise processes, gSDE's matrices):
+    #: `rlexp.load(run, seed=...)` keeps the saved networks and takes these from a freshly seeded agent.
+    exploration_state: tuple[str, ...]
+
     def act(self, obs: np.ndarray, explore: bool, step: int = 0) -> np.ndarray:
         """Actions for a batch of observations (one per env), in one forward pass; `explore` adds the
         algorithm's exploration, drawn per env, at env step `step`. Many seeds as one model: a leading member

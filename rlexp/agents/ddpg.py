@@ -9,7 +9,6 @@ the targets updated at every critic update.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rlexp.agents.base import BuildContext
 from rlexp.agents.td3 import (
@@ -29,11 +28,11 @@ class DDPGConfig(ActorCriticConfig):
     """DDPG's keys: the deterministic actor-critic's."""
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> TD3:
+def build(algo: DDPGConfig, context: BuildContext) -> TD3:
     return build_actor_critic(algo, context, n_critics=1, policy_delay=1, target_noise=0.0, target_noise_clip=0.0)
 
 
-def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: DDPGConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=1)
 
 

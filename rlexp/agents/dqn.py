@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from rlexp.agents.base import (
 from rlexp.agents.exploration import rng_state, set_rng_state
 from rlexp.config.checks import check_positive_int, check_range, check_schedule_span
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
-from rlexp.config.schema import LrSchedule, OffPolicyConfig
+from rlexp.config.schema import Choice, LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.members import MemberOptimizers, clip_grad_norm_per_member, stack_members
@@ -164,6 +163,7 @@ class DQN:
 
     #: What a checkpoint holds of this agent (with the update counter and the exploration generator).
     checkpointed = ("q_network", "target_network", "optimizer")
+    exploration_state: tuple[str, ...] = ("rng",)   # epsilon-greedy's generator
 
     def state_dict(self) -> dict[str, Any]:
         return {**state_of(self, self.checkpointed), "rng": rng_state(self.rng)}
@@ -216,7 +216,7 @@ class DQNMembers(DQN):
 
 # --- its config, checks and builder ------------------------------------------------------------------------
 
-class Loss(Enum):
+class Loss(Choice):
     huber = "huber"
     mse = "mse"
 
@@ -245,12 +245,6 @@ class DQNConfig(OffPolicyConfig):
     """double Q-learning targets (van Hasselt et al. 2016)"""
     dueling: bool = MISSING
     """dueling value/advantage heads (Wang et al. 2016)"""
-    prioritized: bool = MISSING
-    """proportional prioritized replay (Schaul et al. 2016)"""
-    priority_alpha: float = MISSING
-    """how much prioritization: P(i) ~ p_i^alpha (0 = uniform)"""
-    priority_beta0: float = MISSING
-    """importance-sampling exponent, annealed linearly to 1 over the run's updates"""
     priority_eps: float = MISSING
     """added to |TD error| so no transition gets priority 0"""
 
@@ -265,33 +259,29 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.exploration_initial_eps", algo["exploration_initial_eps"], 0.0, 1.0)
     check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
     check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
-    check_range("algo.priority_alpha", algo["priority_alpha"], 0.0, 1.0)
-    check_range("algo.priority_beta0", algo["priority_beta0"], 0.0, 1.0)
-    check_range("algo.priority_eps", algo["priority_eps"], 0.0, low_inclusive=False)
 
 
-def q_network(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
+def q_network(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
     # Stacked frames: the Nature CNN instead of the MLP.
-    return (DuelingQNetwork if algo["dueling"] else QNetwork)(spaces.obs_dim, spaces.n_actions, hidden_sizes,
+    return (DuelingQNetwork if algo.dueling else QNetwork)(spaces.obs_dim, spaces.n_actions, hidden_sizes,
                                                               spaces.obs_shape if spaces.frames else None)
 
 
-def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     with torch.device("meta"):
         return count_parameters(q_network(algo, spaces, hidden_sizes))
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> DQN:
+def build(algo: DQNConfig, context: BuildContext) -> DQN:
     spaces = context.spaces
     replay = context.replay
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
-    return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo["lr"], tau=algo["tau"],
-               target_update_interval=algo["target_update_interval"],
-               exploration_fraction=algo["exploration_fraction"],
-               exploration_initial_eps=algo["exploration_initial_eps"],
-               exploration_final_eps=algo["exploration_final_eps"], max_grad_norm=algo["max_grad_norm"],
-               lr_schedule=algo["lr_schedule"], double=algo["double"], dueling=algo["dueling"], loss=algo["loss"],
+    return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo.lr, tau=algo.tau,
+               target_update_interval=algo.target_update_interval, exploration_fraction=algo.exploration_fraction,
+               exploration_initial_eps=algo.exploration_initial_eps,
+               exploration_final_eps=algo.exploration_final_eps, max_grad_norm=algo.max_grad_norm,
+               lr_schedule=algo.lr_schedule, double=algo.double, dueling=algo.dueling, loss=algo.loss,
                total_steps=context.total_steps, total_updates=context.planned_updates, device=context.device,
                # Exploration has its own generator, so changing the update code never changes what is explored.
                rng=np.random.default_rng(context.seed),
@@ -301,4 +291,4 @@ def build(algo: dict[str, Any], context: BuildContext) -> DQN:
 
 ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.DISCRETE}), frames=True,
-                     members=DQNMembers)
+                     members=DQNMembers, prioritized=True)

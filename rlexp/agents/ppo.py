@@ -16,7 +16,7 @@ rollouts; A2C (rlexp/agents/a2c.py) is this learner with its own policy loss, on
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -42,8 +42,9 @@ from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_per_member, stack_members
 from rlexp.networks.policies import ActorCriticPolicy
+from rlexp.rollouts.epochs import Epochs, MemberRollouts, OneRollout
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
-from rlexp.rollouts.storage import RolloutBatch, RolloutStorage, stack_rollout_batches
+from rlexp.rollouts.storage import RolloutBatch, RolloutStorage
 from rlexp.schedules import LinearSchedule
 
 
@@ -112,6 +113,12 @@ class PPO:
 
     def learn(self, rollout: RolloutStorage) -> dict[str, Tensor]:
         """The epochs over one finished rollout; returns the means of its losses and diagnostics."""
+        assert isinstance(self.generator, torch.Generator)   # a single run's (PPOMembers shuffles per member)
+        return self.learn_epochs(OneRollout(rollout, self.batch_size, self.generator))
+
+    def learn_epochs(self, rollout: Epochs) -> dict[str, Tensor]:
+        """PPO's epochs over the rollout(s): each minibatch's gradient step, until the epochs end or target_kl
+        stops them (per member of many seeds: each meets it at its own minibatch)."""
         clip_range = self.clip_range(self.n_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.n_updates)
@@ -122,10 +129,10 @@ class PPO:
         first: Tensor | None = None
         # Who is still learning from this rollout: True, or per member of a many-seeds agent (each meets
         # target_kl's stop at its own minibatch).
-        learning = torch.ones(self.member_shape, dtype=torch.bool, device=self.device)
+        learning = torch.ones(rollout.member_shape, dtype=torch.bool, device=self.device)
         clip = torch.tensor(clip_range, device=self.device)   # a tensor, so a compiled loss takes each value
         for _ in range(self.n_epochs):
-            for batch in self.minibatches(rollout, learning):
+            for batch in rollout.minibatches(learning):
                 self.optimizer.zero_grad(set_to_none=True)
                 learning, losses = self.minibatch_gradients(batch, clip, learning)
                 if first is None:
@@ -139,7 +146,7 @@ class PPO:
             if self.target_kl is not None and not learning.any():
                 break
         self.n_updates += 1
-        returns, values = self.flat(rollout, "returns"), self.flat(rollout, "values")
+        returns, values = rollout.flat("returns"), rollout.flat("values")
         # 1 - Var[R - V] / Var[R]: how much of the returns' variance the value function explained (SB3's; NaN
         # when the returns do not vary). No host sync: it is read when logged.
         returns_var = returns.var(-1)
@@ -155,8 +162,8 @@ class PPO:
             means = first
         metrics = {f"losses/{name}": mean for name, mean in zip(names, means.unbind())}
         metrics.update({"losses/explained_variance": explained,
-                        "losses/clip_range": torch.full(self.member_shape, clip_range, device=self.device),
-                        "losses/learning_rate": torch.full(self.member_shape, self.optimizer.param_groups[0]["lr"],
+                        "losses/clip_range": torch.full(rollout.member_shape, clip_range, device=self.device),
+                        "losses/learning_rate": torch.full(rollout.member_shape, self.optimizer.param_groups[0]["lr"],
                                                            device=self.device)})
         return metrics
 
@@ -178,20 +185,11 @@ class PPO:
     #: the methods `compile=` compiles (rlexp/agents/compiled.py)
     compiled = ("minibatch_gradients",)
 
-    # The parts of `learn` a many-seeds agent (PPOMembers) does per member.
-    member_shape: tuple[int, ...] = ()
-
-    def minibatches(self, rollout: RolloutStorage, learning: Tensor) -> Iterator[RolloutBatch]:
-        assert isinstance(self.generator, torch.Generator)   # a single run's (PPOMembers shuffles per member)
-        return rollout.minibatches(self.batch_size, self.generator)
-
-    def flat(self, rollout: RolloutStorage, name: str) -> Tensor:
-        return getattr(rollout, name).flatten()
-
     def clip_gradients(self) -> Tensor:
         return torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
 
     def optimizer_step(self, learning: Tensor) -> None:
+        """A step of those still learning (one run: it is, or `learn_epochs` has stopped before this)."""
         self.optimizer.step()
 
     def policy_loss(self, log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor,
@@ -212,6 +210,9 @@ class PPO:
     def policy_network(self) -> nn.Module:
         """The mode of pi: the argmax of the logits, or the Gaussian's mean clipped to the bounds as `act`."""
         return DeterministicPolicy(self.policy, "deterministic", low=self.action_low, high=self.action_high)
+
+    #: the rollout's draws and shuffles, gSDE's matrices in use
+    exploration_state: tuple[str, ...] = ("generator", "sde_eps")
 
     def state_dict(self) -> dict[str, Any]:
         assert isinstance(self.generator, torch.Generator)   # a single run's agent (members save their own)
@@ -243,7 +244,6 @@ class PPOMembers(PPO):
         first = members[0]
         share_settings(self, first)
         self.members = list(members)
-        self.member_shape = (len(members),)
         self.policy = stack_members([m.policy for m in members], "the policy")
         self._params = list(self.policy.parameters())
         defaults = first.optimizer.defaults
@@ -270,26 +270,9 @@ class PPOMembers(PPO):
 
     def learn(self, rollout: Sequence[RolloutStorage]) -> dict[str, Tensor]:   # type: ignore[override]
         """Each member's epochs over its own rollout."""
-        metrics = super().learn(rollout)   # type: ignore[arg-type]
+        metrics = self.learn_epochs(MemberRollouts(rollout, self.batch_size, self.generator))
         self._optimizers.stepped(self.n_updates)
         return metrics
-
-    def minibatches(self, rollout: Sequence[RolloutStorage], learning: Tensor  # type: ignore[override]
-                    ) -> Iterator[RolloutBatch]:
-        """One epoch: each learning member's rollout shuffled by its own generator (a member that has stopped draws
-        nothing, as its single run; its slot repeats another's minibatch, which it does not step on)."""
-        epochs = [storage.minibatches(self.batch_size, generator) if on else None
-                  for storage, generator, on in zip(rollout, self.generator, learning.tolist())]
-        while True:
-            try:
-                batches = [None if epoch is None else next(epoch) for epoch in epochs]
-            except StopIteration:
-                return
-            filler = next(batch for batch in batches if batch is not None)
-            yield stack_rollout_batches([filler if batch is None else batch for batch in batches])
-
-    def flat(self, rollout: Sequence[RolloutStorage], name: str) -> Tensor:  # type: ignore[override]
-        return torch.stack([getattr(storage, name).flatten() for storage in rollout])
 
     def clip_gradients(self) -> Tensor:
         return clip_grad_norm_per_member(self._params, self.max_grad_norm, len(self.members))
@@ -319,20 +302,16 @@ class PPOConfig(OnPolicyConfig):
     """the epochs stop once the approximate KL passes 1.5 x this (null: no early stop)"""
 
 
-def rollout_size(algo: dict[str, Any], num_envs: int) -> int:
-    """The samples of one rollout: n_steps vector steps of num_envs envs."""
-    return algo["n_steps"] * num_envs
-
-
-def total_rollouts(algo: dict[str, Any], total_steps: int, num_envs: int) -> int:
-    """The rollouts a run of `total_steps` env steps collects: the last one completes past the budget, as SB3's."""
-    return math.ceil(total_steps / rollout_size(algo, num_envs))
+def total_rollouts(n_steps: int, total_steps: int, num_envs: int) -> int:
+    """The rollouts a run of `total_steps` env steps collects, each of n_steps vector steps of num_envs envs: the
+    last one completes past the budget, as SB3's."""
+    return math.ceil(total_steps / (n_steps * num_envs))
 
 
 def check_batch_size(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_positive_int("algo.batch_size", algo["batch_size"])
     num_envs, batch = cfg["env"]["num_envs"], algo["batch_size"]
-    size = rollout_size(algo, num_envs)
+    size = algo["n_steps"] * num_envs   # the samples of one rollout
     if size % batch:
         divisors = [d for d in range(1, size + 1) if size % d == 0]
         nearest = sorted(divisors, key=lambda d: (abs(d - batch), d))[:2]
@@ -353,18 +332,18 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
             check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
 
 
-def make_policy(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                 activation: str) -> ActorCriticPolicy:
     if spaces.discrete:
         actions = dict(n_actions=spaces.n_actions)
     else:
         assert spaces.action_low is not None   # a Box action space
         actions = dict(action_dim=int(spaces.action_low.size))
-    return ActorCriticPolicy(spaces.obs_dim, hidden_sizes, activation, log_std_init=algo["log_std_init"],
-                             ortho_init=algo["ortho_init"], use_sde=algo["use_sde"], **actions)
+    return ActorCriticPolicy(spaces.obs_dim, hidden_sizes, activation, log_std_init=algo.log_std_init,
+                             ortho_init=algo.ortho_init, use_sde=algo.use_sde, **actions)
 
 
-def learner_arguments(algo: dict[str, Any], context: BuildContext) -> dict[str, Any]:
+def learner_arguments(algo: OnPolicyConfig, context: BuildContext) -> dict[str, Any]:
     """What PPO and A2C build alike: the policy, its generator, the action bounds and the schedules' span."""
     spaces = context.spaces
     policy = make_policy(algo, spaces, context.hidden_sizes, context.activation)
@@ -373,22 +352,22 @@ def learner_arguments(algo: dict[str, Any], context: BuildContext) -> dict[str, 
         assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
         bounds = dict(action_low=spaces.action_low.astype(np.float32).flatten(),
                       action_high=spaces.action_high.astype(np.float32).flatten())
-    return dict(policy=policy, lr=algo["lr"], lr_schedule=algo["lr_schedule"], ent_coef=algo["ent_coef"],
-                vf_coef=algo["vf_coef"], max_grad_norm=algo["max_grad_norm"],
-                normalize_advantage=algo["normalize_advantage"], device=context.device,
-                sde_sample_freq=algo["sde_sample_freq"],
-                total_rollouts=total_rollouts(algo, context.total_steps, context.num_envs),
+    return dict(policy=policy, lr=algo.lr, lr_schedule=algo.lr_schedule, ent_coef=algo.ent_coef,
+                vf_coef=algo.vf_coef, max_grad_norm=algo.max_grad_norm,
+                normalize_advantage=algo.normalize_advantage, device=context.device,
+                sde_sample_freq=algo.sde_sample_freq,
+                total_rollouts=total_rollouts(algo.n_steps, context.total_steps, context.num_envs),
                 # the rollout's draws and the minibatches' shuffles: the agent's own stream, checkpointed with it
                 generator=fork_global_generator(context.device), **bounds)
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> PPO:
-    return PPO(**learner_arguments(algo, context), n_epochs=algo["n_epochs"], batch_size=algo["batch_size"],
-               clip_range=algo["clip_range"], clip_range_schedule=algo["clip_range_schedule"],
-               clip_range_vf=algo["clip_range_vf"], target_kl=algo["target_kl"])
+def build(algo: PPOConfig, context: BuildContext) -> PPO:
+    return PPO(**learner_arguments(algo, context), n_epochs=algo.n_epochs, batch_size=algo.batch_size,
+               clip_range=algo.clip_range, clip_range_schedule=algo.clip_range_schedule,
+               clip_range_vf=algo.clip_range_vf, target_kl=algo.target_kl)
 
 
-def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     with torch.device("meta"):
         return count_parameters(make_policy(algo, spaces, hidden_sizes, "tanh"))
 

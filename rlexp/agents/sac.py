@@ -300,6 +300,9 @@ class SAC:
     #: What a checkpoint holds of this agent (with alpha, the update counter and the generator).
     checkpointed = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer")
 
+    #: the policy's draws, gSDE's matrices in use
+    exploration_state: tuple[str, ...] = ("generator", "sde_eps")
+
     def state_dict(self) -> dict[str, Any]:
         assert isinstance(self.generator, torch.Generator)   # a single run's agent (members save their own)
         return {**state_of(self, self.checkpointed), "log_ent_coef": self.log_ent_coef.detach().clone(),
@@ -435,25 +438,25 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
         raise ConfigError(f"algo.target_entropy={target!r} must be auto (-dim(A)) or a finite number")
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> SAC:
+def build(algo: SACConfig, context: BuildContext) -> SAC:
     spaces = context.spaces
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     action_dim = spaces.action_low.size
-    target = algo["target_entropy"]
+    target = algo.target_entropy
     return SAC(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
-               actor_lr=algo["actor_lr"], critic_lr=algo["critic_lr"], ent_coef_lr=algo["ent_coef_lr"],
-               tau=algo["tau"], ent_coef=fixed_ent_coef(algo["ent_coef"]), ent_coef_init=algo["ent_coef_init"],
+               actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr, tau=algo.tau,
+               ent_coef=fixed_ent_coef(algo.ent_coef), ent_coef_init=algo.ent_coef_init,
                target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
-               device=context.device, lr_schedule=algo["lr_schedule"], total_updates=context.planned_updates,
-               activation=context.activation, use_sde=algo["use_sde"], sde_sample_freq=algo["sde_sample_freq"],
-               log_std_init=algo["log_std_init"], train_freq=algo["train_freq"], num_envs=context.num_envs)
+               device=context.device, lr_schedule=algo.lr_schedule, total_updates=context.planned_updates,
+               activation=context.activation, use_sde=algo.use_sde, sde_sample_freq=algo.sde_sample_freq,
+               log_std_init=algo.log_std_init, train_freq=algo.train_freq, num_envs=context.num_envs)
 
 
-def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
         actor = SquashedGaussianActor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes,
-                                      use_sde=algo["use_sde"])
+                                      use_sde=algo.use_sde)
         critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, 2)
         return count_parameters(actor, critics)
 

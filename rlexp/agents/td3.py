@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from rlexp.agents.base import (
 from rlexp.agents.exploration import ActionNoise, make_action_noise
 from rlexp.config.checks import check_positive_int, check_range
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
-from rlexp.config.schema import OffPolicyConfig
+from rlexp.config.schema import Choice, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import Actor, CriticEnsemble
@@ -201,6 +200,9 @@ class TD3:
     checkpointed = ("actor", "actor_target", "critic", "critic_target", "actor_optimizer",
                     "critic_optimizer")
 
+    #: the actions' noise, target smoothing's draws
+    exploration_state: tuple[str, ...] = ("exploration_noise", "generator")
+
     def state_dict(self) -> dict[str, Any]:
         assert isinstance(self.generator, torch.Generator)   # a single run's agent (members save their own)
         return {**state_of(self, self.checkpointed), "exploration_noise": self.exploration_noise.state_dict(),
@@ -268,7 +270,7 @@ class TD3Members(TD3):
 
 # --- the config, checks and builder of the deterministic actor-critics (DDPG's and TD3's) ------------------
 
-class NoiseType(Enum):
+class NoiseType(Choice):
     gaussian = "gaussian"
     ou = "ou"            # Ornstein-Uhlenbeck, as in the DDPG paper
 
@@ -336,39 +338,39 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.target_noise_clip", algo["target_noise_clip"], 0.0)
 
 
-def build_actor_critic(algo: dict[str, Any], context: BuildContext, *, n_critics: int, policy_delay: int,
+def build_actor_critic(algo: ActorCriticConfig, context: BuildContext, *, n_critics: int, policy_delay: int,
                        target_noise: float, target_noise_clip: float) -> TD3:
-    spaces, noise = context.spaces, algo["noise"]
+    spaces, noise = context.spaces, algo.noise
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     # Exploration has its own generator, so changing the update code never changes what is explored.
-    exploration_noise = make_action_noise(noise["type"], noise["sigma"], noise["theta"], context.num_envs,
+    exploration_noise = make_action_noise(noise.type, noise.sigma, noise.theta, context.num_envs,
                                           spaces.action_low.size, np.random.default_rng(context.seed))
     return TD3(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
-               actor_lr=algo["actor_lr"], critic_lr=algo["critic_lr"], tau=algo["tau"], policy_delay=policy_delay,
+               actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, tau=algo.tau, policy_delay=policy_delay,
                target_noise=target_noise, target_noise_clip=target_noise_clip, n_critics=n_critics,
                exploration_noise=exploration_noise, device=context.device,
-               critic_weight_decay=algo["critic_weight_decay"], batch_norm=algo["batch_norm"],
-               critic_action_layer=algo["critic_action_layer"], final_layer_init=algo["final_layer_init"],
+               critic_weight_decay=algo.critic_weight_decay, batch_norm=algo.batch_norm,
+               critic_action_layer=algo.critic_action_layer, final_layer_init=algo.final_layer_init,
                activation=context.activation)
 
 
-def actor_critic_parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+def actor_critic_parameters(algo: ActorCriticConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                             n_critics: int) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        actor = Actor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes, algo["batch_norm"])
+        actor = Actor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes, algo.batch_norm)
         critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, n_critics,
-                                 algo["critic_action_layer"], algo["batch_norm"])
+                                 algo.critic_action_layer, algo.batch_norm)
         return count_parameters(actor, critics)
 
 
-def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: TD3Config, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=2)
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> TD3:
-    return build_actor_critic(algo, context, n_critics=2, policy_delay=algo["policy_delay"],
-                              target_noise=algo["target_noise"], target_noise_clip=algo["target_noise_clip"])
+def build(algo: TD3Config, context: BuildContext) -> TD3:
+    return build_actor_critic(algo, context, n_critics=2, policy_delay=algo.policy_delay,
+                              target_noise=algo.target_noise, target_noise_clip=algo.target_noise_clip)
 
 
 ALGORITHM = AlgoSpec(name="td3", family=Family.OFF_POLICY, schema=TD3Config, check=check, build=build,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from rlexp.errors import ConfigError
 
@@ -32,22 +32,29 @@ class ActionKind(Enum):
     CONTINUOUS = "continuous"
 
 
+#: An algorithm's config schema (the dataclass typing conf/algo/<name>.yaml).
+C = TypeVar("C")
+
+
 @dataclass(frozen=True)
-class AlgoSpec:
+class AlgoSpec(Generic[C]):
     name: str                                          # `algo=<name>`, conf/algo/<name>.yaml
     family: Family
-    schema: type                                       # the dataclass typing conf/algo/<name>.yaml
-    check: Callable[[dict[str, Any], dict[str, Any]], None]   # (algo keys, whole config): ranges, cross-field rules
-    build: Callable[[dict[str, Any], BuildContext], Agent]     # the agent, from its keys and the runtime facts
-    # How many parameters its networks have (its keys, the env's spaces, network.hidden_sizes): counted on
+    schema: type[C]                                    # the dataclass typing conf/algo/<name>.yaml
+    # (its keys as validated plain data, the whole config): ranges, cross-field rules, before anything is built
+    check: Callable[[dict[str, Any], dict[str, Any]], None]
+    build: Callable[[C, BuildContext], Agent]          # the agent, from its typed config and the runtime facts
+    # How many parameters its networks have (its config, the env's spaces, network.hidden_sizes): counted on
     # torch's meta device, so a size too large for the machine is refused before anything is allocated.
-    parameters: Callable[[dict[str, Any], SpaceInfo, tuple[int, ...]], int]
+    parameters: Callable[[C, SpaceInfo, tuple[int, ...]], int]
     actions: frozenset[ActionKind]                     # the action spaces it acts in
     frames: bool = False                               # it has a torso for stacked image frames
     bounded_actions: bool = False                      # it needs finite action bounds (a scaled tanh output)
     # Many seeds as one model (`seeds=[...]`): its seeds' agents -> one agent answering their runners' calls with
     # a leading member axis (rlexp/runners/seeds.py); None: its seeds run one process each (--multirun seed=...).
     members: Callable[[list[Any]], Any] | None = None
+    # Its update reports TD errors back to a prioritized replay (`algo.prioritized=true`; BuildContext.replay).
+    prioritized: bool = False
 
 
 def count_parameters(*modules: Any) -> int:

@@ -16,7 +16,19 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 
-class GpuPlacement(Enum):
+class Choice(str, Enum):
+    """A key with a fixed set of values. A str enum: a typed config's value equals its string (`algo.loss ==
+    "huber"`) and formats as it, so code and messages read the same whether they hold the typed config or the
+    plain data it was made from."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class GpuPlacement(Choice):
     spread = "spread"    # job i of a sweep on cuda:(i mod number of GPUs)
     pack = "pack"        # every job on cuda:0
 
@@ -25,33 +37,35 @@ class GpuPlacement(Enum):
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-class LrSchedule(Enum):
+class LrSchedule(Choice):
     constant = "constant"
     linear = "linear"    # anneal to 0 over the run's planned updates
 
 
-class Activation(Enum):
+class Activation(Choice):
     relu = "relu"
     tanh = "tanh"
 
 
-class Optimizer(Enum):
+class Optimizer(Choice):
     adam = "adam"
     rmsprop = "rmsprop"   # A2C's, as SB3 configures it (alpha 0.99, eps algo.rms_prop_eps)
 
 
-class TrainFreqUnit(Enum):
+class TrainFreqUnit(Choice):
     step = "step"
     episode = "episode"  # a round of updates after every train_freq finished episodes
 
 
 #: sync: the envs step one after the other, in this process; async: each env steps in a worker process, while
-#: the learner updates; envpool: EnvPool's C++ threads step them, while the learner updates. (The functional
-#: form: `async` is a Python keyword, and OmegaConf matches member names.)
-Vectorization = Enum("Vectorization", [("sync", "sync"), ("async", "async"), ("envpool", "envpool")])
+#: the learner updates; envpool: EnvPool's C++ threads step them, while the learner updates.
+class Vectorization(Choice):
+    sync = "sync"
+    vars()["async"] = "async"   # (`async` is a Python keyword; OmegaConf matches member names)
+    envpool = "envpool"
 
 
-class Progress(Enum):
+class Progress(Choice):
     auto = "auto"        # a bar in a terminal, log lines otherwise
     bar = "bar"
     lines = "lines"
@@ -80,6 +94,14 @@ class OffPolicyConfig:
     """updates per round, per env; -1: one per env step collected in the round"""
     n_step: int = MISSING
     """n-step returns, computed by the replay memory; they stop at episode ends and time limits"""
+    prioritized: bool = False
+    """proportional prioritized replay (Schaul et al. 2016), for an algorithm whose update reports TD errors (DQN)"""
+    priority_alpha: float = 0.6
+    """how much prioritization: P(i) ~ p_i^alpha (0 = uniform)"""
+    priority_beta0: float = 0.4
+    """importance-sampling exponent, annealed linearly to 1 over the run's updates"""
+    priority_eps: float = 1.0e-6
+    """added to |TD error| so no transition gets priority 0"""
 
 
 @dataclass

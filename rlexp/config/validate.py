@@ -78,7 +78,7 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     check_range("env.normalize.clip_obs", normalize["clip_obs"], 0.0, low_inclusive=False)
     check_range("env.normalize.clip_reward", normalize["clip_reward"], 0.0, low_inclusive=False)
     if spec.family is registry.Family.OFF_POLICY:
-        check_off_policy(cfg["algo"], cfg)
+        check_off_policy(cfg["algo"], cfg, spec, algorithms)
     else:
         check_on_policy(cfg["algo"], cfg)
     spec.check(cfg["algo"], cfg)
@@ -121,8 +121,16 @@ def check_on_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
                           f"from; lower algo.n_steps or raise total_steps")
 
 
-def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.AlgoSpec,
+                     algorithms: Mapping[str, registry.AlgoSpec]) -> None:
     """The replay memory's and the off-policy runner's keys."""
+    check_range("algo.priority_alpha", algo["priority_alpha"], 0.0, 1.0)
+    check_range("algo.priority_beta0", algo["priority_beta0"], 0.0, 1.0)
+    check_range("algo.priority_eps", algo["priority_eps"], 0.0, low_inclusive=False)
+    if algo["prioritized"] and not spec.prioritized:
+        able = [f"algo={name}" for name, other in algorithms.items() if other.prioritized]
+        raise ConfigError(f"algo.prioritized=true needs an update that reports TD errors back to the replay, which "
+                          f"algo={spec.name}'s does not; use {' or '.join(able)}, or algo.prioritized=false")
     num_envs = cfg["env"]["num_envs"]
     check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
     for key in ("batch_size", "buffer_size", "train_freq", "n_step"):

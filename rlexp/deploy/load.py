@@ -20,15 +20,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from omegaconf.errors import MissingMandatoryValue
 from torch import nn
 
 from rlexp.deploy.paths import checkpoint_path
 from rlexp.envs.normalization import Normalization
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
-
-#: The parts of an agent's state that are its exploration (generators, noise processes, gSDE's matrices).
-EXPLORATION_STATE = ("rng", "generator", "exploration_noise", "sde_eps")
 
 
 def make_run_env(config: dict[str, Any], **kwargs: Any) -> gym.Env:
@@ -37,7 +35,7 @@ def make_run_env(config: dict[str, Any], **kwargs: Any) -> gym.Env:
     from rlexp.envs import atari_settings, make_env
 
     env_cfg = config["env"]
-    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg))
+    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg.get("atari")))
 
 
 @dataclass
@@ -107,6 +105,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     from rlexp.agents.base import BuildContext
     from rlexp.config.compat import with_added_keys
     from rlexp.config.device import resolve_device
+    from rlexp.config.schema import NormalizeConfig
+    from rlexp.config.typed import typed
     from rlexp.envs import describe_spaces
     from rlexp.envs.normalization import make_normalization
     from rlexp.io.checkpoints import load_checkpoint
@@ -127,17 +127,19 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
         # caller's random streams as they were.
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
             torch.manual_seed(config["seed"] if seed is None else seed)
-            agent = spec.build(config["algo"], BuildContext(
+            agent = spec.build(typed(config["algo"], spec.schema), BuildContext(
                 spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]),
                 total_steps=config["total_steps"], planned_updates=1, num_envs=1, device=resolved,
                 seed=config["seed"] if seed is None else seed, activation=config["network"].get("activation", "relu")))
         state = bundle["agent"]
         if seed is not None:   # the saved networks, with the exploration state the builder seeded
             fresh = agent.state_dict()
-            state = {**{k: v for k, v in state.items() if k not in EXPLORATION_STATE},
-                     **{k: fresh[k] for k in EXPLORATION_STATE if k in fresh}}
+            exploration = agent.exploration_state
+            state = {**{k: v for k, v in state.items() if k not in exploration},
+                     **{k: fresh[k] for k in exploration if k in fresh}}
         agent.load_state_dict(state)
-    except KeyError as missing:   # a config or agent state this version of rlexp does not know how to read
+    except (KeyError, MissingMandatoryValue) as error:   # a config or agent state this version cannot read
+        missing = f"'{error.full_key}'" if isinstance(error, MissingMandatoryValue) else str(error)
         raise ConfigError(f"{file} lacks {missing}, which this version of rlexp needs to build its agent (another "
                           f"version wrote it); load it with the version that trained it") from None
     except RuntimeError as error:  # torch's load_state_dict: saved tensors that do not fit the agent built here
@@ -147,7 +149,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
     normalization = None
     if "normalization" in bundle:
-        normalization = make_normalization(config["env"]["normalize"], config["algo"]["gamma"], spaces.obs_shape, 1)
+        normalization = make_normalization(typed(config["env"]["normalize"], NormalizeConfig), config["algo"]["gamma"],
+                                           spaces.obs_shape, 1)
         if normalization is not None:
             normalization.load_state_dict(bundle["normalization"])
     return LoadedAgent(config=config, checkpoint=file, step=step, device=resolved, spaces=spaces, agent=agent,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
+from rlexp.config.schema import AtariConfig
 from rlexp.errors import needs_extra
 
 
@@ -23,9 +26,11 @@ class AtariSettings:
     clip_rewards: bool            # train on the reward's sign; the raw score is still what is logged
 
 
-def atari_settings(env_cfg: dict[str, Any]) -> AtariSettings | None:
-    """The `env.atari` section of a config as settings (None: not an Atari run)."""
-    return AtariSettings(**env_cfg["atari"]) if env_cfg.get("atari") else None
+def atari_settings(atari: AtariConfig | Mapping[str, Any] | None) -> AtariSettings | None:
+    """A config's `env.atari` section (typed, or as saved) as settings (None: not an Atari run)."""
+    if not atari:
+        return None
+    return AtariSettings(**(atari if isinstance(atari, Mapping) else dataclasses.asdict(atari)))
 
 
 def register_ale(env_id: str) -> None:

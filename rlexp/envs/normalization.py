@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlexp.config.schema import NormalizeConfig
+
 EPSILON = 1e-8
 
 
@@ -103,10 +105,10 @@ class Normalization:
             self.returns = returns.copy()
 
 
-def make_normalization(normalize: dict[str, Any], gamma: float, obs_shape: tuple[int, ...],
+def make_normalization(normalize: NormalizeConfig, gamma: float, obs_shape: tuple[int, ...],
                        num_envs: int) -> Normalization | None:
     """The run's normalization from `env.normalize` (None when it normalizes nothing)."""
-    if not (normalize["obs"] or normalize["reward"]):
+    if not (normalize.obs or normalize.reward):
         return None
-    return Normalization(NormalizeSettings(normalize["obs"], normalize["reward"], float(normalize["clip_obs"]),
-                                           float(normalize["clip_reward"]), gamma), obs_shape, num_envs)
+    return Normalization(NormalizeSettings(normalize.obs, normalize.reward, float(normalize.clip_obs),
+                                           float(normalize.clip_reward), gamma), obs_shape, num_envs)

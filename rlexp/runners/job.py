@@ -19,6 +19,8 @@ from rlexp.agents.compiled import compile_agent, compile_enabled, compile_mode
 from rlexp.agents.contracts import OffPolicyAgent, OnPolicyAgent
 from rlexp.agents.registry import check_fits
 from rlexp.config import registry
+from rlexp.config.schema import OffPolicyConfig, TrainConfig
+from rlexp.config.typed import train_config
 from rlexp.config.validate import EVAL_SEED_OFFSET
 from rlexp.envs import SpaceInfo, atari_settings, describe_spaces, make_env, make_vector_env
 from rlexp.envs.normalization import make_normalization
@@ -59,35 +61,38 @@ class Job:
     algorithm fits the env's spaces, the run fits in memory) and writes nothing; `run` trains in the run
     directory."""
 
-    def __init__(self, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device, eval_env: gym.Env,
-                 spaces: SpaceInfo) -> None:
-        self.config, self.spec, self.device = config, spec, device
+    def __init__(self, config: dict[str, Any], settings: TrainConfig, spec: registry.AlgoSpec,
+                 device: torch.device, eval_env: gym.Env, spaces: SpaceInfo) -> None:
+        # `config` as the train command validated it: plain data, what the run saves (checkpoints, TensorBoard's
+        # hyperparameters, a seed's .hydra/); `settings`, the same as its schema's objects, what the job reads.
+        self.config, self.settings, self.spec, self.device = config, settings, spec, device
         # compile= applies to this job's agent; a seed of a many-seeds run leaves it to the batched agent
         self.compiles = True
         self.eval_env, self.spaces = eval_env, spaces
 
     @classmethod
     def prepare(cls, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device, copies: int = 1) -> Job:
-        env_cfg = config["env"]
-        atari = atari_settings(env_cfg)
+        settings = train_config(config, spec.schema)
+        env_cfg = settings.env
+        atari = atari_settings(env_cfg.atari)
         if atari is not None:  # making the env allocates its observation space: (frame_stack, size, size) bounds
             check_host_memory("env.atari.screen_size", atari.screen_size,
                               8.0 * atari.frame_stack * atari.screen_size ** 2, "the Atari observation space")
-        eval_env = make_env(env_cfg["id"], env_cfg["kwargs"], atari)
+        eval_env = make_env(env_cfg.id, env_cfg.kwargs, atari)
         try:
-            spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg["id"])
+            spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id)
             check_fits(spec, spaces)
-            if config["algo"].get("use_sde") and not spaces.continuous:
+            if getattr(settings.algo, "use_sde", False) and not spaces.continuous:   # (PPO's, A2C's, SAC's key)
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
                                   f"{spaces.description} has discrete actions; use algo.use_sde=false")
-            if env_cfg["normalize"]["obs"] and spaces.frames:
+            if env_cfg.normalize.obs and spaces.frames:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
                                   f"by the Nature CNN, not standardised; use env.normalize.obs=false")
-            check_memory(config, spec, spaces, device, copies)   # copies: the seeds of a many-seeds run
+            check_memory(settings, spec, spaces, device, copies)   # copies: the seeds of a many-seeds run
         except BaseException:
             eval_env.close()
             raise
-        return cls(config, spec, device, eval_env, spaces)
+        return cls(config, settings, spec, device, eval_env, spaces)
 
     def run(self, run_dir: Path, stop: Stop, overrides: list[str],
             resume: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -105,69 +110,68 @@ class Job:
         with ExitStack() as cleanup:
             cleanup.callback(self.eval_env.close)
             started = time.perf_counter()
-            config, spec, device, spaces = self.config, self.spec, self.device, self.spaces
-            algo, env_cfg, seed = config["algo"], config["env"], config["seed"]
-            total_steps, num_envs = config["total_steps"], env_cfg["num_envs"]
+            config, spec, device, spaces = self.settings, self.spec, self.device, self.spaces
+            algo, env_cfg, seed = config.algo, config.env, config.seed
+            total_steps, num_envs = config.total_steps, env_cfg.num_envs
             # Before anything starts a thread (TensorBoard's writer).
-            envs = make_vector_env(env_cfg["id"], env_cfg["kwargs"], atari_settings(env_cfg), num_envs,
-                                   env_cfg["vectorization"], seed)
+            envs = make_vector_env(env_cfg.id, env_cfg.kwargs, atari_settings(env_cfg.atari), num_envs,
+                                   env_cfg.vectorization, seed)
             cleanup.callback(envs.close)
             make_deterministic(device)
             seed_everything(seed)
-            normalization = make_normalization(env_cfg["normalize"], algo["gamma"], spaces.obs_shape, num_envs)
+            normalization = make_normalization(env_cfg.normalize, algo.gamma, spaces.obs_shape, num_envs)
             on_policy = spec.family is registry.Family.ON_POLICY
             if on_policy:
-                total_steps = planned_steps(total_steps, algo["n_steps"], num_envs)
+                total_steps = planned_steps(total_steps, algo.n_steps, num_envs)
                 replay, updates = None, 0
             else:
                 replay, updates = self.make_replay(total_steps)
             agent = spec.build(algo, BuildContext(
-                spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]), total_steps=total_steps,
+                spaces=spaces, hidden_sizes=tuple(config.network.hidden_sizes), total_steps=total_steps,
                 planned_updates=updates, num_envs=num_envs, device=device, seed=seed, replay=replay,
-                activation=config["network"]["activation"]))
+                activation=config.network.activation))
             if resume is not None:
                 agent.load_state_dict(resume["agent"])
             if self.compiles:
-                agent = compile_agent(agent, config["compile"], config["compile_mode"], device)
+                agent = compile_agent(agent, config.compile, config.compile_mode, device)
             yield Built(agent, replay)
 
             start_step = resume["step"] if resume is not None else 0
-            compiled = compile_mode(config["compile_mode"], device) if compile_enabled(config["compile"], device) \
+            compiled = compile_mode(config.compile_mode, device) if compile_enabled(config.compile, device) \
                 else None
             log.info("%s on %s, %d steps, %d env(s) (%s), seed %d, device %s, %d torch threads, compile %s -> %s",
-                     spec.name, env_cfg["id"], total_steps, num_envs, env_cfg["vectorization"], seed, device,
+                     spec.name, env_cfg.id, total_steps, num_envs, env_cfg.vectorization, seed, device,
                      torch.get_num_threads(), f"on ({compiled})" if compiled else "off", run_dir)
-            if total_steps != config["total_steps"]:
+            if total_steps != config.total_steps:
                 log.info("total_steps=%d rounded up to whole rollouts of algo.n_steps=%d x env.num_envs=%d: %d",
-                         config["total_steps"], algo["n_steps"], num_envs, total_steps)
-            checkpoints = CheckpointManager(run_dir / "checkpoints", config["checkpoint"]["keep"])
-            logger = RunLogger(run_dir, total_steps, start_step, config["log"]["progress"], config)
+                         config.total_steps, algo.n_steps, num_envs, total_steps)
+            checkpoints = CheckpointManager(run_dir / "checkpoints", config.checkpoint.keep)
+            logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config)
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
-                evaluator=Evaluator(self.eval_env, config["eval"]["episodes"], seed + EVAL_SEED_OFFSET,
+                evaluator=Evaluator(self.eval_env, config.eval.episodes, seed + EVAL_SEED_OFFSET,
                                     normalization), stop=stop,
-                every=Every(log=config["log"]["every"], eval=config["eval"]["every"],
-                            checkpoint=config["checkpoint"]["every"]),
-                total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(config)),
+                every=Every(log=config.log.every, eval=config.eval.every, checkpoint=config.checkpoint.every),
+                total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),
                 heldout=self.heldout_states(),
-                meta={"algo": spec.name, "env_id": env_cfg["id"], "config": config, "overrides": overrides,
+                meta={"algo": spec.name, "env_id": env_cfg.id, "config": self.config, "overrides": overrides,
                       "device": str(device)})
-            collector = Collector(envs, seed, env_cfg["id"], normalization)
+            collector = Collector(envs, seed, env_cfg.id, normalization)
             # The family's runner: its agents keep the family's protocol (the registry's contract,
             # tests/test_conformance.py), which AlgoSpec.build's type does not say.
             if on_policy:
                 runner: OffPolicyRunner | OnPolicyRunner = OnPolicyRunner(
                     cast(OnPolicyAgent, agent), collector,
-                    RolloutStorage(algo["n_steps"], num_envs, spaces.obs_shape, spaces.action_shape, spaces.discrete,
+                    RolloutStorage(algo.n_steps, num_envs, spaces.obs_shape, spaces.action_shape, spaces.discrete,
                                    device),
-                    OnPolicySettings(total_steps=total_steps, n_steps=algo["n_steps"], num_envs=num_envs,
-                                     gamma=algo["gamma"], gae_lambda=algo["gae_lambda"]), context)
+                    OnPolicySettings(total_steps=total_steps, n_steps=algo.n_steps, num_envs=num_envs,
+                                     gamma=algo.gamma, gae_lambda=algo.gae_lambda), context)
             else:
                 assert replay is not None   # made for every off-policy run
                 runner = OffPolicyRunner(cast(OffPolicyAgent, agent), collector, replay, OffPolicySettings(
-                    total_steps=total_steps, learning_starts=algo["learning_starts"], train_freq=algo["train_freq"],
-                    train_freq_unit=algo["train_freq_unit"], gradient_steps=algo["gradient_steps"],
-                    batch_size=algo["batch_size"], num_envs=num_envs), context)
+                    total_steps=total_steps, learning_starts=algo.learning_starts, train_freq=algo.train_freq,
+                    train_freq_unit=algo.train_freq_unit, gradient_steps=algo.gradient_steps,
+                    batch_size=algo.batch_size, num_envs=num_envs), context)
             completed = False
             try:
                 result = yield from runner.steps(resume)
@@ -191,19 +195,20 @@ class Job:
         """The learning index's states, met by a random policy on the evaluation env before training (each
         evaluation resets that env with its own seed, so they change nothing there); a resumed run replaces them
         with its checkpoint's."""
-        count = self.config["log"].get("heldout_states", 0)
+        count = self.settings.log.heldout_states
         if not count:
             return None
-        return collect_heldout_states(self.eval_env, count, self.config["seed"] + HELDOUT_SEED_OFFSET)
+        return collect_heldout_states(self.eval_env, count, self.settings.seed + HELDOUT_SEED_OFFSET)
 
     def make_replay(self, total_steps: int) -> tuple[ReplayBuffer, int]:
         """The off-policy replay memory, and the updates the run will make (what its schedules span)."""
-        algo, num_envs, spaces = self.config["algo"], self.config["env"]["num_envs"], self.spaces
+        algo: OffPolicyConfig = self.settings.algo
+        num_envs, spaces = self.settings.env.num_envs, self.spaces
         updates = planned_updates(algo, total_steps, num_envs)
         replay = make_replay(
-            capacity=min(algo["buffer_size"], total_steps), obs_shape=spaces.obs_shape,
+            capacity=min(algo.buffer_size, total_steps), obs_shape=spaces.obs_shape,
             action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=self.device,
-            seed=self.config["seed"], num_envs=num_envs, n_step=algo["n_step"], gamma=algo["gamma"],
-            priorities=Priorities(algo["priority_alpha"], algo["priority_beta0"], algo["priority_eps"], updates)
-            if algo.get("prioritized") else None)
+            seed=self.settings.seed, num_envs=num_envs, n_step=algo.n_step, gamma=algo.gamma,
+            priorities=Priorities(algo.priority_alpha, algo.priority_beta0, algo.priority_eps, updates)
+            if algo.prioritized else None)
         return replay, updates

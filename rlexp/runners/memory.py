@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rlexp.config.registry import AlgoSpec, Family
+from rlexp.config.schema import OffPolicyConfig, TrainConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.replay.frames import frames_per_env
@@ -78,26 +79,26 @@ def env_instance_bytes(env_id: str) -> float:
                        if module == package or module.startswith(package + ".")), 0.0))
 
 
-def off_policy_needs(config: dict[str, Any], spaces: SpaceInfo, device: torch.device) -> list[Need]:
+def off_policy_needs(config: TrainConfig, spaces: SpaceInfo, device: torch.device) -> list[Need]:
     """The replay memory, its checkpoint copy, and an update's n-step windows."""
-    algo, num_envs = config["algo"], config["env"]["num_envs"]
-    capacity = min(algo["buffer_size"], config["total_steps"])
-    replay_device, replay_host = replay_bytes(capacity, num_envs, spaces, bool(algo.get("prioritized")))
+    algo: OffPolicyConfig = config.algo
+    num_envs = config.env.num_envs
+    capacity = min(algo.buffer_size, config.total_steps)
+    replay_device, replay_host = replay_bytes(capacity, num_envs, spaces, algo.prioritized)
     return [
         Need("algo.buffer_size", "the replay memory", replay_device, True),
         Need("algo.buffer_size", "the replay memory's host side", replay_host, False),
         # A resumable checkpoint copies the replay to the host, in order (the frame rings as they are).
         Need("algo.buffer_size", "a checkpoint's copy of the replay",
              replay_device if device.type != "cpu" or not spaces.frames else 0.0, False),
-        Need("algo.n_step", "an n-step sample's windows", 40 * algo["batch_size"] * algo["n_step"], True),
+        Need("algo.n_step", "an n-step sample's windows", 40 * algo.batch_size * algo.n_step, True),
     ]
 
 
-def on_policy_needs(config: dict[str, Any], spaces: SpaceInfo) -> list[Need]:
+def on_policy_needs(config: TrainConfig, spaces: SpaceInfo) -> list[Need]:
     """The rollout (rlexp/rollouts/storage.py: float32 fields, int64 discrete actions), its advantages and
     returns, an epoch's shuffled copy of it, and a checkpoint's host copy."""
-    algo, num_envs = config["algo"], config["env"]["num_envs"]
-    samples = algo["n_steps"] * num_envs
+    samples = config.algo.n_steps * config.env.num_envs
     action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
     per_sample = 4 * spaces.obs_dim + action + 4 * 8
     return [
@@ -107,15 +108,16 @@ def on_policy_needs(config: dict[str, Any], spaces: SpaceInfo) -> list[Need]:
     ]
 
 
-def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> list[Need]:
+def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: torch.device) -> list[Need]:
     """Each part a run allocates (the env must have been made once, so that its id is registered)."""
-    algo, env = config["algo"], config["env"]
-    num_envs, hidden = env["num_envs"], config["network"]["hidden_sizes"]
+    algo, env = config.algo, config.env
+    num_envs, hidden = env.num_envs, config.network.hidden_sizes
     on_policy = spec.family is Family.ON_POLICY
-    # The largest batch a forward and backward pass sees: a minibatch, or the whole rollout (A2C's).
-    batch = algo.get("batch_size") or algo["n_steps"] * num_envs
+    # The largest batch a forward and backward pass sees: a minibatch, or the whole rollout (A2C has no
+    # batch_size: it learns from the rollout at once).
+    batch = getattr(algo, "batch_size", None) or algo.n_steps * num_envs
     obs_bytes = 4 * spaces.obs_dim
-    env_bytes = env_instance_bytes(env["id"])
+    env_bytes = env_instance_bytes(env.id)
     needs = [
         *(on_policy_needs(config, spaces) if on_policy else off_policy_needs(config, spaces, device)),
         # Every network with its target, gradient and Adam's two moments, float32.
@@ -124,10 +126,10 @@ def estimate(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: 
         # An update's activations: forward and backward through the online and target networks.
         Need("network.hidden_sizes", "an update's activations",
              6 * 4 * batch * (sum(hidden) + spaces.obs_dim) + 2 * batch * obs_bytes, True),
-        Need("eval.episodes", "the evaluation returns", 8 * config["eval"]["episodes"], False),
+        Need("eval.episodes", "the evaluation returns", 8 * config.eval.episodes, False),
         Need("env.num_envs", "the envs' observation buffers", 8 * num_envs * obs_bytes, False),
     ]
-    if env["vectorization"] == "async":
+    if env.vectorization == "async":
         needs.append(Need("env.num_envs", "the envs' worker processes", num_envs * (ASYNC_WORKER_BYTES + env_bytes),
                           False))
     else:  # a sync vector env holds every instance in this process (an ALE emulator: about 1.2 MB each)
@@ -154,7 +156,7 @@ def check_host_memory(key: str, value: Any, needed: float, what: str) -> None:
                           f"{limit / GB:,.1f} GB are available; lower {key}")
 
 
-def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, device: torch.device,
+def check_memory(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: torch.device,
                  copies: int = 1) -> None:
     """Refuse, in one line naming the key, the estimate and the limit, a run that cannot fit (`copies` of it: the
     seeds of a many-seeds run, each with its own replay and networks)."""
@@ -168,9 +170,9 @@ def check_memory(config: dict[str, Any], spec: AlgoSpec, spaces: SpaceInfo, devi
         total = sum(n.bytes for n in part)
         if total > limit or not math.isfinite(total):
             largest = max(part, key=lambda n: n.bytes)
-            value = config
+            value: Any = config
             for name in largest.key.split("."):
-                value = value[name]
+                value = getattr(value, name)
             memory = "memory" if place == "host" else f"memory on {place}"
             run = "the run" if copies == 1 else f"the {copies} seeds"
             raise ConfigError(f"{largest.key}={value}: {run} would need about {total / GB:,.1f} GB of {memory} "

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rlexp.agents.contracts import OffPolicyAgent
+from rlexp.config.schema import OffPolicyConfig
 from rlexp.errors import EnvFault
 from rlexp.replay import ReplayBuffer
 from rlexp.replay.members import sample
@@ -41,16 +42,16 @@ class OffPolicySettings:
     train_freq_unit: str = "step"
 
 
-def planned_updates(algo: dict[str, Any], total_steps: int, num_envs: int) -> int:
+def planned_updates(algo: OffPolicyConfig, total_steps: int, num_envs: int) -> int:
     """The gradient updates a run of `total_steps` makes, as schedules over them (learning rate, PER's beta) count
     them: one per env step after learning starts with gradient_steps=-1, else gradient_steps per train_freq env
     steps. (Episode rounds of a fixed size are not known in advance: validation keeps schedules off them.)"""
-    collected = total_steps - algo["learning_starts"]
-    if algo["gradient_steps"] == -1:
+    collected = total_steps - algo.learning_starts
+    if algo.gradient_steps == -1:
         return collected
-    if algo["train_freq_unit"] == "episode":
-        return collected * algo["gradient_steps"]  # an upper bound: one-step episodes
-    return collected // (algo["train_freq"] * num_envs) * algo["gradient_steps"] * num_envs
+    if algo.train_freq_unit == "episode":
+        return collected * algo.gradient_steps  # an upper bound: one-step episodes
+    return collected // (algo.train_freq * num_envs) * algo.gradient_steps * num_envs
 
 
 class OffPolicyRunner:
