@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from rlexp.agents import ddpg
+from rlexp.agents.actor_critic import TD3
 from rlexp.agents.base import BuildContext
 from rlexp.agents.dqn import DQN
 from rlexp.agents.exploration import GaussianNoise, OrnsteinUhlenbeckNoise
-from rlexp.agents.td3 import TD3
 from rlexp.envs import describe_spaces
 from rlexp.replay import ReplayBatch
 from tests.conftest import algo_config
@@ -222,7 +222,20 @@ def test_dqn_linear_learning_rate_anneals_to_zero_over_the_planned_updates():
         agent.update(b)
         seen.append(agent.optimizer.param_groups[0]["lr"])
     assert seen == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0])
-    assert dqn(lr=1e-2).learning_rate(10**6) == 1e-2  # constant
+    constant = dqn(lr=1e-2)
+    constant.update(b)
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-2 and constant.learning_rates[0][1](10**6) == 1e-2
+
+
+def test_td3_linear_schedule_anneals_both_learning_rates_as_every_algorithm_does():
+    # one schedule for every algorithm (rlexp.schedules.annealed): DQN's, PPO's, SAC's and TD3's (DDPG's too)
+    agent = td3(actor_lr=1e-2, critic_lr=2e-2, lr_schedule="linear", total_updates=4)
+    b = batch(torch.zeros(2, 1))
+    seen = []
+    for _ in range(4):
+        agent.update(b)
+        seen.append([opt.param_groups[0]["lr"] for opt in (agent.actor_optimizer, agent.critic_optimizer)])
+    np.testing.assert_allclose(seen, [[1e-2, 2e-2], [7.5e-3, 1.5e-2], [5e-3, 1e-2], [2.5e-3, 5e-3]])
 
 
 # --- SAC -----------------------------------------------------------------------------------------------------
@@ -238,7 +251,7 @@ def sac(**overrides):
 
 
 def test_sac_log_probability_is_the_gaussians_minus_the_squash_correction():
-    from rlexp.agents.sac import squashed_log_prob
+    from rlexp.networks.squashed import squashed_log_prob
 
     mean, log_std = torch.tensor([[0.3, -1.0]]), torch.tensor([[-0.5, 0.2]])
     u = torch.tensor([[0.9, -2.5]])

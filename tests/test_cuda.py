@@ -109,8 +109,8 @@ def test_an_on_policy_cuda_run_keeps_its_rollout_on_the_gpu_is_deterministic_and
 
 @CUDA
 def test_td3_target_noise_comes_from_the_agents_own_cuda_generator():
+    from rlexp.agents.actor_critic import TD3
     from rlexp.agents.exploration import GaussianNoise
-    from rlexp.agents.td3 import TD3
 
     def agent() -> TD3:
         torch.manual_seed(0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rlexp.agents import ddpg
+from rlexp.agents.actor_critic import TD3
 from rlexp.agents.base import BuildContext
-from rlexp.agents.td3 import TD3
 from rlexp.commands.train import resolved_config
 from rlexp.envs import describe_spaces
 from rlexp.networks.actor_critic import Actor, CriticEnsemble

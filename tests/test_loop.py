@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from rlexp.agents.actor_critic import TD3
 from rlexp.agents.dqn import DQN
 from rlexp.agents.exploration import OrnsteinUhlenbeckNoise
-from rlexp.agents.td3 import TD3
 from rlexp.envs import make_env, make_vector_env
 from rlexp.errors import TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint

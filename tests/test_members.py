@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from rlexp.agents.actor_critic import TD3, TD3Members
 from rlexp.agents.dqn import DQN, DQNMembers
 from rlexp.agents.exploration import make_action_noise
 from rlexp.agents.sac import SAC, SACMembers
-from rlexp.agents.td3 import TD3, TD3Members
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import FORMAT, load_checkpoint, save_checkpoint
 from rlexp.networks.members import clip_grad_norm_per_member, stack_members
@@ -202,9 +202,11 @@ def td3_batches(updates: int, seed: int = 0, poison: int | None = None) -> list[
     return plan
 
 
-@pytest.mark.parametrize("kind", ["td3", "ddpg"])
+@pytest.mark.parametrize("kind", ["td3", "ddpg", "td3_linear_lr"])
 def test_each_td3_member_learns_what_its_agent_learns_alone(kind):
-    overrides = {} if kind == "td3" else dict(n_critics=1, policy_delay=1, target_noise=0.0)
+    overrides = {"td3": {}, "ddpg": dict(n_critics=1, policy_delay=1, target_noise=0.0),
+                 # the members' stacked optimizers follow each member's learning-rate schedule
+                 "td3_linear_lr": dict(lr_schedule="linear", total_updates=4)}[kind]
     plan = td3_batches(6)
     members = TD3Members([td3_agent(k, **overrides) for k in range(N)])
     metrics = [members.update(stack_batches(step)) for step in plan]

@@ -95,11 +95,11 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.epsilon", algo["epsilon"], 0.0, 1.0)
 
 
-def build(algo: dict[str, Any], context: BuildContext) -> Toy:
-    return Toy(context.spaces.obs_dim, context.spaces.n_actions, algo["lr"], algo["epsilon"], context.seed)
+def build(algo: ToyConfig, context: BuildContext) -> Toy:
+    return Toy(context.spaces.obs_dim, context.spaces.n_actions, algo.lr, algo.epsilon, context.seed)
 
 
-def parameters(algo: dict[str, Any], spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: ToyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     return count_parameters(nn.Linear(spaces.obs_dim, spaces.n_actions))
 
 

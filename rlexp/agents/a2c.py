@@ -23,7 +23,7 @@ from torch import Tensor
 
 from rlexp.agents.base import BuildContext
 from rlexp.agents.ppo import PPO, PPOMembers, learner_arguments, parameters
-from rlexp.config.checks import check_range
+from rlexp.config.checks import check_positive
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.config.schema import OnPolicyConfig, Optimizer
 from rlexp.rollouts.losses import PolicyLoss
@@ -55,7 +55,7 @@ class A2CConfig(OnPolicyConfig):
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
-    check_range("algo.rms_prop_eps", algo["rms_prop_eps"], 0.0, low_inclusive=False)
+    check_positive(algo, "rms_prop_eps")
 
 
 def build(algo: A2CConfig, context: BuildContext) -> A2C:

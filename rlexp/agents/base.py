@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.replay import ReplayBuffer
+from rlexp.schedules import LinearSchedule, annealed
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,30 @@ def input_of(layer: torch.nn.Module, forward: Callable[[], Tensor]) -> tuple[Ten
     finally:
         handle.remove()
     return received[0], output
+
+
+#: Optimizers with their learning rates' schedules over the agent's updates (rlexp.schedules.annealed).
+LearningRates = list[tuple[torch.optim.Optimizer, LinearSchedule]]
+
+
+def learning_rates(optimizers: Sequence[torch.optim.Optimizer | None], schedule: str, span: int) -> LearningRates:
+    """Each optimizer's learning rate (as it was made with) on `schedule` over `span` updates."""
+    return [(optimizer, annealed(optimizer.param_groups[0]["lr"], schedule, span)) for optimizer in optimizers
+            if optimizer is not None]
+
+
+def set_learning_rates(rates: LearningRates, update: int) -> None:
+    """Every optimizer's learning rate at update `update` of its schedule."""
+    for optimizer, schedule in rates:
+        lr = schedule(update)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def rebound(rates: LearningRates, optimizers: Sequence[torch.optim.Optimizer | None]) -> LearningRates:
+    """The same schedules, on other optimizers (a many-seeds agent's stacked ones, in the same order)."""
+    return [(optimizer, schedule) for optimizer, (_, schedule) in
+            zip([o for o in optimizers if o is not None], rates)]
 
 
 def share_settings(batched: Any, first: Any) -> None:

@@ -2,7 +2,7 @@
 
 https://arxiv.org/abs/1509.02971
 
-DDPG is TD3 (rlexp/agents/td3.py) with its three additions off: one critic, no target smoothing, the actor and
+DDPG is TD3 (rlexp/agents/actor_critic.py) with its three additions off: one critic, no target smoothing, the actor and
 the targets updated at every critic update.
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlexp.agents.base import BuildContext
-from rlexp.agents.td3 import (
+from rlexp.agents.actor_critic import (
     TD3,
     ActorCriticConfig,
     TD3Members,
@@ -19,6 +18,7 @@ from rlexp.agents.td3 import (
     build_actor_critic,
     check_actor_critic,
 )
+from rlexp.agents.base import BuildContext
 from rlexp.config.registry import ActionKind, AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
 

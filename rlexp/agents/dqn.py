@@ -24,14 +24,17 @@ from torch import Tensor, nn
 from rlexp.agents.base import (
     BuildContext,
     input_of,
+    learning_rates,
     load_state,
     make_adam,
     obs_tensor,
+    rebound,
+    set_learning_rates,
     share_settings,
     state_of,
 )
 from rlexp.agents.exploration import rng_state, set_rng_state
-from rlexp.config.checks import check_positive_int, check_range, check_schedule_span
+from rlexp.config.checks import check_positive, check_positive_int, check_range, check_schedule_span, check_tau
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import Choice, LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
@@ -72,8 +75,7 @@ class DQN:
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
         # `linear` anneals the learning rate to 0 over the planned updates: late updates only fine-tune.
-        self.learning_rate = (LinearSchedule(lr, 0.0, total_updates) if lr_schedule == "linear"
-                              else LinearSchedule(lr, lr, 0))
+        self.learning_rates = learning_rates([self.optimizer], lr_schedule, total_updates)
         self.n_updates = 0
 
     @torch.no_grad()
@@ -124,8 +126,7 @@ class DQN:
         return td_loss.detach(), q_values.detach(), (td_target - q_values).detach()
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(self.n_updates)
+        set_learning_rates(self.learning_rates, self.n_updates)
         self.optimizer.zero_grad(set_to_none=True)
         td_loss, q_values, td_errors = self.td_gradients(batch)
         if self.report_td_errors is not None:
@@ -188,6 +189,7 @@ class DQNMembers(DQN):
         self.target_network = stack_members([m.target_network for m in members], "the Q-network")
         self.target_network.requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), first.optimizer.param_groups[0]["lr"], self.device)
+        self.learning_rates = rebound(first.learning_rates, [self.optimizer])
         self._params = list(self.q_network.parameters())
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
         # every member's replay is prioritized, or none is (the members are built alike)
@@ -245,20 +247,17 @@ class DQNConfig(OffPolicyConfig):
     """double Q-learning targets (van Hasselt et al. 2016)"""
     dueling: bool = MISSING
     """dueling value/advantage heads (Wang et al. 2016)"""
-    priority_eps: float = MISSING
-    """added to |TD error| so no transition gets priority 0"""
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else
                         "algo.prioritized's beta annealing" if algo["prioritized"] else None)
-    check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
-    check_range("algo.lr", algo["lr"], 0.0, low_inclusive=False)
+    check_tau(algo)
+    check_positive(algo, "lr", "max_grad_norm")
     check_positive_int("algo.target_update_interval", algo["target_update_interval"])
     check_range("algo.exploration_fraction", algo["exploration_fraction"], 0.0, 1.0)
     check_range("algo.exploration_initial_eps", algo["exploration_initial_eps"], 0.0, 1.0)
     check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
-    check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
 
 
 def q_network(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:

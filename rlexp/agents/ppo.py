@@ -29,8 +29,11 @@ from rlexp.agents.base import (
     BuildContext,
     fork_global_generator,
     input_of,
+    learning_rates,
     make_adam,
     obs_tensor,
+    rebound,
+    set_learning_rates,
     share_settings,
 )
 from rlexp.config.checks import check_positive_int, check_range
@@ -45,7 +48,7 @@ from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.epochs import Epochs, MemberRollouts, OneRollout
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.rollouts.storage import RolloutBatch, RolloutStorage
-from rlexp.schedules import LinearSchedule
+from rlexp.schedules import annealed
 
 
 class PPO:
@@ -66,16 +69,14 @@ class PPO:
         self.n_epochs, self.batch_size = n_epochs, batch_size
         self.clip_range_vf, self.ent_coef, self.vf_coef = clip_range_vf, ent_coef, vf_coef
         self.max_grad_norm, self.target_kl, self.normalize_advantage = max_grad_norm, target_kl, normalize_advantage
-        self.learning_rate = LinearSchedule(lr, 0.0, total_rollouts) if lr_schedule == "linear" \
-            else LinearSchedule(lr, lr, 0)
-        self.clip_range = LinearSchedule(clip_range, 0.0, total_rollouts) if clip_range_schedule == "linear" \
-            else LinearSchedule(clip_range, clip_range, 0)
+        self.clip_range = annealed(clip_range, clip_range_schedule, total_rollouts)
         self.optimizer: torch.optim.Optimizer
         if optimizer == "rmsprop":   # A2C as SB3 configures it: RMSprop(alpha=0.99, eps=1e-5)
             self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=lr, alpha=0.99, eps=rms_prop_eps,
                                                  foreach=True)
         else:   # SB3's eps for its on-policy algorithms
             self.optimizer = make_adam(self.policy.parameters(), lr, device, eps=1e-5)
+        self.learning_rates = learning_rates([self.optimizer], lr_schedule, total_rollouts)
         self.action_low, self.action_high = action_low, action_high
         # (a members agent: each member's generator, PPOMembers)
         self.generator: torch.Generator | list[torch.Generator] = \
@@ -120,8 +121,7 @@ class PPO:
         """PPO's epochs over the rollout(s): each minibatch's gradient step, until the epochs end or target_kl
         stops them (per member of many seeds: each meets it at its own minibatch)."""
         clip_range = self.clip_range(self.n_updates)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(self.n_updates)
+        set_learning_rates(self.learning_rates, self.n_updates)
         names = ("policy_loss", "value_loss", "entropy", *self.POLICY_DIAGNOSTICS, "grad_norm")
         rows: list[Tensor] = []    # each minibatch's metrics, in the order of `names`, on the device
         stepped: list[Tensor] = []  # and who stepped on it
@@ -255,6 +255,7 @@ class PPOMembers(PPO):
         else:   # each member meets target_kl at its own minibatch: step counts per member, and a step mask
             self.optimizer = MemberAdam(self._params, len(members), lr=defaults["lr"], betas=defaults["betas"],
                                         eps=defaults["eps"])
+        self.learning_rates = rebound(first.learning_rates, [self.optimizer])
         self._optimizers = MemberOptimizers([(self.optimizer, self._params, "optimizer")], members)
         # each member's draws and shuffles from its own (the members are single runs' agents: one generator each)
         self.generator = [m.generator for m in members if isinstance(m.generator, torch.Generator)]

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import Tensor, nn
 
@@ -43,105 +42,37 @@ from rlexp.agents.base import (
     fork_global_generator,
     grad_norm,
     input_of,
+    learning_rates,
     load_state,
     make_adam,
     obs_tensor,
+    rebound,
+    set_learning_rates,
     share_settings,
     state_of,
 )
-from rlexp.config.checks import check_range, check_schedule_span, check_sde_sample_freq
+from rlexp.config.checks import (
+    check_log_std_init,
+    check_positive,
+    check_range,
+    check_schedule_span,
+    check_sde_sample_freq,
+    check_tau,
+)
 from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
-from rlexp.networks.gaussian import diagonal_gaussian_log_prob
-from rlexp.networks.gsde import StateDependentNoise, resample_due
+from rlexp.networks.gsde import resample_due
 from rlexp.networks.members import MemberOptimizers, grad_norm_per_member, stack_members, standard_normal
+from rlexp.networks.squashed import SquashedGaussianActor
 from rlexp.networks.targets import polyak_update
-from rlexp.networks.torsos import ACTIVATIONS, mlp
 from rlexp.replay import ReplayBatch
-from rlexp.schedules import LinearSchedule
 
-#: The range of log sigma(s) (SB3's and the authors' code): keeps sigma away from 0 and from overflowing exp.
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+#: alpha lives as log(alpha) in float32: beyond this its exp would overflow to inf.
 MAX_ENT_COEF = 1e6
-
-
-def squashed_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """log pi(tanh(u) | s) summed over action dimensions: the Gaussian's log-density of u minus
-    sum_i log(1 - tanh(u_i)^2), the latter written as 2 * (log 2 - u - softplus(-2u)), which is exact and stays
-    finite where tanh(u) rounds to +-1."""
-    squash = (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(dim=-1)
-    return diagonal_gaussian_log_prob(u, mean, log_std) - squash
-
-
-#: gSDE's mean is kept in [-CLIP_MEAN, CLIP_MEAN] before the squash (SB3's clip_mean), away from tanh's flat tails.
-CLIP_MEAN = 2.0
-
-
-class SquashedGaussianActor(nn.Module):
-    """pi(a|s): an MLP torso, then a mean head and a log-std head (or gSDE's noise, `use_sde`); a = tanh(u) in
-    [-1, 1], rescaled to the env's bounds by `to_env`."""
-
-    action_scale: Tensor   # buffers (register_buffer)
-    action_bias: Tensor
-
-    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
-                 hidden_sizes: Sequence[int], activation: str = "relu", use_sde: bool = False,
-                 log_std_init: float = -3.0) -> None:
-        super().__init__()
-        action_dim = int(np.prod(action_low.shape))
-        self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
-                                   ACTIVATIONS[activation]())
-        self.mean: nn.Module
-        self.sde: StateDependentNoise | None
-        if use_sde:
-            self.mean = nn.Sequential(nn.Linear(hidden_sizes[-1], action_dim), nn.Hardtanh(-CLIP_MEAN, CLIP_MEAN))
-            self.sde = StateDependentNoise(hidden_sizes[-1], action_dim, log_std_init)
-        else:
-            self.mean = nn.Linear(hidden_sizes[-1], action_dim)
-            self.log_std = nn.Linear(hidden_sizes[-1], action_dim)
-            self.sde = None
-        low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
-        high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
-        self.register_buffer("action_scale", (high - low) / 2)
-        self.register_buffer("action_bias", (high + low) / 2)
-
-    def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor]:
-        """mu(s) and log sigma(s) of the Gaussian before the squash."""
-        latent = self.torso(observations)
-        return self.mean(latent), self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
-
-    def sample(self, observations: Tensor, generator: torch.Generator | list[torch.Generator] | None,
-               sde_eps: Tensor | None = None, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """A reparameterised draw a = tanh(mu + sigma * eps), eps ~ N(0, I), and log pi(a|s); with gSDE,
-        a = tanh(mu + z^T W) for the exploration matrices W = sigma * `sde_eps` (one per row, or one for all).
-        Stacked seeds draw eps with one generator each (`generator` a list); `eps` given is used as it is."""
-        if self.sde is not None:
-            assert sde_eps is not None   # gSDE draws with the exploration matrices
-            latent = self.torso(observations)
-            mean = self.mean(latent)
-            u = mean + self.sde.noise(latent, sde_eps)
-            return torch.tanh(u), squashed_log_prob(u, mean, self.sde.log_std_of(latent))
-        mean, log_std = self.distribution(observations)
-        if eps is None:
-            assert generator is not None   # (None only where `eps` is given)
-            eps = standard_normal(mean.shape, generator, mean.device)
-        u = mean + log_std.exp() * eps
-        return torch.tanh(u), squashed_log_prob(u, mean, log_std)
-
-    def deterministic(self, observations: Tensor) -> Tensor:
-        """tanh(mu(s)): the action evaluation takes."""
-        return torch.tanh(self.mean(self.torso(observations)))
-
-    def to_env(self, squashed: Tensor) -> Tensor:
-        """An action in [-1, 1] mapped to the env's bounds."""
-        return squashed * self.action_scale + self.action_bias
-
-    def deterministic_env_action(self, observations: Tensor) -> Tensor:
-        return self.to_env(self.deterministic(observations))
 
 
 class SAC:
@@ -178,10 +109,8 @@ class SAC:
         # the policy's draws, acting and updating (a members agent: each member's generator, SACMembers)
         self.generator: torch.Generator | list[torch.Generator] = fork_global_generator(device)
         # `linear` anneals all three learning rates to 0 over the planned updates (RL Zoo's `lin_<lr>`).
-        self.lr_fraction = LinearSchedule(1.0, 0.0, total_updates) if lr_schedule == "linear" \
-            else LinearSchedule(1.0, 1.0, 0)
-        self.base_lrs = [(optimizer, optimizer.param_groups[0]["lr"]) for optimizer in
-                         (self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer) if optimizer]
+        self.learning_rates = learning_rates([self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer],
+                                             lr_schedule, total_updates)
         self.n_updates = 0
 
     @torch.no_grad()
@@ -212,10 +141,7 @@ class SAC:
         return batch.rewards + batch.discounts * (min_qf_next_target - ent_coef * next_log_prob)
 
     def update(self, batch: ReplayBatch) -> dict[str, Tensor]:
-        fraction = self.lr_fraction(self.n_updates)
-        for optimizer, lr in self.base_lrs:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * fraction
+        set_learning_rates(self.learning_rates, self.n_updates)
         # gSDE: one exploration matrix for this update's draws (SB3 resets the noise at every gradient step)
         sde_eps = self.actor.sde.draw(1, self.generator) if self.actor.sde is not None else None
         # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
@@ -349,9 +275,8 @@ class SACMembers(SAC):
         # (the members tune alpha, and have an ent_coef_optimizer, exactly when auto_ent_coef)
         self.ent_coef_optimizer = make_adam([self.log_ent_coef], first.ent_coef_optimizer.param_groups[0]["lr"],
                                             self.device) if first.ent_coef_optimizer is not None else None
-        self.base_lrs = [(optimizer, lr) for optimizer, (_, lr) in
-                         zip([o for o in (self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer) if o],
-                             first.base_lrs)]
+        self.learning_rates = rebound(first.learning_rates,
+                                      [self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer])
         self._optimizers = MemberOptimizers([
             (self.actor_optimizer, list(self.actor.parameters()), "actor_optimizer"),
             (self.critic_optimizer, list(self.critic.parameters()), "critic_optimizer"),
@@ -416,14 +341,13 @@ def fixed_ent_coef(value: Any) -> float | None:
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else None)
     check_sde_sample_freq(algo)
-    check_range("algo.log_std_init", algo["log_std_init"], -20.0, 5.0)
+    check_log_std_init(algo)
     if algo["use_sde"] and algo["sde_sample_freq"] == -1 and algo["train_freq_unit"] == "episode":
         raise ConfigError("algo.use_sde=true with algo.sde_sample_freq=-1 draws gSDE's exploration matrices at each "
                           "round of collection, which algo.train_freq_unit=episode makes episodes long; set "
                           "algo.sde_sample_freq to a number of steps")
-    check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
-    for key in ("actor_lr", "critic_lr", "ent_coef_lr"):
-        check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
+    check_tau(algo)
+    check_positive(algo, "actor_lr", "critic_lr", "ent_coef_lr")
     # alpha lives as log(alpha) in float32: beyond MAX_ENT_COEF its exp would overflow to inf.
     check_range("algo.ent_coef_init", algo["ent_coef_init"], 0.0, MAX_ENT_COEF, low_inclusive=False)
     ent_coef = algo["ent_coef"]

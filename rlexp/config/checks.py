@@ -52,6 +52,22 @@ def check_seed(key: str, seed: int, offset: int = 0) -> None:
                           f"[0, 2**32)" + (f", and rlexp also seeds with {key} + up to {offset}" if offset else ""))
 
 
+def check_positive(algo: dict[str, Any], *keys: str) -> None:
+    """Each `algo.<key>` a finite number above 0: learning rates, gradient norms, epsilons."""
+    for key in keys:
+        check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
+
+
+def check_tau(algo: dict[str, Any]) -> None:
+    """Polyak averaging's `algo.tau` in (0, 1]: 1 copies the online network, 0 would never move the target."""
+    check_range("algo.tau", algo["tau"], 0.0, 1.0, low_inclusive=False)
+
+
+def check_log_std_init(algo: dict[str, Any]) -> None:
+    """exp(`algo.log_std_init`) must stay a float32 a Gaussian can be drawn from and evaluated with."""
+    check_range("algo.log_std_init", algo["log_std_init"], -20.0, 5.0)
+
+
 def check_schedule_span(algo: dict[str, Any], scheduled: str | None) -> None:
     """A schedule over the run's updates (`scheduled` names it; None: there is none) needs their number in advance,
     which rounds at episode ends only give with one update per step collected."""

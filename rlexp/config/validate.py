@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from rlexp.config import registry
-from rlexp.config.checks import check_positive_int, check_range, check_sde_sample_freq, check_seed
+from rlexp.config.checks import (
+    check_log_std_init,
+    check_positive,
+    check_positive_int,
+    check_range,
+    check_sde_sample_freq,
+    check_seed,
+)
 from rlexp.config.schema import COMPILE_MODES, TrainConfig
 from rlexp.errors import ConfigError
 
@@ -106,12 +113,10 @@ def check_on_policy(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
     check_range("algo.gae_lambda", algo["gae_lambda"], 0.0, 1.0)
     check_positive_int("algo.n_steps", algo["n_steps"], limit=MAX_STEPS)
-    check_range("algo.lr", algo["lr"], 0.0, low_inclusive=False)
+    check_positive(algo, "lr", "max_grad_norm")
     check_range("algo.ent_coef", algo["ent_coef"], 0.0)
     check_range("algo.vf_coef", algo["vf_coef"], 0.0)
-    check_range("algo.max_grad_norm", algo["max_grad_norm"], 0.0, low_inclusive=False)
-    # exp(log_std) must stay a float32 a Gaussian can be drawn from and evaluated with
-    check_range("algo.log_std_init", algo["log_std_init"], -20.0, 5.0)
+    check_log_std_init(algo)
     check_sde_sample_freq(algo)
     num_envs = cfg["env"]["num_envs"]
     rollout = algo["n_steps"] * num_envs
@@ -126,7 +131,7 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.A
     """The replay memory's and the off-policy runner's keys."""
     check_range("algo.priority_alpha", algo["priority_alpha"], 0.0, 1.0)
     check_range("algo.priority_beta0", algo["priority_beta0"], 0.0, 1.0)
-    check_range("algo.priority_eps", algo["priority_eps"], 0.0, low_inclusive=False)
+    check_positive(algo, "priority_eps")
     if algo["prioritized"] and not spec.prioritized:
         able = [f"algo={name}" for name, other in algorithms.items() if other.prioritized]
         raise ConfigError(f"algo.prioritized=true needs an update that reports TD errors back to the replay, which "
