@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import random
 import signal
@@ -15,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -64,15 +67,77 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, **popen: object) -
 
 def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
                    monkeypatch: pytest.MonkeyPatch) -> subprocess.CompletedProcess:
-    """`rlexp <args>` (eval, plot or export, never train: Hydra keeps global state) called in this process, for
-    refusals: the same entry point and output as `run_cli`, without a new interpreter importing torch each time."""
+    """`rlexp <args>` called in this process, for refusals: the same entry point and output as `run_cli`, without a
+    new interpreter importing torch and Hydra each time. `rlexp train` runs Hydra's own command line here too, for a
+    command refused before it trains (its command line, composed config, run to resume or env refused): what it
+    changes in a process is put back afterwards (`train_state_kept`). A command that trains runs with `run_cli`."""
     from rlexp.commands import main
 
     monkeypatch.chdir(cwd)
     capsys.readouterr()
-    returncode = main(args)
+    with train_state_kept(monkeypatch) if args[:1] == ["train"] else contextlib.nullcontext():
+        try:
+            returncode = main(args)
+        except SystemExit as stop:   # rlexp train exits as Hydra's task does
+            returncode = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["rlexp", *args], returncode, out, err)
+
+
+@contextlib.contextmanager
+def train_state_kept(monkeypatch: pytest.MonkeyPatch) -> typing.Iterator[None]:
+    """What `rlexp train` changes in its process, put back once it ran in this one: sys.argv (which Hydra parses),
+    Hydra's run_and_report (rlexp replaces it), its config singletons, the logging Hydra configures for the job (a
+    console handler and the run's train.log), and the random streams a job seeds."""
+    import hydra._internal.utils as hydra_utils
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setattr(hydra_utils, "run_and_report", hydra_utils.run_and_report)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", HydraConfig.instance().cfg)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)   # as cli_env() leaves it
+
+    def loggers() -> list[logging.Logger]:
+        return [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger))]
+
+    saved = {logger: (logger.handlers[:], logger.level, logger.propagate, logger.disabled) for logger in loggers()}
+    streams = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        GlobalHydra.instance().clear()
+        for logger in loggers():
+            handlers, level, propagate, disabled = saved.get(logger, ([], logging.NOTSET, True, False))
+            for handler in logger.handlers:
+                if handler not in handlers:
+                    handler.close()
+            logger.handlers[:] = handlers
+            logger.level, logger.propagate, logger.disabled = level, propagate, disabled
+        logging.Logger.manager._clear_cache()
+        random.setstate(streams[0])
+        np.random.set_state(streams[1])
+        torch.set_rng_state(streams[2])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "as_typed: the case of a family of refusals that the `rlexp` fixture runs as a "
+                                       "subprocess, as a user types it (the others run in process)")
+
+
+@pytest.fixture
+def rlexp(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
+          monkeypatch: pytest.MonkeyPatch) -> typing.Callable[..., subprocess.CompletedProcess]:
+    """`rlexp(args, cwd)`: `rlexp <args>` refused in `cwd`. The case marked `as_typed` of a parametrized family of
+    refusals runs as a subprocess (`run_cli`), as a user types it; the others in this process (`run_in_process`),
+    with the same entry point and output, without an interpreter importing torch and Hydra for each."""
+    as_typed = request.node.get_closest_marker("as_typed") is not None
+
+    def call(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return run_cli(args, cwd=cwd) if as_typed else run_in_process(args, cwd, capsys, monkeypatch)
+
+    return call
 
 
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:

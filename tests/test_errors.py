@@ -1,4 +1,5 @@
-"""Bad input, as a user types it: one line on stderr, exit code 2, nothing trained or written."""
+"""Bad input: one line on stderr, exit code 2, nothing trained or written; each kind of refusal once as a user
+types it (a subprocess), the other cases through the same entry point in process."""
 
 import subprocess
 import sys
@@ -6,16 +7,20 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env
 
 FAULTY = "tests.faulty_envs"
+# A subprocess, as a user types it, for one refusal of each kind: before Hydra (the command line), Hydra's own
+# (composing the config), the config's checks, the env's spaces; the other cases run in process (conftest: rlexp).
+AS_TYPED = pytest.mark.as_typed
 
 
 @pytest.mark.parametrize("args, expected", [
     # the algorithm does not fit the env: both spaces named, and what to use instead
-    (["algo=dqn", "env=Pendulum-v1"], ["algo=dqn needs a discrete action space", "Pendulum-v1",
-                                       "actions Box(-2.0, 2.0",
-                                       "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"]),
+    pytest.param(["algo=dqn", "env=Pendulum-v1"], ["algo=dqn needs a discrete action space", "Pendulum-v1",
+                                                   "actions Box(-2.0, 2.0",
+                                                   "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"],
+                 marks=AS_TYPED),
     (["algo=td3", "env=CartPole-v1"], ["algo=td3 needs a continuous (Box) action space", "Discrete(2)",
                                        "use algo=a2c, algo=dqn or algo=ppo"]),
     (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",
@@ -25,7 +30,7 @@ FAULTY = "tests.faulty_envs"
     # envs that do not exist
     (["env.id=CartPol-v1"], ["env.id='CartPol-v1' is not a registered", "did you mean CartPole-v1"]),
     # values out of range, and cross-field rules
-    (["algo.gamma=2"], ["algo.gamma=2.0 is outside [0.0, 1.0]"]),
+    pytest.param(["algo.gamma=2"], ["algo.gamma=2.0 is outside [0.0, 1.0]"], marks=AS_TYPED),
     (["algo.tau=0"], ["algo.tau=0.0 is outside (0.0, 1.0]"]),
     (["algo.batch_size=300000"], ["algo.batch_size=300000 exceeds algo.buffer_size=100000"]),
     (["algo.learning_starts=60000", "total_steps=50000"], ["algo.learning_starts=60000 >= total_steps=50000"]),
@@ -34,7 +39,7 @@ FAULTY = "tests.faulty_envs"
     (["algo.train_freq_unit=episode", "algo.gradient_steps=4"], ["algo.train_freq_unit=episode with",
                                                                  "use algo.gradient_steps=-1"]),
     # the schema: unknown keys, wrong types, values outside a choice, unknown group options
-    (["algo.lrr=1"], ["algo.lrr is not a config key; did you mean algo.lr?"]),
+    pytest.param(["algo.lrr=1"], ["algo.lrr is not a config key; did you mean algo.lr?"], marks=AS_TYPED),
     (["algo.gamma=abc"], ["algo.gamma=abc", "could not be converted to Float"]),
     (["seed=1.5"], ["seed=1.5", "could not be converted to Integer"]),
     (["algo.lr_schedule=cosine"], ["Invalid value 'cosine', expected one of [constant, linear]"]),
@@ -50,11 +55,11 @@ FAULTY = "tests.faulty_envs"
     # devices and resume targets that do not exist
     pytest.param(["device=cuda:7"], ["device='cuda:7'"],
                  marks=pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")),
-    (["resume=no/such/run"], ["resume=no/such/run", "is not an rlexp run directory"]),
+    pytest.param(["resume=no/such/run"], ["resume=no/such/run", "is not an rlexp run directory"], marks=AS_TYPED),
     (["--multirun", "resume=no/such/run"], ["resume continues one run"]),
 ])
-def test_bad_input_is_one_line_exit_2_and_nothing_is_trained(workdir, args, expected):
-    proc = run_cli(["train", *args, "hydra.run.dir=run", "log.progress=none"], cwd=workdir)
+def test_bad_input_is_one_line_exit_2_and_nothing_is_trained(workdir, rlexp, args, expected):
+    proc = rlexp(["train", *args, "hydra.run.dir=run", "log.progress=none"], cwd=workdir)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("rlexp train: error: "), proc.stderr
