@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, run_in_process
 
 ON_POLICY_LOSSES = ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/explained_variance")
 
@@ -69,7 +69,7 @@ def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["algo=ppo", "env=atari"], "algo=ppo has no image torso"),
+    pytest.param(["algo=ppo", "env=atari"], "algo=ppo has no image torso", marks=pytest.mark.as_typed),
     (["algo=a2c", "env=CartPole-v1", "algo.n_steps=64", "total_steps=100"],
      "algo.n_steps=64 x env.num_envs=8 = 512 env steps per rollout is more than total_steps=100"),
     (["algo=ppo", "env=CartPole-v1", "algo.batch_size=100"],   # the preset's rollout: 32 steps x 8 envs
@@ -79,8 +79,8 @@ def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir):
     (["algo=ppo", "env=CartPole-v1", "algo.use_sde=true"], "algo.use_sde=true is gSDE, exploration noise for "
                                                           "continuous actions, but CartPole-v1"),
 ])
-def test_on_policy_refusals_are_one_line(workdir, args, expected):
-    proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)
+def test_on_policy_refusals_are_one_line(workdir, rlexp, args, expected):
+    proc = rlexp(["train", *args, "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 2 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
         proc.stderr
     assert not (workdir / "run" / "checkpoints").exists()
@@ -114,7 +114,8 @@ def test_ppo_and_a2c_train_on_every_env_family_they_fit(workdir, args):
     assert done["status"] == "completed" and done["total_steps"] == 64 and done["num_envs"] == 2
 
 
-def test_eval_reads_a_checkpoint_made_before_the_newest_keys_and_refuses_an_unreadable_one_in_one_line(workdir):
+def test_eval_reads_a_checkpoint_made_before_the_newest_keys_and_refuses_an_unreadable_one_in_one_line(workdir, capsys,
+                                                                                                         monkeypatch):
     from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
 
     proc = run_cli(["train", "algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=128", "env.num_envs=2",
@@ -131,11 +132,11 @@ def test_eval_reads_a_checkpoint_made_before_the_newest_keys_and_refuses_an_unre
     assert json.loads((workdir / "run" / "eval" / "final.json").read_text())["eval_returns"] == expected
     bundle["config"]["algo"]["use_sde"] = True   # weights that do not fit the agent the config builds
     save_checkpoint(bundle, final)
-    refused = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    refused = run_in_process(["eval", "run", "episodes=2"], workdir, capsys, monkeypatch)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "the saved agent does not fit the one its config builds here" in refused.stderr
     del bundle["config"]["algo"]["n_steps"]   # a key no version of rlexp could do without
     save_checkpoint(bundle, final)
-    refused = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    refused = run_in_process(["eval", "run", "episodes=2"], workdir, capsys, monkeypatch)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "lacks 'n_steps', which this version of rlexp needs" in refused.stderr

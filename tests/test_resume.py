@@ -2,6 +2,7 @@
 the uninterrupted run reaches; a config that changes what was learned is refused."""
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, run_cli, snapshot
+from tests.conftest import interrupt_mid_run, run_cli, run_in_process, snapshot
 
 RUNS = {
     # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
@@ -96,15 +97,24 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
         assert a[key] == b[key], key
 
 
-def short_run(workdir: Path, *extra: str) -> None:
-    proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run", *extra], cwd=workdir)
+@pytest.fixture(scope="module")
+def finished_short_run(tmp_path_factory) -> Path:
+    """A finished DQN run of 600 steps (checkpoints every 250), trained once; tests copy it."""
+    root = tmp_path_factory.mktemp("short_run")
+    proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run"], cwd=root)
     assert proc.returncode == 0, proc.stderr
+    return root / "run"
 
 
-def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir):
-    short_run(workdir)
+@pytest.fixture
+def short_run(finished_short_run, workdir) -> Path:
+    """A copy of the finished short run, at workdir/run."""
+    return Path(shutil.copytree(finished_short_run, workdir / "run", symlinks=True))
+
+
+def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir, short_run, capsys, monkeypatch):
     before = snapshot(workdir / "run")
-    again = run_cli(["train", "resume=run"], cwd=workdir)
+    again = run_in_process(["train", "resume=run"], workdir, capsys, monkeypatch)
     assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
     assert snapshot(workdir / "run") == before  # refused: nothing written
     longer = run_cli(["train", "resume=run", "total_steps=1000"], cwd=workdir)
@@ -114,8 +124,7 @@ def test_a_finished_run_is_extended_by_resuming_with_more_steps(workdir):
     assert [step for step, _ in scalars(workdir / "run")["eval/mean_return"]] == [500, 600, 1000]
 
 
-def test_a_run_stopped_after_its_last_checkpoint_resumes_to_finish_it(workdir):
-    short_run(workdir)
+def test_a_run_stopped_after_its_last_checkpoint_resumes_to_finish_it(workdir, short_run, capsys, monkeypatch):
     finished = workdir / "run"
     reference = json.loads((finished / "results.json").read_text())
     final = final_agent(finished)
@@ -128,12 +137,13 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_to_finish_it(workdir):
     assert results["status"] == "completed" and results["resumed_from_step"] == 600
     assert results["eval_returns"] == reference["eval_returns"] and results["total_steps"] == 600
     assert same_parameters(final, final_agent(finished))
-    again = run_cli(["train", "resume=run"], cwd=workdir)   # now finished: refused as any finished run
+    # now finished: refused as any finished run
+    again = run_in_process(["train", "resume=run"], workdir, capsys, monkeypatch)
     assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
 
 
-def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_the_diff(workdir):
-    short_run(workdir)
+def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_the_diff(workdir, short_run, capsys,
+                                                                                           monkeypatch):
     before = snapshot(workdir / "run")
     proc = run_cli(["train", "resume=run", "algo.lr=0.5", "network.hidden_sizes=[8]"], cwd=workdir)
     line = proc.stderr.strip()
@@ -141,14 +151,13 @@ def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_t
     assert "algo.lr: 0.001 -> 0.5" in line and "network.hidden_sizes: [32] -> [8]" in line
     assert ("only total_steps, total_episodes, stop.*, eval.*, checkpoint.*, log.*, device and torch_threads may "
             "change") in line
-    proc = run_cli(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], cwd=workdir)
+    proc = run_in_process(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "algo.name: dqn -> td3" in proc.stderr and "env.id: CartPole-v1 -> Pendulum-v1" \
         in proc.stderr
     assert snapshot(workdir / "run") == before  # a refused resume writes nothing: config, logs, results, checkpoints
 
 
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(workdir):
-    short_run(workdir)
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(workdir, short_run):
     newest = workdir / "run" / "checkpoints" / "step_600.pt"
     data = bytearray(newest.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # a damaged block in the middle

@@ -5,6 +5,7 @@ a signal stops every seed at the same step, each with its checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, run_cli, snapshot, start_cli, wait_for
+from tests.conftest import interrupt_mid_run, run_cli, run_in_process, snapshot, start_cli, wait_for
 
 RUN = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=900", "algo.learning_starts=300",
        "network.hidden_sizes=[32,32]", "eval.every=450", "eval.episodes=2", "checkpoint.every=300", "log.every=100",
@@ -33,6 +34,15 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def q_network(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / "final.pt")["agent"]["q_network"]
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory) -> Path:
+    """A finished run of seeds=[0,1,2] (600 steps), trained once; tests copy it."""
+    root = tmp_path_factory.mktemp("three_seeds")
+    proc = run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return root / "run"
 
 
 def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(workdir):
@@ -167,9 +177,10 @@ def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     assert results(workdir / "run")["status"] == "completed"
 
 
-def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_rest(workdir):
+def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_rest(workdir, three_seeds, capsys,
+                                                                                       monkeypatch):
     run = workdir / "run"
-    assert run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=workdir).returncode == 0
+    shutil.copytree(three_seeds, run, symlinks=True)
     reference = results(run)
     # A kill after seed 0 finished and while seeds 1 and 2 had their last checkpoints but not their results
     for seed in (1, 2):
@@ -184,52 +195,56 @@ def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_
     assert (run / "seed_0" / "results.json").read_bytes() == seed_0   # finished: left as it was
     for seed in (1, 2):
         assert (run / f"seed_{seed}" / "checkpoints" / "final.pt").is_file()
-    again = run_cli(["train", "resume=run"], cwd=workdir)
+    again = run_in_process(["train", "resume=run"], workdir, capsys, monkeypatch)
     assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with "
-                                                                             "algo.batch_norm=true"),
+    pytest.param(["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"],
+                 "seeds=[...] with algo.batch_norm=true", marks=pytest.mark.as_typed),
     (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),
     (["seeds=[0,1,2,3]", "algo.buffer_size=300000000", "total_steps=400000000"], "the 4 seeds would need about"),
     (["seeds=[]"], "seeds=[] must be a non-empty list of seeds"),
     (["seeds=[0,1]", "algo.train_freq_unit=episode", "algo.gradient_steps=-1"], "algo.train_freq_unit=episode"),
 ])
-def test_bad_seed_lists_are_one_line_errors(workdir, args, message):
-    proc = run_cli(["train", *args, "hydra.run.dir=run"], cwd=workdir)
+def test_bad_seed_lists_are_one_line_errors(workdir, rlexp, args, message):
+    proc = rlexp(["train", *args, "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_a_seeds_run_keeps_its_seeds_and_seed_is_refused_beside_them(workdir):
+def test_a_seeds_run_keeps_its_seeds_and_seed_is_refused_beside_them(workdir, three_seeds, capsys, monkeypatch):
     run = workdir / "run"
-    assert run_cli([*RUN, "total_steps=450", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=workdir).returncode == 0
+    shutil.copytree(three_seeds, run, symlinks=True)
     before = snapshot(run)
-    for args, message in [
+
+    def rlexp(args: list[str], as_typed: bool = False):   # the first refusal as a user types it, the rest in process
+        return run_cli(args, cwd=workdir) if as_typed else run_in_process(args, workdir, capsys, monkeypatch)
+
+    for i, (args, message) in enumerate([
         (["seeds=[0,1]"], "cannot continue with a different seeds: [0, 1, 2] -> [0, 1]"),
         (["seeds=[2,1,0]"], "cannot continue with a different seeds: [0, 1, 2] -> [2, 1, 0]"),
         (["seeds=[0,1,2,3]"], "cannot continue with a different seeds: [0, 1, 2] -> [0, 1, 2, 3]"),
         (["seeds=null"], "cannot continue with a different seeds: [0, 1, 2] -> None"),
         (["seed=7"], "seed=7 with seeds=[...]"),
-    ]:
-        proc = run_cli(["train", "resume=run", "total_steps=600", *args], cwd=workdir)
+    ]):
+        proc = rlexp(["train", "resume=run", "total_steps=900", *args], as_typed=i == 0)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-    single = run_cli(["train", "resume=run/seed_1", "total_steps=600", "seeds=[1,2]"], cwd=workdir)
+    single = rlexp(["train", "resume=run/seed_1", "total_steps=900", "seeds=[1,2]"])
     assert single.returncode == 2 and "different seeds: None -> [1, 2]" in single.stderr, single.stderr
     assert snapshot(run) == before   # every refusal left the run as it was
-    new = run_cli([*RUN, "seeds=[0,1]", "seed=5", "hydra.run.dir=other"], cwd=workdir)
+    new = rlexp([*RUN, "seeds=[0,1]", "seed=5", "hydra.run.dir=other"])
     assert new.returncode == 2 and "seed=5 with seeds=[...]" in new.stderr and not (workdir / "other").exists()
     for command in (["eval", "run"], ["export", "run", "format=torchscript"]):
-        proc = run_cli(command, cwd=workdir)
+        proc = rlexp(command)
         assert proc.returncode == 2 and "is a many-seeds run" in proc.stderr and "run/seed_0" in proc.stderr, \
             proc.stderr
 
 
-def test_a_seed_of_a_batch_in_training_is_locked_against_resuming_it_alone(workdir):
+def test_a_seed_of_a_batch_in_training_is_locked_against_resuming_it_alone(workdir, capsys, monkeypatch):
     holder = start_cli([*RUN, "total_steps=200000", "seeds=[0,1]", "hydra.run.dir=run"], cwd=workdir)
     try:
         wait_for(workdir / "run" / "seed_1" / "checkpoints" / "step_600.pt", holder)
-        proc = run_cli(["train", "resume=run/seed_1", "total_steps=300000"], cwd=workdir)
+        proc = run_in_process(["train", "resume=run/seed_1", "total_steps=300000"], workdir, capsys, monkeypatch)
         assert proc.returncode == 2 and f"is in use by process {holder.pid}" in proc.stderr, proc.stderr
     finally:
         holder.send_signal(signal.SIGKILL)

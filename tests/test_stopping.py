@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlexp.runners.stopping import StopRules, StopWatch
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, run_in_process
 from tests.test_resume import scalars
 
 
@@ -68,24 +68,25 @@ def test_a_solved_run_ends_early_says_so_and_writes_its_final_checkpoint(workdir
 
 
 @pytest.mark.parametrize("override, message", [
-    ("total_episodes=0", "total_episodes=0 must be a positive integer"),
+    pytest.param("total_episodes=0", "total_episodes=0 must be a positive integer", marks=pytest.mark.as_typed),
     ("stop.window=0", "stop.window=0 must be a positive integer"),
     ("stop.mean_return=nan", "stop.mean_return=nan must be a finite number"),
 ])
-def test_bad_stop_settings_are_one_line_errors(workdir, override, message):
-    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", override], cwd=workdir)
+def test_bad_stop_settings_are_one_line_errors(workdir, rlexp, override, message):
+    proc = rlexp(["train", "algo=dqn", "env=CartPole-v1", override], cwd=workdir)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_an_eval_bar_without_evaluations_is_refused(workdir):
-    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "stop.eval_return=-200", "eval.every=0"], cwd=workdir)
+def test_an_eval_bar_without_evaluations_is_refused(workdir, capsys, monkeypatch):
+    proc = run_in_process(["train", "algo=td3", "env=Pendulum-v1", "stop.eval_return=-200", "eval.every=0"], workdir,
+                          capsys, monkeypatch)
     assert proc.returncode == 2 and "stop.eval_return=-200.0 needs evaluations during the run" in proc.stderr
 
 
-def test_a_run_that_ended_early_resumes_only_with_a_new_budget_or_bar(workdir):
+def test_a_run_that_ended_early_resumes_only_with_a_new_budget_or_bar(workdir, capsys, monkeypatch):
     args = ["train", "algo=dqn", "env=CartPole-v1", "total_episodes=20", "hydra.run.dir=run", *TINY]
     assert run_cli(args, cwd=workdir).returncode == 0
-    refused = run_cli(["train", "resume=run"], cwd=workdir)
+    refused = run_in_process(["train", "resume=run"], workdir, capsys, monkeypatch)
     assert refused.returncode == 2 and "pass a larger total_episodes to extend it" in refused.stderr
     extended = run_cli(["train", "resume=run", "total_episodes=30"], cwd=workdir)
     assert extended.returncode == 0, extended.stderr

@@ -31,7 +31,7 @@ from rlexp.sweeps.placement import (
     torch_threads,
 )
 from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, run_in_process
 
 # A job that learns a little in about a second.
 TINY_JOB = ["algo=dqn", "env=CartPole-v1", "total_steps=400", "algo.learning_starts=100", "network.hidden_sizes=[16]",
@@ -143,13 +143,13 @@ def test_text_table_aligns_columns_without_trailing_spaces():
     assert text_table(("job", "status"), []) == ["job  status", "---  ------"]
 
 
-def test_gpu_placement_rejects_unknown_choices(workdir):
-    proc = run_cli(["train", "gpu_placement=everywhere"], cwd=workdir)
+def test_gpu_placement_rejects_unknown_choices(workdir, capsys, monkeypatch):
+    proc = run_in_process(["train", "gpu_placement=everywhere"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "expected one of [spread, pack]" in proc.stderr
 
 
-def test_multirun_with_cfg_is_one_line(workdir):
-    proc = run_cli(["train", "--multirun", "--cfg", "hydra", "seed=0,1"], cwd=workdir)
+def test_multirun_with_cfg_is_one_line(workdir, capsys, monkeypatch):
+    proc = run_in_process(["train", "--multirun", "--cfg", "hydra", "seed=0,1"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "drop --multirun" in proc.stderr
 
 

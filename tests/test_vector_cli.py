@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import cli_env, interrupt_mid_run, run_cli, wait_for
+from tests.conftest import cli_env, interrupt_mid_run, run_cli, run_in_process, wait_for
 
 QUICK = ["eval.episodes=1", "eval.every=0", "checkpoint.every=0", "log.progress=none", "torch_threads=1"]
 
@@ -81,9 +81,9 @@ def test_budgets_and_rounds_count_env_steps_summed_over_the_envs(workdir):
     assert [s for s, _ in logged["charts/SPS"]] == [52, 100, 152, 200, 252, 300, 352, 400]
 
 
-def test_episode_rounds_with_several_envs_are_refused(workdir):
-    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "env.num_envs=2", "algo.train_freq_unit=episode",
-                    "hydra.run.dir=run"], cwd=workdir)
+def test_episode_rounds_with_several_envs_are_refused(workdir, capsys, monkeypatch):
+    proc = run_in_process(["train", "algo=td3", "env=Pendulum-v1", "env.num_envs=2", "algo.train_freq_unit=episode",
+                           "hydra.run.dir=run"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "algo.train_freq_unit=episode needs env.num_envs=1 (got 2)" in proc.stderr
 
@@ -148,10 +148,10 @@ def test_ctrl_c_to_the_whole_process_group_still_saves_with_async_envs(workdir):
     assert resumed.returncode == 0, resumed.stderr
 
 
-def test_a_checkpoint_of_the_old_format_is_refused_in_one_line(workdir):
+def test_a_checkpoint_of_the_old_format_is_refused_in_one_line(workdir, capsys, monkeypatch):
     path = workdir / "old.pt"
     torch.save({"format": 1, "agent": {}, "config": {}}, path)
-    proc = run_cli(["eval", str(path)], cwd=workdir)
+    proc = run_in_process(["eval", str(path)], workdir, capsys, monkeypatch)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "has format 1 (rlexp 0.1, before vectorized envs)" in proc.stderr
 
