@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, run_in_process
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -124,17 +124,19 @@ def test_multirun_sweeps_every_combination(workdir):
     assert seen == {("ddpg", 0), ("ddpg", 1), ("td3", 0), ("td3", 1)}
 
 
-def test_cfg_job_prints_the_composed_config_and_runs_nothing(workdir):
-    proc = run_cli(["train", "--cfg", "job", "algo=ddpg", "env=Pendulum-v1", "algo.tau=0.01"], cwd=workdir)
+# --cfg job, --help and usage errors as a user types them: tests/test_reliability.py (closed pipes, usage errors)
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(workdir, capsys, monkeypatch):
+    proc = run_in_process(["train", "--cfg", "job", "algo=ddpg", "env=Pendulum-v1", "algo.tau=0.01"], workdir, capsys,
+                          monkeypatch)
     assert proc.returncode == 0, proc.stderr
     assert "name: ddpg" in proc.stdout and "tau: 0.01" in proc.stdout and "id: Pendulum-v1" in proc.stdout
     assert not (workdir / "outputs").exists()
 
 
-def test_help_lists_commands_and_config_groups(workdir):
-    top = run_cli(["--help"], cwd=workdir)
+def test_help_lists_commands_and_config_groups(workdir, capsys, monkeypatch):
+    top = run_in_process(["--help"], workdir, capsys, monkeypatch)
     assert top.returncode == 0 and "train" in top.stdout
-    train = run_cli(["train", "algo=ppo", "--help"], cwd=workdir)
+    train = run_in_process(["train", "algo=ppo", "--help"], workdir, capsys, monkeypatch)
     assert train.returncode == 0
     for text in ("algo: a2c, ddpg, dqn, ppo, sac, td3", "Pendulum-v1", "tuned", "rlexp train"):
         assert text in train.stdout
@@ -144,12 +146,12 @@ def test_help_lists_commands_and_config_groups(workdir):
     assert "  seeds (list[int] | null)" in keys
 
 
-def test_unknown_command_and_unknown_key(workdir):
-    proc = run_cli(["fly"], cwd=workdir)
+def test_unknown_command_and_unknown_key(workdir, capsys, monkeypatch):
+    proc = run_in_process(["fly"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
-    proc = run_cli([], cwd=workdir)  # no command at all: one line, not the whole usage
+    proc = run_in_process([], workdir, capsys, monkeypatch)  # no command at all: one line, not the whole usage
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "give a command" in proc.stderr
-    proc = run_cli(["train", "algo.lrr=1", "hydra.run.dir=run"], cwd=workdir)
+    proc = run_in_process(["train", "algo.lrr=1", "hydra.run.dir=run"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "algo.lrr is not a config key; did you mean algo.lr?" in proc.stderr
 
 

@@ -12,7 +12,7 @@ import torch
 
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, save_checkpoint
 from rlexp.replay import FrameReplayBuffer, PrioritizedReplayBuffer, ReplayBuffer
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 GPU, CPU = torch.device("cuda", 0), torch.device("cpu")
@@ -127,7 +127,7 @@ def test_td3_target_noise_comes_from_the_agents_own_cuda_generator():
                        second.target_actions(obs, second.smoothing_noise((8, 1))))
 
 
-def test_resuming_on_another_device_type_is_refused_in_one_line(workdir):
+def test_resuming_on_another_device_type_is_refused_in_one_line(workdir, capsys, monkeypatch):
     """A checkpoint's generators belong to the device type that made them: a run trained on CUDA resumed on the
     CPU (here: a CPU run whose checkpoint says cuda) is refused, and nothing in the run changes."""
     args = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=400", "algo.learning_starts=100", "eval.every=0",
@@ -138,7 +138,7 @@ def test_resuming_on_another_device_type_is_refused_in_one_line(workdir):
     bundle = load_checkpoint(newest)
     save_checkpoint({**bundle, "device": "cuda:0"}, newest)
     before = {p: p.read_bytes() for p in (workdir / "run").rglob("*") if p.is_file()}
-    proc = run_cli(["train", "resume=run", "total_steps=600", "device=cpu"], cwd=workdir)
+    proc = run_in_process(["train", "resume=run", "total_steps=600", "device=cpu"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "trained on cuda and its random generators cannot continue exactly on cpu" in proc.stderr
     assert {p: p.read_bytes() for p in (workdir / "run").rglob("*") if p.is_file()} == before

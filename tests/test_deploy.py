@@ -9,8 +9,10 @@ drives an episode in a process whose Python has only torch (or onnxruntime) and 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -46,10 +48,30 @@ FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 EPISODE_STEPS = 300
 
 
-def train(name: str, workdir: Path) -> Path:
-    proc = run_cli(["train", *RUNS[name], "hydra.run.dir=run", *TINY, "eval.episodes=1"], cwd=workdir, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return workdir / "run"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Callable[[str], Path]:
+    """trained(name): the run of RUNS[name], trained from the command line once for the module (at its first use)."""
+    runs: dict[str, Path] = {}
+
+    def run_of(name: str) -> Path:
+        if name not in runs:
+            root = tmp_path_factory.mktemp(name)
+            proc = run_cli(["train", *RUNS[name], "hydra.run.dir=run", *TINY, "eval.episodes=1"], cwd=root,
+                           timeout=600)
+            assert proc.returncode == 0, proc.stderr
+            runs[name] = root / "run"
+        return runs[name]
+
+    return run_of
+
+
+@pytest.fixture
+def train(trained) -> Callable[[str, Path], Path]:
+    """train(name, workdir): a copy of the trained run of RUNS[name] at workdir/run, for the test to write into."""
+    def copy(name: str, workdir: Path) -> Path:
+        return Path(shutil.copytree(trained(name), workdir / "run", symlinks=True))
+
+    return copy
 
 
 def play(act, env, seed: int, steps: int = EPISODE_STEPS) -> float:
@@ -172,7 +194,7 @@ SLOW = ("dqn_atari", "ddpg", "sac", "a2c")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in RUNS])
-def test_load_act_and_exports_that_run_without_rlexp(name, workdir, sites):
+def test_load_act_and_exports_that_run_without_rlexp(name, workdir, sites, train):
     run = train(name, workdir)
     agent = rlexp.load(run, device="cpu")
     assert agent.algo == RUNS[name][0].split("=")[1] and isinstance(agent.config, dict)
@@ -228,7 +250,7 @@ def test_load_act_and_exports_that_run_without_rlexp(name, workdir, sites):
     env.close()
 
 
-def test_exported_modules_match_the_agent_on_other_batch_sizes(workdir):
+def test_exported_modules_match_the_agent_on_other_batch_sizes(workdir, train):
     """The batch axis of a traced or exported policy is free: 1, 7 and 300 rows give the agent's actions."""
     run = train("td3", workdir)
     agent = rlexp.load(run)
@@ -291,7 +313,7 @@ def test_load_closes_the_env_it_reads_the_spaces_of_even_when_reading_them_fails
         rlexp.load(workdir / "config_only.pt")
     assert len(opened) == 2 and closed == opened
 
-def test_act_names_the_shape_it_takes_and_the_best_checkpoint_exports_under_its_name(workdir):
+def test_act_names_the_shape_it_takes_and_the_best_checkpoint_exports_under_its_name(workdir, train):
     run = train("dqn", workdir)
     agent = rlexp.load(run, checkpoint="best")
     assert agent.checkpoint == run / "checkpoints" / "best.pt"
@@ -328,7 +350,7 @@ def test_the_deterministic_policy_takes_the_greedy_action_or_clamps_to_the_bound
     assert bounded(torch.tensor([[-3.0, 1.5], [0.5, 5.0]])).tolist() == [[-1.0, 1.5], [0.5, 2.0]]
 
 
-def test_load_leaves_the_callers_random_streams_alone(workdir):
+def test_load_leaves_the_callers_random_streams_alone(workdir, train):
     run = train("td3", workdir)
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -338,16 +360,17 @@ def test_load_leaves_the_callers_random_streams_alone(workdir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run"], "say which format: format=torchscript or format=pt2 or format=onnx"),
+    pytest.param(["run"], "say which format: format=torchscript or format=pt2 or format=onnx",
+                 marks=pytest.mark.as_typed),
     (["run", "format=tflite"], "format=tflite must be torchscript or pt2 or onnx"),
     (["run", "format=onnx", "checkpoint=last"], "checkpoint=last must be final or best"),
     (["run", "format=onnx", "states=0"], "states=0 must be a positive integer"),
     (["nowhere", "format=onnx"], "nowhere is neither a run directory nor a checkpoint file"),
     (["run", "format=onnx", "checkpoint=best", "colour=red"], "colour is not an option of rlexp export"),
 ])
-def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(workdir, args, message):
+def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(workdir, rlexp, args, message):
     (workdir / "run").mkdir()
-    proc = run_cli(["export", *args], cwd=workdir)
+    proc = rlexp(["export", *args], cwd=workdir)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
     assert sorted(p.name for p in (workdir / "run").iterdir()) == []
 
@@ -360,7 +383,7 @@ def test_onnx_without_its_extra_names_the_extra(workdir, monkeypatch):
         export._check_onnx()
 
 
-def test_a_file_that_does_not_reproduce_the_agent_is_refused_and_nothing_is_left(workdir, monkeypatch):
+def test_a_file_that_does_not_reproduce_the_agent_is_refused_and_nothing_is_left(workdir, monkeypatch, train):
     from rlexp.deploy import export
 
     run = train("dqn", workdir)
@@ -375,7 +398,7 @@ def test_a_file_that_does_not_reproduce_the_agent_is_refused_and_nothing_is_left
     assert not (run / "export").exists()
 
 
-def test_export_refuses_what_it_cannot_do_before_it_starts(workdir, capsys, monkeypatch):
+def test_export_refuses_what_it_cannot_do_before_it_starts(workdir, capsys, monkeypatch, train):
     train("td3", workdir)
     (workdir / "afile").write_text("x")
     for args, message in (

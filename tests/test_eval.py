@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import TINY, cli_env, run_cli
+from tests.conftest import TINY, cli_env, run_cli, run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nowhere"], "nowhere is neither a run directory nor a checkpoint file"),
+    pytest.param(["nowhere"], "nowhere is neither a run directory nor a checkpoint file", marks=pytest.mark.as_typed),
     (["run", "episodes=0"], "episodes=0 must be a positive integer"),
     (["run", "video=maybe"], "video=maybe must be true or false"),
     (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
@@ -47,16 +47,16 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
     ([".", "run"], "give one run directory or checkpoint file, got 2"),
     ([], "give one run directory or checkpoint file (rlexp eval --help)"),
 ])
-def test_bad_eval_input_is_one_line_and_exit_2(finished_run, args, message):
-    proc = run_cli(["eval", *args], cwd=finished_run)
+def test_bad_eval_input_is_one_line_and_exit_2(finished_run, rlexp, args, message):
+    proc = rlexp(["eval", *args], cwd=finished_run)
     assert proc.returncode == 2 and proc.stderr.startswith("rlexp eval: error: ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_a_corrupt_checkpoint_is_named(finished_run, tmp_path):
+def test_a_corrupt_checkpoint_is_named(finished_run, tmp_path, capsys, monkeypatch):
     broken = tmp_path / "broken.pt"
     broken.write_bytes((finished_run / "run" / "checkpoints" / "final.pt").read_bytes()[:500])
-    proc = run_cli(["eval", str(broken)], cwd=finished_run)
+    proc = run_in_process(["eval", str(broken)], finished_run, capsys, monkeypatch)
     assert proc.returncode == 1 and "broken.pt is truncated" in proc.stderr
 
 

@@ -16,7 +16,7 @@ from rlexp.analysis.curves import Curve, Run, binned, group_curves, group_key
 from rlexp.analysis.statistics import align, group_statistics, iqm, step_statistics
 from rlexp.commands import plot
 from rlexp.errors import ConfigError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SWEEP = ["train", "--multirun", "algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200",
@@ -268,7 +268,7 @@ def test_a_resumed_run_has_each_step_once(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "give at least one run or sweep directory"),
+    pytest.param([], "give at least one run or sweep directory", marks=pytest.mark.as_typed),
     (["nowhere"], "nowhere does not exist"),
     (["empty"], "no runs under empty: a run directory holds .hydra/overrides.yaml"),
     (["sweep", "metric=eval/nope"], "no run logged metric=eval/nope; the runs logged: charts/SPS, "),
@@ -276,15 +276,15 @@ def test_a_resumed_run_has_each_step_once(tmp_path):
     (["sweep", "stat=median"], "stat=median must be mean or iqm"),
     (["sweep", "bin=0"], "bin=0 must be a positive integer"),
 ])
-def test_bad_plot_input_is_one_line_and_exit_2(sweep, args, message):
+def test_bad_plot_input_is_one_line_and_exit_2(sweep, rlexp, args, message):
     (sweep / "empty").mkdir(exist_ok=True)
-    proc = run_cli(["plot", *args], cwd=sweep)
+    proc = rlexp(["plot", *args], cwd=sweep)
     assert proc.returncode == 2 and proc.stderr.startswith("rlexp plot: error: ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
 
 
-def test_plot_help():
-    proc = run_cli(["plot", "--help"], cwd=Path.cwd())
+def test_plot_help(capsys, monkeypatch):
+    proc = run_in_process(["plot", "--help"], Path.cwd(), capsys, monkeypatch)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: rlexp plot") and "stat=mean|iqm" in proc.stdout
 
 
