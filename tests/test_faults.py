@@ -95,19 +95,19 @@ def test_a_signal_between_two_seeds_steps_stops_both_after_the_same_step():
     request = StopRequest()   # its handlers not installed: the test plays the signal by setting signum
     held = HeldStop(request)
 
+    class Batched:
+        def act(self, observations):
+            return observations
+
     def seed_run(k: int, stop):
         yield Built(agent=None)
         for step in range(1, 10):
-            yield ask("act", np.zeros(1))
+            yield ask(Batched.act, np.zeros(1))
             if stop.signum is not None:
                 raise TrainingInterrupted(stop.signum, step, None)
             if k == 0 and step == 3:   # the signal lands after seed 0's check of step 3, before seed 1's
                 request.signum = signal.SIGINT
         return {"step": 9}
-
-    class Batched:
-        def act(self, observations):
-            return observations
 
     outcomes = run_in_lockstep([0, 1], [seed_run(0, held), seed_run(1, held)], lambda agents: Batched(), held)
     assert [outcome.error.step for outcome in outcomes] == [4, 4]
