@@ -67,19 +67,25 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, **popen: object) -
 
 def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
                    monkeypatch: pytest.MonkeyPatch) -> subprocess.CompletedProcess:
-    """`rlexp <args>` called in this process, for refusals: the same entry point and output as `run_cli`, without a
-    new interpreter importing torch and Hydra each time. `rlexp train` runs Hydra's own command line here too, for a
-    command refused before it trains (its command line, composed config, run to resume or env refused): what it
-    changes in a process is put back afterwards (`train_state_kept`). A command that trains runs with `run_cli`."""
+    """`rlexp <args>` called in this process, for refusals (and for eval, plot or export runs whose command another
+    test runs as a user types it): the same entry point and output as `run_cli`, without a new interpreter importing
+    torch and Hydra each time. `rlexp train` runs Hydra's own command line here too, for a command refused before it
+    trains (its command line, composed config, run to resume or env refused): what it changes in a process is put
+    back afterwards (`train_state_kept`). A command that trains runs with `run_cli`."""
     from rlexp.commands import main
 
     monkeypatch.chdir(cwd)
     capsys.readouterr()
+    streams = random.getstate(), np.random.get_state(), torch.get_rng_state()   # what a command may seed
     with train_state_kept(monkeypatch) if args[:1] == ["train"] else contextlib.nullcontext():
         try:
             returncode = main(args)
         except SystemExit as stop:   # rlexp train exits as Hydra's task does
             returncode = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        finally:
+            random.setstate(streams[0])
+            np.random.set_state(streams[1])
+            torch.set_rng_state(streams[2])
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["rlexp", *args], returncode, out, err)
 
@@ -87,8 +93,8 @@ def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str
 @contextlib.contextmanager
 def train_state_kept(monkeypatch: pytest.MonkeyPatch) -> typing.Iterator[None]:
     """What `rlexp train` changes in its process, put back once it ran in this one: sys.argv (which Hydra parses),
-    Hydra's run_and_report (rlexp replaces it), its config singletons, the logging Hydra configures for the job (a
-    console handler and the run's train.log), and the random streams a job seeds."""
+    Hydra's run_and_report (rlexp replaces it), its config singletons and the logging Hydra configures for the job
+    (a console handler and the run's train.log)."""
     import hydra._internal.utils as hydra_utils
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -103,7 +109,6 @@ def train_state_kept(monkeypatch: pytest.MonkeyPatch) -> typing.Iterator[None]:
                                        if isinstance(logger, logging.Logger))]
 
     saved = {logger: (logger.handlers[:], logger.level, logger.propagate, logger.disabled) for logger in loggers()}
-    streams = random.getstate(), np.random.get_state(), torch.get_rng_state()
     try:
         yield
     finally:
@@ -116,9 +121,6 @@ def train_state_kept(monkeypatch: pytest.MonkeyPatch) -> typing.Iterator[None]:
             logger.handlers[:] = handlers
             logger.level, logger.propagate, logger.disabled = level, propagate, disabled
         logging.Logger.manager._clear_cache()
-        random.setstate(streams[0])
-        np.random.set_state(streams[1])
-        torch.set_rng_state(streams[2])
 
 
 def pytest_configure(config: pytest.Config) -> None:

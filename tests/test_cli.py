@@ -58,7 +58,7 @@ def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo, rounds):
     assert agent["critic"]["layers.0.weight"].shape[0] == (2 if algo == "td3" else 1)
 
 
-def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir):
+def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir, capsys, monkeypatch):
     # (the MountainCar preset fixes alpha at 0.1, explores with gSDE and updates 32 times every 32 steps: the
     # defaults here)
     proc = run_cli(["train", "algo=sac", "env=MountainCarContinuous-v0", "total_steps=400",
@@ -73,7 +73,7 @@ def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir):
     assert alpha[0] < 1.0 and alpha[-1] < alpha[0]      # tuned down from 1 while the policy is still broad
     agent = torch.load(workdir / "run" / "checkpoints" / "final.pt", weights_only=True)["agent"]
     assert agent["critic"]["layers.0.weight"].shape[0] == 2 and "log_ent_coef" in agent
-    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    evaluated = run_in_process(["eval", "run", "episodes=2"], workdir, capsys, monkeypatch)
     assert evaluated.returncode == 0, evaluated.stderr
 
 

@@ -313,13 +313,16 @@ def test_load_closes_the_env_it_reads_the_spaces_of_even_when_reading_them_fails
         rlexp.load(workdir / "config_only.pt")
     assert len(opened) == 2 and closed == opened
 
-def test_act_names_the_shape_it_takes_and_the_best_checkpoint_exports_under_its_name(workdir, train):
+def test_act_names_the_shape_it_takes_and_the_best_checkpoint_exports_under_its_name(workdir, train, capsys,
+                                                                                      monkeypatch):
     run = train("dqn", workdir)
     agent = rlexp.load(run, checkpoint="best")
     assert agent.checkpoint == run / "checkpoints" / "best.pt"
     with pytest.raises(ValueError, match=r"takes one of shape \(4,\) or a batch of shape \(N, 4\)"):
         agent.act(np.zeros(5))
-    proc = run_cli(["export", "run", "format=torchscript", "checkpoint=best", "states=64"], cwd=workdir)
+    # (in process: `rlexp export` as a user types it is test_load_act_and_exports_that_run_without_rlexp's)
+    proc = run_in_process(["export", "run", "format=torchscript", "checkpoint=best", "states=64"], workdir, capsys,
+                          monkeypatch)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (run / "export").iterdir()) == ["policy_best.pt", "policy_best.pt.json"]
     assert json.loads((run / "export" / "policy_best.pt.json").read_text())["checkpoint"].endswith("best.pt")
@@ -411,7 +414,7 @@ def test_export_refuses_what_it_cannot_do_before_it_starts(workdir, capsys, monk
         proc = run_in_process(["export", *args], workdir, capsys, monkeypatch)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (workdir / "run" / "export").exists()
-    proc = run_cli(["export", "run", "format=torchscript", "states=20"], cwd=workdir)
+    proc = run_in_process(["export", "run", "format=torchscript", "states=20"], workdir, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(CheckpointError, match="is a TorchScript module"):
         rlexp.load(workdir / "run" / "export" / "policy.pt")

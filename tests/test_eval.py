@@ -60,12 +60,12 @@ def test_a_corrupt_checkpoint_is_named(finished_run, tmp_path, capsys, monkeypat
     assert proc.returncode == 1 and "broken.pt is truncated" in proc.stderr
 
 
-def test_eval_takes_a_sweep_job_directory_whose_name_has_equal_signs(finished_run, tmp_path):
+def test_eval_takes_a_sweep_job_directory_whose_name_has_equal_signs(finished_run, tmp_path, capsys, monkeypatch):
     import shutil
 
     job_dir = tmp_path / "sweep" / "0_algo.lr=0.001,seed=0"
     shutil.copytree(finished_run / "run", job_dir)
-    proc = run_cli(["eval", str(job_dir), "episodes=1"], cwd=finished_run)
+    proc = run_in_process(["eval", str(job_dir), "episodes=1"], finished_run, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     assert (job_dir / "eval" / "final.json").is_file()
 

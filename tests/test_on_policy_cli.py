@@ -20,7 +20,7 @@ def tags(run_dir):
     return set(accumulator.Tags()["scalars"])
 
 
-def test_a2c_trains_on_several_envs_logs_its_losses_and_evaluates(workdir):
+def test_a2c_trains_on_several_envs_logs_its_losses_and_evaluates(workdir, capsys, monkeypatch):
     proc = run_cli(["train", "algo=a2c", "env=CartPole-v1", "total_steps=2000", "env.num_envs=4", "hydra.run.dir=run",
                     *TINY], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
@@ -29,7 +29,7 @@ def test_a2c_trains_on_several_envs_logs_its_losses_and_evaluates(workdir):
     assert "losses/approx_kl" not in logged     # a ratio of 1 by construction: nothing to log
     results = json.loads((workdir / "run" / "results.json").read_text())
     assert results["total_steps"] == 2000 and results["num_envs"] == 4 and results["status"] == "completed"
-    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    evaluated = run_in_process(["eval", "run", "episodes=2"], workdir, capsys, monkeypatch)
     assert evaluated.returncode == 0, evaluated.stderr and "a2c on CartPole-v1" in evaluated.stdout
 
 
@@ -54,7 +54,7 @@ def test_ppo_with_normalization_saves_its_statistics_and_eval_uses_them(workdir)
     assert again["eval_returns"] == results["eval_returns"]
 
 
-def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir):
+def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir, capsys, monkeypatch):
     # each algorithm with its CartPole preset (8 envs; rollouts of 32 and 5 steps), two rollouts' worth of PPO
     proc = run_cli(["train", "--multirun", "algo=ppo,a2c", "env=CartPole-v1", "seed=0,1", "hydra/launcher=joblib",
                     "hydra.launcher.n_jobs=2", "total_steps=512", "eval.every=256", "eval.episodes=2",
@@ -63,7 +63,7 @@ def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir):
     rows = list(csv.DictReader((workdir / "sweep2" / "summary.csv").open()))
     assert sorted((r["overrides"], r["status"]) for r in rows) == sorted(
         (f"algo={a} seed={s}", "completed") for a in ("ppo", "a2c") for s in (0, 1))
-    plotted = run_cli(["plot", "sweep2"], cwd=workdir)
+    plotted = run_in_process(["plot", "sweep2"], workdir, capsys, monkeypatch)
     assert plotted.returncode == 0, plotted.stderr
     assert "algo=a2c" in plotted.stdout and "algo=ppo" in plotted.stdout
 
@@ -127,7 +127,7 @@ def test_eval_reads_a_checkpoint_made_before_the_newest_keys_and_refuses_an_unre
     # as a run made before gSDE existed
     del bundle["config"]["algo"]["use_sde"], bundle["config"]["algo"]["sde_sample_freq"]
     save_checkpoint(bundle, final)
-    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    evaluated = run_in_process(["eval", "run", "episodes=2"], workdir, capsys, monkeypatch)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((workdir / "run" / "eval" / "final.json").read_text())["eval_returns"] == expected
     bundle["config"]["algo"]["use_sde"] = True   # weights that do not fit the agent the config builds

@@ -204,16 +204,18 @@ def test_plot_of_a_sweep_matches_the_event_files(sweep):
     assert any(line.split()[:3] == ["algo.lr=0.0005", "2", "1500"] for line in table)
 
 
-def test_plot_of_chosen_runs_with_iqm_and_an_output_file(sweep):
+# (the command as a user types it: test_plot_of_a_sweep_matches_the_event_files; the others call it in process)
+def test_plot_of_chosen_runs_with_iqm_and_an_output_file(sweep, capsys, monkeypatch):
     jobs = lr_jobs(sweep, "algo.lr=0.001")  # both seeds of one learning rate: one group
-    proc = run_cli(["plot", *(f"sweep/{job.name}" for job in jobs), "stat=iqm", "out=figs/lr.png"], cwd=sweep)
+    proc = run_in_process(["plot", *(f"sweep/{job.name}" for job in jobs), "stat=iqm", "out=figs/lr.png"], sweep,
+                          capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     assert (sweep / "figs" / "lr.png").read_bytes()[:8] == PNG_MAGIC
     rows = read_csv(sweep / "figs" / "lr.csv")
     assert {r["group"] for r in rows} == {"dqn on CartPole-v1"} and len(read_csv(sweep / "figs" / "lr_runs.csv")) == 6
 
 
-def test_runs_without_the_metric_or_with_fewer_steps_are_warned_about(sweep, tmp_path):
+def test_runs_without_the_metric_or_with_fewer_steps_are_warned_about(sweep, tmp_path, capsys, monkeypatch):
     import shutil
 
     from torch.utils.tensorboard import SummaryWriter
@@ -233,7 +235,7 @@ def test_runs_without_the_metric_or_with_fewer_steps_are_warned_about(sweep, tmp
     with SummaryWriter(str(short)) as writer:
         writer.add_scalar("eval/mean_return", 42.0, 500)
 
-    proc = run_cli(["plot", "runs"], cwd=tmp_path)
+    proc = run_in_process(["plot", "runs"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     warnings = proc.stderr.strip().splitlines()
     assert len(warnings) == 2 and all(w.startswith("rlexp plot: warning: ") for w in warnings)
@@ -243,7 +245,7 @@ def test_runs_without_the_metric_or_with_fewer_steps_are_warned_about(sweep, tmp
     assert [(int(r["step"]), int(r["runs"])) for r in rows] == [(500, 3)]
 
 
-def test_a_resumed_run_has_each_step_once(tmp_path):
+def test_a_resumed_run_has_each_step_once(tmp_path, capsys, monkeypatch):
     """A run killed after its step-500 checkpoint (simulated: the step-1000 one deleted) and resumed logs steps
     750 and 1000 again; the plot reads them once, as TensorBoard does."""
     common = ["algo=dqn", "env=CartPole-v1", "algo.learning_starts=200", "eval.every=250", "eval.episodes=1",
@@ -257,7 +259,7 @@ def test_a_resumed_run_has_each_step_once(tmp_path):
     assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
     assert sorted(raw_steps) == [250, 500, 750, 750, 1000, 1000, 1250, 1500]  # the event files repeat 750, 1000
 
-    proc = run_cli(["plot", "run"], cwd=tmp_path)
+    proc = run_in_process(["plot", "run"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     runs = read_csv(tmp_path / "run" / "plot_runs.csv")
     assert [int(r["step"]) for r in runs] == [250, 500, 750, 1000, 1250, 1500]
@@ -312,18 +314,18 @@ def fake_atari_run(path: Path, env_id: str, seed: int, returns: dict[int, float]
             writer.add_scalar("eval/mean_return", value, step)
 
 
-def test_plot_normalize_human_draws_atari_returns_as_percent_of_the_human_tester(tmp_path):
+def test_plot_normalize_human_draws_atari_returns_as_percent_of_the_human_tester(tmp_path, capsys, monkeypatch):
     fake_atari_run(tmp_path / "runs" / "pong0", "ALE/Pong-v5", 0, {1000: -20.7, 2000: 9.3})
     fake_atari_run(tmp_path / "runs" / "pong1", "ALE/Pong-v5", 1, {1000: -20.7, 2000: -5.7})
-    proc = run_cli(["plot", "runs", "normalize=human"], cwd=tmp_path)
+    proc = run_in_process(["plot", "runs", "normalize=human"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     rows = read_csv(tmp_path / "runs" / "plot.csv")
     # (TensorBoard stores float32: -20.7 comes back as -20.7000008)
     assert [(int(r["step"]), float(r["mean"])) for r in rows] == [(1000, pytest.approx(0.0, abs=1e-4)),
                                                                 (2000, pytest.approx(75.0, abs=1e-4))]
     fake_atari_run(tmp_path / "other" / "pitfall", "ALE/Pitfall-v5", 0, {1000: 0.0})
-    proc = run_cli(["plot", "other", "normalize=human"], cwd=tmp_path)
+    proc = run_in_process(["plot", "other", "normalize=human"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 2 and "ALE/Pitfall-v5 (Pitfall) is not one of the 49 games" in proc.stderr
     assert proc.stderr.count("\n") == 1
-    proc = run_cli(["plot", "runs", "normalize=human", "metric=charts/SPS"], cwd=tmp_path)
+    proc = run_in_process(["plot", "runs", "normalize=human", "metric=charts/SPS"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 2 and "normalize=human rescales returns" in proc.stderr

@@ -222,7 +222,9 @@ def test_a_run_directory_in_use_is_locked_and_a_killed_holder_leaves_no_stale_lo
 # --- 9. resource settings that defeat the machine --------------------------------------------------------------------
 
 def test_more_torch_threads_than_cores_are_capped_with_a_warning(workdir):
-    proc = run_cli(["train", "algo=dqn", *TINY, "torch_threads=1000", "hydra.run.dir=run"], cwd=workdir)
+    # A short run: its threads (every core) contend with the other test processes' for its whole length.
+    proc = run_cli(["train", "algo=dqn", *TINY, "total_steps=200", "torch_threads=1000", "hydra.run.dir=run"],
+                   cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     cores = len(os.sched_getaffinity(0))
     assert f"torch_threads=1000 exceeds the {cores} cores this job may use; using {cores}" in proc.stdout

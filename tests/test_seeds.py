@@ -45,7 +45,7 @@ def three_seeds(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(workdir):
+def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(workdir, capsys, monkeypatch):
     proc = run_cli([*RUN, "seeds=[3,1,4]", "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     summary = results(workdir / "run")
@@ -62,10 +62,11 @@ def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(wor
     # Independent members: each seed's network is its own (a checkpoint holds its slice only).
     assert not torch.equal(q_network(workdir / "run" / "seed_3")["net.0.weight"],
                            q_network(workdir / "run" / "seed_1")["net.0.weight"])
-    plot = run_cli(["plot", "run", "out=curves.png"], cwd=workdir)
+    # (plot and eval in process: their commands as a user types them are tests/test_plot.py's and test_eval.py's)
+    plot = run_in_process(["plot", "run", "out=curves.png"], workdir, capsys, monkeypatch)
     assert plot.returncode == 0 and "warning" not in plot.stderr, plot.stderr   # the parent is no run to skip
     assert "dqn on CartPole-v1  3" in plot.stdout   # the three seeds pooled in one group
-    evaluated = run_cli(["eval", "run/seed_1", "episodes=2"], cwd=workdir)
+    evaluated = run_in_process(["eval", "run/seed_1", "episodes=2"], workdir, capsys, monkeypatch)
     assert evaluated.returncode == 0 and f"{results(workdir / 'run' / 'seed_1')['eval_return_mean']:.2f}" in \
         evaluated.stdout, evaluated.stderr
     longer = run_cli(["train", "resume=run/seed_1", "total_steps=1200"], cwd=workdir)
@@ -111,7 +112,7 @@ def test_a_signal_stops_every_seed_at_the_same_step_each_with_its_checkpoint(wor
         assert (workdir / "run" / f"seed_{seed}" / "checkpoints" / f"step_{stopped[0]['step']}.pt").is_file()
 
 
-def test_a_sweep_of_seed_batches_with_several_envs_each_plots_as_groups_of_seeds(workdir):
+def test_a_sweep_of_seed_batches_with_several_envs_each_plots_as_groups_of_seeds(workdir, capsys, monkeypatch):
     proc = run_cli(["train", "--multirun", "algo=dqn", "env=CartPole-v1", "seeds=[0,1]", "env.num_envs=2",
                     "algo.lr=1e-3,5e-4", "total_steps=600", "algo.learning_starts=200", "network.hidden_sizes=[16]",
                     "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "log.progress=none", "torch_threads=1",
@@ -124,7 +125,7 @@ def test_a_sweep_of_seed_batches_with_several_envs_each_plots_as_groups_of_seeds
         for seed in (0, 1):
             done = results(job / f"seed_{seed}")
             assert done["num_envs"] == 2 and done["total_steps"] == 600 and done["seed"] == seed
-    plot = run_cli(["plot", "sweep", "out=curves.png"], cwd=workdir)
+    plot = run_in_process(["plot", "sweep", "out=curves.png"], workdir, capsys, monkeypatch)
     assert plot.returncode == 0, plot.stderr
     assert plot.stdout.count("  2  ") == 2, plot.stdout   # two groups (the learning rates), two seeds each
 
