@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +133,63 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "subprocess, as a user types it (the others run in process)")
 
 
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str,
+              make: typing.Callable[[Path], Any]) -> tuple[Path, Any]:
+    """A directory that `make(directory)` fills once per test session, shared by the tests and the pytest-xdist
+    workers that ask for `name`: the first to ask makes it, holding a lock, the others wait for it. Returns the
+    directory and what `make` returned (JSON data). For runs and sweeps that tests read, or copy before they change
+    them: a module-scoped fixture would be made again by each worker, and again whenever a worker comes back to its
+    module (the suite runs in the order of pytest_collection_modifyitems, not module by module)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()   # the session's
+    directory, made = root / f"made-{name}", root / f"made-{name}.json"
+    with open(root / f"made-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            made.write_text(json.dumps(make(directory)))
+    return directory, json.loads(made.read_text())
+
+
+def completed(proc: subprocess.CompletedProcess) -> dict[str, Any]:
+    """A finished process as JSON data (for made_once), and back: `as_completed`."""
+    return {"args": list(proc.args), "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def as_completed(data: dict[str, Any]) -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess(data["args"], data["returncode"], data["stdout"], data["stderr"])
+
+
+#: The calls by which a test starts processes (`rlexp` CLI runs above all): a test's count of them orders the suite.
+SPAWNS = re.compile(r"\b(run_cli|run_cli_without|start_cli|interrupt_mid_run|subprocess\.run|subprocess\.Popen)\(")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that start the most processes first, the in-process unit tests last: a stable sort on the count of
+    process-starting calls in a test's source and in its fixtures'. Under pytest-xdist the many short tests then fill
+    the end of the run, so no worker idles while another finishes a long CLI test. (The fixtures that train for
+    several tests are made once per session: made_once.)"""
+    @functools.cache
+    def spawns(function: typing.Callable[..., object]) -> int:
+        try:
+            return len(SPAWNS.findall(inspect.getsource(function)))
+        except (OSError, TypeError):
+            return 0
+
+    def weight(item: pytest.Item) -> int:
+        if not isinstance(item, pytest.Function):
+            return 0
+        module = item.nodeid.split("::")[0]   # its module's fixtures (the conftest's only start what tests ask)
+        fixtures = [defs[-1].func for defs in item._fixtureinfo.name2fixturedefs.values()
+                    if defs and defs[-1].baseid == module]
+        return spawns(item.function) + sum(spawns(func) for func in fixtures)
+
+    weights = {item: weight(item) for item in items}
+    items.sort(key=lambda item: -weights[item])
+
+
 @pytest.fixture
 def rlexp(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
           monkeypatch: pytest.MonkeyPatch) -> typing.Callable[..., subprocess.CompletedProcess]:
@@ -140,6 +202,37 @@ def rlexp(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
         return run_cli(args, cwd=cwd) if as_typed else run_in_process(args, cwd, capsys, monkeypatch)
 
     return call
+
+
+#: One interpreter running several `rlexp` commands, with some modules made unimportable: argv[1] the modules,
+#: argv[2] the commands (JSON); prints each command's exit status and stderr (JSON) as its last line.
+_WITHOUT = """
+import contextlib, io, json, sys
+for name in json.loads(sys.argv[1]):
+    sys.modules[name] = None
+from rlexp.commands import main
+results = []
+for args in json.loads(sys.argv[2]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(args)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def run_cli_without(modules: list[str], commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """Each of `commands` (`rlexp <args>`) run one after another in `cwd` by one new interpreter in which `modules`
+    cannot be imported (`import <module>` fails), as on a machine without them: each one's exit status and stderr.
+    One interpreter for the commands, rather than one each importing torch and Hydra."""
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT, json.dumps(modules), json.dumps(commands)], cwd=cwd,
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return [subprocess.CompletedProcess(["rlexp", *args], code, "", err)
+            for args, (code, err) in zip(commands, json.loads(proc.stdout.splitlines()[-1]), strict=True)]
 
 
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:

@@ -22,7 +22,7 @@ import torch
 
 import rlexp
 from rlexp.errors import CheckpointError, ConfigError
-from tests.conftest import TINY, run_cli, run_in_process
+from tests.conftest import TINY, made_once, run_cli, run_in_process
 
 RUNS = {
     "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100"],
@@ -50,17 +50,15 @@ EPISODE_STEPS = 300
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Callable[[str], Path]:
-    """trained(name): the run of RUNS[name], trained from the command line once for the module (at its first use)."""
-    runs: dict[str, Path] = {}
-
+    """trained(name): the run of RUNS[name], trained from the command line once per session (made_once, at its
+    first use)."""
     def run_of(name: str) -> Path:
-        if name not in runs:
-            root = tmp_path_factory.mktemp(name)
+        def make(root: Path) -> None:
             proc = run_cli(["train", *RUNS[name], "hydra.run.dir=run", *TINY, "eval.episodes=1"], cwd=root,
                            timeout=600)
             assert proc.returncode == 0, proc.stderr
-            runs[name] = root / "run"
-        return runs[name]
+
+        return made_once(tmp_path_factory, f"deploy-{name}", make)[0] / "run"
 
     return run_of
 

@@ -3,11 +3,12 @@ types it (a subprocess), the other cases through the same entry point in process
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import cli_env
+from tests.conftest import as_completed, cli_env, completed, made_once, run_cli_without
 
 FAULTY = "tests.faulty_envs"
 # A subprocess, as a user types it, for one refusal of each kind: before Hydra (the command line), Hydra's own
@@ -70,16 +71,28 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_trained(workdir, rlexp, arg
     assert not list(run_dir.glob("events.out.tfevents*")) if run_dir.exists() else True
 
 
-@pytest.mark.parametrize("module, args, fix", [
-    ("Box2D", ["algo=dqn", "env=LunarLander-v3"], 'pip install "rlexp[box2d]"'),
-    ("mujoco", ["algo=td3", "env=HalfCheetah-v5"], 'pip install "rlexp[mujoco]"'),
-    ("ale_py", ["algo=dqn", "env=atari"], 'pip install "rlexp[atari]"'),
-])
-def test_an_env_whose_extra_is_missing_says_which_pip_install_fixes_it(workdir, module, args, fix):
-    # The package is hidden from this one process, as on a machine without it: `import <module>` fails.
-    code = f"import sys; sys.modules[{module!r}] = None; from rlexp.commands import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.run([sys.executable, "-c", code, "train", *args, "hydra.run.dir=run"], cwd=workdir,
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+EXTRAS = {   # an env family's package, the command that needs it, and the fix the error names
+    "Box2D": (["algo=dqn", "env=LunarLander-v3"], 'pip install "rlexp[box2d]"'),
+    "mujoco": (["algo=td3", "env=HalfCheetah-v5"], 'pip install "rlexp[mujoco]"'),
+    "ale_py": (["algo=dqn", "env=atari"], 'pip install "rlexp[atari]"'),
+}
+
+
+@pytest.fixture(scope="module")
+def without_extras(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Each command of EXTRAS in an interpreter without any of their packages, as on a machine without the extras:
+    `import <module>` fails (one interpreter for the three; each needs only its own package)."""
+    def make(workdir: Path) -> list[dict]:
+        commands = [["train", *args, f"hydra.run.dir=run_{module}"] for module, (args, _) in EXTRAS.items()]
+        return [completed(proc) for proc in run_cli_without(list(EXTRAS), commands, workdir)]
+
+    return dict(zip(EXTRAS, map(as_completed, made_once(tmp_path_factory, "errors-without-extras", make)[1]),
+                    strict=True))
+
+
+@pytest.mark.parametrize("module", list(EXTRAS))
+def test_an_env_whose_extra_is_missing_says_which_pip_install_fixes_it(without_extras, module):
+    proc, fix = without_extras[module], EXTRAS[module][1]
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert fix in proc.stderr
 

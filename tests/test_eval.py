@@ -3,19 +3,23 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, cli_env, run_cli, run_in_process
+from tests.conftest import TINY, cli_env, made_once, run_cli, run_in_process
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("eval")
-    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
-                    "network.hidden_sizes=[32]", "hydra.run.dir=run", *TINY], cwd=workdir)
-    assert proc.returncode == 0, proc.stderr
-    return workdir
+    """The directory of a finished TD3 run (at run/), trained once per session (made_once); evaluations write into
+    the run's eval/ as they would."""
+    def make(workdir: Path) -> None:
+        proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
+                        "network.hidden_sizes=[32]", "hydra.run.dir=run", *TINY], cwd=workdir)
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, "eval-finished", make)[0]
 
 
 def test_eval_reproduces_the_runs_final_evaluation(finished_run):

@@ -16,7 +16,7 @@ from rlexp.analysis.curves import Curve, Run, binned, group_curves, group_key
 from rlexp.analysis.statistics import align, group_statistics, iqm, step_statistics
 from rlexp.commands import plot
 from rlexp.errors import ConfigError
-from tests.conftest import run_cli, run_in_process
+from tests.conftest import made_once, run_cli, run_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SWEEP = ["train", "--multirun", "algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200",
@@ -164,11 +164,13 @@ def test_missing_plotting_libraries_are_named(monkeypatch):
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """2 learning rates x 2 seeds of a tiny DQN, evaluated at steps 500, 1000 and 1500."""
-    workdir = tmp_path_factory.mktemp("plot")
-    proc = run_cli(SWEEP, cwd=workdir)
-    assert proc.returncode == 0, proc.stderr
-    return workdir
+    """2 learning rates x 2 seeds of a tiny DQN, evaluated at steps 500, 1000 and 1500 (at sweep/), made once per
+    session (made_once)."""
+    def make(workdir: Path) -> None:
+        proc = run_cli(SWEEP, cwd=workdir)
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, "plot-sweep", make)[0]
 
 
 def test_plot_of_a_sweep_matches_the_event_files(sweep):

@@ -11,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, run_cli, run_in_process, snapshot
+from tests.conftest import interrupt_mid_run, made_once, run_cli, run_in_process, snapshot
 
 RUNS = {
     # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
@@ -99,11 +99,13 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
 
 @pytest.fixture(scope="module")
 def finished_short_run(tmp_path_factory) -> Path:
-    """A finished DQN run of 600 steps (checkpoints every 250), trained once; tests copy it."""
-    root = tmp_path_factory.mktemp("short_run")
-    proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run"], cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    return root / "run"
+    """A finished DQN run of 600 steps (checkpoints every 250), trained once per session (made_once); tests copy
+    it."""
+    def make(root: Path) -> None:
+        proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run"], cwd=root)
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, "resume-short-run", make)[0] / "run"
 
 
 @pytest.fixture

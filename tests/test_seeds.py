@@ -14,7 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, run_cli, run_in_process, snapshot, start_cli, wait_for
+from tests.conftest import interrupt_mid_run, made_once, run_cli, run_in_process, snapshot, start_cli, wait_for
 
 RUN = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=900", "algo.learning_starts=300",
        "network.hidden_sizes=[32,32]", "eval.every=450", "eval.episodes=2", "checkpoint.every=300", "log.every=100",
@@ -38,11 +38,12 @@ def q_network(run_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def three_seeds(tmp_path_factory) -> Path:
-    """A finished run of seeds=[0,1,2] (600 steps), trained once; tests copy it."""
-    root = tmp_path_factory.mktemp("three_seeds")
-    proc = run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    return root / "run"
+    """A finished run of seeds=[0,1,2] (600 steps), trained once per session (made_once); tests copy it."""
+    def make(root: Path) -> None:
+        proc = run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=root)
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, "seeds-three", make)[0] / "run"
 
 
 def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(workdir, capsys, monkeypatch):

@@ -31,7 +31,7 @@ from rlexp.sweeps.placement import (
     torch_threads,
 )
 from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table
-from tests.conftest import cli_env, run_cli, run_in_process
+from tests.conftest import as_completed, completed, made_once, run_cli, run_cli_without, run_in_process
 
 # A job that learns a little in about a second.
 TINY_JOB = ["algo=dqn", "env=CartPole-v1", "total_steps=400", "algo.learning_starts=100", "network.hidden_sizes=[16]",
@@ -153,18 +153,30 @@ def test_multirun_with_cfg_is_one_line(workdir, capsys, monkeypatch):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "drop --multirun" in proc.stderr
 
 
-@pytest.mark.parametrize(("plugin", "args", "fix"), [
-    ("hydra_joblib_launcher", ["hydra/launcher=joblib"], 'pip install "rlexp[sweep]"'),
-    ("hydra_optuna_sweeper", ["hparams_search=td3_pendulum"], 'pip install "rlexp[sweep]"'),
-    ("hydra_ray_launcher", ["hydra/launcher=ray"], 'pip install "rlexp[ray]"'),
-    ("hydra_submitit_launcher", ["hydra/launcher=submitit_slurm"], 'pip install "rlexp[slurm]"'),
-])
-def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fixes_it(workdir, plugin, args, fix):
-    # The plugin is hidden from this one process, as on a machine without it.
-    code = (f"import sys; sys.modules['hydra_plugins.{plugin}'] = None; from rlexp.commands import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.run([sys.executable, "-c", code, "train", "--multirun", *args, "seed=0,1"], cwd=workdir,
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+PLUGINS = {   # a Hydra plugin, a sweep that needs it, and the fix the error names
+    "hydra_joblib_launcher": (["hydra/launcher=joblib"], 'pip install "rlexp[sweep]"'),
+    "hydra_optuna_sweeper": (["hparams_search=td3_pendulum"], 'pip install "rlexp[sweep]"'),
+    "hydra_ray_launcher": (["hydra/launcher=ray"], 'pip install "rlexp[ray]"'),
+    "hydra_submitit_launcher": (["hydra/launcher=submitit_slurm"], 'pip install "rlexp[slurm]"'),
+}
+
+
+@pytest.fixture(scope="module")
+def without_plugins(tmp_path_factory) -> tuple[dict[str, subprocess.CompletedProcess], Path]:
+    """Each sweep of PLUGINS in an interpreter without any of the plugins, as on a machine without them (one
+    interpreter for the four; each needs only its own plugin), and the directory they ran in."""
+    def make(workdir: Path) -> list[dict]:
+        commands = [["train", "--multirun", *args, "seed=0,1"] for args, _ in PLUGINS.values()]
+        return [completed(proc) for proc in run_cli_without([f"hydra_plugins.{p}" for p in PLUGINS], commands, workdir)]
+
+    workdir, procs = made_once(tmp_path_factory, "sweeps-without-plugins", make)
+    return dict(zip(PLUGINS, map(as_completed, procs), strict=True)), workdir
+
+
+@pytest.mark.parametrize("plugin", list(PLUGINS))
+def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fixes_it(without_plugins, plugin):
+    procs, workdir = without_plugins
+    proc, fix = procs[plugin], PLUGINS[plugin][1]
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "comes with a Hydra plugin that is not installed" in proc.stderr and fix in proc.stderr
     assert not (workdir / "multirun").exists() and not (workdir / "outputs").exists()
@@ -189,11 +201,15 @@ def test_joblib_sweep_runs_jobs_in_parallel_with_a_thread_share_each(workdir):
 
 @pytest.fixture(scope="module")
 def optuna_sweep(tmp_path_factory) -> tuple:
-    workdir = tmp_path_factory.mktemp("optuna")
-    proc = run_cli(["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.n_trials=3", "total_steps=300",
-                    "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.episodes=1", "checkpoint.every=0",
-                    "log.progress=none", "torch_threads=1", "hydra.sweep.dir=sweep"], cwd=workdir)
-    return proc, workdir / "sweep"
+    """A three-trial Optuna search (the process, and its sweep directory), made once per session (made_once)."""
+    def make(workdir: Path) -> dict:
+        return completed(run_cli(["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.n_trials=3",
+                                  "total_steps=300", "algo.learning_starts=100", "network.hidden_sizes=[16]",
+                                  "eval.episodes=1", "checkpoint.every=0", "log.progress=none", "torch_threads=1",
+                                  "hydra.sweep.dir=sweep"], cwd=workdir))
+
+    workdir, proc = made_once(tmp_path_factory, "sweeps-optuna", make)
+    return as_completed(proc), workdir / "sweep"
 
 
 def test_a_three_trial_optuna_search_reports_its_best_trial(optuna_sweep):
