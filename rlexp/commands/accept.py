@@ -19,6 +19,7 @@ from rlexp.errors import CheckpointError, ConfigError
 from rlexp.io import seed_dir
 from rlexp.io.checkpoints import CheckpointManager, load_checkpoint, periodic_step
 from rlexp.io.results import results_status
+from rlexp.runners.job import BATCH_KEY
 from rlexp.runners.many_seeds import config_of_seed
 
 
@@ -27,6 +28,7 @@ class Resume:
     bundle: dict[str, Any]
     path: Path
     unreadable: list[tuple[Path, str]]
+    ahead: int | None = None   # a many-seeds run's seed: the step of its newer readable checkpoint, made again
 
 
 def resumed_run(config: dict[str, Any], run_dir: Path) -> str:
@@ -89,11 +91,14 @@ def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, 
 
 def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> dict[int, Resume]:
     """The checkpoints a many-seeds run continues from, by seed: every seed still training (not failed, not ended
-    early) from the newest step all of them have readable (they learn in lockstep, so they resume at one step; a
-    kill during a save may have left some seeds a step ahead). Reads only, as `accept_resume`."""
+    early, not finished at this budget while others are not) from one step, as they learn in lockstep: the newest
+    at which every one has a readable checkpoint. Each seed's unreadable newer checkpoints are reported in its
+    Resume, as a single run's. A seed the batch left behind on an earlier step is never rewound silently: a seed
+    whose newest checkpoint is past the others' and was trained on its own (not by this batch) refuses the resume;
+    one the batch itself saved (a kill during a save, a sibling's newest unreadable) is made again from the common
+    step, which its Resume's `ahead` says. Reads only, as `accept_resume`."""
     where = resumed_run(config, run_dir)
     managers: dict[int, CheckpointManager] = {}
-    finished: dict[int, bool] = {}
     at_budget: set[int] = set()   # finished seeds whose newest checkpoint is at this budget's end
     for index, seed in enumerate(config["seeds"]):
         status = results_status(seed_dir(run_dir, seed))
@@ -103,28 +108,62 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
         newest = manager.periodic()
         if newest and ended_early(load_checkpoint_quietly(newest[-1]), config_of_seed(config, seed, index)):
             continue   # solved, or its episode budget reached: it is done
-        managers[seed], finished[seed] = manager, status == "completed"
-        if finished[seed] and newest and periodic_step(newest[-1]) == config["total_steps"]:
+        managers[seed] = manager
+        if status == "completed" and newest and periodic_step(newest[-1]) == config["total_steps"]:
             at_budget.add(seed)
-    if not all(finished.values()):
-        # Stopped while the seeds finished one after another: those that finished at this budget are done.
+    if at_budget != set(managers):
+        # Stopped while the seeds finished one after another, or a seed extended alone to this budget: those that
+        # finished at this budget are done, the others go on (when all are, the budget's check below refuses).
         managers = {seed: m for seed, m in managers.items() if seed not in at_budget}
     if not managers:
         raise ConfigError(f"{where}: no seed of this run can train on (each failed or ended)")
-    steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
-    for step in sorted(steps, reverse=True):
+    newest_readable: dict[int, tuple[dict[str, Any], int, list[tuple[Path, str]]]] = {}
+    for seed, manager in managers.items():
         try:
-            bundles = {seed: m.load_step(step) for seed, m in managers.items()}
+            bundle, path, unreadable = manager.load_latest()
+        except CheckpointError as error:
+            raise ConfigError(f"{where}: seed {seed}: {error}") from None
+        newest_readable[seed] = bundle, periodic_step(path), unreadable
+    common = min(step for _, step, _ in newest_readable.values())
+    alone = {seed: step for seed, (bundle, step, _) in newest_readable.items()
+             if step > common and BATCH_KEY not in bundle}
+    if alone:
+        raise ConfigError(ahead_message(where, run_dir, alone, {s: n[1] for s, n in newest_readable.items()}))
+    steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
+    for step in sorted((s for s in steps if s <= common), reverse=True):
+        try:
+            bundles = {seed: newest[0] if newest[1] == step else managers[seed].load_step(step)
+                       for seed, newest in newest_readable.items()}
         except CheckpointError:
             continue
         for index, seed in enumerate(config["seeds"]):
             if seed in bundles:
                 check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device,
-                                finished[seed])
-        return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", []) for seed, bundle in
-                bundles.items()}
+                                results_status(seed_dir(run_dir, seed)) == "completed")
+        return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", newest_readable[seed][2],
+                             newest_readable[seed][1] if newest_readable[seed][1] > step else None)
+                for seed, bundle in bundles.items()}
     raise ConfigError(f"{where}: the seeds {sorted(managers)} have no step at which every one has a readable "
                       f"checkpoint; resume each from its own directory: rlexp train resume={run_dir}/seed_<s>")
+
+
+def ahead_message(where: str, run_dir: Path, alone: dict[int, int], newest: dict[int, int]) -> str:
+    """Why a batch resume is refused when seeds trained on their own are past the others (`alone`: their newest
+    steps; `newest`: every seed's), and what to do instead."""
+    behind = {seed: step for seed, step in newest.items() if seed not in alone}
+    ahead = ", ".join(f"seed {seed} is at step {step}" for seed, step in alone.items())
+    others = f"seeds {sorted(behind)}" if len(behind) > 1 else f"seed {next(iter(behind))}"   # (the oldest one's)
+    target = max(alone.values())
+    done_there = len(set(alone.values())) == 1 and all(
+        results_status(seed_dir(run_dir, seed)) == "completed" for seed in alone)
+    how = (f"bring the others up to it with `rlexp train {where} total_steps={target}` (seeds finished there are "
+           f"left as they are)" if done_there else
+           f"bring every seed to one step alone (rlexp train resume={run_dir}/seed_<s> total_steps={target}), then "
+           f"resume the batch")
+    return (f"{where}: {ahead} (trained on its own), ahead of {others} at step "
+            f"{'/'.join(map(str, sorted(set(behind.values()))))}, and a batch's seeds train in step: resuming them "
+            f"together would rewind it; {how}, or go on with seed {next(iter(alone))} alone: rlexp train "
+            f"resume={run_dir}/seed_{next(iter(alone))} total_steps=<more>")
 
 
 def load_checkpoint_quietly(path: Path) -> dict[str, Any]:

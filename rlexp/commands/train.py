@@ -109,6 +109,13 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         if seed_resumes is not None:
             record_resumed_config(run_dir, cfg, overrides)
             step = next(iter(seed_resumes.values())).bundle["step"]
+            for seed, seed_resume in seed_resumes.items():   # each seed's, as a single run's resume
+                CheckpointManager(seed_resume.path.parent, 1).quarantine(seed_resume.unreadable, f"seed {seed}: ")
+            ahead = {seed: r.ahead for seed, r in seed_resumes.items() if r.ahead is not None}
+            if ahead:
+                log.warning("seeds %s have newer checkpoints of this batch (%s), but its seeds train in step: they "
+                            "continue from step %d with the others and make them again", sorted(ahead),
+                            ", ".join(f"seed {s}: step {n}" for s, n in ahead.items()), step)
             log.info("resuming seeds %s from step %d", sorted(seed_resumes), step)
         tuned, env_choice = hydra_cfg.runtime.choices.get("tuned"), hydra_cfg.runtime.choices.get("env")
         if tuned and (Path(config_dir()) / "tuned" / f"{tuned}.yaml").is_file() \

@@ -201,11 +201,12 @@ class CheckpointManager:
         raise CheckpointError(f"no readable checkpoint to resume from in {self.directory}"
                               + ("" if candidates else " (no step_<N>.pt files)"))
 
-    def quarantine(self, unreadable: list[tuple[Path, str]]) -> None:
+    def quarantine(self, unreadable: list[tuple[Path, str]], who: str = "") -> None:
         """Rename unreadable checkpoints `*.corrupt` (kept for inspection, never picked again) and remove the
-        temp files of a process killed while saving."""
+        temp files of a process killed while saving. `who` begins the warnings (a many-seeds run's "seed 1: ")."""
         for path, error in unreadable:
             os.replace(path, path.with_name(path.name + ".corrupt"))
-            log.warning("%s; moved it to %s and resumed from the previous checkpoint", error, path.name + ".corrupt")
+            log.warning("%s%s; moved it to %s and resumed from the previous checkpoint", who, error,
+                        path.name + ".corrupt")
         for partial in self.directory.glob(".*.tmp"):
             partial.unlink(missing_ok=True)

@@ -41,6 +41,10 @@ from rlexp.runners.stopping import StopRules, StopWatch
 
 log = logging.getLogger("rlexp")
 
+#: The key of every checkpoint a many-seeds run saves: the seeds trained with it as one model (a single run's
+#: checkpoints have none). A batch resume tells by it a seed's own later training from the batch's (accept.py).
+BATCH_KEY = "batch_seeds"
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -68,6 +72,7 @@ class Job:
         self.config, self.settings, self.spec, self.device = config, settings, spec, device
         # compile= applies to this job's agent; a seed of a many-seeds run leaves it to the batched agent
         self.compiles = True
+        self.batch: list[int] | None = None   # the seeds of the many-seeds run it is one of
         self.eval_env, self.spaces = eval_env, spaces
 
     @classmethod
@@ -155,7 +160,7 @@ class Job:
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),
                 heldout=self.heldout_states(),
                 meta={"algo": spec.name, "env_id": env_cfg.id, "config": self.config, "overrides": overrides,
-                      "device": str(device)})
+                      "device": str(device), **({BATCH_KEY: self.batch} if self.batch is not None else {})})
             collector = Collector(envs, seed, env_cfg.id, normalization)
             # The family's runner: its agents keep the family's protocol (the registry's contract,
             # tests/test_conformance.py), which AlgoSpec.build's type does not say.

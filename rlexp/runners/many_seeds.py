@@ -54,6 +54,7 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     config = jobs[0].config
     for job in jobs:   # the batched agent compiles (compile=), not each seed's
         job.compiles = False
+        job.batch = seeds   # its checkpoints say so: a seed resumed alone later writes its own (accept.py)
     outcomes = run_in_lockstep(seeds, steps, lambda agents: compile_agent(
         spec.members(agents), config["compile"], config["compile_mode"], jobs[0].device), held)
     for outcome, directory in zip(outcomes, seed_dirs):
