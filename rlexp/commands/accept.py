@@ -176,7 +176,7 @@ def load_checkpoint_quietly(path: Path) -> dict[str, Any]:
 def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
     """Why a checkpoint's run has already ended under the new config's stop rules, and how to go on (None: it
     has not)."""
-    from rlexp.runners.stopping import StopRules, StopWatch
+    from rlexp.runners.stopping import Solved, StopRules, StopWatch
 
     state = bundle.get("context", {}).get("stop")
     if state is None:
@@ -184,9 +184,15 @@ def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
     watch = StopWatch(StopRules.from_config(config))
     watch.load_state_dict(state)
     if watch.reason() == "solved":
-        assert watch.solved is not None   # what it was solved by
-        rule = watch.solved.rule
-        return (f"the run ended {watch.solved.describe()}; raise {rule} (or set {rule}=null) to train it further")
+        solved = watch.solved
+        assert solved is not None   # what it was solved by
+        how = f"raise {solved.rule} (or set {solved.rule}=null) to train it further"
+        ended = None if state["solved"] is None else Solved(**state["solved"])
+        if ended is not None and ended.same_solve(solved):
+            return f"the run ended {solved.describe()}; {how}"
+        # Other stop rules, which the run's past already meets: where an uninterrupted run under them would have ended
+        return (f"the run's past already meets the new stop rules: {solved.describe()}"
+                + (f" (it ended {ended.describe()})" if ended is not None else "") + f"; {how}")
     if watch.reason() == "total_episodes":
         return (f"the run has finished {watch.episodes} episodes of total_episodes={config['total_episodes']}; pass "
                 f"a larger total_episodes to extend it")
