@@ -125,8 +125,9 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
             raise ConfigError(f"{where}: seed {seed}: {error}") from None
         newest_readable[seed] = bundle, periodic_step(path), unreadable
     common = min(step for _, step, _ in newest_readable.values())
+    # (a checkpoint older than the key is taken as the batch's, as resumes took it before)
     alone = {seed: step for seed, (bundle, step, _) in newest_readable.items()
-             if step > common and BATCH_KEY not in bundle}
+             if step > common and BATCH_KEY in bundle and bundle[BATCH_KEY] is None}
     if alone:
         raise ConfigError(ahead_message(where, run_dir, alone, {s: n[1] for s, n in newest_readable.items()}))
     steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))

@@ -41,8 +41,8 @@ from rlexp.runners.stopping import StopRules, StopWatch
 
 log = logging.getLogger("rlexp")
 
-#: The key of every checkpoint a many-seeds run saves: the seeds trained with it as one model (a single run's
-#: checkpoints have none). A batch resume tells by it a seed's own later training from the batch's (accept.py).
+#: The key of every checkpoint: the seeds of the many-seeds run that trained it as one model, None for a single run's
+#: (a seed resumed alone). A batch resume tells by it a seed's own later training from the batch's (accept.py).
 BATCH_KEY = "batch_seeds"
 
 
@@ -160,7 +160,7 @@ class Job:
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),
                 heldout=self.heldout_states(),
                 meta={"algo": spec.name, "env_id": env_cfg.id, "config": self.config, "overrides": overrides,
-                      "device": str(device), **({BATCH_KEY: self.batch} if self.batch is not None else {})})
+                      "device": str(device), BATCH_KEY: self.batch})
             collector = Collector(envs, seed, env_cfg.id, normalization)
             # The family's runner: its agents keep the family's protocol (the registry's contract,
             # tests/test_conformance.py), which AlgoSpec.build's type does not say.
