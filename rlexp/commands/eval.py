@@ -93,7 +93,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     frames: list[np.ndarray] = []
     # (render_mode="rgb_array": each render is one frame)
     record = (lambda: frames.append(cast(np.ndarray, env.render()))) if opts.video else None
-    returns = evaluate(loaded.act, env, opts.episodes, seed, record)
+    returns = evaluate(loaded.act_on_env, env, opts.episodes, seed, record)
     env.close()
     out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)

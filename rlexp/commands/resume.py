@@ -8,13 +8,19 @@ config is then compared with the one stored in the checkpoint: only budget and b
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
+from rlexp.commands.configstore import config_dir
+from rlexp.config.typed import TrainConfig
 from rlexp.errors import CheckpointError, ConfigError
 from rlexp.io import override_key
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 # Hydra's flags that take a value as the next argument.
 _FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
@@ -70,18 +76,61 @@ def resume_arguments(args: list[str]) -> list[str]:
 
 
 def read_overrides(path: Path, resume: str) -> list[str]:
-    """A run's saved overrides (a YAML list of strings); a damaged file is a ConfigError that says how to recover."""
+    """A run's saved overrides (a YAML list of strings), each one a resume may replay (`check_replayable`); a
+    damaged file is a ConfigError that says how to recover."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         overrides = OmegaConf.to_container(OmegaConf.load(path))
         if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
-            OverridesParser.create().parse_overrides(overrides)  # each one as Hydra will read it
+            for number, line in enumerate(overrides, 1):
+                if line.lstrip().startswith("-"):   # argv: Hydra would read it as its flag (--config-dir=...)
+                    raise _not_replayed(path, resume, number, line, "a flag of Hydra's command line")
+            check_replayable(OverridesParser.create().parse_overrides(overrides), path, resume)  # as Hydra reads them
             return overrides
         reason = "it is not a YAML list of overrides, such as ['algo=td3', 'seed=1']"
+    except ConfigError:
+        raise
     except Exception as error:  # YAML syntax, a NUL byte, an encoding error, an override Hydra cannot parse
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     raise ConfigError(f"resume={resume}: {path} is damaged ({reason}); {_recovery(path.parent.parent)}")
+
+
+def check_replayable(overrides: list[Override], path: Path, resume: str) -> None:
+    """A run directory is data, not code: what a resume replays from its overrides.yaml is only what rlexp writes
+    there, the run's task overrides (a key of the config, or an option of one of its groups, by name). Hydra's own
+    settings (hydra.*, hydra/<group>: callbacks with a `_target_`, hydra.job.env_set, a launcher, a search path)
+    are never saved there, and a group option given as a path (experiment=../../elsewhere/x) or put in another
+    package (env@hydra=...) would load a YAML file that sets them: refused, with the line. Everything the replayed
+    lines compose is then compared with the checkpoint's config (accept.py), so the overrides need no comparison of
+    their own with the checkpoint's (which comes from the same directory and so proves nothing more)."""
+    groups = {p.name: sorted(o.stem for o in p.glob("*.yaml")) for p in Path(config_dir()).iterdir()
+              if p.is_dir() and p.name != "hydra"}
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    for number, override in enumerate(overrides, 1):
+        name = override.key_or_group
+        reason = None
+        if override.is_hydra_override():
+            reason = "a setting of Hydra's own, never saved there"
+        elif override.package is not None:
+            reason = "a config group put in another package (@), which rlexp never writes"
+        elif name in groups:
+            values = [] if override.is_delete() or override.value() is None else \
+                list(override.sweep_string_iterator()) if override.is_sweep_override() else \
+                [override.get_value_element_as_str()]
+            unknown = [v for v in values if v not in groups[name] and v != "null"]
+            if unknown:
+                reason = f"{unknown[0]!r} is not an option of the {name} group (conf/{name}/)"
+        elif "/" in name or name.split(".")[0] not in keys:
+            reason = "not a key or group of rlexp's config"
+        if reason:
+            raise _not_replayed(path, resume, number, override.input_line or name, reason)
+
+
+def _not_replayed(path: Path, resume: str, number: int, line: str, reason: str) -> ConfigError:
+    return ConfigError(f"resume={resume}: line {number} of {path}, {line!r}, is not replayed: {reason}; a run's "
+                       f"overrides.yaml holds only the keys and group options of its config, so rlexp did not write "
+                       f"this line: remove it (a Hydra setting you want goes on your own command line)")
 
 
 def _recovery(run_dir: Path) -> str:

@@ -34,6 +34,7 @@ from rlexp.commands.resume import record_resumed_config
 from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import FRAMES_REFUSED, validate
+from rlexp.envs.make import check_saved_env
 from rlexp.errors import ConfigError, SweepFailed, TrainingInterrupted
 from rlexp.io import override_key, seed_dir
 from rlexp.io.checkpoints import CheckpointManager
@@ -71,6 +72,8 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = resolve_device(job_device(config["device"], GpuPlacement(config["gpu_placement"]), job_num, gpu_count))
+    if config["resume"]:   # the run's saved config names the env: its module comes under rlexp/config/trust.py
+        check_saved_env(config["env"]["id"], run_dir)
     seed_resumes = accept_seeds_resume(config, run_dir, device) if config["resume"] and config["seeds"] else None
     resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
     # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).

@@ -54,7 +54,7 @@ def evaluation_states(loaded: LoadedAgent, count: int, seed: int) -> np.ndarray:
     obs, _ = env.reset(seed=seed)
     while len(states) < count:
         states.append(np.array(obs))
-        obs, _, terminated, truncated, _ = env.step(loaded.act(obs))
+        obs, _, terminated, truncated, _ = env.step(loaded.act_on_env(obs))
         if terminated or truncated:
             obs, _ = env.reset()
     env.close()

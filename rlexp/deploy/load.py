@@ -13,6 +13,7 @@ frozen) is applied inside `act`, as inside an exported policy, so the env from `
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +24,43 @@ import torch
 from omegaconf.errors import MissingMandatoryValue
 from torch import nn
 
-from rlexp.deploy.paths import checkpoint_path
+from rlexp.deploy.paths import CHECKPOINTS, checkpoint_path
 from rlexp.envs.normalization import Normalization
 from rlexp.envs.spaces import SpaceInfo
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, EnvFault, one_line
 
 
-def make_run_env(config: dict[str, Any], **kwargs: Any) -> gym.Env:
-    """The env a run trained on, from its config: its id, kwargs and Atari preprocessing, with `kwargs` passed to
-    gymnasium.make on top of the run's own (`LoadedAgent.make_env`; `load` reads the spaces from it)."""
+def make_run_env(config: dict[str, Any], saved_in: Path, **kwargs: Any) -> gym.Env:
+    """The env a run trained on, from its config saved in `saved_in` (its run directory): its id, kwargs and Atari
+    preprocessing, with `kwargs` passed to gymnasium.make on top of the run's own (`LoadedAgent.make_env`; `load`
+    reads the spaces from it). The module its env.id names is imported only under rlexp/config/trust.py's rule."""
     from rlexp.envs import atari_settings, make_env
 
     env_cfg = config["env"]
-    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg.get("atari")))
+    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg.get("atari")), saved_in)
+
+
+def run_directory(checkpoint: Path) -> Path:
+    """The run directory of a checkpoint file (<run>/checkpoints/<name>.pt), or the directory holding it."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def check_load_arguments(path: Any, checkpoint: Any, device: Any, seed: Any) -> int | None:
+    """`load`'s arguments checked as the CLI checks `rlexp eval`'s (one ConfigError line naming the argument,
+    before anything is read); returns the seed as an int (a numpy integer is one)."""
+    from rlexp.config.checks import check_seed
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"path={path!r} must be a run directory or a checkpoint file (a str or a Path)")
+    if checkpoint is not None and checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint={checkpoint!r} must be {' or '.join(map(repr, CHECKPOINTS))} (or None: final)")
+    if not isinstance(device, str):
+        raise ConfigError(f"device={device!r} must be a string: auto, cpu, cuda or cuda:N")
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if seed is not None:
+        check_seed("seed", seed)
+    return seed
 
 
 @dataclass
@@ -63,7 +88,14 @@ class LoadedAgent:
         """The action for one observation, or actions for a batch (first axis). Deterministic by default;
         `explore=True` adds the exploration the run ended with (DQN's final epsilon, DDPG/TD3's action noise, a
         draw from SAC's, PPO's or A2C's policy), one draw per row."""
-        obs = np.asarray(obs)
+        if not isinstance(explore, (bool, np.bool_)):
+            raise ValueError(f"explore={explore!r} must be True or False")
+        if isinstance(obs, torch.Tensor):
+            obs = obs.detach().cpu().numpy()
+        try:
+            obs = np.asarray(obs)
+        except (ValueError, TypeError) as error:   # ragged lists: numpy's own words, on one line
+            raise ValueError(f"observations must be an array of numbers: {one_line(str(error))}") from None
         shape = self.spaces.obs_shape
         if obs.dtype.kind not in "biuf":
             raise ValueError(f"observations must be numbers (an array, a list or a tensor), got {obs.dtype} data")
@@ -72,16 +104,31 @@ class LoadedAgent:
         if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or len(batch) == 0:
             raise ValueError(f"observations of shape {obs.shape}: this agent ({self.algo} on {self.env_id}) takes "
                              f"one of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))}) with N >= 1")
+        finite = np.isfinite(batch) if batch.dtype.kind == "f" else None
+        if finite is not None and not finite.all():   # a network maps them to NaN actions, or argmax to action 0
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            where = f"index {first[1:]}" if single else f"row {first[0]}, index {first[1:]}"
+            raise ValueError(f"observations hold {int((~finite).sum())} NaN or infinite value(s) (the first at "
+                             f"{where}: {batch[first]}); this agent ({self.algo} on {self.env_id}) acts only on "
+                             f"finite observations")
         if self.normalization is not None:
             batch = self.normalization.observations(batch, update=False)
         actions = self.agent.act(batch, explore=explore, step=self.step)
         actions = actions.reshape(len(batch), *self.spaces.action_shape)
         return actions[0] if single else actions
 
+    def act_on_env(self, obs: Any) -> np.ndarray:
+        """`act` on what the run's env returned (rlexp eval, export's states): an observation `act` refuses is then
+        the env's fault, an EnvFault (one line, exit 1), not the caller's ValueError."""
+        try:
+            return self.act(obs)
+        except ValueError as error:
+            raise EnvFault(f"{self.env_id} returned an observation the agent cannot act on: {error}") from None
+
     def make_env(self, **kwargs: Any) -> gym.Env:
         """The env the agent was trained on: its id, kwargs and Atari preprocessing; `kwargs` (e.g.
         render_mode="human") are passed to gymnasium.make on top of the run's own."""
-        return make_run_env(self.config, **kwargs)
+        return make_run_env(self.config, run_directory(self.checkpoint), **kwargs)
 
     def policy_module(self) -> nn.Module:
         """The deterministic policy as one torch module on the CPU (a copy): a batch of raw observations in the
@@ -111,6 +158,7 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     from rlexp.envs.normalization import make_normalization
     from rlexp.io.checkpoints import load_checkpoint
 
+    seed = check_load_arguments(path, checkpoint, device, seed)
     file = checkpoint_path(path, checkpoint)
     resolved = resolve_device(device)
     bundle = load_checkpoint(file)
@@ -118,7 +166,7 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     try:
         spec = registry.get(config["algo"]["name"])
         step = int(bundle["step"])
-        env = make_run_env(config)
+        env = make_run_env(config, run_directory(file))
         try:
             spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
         finally:

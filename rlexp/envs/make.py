@@ -15,11 +15,13 @@ import functools
 import importlib
 import multiprocessing
 import signal
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from rlexp.config.trust import check_import
 from rlexp.envs.atari import AtariSettings, atari_wrappers, register_ale
 from rlexp.envs.episodes import EpisodeRecorder
 from rlexp.errors import ConfigError, pip_install
@@ -35,14 +37,16 @@ VECTORIZATIONS = ("sync", "async", "envpool")
 WORKER_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 
-def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSettings | None = None) -> gym.Env:
+def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSettings | None = None,
+             saved_in: Path | None = None) -> gym.Env:
     """gymnasium.make (plus the Atari preprocessing when `atari` is given), with its failures turned into
-    one-line ConfigErrors a user can act on."""
+    one-line ConfigErrors a user can act on. `saved_in`: the run whose saved config names `env_id` (None: the
+    user typed it), whose module is imported only under rlexp/config/trust.py's rule."""
     if env_id.startswith("ALE/"):
         register_ale(env_id)
     module, colon, _ = env_id.partition(":")
     if colon:
-        import_registering_module(env_id, module)
+        import_registering_module(env_id, module, saved_in)
     try:
         env = gym.make(env_id, **(kwargs or {}))
         return atari_wrappers(env, atari) if atari is not None else env
@@ -67,9 +71,11 @@ def missing_package(env_id: str, error: ImportError) -> ConfigError:
                        f"(fix: pip install {missing.split('.')[0]})")
 
 
-def import_registering_module(env_id: str, module: str) -> None:
+def import_registering_module(env_id: str, module: str, saved_in: Path | None = None) -> None:
     """`env.id=my_package.envs:MyEnv-v0` imports my_package.envs, which registers MyEnv-v0 (as gymnasium.make
-    would, but with a message that tells a missing module from a missing dependency of it)."""
+    would, but with a message that tells a missing module from a missing dependency of it). A saved run's
+    (`saved_in`) only under the rule of rlexp/config/trust.py: never from the current or the run's directory."""
+    check_import(module, f"env.id={env_id!r}", saved_in)
     try:
         importlib.import_module(module)
     except ImportError as error:
@@ -90,6 +96,14 @@ def make_training_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings 
     if multiprocessing.current_process().name.startswith("Worker<AsyncVectorEnv>"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return EpisodeRecorder(make_env(env_id, kwargs, atari))
+
+
+def check_saved_env(env_id: str, saved_in: Path) -> None:
+    """Refuse, before anything is built, a saved run's env.id whose module the trust rule does not import (a
+    resume checks this before its Job makes the envs, in this process and in async workers)."""
+    module, colon, _ = env_id.partition(":")
+    if colon:
+        check_import(module, f"env.id={env_id!r}", saved_in)
 
 
 def make_vector_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None, num_envs: int,

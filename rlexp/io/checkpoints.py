@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -125,7 +127,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     except zipfile.BadZipFile:
         raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint (not a valid zip archive)") \
             from None
-    except Exception as error:  # torch's unpickler refusing code, a damaged record, ...
+    except pickle.UnpicklingError as error:   # weights_only refusing a global: code, or an object not plain data
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        raise CheckpointError(f"checkpoint {path} holds pickled code or objects that are not plain data"
+                              + (f" ({refused.group(1)})" if refused else "") + ": rlexp never runs code from a "
+                              "checkpoint, and writes none into one; it was not written by rlexp, or was altered "
+                              "since") from None
+    except Exception as error:  # a damaged record, ...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {reason}") from None
     if not isinstance(bundle, dict) or "agent" not in bundle:
@@ -199,7 +207,7 @@ class CheckpointManager:
             except CheckpointError as error:
                 unreadable.append((path, str(error)))
         raise CheckpointError(f"no readable checkpoint to resume from in {self.directory}"
-                              + ("" if candidates else " (no step_<N>.pt files)"))
+                              + (f" (the newest: {unreadable[0][1]})" if unreadable else " (no step_<N>.pt files)"))
 
     def quarantine(self, unreadable: list[tuple[Path, str]], who: str = "") -> None:
         """Rename unreadable checkpoints `*.corrupt` (kept for inspection, never picked again) and remove the
