@@ -37,12 +37,23 @@ def test_a_seed_extended_alone_is_never_rewound_by_its_batch(workdir, three_seed
             and "run total_steps=900` (seeds finished there are left as they are)" in refused.stderr
             and "/seed_1 total_steps=<more>" in refused.stderr), refused.stderr
     assert snapshot(run) == before   # nothing on disk changed
-    # The batch's own unfinished business meanwhile: seed 2's newest checkpoint cut in half, a save's temp file in
-    # seed 0's directory. Seed 2 falls back to step 300, and seed 0 with it (the seeds train in step).
+    # Meanwhile seed 2's newest checkpoint was cut in half, and a save left a temp file in seed 0's directory:
+    # seed 2 can go on from step 300 only, and seed 0 finished at 600 (it is not rewound: refused, nothing touched)
     newest = run / "seed_2" / "checkpoints" / "step_600.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     leftover = run / "seed_0" / "checkpoints" / ".step_600.pt.x1y2.tmp"
     leftover.write_bytes(b"half a save")
+    damaged = snapshot(run)
+    finished = run_in_process(["train", "resume=run", "total_steps=900"], workdir, capsys, monkeypatch)
+    assert finished.returncode == 2 and finished.stderr.count("\n") == 1, finished.stderr
+    assert ("seed 0 finished at step 600, ahead of seed 2 at step 300, seed 2's newer step_600.pt unreadable" in
+            finished.stderr and "/seed_2 total_steps=600), then resume the batch" in finished.stderr), finished.stderr
+    assert snapshot(run) == damaged
+    # Killed before seeds 0 and 2 finished (their step_600.pt written, not yet final.pt and results.json): the
+    # batch's own unfinished step, which seed 0 continues from 300 with seed 2 and makes again
+    for seed in (0, 2):
+        (run / f"seed_{seed}" / "results.json").unlink()
+        (run / f"seed_{seed}" / "checkpoints" / "final.pt").unlink()
     seed_0_at_600 = agent(run / "seed_0" / "checkpoints" / "step_600.pt")
     damaged = snapshot(run)
     resumes = accept_seeds_resume(_config(run, 900), run, torch.device("cpu"))

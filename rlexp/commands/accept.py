@@ -7,6 +7,7 @@ as it was.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,14 +91,45 @@ def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, 
 
 
 def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> dict[int, Resume]:
-    """The checkpoints a many-seeds run continues from, by seed: every seed still training (not failed, not ended
-    early, not finished at this budget while others are not) from one step, as they learn in lockstep: the newest
-    at which every one has a readable checkpoint. Each seed's unreadable newer checkpoints are reported in its
-    Resume, as a single run's. A seed the batch left behind on an earlier step is never rewound silently: a seed
-    whose newest checkpoint is past the others' and was trained on its own (not by this batch) refuses the resume;
-    one the batch itself saved (a kill during a save, a sibling's newest unreadable) is made again from the common
-    step, which its Resume's `ahead` says. Reads only, as `accept_resume`."""
+    """The checkpoints a many-seeds run continues from, by seed: every seed still training (`seeds_training_on`)
+    from one step, as they learn in lockstep: the newest at which every one has a readable checkpoint. Each seed's
+    unreadable newer checkpoints are reported in its Resume, as a single run's. No seed is rewound silently
+    (`check_no_rewind`): a seed past that step continues from it only when its newer checkpoints are the batch's own
+    unfinished ones (a kill during a save, a sibling's newest unreadable), made again then, which its Resume's
+    `ahead` says. Reads only, as `accept_resume`."""
     where = resumed_run(config, run_dir)
+    managers = seeds_training_on(config, run_dir, where)
+    newest: dict[int, tuple[dict[str, Any], int, list[tuple[Path, str]]]] = {}
+    for seed, manager in managers.items():
+        try:
+            bundle, path, unreadable = manager.load_latest()
+        except CheckpointError as error:
+            raise ConfigError(f"{where}: seed {seed}: {error}") from None
+        newest[seed] = bundle, periodic_step(path), unreadable
+    check_no_rewind(where, run_dir, newest)
+    common = min(step for _, step, _ in newest.values())
+    steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
+    for step in sorted((s for s in steps if s <= common), reverse=True):
+        try:
+            bundles = {seed: bundle if at == step else managers[seed].load_step(step)
+                       for seed, (bundle, at, _) in newest.items()}
+        except CheckpointError:
+            continue
+        for index, seed in enumerate(config["seeds"]):
+            if seed in bundles:
+                check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device,
+                                results_status(seed_dir(run_dir, seed)) == "completed")
+        return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", newest[seed][2],
+                             newest[seed][1] if newest[seed][1] > step else None)
+                for seed, bundle in bundles.items()}
+    raise ConfigError(f"{where}: the seeds {sorted(managers)} have no step at which every one has a readable "
+                      f"checkpoint; resume each from its own directory: rlexp train resume={run_dir}/seed_<s>")
+
+
+def seeds_training_on(config: dict[str, Any], run_dir: Path, where: str) -> dict[int, CheckpointManager]:
+    """The checkpoints of each seed a many-seeds resume trains on: not failed, not ended early, and not finished at
+    this budget while others are not (stopped while the seeds finished one after another, or a seed extended alone
+    to this budget); when every one is finished at it, all of them, for the budget's check to refuse."""
     managers: dict[int, CheckpointManager] = {}
     at_budget: set[int] = set()   # finished seeds whose newest checkpoint is at this budget's end
     for index, seed in enumerate(config["seeds"]):
@@ -112,40 +144,48 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
         if status == "completed" and newest and periodic_step(newest[-1]) == config["total_steps"]:
             at_budget.add(seed)
     if at_budget != set(managers):
-        # Stopped while the seeds finished one after another, or a seed extended alone to this budget: those that
-        # finished at this budget are done, the others go on (when all are, the budget's check below refuses).
         managers = {seed: m for seed, m in managers.items() if seed not in at_budget}
     if not managers:
         raise ConfigError(f"{where}: no seed of this run can train on (each failed or ended)")
-    newest_readable: dict[int, tuple[dict[str, Any], int, list[tuple[Path, str]]]] = {}
-    for seed, manager in managers.items():
-        try:
-            bundle, path, unreadable = manager.load_latest()
-        except CheckpointError as error:
-            raise ConfigError(f"{where}: seed {seed}: {error}") from None
-        newest_readable[seed] = bundle, periodic_step(path), unreadable
-    common = min(step for _, step, _ in newest_readable.values())
-    # (a checkpoint older than the key is taken as the batch's, as resumes took it before)
-    alone = {seed: step for seed, (bundle, step, _) in newest_readable.items()
+    return managers
+
+
+def check_no_rewind(where: str, run_dir: Path, newest: dict[int, tuple[dict[str, Any], int, Any]]) -> None:
+    """A ConfigError when continuing every seed from the oldest of their newest readable checkpoints (`newest`:
+    bundle, step, unreadable, by seed) would discard progress the batch cannot make again as it was: a seed trained
+    on its own since (its checkpoints' BATCH_KEY is None; one older than the key is taken as the batch's), or a
+    finished seed (results.json completed at its newest step: its final.pt and results would be overwritten)."""
+    steps = {seed: step for seed, (_, step, _) in newest.items()}
+    common = min(steps.values())
+    alone = {seed: step for seed, (bundle, step, _) in newest.items()
              if step > common and BATCH_KEY in bundle and bundle[BATCH_KEY] is None}
     if alone:
-        raise ConfigError(ahead_message(where, run_dir, alone, {s: n[1] for s, n in newest_readable.items()}))
-    steps = set.intersection(*(set(m.step_numbers()) for m in managers.values()))
-    for step in sorted((s for s in steps if s <= common), reverse=True):
-        try:
-            bundles = {seed: newest[0] if newest[1] == step else managers[seed].load_step(step)
-                       for seed, newest in newest_readable.items()}
-        except CheckpointError:
-            continue
-        for index, seed in enumerate(config["seeds"]):
-            if seed in bundles:
-                check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device,
-                                results_status(seed_dir(run_dir, seed)) == "completed")
-        return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", newest_readable[seed][2],
-                             newest_readable[seed][1] if newest_readable[seed][1] > step else None)
-                for seed, bundle in bundles.items()}
-    raise ConfigError(f"{where}: the seeds {sorted(managers)} have no step at which every one has a readable "
-                      f"checkpoint; resume each from its own directory: rlexp train resume={run_dir}/seed_<s>")
+        raise ConfigError(ahead_message(where, run_dir, alone, steps))
+    finished = {seed: step for seed, step in steps.items() if step > common and finished_at(run_dir, seed) == step}
+    if finished:
+        behind = {seed: step for seed, step in steps.items() if step == common}
+        unreadable = {seed: [path.name for path, _ in newest[seed][2]] for seed in behind if newest[seed][2]}
+        why = "".join(f", seed {seed}'s newer {', '.join(names)} unreadable" for seed, names in unreadable.items())
+        up = f"seed_{next(iter(behind))}" if len(behind) == 1 else "seed_<s>"
+        raise ConfigError(
+            f"{where}: {listed(finished)} finished at step {'/'.join(map(str, sorted(set(finished.values()))))}, "
+            f"ahead of {listed(behind)} at step {common}{why}, and a batch's seeds train in step: resuming them "
+            f"together would rewind the finished ones and overwrite their results; bring {listed(behind)} up to "
+            f"step {max(finished.values())} alone (rlexp train resume={run_dir}/{up} "
+            f"total_steps={max(finished.values())}), then resume the batch")
+
+
+def finished_at(run_dir: Path, seed: int) -> int | None:
+    """The step at which a seed's run finished (its results.json `completed`), None if it has not."""
+    try:
+        results = json.loads((seed_dir(run_dir, seed) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results.get("total_steps") if isinstance(results, dict) and results.get("status") == "completed" else None
+
+
+def listed(seeds: dict[int, int]) -> str:
+    return f"seeds {sorted(seeds)}" if len(seeds) > 1 else f"seed {next(iter(seeds))}"
 
 
 def ahead_message(where: str, run_dir: Path, alone: dict[int, int], newest: dict[int, int]) -> str:
@@ -153,15 +193,13 @@ def ahead_message(where: str, run_dir: Path, alone: dict[int, int], newest: dict
     steps; `newest`: every seed's), and what to do instead."""
     behind = {seed: step for seed, step in newest.items() if seed not in alone}
     ahead = ", ".join(f"seed {seed} is at step {step}" for seed, step in alone.items())
-    others = f"seeds {sorted(behind)}" if len(behind) > 1 else f"seed {next(iter(behind))}"   # (the oldest one's)
     target = max(alone.values())
-    done_there = len(set(alone.values())) == 1 and all(
-        results_status(seed_dir(run_dir, seed)) == "completed" for seed in alone)
+    done_there = len(set(alone.values())) == 1 and all(finished_at(run_dir, seed) == target for seed in alone)
     how = (f"bring the others up to it with `rlexp train {where} total_steps={target}` (seeds finished there are "
            f"left as they are)" if done_there else
            f"bring every seed to one step alone (rlexp train resume={run_dir}/seed_<s> total_steps={target}), then "
            f"resume the batch")
-    return (f"{where}: {ahead} (trained on its own), ahead of {others} at step "
+    return (f"{where}: {ahead} (trained on its own), ahead of {listed(behind)} at step "
             f"{'/'.join(map(str, sorted(set(behind.values()))))}, and a batch's seeds train in step: resuming them "
             f"together would rewind it; {how}, or go on with seed {next(iter(alone))} alone: rlexp train "
             f"resume={run_dir}/seed_{next(iter(alone))} total_steps=<more>")
