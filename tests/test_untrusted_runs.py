@@ -10,6 +10,7 @@ marker file: each refusal also checks that the marker is absent.
 
 from __future__ import annotations
 
+import pickle
 import re
 import shutil
 import subprocess
@@ -92,6 +93,16 @@ def test_the_users_own_hydra_settings_on_a_resume_are_theirs(run, workdir, capsy
     proc = run_in_process(["train", "resume=run", "hydra.job.name=mine", "+hydra.job.env_set.RLEXP_TEST_FLAG=1"],
                           workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "already at step 300 of total_steps=300" in one_line(proc)
+
+
+def test_hydras_rerun_of_a_pickled_config_is_refused(workdir, capsys, monkeypatch):
+    """`--experimental-rerun <run>/.hydra/config.pickle` would pickle.load the file (rlexp writes none)."""
+    marker = workdir / "rerun_ran"
+    (workdir / "config.pickle").write_bytes(pickle.dumps(Planted(f"open({str(marker)!r}, 'w').close()")))
+    proc = run_in_process(["train", "--experimental-rerun", "config.pickle"], workdir, capsys, monkeypatch)
+    assert proc.returncode == 2 and "--experimental-rerun config.pickle: Hydra's rerun unpickles that file, which " \
+        "can run any code" in one_line(proc)
+    assert not marker.exists()
 
 
 def test_the_callback_lines_run_code_when_replayed(run, workdir):

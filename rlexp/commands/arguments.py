@@ -38,7 +38,11 @@ def check_flags(args: list[str]) -> None:
         raise ConfigError(f"{message} (rlexp train --help)")
 
     parser.error = refuse  # type: ignore[method-assign]
-    parser.parse_args(args)
+    rerun = parser.parse_args(args).experimental_rerun
+    if rerun is not None:   # Hydra would pickle.load it: a file in a run directory would run code (rlexp writes none)
+        raise ConfigError(f"--experimental-rerun {rerun}: Hydra's rerun unpickles that file, which can run any code, "
+                          f"and rlexp writes no config.pickle to rerun; continue a run with rlexp train "
+                          f"resume=<run_dir>")
 
 
 def check_optional_groups(args: list[str]) -> None:
