@@ -4,6 +4,8 @@
 - `RunFailure` (exit 1): the run started but cannot go on (a non-finite loss, an env emitting NaN,
   a checkpoint that cannot be written or read); the last good checkpoint is named in the message.
 - `TrainingInterrupted` (exit 130 for SIGINT, 143 for SIGTERM): the user stopped the run; a checkpoint was saved.
+- `Interrupted` (exit 130/143): SIGINT or SIGTERM anywhere else (`signals_interrupt`, installed by the entry point:
+  imports, Hydra's composition, a job's setup, `rlexp eval`/`plot`/`export`); a command may add what it was doing.
 - `SweepFailed` (exit 1): some jobs of a multirun did not complete; the others ran to the end.
 
 `TrainingInterrupted` and `SweepFailed` derive from BaseException, like KeyboardInterrupt: Hydra's launchers
@@ -16,6 +18,7 @@ A missing optional dependency is a ConfigError naming the extra that installs it
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from string import Template
@@ -54,6 +57,53 @@ class TrainingInterrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM outside a training loop's StopRequest (which saves a checkpoint first): raised at once by
+    the handler of `signals_interrupt`. A KeyboardInterrupt, so that code which cleans up after Ctrl-C (temp files,
+    worker pools) does so for SIGTERM too; `context` says what was stopped (`after 3 of 10 episodes; ...`)."""
+
+    def __init__(self, signum: int, context: str = "") -> None:
+        self.signum = signum
+        self.context = context
+        super().__init__(signum, context)
+
+    def __str__(self) -> str:
+        context = self.context if self.context.startswith(";") else f" {self.context}"
+        return f"interrupted by {signal.Signals(self.signum).name}" + (context if self.context else "")
+
+    def during(self, context: str) -> Interrupted:
+        """The same interrupt, saying what it stopped (raise it `from None`)."""
+        return Interrupted(self.signum, context)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """A signal handler: SIGINT/SIGTERM become `Interrupted` where the main thread is."""
+    raise Interrupted(signum)
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Within it, SIGINT and SIGTERM raise `Interrupted` in the main thread (SIGTERM's default would kill the
+    process with no word and no cleanup); the previous handlers are put back after. Elsewhere than in the main
+    thread (where handlers cannot be installed) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, raise_interrupted) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class SweepFailed(BaseException):

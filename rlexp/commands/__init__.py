@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+
+from rlexp.errors import Interrupted, signals_interrupt
 
 USAGE = """usage: rlexp <command> [args]
 
@@ -67,10 +70,22 @@ def _dispatch(args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs a command; output cut short by a closed pipe (`rlexp train --help | head`) ends quietly, as in other
-    Unix tools, with the exit status of a process killed by SIGPIPE."""
+    Unix tools, with the exit status of a process killed by SIGPIPE. SIGINT and SIGTERM at any moment end it with one
+    line on stderr and the signal's exit status (130, 143): they raise `Interrupted` wherever the command is (its
+    imports included), and each command's cleanup runs as the exception passes (a training loop takes them in first,
+    to save a checkpoint: rlexp/runners/faults.py StopRequest)."""
+    args = sys.argv[1:] if argv is None else argv
     try:
         try:
-            return _dispatch(sys.argv[1:] if argv is None else argv)
+            with signals_interrupt():
+                return _dispatch(args)
+        except KeyboardInterrupt as stop:   # Interrupted, or Ctrl-C where no handler of ours was in place
+            interrupt = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
+            if args[:1] == ["train"] and not interrupt.context:   # its imports, Hydra composing the config
+                interrupt = interrupt.during("before training started")
+            command = f"rlexp {args[0]}" if args and args[0] in COMMANDS else "rlexp"
+            print(f"{command}: {interrupt}", file=sys.stderr)
+            return interrupt.exit_code
         finally:
             # Buffered output (PYTHONUNBUFFERED unset) small enough to sit in the buffer meets the closed pipe only
             # here, also when Hydra ends with sys.exit: flush while the error can still be caught.

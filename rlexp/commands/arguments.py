@@ -70,10 +70,12 @@ def check_optional_groups(args: list[str]) -> None:
 
 
 def never_started(run_dir: Path) -> bool:
-    """A run refused before it trained (a bad value): a failed results.json, no checkpoints, no TensorBoard events.
-    Its directory holds nothing but the refused config, so the corrected command may write there."""
-    return (results_status(run_dir) == "failed" and not (run_dir / "checkpoints").exists()
-            and not any(run_dir.glob("events.out.tfevents.*")) and not seed_runs(run_dir))
+    """A run refused before it trained (a bad value), or interrupted before it trained: a failed or interrupted
+    results.json, no checkpoints, no TensorBoard events (its seeds' neither, for many seeds). Its directory holds
+    nothing but the config, so the corrected command, or the same one, may write there."""
+    runs = [run_dir, *seed_runs(run_dir)]
+    return (results_status(run_dir) in ("failed", "interrupted")
+            and not any((run / "checkpoints").exists() or any(run.glob("events.out.tfevents.*")) for run in runs))
 
 
 def check_new_run_dir(args: list[str]) -> None:

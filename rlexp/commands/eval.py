@@ -12,7 +12,7 @@ import numpy as np
 
 from rlexp.commands import options
 from rlexp.commands.subcommand import run_subcommand
-from rlexp.errors import ConfigError, needs_extra
+from rlexp.errors import ConfigError, Interrupted, RunFailure, needs_extra
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
                   [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N]
@@ -71,7 +71,9 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
     from rlexp.config.validate import EVAL_SEED_OFFSET
     from rlexp.deploy.load import load
+    from rlexp.envs.episodes import ResetCount
     from rlexp.io.results import write_results
+    from rlexp.io.writable import check_writable
     from rlexp.runners.evaluation import evaluate
     from rlexp.runners.job import seed_everything
     from rlexp.runners.memory import check_host_memory
@@ -87,15 +89,21 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         check_host_memory("embed.states", opts.embed_states,
                           float(opts.embed_states) * (np.prod(loaded.spaces.obs_shape) * 4 + 4096),
                           "the embedded states")
-    env = loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {}))
+    out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"
+    check_writable(out_dir, "the evaluation's results")   # before any episode is played
+    env = ResetCount(loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {})))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)
     frames: list[np.ndarray] = []
     # (render_mode="rgb_array": each render is one frame)
     record = (lambda: frames.append(cast(np.ndarray, env.render()))) if opts.video else None
-    returns = evaluate(loaded.act_on_env, env, opts.episodes, seed, record)
-    env.close()
-    out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"
+    try:
+        returns = evaluate(loaded.act_on_env, env, opts.episodes, seed, record)
+    except Interrupted as stop:   # (each reset begins an episode; the last one comes after the last episode)
+        raise stop.during(f"after {max(env.resets - 1, 0)} of {opts.episodes} episodes; nothing was written") \
+            from None
+    finally:
+        env.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"checkpoint": str(path), "step": loaded.step, "algo": loaded.algo, "env_id": loaded.env_id,
                "episodes": opts.episodes, "seed": seed, "eval_return_mean": float(returns.mean()),
@@ -103,8 +111,17 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     if imageio is not None:
         video = out_dir / f"{path.stem}.mp4"
         fps = env.metadata.get("render_fps") or 30
-        # macro_block_size=1 keeps odd frame sizes (e.g. 500x500 Box2D) as they are.
-        imageio.mimsave(video, frames, fps=fps, macro_block_size=1)
+        # macro_block_size=1 keeps odd frame sizes (e.g. 500x500 Box2D) as they are. Written beside and renamed: a
+        # full disk or a signal leaves no half-written video.
+        partial = video.with_name(f".{video.stem}.tmp.mp4")
+        try:
+            imageio.mimsave(partial, frames, fps=fps, macro_block_size=1)
+            os.replace(partial, video)
+        except OSError as error:
+            raise RunFailure(f"could not write the video {video}: {error.strerror or error}; nothing was "
+                             f"written") from None
+        finally:
+            partial.unlink(missing_ok=True)
         results["video"] = str(video)
     if opts.embed:
         from rlexp.analysis.embedding import embed

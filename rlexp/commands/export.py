@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rlexp.commands import options
 from rlexp.commands.subcommand import run_subcommand
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, Interrupted
 
 EXPORT_USAGE = """usage: rlexp export <run_dir or checkpoint.pt> format=onnx|torchscript|pt2 [checkpoint=final|best]
                     [out=DIR] [states=N]
@@ -61,7 +61,10 @@ def export_and_report(args: list[str], warn: Callable[[str], None]) -> str:
                       "the verification states")
     checkpoints = loaded.checkpoint.parent
     run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
-    result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)
+    try:
+        result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)
+    except Interrupted as stop:   # (export writes beside and renames: its temp files are removed as this passes)
+        raise stop.during("; no export was left half-written") from None
     return (f"{loaded.algo} on {loaded.env_id} (step {loaded.step}) -> {result.file} ({opts.format}); its actions "
             f"match the agent's on {result.states} evaluation states (max |difference| {result.max_abs_diff:.2g}); "
             f"input and output: {result.spec_file}")

@@ -22,8 +22,9 @@ from rlexp.analysis.tables import shorten_floats, text_table
 from rlexp.commands import options
 from rlexp.commands.subcommand import run_subcommand
 from rlexp.config.compat import EXECUTION_KEYS
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, RunFailure
 from rlexp.io import OBJECTIVE
+from rlexp.io.writable import check_writable
 
 STATS = ("mean", "iqm")
 NORMALIZATIONS = ("none", "human")
@@ -103,6 +104,10 @@ def default_output(paths: Sequence[Path]) -> Path:
 
 def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
     """Find, read, group, compute, draw and write; warnings for what was left out, ConfigError for bad input."""
+    figure = options.out or default_output(options.paths)
+    if figure.is_dir():
+        raise ConfigError(f"out={figure} is a directory; give a file name ending in .png, .pdf or .svg")
+    check_writable(figure.parent, "the figure")   # before the runs are read
     run_dirs = find_runs(options.paths, warn)
     if not run_dirs:
         raise ConfigError(f"no runs under {', '.join(map(str, options.paths))}: a run directory holds "
@@ -127,13 +132,15 @@ def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
     if not groups:
         raise ConfigError(f"no group has a step of {options.metric} that all its runs logged"
                           + ("" if options.bin else "; per-episode metrics need bin=STEPS (e.g. bin=10000)"))
-    figure = options.out or default_output(options.paths)
-    figure.parent.mkdir(parents=True, exist_ok=True)
     statistics_csv = figure.with_suffix(".csv")
     runs_csv = figure.with_name(f"{figure.stem}_runs.csv")
-    figures.draw(groups, options.metric, options.stat, figure, options.normalize)
-    figures.write_statistics(groups, statistics_csv)
-    figures.write_runs(groups, runs_csv)
+    try:
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        figures.draw(groups, options.metric, options.stat, figure, options.normalize)
+        figures.write_statistics(groups, statistics_csv)
+        figures.write_runs(groups, runs_csv)
+    except OSError as error:   # a full disk, a directory gone since the check
+        raise RunFailure(f"could not write {error.filename or figure.parent}: {error.strerror or error}") from None
     return PlotResult(figure, statistics_csv, runs_csv, tuple(groups), options.stat)
 
 

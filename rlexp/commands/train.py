@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,14 +36,16 @@ from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import FRAMES_REFUSED, validate
 from rlexp.envs.make import check_saved_env
-from rlexp.errors import ConfigError, SweepFailed, TrainingInterrupted
+from rlexp.errors import ConfigError, Interrupted, RunFailure, SweepFailed, TrainingInterrupted, signals_interrupt
 from rlexp.io import override_key, seed_dir
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.lock import RunDirLock, holding
-from rlexp.io.results import write_results
+from rlexp.io.logfile import stop_on_write_errors
+from rlexp.io.results import results_status, write_results
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.many_seeds import config_of_seed, train_seeds
+from rlexp.sweeps.interrupt import interrupted_by, mark_interrupted
 from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
 
 log = logging.getLogger("rlexp")
@@ -153,41 +156,93 @@ def hydra_task(cfg: DictConfig) -> float:
     interrupted); so is a new run's failure to start (a sweep's summary reports it). A resume that is refused
     leaves the run directory as it was. A single run reports a failure as one line and exits non-zero. In a
     multirun a failed job is logged and returns NaN, so the other jobs still run and the sweep summary reports
-    it; an interrupt stops the sweep.
+    it; an interrupted job is recorded, returns NaN and tells the sweep, whose other jobs then do not start
+    (rlexp/sweeps/interrupt.py).
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     state = JobState()
     new_run = cfg.get("resume") is None   # Hydra made this directory for this job
     started = time.perf_counter()
+    stop_on_write_errors(logging.getLogger())   # train.log on a full disk ends the run in one line
     try:
-        with RunDirLock(run_dir):
+        # A signal before the training loop takes signals in (StopRequest), or after it, raises Interrupted here.
+        with signals_interrupt(), RunDirLock(run_dir):
+            stopped_by = interrupted_by(sweep_dir) if sweep_dir is not None else None
+            if stopped_by is not None:   # a signal stopped the sweep before this job began: it does not start
+                if new_run:
+                    write_results(run_dir / "results.json", {"status": "interrupted", "step": 0, "error": (
+                        f"not run: the sweep was stopped by {signal.Signals(stopped_by).name} before this job "
+                        f"started")})
+                return float("nan")
             return train(cfg, run_dir, state)["eval_return_mean"]
-    except TrainingInterrupted as stop:
-        write_results(run_dir / "results.json", {"status": "interrupted", "error": str(stop), "step": stop.step})
-        print(f"rlexp train: {stop}; continue with: rlexp train resume={run_dir}", file=sys.stderr)
-        # SystemExit passes through Hydra's job runner, so in a multirun the sweep stops here.
-        raise SystemExit(stop.exit_code) from None
+    except (TrainingInterrupted, Interrupted) as stop:
+        trained = any(run_dir.glob("checkpoints/*.pt")) or any(run_dir.glob("seed_*/checkpoints/*.pt"))
+        if isinstance(stop, TrainingInterrupted) and stop.checkpoint is not None:
+            record = {"status": "interrupted", "error": str(stop), "step": stop.step}
+            line = f"{stop}; continue with: rlexp train resume={run_dir}"
+        elif new_run and not trained:
+            # Setup (the env, the memory check, many seeds' directories and agents) writes no checkpoint: the
+            # directory records the interrupt and holds no training, so the same command may run there again.
+            name = signal.Signals(stop.signum).name
+            record = {"status": "interrupted", "step": 0,
+                      "error": f"interrupted by {name} before training started; nothing was trained"}
+            line = f"{record['error']}; run the same command again to start it"
+        elif state.started:
+            record = {"status": "interrupted", "error": f"{stop} ({'while training' if trained else 'at setup'})"}
+            line = f"{stop}; {last_checkpoints(run_dir, cfg.get('seeds'))}; continue with: rlexp train " \
+                   f"resume={run_dir}"
+        else:   # a resume interrupted before it was accepted leaves its run as it was
+            record = None
+            line = f"{stop} before the resume started; the run is as it was: rlexp train resume={run_dir}"
+        if record is not None and results_status(run_dir) != "completed":
+            try:
+                write_results(run_dir / "results.json", record)
+            except RunFailure as unwritten:
+                line = f"{line}; {unwritten}"
+        if sweep_dir is None:
+            print(f"rlexp train: {line}", file=sys.stderr)
+            raise SystemExit(128 + stop.signum) from None
+        # In a sweep, the job is recorded and the sweep told: no other job starts, and its summary is still made.
+        mark_interrupted(sweep_dir, stop.signum)
+        log.warning("job %s: %s", hydra_cfg.job.num, line)
+        return float("nan")
     except KeyboardInterrupt:  # a second Ctrl-C while finishing the step or saving
         if state.started:
             write_results(run_dir / "results.json", {"status": "interrupted", "error": "interrupted twice"})
         print(f"rlexp train: interrupted twice: stopped at once; {last_checkpoints(run_dir, cfg.get('seeds'))}",
               file=sys.stderr)
+        if sweep_dir is not None:
+            mark_interrupted(sweep_dir, signal.SIGINT)
         raise SystemExit(130) from None
     except Exception as error:
         described = describe(error)
         message = error_message(error)
-        if state.started or new_run:
-            write_results(run_dir / "results.json", {**getattr(error, "results", {}), "status": "failed",
-                                                     "error": message,
-                                                     "wall_time_s": round(time.perf_counter() - started, 3)})
+        if state.started and not run_dir.is_dir():
+            # Deleted while the job ran: the first write that failed stopped it, and there is nothing to record.
+            described = (1, f"the run directory {run_dir} is gone (deleted while the run was training); the run "
+                            f"stopped at its first write there that failed, and its checkpoints went with it")
+            message = described[1]
+        elif state.started or new_run:
+            try:
+                write_results(run_dir / "results.json", {**getattr(error, "results", {}), "status": "failed",
+                                                         "error": message,
+                                                         "wall_time_s": round(time.perf_counter() - started, 3)})
+            except RunFailure as unwritten:   # the disk that failed the run fails its record too
+                message = f"{message}; {unwritten} either"
+                if described is not None:
+                    described = (described[0], message)
         if multirun:
             if described:
                 log.error("job %s failed: %s", hydra_cfg.job.num, message)
             else:
                 log.exception("job %s failed", hydra_cfg.job.num)
             return float("nan")
+        if described is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
+            print(f"rlexp train: error: {described[1]}", file=sys.stderr)
+            raise SystemExit(described[0]) from None
         exit_with(error)  # a bug: Hydra shows the traceback
 
 

@@ -4,28 +4,48 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
+from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torch.utils.tensorboard.writer import FileWriter
 from tqdm import tqdm
 
 from rlexp.config.compat import flatten
+from rlexp.errors import RunFailure
 from rlexp.io import OBJECTIVE
 
 log = logging.getLogger("rlexp")
 
 
+def _quiet_writer_threads(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread ends on a write error (a full disk, a file-size limit, a deleted run directory)
+    with a traceback of its own; the writer raises the same error again at its next call from the run, which
+    reports it in one line (RunLogger), so that traceback is left out. Every other thread's error is reported."""
+    if isinstance(args.thread, _AsyncWriterThread) and isinstance(args.exc_value, OSError):
+        return
+    _threads_excepthook(args)
+
+
+_threads_excepthook = threading.excepthook
+
+
 class RunLogger:
-    """TensorBoard writer plus human-facing progress: a tqdm bar in a terminal, periodic lines otherwise."""
+    """TensorBoard writer plus human-facing progress: a tqdm bar in a terminal, periodic lines otherwise. A write
+    that fails is a RunFailure naming the directory and the OS's reason."""
 
     QUEUE = 1000   # events queued for the writer's thread (SummaryWriter's default: 10)
 
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
                  hyperparameters: dict[str, Any]) -> None:
+        threading.excepthook = _quiet_writer_threads
+        self.log_dir = log_dir
         flat = flatten(hyperparameters)
         # The HParams tab's records of this run: its start (with the hyperparameters) and, once it completes, its
         # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
@@ -33,13 +53,14 @@ class RunLogger:
         _, self._session_start, self._session_end = hparams_summary(flat, {OBJECTIVE: 0.0})
         # The writer's thread writes the events; with its default queue of 10 events the loop waited on that
         # thread whenever episodes ended in bursts (many envs, many seeds): a deeper queue lets it write them later.
-        if start_step:
-            # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
-            # (purge_step), so the curves continue without duplicated or zig-zag points.
-            self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1, max_queue=self.QUEUE)
-        else:
-            self.writer = SummaryWriter(str(log_dir), max_queue=self.QUEUE)
-            self._write_hyperparameters(flat)
+        with self._writing():
+            if start_step:
+                # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
+                # (purge_step), so the curves continue without duplicated or zig-zag points.
+                self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1, max_queue=self.QUEUE)
+            else:
+                self.writer = SummaryWriter(str(log_dir), max_queue=self.QUEUE)
+                self._write_hyperparameters(flat)
         self.total_steps = total_steps
         if progress == "auto":  # the value itself is checked by config.validate
             progress = "bar" if sys.stderr.isatty() else "lines"
@@ -61,9 +82,18 @@ class RunLogger:
         """The writer's FileWriter (made by its __init__; torch's annotations leave it None)."""
         return cast(FileWriter, self.writer.file_writer)
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            raise RunFailure(f"could not write the TensorBoard events in {self.log_dir}: "
+                             f"{error.strerror or error}") from None
+
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+        with self._writing():
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
 
     def episode(self, episodic_return: float, episodic_length: int, step: int) -> None:
         self.scalars({"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length}, step)
@@ -91,11 +121,18 @@ class RunLogger:
                      step, self.total_steps, 100.0 * step / self.total_steps, last, sps)
 
     def close(self, completed: bool = False) -> None:
-        if completed:
-            self._file_writer().add_summary(self._session_end)
+        """Flushes and closes the events file. A write that fails then is raised (RunFailure) for a run that
+        completed; a run that did not is already ending on its own error, which is the one to report."""
         if self.bar is not None:
             self.bar.close()
-        self.writer.close()
+        try:
+            with self._writing():
+                if completed:
+                    self._file_writer().add_summary(self._session_end)
+                self.writer.close()
+        except RunFailure:
+            if completed:
+                raise
 
 
 class StepTimer:

@@ -7,11 +7,23 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rlexp.errors import RunFailure
+
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
+    """Written beside and renamed over: the file is the old one or the new one, never part of one; a failed write
+    (a full disk, a file-size limit, a directory gone) leaves no temp file and is a RunFailure naming the file."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as error:
+        raise RunFailure(f"could not write {path}: {error.strerror or error}") from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:   # (its directory gone)
+            pass
 
 
 def results_status(run_dir: Path) -> str | None:

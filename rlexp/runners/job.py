@@ -186,8 +186,16 @@ class Job:
                 raise type(error)(f"{error}; " + (f"the last good checkpoint is {last}" if last else
                                                   "no checkpoint had been written yet")) from None
             finally:
-                logger.close(completed)
-        results = context.write_results(result, start_step, time.perf_counter() - started)
+                try:
+                    logger.close(completed)   # (raises only for a completed run: a failed one reports its own error)
+                except RunFailure as error:
+                    raise RunFailure(f"{error}; the run trained to the end: its last checkpoint is "
+                                     f"{checkpoints.latest()}") from None
+        try:
+            results = context.write_results(result, start_step, time.perf_counter() - started)
+        except RunFailure as error:   # a full disk: the training and its checkpoints are whole
+            raise RunFailure(f"{error}; the run trained to the end: its checkpoints are saved (the last is "
+                             f"{checkpoints.latest()}, the final agent {checkpoints.directory / 'final.pt'})") from None
         ended = {"solved": f"solved at step {results['solved_at_step']} (episode {results['solved_at_episode']}), ",
                  "total_episodes": f"{results['episodes']} episodes at step {results['total_steps']}, ",
                  "total_steps": ""}[results["stopped_by"]]

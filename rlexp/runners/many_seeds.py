@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rlexp.agents.compiled import compile_agent
-from rlexp.errors import RunFailure, TrainingInterrupted
+from rlexp.errors import Interrupted, RunFailure, TrainingInterrupted
 from rlexp.io import override_key, seed_dir
 from rlexp.io.results import write_results
 from rlexp.runners.faults import HeldStop, StopRequest
@@ -41,6 +41,8 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
     held = HeldStop(stop)   # every seed takes a signal in at the same step
     seed_dirs, steps = [], []
     for job in jobs:
+        if stop.signum is not None:   # a signal while a large batch's directories are made: no seed has trained
+            raise Interrupted(stop.signum, "while the seeds' directories were made; no seed has trained")
         seed = job.config["seed"]
         directory = seed_dir(run_dir, seed)
         seed_overrides = [o for o in overrides if override_key(o) not in ("seeds", "seed")] + [f"seed={seed}"]

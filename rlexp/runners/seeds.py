@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlexp.errors import TrainingInterrupted
+from rlexp.errors import Interrupted, TrainingInterrupted
 from rlexp.replay.batch import ReplayBatch, stack_batches
 from rlexp.replay.members import MemberReplays, Sample, sample_members
 from rlexp.rollouts.storage import RolloutStorage
@@ -86,6 +86,11 @@ def run_in_lockstep(seeds: Sequence[int], jobs: Sequence[JobSteps],
     outcomes = [SeedOutcome(seed) for seed in seeds]
     agents, replays = [], []
     for job in jobs:
+        if stop is not None and stop.request.signum is not None:
+            # A signal while the seeds are built (a large batch takes a while): none has trained, so none saves.
+            for made in jobs:
+                made.close()   # (each closes its envs)
+            raise Interrupted(stop.request.signum, "while the seeds' agents were built; no seed has trained")
         built = next(job)
         assert isinstance(built, Built)   # a job yields its agent first, then only calls
         agents.append(built.agent)

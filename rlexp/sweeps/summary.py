@@ -18,7 +18,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.analysis.tables import shorten_floats, text_table
-from rlexp.errors import SweepFailed
+from rlexp.errors import Interrupted, SweepFailed
+from rlexp.sweeps.interrupt import SweepSignals, clear, interrupted_by
 
 log = logging.getLogger("rlexp")
 
@@ -94,9 +95,22 @@ def write_csv(rows: list[JobRow], path: Path) -> None:
 
 class SweepSummary(Callback):
     """Registered in conf/config.yaml. When jobs failed it raises SweepFailed, a BaseException: Hydra turns an
-    Exception from a callback into a warning, and `rlexp train` must exit 1."""
+    Exception from a callback into a warning, and `rlexp train` must exit 1. A signal during the sweep
+    (rlexp/sweeps/interrupt.py) ends it with the summary and then `Interrupted` (exit 130/143)."""
+
+    def __init__(self) -> None:
+        self.signals: SweepSignals | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            clear(sweep_dir)   # a stale marker of an earlier sweep there
+        self.signals = SweepSignals(sweep_dir)
+        self.signals.install()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.signals is not None:
+            self.signals.restore()
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
@@ -104,6 +118,13 @@ class SweepSummary(Callback):
         write_csv(rows, sweep_dir / "summary.csv")
         print(f"\nsweep summary ({sweep_dir / 'summary.csv'}):\n{format_table(rows)}", flush=True)
         failed = [r for r in rows if r.status != "completed"]
+        signum = interrupted_by(sweep_dir)
+        if signum is not None:
+            clear(sweep_dir)
+            stopped = [r for r in rows if r.status == "interrupted"]
+            raise Interrupted(signum, f"during the sweep: {len(stopped)} of {len(rows)} jobs interrupted (their "
+                                      f"results.json say where; resume=<job dir> continues one); see "
+                                      f"{sweep_dir / 'summary.csv'}")
         if failed:
             raise SweepFailed(f"{len(failed)} of {len(rows)} jobs did not complete ("
                               + ", ".join(f"job {r.job}: {r.status}" for r in failed)
