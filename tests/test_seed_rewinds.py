@@ -37,6 +37,15 @@ def test_a_seed_extended_alone_is_never_rewound_by_its_batch(workdir, three_seed
             and "run total_steps=900` (seeds finished there are left as they are)" in refused.stderr
             and "/seed_1 total_steps=<more>" in refused.stderr), refused.stderr
     assert snapshot(run) == before   # nothing on disk changed
+    assert load_checkpoint(run / "seed_1" / "checkpoints" / "step_900.pt")["batch_seeds"] is None   # its own
+    assert load_checkpoint(run / "seed_0" / "checkpoints" / "step_600.pt")["batch_seeds"] == [0, 1, 2]
+    # Had seed 1's own run been killed (its results.json still the batch's), it must first finish alone
+    finished_alone = (run / "seed_1" / "results.json").read_bytes()
+    shutil.copy(three_seeds / "seed_1" / "results.json", run / "seed_1" / "results.json")
+    killed = run_in_process(["train", "resume=run", "total_steps=1200"], workdir, capsys, monkeypatch)
+    assert killed.returncode == 2 and "bring every seed to one step alone (rlexp train resume=" in killed.stderr \
+        and "/seed_<s> total_steps=900), then resume the batch" in killed.stderr, killed.stderr
+    (run / "seed_1" / "results.json").write_bytes(finished_alone)
     # Meanwhile seed 2's newest checkpoint was cut in half, and a save left a temp file in seed 0's directory:
     # seed 2 can go on from step 300 only, and seed 0 finished at 600 (it is not rewound: refused, nothing touched)
     newest = run / "seed_2" / "checkpoints" / "step_600.pt"
