@@ -69,7 +69,7 @@ def play(loaded: LoadedAgent, count: int, seed: int) -> PlayedStates:
     while True:
         start, total, done = len(observations), 0.0, False
         while not done:
-            action = loaded.act(obs)
+            action = loaded.act_on_env(obs)
             observations.append(np.array(obs))
             actions.append(" ".join(f"{a:.4g}" for a in np.ravel(action)))
             episodes.append(episode)
