@@ -191,6 +191,13 @@ def test_a_saved_env_id_never_imports_the_standard_library(run, workdir):
     assert "antigravity" not in sys.modules
 
 
+@pytest.mark.parametrize("env_id", ["..planted:Planted-v0", ":Planted-v0", "a b:Planted-v0"])
+def test_an_env_id_whose_module_is_no_module_name_is_refused(run, env_id):
+    name_env(run, env_id)
+    with pytest.raises(ConfigError, match=r"which is not a module name: dotted Python identifiers"):
+        rlexp.load(run)
+
+
 @pytest.mark.parametrize("opt_in", ["PYTHONPATH=.", "imported first"])
 def test_a_user_who_trusts_the_module_opts_in(run, workdir, opt_in, monkeypatch):
     name, env_id = plant_module(workdir)

@@ -33,9 +33,13 @@ from rlexp.errors import ConfigError
 def check_import(name: str, named_by: str, saved_in: Path | None) -> None:
     """Refuse (one ConfigError line) the import of `name`, a module or a dotted target inside one, that a config
     saved in `saved_in` (a run directory or a checkpoint's) names as `named_by` (e.g. "env.id='m:Env-v0'"). With
-    `saved_in=None` (the user typed the config for this command) everything may be imported. Nothing is imported
+    `saved_in=None` (the user typed the config for this command) every module may be imported (a name that is not
+    a module's is refused either way). Nothing is imported
     here: the caller imports once this returns. A module Python cannot find passes, for the caller's import to say
     so in its own words."""
+    if not all(part.isidentifier() for part in name.split(".")):   # ('..m' would be a relative import, '' none)
+        raise ConfigError(f"{named_by} names {name!r}, which is not a module name: dotted Python identifiers, such "
+                          f"as my_package.envs")
     if saved_in is None:
         return
     top = name.split(".")[0]
