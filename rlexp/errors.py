@@ -47,12 +47,16 @@ class CheckpointError(RunFailure):
 class TrainingInterrupted(BaseException):
     """SIGINT or SIGTERM arrived; the runner finished its step and saved a checkpoint."""
 
-    def __init__(self, signum: int, step: int, checkpoint: str | None) -> None:
+    def __init__(self, signum: int, step: int, checkpoint: str | None, unfinished: str | None = None) -> None:
         self.signum = signum
         self.step = step
         self.checkpoint = checkpoint
         saved = f"checkpoint saved to {checkpoint}" if checkpoint else "no checkpoint saved"
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; {saved}")
+        if unfinished:   # the step could not finish (an env worker that hangs): no new checkpoint
+            saved = f"{unfinished}; the last checkpoint is {checkpoint}" if checkpoint else \
+                f"{unfinished}; no checkpoint had been written yet"
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}" +
+                         ("" if unfinished else ";") + f" {saved}")
 
     @property
     def exit_code(self) -> int:

@@ -308,7 +308,7 @@ def test_a_refused_resume_names_every_key_a_resume_may_change():
     message = str(refused.value)
     assert "seed: 0 -> 1" in message
     for key in ("total_steps", "env.total_steps", "total_episodes", "stop.*", "eval.*", "checkpoint.*", "log.*",
-                "device", "gpu_placement", "torch_threads", "compile", "compile_mode"):
+                "device", "gpu_placement", "torch_threads", "compile", "compile_mode", "env.step_timeout"):
         assert key in message.split("only ", 1)[1]
     assert compat.may_change().endswith("log.* and checkpoint.*")
 

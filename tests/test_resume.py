@@ -152,7 +152,7 @@ def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_t
     assert proc.returncode == 2 and len(line.splitlines()) == 1
     assert "algo.lr: 0.001 -> 0.5" in line and "network.hidden_sizes: [32] -> [8]" in line
     assert ("only total_steps, env.total_steps, total_episodes, stop.*, eval.*, device, gpu_placement, torch_threads, "
-            "compile, compile_mode, log.* and checkpoint.* may change") in line
+            "compile, compile_mode, env.step_timeout, log.* and checkpoint.* may change") in line
     proc = run_in_process(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "algo.name: dqn -> td3" in proc.stderr and "env.id: CartPole-v1 -> Pendulum-v1" \
         in proc.stderr

@@ -74,7 +74,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     from rlexp.envs.episodes import ResetCount
     from rlexp.io.results import write_results
     from rlexp.io.writable import check_writable
-    from rlexp.runners.evaluation import evaluate
+    from rlexp.runners.evaluation import MAX_EPISODE_STEPS, evaluate
     from rlexp.runners.job import seed_everything
     from rlexp.runners.memory import check_host_memory
 
@@ -97,8 +97,10 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     frames: list[np.ndarray] = []
     # (render_mode="rgb_array": each render is one frame)
     record = (lambda: frames.append(cast(np.ndarray, env.render()))) if opts.video else None
+    # (the training run's cap on episodes of an env without a time limit)
+    limit = (config.get("eval") or {}).get("max_episode_steps", MAX_EPISODE_STEPS)
     try:
-        returns = evaluate(loaded.act_on_env, env, opts.episodes, seed, record)
+        returns = evaluate(loaded.act_on_env, env, opts.episodes, seed, record, max_episode_steps=limit)
     except Interrupted as stop:   # (each reset begins an episode; the last one comes after the last episode)
         raise stop.during(f"after {max(env.resets - 1, 0)} of {opts.episodes} episodes; nothing was written") \
             from None

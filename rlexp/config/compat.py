@@ -22,10 +22,10 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 #: Keys (and key prefixes, ending in ".") that change how a run executes and what it records, never what it
-#: learns: where it runs, its threads, compilation, logging, checkpoints, and the resume itself. `rlexp plot` pools
-#: runs that differ only in these (and the seed); a resume may change them.
-EXECUTION_KEYS = ("device", "gpu_placement", "torch_threads", "compile", "compile_mode", "log.", "checkpoint.",
-                  "resume")
+#: learns: where it runs, its threads, compilation, how long an env worker may take, logging, checkpoints, and the
+#: resume itself. `rlexp plot` pools runs that differ only in these (and the seed); a resume may change them.
+EXECUTION_KEYS = ("device", "gpu_placement", "torch_threads", "compile", "compile_mode", "env.step_timeout", "log.",
+                  "checkpoint.", "resume")
 
 #: Keys a resumed run may change: its budgets, stop rules and evaluations, and how it executes; everything else
 #: (algo, env, network, seed) must match the checkpoint.

@@ -188,6 +188,9 @@ class EnvConfig:
     """the DQN paper's preprocessing (conf/env/atari.yaml); null for other envs"""
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     """SB3's VecNormalize of observations and rewards"""
+    step_timeout: float = 300.0
+    """seconds an async worker may take to answer a step or reset before the run ends, naming the env (a worker
+    that dies ends it at once)"""
 
 
 @dataclass
@@ -208,6 +211,12 @@ class EvalConfig:
     """env steps between evaluations (0: only at the end)"""
     episodes: int = MISSING
     """episodes per evaluation"""
+    # Longer than any standard benchmark's episodes (classic control 500, MuJoCo 1000, Atari's 27,000 agent steps of
+    # 108,000 frames), so it never cuts one of those; an evaluation of an env that never ends then takes seconds
+    # per episode rather than forever.
+    max_episode_steps: int = 100_000
+    """steps after which an evaluation episode of an env without a time limit of its own is cut, with a warning
+    (also rlexp eval's)"""
 
 
 @dataclass

@@ -75,6 +75,8 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
                               f"eval.every=0 evaluates only at the end; set eval.every, e.g. eval.every=5000")
     check_positive_int("eval.every", cfg["eval"]["every"], allow_zero=True)
     check_positive_int("eval.episodes", cfg["eval"]["episodes"])
+    check_positive_int("eval.max_episode_steps", cfg["eval"].get("max_episode_steps", 1))
+    check_range("env.step_timeout", env.get("step_timeout", 1.0), 0.0, low_inclusive=False)
     check_positive_int("checkpoint.every", cfg["checkpoint"]["every"], allow_zero=True)
     check_positive_int("checkpoint.keep", cfg["checkpoint"]["keep"])
     check_positive_int("log.every", cfg["log"]["every"])

@@ -14,7 +14,6 @@ import difflib
 import functools
 import importlib
 import multiprocessing
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,10 @@ from gymnasium.vector import AutoresetMode
 
 from rlexp.config.trust import check_import
 from rlexp.envs.atari import AtariSettings, atari_wrappers, register_ale
+from rlexp.envs.checks import checked, set_index
 from rlexp.envs.episodes import EpisodeRecorder
-from rlexp.errors import ConfigError, pip_install
+from rlexp.envs.workers import WatchedAsyncVectorEnv, start_forkserver
+from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line, pip_install
 
 # Extras a gymnasium env family needs, keyed by the text gymnasium's DependencyNotInstalled mentions.
 _EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale": "atari", "atari": "atari"}
@@ -48,7 +49,7 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSett
     if colon:
         import_registering_module(env_id, module, saved_in)
     try:
-        env = gym.make(env_id, **(kwargs or {}))
+        env = checked(gym.make(env_id, **(kwargs or {})), env_id)
         return atari_wrappers(env, atari) if atari is not None else env
     except gym.error.DependencyNotInstalled as error:
         text = str(error)
@@ -63,6 +64,11 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSett
         raise ConfigError(f"env.id={env_id!r} is not a registered gymnasium environment ({error}){hint}") from None
     except TypeError as error:
         raise ConfigError(f"env.kwargs={kwargs!r} do not fit {env_id}: {error}") from None
+    except (ConfigError, RunFailure):
+        raise
+    except Exception as error:   # the env's own constructor failed
+        raise EnvFault(f"{env_id} could not be made: it raised {type(error).__name__}: {one_line(str(error))}"
+                       ) from error
 
 
 def missing_package(env_id: str, error: ImportError) -> ConfigError:
@@ -85,17 +91,11 @@ def import_registering_module(env_id: str, module: str, saved_in: Path | None = 
         raise missing_package(env_id, error) from None
 
 
-def make_training_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None) -> gym.Env:
-    """One training env: the env, its Atari preprocessing, and the episode recorder outermost.
-
-    In a worker process of AsyncVectorEnv, SIGINT is ignored: Ctrl-C reaches every process of the terminal's
-    process group, and the main process, which catches it, still needs its envs to finish the step and save.
-    (AsyncVectorEnv also calls this in the main process, once, to read the spaces; and a sweep's job may itself
-    run in a worker process of its launcher, which must keep its handler.)
-    """
-    if multiprocessing.current_process().name.startswith("Worker<AsyncVectorEnv>"):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return EpisodeRecorder(make_env(env_id, kwargs, atari))
+def make_training_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None,
+                      index: int | None = None) -> gym.Env:
+    """One training env (env `index` of its vector env): the env, its Atari preprocessing, and the episode
+    recorder outermost. (In an async worker, SIGINT and SIGTERM are ignored: rlexp/envs/workers.py.)"""
+    return EpisodeRecorder(set_index(make_env(env_id, kwargs, atari), index))
 
 
 def check_saved_env(env_id: str, saved_in: Path) -> None:
@@ -107,20 +107,22 @@ def check_saved_env(env_id: str, saved_in: Path) -> None:
 
 
 def make_vector_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None, num_envs: int,
-                    vectorization: str, seed: int | None = None) -> Any:
+                    vectorization: str, seed: int | None = None, step_timeout: float = 300.0) -> Any:
     """`num_envs` training envs that step together: in this process (`sync`), in worker processes (`async`), or
     in EnvPool's C++ threads (`envpool`, which seeds env i with seed + i when it makes them; gymnasium's vector
-    envs are seeded at their first reset)."""
+    envs are seeded at their first reset). An async worker that does not answer a step within `step_timeout`
+    seconds ends the run (rlexp/envs/workers.py)."""
     if vectorization == "envpool":
         from rlexp.envs.envpool import EnvPoolVectorEnv
 
         assert seed is not None, "EnvPool seeds its envs when it makes them"
         return EnvPoolVectorEnv(env_id, kwargs, atari, num_envs, seed)
+    factories = [functools.partial(make_training_env, env_id, kwargs, atari, i) for i in range(num_envs)]
     if vectorization == "async":
-        factory = functools.partial(make_training_env, env_id, kwargs, atari)
-        return gym.vector.AsyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP,
-                                         context=WORKER_START, copy=False)
+        if WORKER_START == "forkserver":
+            start_forkserver()
+        return WatchedAsyncVectorEnv(factories, env_id, step_timeout, autoreset_mode=AutoresetMode.SAME_STEP,
+                                     context=WORKER_START, copy=False)
     if vectorization == "sync":
-        factory = functools.partial(make_training_env, env_id, kwargs, atari)
-        return gym.vector.SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+        return gym.vector.SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
     raise ConfigError(f"env.vectorization={vectorization!r} is unknown; use {' or '.join(VECTORIZATIONS)}")

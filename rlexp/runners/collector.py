@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from rlexp.envs.checks import EnvCallError
 from rlexp.envs.normalization import Normalization
 from rlexp.runners.faults import check_transitions
 
@@ -54,8 +56,11 @@ def step_info(infos: dict[str, Any], key: str, ended: np.ndarray, default: np.nd
 
 
 class Collector:
-    def __init__(self, envs: Any, seed: int, env_id: str, normalization: Normalization | None = None) -> None:
+    def __init__(self, envs: Any, seed: int, env_id: str, normalization: Normalization | None = None,
+                 stop_signal: Callable[[], int | None] | None = None) -> None:
         self.envs = envs
+        if stop_signal is not None and hasattr(envs, "stop_requested"):   # async workers: a wait ends on a signal
+            envs.stop_requested = stop_signal
         self.normalization = normalization
         self.env_id = env_id
         self.num_envs = envs.num_envs
@@ -72,7 +77,10 @@ class Collector:
         """Reset every env, env i with seed + i (and its action space too)."""
         for i, space in enumerate(self.action_spaces):
             space.seed(self.seed + i)
-        obs, _ = self.envs.reset(seed=self.seed)
+        try:
+            obs, _ = self.envs.reset(seed=self.seed)
+        except EnvCallError as error:
+            raise error.at(0, self.num_envs) from None
         self.obs = self._observations(np.array(obs), update=True)
 
     def random_actions(self) -> np.ndarray:
@@ -88,10 +96,13 @@ class Collector:
         """Finish the step (`step`: the env step count it brings the run to)."""
         actions = self._actions
         assert actions is not None and self.obs is not None, "start(), then send() the step's actions"
-        if self.overlaps:
-            next_obs, rewards, terminated, truncated, infos = self.envs.step_wait()
-        else:
-            next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        try:
+            if self.overlaps:
+                next_obs, rewards, terminated, truncated, infos = self.envs.step_wait()
+            else:
+                next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        except EnvCallError as error:   # one line: the env, its index, the step, what it raised or returned
+            raise error.at(step, self.num_envs) from None
         next_obs = np.array(next_obs)   # the vector env's buffer: the next step overwrites it
         ended = terminated | truncated
         final_obs = next_obs
@@ -143,7 +154,7 @@ class Collector:
             **({"normalization": self.normalization.state_dict()} if self.normalization is not None else {}),
         }
 
-    def load_state_dict(self, state: dict[str, Any], episodes_so_far: int) -> np.ndarray:
+    def load_state_dict(self, state: dict[str, Any], episodes_so_far: int, step: int = 0) -> np.ndarray:
         """Bring every env back to the same point of the same episode by replaying it. An env whose replay does
         not reproduce the recorded episode starts a fresh one instead (with a warning: the run goes on correctly,
         but not bit for bit as the uninterrupted one). Returns the mask of those envs."""
@@ -158,7 +169,10 @@ class Collector:
         if self.normalization is not None:
             self.normalization.load_state_dict(state["normalization"])
         self.envs.set_attr("resume_from", records)
-        resumed = self.envs.call("resume")
+        try:
+            resumed = self.envs.call("resume")
+        except EnvCallError as error:
+            raise error.at(step, self.num_envs, " (replaying its episode to resume)") from None
         self.obs = state["obs"].numpy().copy()
         fresh = [i for i, (_, replayed) in enumerate(resumed) if not replayed]
         for i, (obs, _) in enumerate(resumed):   # the same statistics as when saved: the same normalized rows

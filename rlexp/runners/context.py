@@ -19,13 +19,14 @@ import torch
 from torch import Tensor
 
 from rlexp.agents.base import obs_tensor
+from rlexp.envs.checks import EnvCallError
 from rlexp.envs.normalization import Normalization
 from rlexp.errors import TrainingInterrupted
 from rlexp.io.checkpoints import FORMAT, CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.io.results import write_results
-from rlexp.runners.evaluation import evaluate
-from rlexp.runners.faults import NonFiniteGuard, Stop
+from rlexp.runners.evaluation import MAX_EPISODE_STEPS, EvaluationStopped, evaluate
+from rlexp.runners.faults import NonFiniteGuard, Stop, signal_of
 from rlexp.runners.stopping import StopRules, StopWatch
 from rlexp.schedules import crossed
 
@@ -62,15 +63,19 @@ class RunResult:
 @dataclass
 class Evaluator:
     """Deterministic episodes on an env of its own, from the same start states every time; observations
-    normalized with the training statistics as they stand (frozen: evaluation never updates them)."""
+    normalized with the training statistics as they stand (frozen: evaluation never updates them). Episodes end
+    at `max_episode_steps` where the env has no time limit; a `stop` request abandons the evaluation."""
 
     env: gym.Env
     episodes: int
     seed: int
     normalization: Normalization | None = None
+    max_episode_steps: int = MAX_EPISODE_STEPS
+    stop: Callable[[], object] | None = None
 
     def __call__(self, agent: Any) -> np.ndarray:
-        return evaluate(policy_of(agent, self.normalization), self.env, self.episodes, self.seed)
+        return evaluate(policy_of(agent, self.normalization), self.env, self.episodes, self.seed,
+                        max_episode_steps=self.max_episode_steps, stop=self.stop)
 
 
 def policy_of(agent: Any, normalization: Normalization | None) -> Callable[[np.ndarray], np.ndarray]:
@@ -153,7 +158,11 @@ class RunContext:
         sps = (step - self._start_step) / max(train_time, 1e-9)
         self.logger.progress(step, sps)
         returns = self.evaluate(step, runner.agent)
-        self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+        saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+        if returns is None:   # a signal stopped the final evaluation: the resume does it
+            signum = signal_of(self.stop)
+            assert signum is not None   # what stopped the evaluation
+            raise TrainingInterrupted(signum, step, str(saved))
         self.checkpoints.save_final(self.policy_bundle(step, runner.agent))
         return RunResult(returns, self.best_eval_return, step, episodes, train_time, sps)
 
@@ -169,10 +178,16 @@ class RunContext:
 
     # --- evaluation and checkpoints -----------------------------------------------------------------------
 
-    def evaluate(self, step: int, agent: Any) -> np.ndarray:
-        """Evaluate the agent; a new best is saved as checkpoints/best.pt."""
+    def evaluate(self, step: int, agent: Any) -> np.ndarray | None:
+        """Evaluate the agent; a new best is saved as checkpoints/best.pt. None: a signal stopped it (the caller
+        saves and ends the run)."""
         self.guard.check()
-        returns = self.evaluator(agent)
+        try:
+            returns = self.evaluator(agent)
+        except EvaluationStopped:
+            return None
+        except EnvCallError as error:
+            raise error.at(step, where=" (the evaluation env)") from None
         self.logger.evaluation(float(returns.mean()), float(returns.std()), step)
         solved = self.watch.evaluated(float(returns.mean()), step)
         if solved is not None:

@@ -68,6 +68,12 @@ class HeldStop:
         self.signum = self.request.signum
 
 
+def signal_of(stop: Stop) -> int | None:
+    """The signal a run was asked to stop by, as soon as it came: what a wait or an evaluation reads to end early
+    (a HeldStop's signal, before the lockstep takes it in)."""
+    return stop.request.signum if isinstance(stop, HeldStop) else stop.signum
+
+
 class NonFiniteGuard:
     """Watches the update metrics (losses, gradient norms, Q-values) for NaN or inf.
 

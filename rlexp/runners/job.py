@@ -23,15 +23,17 @@ from rlexp.config.schema import OffPolicyConfig, TrainConfig
 from rlexp.config.typed import train_config
 from rlexp.config.validate import EVAL_SEED_OFFSET
 from rlexp.envs import SpaceInfo, atari_settings, describe_spaces, make_env, make_vector_env
+from rlexp.envs.checks import EnvCallError
 from rlexp.envs.normalization import make_normalization
-from rlexp.errors import ConfigError, RunFailure
+from rlexp.envs.workers import EnvWaitAbandoned
+from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.replay import Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
-from rlexp.runners.faults import Stop
+from rlexp.runners.faults import Stop, signal_of
 from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
@@ -120,7 +122,7 @@ class Job:
             total_steps, num_envs = config.total_steps, env_cfg.num_envs
             # Before anything starts a thread (TensorBoard's writer).
             envs = make_vector_env(env_cfg.id, env_cfg.kwargs, atari_settings(env_cfg.atari), num_envs,
-                                   env_cfg.vectorization, seed)
+                                   env_cfg.vectorization, seed, env_cfg.step_timeout)
             cleanup.callback(envs.close)
             make_deterministic(device)
             seed_everything(seed)
@@ -155,13 +157,14 @@ class Job:
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
                 evaluator=Evaluator(self.eval_env, config.eval.episodes, seed + EVAL_SEED_OFFSET,
-                                    normalization), stop=stop,
+                                    normalization, config.eval.max_episode_steps, lambda: signal_of(stop)),
+                stop=stop,
                 every=Every(log=config.log.every, eval=config.eval.every, checkpoint=config.checkpoint.every),
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),
                 heldout=self.heldout_states(),
                 meta={"algo": spec.name, "env_id": env_cfg.id, "config": self.config, "overrides": overrides,
                       "device": str(device), BATCH_KEY: self.batch})
-            collector = Collector(envs, seed, env_cfg.id, normalization)
+            collector = Collector(envs, seed, env_cfg.id, normalization, lambda: signal_of(stop))
             # The family's runner: its agents keep the family's protocol (the registry's contract,
             # tests/test_conformance.py), which AlgoSpec.build's type does not say.
             if on_policy:
@@ -185,6 +188,10 @@ class Job:
                 last = checkpoints.latest()
                 raise type(error)(f"{error}; " + (f"the last good checkpoint is {last}" if last else
                                                   "no checkpoint had been written yet")) from None
+            except EnvWaitAbandoned as abandoned:   # a signal, and an env worker that cannot finish its step
+                last = checkpoints.latest()
+                raise TrainingInterrupted(abandoned.signum, runner.step, str(last) if last else None,
+                                          abandoned.waiting) from None
             finally:
                 try:
                     logger.close(completed)   # (raises only for a completed run: a failed one reports its own error)
@@ -211,7 +218,10 @@ class Job:
         count = self.settings.log.heldout_states
         if not count:
             return None
-        return collect_heldout_states(self.eval_env, count, self.settings.seed + HELDOUT_SEED_OFFSET)
+        try:
+            return collect_heldout_states(self.eval_env, count, self.settings.seed + HELDOUT_SEED_OFFSET)
+        except EnvCallError as error:
+            raise error.at(0, where=" (the evaluation env, collecting held-out states)") from None
 
     def make_replay(self, total_steps: int) -> tuple[ReplayBuffer, int]:
         """The off-policy replay memory, and the updates the run will make (what its schedules span)."""

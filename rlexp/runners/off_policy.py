@@ -141,6 +141,6 @@ class OffPolicyRunner:
         self.steps_since_train = int(state["steps_since_train"])
         self.episodes_since_train = int(state["episodes_since_train"])
         self.replay.load_state_dict(state["replay"])
-        fresh = self.collector.load_state_dict(state["collector"], self.episodes)
+        fresh = self.collector.load_state_dict(state["collector"], self.episodes, self.step)
         if fresh.any():
             self.agent.episodes_started(fresh)

@@ -119,7 +119,7 @@ class OnPolicyRunner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.episodes = int(state["step"]), int(state["episodes"])
         self.storage.load_state_dict(state["rollout"])
-        fresh = self.collector.load_state_dict(state["collector"], self.episodes)
+        fresh = self.collector.load_state_dict(state["collector"], self.episodes, self.step)
         if fresh.any() and self.storage.pos > 0:
             # An env that could not replay its episode starts a new one: its last stored step ends an episode
             # there (a cut, as a time limit: it bootstraps from V of the observation it had reached).
