@@ -1,6 +1,7 @@
 """`rlexp` as a user runs it: a subprocess in a fresh directory, tiny budgets."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import TINY, run_cli, run_in_process
+from tests.test_eval import RUN as EVAL_RUN
+from tests.test_eval import finished_run as eval_run
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -77,11 +80,11 @@ def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir, ca
     assert evaluated.returncode == 0, evaluated.stderr
 
 
-def test_same_seed_same_run(workdir):
-    args = ["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
-            "network.hidden_sizes=[32]", "seed=5", *TINY]
-    for name in ("a", "b"):
-        assert run_cli([*args, f"hydra.run.dir={name}"], cwd=workdir).returncode == 0
+def test_same_seed_same_run(workdir, tmp_path_factory):
+    # a: tests/test_eval.py's run (made once per session by the same command, seed 0 by default), copied
+    shutil.copytree(eval_run(tmp_path_factory) / "run", workdir / "a", symlinks=True)
+    assert run_cli([*EVAL_RUN, "hydra.run.dir=b"], cwd=workdir).returncode == 0
+    args = EVAL_RUN
     a, b = (json.loads((workdir / name / "results.json").read_text()) for name in ("a", "b"))
     assert a["eval_returns"] == b["eval_returns"]
     pa, pb = (torch.load(workdir / n / "checkpoints" / "final.pt", weights_only=True)["agent"] for n in ("a", "b"))

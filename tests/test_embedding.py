@@ -3,6 +3,7 @@ t-SNE."""
 
 import csv
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -13,6 +14,8 @@ import rlexp
 from rlexp.analysis.embedding import check_libraries, play
 from rlexp.errors import ConfigError
 from tests.conftest import TINY, run_cli, run_in_process
+from tests.test_heldout import RUNS as HELDOUT_RUNS
+from tests.test_heldout import trained
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -35,12 +38,15 @@ def projector(logdir):
 
 
 @pytest.mark.parametrize("name, train", [
-    ("dqn", ["algo=dqn", "env=CartPole-v1", "total_steps=600", "algo.learning_starts=100"]),
+    ("dqn", HELDOUT_RUNS["dqn"][0]),
     pytest.param("ppo", ["algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=64", "env.num_envs=2",
                          "algo.batch_size=64", "env.normalize.obs=true"], marks=pytest.mark.slow),
 ])
-def test_the_projector_holds_each_states_activations_and_metadata(workdir, name, train):
-    assert run_cli(["train", *train, "hydra.run.dir=run", *TINY], cwd=workdir).returncode == 0
+def test_the_projector_holds_each_states_activations_and_metadata(workdir, tmp_path_factory, name, train):
+    if name == "dqn":   # the held-out-index test's run (the same command and 64 held-out states), copied
+        shutil.copytree(trained(tmp_path_factory, "dqn"), workdir / "run", symlinks=True)
+    else:
+        assert run_cli(["train", *train, "hydra.run.dir=run", *TINY], cwd=workdir).returncode == 0
     proc = run_cli(["eval", "run", "episodes=2", "embed=true", "embed.states=300"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "t-SNE of 300 states: run/eval/final_tsne.png" in proc.stdout

@@ -1,6 +1,7 @@
 """The learning index (rlexp/runners/heldout.py): held-out states from a random policy, their mean predicted value."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import rlexp
 from rlexp.envs import make_env
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.runners.heldout import collect_heldout_states
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, made_once, run_cli
 from tests.test_resume import scalars
 
 
@@ -37,18 +38,27 @@ RUNS = {
 }
 
 
+def trained(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """The run of RUNS[name] with 64 held-out states, trained from the command line once per session (made_once);
+    tests/test_embedding.py copies the DQN one."""
+    def make(root: Path) -> None:
+        proc = run_cli(["train", *RUNS[name][0], "log.heldout_states=64", "hydra.run.dir=run", *TINY], cwd=root)
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, f"heldout-{name}", make)[0] / "run"
+
+
 @pytest.mark.parametrize("name", list(RUNS))
-def test_the_logged_index_is_the_final_agents_mean_value_of_the_checkpointed_states(workdir, name):
-    args, value = RUNS[name]
-    proc = run_cli(["train", *args, "log.heldout_states=64", "hydra.run.dir=run", *TINY], cwd=workdir)
-    assert proc.returncode == 0, proc.stderr
-    logged = scalars(workdir / "run")["charts/avg_q_heldout"]
-    results = json.loads((workdir / "run" / "results.json").read_text())
+def test_the_logged_index_is_the_final_agents_mean_value_of_the_checkpointed_states(tmp_path_factory, name):
+    _, value = RUNS[name]
+    run = trained(tmp_path_factory, name)
+    logged = scalars(run)["charts/avg_q_heldout"]
+    results = json.loads((run / "results.json").read_text())
     assert logged[-1][0] == results["total_steps"]   # the last log step is the final one: the final agent's value
-    bundle, _, _ = CheckpointManager(workdir / "run" / "checkpoints", 1).load_latest()
+    bundle, _, _ = CheckpointManager(run / "checkpoints", 1).load_latest()
     states = bundle["context"]["heldout"].numpy()
     assert states.shape[0] == 64
-    loaded = rlexp.load(workdir / "run", device="cpu")
+    loaded = rlexp.load(run, device="cpu")
     if loaded.normalization is not None:
         states = loaded.normalization.observations(states, update=False)
     with torch.no_grad():
