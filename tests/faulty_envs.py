@@ -6,6 +6,10 @@ A user selects a custom env the same way: `rlexp train env.id=tests.faulty_envs:
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -68,3 +72,53 @@ for name, kwargs in {
     "Unseeded-v0": {"seeded": False},
 }.items():
     gym.register(id=name, entry_point=FaultyEnv, kwargs=kwargs, max_episode_steps=50)
+
+
+class MisbehavingEnv(FaultyEnv):
+    """A FaultyEnv with discrete actions that, from env step `at` on (counted over the instance's life), fails as a
+    user's env can: raises in step or reset, returns a malformed value, or (in an async worker only) hangs or dies;
+    `how=None` never ends an episode (register it without max_episode_steps)."""
+
+    def __init__(self, how: str | None = None, at: int = 30, fault_seed: int | None = None) -> None:
+        super().__init__(discrete=True, fault_seed=fault_seed)
+        self.how, self.at = how, at
+
+    def _due(self) -> bool:
+        if self.fault_seed is not None and self.first_seed != self.fault_seed:
+            return False
+        return self.steps >= self.at
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        if self._due() and self.how == "raises_in_reset":
+            raise RuntimeError("the simulator lost its license server")
+        if self._due() and self.how == "reset_not_tuple":
+            return obs
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if not self._due():
+            return obs, reward, terminated, truncated, info
+        in_worker = multiprocessing.current_process().name.startswith("Worker")
+        if self.how == "raises_in_step":
+            raise ValueError("joint 3 exploded")
+        if self.how == "hangs" and in_worker:
+            time.sleep(3600)
+        if self.how == "dies" and in_worker:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.how == "four_tuple":
+            return obs, reward, terminated or truncated, info
+        malformed = {"wrong_shape": {"obs": obs[:2]}, "string_reward": {"reward": "1.0"},
+                     "array_reward": {"reward": np.array([reward])}, "none_reward": {"reward": None},
+                     "flag_not_bool": {"terminated": 0}}.get(self.how or "", {})
+        out = {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, **malformed}
+        return out["obs"], out["reward"], out["terminated"], out["truncated"], info
+
+
+for name, how in {"RaisesInStep-v0": "raises_in_step", "RaisesInReset-v0": "raises_in_reset",
+                  "WrongShape-v0": "wrong_shape", "StringReward-v0": "string_reward", "FourTuple-v0": "four_tuple",
+                  "ResetNotTuple-v0": "reset_not_tuple", "FlagNotBool-v0": "flag_not_bool",
+                  "HangsInStep-v0": "hangs", "DiesInStep-v0": "dies"}.items():
+    gym.register(id=name, entry_point=MisbehavingEnv, kwargs={"how": how}, max_episode_steps=50)
+gym.register(id="NeverEnds-v0", entry_point=MisbehavingEnv)   # no time limit
