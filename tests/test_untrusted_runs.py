@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import uuid
 from pathlib import Path
 
@@ -184,6 +185,33 @@ def test_a_saved_env_id_imports_nothing_from_the_run_directory(run, workdir, mon
     assert not (run / f"{name}.imported").exists()
 
 
+def test_a_link_in_the_current_directory_to_an_installed_file_is_found_there(run, workdir, capsys, monkeypatch):
+    """A planted link is judged where Python finds it, not where it points (this.py prints when imported)."""
+    (workdir / "zen.py").symlink_to(Path(sysconfig.get_paths()["stdlib"]) / "this.py")
+    name_env(run, "zen:Planted-v0")
+    monkeypatch.syspath_prepend(str(workdir))
+    monkeypatch.chdir(workdir)
+    with pytest.raises(ConfigError, match=f"would import 'zen' from {workdir.resolve()}, the current directory"):
+        rlexp.load("run")
+    assert "zen" not in sys.modules and "Beautiful is better" not in capsys.readouterr().out
+
+
+def test_a_checkpoint_above_an_installed_location_leaves_it_trusted(run, workdir, monkeypatch):
+    """Only the run's own directory is refused, not those below it: a checkpoint in ~ keeps ~/.venv installed."""
+    site = workdir / "venv" / "site-packages"
+    site.mkdir(parents=True)
+    name, env_id = plant_module(site)
+    name_env(run, env_id)
+    shutil.copy(run / "checkpoints" / "final.pt", workdir / "final.pt")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.chdir(run)
+    try:
+        assert rlexp.load(workdir / "final.pt").env_id == env_id and (site / f"{name}.imported").exists()
+    finally:
+        sys.modules.pop(name, None)
+        gym.registry.pop(env_id.split(":")[1], None)
+
+
 def test_a_saved_env_id_never_imports_the_standard_library(run, workdir):
     name_env(run, "antigravity:Planted-v0")   # importing it opens a web browser
     with pytest.raises(ConfigError, match="names 'antigravity', a module of Python's standard library"):
@@ -213,7 +241,7 @@ def test_a_user_who_trusts_the_module_opts_in(run, workdir, opt_in, monkeypatch)
         assert agent.env_id == env_id and (workdir / f"{name}.imported").exists()
     finally:
         sys.modules.pop(name, None)
-        gym.registry.pop(f"{env_id.split(':')[1]}", None)
+        gym.registry.pop(env_id.split(":")[1], None)
 
 
 def test_an_env_module_on_pythonpath_still_loads_everywhere(run, workdir, capsys, monkeypatch):

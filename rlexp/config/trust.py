@@ -34,9 +34,8 @@ def check_import(name: str, named_by: str, saved_in: Path | None) -> None:
     """Refuse (one ConfigError line) the import of `name`, a module or a dotted target inside one, that a config
     saved in `saved_in` (a run directory or a checkpoint's) names as `named_by` (e.g. "env.id='m:Env-v0'"). With
     `saved_in=None` (the user typed the config for this command) every module may be imported (a name that is not
-    a module's is refused either way). Nothing is imported
-    here: the caller imports once this returns. A module Python cannot find passes, for the caller's import to say
-    so in its own words."""
+    a module's is refused either way). Nothing is imported here: the caller imports once this returns. A module
+    Python cannot find passes, for the caller's import to say so in its own words."""
     if not all(part.isidentifier() for part in name.split(".")):   # ('..m' would be a relative import, '' none)
         raise ConfigError(f"{named_by} names {name!r}, which is not a module name: dotted Python identifiers, such "
                           f"as my_package.envs")
@@ -52,7 +51,7 @@ def check_import(name: str, named_by: str, saved_in: Path | None) -> None:
     spec = _spec(top)
     if spec is None:
         return
-    refused = _untrusted_entries(saved_in)
+    refused = _untrusted_directories(saved_in)
     for entry in _search_entries(spec):
         if entry in refused:
             place = "the current directory" if entry == Path.cwd().resolve() else "the run's own directory"
@@ -76,26 +75,18 @@ def _spec(top: str) -> ModuleSpec | None:
 
 def _search_entries(spec: ModuleSpec) -> list[Path]:
     """The directories (sys.path entries) a top-level module was found through: a module file's directory, a
-    package directory's parent (each of a namespace package's portions: its submodules come from any of them)."""
+    package directory's parent (each of a namespace package's portions: its submodules come from any of them). The
+    file itself is not resolved: a link in the current directory to an installed file is found there."""
     locations = list(spec.submodule_search_locations or [])
     if not locations and spec.has_location and spec.origin:
         locations = [spec.origin]
-    return [Path(location).resolve().parent for location in locations]
+    return [Path(location).absolute().parent.resolve() for location in locations]
 
 
-def _untrusted_entries(saved_in: Path) -> _Untrusted:
+def _untrusted_directories(saved_in: Path) -> set[Path]:
+    """The directories a saved config's module may not come from: the current one and the run's own (or its
+    checkpoints/), unless PYTHONPATH names them. Only these, not those below them: one may hold an installed
+    environment (a checkpoint in ~ must not make ~/.venv untrusted)."""
     named = {Path(entry).resolve() for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
-    return _Untrusted(Path.cwd().resolve(), saved_in.resolve(), named)
-
-
-class _Untrusted:
-    """The directories a saved config's module may not come from: the current one and the run's own (with the
-    directories below it), unless PYTHONPATH names them."""
-
-    def __init__(self, cwd: Path, run: Path, named: set[Path]) -> None:
-        self.cwd, self.run, self.named = cwd, run, named
-
-    def __contains__(self, entry: object) -> bool:
-        if not isinstance(entry, Path) or entry in self.named:
-            return False
-        return entry == self.cwd or entry == self.run or self.run in entry.parents
+    run = saved_in.resolve()
+    return {Path.cwd().resolve(), run, run / "checkpoints"} - named
