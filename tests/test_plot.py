@@ -19,8 +19,8 @@ from rlexp.errors import ConfigError
 from tests.conftest import made_once, run_cli, run_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SWEEP = ["train", "--multirun", "algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200",
-         "eval.every=500", "eval.episodes=2", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[32]",
+SWEEP = ["train", "--multirun", "algo=dqn", "env=CartPole-v1", "total_steps=600", "algo.learning_starts=100",
+         "eval.every=200", "eval.episodes=2", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[32]",
          "algo.lr=1e-3,5e-4", "seed=0,1", "hydra.sweep.dir=sweep"]
 
 
@@ -164,7 +164,7 @@ def test_missing_plotting_libraries_are_named(monkeypatch):
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """2 learning rates x 2 seeds of a tiny DQN, evaluated at steps 500, 1000 and 1500 (at sweep/), made once per
+    """2 learning rates x 2 seeds of a tiny DQN, evaluated at steps 200, 400 and 600 (at sweep/), made once per
     session (made_once)."""
     def make(workdir: Path) -> None:
         proc = run_cli(SWEEP, cwd=workdir)
@@ -186,7 +186,7 @@ def test_plot_of_a_sweep_matches_the_event_files(sweep):
     expected = {group: [job for job, overrides in jobs.items() if group in overrides]
                 for group in ("algo.lr=0.001", "algo.lr=0.0005")}
     rows = read_csv(sweep / "sweep" / "plot.csv")
-    assert [(r["group"], int(r["step"])) for r in rows] == [(g, s) for g in expected for s in (500, 1000, 1500)]
+    assert [(r["group"], int(r["step"])) for r in rows] == [(g, s) for g in expected for s in (200, 400, 600)]
     for row in rows:
         values = np.array([raw[job.name][int(row["step"])] for job in expected[row["group"]]])
         assert int(row["runs"]) == 2
@@ -202,8 +202,8 @@ def test_plot_of_a_sweep_matches_the_event_files(sweep):
         assert raw[job.name][int(row["step"])] == pytest.approx(float(row["value"]))
         assert f"seed={row['seed']}" in jobs[sweep / "sweep" / job.name]
     table = proc.stdout.splitlines()
-    assert any(line.split()[:3] == ["algo.lr=0.001", "2", "1500"] for line in table)
-    assert any(line.split()[:3] == ["algo.lr=0.0005", "2", "1500"] for line in table)
+    assert any(line.split()[:3] == ["algo.lr=0.001", "2", "600"] for line in table)
+    assert any(line.split()[:3] == ["algo.lr=0.0005", "2", "600"] for line in table)
 
 
 # (the command as a user types it: test_plot_of_a_sweep_matches_the_event_files; the others call it in process)
@@ -235,36 +235,36 @@ def test_runs_without_the_metric_or_with_fewer_steps_are_warned_about(sweep, tmp
     (short / ".hydra" / "overrides.yaml").write_text(re.sub(r"seed=\d", "seed=2", (short / ".hydra" /
                                                                                      "overrides.yaml").read_text()))
     with SummaryWriter(str(short)) as writer:
-        writer.add_scalar("eval/mean_return", 42.0, 500)
+        writer.add_scalar("eval/mean_return", 42.0, 200)
 
     proc = run_in_process(["plot", "runs"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     warnings = proc.stderr.strip().splitlines()
     assert len(warnings) == 2 and all(w.startswith("rlexp plot: warning: ") for w in warnings)
     assert "runs/no_eval has no eval/mean_return; skipped" in proc.stderr
-    assert "dropped 2 step(s) not in all 3 runs (1000, 1500)" in proc.stderr
+    assert "dropped 2 step(s) not in all 3 runs (400, 600)" in proc.stderr
     rows = read_csv(tmp_path / "runs" / "plot.csv")
-    assert [(int(r["step"]), int(r["runs"])) for r in rows] == [(500, 3)]
+    assert [(int(r["step"]), int(r["runs"])) for r in rows] == [(200, 3)]
 
 
 def test_a_resumed_run_has_each_step_once(tmp_path, capsys, monkeypatch):
-    """A run killed after its step-500 checkpoint (simulated: the step-1000 one deleted) and resumed logs steps
-    750 and 1000 again; the plot reads them once, as TensorBoard does."""
-    common = ["algo=dqn", "env=CartPole-v1", "algo.learning_starts=200", "eval.every=250", "eval.episodes=1",
-              "checkpoint.every=500", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[16]",
+    """A run killed after its step-250 checkpoint (simulated: the step-500 one deleted) and resumed logs steps
+    375 and 500 again; the plot reads them once, as TensorBoard does."""
+    common = ["algo=dqn", "env=CartPole-v1", "algo.learning_starts=100", "eval.every=125", "eval.episodes=1",
+              "checkpoint.every=250", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[16]",
               "hydra.run.dir=run"]
-    assert run_cli(["train", *common, "total_steps=1000"], cwd=tmp_path).returncode == 0
-    (tmp_path / "run" / "checkpoints" / "step_1000.pt").unlink()
-    proc = run_cli(["train", "resume=run", "total_steps=1500"], cwd=tmp_path)
+    assert run_cli(["train", *common, "total_steps=500"], cwd=tmp_path).returncode == 0
+    (tmp_path / "run" / "checkpoints" / "step_500.pt").unlink()
+    proc = run_cli(["train", "resume=run", "total_steps=750"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     raw_steps = [step for step, _ in raw_points(tmp_path / "run", "eval/mean_return")]
     assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
-    assert sorted(raw_steps) == [250, 500, 750, 750, 1000, 1000, 1250, 1500]  # the event files repeat 750, 1000
+    assert sorted(raw_steps) == [125, 250, 375, 375, 500, 500, 625, 750]  # the event files repeat 375, 500
 
     proc = run_in_process(["plot", "run"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     runs = read_csv(tmp_path / "run" / "plot_runs.csv")
-    assert [int(r["step"]) for r in runs] == [250, 500, 750, 1000, 1250, 1500]
+    assert [int(r["step"]) for r in runs] == [125, 250, 375, 500, 625, 750]
     latest = dict(raw_points(tmp_path / "run", "eval/mean_return"))  # a repeated step: the resumed run's value
     assert all(float(r["value"]) == pytest.approx(latest[int(r["step"])]) for r in runs)
     steps = [int(r["step"]) for r in runs]
