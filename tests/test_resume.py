@@ -15,22 +15,22 @@ from tests.conftest import interrupt_mid_run, made_once, run_cli, run_in_process
 
 RUNS = {
     # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
-    "td3": ["algo=td3", "env=Pendulum-v1", "total_steps=1500", "algo.learning_starts=200",
+    "td3": ["algo=td3", "env=Pendulum-v1", "total_steps=1000", "algo.learning_starts=200",
             "network.hidden_sizes=[32]", "algo.noise.type=ou"],
     "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200",
             "network.hidden_sizes=[32]"],
     # SAC with 2-step returns and gSDE: alpha, its optimizer, the policy's generator and each env's exploration
     # matrix must resume too
-    "sac": ["algo=sac", "env=Pendulum-v1", "total_steps=1500", "algo.learning_starts=200",
+    "sac": ["algo=sac", "env=Pendulum-v1", "total_steps=1000", "algo.learning_starts=200",
             "network.hidden_sizes=[32]", "algo.n_step=2", "algo.use_sde=true", "algo.train_freq=4",
             "algo.gradient_steps=4"],
     # every DQN switch on: the priorities, beta's schedule and the n-step windows must resume too
-    "dqn_all": ["algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200",
+    "dqn_all": ["algo=dqn", "env=CartPole-v1", "total_steps=1000", "algo.learning_starts=200",
                 "network.hidden_sizes=[32]", "algo.double=true", "algo.dueling=true", "algo.n_step=3",
                 "algo.prioritized=true"],
     # PPO with normalized observations and rewards, cut mid-rollout and mid-episode (Pendulum's time limit):
     # the rollout so far, the statistics, the policy's generator and gSDE's matrices must resume too
-    "ppo": ["algo=ppo", "env=Pendulum-v1", "total_steps=3000", "env.num_envs=2", "algo.n_steps=60",
+    "ppo": ["algo=ppo", "env=Pendulum-v1", "total_steps=2000", "env.num_envs=2", "algo.n_steps=60",
             "algo.batch_size=40", "algo.n_epochs=4", "network.hidden_sizes=[32]", "env.normalize.obs=true",
             "env.normalize.reward=true", "algo.use_sde=true", "algo.sde_sample_freq=7"],
     "a2c": ["algo=a2c", "env=CartPole-v1", "total_steps=8000", "env.num_envs=5", "network.hidden_sizes=[32]"],
