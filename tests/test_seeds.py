@@ -75,11 +75,11 @@ def test_each_seed_is_a_run_of_its_own_that_plot_eval_and_resume_take_as_one(wor
     assert results(workdir / "run" / "seed_1")["total_steps"] == 1200
 
 
-def test_the_same_seed_list_gives_the_same_runs_bit_for_bit(workdir):
-    for name in ("a", "b"):
-        assert run_cli([*RUN, "total_steps=600", "seeds=[0,1]", f"hydra.run.dir={name}"], cwd=workdir).returncode == 0
-    for seed in (0, 1):
-        a, b = (workdir / name / f"seed_{seed}" for name in ("a", "b"))
+def test_the_same_seed_list_gives_the_same_runs_bit_for_bit(workdir, three_seeds):
+    # the shared run (made by the same command, in another directory) against this one
+    assert run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=b"], cwd=workdir).returncode == 0
+    for seed in (0, 1, 2):
+        a, b = three_seeds / f"seed_{seed}", workdir / "b" / f"seed_{seed}"
         assert results(a)["eval_returns"] == results(b)["eval_returns"]
         assert all(torch.equal(q_network(a)[k], q_network(b)[k]) for k in q_network(a))
 
