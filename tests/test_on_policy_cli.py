@@ -9,6 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rlexp.sweeps.placement import available_cpus
 from tests.conftest import TINY, run_cli, run_in_process
 
 ON_POLICY_LOSSES = ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/explained_variance")
@@ -55,14 +56,21 @@ def test_ppo_with_normalization_saves_its_statistics_and_eval_uses_them(workdir)
 
 
 def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir, capsys, monkeypatch):
+    # (also the joblib launcher's test: jobs in parallel, a thread share each, the summary)
     # each algorithm with its CartPole preset (8 envs; rollouts of 32 and 5 steps), two rollouts' worth of PPO
     proc = run_cli(["train", "--multirun", "algo=ppo,a2c", "env=CartPole-v1", "seed=0,1", "hydra/launcher=joblib",
                     "hydra.launcher.n_jobs=2", "total_steps=512", "eval.every=256", "eval.episodes=2",
                     "checkpoint.every=0", "log.progress=none", "hydra.sweep.dir=sweep2"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
+    # the jobs ran two at a time, each with its share of the cores as torch threads
+    logs = proc.stdout + proc.stderr
+    assert "Joblib.Parallel(n_jobs=2" in logs
+    share = max(available_cpus() // 2, 1)   # the cores this machine gives the sweep, split between 2 workers
+    assert logs.count(f" {share} torch threads") == 4, logs
     rows = list(csv.DictReader((workdir / "sweep2" / "summary.csv").open()))
     assert sorted((r["overrides"], r["status"]) for r in rows) == sorted(
         (f"algo={a} seed={s}", "completed") for a in ("ppo", "a2c") for s in (0, 1))
+    assert "best: job" in proc.stdout
     plotted = run_in_process(["plot", "sweep2"], workdir, capsys, monkeypatch)
     assert plotted.returncode == 0, plotted.stderr
     assert "algo=a2c" in plotted.stdout and "algo=ppo" in plotted.stdout

@@ -24,7 +24,6 @@ from rlexp.commands.configstore import job_dirname
 from rlexp.errors import SweepFailed
 from rlexp.sweeps.placement import (
     GpuPlacement,
-    available_cpus,
     job_device,
     launcher_threads,
     parallel_jobs,
@@ -184,17 +183,8 @@ def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fix
 
 # --- the joblib launcher, for real --------------------------------------------------------------------------------
 
-def test_joblib_sweep_runs_jobs_in_parallel_with_a_thread_share_each(workdir):
-    proc = run_cli(["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY_JOB,
-                    "seed=0,1,2,3", "hydra.sweep.dir=sweep"], cwd=workdir)
-    assert proc.returncode == 0, proc.stderr
-    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
-    logs = proc.stdout + proc.stderr
-    share = max(available_cpus() // 2, 1)   # the cores this machine gives the sweep, split between 2 workers
-    assert logs.count(f" {share} torch threads") == 4, logs
-    rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
-    assert [(r["overrides"], r["status"]) for r in rows] == [(f"seed={s}", "completed") for s in range(4)]
-    assert "best: job" in proc.stdout
+# The joblib launcher (jobs two at a time, a share of the cores each as torch threads, the summary): tests/
+# test_on_policy_cli.py's sweep over PPO and A2C.
 
 
 # --- Optuna, for real ---------------------------------------------------------------------------------------------
