@@ -100,7 +100,8 @@ def test_same_seed_same_run(workdir, tmp_path_factory):
     assert (workdir / "a" / "results.json").read_text() == before
 
 
-@pytest.mark.parametrize("vectorization", ["sync", "async"])
+# async; several sync envs from the command line: tests/test_vector_cli.py (every family, the budgets and rounds)
+@pytest.mark.parametrize("vectorization", ["async"])
 def test_several_envs_train_together_from_the_command_line(workdir, vectorization):
     proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "env.num_envs=4", f"env.vectorization={vectorization}",
                     "total_steps=600", "algo.learning_starts=100", "network.hidden_sizes=[16]", "hydra.run.dir=run",
