@@ -235,10 +235,11 @@ def run_cli_without(modules: list[str], commands: list[list[str]], cwd: Path) ->
             for args, (code, err) in zip(commands, json.loads(proc.stdout.splitlines()[-1]), strict=True)]
 
 
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`rlexp <args>` started in the background, for tests that signal or kill it."""
+def start_cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen:
+    """`rlexp <args>` started in the background, for tests that signal or kill it (`start_new_session=True`: in a
+    process group of its own, as a shell job is, for signals to the whole group)."""
     return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env())
+                            stderr=subprocess.PIPE, text=True, env=cli_env(), **popen)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

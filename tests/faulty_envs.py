@@ -82,6 +82,8 @@ class MisbehavingEnv(FaultyEnv):
     def __init__(self, how: str | None = None, at: int = 30, fault_seed: int | None = None) -> None:
         super().__init__(discrete=True, fault_seed=fault_seed)
         self.how, self.at = how, at
+        if how == "dies_on_make" and multiprocessing.current_process().name.startswith("Worker"):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _due(self) -> bool:
         if self.fault_seed is not None and self.first_seed != self.fault_seed:

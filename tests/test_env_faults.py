@@ -9,8 +9,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +16,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlexp.envs import make_env
+from rlexp.envs import make_env, make_vector_env
 from rlexp.envs.checks import EnvCallError, observation_check, reward_problem
 from rlexp.runners.evaluation import EvaluationStopped, evaluate
-from tests.conftest import cli_env, run_cli, run_in_process, wait_for
+from tests.conftest import run_cli, run_in_process, start_cli, wait_for
 
 FAULTY = "tests.faulty_envs"
 # DQN, learning from step 50, a checkpoint every 100 steps; the evaluation only at the end (none before the fault).
@@ -30,12 +28,6 @@ QUICK = ["algo=dqn", "algo.learning_starts=50", "network.hidden_sizes=[16]", "ev
          "hydra.run.dir=run"]
 # Two async envs; only env 1 (first reset with seed 0 + 1) misbehaves, from its step 120 (vector step 120).
 ASYNC = ["env.num_envs=2", "env.vectorization=async", "+env.kwargs.at=120", "+env.kwargs.fault_seed=1"]
-
-
-def start_in_own_group(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`rlexp <args>` in a process group of its own (as a shell job is), for signals to the whole group."""
-    return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def group_members(pgid: int) -> list[str]:
@@ -142,8 +134,8 @@ def test_a_faulty_env_ends_a_run_in_one_line_naming_the_env_and_step(env_id, ext
 # --- async workers that hang, die, or outlive their main process ---------------------------------------------------
 
 def test_a_hung_async_worker_ends_the_run_after_the_step_timeout(workdir):
-    proc = start_in_own_group(["train", f"env.id={FAULTY}:HangsInStep-v0", "total_steps=400", "env.step_timeout=1",
-                               *ASYNC, *QUICK], workdir)
+    proc = start_cli(["train", f"env.id={FAULTY}:HangsInStep-v0", "total_steps=400", "env.step_timeout=1", *ASYNC,
+                      *QUICK], workdir, start_new_session=True)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert one_line(stderr) == (
@@ -155,8 +147,9 @@ def test_a_hung_async_worker_ends_the_run_after_the_step_timeout(workdir):
 
 def test_a_worker_killed_by_the_os_is_named_at_once(workdir):
     started = time.monotonic()
-    proc = start_in_own_group(["train", f"env.id={FAULTY}:DiesInStep-v0", "total_steps=400", *ASYNC, *QUICK],
-                              workdir)   # (env.step_timeout is its default, 300 s: the death is seen at once)
+    # (env.step_timeout is its default, 300 s: the death is seen at once)
+    proc = start_cli(["train", f"env.id={FAULTY}:DiesInStep-v0", "total_steps=400", *ASYNC, *QUICK], workdir,
+                     start_new_session=True)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1 and time.monotonic() - started < 120
     assert one_line(stderr) == (
@@ -170,8 +163,8 @@ def test_a_worker_killed_by_the_os_is_named_at_once(workdir):
 def test_ctrl_c_ends_a_run_whose_worker_hangs_with_its_last_checkpoint(workdir):
     """The first Ctrl-C (to the whole group, as a terminal sends it) gives the step a few seconds, then the run
     ends without it: its last checkpoint on disk, exit 130."""
-    proc = start_in_own_group(["train", f"env.id={FAULTY}:HangsInStep-v0", "total_steps=100000",
-                               *ASYNC[:-2], "+env.kwargs.at=300", "+env.kwargs.fault_seed=1", *QUICK], workdir)
+    proc = start_cli(["train", f"env.id={FAULTY}:HangsInStep-v0", "total_steps=100000", *ASYNC[:-2],
+                      "+env.kwargs.at=300", "+env.kwargs.fault_seed=1", *QUICK], workdir, start_new_session=True)
     wait_for(workdir / "run" / "checkpoints" / "step_500.pt", proc)   # vector step 250: the hang is at 300
     time.sleep(1)
     os.killpg(proc.pid, signal.SIGINT)
@@ -187,9 +180,16 @@ def test_ctrl_c_ends_a_run_whose_worker_hangs_with_its_last_checkpoint(workdir):
     assert_no_process_left(proc.pid)
 
 
+def test_a_worker_that_dies_making_its_env_is_named():
+    with pytest.raises(EnvCallError) as raised:
+        make_vector_env(f"{FAULTY}:DiesInStep-v0", {"how": "dies_on_make"}, None, 2, "async")
+    assert str(raised.value) == (f"{FAULTY}:DiesInStep-v0: its worker process was killed by SIGKILL (as by the OS's "
+                                 f"out-of-memory killer) while it made the env")
+
+
 def test_kill_9_of_the_main_process_leaves_no_worker_and_no_noise(workdir):
-    proc = start_in_own_group(["train", "env=CartPole-v1", "total_steps=100000", "env.num_envs=2",
-                               "env.vectorization=async", *QUICK], workdir)
+    proc = start_cli(["train", "env=CartPole-v1", "total_steps=100000", "env.num_envs=2", "env.vectorization=async",
+                      *QUICK], workdir, start_new_session=True)
     wait_for(workdir / "run" / "checkpoints" / "step_200.pt", proc)
     os.kill(proc.pid, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=60)   # (stderr ends once every process that holds it has ended)
@@ -218,8 +218,8 @@ def test_an_evaluation_episode_that_never_ends_is_cut_with_a_warning(caplog):
 
 
 def test_sigterm_during_an_evaluation_stops_it_and_saves(workdir):
-    proc = start_in_own_group(["train", f"env.id={FAULTY}:NeverEnds-v0", "total_steps=100000",
-                               "eval.max_episode_steps=100000000", *QUICK, "eval.every=200"], workdir)
+    proc = start_cli(["train", f"env.id={FAULTY}:NeverEnds-v0", "total_steps=100000",
+                      "eval.max_episode_steps=100000000", *QUICK, "eval.every=200"], workdir, start_new_session=True)
     wait_for(workdir / "run" / "checkpoints" / "step_100.pt", proc)
     time.sleep(1.5)   # in the evaluation at step 200, which would take hours
     os.killpg(proc.pid, signal.SIGTERM)

@@ -114,6 +114,14 @@ class WatchedAsyncVectorEnv(gym.vector.AsyncVectorEnv):
         self.stop_requested: Callable[[], int | None] = lambda: None
         try:
             super().__init__(env_fns, worker=cast(Any, run_worker), **kwargs)
+        except (EOFError, OSError):   # a worker that died while it made its env (gymnasium reads its pipe at once)
+            processes = getattr(self, "processes", [])
+            wait([process.sentinel for process in processes], timeout=1.0)   # (the dead one's exit, reported)
+            dead = [i for i, process in enumerate(processes) if process.exitcode is not None]
+            self._kill_workers()
+            cause = exit_cause(self.processes[dead[0]].exitcode) if dead else "ended"
+            raise EnvCallError(self.env_id, f"its worker process {cause} while it made the env",
+                               dead[0] if dead else None) from None
         except BaseException:
             self._kill_workers()
             raise
