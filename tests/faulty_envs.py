@@ -98,6 +98,10 @@ class MisbehavingEnv(FaultyEnv):
             return obs
         return obs, info
 
+    def close(self) -> None:
+        if self.how == "raises_on_close":
+            raise OSError("device busy")
+
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
         if not self._due():

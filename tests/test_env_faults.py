@@ -84,6 +84,14 @@ def test_what_an_env_returns_is_checked_where_it_enters(how, expected):
     assert "\n" not in str(raised.value)
 
 
+def test_an_env_whose_close_fails_is_warned_about_in_one_line(caplog):
+    env = make_env(f"{FAULTY}:RaisesInStep-v0", {"how": "raises_on_close"})
+    with caplog.at_level(logging.WARNING, logger="rlexp"):
+        env.close()   # (the run's work is done: its results are still written)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{FAULTY}:RaisesInStep-v0: its close raised OSError: device busy (ignored)"]
+
+
 def test_well_formed_values_of_every_kind_pass_the_checks():
     box = observation_check(gym.spaces.Box(-1, 1, (2,), np.float32))
     assert box(np.zeros(2, np.float32)) is None and box(np.zeros(2, np.float64)) is None

@@ -9,6 +9,7 @@ and dtype kind against its space; the slow path that words an error runs only wh
 
 from __future__ import annotations
 
+import logging
 import numbers
 from collections.abc import Callable
 from typing import Any, SupportsFloat
@@ -17,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 
 from rlexp.errors import EnvFault, one_line
+
+log = logging.getLogger("rlexp")
 
 Check = Callable[[Any], "str | None"]   # None when the value fits, else what came, in words
 
@@ -141,6 +144,14 @@ class CheckedEnv(gym.Wrapper):
         if problem is not None:
             raise self.fail(f"its step returned {problem}")
         return result
+
+    def close(self) -> None:
+        """An env whose close fails is warned about in one line: the run's work is done, its results still due."""
+        try:
+            self.env.close()
+        except Exception as error:
+            log.warning("%s: its close raised %s: %s (ignored)", self.env_id, type(error).__name__,
+                        one_line(str(error)))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         try:
