@@ -224,4 +224,10 @@ def test_a_signal_stops_the_whole_sweep(workdir):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert not (workdir / "sweep" / "job1").exists()
+    assert last_line(stderr).startswith("rlexp train: interrupted by SIGINT during the sweep: 2 of 2 jobs interrupted")
+    assert status(workdir / "sweep" / "job0")["status"] == "interrupted"
+    # Hydra makes a job's directory before its task runs: the job after the signal records that it never started.
+    assert status(workdir / "sweep" / "job1") == {
+        "status": "interrupted", "step": 0, "error": "not run: the sweep was stopped by SIGINT before this job started"}
+    assert not (workdir / "sweep" / "job1" / "checkpoints").exists()
+    assert (workdir / "sweep" / "summary.csv").is_file()
