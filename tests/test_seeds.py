@@ -133,7 +133,7 @@ def test_a_sweep_of_seed_batches_with_several_envs_each_plots_as_groups_of_seeds
 
 KILLED = {
     # prioritized replay with 3-step returns: each seed's priorities, windows and beta schedule resume too
-    "dqn": [*RUN, "total_steps=1200", "seeds=[0,1]", "algo.prioritized=true", "algo.n_step=3"],
+    "dqn": [*RUN, "total_steps=900", "seeds=[0,1]", "algo.prioritized=true", "algo.n_step=3"],
     # OU noise (a state per env) and target smoothing: each seed's noise processes and generators resume too
     "td3": ["train", "algo=td3", "env=Pendulum-v1", "total_steps=1000", "algo.learning_starts=200",
             "network.hidden_sizes=[32]", "algo.noise.type=ou", "eval.every=500", "eval.episodes=2",
@@ -143,7 +143,7 @@ KILLED = {
 KILLED["sac"] = ["train", "algo=sac", *[a for a in KILLED["td3"][2:] if a != "algo.noise.type=ou"]]
 # cut mid-rollout, with each seed's target_kl stop, Adam step counts, shuffles, gSDE matrices and normalization
 # statistics
-KILLED["ppo"] = ["train", "algo=ppo", "env=Pendulum-v1", "total_steps=2400", "env.num_envs=2", "algo.n_steps=64",
+KILLED["ppo"] = ["train", "algo=ppo", "env=Pendulum-v1", "total_steps=1600", "env.num_envs=2", "algo.n_steps=64",
                  "algo.batch_size=32", "algo.n_epochs=4", "algo.target_kl=0.005", "algo.use_sde=true",
                  "algo.sde_sample_freq=7", "network.hidden_sizes=[32]", "env.normalize.obs=true",
                  "env.normalize.reward=true", "eval.every=1200", "eval.episodes=2", "checkpoint.every=300",
