@@ -92,7 +92,7 @@ RESUMED = {
     # CartPole's episodes end at different steps in each env; OU noise keeps a state per env.
     "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=1800", "algo.learning_starts=300",
             "network.hidden_sizes=[32]", "algo.n_step=3", "algo.prioritized=true"],
-    "td3": ["algo=td3", "env=Pendulum-v1", "total_steps=1200", "algo.learning_starts=300",
+    "td3": ["algo=td3", "env=Pendulum-v1", "total_steps=900", "algo.learning_starts=300",
             "network.hidden_sizes=[32]", "algo.noise.type=ou"],
 }
 COMMON = ["env.num_envs=3", "checkpoint.every=300", "eval.every=600", "eval.episodes=2", "log.every=60",
