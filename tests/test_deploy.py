@@ -307,7 +307,8 @@ def test_load_closes_the_env_it_reads_the_spaces_of_even_when_reading_them_fails
     assert len(opened) == 1 and closed == opened
     # The spaces read, the empty agent state is what refuses the file: the env was closed before.
     monkeypatch.setattr(rlexp.envs, "describe_spaces", describe_spaces)
-    with pytest.raises(ConfigError, match="config_only.pt lacks 'q_network'"):
+    with pytest.raises(ConfigError, match="config_only.pt: its config builds networks of 67,586 parameters, but its "
+                                          "agent holds 0 numbers"):
         rlexp.load(workdir / "config_only.pt")
     assert len(opened) == 2 and closed == opened
 
@@ -416,3 +417,20 @@ def test_export_refuses_what_it_cannot_do_before_it_starts(workdir, capsys, monk
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(CheckpointError, match="is a TorchScript module"):
         rlexp.load(workdir / "run" / "export" / "policy.pt")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda rms: rms.update(mean=torch.full_like(rms["mean"], float("nan"))), "are not finite"),
+    (lambda rms: rms.update(mean=rms["mean"][:2], var=rms["var"][:2]),
+     r"have shape \(2,\), the env's observations \(3,\)"),
+])
+def test_load_refuses_observation_statistics_act_cannot_use(workdir, train, damage, message):
+    """Statistics of another shape, or NaN (every action would be NaN, silently): refused when loaded."""
+    from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
+
+    final = train("td3", workdir) / "checkpoints" / "final.pt"   # normalizes its observations
+    bundle = load_checkpoint(final)
+    damage(bundle["normalization"]["obs_rms"])
+    save_checkpoint(bundle, final)
+    with pytest.raises(ConfigError, match=f"final.pt: its observation statistics {message}"):
+        rlexp.load(final)

@@ -34,14 +34,16 @@ RUN = ["algo=td3", "env.id=tests.faulty_envs:Unseeded-v0", "total_steps=300", "a
 
 
 @pytest.fixture
-def run(tmp_path_factory, workdir) -> Path:
+def run(tmp_path_factory, workdir, monkeypatch) -> Path:
     """A copy, at workdir/run, of a finished 300-step TD3 run on tests.faulty_envs:Unseeded-v0 trained once per
-    session (checkpoints at steps 200 and 300, final.pt)."""
+    session (checkpoints at steps 200 and 300, final.pt); the test runs in workdir. (Not in the repository's root,
+    which is on this process's sys.path: from there the run's own module would be one of the current directory's.)"""
     def make(root: Path) -> None:
         proc = run_cli(["train", *RUN, *TINY, "hydra.run.dir=run"], cwd=root)
         assert proc.returncode == 0, proc.stderr
 
     trained = made_once(tmp_path_factory, "untrusted-td3", make)[0] / "run"
+    monkeypatch.chdir(workdir)
     return Path(shutil.copytree(trained, workdir / "run", symlinks=True))
 
 
@@ -303,6 +305,26 @@ def test_a_crafted_pickle_runs_nothing_in_any_loader(run, workdir, loader, capsy
         newest = "step_300.pt" if loader == "resume" else "final.pt"
         assert proc.returncode == (2 if loader == "resume" else 1) and f"{newest} {refused}" in one_line(proc)
     assert not marker.exists() and snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("key, value, message", [
+    (("network", "hidden_sizes"), [100_000, 100_000],
+     r"its config builds networks of 30,002,000,003 parameters, but its agent holds [\d,]+ numbers: .* nothing was "
+     r"built"),
+    (("algo", "gamma"), "abc", r"its config does not build an agent \(ValidationError: Value 'abc'"),
+    (("env",), None, r"its config does not build an agent \(TypeError: "),
+])
+def test_a_saved_config_altered_to_build_another_agent_is_refused(run, key, value, message):
+    """Before anything is allocated: networks of 30 billion parameters would take 120 GB first."""
+    final = run / "checkpoints" / "final.pt"
+    bundle = load_checkpoint(final)
+    node = bundle["config"]
+    for part in key[:-1]:
+        node = node[part]
+    node[key[-1]] = value
+    save_checkpoint(bundle, final)
+    with pytest.raises(ConfigError, match=message):
+        rlexp.load(run)
 
 
 # --- a loaded agent checks what it is given --------------------------------------------------------------------------

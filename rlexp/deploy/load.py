@@ -27,7 +27,7 @@ from torch import nn
 from rlexp.deploy.paths import CHECKPOINTS, checkpoint_path
 from rlexp.envs.normalization import Normalization
 from rlexp.envs.spaces import SpaceInfo
-from rlexp.errors import ConfigError, EnvFault, one_line
+from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line
 
 
 def make_run_env(config: dict[str, Any], saved_in: Path, **kwargs: Any) -> gym.Env:
@@ -61,6 +61,34 @@ def check_load_arguments(path: Any, checkpoint: Any, device: Any, seed: Any) -> 
     if seed is not None:
         check_seed("seed", seed)
     return seed
+
+
+def check_agent_size(file: Path, parameters: int, state: Any) -> None:
+    """The networks a checkpoint's config builds hold at most the numbers its agent state holds (which has them, their
+    targets and their optimizers' moments): a config altered to build far larger ones would allocate them first."""
+    def numbers(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel()
+        if isinstance(value, dict):
+            return sum(numbers(v) for v in value.values())
+        return sum(numbers(v) for v in value) if isinstance(value, (list, tuple)) else 0
+
+    held = numbers(state)
+    if parameters > held:
+        raise ConfigError(f"{file}: its config builds networks of {parameters:,} parameters, but its agent holds "
+                          f"{held:,} numbers: the config and the agent do not belong together (the file was altered); "
+                          f"nothing was built")
+
+
+def check_statistics(file: Path, normalization: Normalization, obs_shape: tuple[int, ...]) -> None:
+    """Observation statistics `act` can normalize with: the env's shape, finite (else every action is NaN)."""
+    rms = normalization.obs_rms
+    if rms.mean.shape != obs_shape or rms.var.shape != obs_shape:
+        raise ConfigError(f"{file}: its observation statistics have shape {rms.mean.shape}, the env's observations "
+                          f"{obs_shape}: the file was altered, or another version wrote it")
+    if not (np.isfinite(rms.mean).all() and np.isfinite(rms.var).all() and (rms.var >= 0).all()):
+        raise ConfigError(f"{file}: its observation statistics are not finite (or a variance is negative): every "
+                          f"action would be NaN; the file was altered")
 
 
 @dataclass
@@ -162,8 +190,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     file = checkpoint_path(path, checkpoint)
     resolved = resolve_device(device)
     bundle = load_checkpoint(file)
-    config = with_added_keys(bundle["config"])   # a run made before a key existed: its old meaning
     try:
+        config = with_added_keys(bundle["config"])   # a run made before a key existed: its old meaning
         spec = registry.get(config["algo"]["name"])
         step = int(bundle["step"])
         env = make_run_env(config, run_directory(file))
@@ -171,6 +199,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
             spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
         finally:
             env.close()
+        check_agent_size(file, spec.parameters(typed(config["algo"], spec.schema), spaces,
+                                               tuple(config["network"]["hidden_sizes"])), bundle["agent"])
         # Building draws initial weights (replaced by the saved ones) from torch's global generator: leave the
         # caller's random streams as they were.
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
@@ -186,6 +216,16 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
             state = {**{k: v for k, v in state.items() if k not in exploration},
                      **{k: fresh[k] for k in exploration if k in fresh}}
         agent.load_state_dict(state)
+        # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
+        normalization = None
+        if "normalization" in bundle:
+            normalization = make_normalization(typed(config["env"]["normalize"], NormalizeConfig),
+                                               config["algo"]["gamma"], spaces.obs_shape, 1)
+            if normalization is not None:
+                normalization.load_state_dict(bundle["normalization"])
+                check_statistics(file, normalization, spaces.obs_shape)
+    except (ConfigError, RunFailure):   # (an env that cannot be made is a RunFailure: not the agent's misfit below)
+        raise
     except (KeyError, MissingMandatoryValue) as error:   # a config or agent state this version cannot read
         missing = f"'{error.full_key}'" if isinstance(error, MissingMandatoryValue) else str(error)
         raise ConfigError(f"{file} lacks {missing}, which this version of rlexp needs to build its agent (another "
@@ -194,12 +234,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
         raise ConfigError(f"{file}: the saved agent does not fit the one its config builds here "
                           f"({' '.join(str(error).split())[:200]}); load it with the version that trained it") \
             from None
-    # The observation statistics the agent was trained on, frozen (a run made before env.normalize has none).
-    normalization = None
-    if "normalization" in bundle:
-        normalization = make_normalization(typed(config["env"]["normalize"], NormalizeConfig), config["algo"]["gamma"],
-                                           spaces.obs_shape, 1)
-        if normalization is not None:
-            normalization.load_state_dict(bundle["normalization"])
+    except (TypeError, ValueError) as error:   # a saved value of the wrong type: an altered file
+        raise ConfigError(f"{file}: its config does not build an agent ({type(error).__name__}: "
+                          f"{one_line(str(error))[:200]}); the file was altered, or another version wrote it") from None
     return LoadedAgent(config=config, checkpoint=file, step=step, device=resolved, spaces=spaces, agent=agent,
                        normalization=normalization)
