@@ -351,6 +351,17 @@ def test_act_refuses_what_no_env_of_the_run_returns(agent, obs, message):
     assert "\n" not in str(refused.value)
 
 
+def test_eval_of_an_env_that_returns_nan_is_the_envs_fault_in_one_line(run, workdir, capsys, monkeypatch):
+    """What `act` refuses in `rlexp eval` came from the env: exit 1, not a ValueError traceback."""
+    final = run / "checkpoints" / "final.pt"
+    bundle = load_checkpoint(final)
+    bundle["config"]["env"].update(id="tests.faulty_envs:NanObservation-v0", kwargs={"fault_at": 3})
+    save_checkpoint(bundle, final)
+    proc = run_in_process(["eval", "run", "episodes=1"], workdir, capsys, monkeypatch)
+    assert proc.returncode == 1 and "tests.faulty_envs:NanObservation-v0 returned an observation the agent cannot " \
+        "act on: observations hold 1 NaN or infinite value(s)" in one_line(proc)
+
+
 def test_act_refuses_an_explore_that_is_not_a_flag(agent):
     with pytest.raises(ValueError, match="explore='no' must be True or False"):
         agent.act(np.zeros(3, np.float32), explore="no")
