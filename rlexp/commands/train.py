@@ -36,7 +36,15 @@ from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import FRAMES_REFUSED, validate
 from rlexp.envs.make import check_saved_env
-from rlexp.errors import ConfigError, Interrupted, RunFailure, SweepFailed, TrainingInterrupted, signals_interrupt
+from rlexp.errors import (
+    STOP_SIGNALS,
+    ConfigError,
+    Interrupted,
+    RunFailure,
+    SweepFailed,
+    TrainingInterrupted,
+    signals_interrupt,
+)
 from rlexp.io import override_key, seed_dir
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.lock import RunDirLock, holding
@@ -167,6 +175,10 @@ def hydra_task(cfg: DictConfig) -> float:
     new_run = cfg.get("resume") is None   # Hydra made this directory for this job
     started = time.perf_counter()
     stop_on_write_errors(logging.getLogger())   # train.log on a full disk ends the run in one line
+    # A launcher's worker process (joblib's): rlexp's entry point, which makes SIGTERM an exception, did not start
+    # it, and the default SIGTERM of an idle worker would break the launcher's pool, stopping the sweep with a
+    # traceback and no summary.
+    worker = multirun and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN)
     try:
         # A signal before the training loop takes signals in (StopRequest), or after it, raises Interrupted here.
         with signals_interrupt(), RunDirLock(run_dir):
@@ -244,6 +256,10 @@ def hydra_task(cfg: DictConfig) -> float:
             print(f"rlexp train: error: {described[1]}", file=sys.stderr)
             raise SystemExit(described[0]) from None
         exit_with(error)  # a bug: Hydra shows the traceback
+    finally:
+        if worker:   # idle between jobs, it ignores them: the sweep's process collects the jobs and stops the sweep
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
 
 
 def last_checkpoints(run_dir: Path, seeds: Sequence[int] | None) -> str:
