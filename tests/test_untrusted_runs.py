@@ -90,6 +90,20 @@ def test_a_resume_replays_only_the_runs_own_keys(run, workdir, rlexp, lines, ref
     assert snapshot(workdir) == before and not marker.exists()
 
 
+def test_a_group_option_of_the_users_own_config_dir_replays_with_that_dir(run, workdir):
+    """A run trained with `-cd my_conf env=my_env` resumes with the same flag; without it the line is refused."""
+    from rlexp.commands.resume import resume_arguments
+
+    (workdir / "my_conf" / "env").mkdir(parents=True)
+    (workdir / "my_conf" / "env" / "my_env.yaml").write_text("id: tests.faulty_envs:Unseeded-v0\n")
+    with (run / ".hydra" / "overrides.yaml").open("a") as file:
+        file.write("- env=my_env\n")
+    assert "env=my_env" in resume_arguments(["-cd", "my_conf", "resume=run"])
+    assert "env=my_env" in resume_arguments(["--config-dir=my_conf", "resume=run"])
+    with pytest.raises(ConfigError, match="'my_env' is not an option of the env group"):
+        resume_arguments(["resume=run"])
+
+
 def test_the_users_own_hydra_settings_on_a_resume_are_theirs(run, workdir, capsys, monkeypatch):
     """What the user types on the resume's command line passes (a Hydra setting among it): the resume goes on to
     compare the config with the checkpoint, here a finished run, refused for its budget."""

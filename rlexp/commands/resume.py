@@ -67,7 +67,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     flags, overrides = split_flags(args)
     new = [o for o in overrides if not o.startswith("resume=") and override_key(o) != "hydra.run.dir"]
     replaced = {override_key(o) for o in new}
-    original = [o for o in read_overrides(saved, value)
+    original = [o for o in read_overrides(saved, value, config_dirs(flags))
                 if override_key(o) not in replaced and override_key(o) not in ("resume", "hydra.run.dir")]
     quoted = _quoted(run_dir)
     # hydra.output_subdir=null: Hydra leaves the run's .hydra/ alone; train() records the new overrides
@@ -75,7 +75,15 @@ def resume_arguments(args: list[str]) -> list[str]:
     return [*flags, *original, *new, f"resume={quoted}", f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
 
 
-def read_overrides(path: Path, resume: str) -> list[str]:
+def config_dirs(flags: list[str]) -> list[Path]:
+    """rlexp's config directory and those the user's own `--config-dir`/`-cd` flags add: the group options a resume
+    may replay (a run trained with `-cd my_conf env=my_env` resumes with the same flag)."""
+    named = [value for flag, value in zip(flags, flags[1:]) if flag in ("-cd", "--config-dir")]
+    named += [flag.split("=", 1)[1] for flag in flags if flag.startswith("--config-dir=")]
+    return [Path(config_dir()), *(Path(d).expanduser() for d in named)]
+
+
+def read_overrides(path: Path, resume: str, search: list[Path] | None = None) -> list[str]:
     """A run's saved overrides (a YAML list of strings), each one a resume may replay (`check_replayable`); a
     damaged file is a ConfigError that says how to recover."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -86,7 +94,8 @@ def read_overrides(path: Path, resume: str) -> list[str]:
             for number, line in enumerate(overrides, 1):
                 if line.lstrip().startswith("-"):   # argv: Hydra would read it as its flag (--config-dir=...)
                     raise _not_replayed(path, resume, number, line, "a flag of Hydra's command line")
-            check_replayable(OverridesParser.create().parse_overrides(overrides), path, resume)  # as Hydra reads them
+            check_replayable(OverridesParser.create().parse_overrides(overrides), path, resume,
+                             search or [Path(config_dir())])   # each line as Hydra reads it
             return overrides
         reason = "it is not a YAML list of overrides, such as ['algo=td3', 'seed=1']"
     except ConfigError:
@@ -96,16 +105,19 @@ def read_overrides(path: Path, resume: str) -> list[str]:
     raise ConfigError(f"resume={resume}: {path} is damaged ({reason}); {_recovery(path.parent.parent)}")
 
 
-def check_replayable(overrides: list[Override], path: Path, resume: str) -> None:
+def check_replayable(overrides: list[Override], path: Path, resume: str, search: list[Path]) -> None:
     """A run directory is data, not code: what a resume replays from its overrides.yaml is only what rlexp writes
     there, the run's task overrides (a key of the config, or an option of one of its groups, by name). Hydra's own
     settings (hydra.*, hydra/<group>: callbacks with a `_target_`, hydra.job.env_set, a launcher, a search path)
     are never saved there, and a group option given as a path (experiment=../../elsewhere/x) or put in another
     package (env@hydra=...) would load a YAML file that sets them: refused, with the line. Everything the replayed
     lines compose is then compared with the checkpoint's config (accept.py), so the overrides need no comparison of
-    their own with the checkpoint's (which comes from the same directory and so proves nothing more)."""
-    groups = {p.name: sorted(o.stem for o in p.glob("*.yaml")) for p in Path(config_dir()).iterdir()
-              if p.is_dir() and p.name != "hydra"}
+    their own with the checkpoint's (which comes from the same directory and so proves nothing more). `search`:
+    the config directories whose groups' options may be named (rlexp's, and those the user's flags add)."""
+    groups: dict[str, set[str]] = {}
+    for directory in search:
+        for group in (p for p in directory.glob("*") if p.is_dir() and p.name != "hydra"):
+            groups.setdefault(group.name, set()).update(o.stem for o in group.glob("*.yaml"))
     keys = {f.name for f in dataclasses.fields(TrainConfig)}
     for number, override in enumerate(overrides, 1):
         name = override.key_or_group
