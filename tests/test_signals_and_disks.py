@@ -14,14 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from rlexp.commands.arguments import never_started
-from rlexp.errors import Interrupted, RunFailure
+from rlexp.errors import Interrupted, RunFailure, SweepFailed
 from rlexp.io.logfile import stop_on_write_errors
 from rlexp.io.results import write_results
 from rlexp.runners.faults import HeldStop, StopRequest
 from rlexp.runners.requests import Built
 from rlexp.runners.seeds import run_in_lockstep
+from rlexp.sweeps.summary import SweepSummary
 from tests.conftest import run_cli, run_in_process, start_cli, wait_for
 from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
 
@@ -244,3 +246,12 @@ def test_eval_checks_it_can_write_before_playing(finished_run, workdir, capsys, 
         run.chmod(0o755)
     assert proc.returncode == 2
     assert proc.stderr == "rlexp eval: error: cannot write the evaluation's results to run/eval: Permission denied\n"
+
+
+def test_a_sweep_whose_summary_csv_cannot_be_written_still_prints_its_table_and_fails(tmp_path, capsys):
+    (tmp_path / ".summary.csv.tmp").symlink_to("/dev/full")
+    with pytest.raises(SweepFailed, match=r"every job completed, but .*summary.csv could not be written \(No space "
+                                          r"left on device\); the table above is the summary"):
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert "sweep summary" in capsys.readouterr().out
+    assert not (tmp_path / ".summary.csv.tmp").exists() and not (tmp_path / "summary.csv").exists()

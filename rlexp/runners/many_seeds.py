@@ -46,9 +46,13 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
         seed = job.config["seed"]
         directory = seed_dir(run_dir, seed)
         seed_overrides = [o for o in overrides if override_key(o) not in ("seeds", "seed")] + [f"seed={seed}"]
-        (directory / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(job.config), directory / ".hydra" / "config.yaml")
-        OmegaConf.save(OmegaConf.create(seed_overrides), directory / ".hydra" / "overrides.yaml")
+        try:
+            (directory / ".hydra").mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(OmegaConf.create(job.config), directory / ".hydra" / "config.yaml")
+            OmegaConf.save(OmegaConf.create(seed_overrides), directory / ".hydra" / "overrides.yaml")
+        except OSError as unwritable:   # a full disk: before any seed trained
+            raise RunFailure(f"could not write {directory / '.hydra'}: {unwritable.strerror or unwritable}; no "
+                             f"seed has trained") from None
         seed_dirs.append(directory)
         steps.append(job.steps(directory, held, seed_overrides, resumes.get(seed)))
     seeds = [job.config["seed"] for job in jobs]

@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, cast
@@ -86,11 +87,20 @@ def format_table(rows: list[JobRow]) -> str:
     return "\n".join(table)
 
 
-def write_csv(rows: list[JobRow], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(JobRow.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+def write_csv(rows: list[JobRow], path: Path) -> str | None:
+    """Written beside and renamed over (never half a table); what kept it from being written, if anything did (a
+    full disk: the sweep still prints its table and exits non-zero)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(JobRow.__dataclass_fields__))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in rows)
+        os.replace(tmp, path)
+        return None
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        return f"{path} could not be written ({error.strerror or error}); the table above is the summary"
 
 
 class SweepSummary(Callback):
@@ -115,17 +125,18 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows = summarize(sweep_dir)
-        write_csv(rows, sweep_dir / "summary.csv")
+        unwritten = write_csv(rows, sweep_dir / "summary.csv")
         print(f"\nsweep summary ({sweep_dir / 'summary.csv'}):\n{format_table(rows)}", flush=True)
         failed = [r for r in rows if r.status != "completed"]
+        see = unwritten or f"see {sweep_dir / 'summary.csv'}"
         signum = interrupted_by(sweep_dir)
         if signum is not None:
             clear(sweep_dir)
             stopped = [r for r in rows if r.status == "interrupted"]
             raise Interrupted(signum, f"during the sweep: {len(stopped)} of {len(rows)} jobs interrupted (their "
-                                      f"results.json say where; resume=<job dir> continues one); see "
-                                      f"{sweep_dir / 'summary.csv'}")
+                                      f"results.json say where; resume=<job dir> continues one); {see}")
         if failed:
             raise SweepFailed(f"{len(failed)} of {len(rows)} jobs did not complete ("
-                              + ", ".join(f"job {r.job}: {r.status}" for r in failed)
-                              + f"); see {sweep_dir / 'summary.csv'}")
+                              + ", ".join(f"job {r.job}: {r.status}" for r in failed) + f"); {see}")
+        if unwritten:
+            raise SweepFailed(f"every job completed, but {unwritten}")
