@@ -224,7 +224,8 @@ def test_a_signal_stops_the_whole_sweep(workdir):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert last_line(stderr).startswith("rlexp train: interrupted by SIGINT during the sweep: 2 of 2 jobs interrupted")
+    assert last_line(stderr).startswith("rlexp train: interrupted by SIGINT during the sweep: 2 of 2 jobs interrupted "
+                                        "(1 before they started); resume=<job dir> continues one that trained")
     assert status(workdir / "sweep" / "job0")["status"] == "interrupted"
     # Hydra makes a job's directory before its task runs: the job after the signal records that it never started.
     assert status(workdir / "sweep" / "job1") == {

@@ -127,7 +127,8 @@ def test_sigterm_to_a_joblib_sweep_ends_it_with_its_summary_and_each_job_recorde
     os.killpg(proc.pid, signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
-    assert one_line(stderr).startswith("rlexp train: interrupted by SIGTERM during the sweep: 1 of 2 jobs interrupted")
+    assert one_line(stderr) == ("rlexp train: interrupted by SIGTERM during the sweep: 1 of 2 jobs interrupted; "
+                                "resume=<job dir> continues one that trained; see sweep/summary.csv")
     assert "sweep summary" in stdout and (sweep / "summary.csv").is_file()
     assert results(sweep / "job0")["status"] == "completed"
     stopped = results(sweep / "job1")

@@ -132,9 +132,11 @@ class SweepSummary(Callback):
         signum = interrupted_by(sweep_dir)
         if signum is not None:
             clear(sweep_dir)
-            stopped = [r for r in rows if r.status == "interrupted"]
-            raise Interrupted(signum, f"during the sweep: {len(stopped)} of {len(rows)} jobs interrupted (their "
-                                      f"results.json say where; resume=<job dir> continues one); {see}")
+            interrupted = [r for r in rows if r.status == "interrupted"]
+            not_run = [r for r in interrupted if r.error.startswith("not run")]
+            raise Interrupted(signum, f"during the sweep: {len(interrupted)} of {len(rows)} jobs interrupted"
+                                      + (f" ({len(not_run)} before they started)" if not_run else "")
+                                      + f"; resume=<job dir> continues one that trained; {see}")
         if failed:
             raise SweepFailed(f"{len(failed)} of {len(rows)} jobs did not complete ("
                               + ", ".join(f"job {r.job}: {r.status}" for r in failed) + f"); {see}")
