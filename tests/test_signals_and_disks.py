@@ -228,15 +228,18 @@ def test_plot_checks_where_it_writes_before_reading_runs(finished_run, workdir, 
     assert proc.returncode == 2 and proc.stderr == f"rlexp plot: error: {message}\n"
 
 
-def test_eval_checks_it_can_write_before_playing(finished_run, workdir, capsys, monkeypatch):
+def test_eval_checks_it_can_write_before_playing_and_can_write_elsewhere(finished_run, workdir, capsys, monkeypatch):
     run = workdir / "run"
     shutil.copytree(finished_run / "run", run)
     shutil.rmtree(run / "eval", ignore_errors=True)
     (run / "eval").write_text("")   # where its outputs go is taken by a file
     proc = run_in_process(["eval", "run", "episodes=1"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2
-    assert proc.stderr == ("rlexp eval: error: cannot write the evaluation's results to run/eval: run/eval is a "
-                           "file, not a directory\n")
+    assert proc.stderr == ("rlexp eval: error: cannot write the evaluation's results to run/eval: run/eval is a file, "
+                           "not a directory; write them elsewhere with out=DIR\n")
+    proc = run_in_process(["eval", "run", "episodes=1", "out=elsewhere"], workdir, capsys, monkeypatch)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((workdir / "elsewhere" / "final.json").read_text())["episodes"] == 1
     if os.geteuid() == 0:
         return   # root writes into a read-only directory: the file above stands for it
     (run / "eval").unlink()
@@ -246,7 +249,8 @@ def test_eval_checks_it_can_write_before_playing(finished_run, workdir, capsys, 
     finally:
         run.chmod(0o755)
     assert proc.returncode == 2
-    assert proc.stderr == "rlexp eval: error: cannot write the evaluation's results to run/eval: Permission denied\n"
+    assert proc.stderr == ("rlexp eval: error: cannot write the evaluation's results to run/eval: Permission denied; "
+                           "write them elsewhere with out=DIR\n")
 
 
 def test_a_sweep_whose_summary_csv_cannot_be_written_still_prints_its_table_and_fails(tmp_path, capsys):

@@ -15,7 +15,7 @@ from rlexp.commands.subcommand import run_subcommand
 from rlexp.errors import ConfigError, Interrupted, RunFailure, needs_extra
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
-                  [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N]
+                  [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N] [out=DIR]
 
 Loads a run's checkpoint (a run directory means its checkpoints/final.pt, or best.pt with checkpoint=best) with
 the config it was trained with, plays N deterministic episodes (default 10), prints their mean and std, and
@@ -23,6 +23,7 @@ writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<
 embed=true also maps the last hidden layer over embed.states states (default 2000) of further deterministic
 episodes: <run_dir>/eval/<checkpoint>_embedding/ (TensorBoard's Projector tab: tensorboard --logdir <that dir>)
 and a t-SNE coloured by the predicted value, <checkpoint>_tsne.png and .csv (pip install "rlexp[embed]").
+out=DIR writes all of these into DIR instead of <run_dir>/eval/ (a run you cannot write into, someone else's).
 """
 
 
@@ -36,6 +37,7 @@ class EvalOptions:
     device: str = "auto"
     embed: bool = False
     embed_states: int = 2000
+    out: Path | None = None      # where the results go (None: <run_dir>/eval)
 
 
 def parse_eval_args(args: list[str]) -> EvalOptions:
@@ -43,7 +45,7 @@ def parse_eval_args(args: list[str]) -> EvalOptions:
     paths, values = options.parse(args, {
         "episodes": options.positive_int, "video": options.boolean, "checkpoint": options.one_of("final", "best"),
         "seed": options.seed, "device": options.text("cpu"), "embed": options.boolean,
-        "embed.states": options.positive_int}, "eval")
+        "embed.states": options.positive_int, "out": options.text("evals/run1")}, "eval")
     path = options.one_path(paths, "eval")
     if "embed.states" in values:
         if not values.get("embed"):
@@ -51,6 +53,8 @@ def parse_eval_args(args: list[str]) -> EvalOptions:
         if values["embed.states"] < 2:
             raise ConfigError(f"embed.states={values['embed.states']}: a t-SNE map needs at least 2 states")
         values["embed_states"] = values.pop("embed.states")
+    if "out" in values:
+        values["out"] = Path(values["out"])
     return EvalOptions(path=path, **values)
 
 
@@ -89,8 +93,9 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         check_host_memory("embed.states", opts.embed_states,
                           float(opts.embed_states) * (np.prod(loaded.spaces.obs_shape) * 4 + 4096),
                           "the embedded states")
-    out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval"
-    check_writable(out_dir, "the evaluation's results")   # before any episode is played
+    out_dir = opts.out or (path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval")
+    # Before any episode is played: a run on a read-only or shared drive is found out now, with the way around it.
+    check_writable(out_dir, "the evaluation's results", "" if opts.out else "; write them elsewhere with out=DIR")
     env = ResetCount(loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {})))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)

@@ -9,6 +9,7 @@ from pathlib import Path
 from rlexp.commands import options
 from rlexp.commands.subcommand import run_subcommand
 from rlexp.errors import ConfigError, Interrupted
+from rlexp.io.writable import check_writable
 
 EXPORT_USAGE = """usage: rlexp export <run_dir or checkpoint.pt> format=onnx|torchscript|pt2 [checkpoint=final|best]
                     [out=DIR] [states=N]
@@ -51,7 +52,12 @@ def export_and_report(args: list[str], warn: Callable[[str], None]) -> str:
     opts = parse_export_args(args)
     from rlexp.deploy.paths import checkpoint_path
 
-    checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
+    checkpoints = checkpoint_path(opts.path, opts.checkpoint).parent   # a wrong path is refused before torch loads
+    run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
+    out_dir = opts.out or run_dir / "export"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out={out_dir} is a file; give a directory for the export")
+    check_writable(out_dir, "the export")   # before the agent is loaded and checked
     from rlexp.deploy.export import export
     from rlexp.deploy.load import load
     from rlexp.runners.memory import check_host_memory
@@ -59,10 +65,8 @@ def export_and_report(args: list[str], warn: Callable[[str], None]) -> str:
     loaded = load(opts.path, opts.checkpoint, device="cpu")
     check_host_memory("states", opts.states, opts.states * (8.0 * loaded.spaces.obs_dim + 64),
                       "the verification states")
-    checkpoints = loaded.checkpoint.parent
-    run_dir = checkpoints.parent if checkpoints.name == "checkpoints" else checkpoints
     try:
-        result = export(loaded, opts.format, opts.out or run_dir / "export", states=opts.states)
+        result = export(loaded, opts.format, out_dir, states=opts.states)
     except Interrupted as stop:   # (export writes beside and renames: its temp files are removed as this passes)
         raise stop.during("; no export was left half-written") from None
     return (f"{loaded.algo} on {loaded.env_id} (step {loaded.step}) -> {result.file} ({opts.format}); its actions "

@@ -9,17 +9,17 @@ from pathlib import Path
 from rlexp.errors import ConfigError
 
 
-def check_writable(directory: Path, what: str) -> None:
-    """A ConfigError naming `directory` and the reason unless files can be made in it (a read-only run, a path under
-    a file or under /proc, no permission): tried for real, by making and removing a file there (as root,
-    permissions say little), and `directory` with the parents it needs, removed again if they were made here."""
+def check_writable(directory: Path, what: str, advice: str = "") -> None:
+    """A ConfigError naming `directory` and the reason (then `advice`) unless files can be made in it (a read-only
+    run, a path under a file or under /proc, no permission): tried for real, by making and removing a file there (as
+    root, permissions say little), and `directory` with the parents it needs, removed again if they were made here."""
     missing: list[Path] = []   # the directories to make, deepest first
     for existing in (directory, *directory.parents):
         if existing.exists():
             break
         missing.append(existing)
     if not existing.is_dir():
-        raise ConfigError(f"cannot write {what} to {directory}: {existing} is a file, not a directory")
+        raise ConfigError(f"cannot write {what} to {directory}: {existing} is a file, not a directory{advice}")
     made: list[Path] = []
     try:
         for path in reversed(missing):
@@ -29,7 +29,7 @@ def check_writable(directory: Path, what: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
-        raise ConfigError(f"cannot write {what} to {directory}: {error.strerror or error}") from None
+        raise ConfigError(f"cannot write {what} to {directory}: {error.strerror or error}{advice}") from None
     finally:
         for path in reversed(made):
             try:
