@@ -84,7 +84,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = resolve_device(job_device(config["device"], GpuPlacement(config["gpu_placement"]), job_num, gpu_count))
     if config["resume"]:   # the run's saved config names the env: its module comes under rlexp/config/trust.py
-        check_saved_env(config["env"]["id"], run_dir)
+        check_saved_env(config["env"]["id"], run_dir, config["env"].get("wrappers") or ())
     seed_resumes = accept_seeds_resume(config, run_dir, device) if config["resume"] and config["seeds"] else None
     resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
     # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).

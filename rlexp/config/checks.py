@@ -83,3 +83,25 @@ def check_sde_sample_freq(algo: dict[str, Any]) -> None:
     if isinstance(freq, bool) or not isinstance(freq, int) or (freq < 1 and freq != -1):
         raise ConfigError(f"algo.sde_sample_freq={freq!r} must be a positive number of steps, or -1 to draw gSDE's "
                           f"exploration matrices only at the start of each rollout (or round of collection)")
+
+
+def check_wrappers(wrappers: Any, vectorization: str = "sync") -> None:
+    """env.wrappers is a list of `{_target_: <dotted path>, <keyword arguments>}`, and the vectorization can apply
+    them (EnvPool's envs step in C++, where no Python wrapper runs). What each target is, is checked where the env is
+    made (rlexp/envs/wrappers.py), after the trust rule for a saved config's."""
+    example = "e.g. env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}]"
+    if not isinstance(wrappers, (list, tuple)):
+        raise ConfigError(f"env.wrappers={wrappers!r} must be a list of {{_target_: <dotted path>, <kwargs>}}, "
+                          f"{example}")
+    for index, entry in enumerate(wrappers):
+        if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str):
+            raise ConfigError(f"env.wrappers[{index}]={entry!r} needs _target_: the dotted path of a gymnasium "
+                              f"wrapper, {example}")
+        options = sorted(key for key in entry if not isinstance(key, str) or key.startswith("_") and key != "_target_")
+        if options:
+            raise ConfigError(f"env.wrappers[{index}] ({entry['_target_']}) has {', '.join(map(str, options))}: "
+                              f"an entry takes _target_ and the wrapper's keyword arguments only (none of Hydra's "
+                              f"instantiate options)")
+    if wrappers and vectorization == "envpool":
+        raise ConfigError("env.wrappers cannot be applied with env.vectorization=envpool: EnvPool's envs step in C++, "
+                          "where no Python wrapper runs; use env.vectorization=sync or async")

@@ -38,7 +38,7 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "algo.use_sde": False, "algo.sde_sample_freq": -1, "algo.log_std_init": -3.0,
                                "algo.lr_schedule": "constant", "total_episodes": None, "stop.window": 100,
                                "stop.mean_return": None, "stop.eval_return": None,
-                               "log.heldout_states": 0, "seeds": None,
+                               "log.heldout_states": 0, "seeds": None, "env.wrappers": [],
                                # prioritized replay's keys, declared for every off-policy algorithm (DQN had them)
                                "algo.prioritized": False, "algo.priority_alpha": 0.6, "algo.priority_beta0": 0.4,
                                "algo.priority_eps": 1.0e-6}

@@ -178,6 +178,10 @@ class EnvConfig:
     """a gymnasium id (`module:Env-v0` imports module first, which registers it)"""
     kwargs: Dict[str, Any] = field(default_factory=dict)
     """keyword arguments of gymnasium.make (`+env.kwargs.<name>=<value>`)"""
+    wrappers: List[Dict[str, Any]] = field(default_factory=list)
+    """gymnasium wrappers applied in order to every env the run makes (training, evaluation, eval, load, export),
+    each `{_target_: <dotted path>, <its keyword arguments>}`: a gymnasium.Wrapper subclass, or a callable taking the
+    env and returning one (rlexp/envs/wrappers.py); not with env.vectorization=envpool"""
     total_steps: int = MISSING
     """the env's default budget in env steps (what total_steps defaults to)"""
     num_envs: int = 1

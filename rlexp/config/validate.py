@@ -21,6 +21,7 @@ from rlexp.config.checks import (
     check_range,
     check_sde_sample_freq,
     check_seed,
+    check_wrappers,
 )
 from rlexp.config.schema import COMPILE_MODES, TrainConfig
 from rlexp.errors import ConfigError
@@ -43,6 +44,7 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
     env = cfg["env"]
     check_positive_int("env.num_envs", env["num_envs"])
+    check_wrappers(env.get("wrappers", []), env["vectorization"])
     if env["num_envs"] > cfg["total_steps"]:
         raise ConfigError(f"env.num_envs={env['num_envs']} is more than total_steps={cfg['total_steps']}: each vector "
                           f"step takes one step in every env; lower env.num_envs or raise total_steps")

@@ -31,13 +31,15 @@ from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line
 
 
 def make_run_env(config: dict[str, Any], saved_in: Path, **kwargs: Any) -> gym.Env:
-    """The env a run trained on, from its config saved in `saved_in` (its run directory): its id, kwargs and Atari
-    preprocessing, with `kwargs` passed to gymnasium.make on top of the run's own (`LoadedAgent.make_env`; `load`
-    reads the spaces from it). The module its env.id names is imported only under rlexp/config/trust.py's rule."""
+    """The env a run trained on, from its config saved in `saved_in` (its run directory): its id, kwargs, wrappers
+    (env.wrappers) and Atari preprocessing, with `kwargs` passed to gymnasium.make on top of the run's own
+    (`LoadedAgent.make_env`; `load` reads the spaces from it). The modules its env.id and wrappers name are imported
+    only under rlexp/config/trust.py's rule."""
     from rlexp.envs import atari_settings, make_env
 
     env_cfg = config["env"]
-    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg.get("atari")), saved_in)
+    return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg.get("atari")), saved_in,
+                    env_cfg.get("wrappers") or ())
 
 
 def run_directory(checkpoint: Path) -> Path:
@@ -154,7 +156,7 @@ class LoadedAgent:
             raise EnvFault(f"{self.env_id} returned an observation the agent cannot act on: {error}") from None
 
     def make_env(self, **kwargs: Any) -> gym.Env:
-        """The env the agent was trained on: its id, kwargs and Atari preprocessing; `kwargs` (e.g.
+        """The env the agent was trained on: its id, kwargs, wrappers and Atari preprocessing; `kwargs` (e.g.
         render_mode="human") are passed to gymnasium.make on top of the run's own."""
         return make_run_env(self.config, run_directory(self.checkpoint), **kwargs)
 

@@ -2,6 +2,8 @@
 `rlexp eval`, `rlexp.load`) has `CheckedEnv` innermost, right around the user's env, so a malformed value is
 named before gymnasium's wrappers unpack it (a 4-tuple would be "not enough values to unpack" in TimeLimit) and
 an exception the env raises becomes one `EnvCallError` naming the call, the exception's type and its message.
+A run with `env.wrappers` has a second one around the user's wrappers (rlexp/envs/wrappers.py), so what a wrapper
+returns or raises is named the same way.
 
 The checks cost about a microsecond a step (README, Reliability): a type test per value, the observation's shape
 and dtype kind against its space; the slow path that words an error runs only when a check fails.
@@ -128,6 +130,8 @@ class CheckedEnv(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         try:
             result = self.env.step(action)
+        except EnvCallError:   # named already, by the CheckedEnv under the user's wrappers (rlexp/envs/wrappers.py)
+            raise
         except Exception as error:
             raise self.fail(f"its step raised {type(error).__name__}: {one_line(str(error))}") from error
         if type(result) is not tuple or len(result) != 5:
@@ -156,6 +160,8 @@ class CheckedEnv(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         try:
             result = self.env.reset(seed=seed, options=options)
+        except EnvCallError:
+            raise
         except Exception as error:
             raise self.fail(f"its reset raised {type(error).__name__}: {one_line(str(error))}") from error
         if type(result) is not tuple or len(result) != 2 or not isinstance(result[1], dict):
@@ -187,10 +193,12 @@ def checked(env: gym.Env, env_id: str, index: int | None = None) -> gym.Env:
 
 
 def set_index(env: gym.Env, index: int | None) -> gym.Env:
-    """Tell `env`'s CheckedEnv its place in a vector env (for its messages); returns `env`."""
+    """Tell `env`'s CheckedEnvs (the one around the user's env, and the one around env.wrappers if any) its place
+    in a vector env (for their messages); returns `env`."""
     inner: Any = env
-    while not isinstance(inner, CheckedEnv) and isinstance(inner, gym.Wrapper):
+    while True:
+        if isinstance(inner, CheckedEnv):
+            inner.index = index
+        if not isinstance(inner, gym.Wrapper):
+            return env
         inner = inner.env
-    if isinstance(inner, CheckedEnv):
-        inner.index = index
-    return env

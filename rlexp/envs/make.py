@@ -14,6 +14,7 @@ import difflib
 import functools
 import importlib
 import multiprocessing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from gymnasium.vector import AutoresetMode
 
 from rlexp.config.trust import check_import
 from rlexp.envs.atari import AtariSettings, atari_wrappers, register_ale
-from rlexp.envs.checks import checked, set_index
+from rlexp.envs.checks import CheckedEnv, checked, set_index
 from rlexp.envs.episodes import EpisodeRecorder
 from rlexp.envs.workers import WatchedAsyncVectorEnv, start_forkserver
+from rlexp.envs.wrappers import apply_wrappers, check_saved_wrappers
 from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line, pip_install
 
 # Extras a gymnasium env family needs, keyed by the text gymnasium's DependencyNotInstalled mentions.
@@ -38,11 +40,15 @@ VECTORIZATIONS = ("sync", "async", "envpool")
 WORKER_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 
+Wrappers = Sequence[Mapping[str, Any]]   # env.wrappers: [{_target_: <dotted path>, <kwargs>}, ...]
+
+
 def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSettings | None = None,
-             saved_in: Path | None = None) -> gym.Env:
-    """gymnasium.make (plus the Atari preprocessing when `atari` is given), with its failures turned into
-    one-line ConfigErrors a user can act on. `saved_in`: the run whose saved config names `env_id` (None: the
-    user typed it), whose module is imported only under rlexp/config/trust.py's rule."""
+             saved_in: Path | None = None, wrappers: Wrappers = ()) -> gym.Env:
+    """gymnasium.make, the user's `wrappers` (env.wrappers, in order; checked again around them), then the Atari
+    preprocessing when `atari` is given, with its failures turned into one-line ConfigErrors a user can act on.
+    `saved_in`: the run whose saved config names `env_id` and `wrappers` (None: the user typed it), whose modules
+    are imported only under rlexp/config/trust.py's rule."""
     if env_id.startswith("ALE/"):
         register_ale(env_id)
     module, colon, _ = env_id.partition(":")
@@ -50,6 +56,12 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSett
         import_registering_module(env_id, module, saved_in)
     try:
         env = checked(gym.make(env_id, **(kwargs or {})), env_id)
+        if wrappers:
+            try:
+                env = CheckedEnv(apply_wrappers(env, wrappers, saved_in), f"{env_id} through env.wrappers")
+            except BaseException:
+                env.close()
+                raise
         return atari_wrappers(env, atari) if atari is not None else env
     except gym.error.DependencyNotInstalled as error:
         text = str(error)
@@ -92,22 +104,25 @@ def import_registering_module(env_id: str, module: str, saved_in: Path | None = 
 
 
 def make_training_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None,
-                      index: int | None = None) -> gym.Env:
-    """One training env (env `index` of its vector env): the env, its Atari preprocessing, and the episode
-    recorder outermost. (In an async worker, SIGINT and SIGTERM are ignored: rlexp/envs/workers.py.)"""
-    return EpisodeRecorder(set_index(make_env(env_id, kwargs, atari), index))
+                      index: int | None = None, wrappers: Wrappers = ()) -> gym.Env:
+    """One training env (env `index` of its vector env): the env, the user's wrappers, its Atari preprocessing, and
+    the episode recorder outermost. (In an async worker, SIGINT and SIGTERM are ignored: rlexp/envs/workers.py.
+    The wrappers travel to it as their config, plain data, and are imported there.)"""
+    return EpisodeRecorder(set_index(make_env(env_id, kwargs, atari, wrappers=wrappers), index))
 
 
-def check_saved_env(env_id: str, saved_in: Path) -> None:
-    """Refuse, before anything is built, a saved run's env.id whose module the trust rule does not import (a
-    resume checks this before its Job makes the envs, in this process and in async workers)."""
+def check_saved_env(env_id: str, saved_in: Path, wrappers: Wrappers = ()) -> None:
+    """Refuse, before anything is built, a saved run's env.id or env.wrappers whose module the trust rule does not
+    import (a resume checks this before its Job makes the envs, in this process and in async workers)."""
     module, colon, _ = env_id.partition(":")
     if colon:
         check_import(module, f"env.id={env_id!r}", saved_in)
+    check_saved_wrappers(wrappers, saved_in)
 
 
 def make_vector_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | None, num_envs: int,
-                    vectorization: str, seed: int | None = None, step_timeout: float = 300.0) -> Any:
+                    vectorization: str, seed: int | None = None, step_timeout: float = 300.0,
+                    wrappers: Wrappers = ()) -> Any:
     """`num_envs` training envs that step together: in this process (`sync`), in worker processes (`async`), or
     in EnvPool's C++ threads (`envpool`, which seeds env i with seed + i when it makes them; gymnasium's vector
     envs are seeded at their first reset). An async worker that does not answer a step within `step_timeout`
@@ -116,8 +131,9 @@ def make_vector_env(env_id: str, kwargs: dict[str, Any], atari: AtariSettings | 
         from rlexp.envs.envpool import EnvPoolVectorEnv
 
         assert seed is not None, "EnvPool seeds its envs when it makes them"
+        assert not wrappers, "validation refuses env.wrappers with EnvPool"
         return EnvPoolVectorEnv(env_id, kwargs, atari, num_envs, seed)
-    factories = [functools.partial(make_training_env, env_id, kwargs, atari, i) for i in range(num_envs)]
+    factories = [functools.partial(make_training_env, env_id, kwargs, atari, i, wrappers) for i in range(num_envs)]
     if vectorization == "async":
         if WORKER_START == "forkserver":
             start_forkserver()

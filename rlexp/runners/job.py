@@ -85,7 +85,7 @@ class Job:
         if atari is not None:  # making the env allocates its observation space: (frame_stack, size, size) bounds
             check_host_memory("env.atari.screen_size", atari.screen_size,
                               8.0 * atari.frame_stack * atari.screen_size ** 2, "the Atari observation space")
-        eval_env = make_env(env_cfg.id, env_cfg.kwargs, atari)
+        eval_env = make_env(env_cfg.id, env_cfg.kwargs, atari, wrappers=env_cfg.wrappers)
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id)
             check_fits(spec, spaces)
@@ -122,7 +122,7 @@ class Job:
             total_steps, num_envs = config.total_steps, env_cfg.num_envs
             # Before anything starts a thread (TensorBoard's writer).
             envs = make_vector_env(env_cfg.id, env_cfg.kwargs, atari_settings(env_cfg.atari), num_envs,
-                                   env_cfg.vectorization, seed, env_cfg.step_timeout)
+                                   env_cfg.vectorization, seed, env_cfg.step_timeout, env_cfg.wrappers)
             cleanup.callback(envs.close)
             make_deterministic(device)
             seed_everything(seed)
