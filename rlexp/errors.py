@@ -44,6 +44,11 @@ class CheckpointError(RunFailure):
     """A checkpoint could not be written, or is unreadable (truncated, corrupt, not an rlexp checkpoint)."""
 
 
+class OutputLost(RunFailure):
+    """stdout cannot be written (closed, a full disk, an I/O error): raised once, at the first write that fails
+    (rlexp/commands/streams.py); the command's files are written as usual."""
+
+
 class TrainingInterrupted(BaseException):
     """SIGINT or SIGTERM arrived; the runner finished its step and saved a checkpoint."""
 

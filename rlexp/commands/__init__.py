@@ -6,7 +6,8 @@ import os
 import signal
 import sys
 
-from rlexp.errors import Interrupted, signals_interrupt
+from rlexp.commands.streams import guard_standard_streams
+from rlexp.errors import Interrupted, OutputLost, signals_interrupt
 
 USAGE = """usage: rlexp <command> [args]
 
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     imports included), and each command's cleanup runs as the exception passes (a training loop takes them in first,
     to save a checkpoint: rlexp/runners/faults.py StopRequest)."""
     args = sys.argv[1:] if argv is None else argv
+    command = f"rlexp {args[0]}" if args and args[0] in COMMANDS else "rlexp"
+    stdout = sys.stdout
+    guard_standard_streams()   # stdout closed, full or unable to encode: one line (rlexp/commands/streams.py)
     try:
         try:
             with signals_interrupt():
@@ -83,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             interrupt = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
             if args[:1] == ["train"] and not interrupt.context:   # its imports, Hydra composing the config
                 interrupt = interrupt.during("before training started")
-            command = f"rlexp {args[0]}" if args and args[0] in COMMANDS else "rlexp"
             print(f"{command}: {interrupt}", file=sys.stderr)
             return interrupt.exit_code
         finally:
@@ -94,3 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         # Python would report the flush of the dead stdout at exit too: point stdout at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OutputLost as lost:   # (--help, --cfg job, a subcommand's report: rlexp train's run only warns)
+        print(f"{command}: error: {lost}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = stdout   # (a caller in this process gets its own stream back)

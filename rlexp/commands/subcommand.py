@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from rlexp.errors import ConfigError, RunFailure
+from rlexp.errors import ConfigError, OutputLost, RunFailure
 
 #: A command's work: (its arguments, a function that takes a warning) -> the report for stdout.
 Work = Callable[[list[str], Callable[[str], None]], str]
@@ -30,5 +30,8 @@ def run_subcommand(command: str, usage: str, args: list[str], work: Work) -> int
         return 2 if isinstance(error, ConfigError) else 1
     for warning in warnings:
         print(f"rlexp {command}: warning: {warning}", file=sys.stderr)
-    print(report)
+    try:
+        print(report, flush=True)
+    except OutputLost as lost:
+        raise OutputLost(f"{lost} (its report only: what it writes to files is written)") from None
     return 0

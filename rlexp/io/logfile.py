@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from rlexp.errors import RunFailure
+from rlexp.errors import OutputLost, RunFailure
 
 
 def stop_on_write_errors(logger: logging.Logger) -> None:
@@ -16,6 +16,29 @@ def stop_on_write_errors(logger: logging.Logger) -> None:
     for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handleError = _Failing(logger, handler)  # type: ignore[method-assign]
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """The console of `rlexp train` (conf/hydra/job_logging/rlexp.yaml, hydra_logging/rlexp.yaml). stdout that
+    cannot be written (rlexp/commands/streams.py's OutputLost: closed, a full disk; or a pipe whose reader has gone)
+    ends the console log with one warning on stderr, and the run goes on: its log file keeps every line (the console
+    is a view of it). By default logging prints a `--- Logging error ---` block for every line instead."""
+
+    lost = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.lost:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, (OutputLost, BrokenPipeError)):
+            super().handleError(record)   # a formatting bug: logging's own report
+            return
+        self.lost = True
+        why = error if isinstance(error, OutputLost) else "could not write to stdout: its reader has gone (a pipe)"
+        print(f"rlexp train: warning: {why}; the console log stops here, the run goes on (train.log has every "
+              f"line)", file=sys.stderr)
 
 
 class _Failing:

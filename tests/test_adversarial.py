@@ -1,0 +1,55 @@
+"""What issue 35's own adversarial pass found beyond its families (/work/notes/adversarial_35.md lists every case):
+stdout closed or on a full disk, run directories edited by hand, and command lines a shell builds from variables."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rlexp.commands import main
+from rlexp.commands.streams import GuardedStdout
+from rlexp.errors import OutputLost
+from tests.conftest import cli_env
+from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
+
+TINY_DQN = ["algo=dqn", "env=CartPole-v1", "network.hidden_sizes=[8]", "log.progress=lines", "torch_threads=1",
+            "eval.every=0", "eval.episodes=1", "total_steps=200", "algo.learning_starts=100"]
+
+
+def test_stdout_that_cannot_be_written_is_reported_once_then_dropped():
+    with open("/dev/full", "w") as full:
+        guarded = GuardedStdout(full)
+        with pytest.raises(OutputLost, match="could not write to stdout: No space left on device"):
+            print("x" * 10000, file=guarded, flush=True)
+        print("more", file=guarded, flush=True)   # reported once: later output goes nowhere
+    closed = GuardedStdout(None)   # `>&-`
+    closed.flush()   # nothing written, nothing to report
+    with pytest.raises(OutputLost, match="stdout is closed"):
+        closed.write("x")
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["eval", "run", "episodes=1"], " (its report only: what it writes to files is written)"),
+    (["--help"], ""),
+])
+def test_eval_and_help_on_a_full_stdout_are_one_line_and_exit_1(finished_run, capsys, monkeypatch, args, reason):
+    monkeypatch.chdir(finished_run)
+    capsys.readouterr()
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        assert main(args) == 1
+    command = "rlexp eval" if args[0] == "eval" else "rlexp"
+    assert capsys.readouterr().err == f"{command}: error: could not write to stdout: No space left on device{reason}\n"
+
+
+def test_train_with_stdout_on_a_full_disk_warns_once_and_completes(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "rlexp", "train", *TINY_DQN, "hydra.run.dir=run"], cwd=tmp_path,
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=cli_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "rlexp train: warning: could not write to stdout: No space left on device; the " \
+                                  "console log stops here, the run goes on (train.log has every line)"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "completed"
+    assert "done: eval return" in (tmp_path / "run" / "train.log").read_text()
+
