@@ -29,9 +29,10 @@ def test_the_config_groups_hold_what_the_docs_promise():
     assert ALGOS == ["a2c", "ddpg", "dqn", "ppo", "sac", "td3"]
     assert {"CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0",
             "LunarLanderContinuous-v3", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
-            "atari"} == set(ENVS)
+            "atari", "FrozenLake-v1", "Taxi-v4"} == set(ENVS)
     tuned = {p.stem for p in (CONF / "tuned").glob("*.yaml")}
-    assert {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "dqn_atari"} <= tuned
+    assert {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "dqn_atari", "dqn_FrozenLake-v1",
+            "dqn_Taxi-v4"} <= tuned
     for algo in ("ddpg", "td3"):  # the continuous-control presets
         for env in ("Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3", "BipedalWalker-v3",
                     "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):

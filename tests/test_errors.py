@@ -26,7 +26,7 @@ AS_TYPED = pytest.mark.as_typed
                                        "use algo=a2c, algo=dqn or algo=ppo"]),
     (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",
                                                            "RescaleAction"]),
-    (["algo=dqn", f"env.id={FAULTY}:ImageObservation-v0"], ["needs a flat (1-D Box) observation space",
+    (["algo=dqn", f"env.id={FAULTY}:ImageObservation-v0"], ["reads images only as stacked 84x84 frames",
                                                             "(84, 84, 3)", "FlattenObservation"]),
     # envs that do not exist
     (["env.id=CartPol-v1"], ["env.id='CartPol-v1' is not a registered", "did you mean CartPole-v1"]),

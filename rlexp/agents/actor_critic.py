@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import (
     BuildContext,
+    features,
     fork_global_generator,
     grad_norm,
     input_of,
@@ -23,6 +24,7 @@ from rlexp.agents.base import (
     load_state,
     make_adam,
     obs_tensor,
+    observation_encoder,
     rebound,
     set_learning_rates,
     share_settings,
@@ -58,7 +60,8 @@ class TD3:
                  policy_delay: int, target_noise: float, target_noise_clip: float, n_critics: int,
                  exploration_noise: ActionNoise, device: torch.device, critic_weight_decay: float = 0.0,
                  batch_norm: bool = False, critic_action_layer: int = 0, final_layer_init: float = 0.0,
-                 activation: str = "relu", lr_schedule: str = "constant", total_updates: int = 0) -> None:
+                 activation: str = "relu", lr_schedule: str = "constant", total_updates: int = 0,
+                 encoder: nn.Module | None = None) -> None:
         self.tau = tau
         self.batch_norm = batch_norm
         self.policy_delay = policy_delay
@@ -71,11 +74,12 @@ class TD3:
         action_dim = self.action_low.size
         self._action_scale = (self.action_high - self.action_low) / 2  # exploration noise is in these units
 
+        # `encoder`: the observations to `obs_dim` features (rlexp/networks/encoders.py), each network its own copy
         self.actor = Actor(obs_dim, self.action_low, self.action_high, hidden_sizes, batch_norm,
-                           final_layer_init, activation).to(device)
+                           final_layer_init, activation, copy.deepcopy(encoder)).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False).eval()
         self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, critic_action_layer, batch_norm,
-                                     final_layer_init, activation).to(device)
+                                     final_layer_init, activation, copy.deepcopy(encoder)).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False).eval()  # running statistics
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         # The DDPG paper's L2 penalty on the critic's weights (Adam's weight_decay adds it to the gradient).
@@ -337,20 +341,23 @@ def build_actor_critic(algo: ActorCriticConfig, context: BuildContext, *, n_crit
     # Exploration has its own generator, so changing the update code never changes what is explored.
     exploration_noise = make_action_noise(noise.type, noise.sigma, noise.theta, context.num_envs,
                                           spaces.action_low.size, np.random.default_rng(context.seed))
-    return TD3(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
+    encoder = observation_encoder(spaces)
+    return TD3(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, tau=algo.tau, policy_delay=policy_delay,
                target_noise=target_noise, target_noise_clip=target_noise_clip, n_critics=n_critics,
                exploration_noise=exploration_noise, device=context.device,
                critic_weight_decay=algo.critic_weight_decay, batch_norm=algo.batch_norm,
                critic_action_layer=algo.critic_action_layer, final_layer_init=algo.final_layer_init,
-               activation=context.activation, lr_schedule=algo.lr_schedule, total_updates=context.planned_updates)
+               activation=context.activation, lr_schedule=algo.lr_schedule, total_updates=context.planned_updates,
+               encoder=encoder)
 
 
 def actor_critic_parameters(algo: ActorCriticConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                             n_critics: int) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        actor = Actor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes, algo.batch_norm)
-        critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, n_critics,
+        width = features(observation_encoder(spaces), spaces)   # (encoders have no parameters)
+        actor = Actor(width, spaces.action_low, spaces.action_high, hidden_sizes, algo.batch_norm)
+        critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, n_critics,
                                  algo.critic_action_layer, algo.batch_norm)
         return count_parameters(actor, critics)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from rlexp.envs.spaces import SpaceInfo
+from rlexp.networks.encoders import ObservationEncoder, make_encoder
 from rlexp.replay import ReplayBuffer
 from rlexp.schedules import LinearSchedule, annealed
 
@@ -32,9 +33,21 @@ class BuildContext:
 
 
 def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
-    """A batch of observations on the device: float32, or uint8 frames as they are (the CNN scales them)."""
+    """A batch of observations on the device: floats as float32; integers (uint8 frames, Discrete observations)
+    and booleans as they are, for the network's encoder (the CNN scales frames, one-hot encodes Discrete)."""
     obs = np.asarray(obs)
-    return torch.as_tensor(obs, dtype=None if obs.dtype == np.uint8 else torch.float32, device=device)
+    return torch.as_tensor(obs, dtype=torch.float32 if obs.dtype.kind == "f" else None, device=device)
+
+
+def observation_encoder(spaces: SpaceInfo) -> ObservationEncoder | None:
+    """What the networks read observations through (rlexp/networks/encoders.py: flattened, one-hot): none for
+    stacked frames, which the Nature CNN reads as they are."""
+    return None if spaces.frames else make_encoder(spaces.obs_space)
+
+
+def features(encoder: ObservationEncoder | None, spaces: SpaceInfo) -> int:
+    """The width of what the networks' first layer reads: the encoded observation."""
+    return spaces.obs_dim if encoder is None else encoder.out_features
 
 
 def fork_global_generator(device: torch.device) -> torch.Generator:

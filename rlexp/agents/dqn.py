@@ -23,11 +23,13 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import (
     BuildContext,
+    features,
     input_of,
     learning_rates,
     load_state,
     make_adam,
     obs_tensor,
+    observation_encoder,
     rebound,
     set_learning_rates,
     share_settings,
@@ -56,7 +58,8 @@ class DQN:
                  dueling: bool = False, loss: str = "huber", total_steps: int, total_updates: int,
                  device: torch.device, rng: np.random.Generator,
                  report_td_errors: Callable[[Tensor, Tensor], object] | None = None,
-                 image_shape: tuple[int, ...] | None = None, activation: str = "relu") -> None:
+                 image_shape: tuple[int, ...] | None = None, activation: str = "relu",
+                 encoder: nn.Module | None = None) -> None:
         self.n_actions = n_actions
         self.double = double
         self.loss = loss
@@ -71,7 +74,8 @@ class DQN:
 
         network = DuelingQNetwork if dueling else QNetwork
         # `image_shape` (stacked frames): the Nature CNN instead of the MLP.
-        self.q_network = network(obs_dim, n_actions, hidden_sizes, image_shape, activation).to(device)
+        # `encoder`: the observations to `obs_dim` features (rlexp/networks/encoders.py)
+        self.q_network = network(obs_dim, n_actions, hidden_sizes, image_shape, activation, encoder).to(device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
         # `linear` anneals the learning rate to 0 over the planned updates: late updates only fine-tune.
@@ -263,8 +267,10 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 def q_network(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
     # Stacked frames: the Nature CNN instead of the MLP.
-    return (DuelingQNetwork if algo.dueling else QNetwork)(spaces.obs_dim, spaces.n_actions, hidden_sizes,
-                                                              spaces.obs_shape if spaces.frames else None)
+    encoder = observation_encoder(spaces)
+    return (DuelingQNetwork if algo.dueling else QNetwork)(features(encoder, spaces), spaces.n_actions, hidden_sizes,
+                                                              spaces.obs_shape if spaces.frames else None,
+                                                              encoder=encoder)
 
 
 def parameters(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
@@ -276,7 +282,8 @@ def build(algo: DQNConfig, context: BuildContext) -> DQN:
     spaces = context.spaces
     replay = context.replay
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
-    return DQN(spaces.obs_dim, spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo.lr, tau=algo.tau,
+    encoder = observation_encoder(spaces)
+    return DQN(features(encoder, spaces), spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo.lr, tau=algo.tau,
                target_update_interval=algo.target_update_interval, exploration_fraction=algo.exploration_fraction,
                exploration_initial_eps=algo.exploration_initial_eps,
                exploration_final_eps=algo.exploration_final_eps, max_grad_norm=algo.max_grad_norm,
@@ -285,7 +292,8 @@ def build(algo: DQNConfig, context: BuildContext) -> DQN:
                # Exploration has its own generator, so changing the update code never changes what is explored.
                rng=np.random.default_rng(context.seed),
                report_td_errors=replay.update_priorities if isinstance(replay, PrioritizedReplayBuffer) else None,
-               image_shape=spaces.obs_shape if spaces.frames else None, activation=context.activation)
+               image_shape=spaces.obs_shape if spaces.frames else None, activation=context.activation,
+               encoder=encoder)
 
 
 ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,

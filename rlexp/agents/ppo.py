@@ -27,11 +27,13 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import (
     BuildContext,
+    features,
     fork_global_generator,
     input_of,
     learning_rates,
     make_adam,
     obs_tensor,
+    observation_encoder,
     rebound,
     set_learning_rates,
     share_settings,
@@ -340,8 +342,9 @@ def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int
     else:
         assert spaces.action_low is not None   # a Box action space
         actions = dict(action_dim=int(spaces.action_low.size))
-    return ActorCriticPolicy(spaces.obs_dim, hidden_sizes, activation, log_std_init=algo.log_std_init,
-                             ortho_init=algo.ortho_init, use_sde=algo.use_sde, **actions)
+    encoder = observation_encoder(spaces)
+    return ActorCriticPolicy(features(encoder, spaces), hidden_sizes, activation, log_std_init=algo.log_std_init,
+                             ortho_init=algo.ortho_init, use_sde=algo.use_sde, encoder=encoder, **actions)
 
 
 def learner_arguments(algo: OnPolicyConfig, context: BuildContext) -> dict[str, Any]:

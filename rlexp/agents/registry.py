@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 
 from rlexp.config.registry import ActionKind, AlgoSpec, alternatives, find
-from rlexp.envs.spaces import SpaceInfo
+from rlexp.envs.spaces import SpaceInfo, is_image
 from rlexp.errors import ConfigError
 
 
@@ -46,9 +46,15 @@ def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
                           f"{alternatives(acting_in(ActionKind.DISCRETE, frames=True))} (the Nature CNN) or an "
                           f"env with vector observations")
     if not spaces.frames and not spaces.flat:
-        raise ConfigError(f"algo={name} feeds observations to an MLP, which needs a flat (1-D Box) observation "
-                          f"space, but {where} does not have one; for Atari games use env=atari (stacked "
-                          f"84x84 frames for the Nature CNN), otherwise gymnasium.wrappers.FlattenObservation")
+        # (the flat kinds are rlexp/networks/encoders.py's: Box, Discrete, MultiDiscrete, MultiBinary)
+        if is_image(spaces.obs_space):
+            reads = "reads images only as stacked 84x84 frames (the Nature CNN)" if spec.frames else \
+                "has no image torso"
+            raise ConfigError(f"algo={name} {reads}, and {where} observes images; for Atari games use "
+                              f"{alternatives(acting_in(ActionKind.DISCRETE, frames=True))} with env=atari, "
+                              f"otherwise gymnasium.wrappers.FlattenObservation")
+        raise ConfigError(f"algo={name} reads Box, Discrete, MultiDiscrete and MultiBinary observations, and {where} "
+                          f"has none of them; use gymnasium.wrappers.FlattenObservation")
     if not spaces.discrete and not spaces.continuous:
         raise ConfigError(f"algo={name} needs a Discrete or a Box action space, but {where} has neither")
     kind = ActionKind.DISCRETE if spaces.discrete else ActionKind.CONTINUOUS

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import (
     BuildContext,
+    features,
     fork_global_generator,
     grad_norm,
     input_of,
@@ -46,6 +47,7 @@ from rlexp.agents.base import (
     load_state,
     make_adam,
     obs_tensor,
+    observation_encoder,
     rebound,
     set_learning_rates,
     share_settings,
@@ -83,19 +85,22 @@ class SAC:
                  ent_coef: float | None, ent_coef_init: float, target_entropy: float, n_critics: int,
                  device: torch.device, lr_schedule: str = "constant", total_updates: int = 0,
                  activation: str = "relu", use_sde: bool = False, sde_sample_freq: int = -1,
-                 log_std_init: float = -3.0, train_freq: int = 1, num_envs: int = 1) -> None:
+                 log_std_init: float = -3.0, train_freq: int = 1, num_envs: int = 1,
+                 encoder: nn.Module | None = None) -> None:
         self.tau = tau
         self.device = device
         self.action_low = action_low.astype(np.float32).flatten()
         self.action_high = action_high.astype(np.float32).flatten()
         action_dim = self.action_low.size
+        # `encoder`: the observations to `obs_dim` features (rlexp/networks/encoders.py), each network its own copy
         self.actor = SquashedGaussianActor(obs_dim, self.action_low, self.action_high, hidden_sizes,
-                                           activation, use_sde, log_std_init).to(device)
+                                           activation, use_sde, log_std_init, copy.deepcopy(encoder)).to(device)
         # gSDE: each env's exploration matrix, drawn anew at each round of collection (every train_freq vector
         # steps) and every sde_sample_freq steps within it
         self.sde_sample_freq, self.train_freq, self.num_envs = sde_sample_freq, train_freq, num_envs
         self.sde_eps: Tensor | None = None
-        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, activation=activation).to(device)
+        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, activation=activation,
+                                     encoder=copy.deepcopy(encoder)).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
@@ -367,21 +372,24 @@ def build(algo: SACConfig, context: BuildContext) -> SAC:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     action_dim = spaces.action_low.size
     target = algo.target_entropy
-    return SAC(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
+    encoder = observation_encoder(spaces)
+    return SAC(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr, tau=algo.tau,
                ent_coef=fixed_ent_coef(algo.ent_coef), ent_coef_init=algo.ent_coef_init,
                target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
                device=context.device, lr_schedule=algo.lr_schedule, total_updates=context.planned_updates,
                activation=context.activation, use_sde=algo.use_sde, sde_sample_freq=algo.sde_sample_freq,
-               log_std_init=algo.log_std_init, train_freq=algo.train_freq, num_envs=context.num_envs)
+               log_std_init=algo.log_std_init, train_freq=algo.train_freq, num_envs=context.num_envs,
+               encoder=encoder)
 
 
 def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        actor = SquashedGaussianActor(spaces.obs_dim, spaces.action_low, spaces.action_high, hidden_sizes,
+        width = features(observation_encoder(spaces), spaces)   # (encoders have no parameters)
+        actor = SquashedGaussianActor(width, spaces.action_low, spaces.action_high, hidden_sizes,
                                       use_sde=algo.use_sde)
-        critics = CriticEnsemble(spaces.obs_dim, spaces.action_low.size, hidden_sizes, 2)
+        critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, 2)
         return count_parameters(actor, critics)
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from rlexp.deploy.paths import CHECKPOINTS, checkpoint_path
 from rlexp.envs.normalization import Normalization
-from rlexp.envs.spaces import SpaceInfo
+from rlexp.envs.spaces import SpaceInfo, invalid_values
 from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line
 
 
@@ -141,6 +141,9 @@ class LoadedAgent:
             raise ValueError(f"observations hold {int((~finite).sum())} NaN or infinite value(s) (the first at "
                              f"{where}: {batch[first]}); this agent ({self.algo} on {self.env_id}) acts only on "
                              f"finite observations")
+        if (invalid := invalid_values(self.spaces.obs_space, batch)) is not None:   # one-hot encodings' ranges
+            raise ValueError(f"observations hold {invalid}; this agent ({self.algo} on {self.env_id}) acts only on "
+                             f"observations of its space")
         if self.normalization is not None:
             batch = self.normalization.observations(batch, update=False)
         actions = self.agent.act(batch, explore=explore, step=self.step)

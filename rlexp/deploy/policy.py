@@ -36,4 +36,6 @@ class ExportedPolicy(nn.Module):
         if self.normalize:
             x = ((obs.to(torch.float64) - self.obs_mean) / self.obs_std).clamp(-self.clip_obs, self.clip_obs)
             return self.policy(x.to(torch.float32))
-        return self.policy(obs if self.frames else obs.to(torch.float32))
+        # (integer observations go in as they are: uint8 frames the CNN scales, Discrete ones the network
+        # one-hot encodes, rlexp/networks/encoders.py)
+        return self.policy(obs if self.frames or not obs.is_floating_point() else obs.to(torch.float32))

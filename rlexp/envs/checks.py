@@ -55,8 +55,9 @@ def kind_fits(space_kind: str, value_kind: str) -> bool:
 
 
 def observation_check(space: gym.Space) -> Check:
-    """The check of an observation of `space`: shape and dtype kind for a Box, an integer for a Discrete, the
-    same keys or length, entry by entry, for a Dict or Tuple; other spaces are not checked."""
+    """The check of an observation of `space`: shape and dtype kind for a Box, an integer for a Discrete,
+    integers of its shape for a MultiDiscrete or MultiBinary, the same keys or length, entry by entry, for a Dict
+    or Tuple; other spaces are not checked."""
     if isinstance(space, gym.spaces.Box):
         shape, kind = space.shape, space.dtype.kind
 
@@ -77,6 +78,16 @@ def observation_check(space: gym.Space) -> Check:
             return f"an observation {short(obs)} of type {type(obs).__name__}; its observation_space {space} " \
                    f"expects an integer"
         return discrete
+    if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        vector_shape = space.shape
+
+        def integers(obs: Any) -> str | None:
+            array = np.asarray(obs)
+            if array.shape == vector_shape and array.dtype.kind in "iub":
+                return None
+            return f"an observation of shape {array.shape} and dtype {array.dtype} ({type(obs).__name__}); its " \
+                   f"observation_space {space} expects integers of shape {vector_shape}"
+        return integers
     if isinstance(space, gym.spaces.Dict):
         entries = {key: observation_check(sub) for key, sub in space.spaces.items()}
 

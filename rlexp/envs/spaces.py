@@ -17,8 +17,23 @@ class SpaceInfo:
     action_low: np.ndarray | None      # Box action spaces
     action_high: np.ndarray | None
     frames: bool                       # stacked uint8 frames (k, H, W), read by the Nature CNN
-    flat: bool                         # a 1-D Box of observations, read by an MLP
+    flat: bool                         # read by an MLP once encoded (rlexp/networks/encoders.py): a Box that is
+    #                                    not an image (any rank, flattened), Discrete and MultiDiscrete (one-hot),
+    #                                    MultiBinary
     description: str                   # "<env id> (observations ..., actions ...)" for error messages
+    obs_space: gym.Space               # what the networks' observation encoder is built from
+
+    @property
+    def obs_dtype(self) -> np.dtype:
+        """What replay and rollouts store observations as: uint8 frames, integers for Discrete and MultiDiscrete
+        (one integer per component, one-hot encoded only in the network), int8 for MultiBinary, float32 else."""
+        if self.frames:
+            return np.dtype(np.uint8)
+        if isinstance(self.obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            return np.dtype(np.int64)
+        if isinstance(self.obs_space, gym.spaces.MultiBinary):
+            return np.dtype(np.int8)
+        return np.dtype(np.float32)
 
     @property
     def obs_dim(self) -> int:
@@ -39,11 +54,17 @@ class SpaceInfo:
         return bool(np.all(np.isfinite(self.action_low)) and np.all(np.isfinite(self.action_high)))
 
 
+def is_image(space: gym.Space) -> bool:
+    """A Box of rank 3 in uint8: an image (channels first or last), for a CNN rather than flattened (SB3's
+    `is_image_space` without its bounds check: uint8 images are what envs give)."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
 def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> SpaceInfo:
     box = isinstance(obs_space, gym.spaces.Box)
-    shape: tuple[int, ...] = tuple(obs_space.shape) if isinstance(obs_space, gym.spaces.Box) else ()
-    frames = (box and len(shape) == 3 and obs_space.dtype == np.uint8 and shape[0] <= 16
-              and min(shape[1:]) >= 36)
+    vector = isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
+    shape: tuple[int, ...] = tuple(obs_space.shape or ()) if box or vector else ()
+    frames = is_image(obs_space) and shape[0] <= 16 and min(shape[1:]) >= 36
     discrete = isinstance(action_space, gym.spaces.Discrete)
     continuous = isinstance(action_space, gym.spaces.Box)
     return SpaceInfo(
@@ -51,5 +72,27 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) 
         n_actions=int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None,
         action_low=action_space.low.copy() if isinstance(action_space, gym.spaces.Box) else None,
         action_high=action_space.high.copy() if isinstance(action_space, gym.spaces.Box) else None,
-        frames=frames, flat=box and len(shape) == 1,
-        description=f"{env_id} (observations {obs_space}, actions {action_space})")
+        frames=frames, flat=vector or box and not is_image(obs_space),
+        description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space)
+
+
+def invalid_values(space: gym.Space, batch: np.ndarray) -> str | None:
+    """What is wrong with a batch (first axis) of observations of a Discrete, MultiDiscrete or MultiBinary space,
+    or None (a Box takes any finite number: its bounds are not enforced, as gymnasium does not in step). The one-hot
+    encoding of a value out of its range would be all zeros: an observation the agent never saw, acted on silently."""
+    if isinstance(space, gym.spaces.Discrete):
+        low, high = np.int64(space.start), np.int64(space.start + space.n - 1)
+    elif isinstance(space, gym.spaces.MultiDiscrete):
+        start = np.asarray(getattr(space, "start", np.zeros_like(space.nvec)))
+        low, high = start, start + space.nvec - 1
+    elif isinstance(space, gym.spaces.MultiBinary):
+        low, high = np.int64(0), np.int64(1)
+    else:
+        return None
+    if batch.dtype.kind not in "biu":
+        return f"{space} takes integers, not {batch.dtype} values"
+    outside = (batch < low) | (batch > high)
+    if outside.any():
+        first = tuple(int(i) for i in np.argwhere(outside)[0])
+        return f"{int(outside.sum())} value(s) outside {space} (the first at index {first}: {batch[first]})"
+    return None

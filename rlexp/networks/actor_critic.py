@@ -36,8 +36,10 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  hidden_sizes: Sequence[int], batch_norm: bool = False, final_layer_init: float = 0.0,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", encoder: nn.Module | None = None) -> None:
         super().__init__()
+        # `encoder`: observations to `obs_dim` features (rlexp/networks/encoders.py); none: they are features
+        self.encoder = encoder if encoder is not None else nn.Identity()
         action_dim = int(np.prod(action_low.shape))
         if batch_norm:  # on the state input and after every hidden layer, before its nonlinearity
             layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)]
@@ -56,7 +58,7 @@ class Actor(nn.Module):
         self.register_buffer("action_bias", (high + low) / 2)
 
     def forward(self, observations: Tensor) -> Tensor:
-        return torch.tanh(self.net(observations)) * self.action_scale + self.action_bias
+        return torch.tanh(self.net(self.encoder(observations))) * self.action_scale + self.action_bias
 
 
 class EnsembleLinear(nn.Module):
@@ -87,8 +89,9 @@ class CriticEnsemble(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], n_critics: int,
                  action_layer: int = 0, batch_norm: bool = False, final_layer_init: float = 0.0,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", encoder: nn.Module | None = None) -> None:
         super().__init__()
+        self.encoder = encoder if encoder is not None else nn.Identity()   # as the actor's
         self.n_critics = n_critics
         self.seeds: int | None = None   # many seeds' ensembles stacked as one (stack_members): their number
         self.activation = torch.relu if activation == "relu" else torch.tanh
@@ -140,7 +143,7 @@ class CriticEnsemble(nn.Module):
 
     def forward(self, observations: Tensor, actions: Tensor) -> Tensor:
         """Returns Q-values of shape (n_critics, batch), (seeds, n_critics, batch) for stacked seeds."""
-        x = self._members_input(observations)
+        x = self._members_input(self.encoder(observations))
         a = self._members_input(actions)
         for i, layer in enumerate(self.layers):
             x = self._normalize(i, x)
@@ -157,7 +160,7 @@ class CriticEnsemble(nn.Module):
         climbs."""
         if self.norms is not None:  # per-critic statistics live in shared channels: take the batched path
             return self.forward(observations, actions)[0]
-        x = observations
+        x = self.encoder(observations)
         for i, layer in enumerate(self.linear_layers()):
             if i == self.action_layer:
                 x = torch.cat([x, actions], dim=-1)

@@ -35,8 +35,10 @@ class ActorCriticPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str, *, n_actions: int | None = None,
                  action_dim: int | None = None, log_std_init: float = 0.0, ortho_init: bool = True,
-                 use_sde: bool = False) -> None:
+                 use_sde: bool = False, encoder: nn.Module | None = None) -> None:
         super().__init__()
+        # `encoder`: observations to `obs_dim` features (rlexp/networks/encoders.py); none: they are features
+        self.encoder = encoder if encoder is not None else nn.Identity()
         if (n_actions is None) == (action_dim is None):
             raise ValueError("give n_actions (discrete) or action_dim (continuous)")
         self.discrete = n_actions is not None
@@ -109,6 +111,7 @@ class ActorCriticPolicy(nn.Module):
 
     def features(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """The last hidden layer of the policy's MLP and of the value's, computed together."""
+        observations = self.encoder(observations)
         if self.seeds is None:
             x = observations.unsqueeze(0).expand(2, *observations.shape)
         else:   # (seeds, batch, obs) -> (seeds * 2, batch, obs), member-major as the stacked layers

@@ -17,8 +17,11 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
-                 image_shape: Sequence[int] | None = None, activation: str = "relu") -> None:
+                 image_shape: Sequence[int] | None = None, activation: str = "relu",
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
+        # `encoder`: observations to `obs_dim` features (rlexp/networks/encoders.py); none for frames or features
+        self.encoder = encoder if encoder is not None else nn.Identity()
         if image_shape is not None:
             convolutions = NatureConvolutions(image_shape)
             self.net = nn.Sequential(convolutions, nn.Linear(convolutions.out_features, 512), nn.ReLU(),
@@ -27,7 +30,7 @@ class QNetwork(nn.Module):
             self.net = mlp(obs_dim, hidden_sizes, n_actions, activation)
 
     def forward(self, observations: Tensor) -> Tensor:
-        return self.net(observations)
+        return self.net(self.encoder(observations))
 
 
 class DuelingQNetwork(nn.Module):
@@ -39,8 +42,10 @@ class DuelingQNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
-                 image_shape: Sequence[int] | None = None, activation: str = "relu") -> None:
+                 image_shape: Sequence[int] | None = None, activation: str = "relu",
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
+        self.encoder = encoder if encoder is not None else nn.Identity()   # as QNetwork's
         self.torso: nn.Module
         self.value: nn.Module
         self.advantage: nn.Module
@@ -56,6 +61,6 @@ class DuelingQNetwork(nn.Module):
         self.advantage = nn.Linear(last, n_actions)
 
     def forward(self, observations: Tensor) -> Tensor:
-        features = self.torso(observations)
+        features = self.torso(self.encoder(observations))
         advantages = self.advantage(features)
         return self.value(features) + advantages - advantages.mean(dim=-1, keepdim=True)

@@ -41,8 +41,10 @@ class SquashedGaussianActor(nn.Module):
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  hidden_sizes: Sequence[int], activation: str = "relu", use_sde: bool = False,
-                 log_std_init: float = -3.0) -> None:
+                 log_std_init: float = -3.0, encoder: nn.Module | None = None) -> None:
         super().__init__()
+        # `encoder`: observations to `obs_dim` features (rlexp/networks/encoders.py); none: they are features
+        self.encoder = encoder if encoder is not None else nn.Identity()
         action_dim = int(np.prod(action_low.shape))
         self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
                                    ACTIVATIONS[activation]())
@@ -62,7 +64,7 @@ class SquashedGaussianActor(nn.Module):
 
     def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """mu(s) and log sigma(s) of the Gaussian before the squash."""
-        latent = self.torso(observations)
+        latent = self.torso(self.encoder(observations))
         return self.mean(latent), self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, observations: Tensor, generator: torch.Generator | list[torch.Generator] | None,
@@ -72,7 +74,7 @@ class SquashedGaussianActor(nn.Module):
         Stacked seeds draw eps with one generator each (`generator` a list); `eps` given is used as it is."""
         if self.sde is not None:
             assert sde_eps is not None   # gSDE draws with the exploration matrices
-            latent = self.torso(observations)
+            latent = self.torso(self.encoder(observations))
             mean = self.mean(latent)
             u = mean + self.sde.noise(latent, sde_eps)
             return torch.tanh(u), squashed_log_prob(u, mean, self.sde.log_std_of(latent))
@@ -85,7 +87,7 @@ class SquashedGaussianActor(nn.Module):
 
     def deterministic(self, observations: Tensor) -> Tensor:
         """tanh(mu(s)): the action evaluation takes."""
-        return torch.tanh(self.mean(self.torso(observations)))
+        return torch.tanh(self.mean(self.torso(self.encoder(observations))))
 
     def to_env(self, squashed: Tensor) -> Tensor:
         """An action in [-1, 1] mapped to the env's bounds."""

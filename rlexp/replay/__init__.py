@@ -28,11 +28,12 @@ class Priorities:
 
 def make_replay(*, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], discrete: bool,
                 image: bool, device: torch.device, seed: int, num_envs: int, n_step: int, gamma: float,
-                priorities: Priorities | None = None) -> ReplayBuffer:
-    """Uniform or prioritized replay (frames stored once for image observations)."""
+                priorities: Priorities | None = None, obs_dtype: torch.dtype = torch.float32) -> ReplayBuffer:
+    """Uniform or prioritized replay (frames stored once for image observations; other observations in
+    `obs_dtype`, their own)."""
     common: dict[str, Any] = dict(capacity=capacity, obs_shape=obs_shape, action_shape=action_shape,
                                   discrete_actions=discrete, device=device, seed=seed, num_envs=num_envs,
-                                  n_step=n_step, gamma=gamma)
+                                  n_step=n_step, gamma=gamma, **({} if image else {"obs_dtype": obs_dtype}))
     if priorities is not None:
         kind = PrioritizedFrameReplayBuffer if image else PrioritizedReplayBuffer
         return kind(**common, alpha=priorities.alpha, beta0=priorities.beta0, eps=priorities.eps,

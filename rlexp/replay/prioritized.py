@@ -25,9 +25,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  discrete_actions: bool, device: torch.device, seed: int, *, alpha: float, beta0: float, eps: float,
                  total_updates: int, num_envs: int = 1, n_step: int = 1, gamma: float = 0.99,
-                 stage_on_host: bool | None = None) -> None:
+                 stage_on_host: bool | None = None, obs_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(capacity, obs_shape, action_shape, discrete_actions, device, seed, num_envs=num_envs,
-                         n_step=n_step, gamma=gamma, stage_on_host=stage_on_host)
+                         n_step=n_step, gamma=gamma, stage_on_host=stage_on_host, obs_dtype=obs_dtype)
         self.alpha = alpha
         self.eps = eps
         self.beta = LinearSchedule(beta0, 1.0, total_updates)

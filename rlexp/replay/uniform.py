@@ -31,8 +31,11 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  discrete_actions: bool, device: torch.device, seed: int, *, num_envs: int = 1, n_step: int = 1,
-                 gamma: float = 0.99, stage_on_host: bool | None = None) -> None:
+                 gamma: float = 0.99, stage_on_host: bool | None = None,
+                 obs_dtype: torch.dtype = torch.float32) -> None:
         self.num_envs = num_envs
+        # observations as the env gives them: a Discrete observation one integer (the network one-hot encodes it)
+        self.obs_dtype = obs_dtype
         self.ring = Ring(max(capacity // num_envs, 1), num_envs, device)
         self.capacity = self.ring.capacity
         self.device = device
@@ -65,8 +68,8 @@ class ReplayBuffer:
 
     # How observations are kept; FrameReplayBuffer (rlexp/replay/frames.py) stores image frames once instead.
     def _observation_storage(self, slots: int, obs_shape: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
-        return {"observations": torch.zeros((slots, *obs_shape), dtype=torch.float32, device=device),
-                "next_observations": torch.zeros((slots, *obs_shape), dtype=torch.float32, device=device)}
+        return {"observations": torch.zeros((slots, *obs_shape), dtype=self.obs_dtype, device=device),
+                "next_observations": torch.zeros((slots, *obs_shape), dtype=self.obs_dtype, device=device)}
 
     def _write_observations(self, start: int, row: int, obs: np.ndarray, next_obs: np.ndarray) -> None:
         """Write a row's observations at writable slots start .. start + num_envs (ring row `row`)."""

@@ -45,10 +45,11 @@ class RolloutStorage:
     next_values: Tensor
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: Sequence[int], action_shape: Sequence[int],
-                 discrete: bool, device: torch.device) -> None:
+                 discrete: bool, device: torch.device, obs_dtype: torch.dtype = torch.float32) -> None:
         self.n_steps, self.num_envs, self.device = n_steps, num_envs, device
         shape = (n_steps, num_envs)
-        self.observations = torch.zeros(*shape, *obs_shape, device=device)
+        # observations as the env gives them: a Discrete observation one integer (the network one-hot encodes it)
+        self.observations = torch.zeros(*shape, *obs_shape, device=device, dtype=obs_dtype)
         self.actions = torch.zeros(*shape, *(() if discrete else action_shape), device=device,
                                    dtype=torch.long if discrete else torch.float32)
         for name in self.FIELDS[2:]:

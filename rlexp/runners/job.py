@@ -62,6 +62,11 @@ def make_deterministic(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def obs_dtype(spaces: SpaceInfo) -> torch.dtype:
+    """The torch dtype replay and rollouts keep observations in: their own (SpaceInfo.obs_dtype)."""
+    return torch.from_numpy(np.zeros(0, spaces.obs_dtype)).dtype
+
+
 class Job:
     """One training run of a validated config. `prepare` checks what only the env and the machine can tell (the
     algorithm fits the env's spaces, the run fits in memory) and writes nothing; `run` trains in the run
@@ -95,6 +100,10 @@ class Job:
             if env_cfg.normalize.obs and spaces.frames:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
                                   f"by the Nature CNN, not standardised; use env.normalize.obs=false")
+            if env_cfg.normalize.obs and not isinstance(spaces.obs_space, gym.spaces.Box):
+                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: only Box observations are "
+                                  f"standardised (Discrete and MultiDiscrete are one-hot encoded, MultiBinary is "
+                                  f"0/1); use env.normalize.obs=false")
             check_memory(settings, spec, spaces, device, copies)   # copies: the seeds of a many-seeds run
         except BaseException:
             eval_env.close()
@@ -171,7 +180,7 @@ class Job:
                 runner: OffPolicyRunner | OnPolicyRunner = OnPolicyRunner(
                     cast(OnPolicyAgent, agent), collector,
                     RolloutStorage(algo.n_steps, num_envs, spaces.obs_shape, spaces.action_shape, spaces.discrete,
-                                   device),
+                                   device, obs_dtype(spaces)),
                     OnPolicySettings(total_steps=total_steps, n_steps=algo.n_steps, num_envs=num_envs,
                                      gamma=algo.gamma, gae_lambda=algo.gae_lambda), context)
             else:
@@ -232,6 +241,7 @@ class Job:
             capacity=min(algo.buffer_size, total_steps), obs_shape=spaces.obs_shape,
             action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=self.device,
             seed=self.settings.seed, num_envs=num_envs, n_step=algo.n_step, gamma=algo.gamma,
+            obs_dtype=obs_dtype(spaces),
             priorities=Priorities(algo.priority_alpha, algo.priority_beta0, algo.priority_eps, updates)
             if algo.prioritized else None)
         return replay, updates

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlexp.agents.base import features, observation_encoder
 from rlexp.config.registry import AlgoSpec, Family
 from rlexp.config.schema import OffPolicyConfig, TrainConfig
 from rlexp.envs.spaces import SpaceInfo
@@ -50,7 +51,8 @@ def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: b
         device = frames + slots * (per_slot + 8)         # + each transition's newest frame number
         host = slots * 8                                 # its host mirror, for eviction
     else:
-        device = slots * (per_slot + 2 * 4 * spaces.obs_dim)   # observations and next observations, float32
+        # observations and next observations, in their own dtype (float32; integers for Discrete ones)
+        device = slots * (per_slot + 2 * spaces.obs_dtype.itemsize * spaces.obs_dim)
     if prioritized:
         device += 32 * (1 << (slots - 1).bit_length())   # the sum tree: [sum, min] float64 per node
     return float(device), host
@@ -100,7 +102,7 @@ def on_policy_needs(config: TrainConfig, spaces: SpaceInfo) -> list[Need]:
     returns, an epoch's shuffled copy of it, and a checkpoint's host copy."""
     samples = config.algo.n_steps * config.env.num_envs
     action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
-    per_sample = 4 * spaces.obs_dim + action + 4 * 8
+    per_sample = spaces.obs_dtype.itemsize * spaces.obs_dim + action + 4 * 8
     return [
         Need("algo.n_steps", "the rollout", samples * per_sample, True),
         Need("algo.n_steps", "an epoch's shuffled rollout", samples * (per_sample + 8), True),
@@ -117,6 +119,7 @@ def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: tor
     # batch_size: it learns from the rollout at once).
     batch = getattr(algo, "batch_size", None) or algo.n_steps * num_envs
     obs_bytes = 4 * spaces.obs_dim
+    encoded = features(observation_encoder(spaces), spaces)   # what the first layer reads: a one-hot is wider
     env_bytes = env_instance_bytes(env.id)
     needs = [
         *(on_policy_needs(config, spaces) if on_policy else off_policy_needs(config, spaces, device)),
@@ -125,7 +128,7 @@ def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: tor
              5 * 4 * spec.parameters(algo, spaces, tuple(hidden)), True),
         # An update's activations: forward and backward through the online and target networks.
         Need("network.hidden_sizes", "an update's activations",
-             6 * 4 * batch * (sum(hidden) + spaces.obs_dim) + 2 * batch * obs_bytes, True),
+             6 * 4 * batch * (sum(hidden) + encoded) + 2 * batch * obs_bytes, True),
         Need("eval.episodes", "the evaluation returns", 8 * config.eval.episodes, False),
         Need("env.num_envs", "the envs' observation buffers", 8 * num_envs * obs_bytes, False),
     ]

@@ -1,0 +1,90 @@
+"""Observation encoders: the observation as the env gives it, in its own dtype and shape, to the flat float
+features the networks' MLPs read (`out_features` wide).
+
+Spaces decide encoders (gymnasium's spaces, as SB3's `preprocess_obs`): a Box of any rank that is not an image,
+and MultiBinary, are flattened to floats; Discrete is one-hot encoded, MultiDiscrete one-hot per component,
+concatenated. The encoding lives in the network, so replay and rollouts store each observation as it is (a
+Discrete observation is one integer), and an export or `rlexp.load` takes the raw observation. Encoders work on
+any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are. An image
+encoder (a CNN) or a Dict/Tuple encoder (one per entry, features concatenated) is another option of
+`make_encoder`, with the same contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+class ObservationEncoder(nn.Module):
+    """Observations of shape (..., *obs_shape) to features of shape (..., out_features), float32."""
+
+    out_features: int
+
+    def __init__(self, obs_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.rank = len(obs_shape)
+
+    def components(self, observations: Tensor) -> Tensor:
+        """(..., *obs_shape) -> (..., prod(obs_shape)); a scalar observation (Discrete) becomes one component.
+        (flatten/unsqueeze, not a reshape computed from the shape, so TorchScript and ONNX keep the batch free.)"""
+        if self.rank == 0:
+            return observations.unsqueeze(-1)
+        return observations.flatten(start_dim=observations.dim() - self.rank)
+
+
+class FlatEncoder(ObservationEncoder):
+    """A Box (any rank but an image's) or MultiBinary: the values as float32, flattened."""
+
+    def __init__(self, obs_shape: Sequence[int]) -> None:
+        super().__init__(obs_shape)
+        self.out_features = int(np.prod(obs_shape))
+
+    def forward(self, observations: Tensor) -> Tensor:
+        return self.components(observations).to(torch.float32)
+
+
+class OneHotEncoder(ObservationEncoder):
+    """Discrete (`sizes` = [n]) or MultiDiscrete (`sizes` = nvec, flattened): each component's value v in
+    [start, start + size) becomes a one-hot vector of `size`, the components' vectors concatenated.
+
+    Computed as one comparison against every position, which exports to ONNX as Equal and ReduceSum and batches
+    over seeds; a value out of its range (refused before it gets here: rlexp/envs/checks.py, `rlexp.load`'s act)
+    would encode as zeros."""
+
+    offsets: Tensor     # buffers (register_buffer, not saved: they follow from the space)
+    positions: Tensor
+
+    def __init__(self, obs_shape: Sequence[int], sizes: Sequence[int], starts: Sequence[int]) -> None:
+        super().__init__(obs_shape)
+        sizes = [int(n) for n in sizes]
+        first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.out_features = int(sum(sizes))
+        self.register_buffer("offsets", torch.as_tensor(first - np.asarray(starts, np.int64)), persistent=False)
+        self.register_buffer("positions", torch.arange(self.out_features), persistent=False)
+
+    def forward(self, observations: Tensor) -> Tensor:
+        index = self.components(observations).long() + self.offsets           # (..., components)
+        return (index.unsqueeze(-1) == self.positions).to(torch.float32).sum(-2)   # (..., out_features)
+
+
+def encodable(space: gym.Space) -> bool:
+    """Whether `make_encoder` takes `space`."""
+    return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
+
+
+def make_encoder(space: gym.Space) -> ObservationEncoder:
+    """The encoder of an observation space (`encodable`; images are the caller's to route to a CNN)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return OneHotEncoder((), [int(space.n)], [int(space.start)])
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        start = getattr(space, "start", None)   # (gymnasium >= 1.0)
+        return OneHotEncoder(space.shape, space.nvec.flatten().tolist(),
+                             [0] * space.nvec.size if start is None else np.asarray(start).flatten().tolist())
+    if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
+        return FlatEncoder(space.shape)
+    raise ValueError(f"no observation encoder for {space}")
