@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 
 import rlexp
 import tests.faulty_envs  # noqa: F401  (registers the ids)
@@ -30,8 +31,11 @@ from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
 from tests.conftest import TINY, made_once, run_cli, run_in_process, snapshot
 
 IMAGE = "tests.faulty_envs:ImageObservation-v0"   # (84, 84, 3) uint8 observations, two actions
-FLATTEN = "'env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}]'"
-RUN = ["train", "algo=dqn", f"env.id={IMAGE}", FLATTEN.strip("'"), "env.num_envs=2", "env.vectorization=async",
+# As a user types it in a shell (quoted: the spaces and braces are Hydra's grammar, not the shell's): the image
+# flattened into a vector, then its float32 copy (an MLP's input).
+WRAPPERS = ("'env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}, "
+            "{_target_: gymnasium.wrappers.DtypeObservation, dtype: float32}]'")
+RUN = ["train", "algo=dqn", f"env.id={IMAGE}", WRAPPERS.strip("'"), "env.num_envs=2", "env.vectorization=async",
        "total_steps=200", "algo.learning_starts=100", "algo.buffer_size=1000", "network.hidden_sizes=[16]",
        "log.heldout_states=20", *TINY, "eval.episodes=1", "checkpoint.every=100", "hydra.run.dir=run"]
 
@@ -162,10 +166,10 @@ def test_a_wrapper_that_cannot_be_applied_is_refused_in_one_line(workdir, wrappe
 
 @pytest.fixture
 def run(tmp_path_factory, workdir, monkeypatch) -> Path:
-    """A copy, at workdir/run, of a 200-step DQN run with FlattenObservation on two async envs, trained once, as a
-    user types it (the list quoted for the shell)."""
+    """A copy, at workdir/run, of a 200-step DQN run with two wrappers on two async envs, trained once, as a user
+    types it."""
     def make(root: Path) -> dict[str, Any]:
-        proc = run_cli(RUN[:3] + [FLATTEN.strip("'")] + RUN[4:], cwd=root)
+        proc = run_cli(RUN, cwd=root)
         assert proc.returncode == 0, proc.stderr
         return {"stderr": proc.stderr}
 
@@ -175,12 +179,14 @@ def run(tmp_path_factory, workdir, monkeypatch) -> Path:
 
 
 def test_a_trained_run_rebuilds_its_wrappers_everywhere(run, workdir, capsys, monkeypatch):
-    assert f"- {FLATTEN}\n" in (run / ".hydra" / "overrides.yaml").read_text()   # as typed, replayed by a resume
+    saved = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    assert WRAPPERS.strip("'") in saved   # as typed, what a resume replays
     agent = rlexp.load(run)
-    assert agent.config["env"]["wrappers"] == [{"_target_": "gymnasium.wrappers.FlattenObservation"}]
+    assert agent.config["env"]["wrappers"] == [{"_target_": "gymnasium.wrappers.FlattenObservation"},
+                                               {"_target_": "gymnasium.wrappers.DtypeObservation", "dtype": "float32"}]
     assert agent.spaces.obs_shape == (84 * 84 * 3,)   # the spaces after wrapping: an MLP's input
     env = agent.make_env()
-    assert "FlattenObservation" in chain(env)
+    assert chain(env)[1:3] == ["DtypeObservation", "FlattenObservation"]
     obs, _ = env.reset(seed=0)
     assert env.action_space.contains(agent.act(obs))
     env.close()
