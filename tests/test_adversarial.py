@@ -2,6 +2,7 @@
 stdout closed or on a full disk, run directories edited by hand, and command lines a shell builds from variables."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,8 @@ import pytest
 from rlexp.commands import main
 from rlexp.commands.streams import GuardedStdout
 from rlexp.errors import OutputLost
+from rlexp.io.checkpoints import FORMAT, CheckpointManager, save_checkpoint
+from rlexp.io.results import read_results, results_status
 from tests.conftest import cli_env
 from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
 
@@ -53,3 +56,26 @@ def test_train_with_stdout_on_a_full_disk_warns_once_and_completes(tmp_path):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "completed"
     assert "done: eval return" in (tmp_path / "run" / "train.log").read_text()
 
+
+
+def test_checkpoints_named_by_hand_are_never_resumed_from(tmp_path):
+    """`step_abc.pt` was a ValueError traceback on resume; a copy of step_300.pt named step_999999.pt was resumed
+    from (at step 300) and kept as the newest, so every later resume rewound to step 300."""
+    manager = CheckpointManager(tmp_path, keep=5)
+    for step in (100, 300):
+        save_checkpoint({"format": FORMAT, "agent": {}, "step": step}, tmp_path / f"step_{step}.pt")
+    for name in ("step_999999.pt", "step_abc.pt", "step_.pt", "step_300.pt.bak", "step_-5.pt"):
+        shutil.copy(tmp_path / "step_300.pt", tmp_path / name)
+    assert manager.step_numbers() == [100, 300, 999999]
+    bundle, path, unreadable = manager.load_latest()
+    assert (bundle["step"], path.name) == (300, "step_300.pt")
+    assert unreadable == [(tmp_path / "step_999999.pt", f"checkpoint {tmp_path}/step_999999.pt holds step 300, not the "
+                                                        f"step its name says (renamed or copied by hand?)")]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"completed"', "{garbage", '{"status": 5}', ""])
+def test_a_results_json_that_is_not_an_object_is_no_status(tmp_path, text):
+    """A results.json that is a list was an AttributeError traceback on resume (and in a sweep's summary)."""
+    (tmp_path / "results.json").write_text(text)
+    assert results_status(tmp_path) is None
+    assert read_results(tmp_path) in (None, {"status": 5})

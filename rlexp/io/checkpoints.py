@@ -146,6 +146,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return bundle
 
 
+PERIODIC = re.compile(r"step_[0-9]+\.pt")
+
+
 def periodic_step(path: Path) -> int:
     """N of `step_<N>.pt`."""
     return int(path.name.split("_", 1)[1].split(".", 1)[0])
@@ -159,8 +162,10 @@ class CheckpointManager:
         self.keep = keep
 
     def periodic(self) -> list[Path]:
-        """The `step_<N>.pt` files, oldest first."""
-        return sorted(self.directory.glob("step_*.pt"), key=periodic_step)
+        """The `step_<N>.pt` files, oldest first. Other names (`step_abc.pt`, `step_300.pt.bak`, a copy made by hand)
+        are no checkpoint of the run's: left alone, never picked."""
+        return sorted((path for path in self.directory.glob("step_*.pt") if PERIODIC.fullmatch(path.name)),
+                      key=periodic_step)
 
     def step_numbers(self) -> list[int]:
         return [periodic_step(path) for path in self.periodic()]
@@ -203,9 +208,15 @@ class CheckpointManager:
         unreadable: list[tuple[Path, str]] = []
         for path in reversed(candidates):
             try:
-                return load_checkpoint(path, map_location), path, unreadable
+                bundle = load_checkpoint(path, map_location)
             except CheckpointError as error:
                 unreadable.append((path, str(error)))
+                continue
+            if bundle.get("step") != periodic_step(path):   # a copy renamed by hand: resuming from it would rewind
+                unreadable.append((path, f"checkpoint {path} holds step {bundle.get('step')!r}, not the step its "
+                                         f"name says (renamed or copied by hand?)"))
+                continue
+            return bundle, path, unreadable
         raise CheckpointError(f"no readable checkpoint to resume from in {self.directory}"
                               + (f" (the newest: {unreadable[0][1]})" if unreadable else " (no step_<N>.pt files)"))
 

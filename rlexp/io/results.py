@@ -26,10 +26,17 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
             pass
 
 
-def results_status(run_dir: Path) -> str | None:
-    """The `status` of the run's results.json (completed, failed, interrupted), None before it has one."""
-    results = run_dir / "results.json"
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    """The run's results.json, None when it has none, or one that is not a JSON object (damaged, or edited by hand:
+    a reader never fails on it; the run's next outcome writes it again)."""
     try:
-        return json.loads(results.read_text()).get("status") if results.is_file() else None
+        results = json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):
         return None
+    return results if isinstance(results, dict) else None
+
+
+def results_status(run_dir: Path) -> str | None:
+    """The `status` of the run's results.json (completed, failed, interrupted), None before it has one."""
+    status = (read_results(run_dir) or {}).get("status")
+    return status if isinstance(status, str) else None

@@ -3,7 +3,6 @@ config, directory and .hydra/ files, and the results of all the seeds in the run
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from omegaconf import OmegaConf
 from rlexp.agents.compiled import compile_agent
 from rlexp.errors import Interrupted, RunFailure, TrainingInterrupted
 from rlexp.io import override_key, seed_dir
-from rlexp.io.results import write_results
+from rlexp.io.results import read_results, write_results
 from rlexp.runners.faults import HeldStop, StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.seeds import run_in_lockstep
@@ -74,8 +73,7 @@ def train_seeds(jobs: list[Job], spec: Any, run_dir: Path, stop: StopRequest, ov
         raise interrupted[0]
     per_seed: dict[str, Any] = {}
     for seed in all_seeds:
-        results_file = seed_dir(run_dir, seed) / "results.json"
-        results = json.loads(results_file.read_text()) if results_file.is_file() else {"status": "no result"}
+        results = read_results(seed_dir(run_dir, seed)) or {"status": "no result"}
         per_seed[str(seed)] = {key: results[key] for key in ("status", "eval_return_mean", "error") if key in results}
     returns = [row["eval_return_mean"] for row in per_seed.values() if row["status"] == "completed"]
     failed = [int(seed) for seed, row in per_seed.items() if row["status"] != "completed"]

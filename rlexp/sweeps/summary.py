@@ -7,7 +7,6 @@ works the same whichever launcher ran the jobs (in this process, in worker proce
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlexp.analysis.tables import shorten_floats, text_table
 from rlexp.errors import Interrupted, SweepFailed
+from rlexp.io.results import read_results
 from rlexp.sweeps.interrupt import SweepSignals, clear, interrupted_by
 
 log = logging.getLogger("rlexp")
@@ -45,8 +45,7 @@ def read_job(job_dir: Path, shown: Callable[[str], bool] = lambda override: True
     hydra_cfg = OmegaConf.load(hydra_file).hydra
     task = cast("list[str]", OmegaConf.to_container(hydra_cfg.overrides.task))   # a list of override strings
     overrides = " ".join(o for o in task if shown(o))
-    results_file = job_dir / "results.json"
-    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    results = read_results(job_dir) or {}
     eval_return = results.get("eval_return_mean")
     return JobRow(job=int(hydra_cfg.job.num), overrides=overrides, status=results.get("status", "no result"),
                   eval_return=None if eval_return is None or not math.isfinite(eval_return) else eval_return,
