@@ -22,7 +22,6 @@ import yaml
 
 import rlexp
 import tests.faulty_envs  # noqa: F401  (registers the ids)
-from rlexp.config.compat import config_conflicts
 from rlexp.envs.checks import CheckedEnv, EnvCallError
 from rlexp.envs.episodes import EpisodeRecorder
 from rlexp.envs.make import make_env, make_vector_env
@@ -120,11 +119,6 @@ def test_a_wrapper_that_breaks_its_space_is_named_in_one_line():
             env.step(0)
     assert str(failed.value).startswith("tests.faulty_envs:RaisesInStep-v0: its step raised ValueError")
     env.close()
-
-
-def test_a_run_made_before_env_wrappers_resumes_with_none():
-    saved = {"env": {"id": "CartPole-v1"}}
-    assert config_conflicts(saved, {"env": {"id": "CartPole-v1", "wrappers": []}}) == []
 
 
 # --- refused before anything is built --------------------------------------------------------------------------------
