@@ -13,7 +13,7 @@ from rlexp.commands.streams import GuardedStdout
 from rlexp.errors import OutputLost
 from rlexp.io.checkpoints import FORMAT, CheckpointManager, save_checkpoint
 from rlexp.io.results import read_results, results_status
-from tests.conftest import cli_env
+from tests.conftest import cli_env, run_in_process
 from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
 
 TINY_DQN = ["algo=dqn", "env=CartPole-v1", "network.hidden_sizes=[8]", "log.progress=lines", "torch_threads=1",
@@ -79,3 +79,18 @@ def test_a_results_json_that_is_not_an_object_is_no_status(tmp_path, text):
     (tmp_path / "results.json").write_text(text)
     assert results_status(tmp_path) is None
     assert read_results(tmp_path) in (None, {"status": 5})
+
+
+@pytest.mark.parametrize("override, instead", [
+    ("resume=", "start a new run with the default settings: give resume=<run_dir> (resume=null for a new run)"),
+    ("resume=''", "start a new run with the default settings"),
+    ("hydra.run.dir=", "write the run into the current directory: give hydra.run.dir=<directory>"),
+])
+def test_an_empty_directory_key_is_refused(tmp_path, capsys, monkeypatch, override, instead):
+    """`rlexp train resume=$RUN` with RUN unset trained 50,000 default steps in a new run; `hydra.run.dir=$OUT`
+    wrote the run into the current directory."""
+    proc = run_in_process(["train", override, "total_steps=300"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"rlexp train: error: {override} is empty (a shell variable that is not set?); "
+                                  f"it would {instead}") and proc.stderr.count("\n") == 1, proc.stderr
+    assert list(tmp_path.iterdir()) == []

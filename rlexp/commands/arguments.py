@@ -23,6 +23,7 @@ OPTIONAL_GROUPS = ("tuned", "experiment", "hparams_search")
 def checked_arguments(args: list[str]) -> list[str]:
     """The arguments Hydra is given: `args` checked, with `resume=<run_dir>` expanded into the run's overrides."""
     check_flags(args)
+    check_no_empty_paths(args)
     check_optional_groups(args)
     check_new_run_dir(args)
     expanded = resume_arguments(args)
@@ -43,6 +44,24 @@ def check_flags(args: list[str]) -> None:
         raise ConfigError(f"--experimental-rerun {rerun}: Hydra's rerun unpickles that file, which can run any code, "
                           f"and rlexp writes no config.pickle to rerun; continue a run with rlexp train "
                           f"resume=<run_dir>")
+
+
+#: The keys that name a directory, and what an empty value would do instead (Hydra and rlexp take '' as no value).
+PATH_KEYS = {"resume": "start a new run with the default settings", "hydra.run.dir": "write the run into the "
+             "current directory", "hydra.sweep.dir": "write the sweep's jobs into the current directory"}
+
+
+def check_no_empty_paths(args: list[str]) -> None:
+    """`resume=$RUN` with RUN unset reaches rlexp as `resume=`: an empty directory key is refused, where it would
+    silently do something else than the user meant (train 50,000 default steps in a new directory, or write a run
+    into the current one)."""
+    _, overrides = split_flags(args)
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in PATH_KEYS and value.strip().strip("'\"").strip() == "":
+            fix = "resume=<run_dir> (resume=null for a new run)" if key == "resume" else f"{key}=<directory>"
+            raise ConfigError(f"{override} is empty (a shell variable that is not set?); it would "
+                              f"{PATH_KEYS[key]}: give {fix}")
 
 
 def check_optional_groups(args: list[str]) -> None:
