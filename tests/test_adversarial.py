@@ -94,3 +94,18 @@ def test_an_empty_directory_key_is_refused(tmp_path, capsys, monkeypatch, overri
     assert proc.stderr.startswith(f"rlexp train: error: {override} is empty (a shell variable that is not set?); "
                                   f"it would {instead}") and proc.stderr.count("\n") == 1, proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("override, message", [
+    ("hydra.run.dir=ränn_✓", "cannot parse the override 'hydra.run.dir=ränn_✓': Hydra's override grammar does not "
+     "accept 'ä' in it (unquoted values take ASCII letters, digits and a few symbols); quote the value: "
+     "'hydra.run.dir=\"ränn_✓\"'"),
+    ("env.id=Cart\nPole-v1", "cannot parse the override 'env.id=Cart\\nPole-v1': Hydra's override grammar does not "
+     "accept '\\n' in it (unquoted values take ASCII letters, digits and a few symbols)"),
+    ("algo.lr=1e-3)", "cannot parse the override 'algo.lr=1e-3)': extraneous input ')' expecting <EOF> (Hydra's "
+     "override grammar: https://hydra.cc/docs/advanced/override_grammar/basic)"),
+])
+def test_an_override_hydra_cannot_parse_says_where_and_how_to_quote(tmp_path, capsys, monkeypatch, override, message):
+    """Only the first of Hydra's three lines was shown: `LexerNoViableAltException: hydra.run.dir=ränn_✓`."""
+    proc = run_in_process(["train", override], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, f"rlexp train: error: {message}\n")

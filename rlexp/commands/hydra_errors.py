@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 
 from rlexp.errors import ConfigError, RunFailure, one_line, pip_install
@@ -23,7 +24,7 @@ def unknown_option(group: str, name: str, options: Sequence[str]) -> str:
 
 def describe(error: Exception) -> tuple[int, str] | None:
     """(exit code, one-line message) for the errors a user causes or meets; None for a bug (show a traceback)."""
-    from hydra.errors import CompactHydraException, MissingConfigException
+    from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(error, ConfigError):
@@ -43,6 +44,8 @@ def describe(error: Exception) -> tuple[int, str] | None:
                   f"hydra.sweep.dir=...)"
     if isinstance(error, ValueError) and str(error).startswith("Only one of --run, --multirun"):
         return 2, f"{error} (to see a sweep's config, drop --multirun: `rlexp train --cfg hydra <overrides>`)"
+    if isinstance(error, OverrideParseException):
+        return 2, override_parse_error(error.override, error.message)
     if isinstance(error, (CompactHydraException, OmegaConfBaseException)):
         cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else None
         unknown = _unknown_key(cause, str(error)) if cause is not None else None
@@ -52,6 +55,27 @@ def describe(error: Exception) -> tuple[int, str] | None:
         detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
         return 2, one_line(f"{head}: {detail}" if detail else head)
     return None
+
+
+def override_parse_error(override: str, message: str) -> str:
+    """Hydra's grammar error on one line: the override, what Hydra could not read in it and, for a character its
+    unquoted values do not take (a non-ASCII letter, a space, a newline), the quoting that does. Hydra's message
+    spreads this over three lines (`LexerNoViableAltException: <override>`, a caret under the character, a link)."""
+    lexer = "LexerNoViableAltException: "
+    lines = [line for line in message.splitlines() if line.strip() and not line.startswith("See https://")]
+    caret = lines[-1] if lines and lines[-1].strip() == "^" else None
+    if message.startswith(lexer) and caret is not None:
+        at = caret.index("^") - len(lexer)
+        key, _, value = override.partition("=")
+        where = f"{override[at]!r} in it" if 0 <= at < len(override) else "a character in it"
+        quotable = value.isprintable() and at > len(key) and '"' not in value
+        fix = f"; quote the value: '{key}=\"{value}\"'" if quotable else ""
+        return f"cannot parse the override {override!r}: Hydra's override grammar does not accept {where} " \
+               f"(unquoted values take ASCII letters, digits and a few symbols){fix}"
+    detail = next((line for line in reversed(lines) if not line.startswith("Error parsing override")), "")
+    detail = re.sub(r" expecting \{.*\}$", "", detail)   # (the grammar's token names)
+    return f"cannot parse the override {override!r}" + (f": {detail}" if detail else "") + \
+        " (Hydra's override grammar: https://hydra.cc/docs/advanced/override_grammar/basic)"
 
 
 def error_message(error: BaseException) -> str:
