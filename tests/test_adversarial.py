@@ -109,3 +109,13 @@ def test_an_override_hydra_cannot_parse_says_where_and_how_to_quote(tmp_path, ca
     """Only the first of Hydra's three lines was shown: `LexerNoViableAltException: hydra.run.dir=ränn_✓`."""
     proc = run_in_process(["train", override], tmp_path, capsys, monkeypatch)
     assert (proc.returncode, proc.stderr) == (2, f"rlexp train: error: {message}\n")
+
+
+def test_a_matplotlib_backend_that_does_not_exist_is_one_line(finished_run, tmp_path):
+    """MPLBACKEND=nonsense was matplotlib's ValueError traceback (its import reads the variable: a subprocess)."""
+    proc = subprocess.run([sys.executable, "-m", "rlexp", "plot", str(finished_run / "run"), f"out={tmp_path}/p.png"],
+                          capture_output=True, text=True, env={**cli_env(), "MPLBACKEND": "nonsense"}, timeout=120)
+    assert (proc.returncode, proc.stderr) == (2, "rlexp plot: error: MPLBACKEND='nonsense' is not a matplotlib "
+                                                 "backend: unset it (rlexp draws its figures without one) or name "
+                                                 "one, e.g. MPLBACKEND=agg\n")
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlexp.analysis.figures import import_matplotlib
 from rlexp.deploy.load import LoadedAgent
 from rlexp.errors import needs_extra
 
@@ -52,7 +53,7 @@ class PlayedStates:
 def check_libraries() -> None:
     with needs_extra("embed", "embed=true draws its t-SNE with scikit-learn and matplotlib ($missing is not "
                               "installed; fix: $fix)"):
-        import matplotlib  # noqa: F401
+        import_matplotlib()
         import sklearn  # noqa: F401
 
 

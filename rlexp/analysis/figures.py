@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rlexp.analysis.statistics import GroupStats, StepStats
 from rlexp.analysis.tables import shorten_floats
-from rlexp.errors import needs_extra
+from rlexp.errors import ConfigError, needs_extra
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -24,8 +24,22 @@ def check_libraries() -> None:
     """Fail before the slow part when the optional plotting libraries (matplotlib, and scipy for the statistics)
     are not installed."""
     with needs_extra("plot", "rlexp plot needs matplotlib and scipy: $fix"):
-        import matplotlib  # noqa: F401
+        import_matplotlib()
         import scipy.stats  # noqa: F401
+
+
+def import_matplotlib() -> None:
+    """matplotlib, whose import validates the MPLBACKEND environment variable: a value it does not know is one
+    ConfigError line (it was matplotlib's ValueError traceback). rlexp draws on a Figure, with no backend."""
+    import os
+
+    try:
+        import matplotlib  # noqa: F401
+    except ValueError as error:
+        if "backend" not in str(error):
+            raise
+        raise ConfigError(f"MPLBACKEND={os.environ.get('MPLBACKEND', '')!r} is not a matplotlib backend: unset it "
+                          f"(rlexp draws its figures without one) or name one, e.g. MPLBACKEND=agg") from None
 
 
 def axis_label(metric: str, stat: str, normalize: str = "none") -> str:
