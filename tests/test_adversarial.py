@@ -119,3 +119,14 @@ def test_a_matplotlib_backend_that_does_not_exist_is_one_line(finished_run, tmp_
                                                  "backend: unset it (rlexp draws its figures without one) or name "
                                                  "one, e.g. MPLBACKEND=agg\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_of_a_run_holding_a_directory_named_as_an_event_file(finished_run, tmp_path, capsys, monkeypatch):
+    """TensorBoard's reader opens every events.out.tfevents.* name: a directory so named was an IsADirectoryError
+    traceback."""
+    shutil.copytree(finished_run / "run", tmp_path / "run")
+    (tmp_path / "run" / "events.out.tfevents.dir").mkdir()
+    proc = run_in_process(["plot", "run"], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (1, "rlexp plot: error: cannot read the TensorBoard events of run: "
+                                                 "run/events.out.tfevents.dir: Is a directory\n")
+    assert not (tmp_path / "run" / "plot.png").exists()

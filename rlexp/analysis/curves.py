@@ -5,6 +5,7 @@ grouping the runs whose overrides differ only in their seed (or in settings that
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from rlexp.config.compat import EXECUTION_KEYS
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, RunFailure
 from rlexp.io import override_key, seed_runs
 
 #: Override keys (and key prefixes, ending in "." or "/") left out of a group's key: the seed, and what does not
@@ -100,6 +101,10 @@ def read_scalars(run_dir: Path, metric: str) -> tuple[dict[int, float] | None, l
     tensorboard_log.setLevel(logging.ERROR)  # not its multi-line notice of each purge: purging is expected here
     try:
         accumulator.Reload()
+    except OSError as error:   # (TensorBoard takes every name events.out.tfevents.* for a file: a directory so named)
+        where = os.fsdecode(error.filename) if error.filename is not None else str(run_dir)
+        raise RunFailure(f"cannot read the TensorBoard events of {run_dir}: {where}: "
+                         f"{error.strerror or error}") from None
     finally:
         tensorboard_log.setLevel(level)
     tags = sorted(accumulator.Tags()["scalars"])
