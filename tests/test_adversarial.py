@@ -130,3 +130,19 @@ def test_plot_of_a_run_holding_a_directory_named_as_an_event_file(finished_run, 
     assert (proc.returncode, proc.stderr) == (1, "rlexp plot: error: cannot read the TensorBoard events of run: "
                                                  "run/events.out.tfevents.dir: Is a directory\n")
     assert not (tmp_path / "run" / "plot.png").exists()
+
+
+def test_a_sweep_into_a_directory_holding_a_sweeps_runs_is_refused(tmp_path, capsys, monkeypatch):
+    """`--multirun ... hydra.sweep.dir=<an old sweep>` trained each job over the old job of the same number and
+    overrides (the same directory name): its checkpoints and results.json overwritten without a word."""
+    job = tmp_path / "sweep" / "0_seed=0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / "checkpoints").mkdir()
+    (job / "results.json").write_text('{"status": "completed"}')
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = run_in_process(["train", "--multirun", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 2
+    assert proc.stderr == "rlexp train: error: hydra.sweep.dir=sweep already holds the runs of a sweep (0_seed=0), " \
+                          "which its new jobs would train over; choose a new directory (a job continues alone: " \
+                          "rlexp train resume=sweep/<job>)\n"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

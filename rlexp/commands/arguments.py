@@ -98,10 +98,13 @@ def never_started(run_dir: Path) -> bool:
 
 
 def check_new_run_dir(args: list[str]) -> None:
-    """A new run never writes into another run's directory: `hydra.run.dir=<a run>` would overwrite its config."""
-    _, overrides = split_flags(args)
+    """A new run never writes into another run's directory: `hydra.run.dir=<a run>` would overwrite its config, and
+    `--multirun hydra.sweep.dir=<a sweep>` its jobs' runs (a job whose overrides name the same job directory)."""
+    flags, overrides = split_flags(args)
     if any(o.startswith("resume=") and o not in ("resume=null", "resume=") for o in overrides):
         return
+    if "-m" in flags or "--multirun" in flags:
+        check_new_sweep_dir(overrides)
     for override in overrides:
         if override_key(override) == "hydra.run.dir":
             run_dir = Path(override.split("=", 1)[1].strip("'\""))
@@ -112,6 +115,24 @@ def check_new_run_dir(args: list[str]) -> None:
             if taken and not never_started(run_dir):
                 raise ConfigError(f"hydra.run.dir={run_dir} already holds a run; continue it with "
                                   f"`rlexp train resume={run_dir}`, or choose a new directory")
+
+
+def check_new_sweep_dir(overrides: list[str]) -> None:
+    """`hydra.sweep.dir=<a sweep's directory>`: a job of the new sweep would train over the run of the old job with the
+    same number and overrides (its directory's name), checkpoints, results and all."""
+    for override in overrides:
+        if override_key(override) != "hydra.sweep.dir":
+            continue
+        sweep_dir = Path(override.split("=", 1)[1].strip("'\""))
+        try:
+            runs = sorted(d.name for d in sweep_dir.iterdir() if (d / ".hydra").is_dir() and not never_started(d))
+        except OSError:   # no such directory yet, or one the OS refuses (Hydra reports that)
+            continue
+        if runs:
+            raise ConfigError(f"hydra.sweep.dir={sweep_dir} already holds the runs of a sweep ({runs[0]}"
+                              f"{f' and {len(runs) - 1} more' if len(runs) > 1 else ''}), which its new jobs would "
+                              f"train over; choose a new directory (a job continues alone: rlexp train "
+                              f"resume={sweep_dir}/<job>)")
 
 
 def check_seed_keys(args: list[str], expanded: list[str]) -> None:
