@@ -146,3 +146,22 @@ def test_a_sweep_into_a_directory_holding_a_sweeps_runs_is_refused(tmp_path, cap
                           "which its new jobs would train over; choose a new directory (a job continues alone: " \
                           "rlexp train resume=sweep/<job>)\n"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_eval_into_a_results_file_that_is_a_directory_is_refused_before_playing(finished_run, tmp_path, capsys,
+                                                                              monkeypatch):
+    """eval/final.json a directory: every episode was played, then `could not write ...: Is a directory`."""
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    (tmp_path / "run" / "eval" / "final.json").mkdir(parents=True)
+    proc = run_in_process(["eval", "run", "episodes=1000000"], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, "rlexp eval: error: cannot write the evaluation's results to "
+                                                 "run/eval/final.json: it is a directory; write them elsewhere with "
+                                                 "out=DIR\n")
+
+
+def test_a_comma_list_without_multirun_says_each_reading(tmp_path, capsys, monkeypatch):
+    """Hydra's three ways to read `seed=0,1` were cut to `Ambiguous value for argument 'seed=0,1'`."""
+    proc = run_in_process(["train", "seed=0,1"], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, "rlexp train: error: Ambiguous value for argument 'seed=0,1': a list "
+                                                 "is key=[a,b], a string key='a,b', and a sweep over the values needs "
+                                                 "--multirun\n")

@@ -96,6 +96,10 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     out_dir = opts.out or (path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent / "eval")
     # Before any episode is played: a run on a read-only or shared drive is found out now, with the way around it.
     check_writable(out_dir, "the evaluation's results", "" if opts.out else "; write them elsewhere with out=DIR")
+    for name in (f"{path.stem}.json", f"{path.stem}.mp4" if opts.video else None):   # (renamed over at the end)
+        if name is not None and (out_dir / name).is_dir():
+            raise ConfigError(f"cannot write the evaluation's results to {out_dir / name}: it is a directory"
+                              + ("" if opts.out else "; write them elsewhere with out=DIR"))
     env = ResetCount(loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {})))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)

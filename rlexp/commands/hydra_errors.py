@@ -52,6 +52,8 @@ def describe(error: Exception) -> tuple[int, str] | None:
         if unknown:
             return 2, unknown
         head = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if head.startswith("Ambiguous value for argument"):   # (Hydra's next lines say what each reading needs)
+            head += ": a list is key=[a,b], a string key='a,b', and a sweep over the values needs --multirun"
         detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
         return 2, one_line(f"{head}: {detail}" if detail else head)
     return None
