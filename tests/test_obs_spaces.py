@@ -193,3 +193,22 @@ def test_normalizing_discrete_observations_is_refused_in_one_line(tmp_path, caps
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "only Box observations are standardised" in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()   # (the run says why in its results.json, as any refusal)
+
+
+@pytest.mark.parametrize("name", ["dqn", "ppo"])
+def test_a_run_on_discrete_observations_resumes_from_its_checkpoint_to_the_same_end(name: str, tmp_path: Path):
+    """The integer replay and rollout (their dtype and shape) go through a checkpoint and continue exactly (the
+    SIGKILL tests of tests/test_resume.py drive the same bundle through the CLI)."""
+    from rlexp.io.checkpoints import load_checkpoint
+
+    spec, config = algorithms()[name], config_for(name)
+    Job.prepare(config, spec, CPU).run(tmp_path / "reference", StopRequest(), [])
+    checkpoint = load_checkpoint(tmp_path / "reference" / "checkpoints" / "step_96.pt")
+    runner = checkpoint["runner"]
+    stored = runner["replay"]["transitions"]["observations"] if name == "dqn" else runner["rollout"]["observations"]
+    assert stored.dtype == torch.int64 and stored.dim() == (1 if name == "dqn" else 2)
+    Job.prepare(config, spec, CPU).run(tmp_path / "resumed", StopRequest(), [], resume=checkpoint)
+    final = [load_checkpoint(tmp_path / run / "checkpoints" / "final.pt")["agent"] for run in ("reference", "resumed")]
+    networks = [k for k, v in final[0].items() if isinstance(v, dict) and v
+                and all(isinstance(t, torch.Tensor) for t in v.values())]
+    assert networks and all(torch.equal(final[0][k][p], final[1][k][p]) for k in networks for p in final[0][k])
