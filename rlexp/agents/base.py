@@ -39,10 +39,13 @@ def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
     return torch.as_tensor(obs, dtype=torch.float32 if obs.dtype.kind == "f" else None, device=device)
 
 
-def observation_encoder(spaces: SpaceInfo) -> ObservationEncoder | None:
-    """What the networks read observations through (rlexp/networks/encoders.py: flattened, one-hot): none for
-    stacked frames, which the Nature CNN reads as they are."""
-    return None if spaces.frames else make_encoder(spaces.obs_space)
+def observation_encoder(spaces: SpaceInfo, frames: bool = False) -> ObservationEncoder | None:
+    """What the networks read observations through (rlexp/networks/encoders.py: flattened, one-hot; stacked
+    frames through the Nature CNN when `frames`, the algorithm's networks take it as their torso). None for
+    frames otherwise: DQN's Q-networks hold the Nature CNN themselves (their checkpoints' layout)."""
+    if spaces.frames and not frames:
+        return None
+    return make_encoder(spaces.obs_space, frames=spaces.frames)
 
 
 def features(encoder: ObservationEncoder | None, spaces: SpaceInfo) -> int:

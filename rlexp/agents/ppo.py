@@ -342,7 +342,9 @@ def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int
     else:
         assert spaces.action_low is not None   # a Box action space
         actions = dict(action_dim=int(spaces.action_low.size))
-    encoder = observation_encoder(spaces)
+    # stacked frames: the Nature CNN, shared by the policy and value heads, with no MLP after it (SB3's CnnPolicy)
+    encoder = observation_encoder(spaces, frames=True)
+    hidden_sizes = () if spaces.frames else hidden_sizes
     return ActorCriticPolicy(features(encoder, spaces), hidden_sizes, activation, log_std_init=algo.log_std_init,
                              ortho_init=algo.ortho_init, use_sde=algo.use_sde, encoder=encoder, **actions)
 
@@ -378,4 +380,4 @@ def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}),
-                     members=PPOMembers)
+                     members=PPOMembers, frames=True)

@@ -3,11 +3,13 @@ features the networks' MLPs read (`out_features` wide).
 
 Spaces decide encoders (gymnasium's spaces, as SB3's `preprocess_obs`): a Box of any rank that is not an image,
 and MultiBinary, are flattened to floats; Discrete is one-hot encoded, MultiDiscrete one-hot per component,
-concatenated. The encoding lives in the network, so replay and rollouts store each observation as it is (a
+concatenated; stacked image frames (k, H, W) in uint8 go through the Nature CNN (`FramesEncoder`: scaled by
+1/255, the DQN paper's convolutions and a 512-unit layer, as SB3's NatureCNN and CleanRL's ppo_atari). The
+encoding lives in the network, so replay and rollouts store each observation as it is (a
 Discrete observation is one integer), and an export or `rlexp.load` takes the raw observation. Encoders work on
-any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are. An image
-encoder (a CNN) or a Dict/Tuple encoder (one per entry, features concatenated) is another option of
-`make_encoder`, with the same contract.
+any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are (the
+encoders without parameters; the CNN's layers are not stacked over seeds yet). A Dict/Tuple encoder (one per
+entry, features concatenated) would be another option of `make_encoder`, with the same contract.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from rlexp.networks.torsos import NatureConvolutions
 
 
 class ObservationEncoder(nn.Module):
@@ -72,13 +76,35 @@ class OneHotEncoder(ObservationEncoder):
         return (index.unsqueeze(-1) == self.positions).to(torch.float32).sum(-2)   # (..., out_features)
 
 
+class FramesEncoder(ObservationEncoder):
+    """Stacked uint8 frames (k, H, W): the Nature CNN (its convolutions scale the frames to [0, 1] themselves),
+    then a linear layer of `out_features` and a ReLU: SB3's NatureCNN features extractor, CleanRL's ppo_atari
+    torso. Replay and rollouts keep the frames in uint8."""
+
+    def __init__(self, obs_shape: Sequence[int], out_features: int = 512) -> None:
+        super().__init__(obs_shape)
+        self.convolutions = NatureConvolutions(obs_shape)
+        self.linear = nn.Linear(self.convolutions.out_features, out_features)
+        self.out_features = out_features
+
+    def forward(self, observations: Tensor) -> Tensor:
+        if observations.dim() == 4:   # (batch, k, H, W): what a single run and an export see
+            return torch.relu(self.linear(self.convolutions(observations)))
+        leading = observations.shape[:-3]   # any other leading axes, folded into one batch for the convolutions
+        features = self.convolutions(observations.reshape(-1, *observations.shape[-3:]))
+        return torch.relu(self.linear(features)).reshape(*leading, self.out_features)
+
+
 def encodable(space: gym.Space) -> bool:
     """Whether `make_encoder` takes `space`."""
     return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
 
 
-def make_encoder(space: gym.Space) -> ObservationEncoder:
-    """The encoder of an observation space (`encodable`; images are the caller's to route to a CNN)."""
+def make_encoder(space: gym.Space, frames: bool = False) -> ObservationEncoder:
+    """The encoder of an observation space (`encodable`); `frames`: the space is stacked uint8 frames (k, H, W)
+    (rlexp/envs/spaces.py's SpaceInfo.frames), read by the Nature CNN."""
+    if frames:
+        return FramesEncoder(tuple(space.shape or ()))
     if isinstance(space, gym.spaces.Discrete):
         return OneHotEncoder((), [int(space.n)], [int(space.start)])
     if isinstance(space, gym.spaces.MultiDiscrete):

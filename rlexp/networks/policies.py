@@ -1,7 +1,9 @@
 """The stochastic policies and value function of the on-policy actor-critics (PPO, A2C).
 
 As SB3's and CleanRL's MlpPolicy: a policy network and a value network that share nothing, each an MLP with
-orthogonal initialisation (gain sqrt(2) on hidden layers, 0.01 on the policy's output, 1 on the value's); a
+orthogonal initialisation (gain sqrt(2) on hidden layers, 0.01 on the policy's output, 1 on the value's); on
+stacked frames, as SB3's CnnPolicy and CleanRL's ppo_atari, one Nature CNN torso (the observation encoder,
+rlexp/networks/encoders.py) that the policy and value heads share, with no hidden layers after it; a
 categorical distribution over discrete actions, or a diagonal Gaussian over continuous ones whose log std is a
 learned parameter independent of the state, or, with `use_sde`, gSDE's state-dependent noise on the policy's
 features (rlexp/networks/gsde.py; the features detached, as SB3's on-policy gSDE). The two MLPs' hidden layers
@@ -21,6 +23,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import EnsembleLinear
 from rlexp.networks.gaussian import LOG_SQRT_2PI, diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
@@ -51,6 +54,11 @@ class ActorCriticPolicy(nn.Module):
         self.value_head: nn.Linear | MemberLinear = nn.Linear(widths[-1], 1)
         if ortho_init:   # else PyTorch's default, as SB3's ortho_init=False (RL Zoo's MuJoCo presets)
             with torch.no_grad():
+                for module in self.encoder.modules():   # a CNN torso's layers, gain sqrt(2) (SB3's, CleanRL's)
+                    if isinstance(module, (nn.Linear, nn.Conv2d)):
+                        nn.init.orthogonal_(module.weight, math.sqrt(2))
+                        if module.bias is not None:
+                            module.bias.zero_()
                 for layer in self.hidden_layers():
                     for member in (POLICY, VALUE):   # each (in, out) slice: orthonormal columns, as nn.Linear's rows
                         nn.init.orthogonal_(layer.weight[member], math.sqrt(2))
@@ -75,6 +83,8 @@ class ActorCriticPolicy(nn.Module):
         """Many seeds' policies as one (rlexp/networks/members.py), member-major: the hidden layers one ensemble of
         seeds x (policy, value), the heads MemberLinear layers, log std (seeds, actions). It takes (seeds, batch,
         obs) inputs and gives every output with the seed axis in front."""
+        if any(True for _ in members[0].encoder.parameters()):   # (refused before: rlexp/config/validate.py)
+            raise ConfigError("seeds=[...] with an image torso: the Nature CNN is not batched over seeds yet")
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
         for i, layer in enumerate(stacked.hidden_layers()):

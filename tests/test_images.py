@@ -1,0 +1,87 @@
+"""PPO and A2C on image frames: the Nature CNN as the shared torso of their actor-critic (the observation encoder
+of rlexp/networks/encoders.py), the rollout keeping the frames in uint8, and a run on Atari that trains,
+evaluates and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlexp.agents.registry import algorithms
+from rlexp.commands.train import resolved_config
+from rlexp.config.validate import validate
+from rlexp.networks.encoders import FramesEncoder
+from rlexp.rollouts.storage import RolloutStorage
+from rlexp.runners.faults import StopRequest
+from rlexp.runners.job import Job
+from rlexp.runners.requests import Sample
+from tests.conftest import compose_config, run_cli, run_in_process
+
+CPU = torch.device("cpu")
+#: Pong with episodes of 100 agent steps (400 frames), so that training sees episodes end and an evaluation is short.
+TINY = ["env=atari", "env.id=ALE/Pong-v5", "+env.kwargs.max_episode_steps=400", "total_steps=64", "env.num_envs=2",
+        "algo.n_steps=16", "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "log.progress=none",
+        "log.heldout_states=8", "torch_threads=1"]
+
+
+@pytest.mark.parametrize("name", ["ppo", "a2c"])
+def test_ppo_and_a2c_learn_from_stacked_frames_through_the_nature_cnn_kept_in_uint8(name: str, tmp_path: Path) -> None:
+    spec = algorithms()[name]
+    config = resolved_config(compose_config([f"algo={name}", *TINY, *(["algo.batch_size=16"] if name == "ppo"
+                                                                         else [])]))
+    assert validate(config, algorithms()) is spec
+    job = Job.prepare(config, spec, CPU)
+    assert job.spaces.frames and job.spaces.obs_shape == (4, 84, 84)
+    steps = job.steps(tmp_path / "run", StopRequest(), [])
+    agent = next(steps).agent
+    policy = agent.policy
+    # One Nature CNN (convolutions, 512 units) that the policy and value heads share, no MLP after it.
+    assert isinstance(policy.encoder, FramesEncoder) and policy.encoder.out_features == 512
+    assert len(policy.hidden) == 0 and policy.policy_head.in_features == policy.value_head.in_features == 512
+    first_conv = policy.encoder.convolutions.net[0].weight.detach().clone()
+
+    rollouts: list[RolloutStorage] = []
+    reply = None
+    while True:   # serve the run's calls (rlexp/runners/requests.py), noting each rollout the agent learns from
+        try:
+            call = steps.send(reply)
+        except StopIteration as done:
+            results = done.value
+            break
+        args = [arg.draw() if isinstance(arg, Sample) else arg for arg in call.args]
+        if call.name == "learn":
+            rollouts.append(args[0])
+            assert rollouts[-1].observations.dtype == torch.uint8   # 28,224 bytes a step and env, not 4 times that
+        reply = getattr(agent, call.name)(*args, **call.kwargs)
+    assert results["status"] == "completed" and len(rollouts) == 2   # 64 steps: two rollouts of 16 x 2 envs
+    assert not torch.equal(first_conv, policy.encoder.convolutions.net[0].weight)   # the torso learned too
+
+
+def test_ppo_trains_on_atari_then_evaluates_and_exports(workdir: Path, capsys, monkeypatch) -> None:
+    proc = run_cli(["train", "algo=ppo", *TINY, "algo.batch_size=16", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads((workdir / "run" / "results.json").read_text())
+    assert done["status"] == "completed" and done["total_steps"] == 64
+
+    evaluated = run_in_process(["eval", "run", "episodes=1"], workdir, capsys, monkeypatch)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "ppo on ALE/Pong-v5, final.pt (step 64): mean return" in evaluated.stdout
+    exported = run_in_process(["export", "run", "format=torchscript", "states=32"], workdir, capsys, monkeypatch)
+    assert exported.returncode == 0, exported.stderr
+    assert "its actions match the agent's on 32 evaluation states" in exported.stdout
+    # The file takes the raw uint8 frames.
+    policy = torch.jit.load(str(workdir / "run" / "export" / "policy.pt"))
+    actions = policy(torch.zeros(3, 4, 84, 84, dtype=torch.uint8))
+    assert actions.shape == (3,) and actions.dtype == torch.int64
+
+
+def test_seeds_of_ppo_on_atari_are_refused_in_one_line(workdir: Path, capsys, monkeypatch) -> None:
+    proc = run_in_process(["train", "algo=ppo", "env=atari", "seeds=[0,1]", "hydra.run.dir=run"], workdir, capsys,
+                          monkeypatch)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "seeds=[...] on image frames: the Nature CNN is not batched over seeds yet" in proc.stderr
+    assert "rlexp train --multirun seed=0,1" in proc.stderr
+    assert not (workdir / "run" / "checkpoints").exists()
