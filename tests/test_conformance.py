@@ -30,8 +30,10 @@ from rlexp.runners.seeds import run_in_lockstep
 from tests.conftest import compose_config
 
 CPU = torch.device("cpu")
-#: An env for each action kind (classic control: fast to make and step).
-ENVS = {ActionKind.DISCRETE: "CartPole-v1", ActionKind.CONTINUOUS: "Pendulum-v1"}
+#: An env for each action kind (classic control, and ours for the multi kinds: fast to make and step).
+ENVS = {ActionKind.DISCRETE: "CartPole-v1", ActionKind.CONTINUOUS: "Pendulum-v1",
+        ActionKind.MULTI_DISCRETE: "tests.toy_envs:MultiChoice-v0",
+        ActionKind.MULTI_BINARY: "tests.toy_envs:MultiSwitch-v0"}
 #: A budget that runs past learning_starts and a few rounds of updates (or two rollouts), with an evaluation and a
 #: checkpoint, whatever the algorithm's YAML says.
 TINY = ["total_steps=256", "eval.every=128", "eval.episodes=1", "checkpoint.every=128", "log.every=64",
@@ -43,7 +45,8 @@ FAMILY_TINY = {Family.OFF_POLICY: ["algo.learning_starts=64", "algo.batch_size=1
 def config_for(spec: AlgoSpec, kind: ActionKind) -> dict:
     extra = FAMILY_TINY[spec.family] + (["algo.batch_size=16"] if "batch_size" in spec.schema.__dataclass_fields__
                                         and spec.family is Family.ON_POLICY else [])
-    config = resolved_config(compose_config([f"algo={spec.name}", f"env={ENVS[kind]}", *TINY, *extra]))
+    env = f"env.id={ENVS[kind]}" if ":" in ENVS[kind] else f"env={ENVS[kind]}"   # (an env of ours: no preset)
+    config = resolved_config(compose_config([f"algo={spec.name}", env, *TINY, *extra]))
     assert validate(config, algorithms()) is spec
     return config
 

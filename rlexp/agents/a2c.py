@@ -22,9 +22,9 @@ from omegaconf import MISSING
 from torch import Tensor
 
 from rlexp.agents.base import BuildContext
-from rlexp.agents.ppo import PPO, PPOMembers, learner_arguments, parameters
+from rlexp.agents.ppo import ON_POLICY_ACTIONS, PPO, PPOMembers, learner_arguments, parameters
 from rlexp.config.checks import check_positive
-from rlexp.config.registry import ActionKind, AlgoSpec, Family
+from rlexp.config.registry import AlgoSpec, Family
 from rlexp.config.schema import OnPolicyConfig, Optimizer
 from rlexp.rollouts.losses import PolicyLoss
 
@@ -66,5 +66,5 @@ def build(algo: A2CConfig, context: BuildContext) -> A2C:
 
 
 ALGORITHM = AlgoSpec(name="a2c", family=Family.ON_POLICY, schema=A2CConfig, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}),
+                     parameters=parameters, actions=ON_POLICY_ACTIONS,
                      members=A2CMembers, frames=True)

@@ -46,6 +46,7 @@ from rlexp.errors import ConfigError
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_per_member, stack_members
+from rlexp.networks.multi_actions import Bernoulli, MultiCategorical
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.epochs import Epochs, MemberRollouts, OneRollout
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
@@ -335,10 +336,19 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
             check_range(f"algo.{key}", algo[key], 0.0, low_inclusive=False)
 
 
+#: PPO's and A2C's action spaces: a categorical, a diagonal Gaussian, independent categoricals or Bernoullis
+ON_POLICY_ACTIONS = frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS, ActionKind.MULTI_DISCRETE,
+                               ActionKind.MULTI_BINARY})
+
+
 def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                 activation: str) -> ActorCriticPolicy:
+    actions: dict[str, Any]
     if spaces.discrete:
         actions = dict(n_actions=spaces.n_actions)
+    elif spaces.action_nvec is not None or spaces.action_bits is not None:   # independent categoricals, Bernoullis
+        actions = dict(multi=MultiCategorical(spaces.action_nvec) if spaces.action_nvec is not None else
+                       Bernoulli(spaces.action_bits or 0))
     else:
         assert spaces.action_low is not None   # a Box action space
         actions = dict(action_dim=int(spaces.action_low.size))
@@ -354,7 +364,7 @@ def learner_arguments(algo: OnPolicyConfig, context: BuildContext) -> dict[str, 
     spaces = context.spaces
     policy = make_policy(algo, spaces, context.hidden_sizes, context.activation)
     bounds: dict[str, np.ndarray] = {}
-    if not spaces.discrete:
+    if spaces.continuous:
         assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
         bounds = dict(action_low=spaces.action_low.astype(np.float32).flatten(),
                       action_high=spaces.action_high.astype(np.float32).flatten())
@@ -379,5 +389,5 @@ def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 
 ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,
-                     parameters=parameters, actions=frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS}),
+                     parameters=parameters, actions=ON_POLICY_ACTIONS,
                      members=PPOMembers, frames=True)

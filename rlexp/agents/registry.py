@@ -11,6 +11,8 @@ import functools
 import importlib
 import pkgutil
 
+import gymnasium as gym
+
 from rlexp.config.registry import ActionKind, AlgoSpec, alternatives, find
 from rlexp.envs.spaces import SpaceInfo, is_image
 from rlexp.errors import ConfigError
@@ -38,6 +40,15 @@ def acting_in(kind: ActionKind, frames: bool = False) -> list[str]:
     return [s.name for s in algorithms().values() if kind in s.actions and (s.frames or not frames)]
 
 
+SPACE_NAMES = {ActionKind.DISCRETE: "Discrete", ActionKind.CONTINUOUS: "Box",
+               ActionKind.MULTI_DISCRETE: "MultiDiscrete", ActionKind.MULTI_BINARY: "MultiBinary"}
+
+
+def space_names(spec: AlgoSpec, joined: str) -> str:
+    """The gymnasium spaces an algorithm acts in, in ActionKind's order, joined (for messages)."""
+    return joined.join(SPACE_NAMES[kind] for kind in ActionKind if kind in spec.actions)
+
+
 def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
     """Stop unless the algorithm can act in the env's spaces; the message names the algorithms that can."""
     name, where = spec.name, spaces.description
@@ -55,9 +66,20 @@ def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
                               f"otherwise gymnasium.wrappers.FlattenObservation")
         raise ConfigError(f"algo={name} reads Box, Discrete, MultiDiscrete and MultiBinary observations, and {where} "
                           f"has none of them; use gymnasium.wrappers.FlattenObservation")
-    if not spaces.discrete and not spaces.continuous:
-        raise ConfigError(f"algo={name} needs a Discrete or a Box action space, but {where} has neither")
-    kind = ActionKind.DISCRETE if spaces.discrete else ActionKind.CONTINUOUS
+    kind = spaces.action_kind
+    if kind is None:
+        multi = [s for s in algorithms().values() if ActionKind.MULTI_DISCRETE in s.actions]
+        if isinstance(spaces.action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and multi:
+            raise ConfigError(f"{alternatives([s.name for s in multi])} take MultiDiscrete and MultiBinary actions of "
+                              f"one axis, with choices from 0, but {where} does not; wrap the env to act in such a "
+                              f"space (a gymnasium.ActionWrapper)")
+        raise ConfigError(f"algo={name} needs a {space_names(spec, ' or a ')} action space, "
+                          f"but {where} has none of them")
+    if kind in (ActionKind.MULTI_DISCRETE, ActionKind.MULTI_BINARY) and kind not in spec.actions:
+        others = acting_in(kind, frames=spaces.frames)
+        raise ConfigError(f"algo={name} acts in {space_names(spec, ', ')} action spaces, and {where} acts in a "
+                          f"{SPACE_NAMES[kind]} one; " + (f"use {alternatives(others)}" if others else
+                                                          "no algorithm here acts in it"))
     if kind not in spec.actions:
         others = acting_in(kind, frames=spaces.frames)
         if kind is ActionKind.CONTINUOUS:

@@ -28,8 +28,10 @@ class Family(Enum):
 
 
 class ActionKind(Enum):
-    DISCRETE = "discrete"
-    CONTINUOUS = "continuous"
+    DISCRETE = "discrete"              # Discrete
+    CONTINUOUS = "continuous"          # Box
+    MULTI_DISCRETE = "multi-discrete"  # MultiDiscrete: one choice per component, each of its own number
+    MULTI_BINARY = "multi-binary"      # MultiBinary: one bit per component
 
 
 #: An algorithm's config schema (the dataclass typing conf/algo/<name>.yaml).

@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlexp.config.registry import ActionKind
 from rlexp.deploy.load import LoadedAgent
 from rlexp.deploy.paths import FORMATS
+from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError, RunFailure, needs_extra
 
 TOLERANCE = 1e-5
@@ -121,14 +123,31 @@ def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> C
 WRITERS = {"torchscript": _write_torchscript, "pt2": _write_pt2, "onnx": _write_onnx}
 
 
+#: What the file does after the policy network, by action space
+ACTION_STEP = {ActionKind.DISCRETE: "argmax over the actions", ActionKind.CONTINUOUS: "clamp to the action bounds",
+               ActionKind.MULTI_DISCRETE: "argmax over each component's choices",
+               ActionKind.MULTI_BINARY: "each bit 1 where its logit is positive"}
+
+
+def exact(spaces: SpaceInfo) -> bool:
+    """Integer actions (Discrete, MultiDiscrete, MultiBinary), which an export must reproduce exactly."""
+    return not spaces.continuous
+
+
 def _describe(loaded: LoadedAgent, fmt: str, file: Path, states: int, diff: float, obs_dtype: np.dtype,
               action_dtype: np.dtype) -> dict[str, Any]:
     from rlexp import __version__
 
     spaces, env = loaded.spaces, loaded.config["env"]
+    kind = spaces.action_kind
+    assert kind is not None   # an agent was built for it (check_fits)
     action_space: dict[str, Any]
     if spaces.discrete:
         action_space = {"type": "Discrete", "n": spaces.n_actions}
+    elif spaces.action_nvec is not None:
+        action_space = {"type": "MultiDiscrete", "nvec": list(spaces.action_nvec)}
+    elif spaces.action_bits is not None:
+        action_space = {"type": "MultiBinary", "n": spaces.action_bits}
     else:
         assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
         action_space = {"type": "Box", "shape": list(spaces.action_shape), "low": spaces.action_low.tolist(),
@@ -144,10 +163,10 @@ def _describe(loaded: LoadedAgent, fmt: str, file: Path, states: int, diff: floa
                       f"{loaded.normalization.settings.clip_obs})"]
                      if normalized and loaded.normalization is not None else []),
                    f"the {loaded.algo} policy network",
-                   "argmax over the actions" if spaces.discrete else "clamp to the action bounds"],
+                   ACTION_STEP[kind]],
         # What the observations must have been through before they reach the file (the env's own wrappers).
         "observation_preprocessing": {"atari": env["atari"]} if env.get("atari") else None,
-        "verified": {"states": states, "max_abs_diff": diff, "tolerance": 0.0 if spaces.discrete else TOLERANCE},
+        "verified": {"states": states, "max_abs_diff": diff, "tolerance": 0.0 if exact(spaces) else TOLERANCE},
     }
 
 
@@ -188,7 +207,7 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
                                  f"{len(observations)} observations, the agent {expected.shape}; nothing was written")
         diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)), initial=0.0))
         diff = max(diff, float(np.max(np.abs(single.astype(np.float64) - expected[:1].astype(np.float64)))))
-        allowed = 0.0 if loaded.spaces.discrete else TOLERANCE
+        allowed = 0.0 if exact(loaded.spaces) else TOLERANCE
         if diff > allowed:
             raise ExportMismatch(f"the exported {fmt} policy does not reproduce the agent's actions on "
                                  f"{len(observations)} evaluation states (max |difference| {diff:.3g} > {allowed:g}); "

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from rlexp.config.registry import ActionKind
+
 
 @dataclass(frozen=True)
 class SpaceInfo:
@@ -22,6 +24,34 @@ class SpaceInfo:
     #                                    MultiBinary
     description: str                   # "<env id> (observations ..., actions ...)" for error messages
     obs_space: gym.Space               # what the networks' observation encoder is built from
+    action_space: gym.Space | None = None
+
+    @property
+    def action_nvec(self) -> tuple[int, ...] | None:
+        """A MultiDiscrete action space's choices per component: one axis, choices from 0 (what the multi-action
+        policies produce; others are refused, rlexp/agents/registry.py's check_fits)."""
+        space = self.action_space
+        if isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim == 1 and not np.any(space.start):
+            return tuple(int(n) for n in space.nvec)
+        return None
+
+    @property
+    def action_bits(self) -> int | None:
+        """A MultiBinary action space's number of bits (one axis)."""
+        space = self.action_space
+        return int(space.n) if isinstance(space, gym.spaces.MultiBinary) and isinstance(space.n, (int, np.integer)) \
+            else None
+
+    @property
+    def action_kind(self) -> ActionKind | None:
+        """Which of the action spaces the algorithms declare it is (ALGORITHM.actions), or None: none of them."""
+        if self.discrete:
+            return ActionKind.DISCRETE
+        if self.continuous:
+            return ActionKind.CONTINUOUS
+        if self.action_nvec is not None:
+            return ActionKind.MULTI_DISCRETE
+        return ActionKind.MULTI_BINARY if self.action_bits is not None else None
 
     @property
     def obs_dtype(self) -> np.dtype:
@@ -41,6 +71,10 @@ class SpaceInfo:
 
     @property
     def action_shape(self) -> tuple[int, ...]:
+        if self.action_nvec is not None:
+            return (len(self.action_nvec),)
+        if self.action_bits is not None:
+            return (self.action_bits,)
         if not self.continuous:
             return ()
         assert self.action_low is not None   # set for every Box action space (describe_spaces)
@@ -73,7 +107,8 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) 
         action_low=action_space.low.copy() if isinstance(action_space, gym.spaces.Box) else None,
         action_high=action_space.high.copy() if isinstance(action_space, gym.spaces.Box) else None,
         frames=frames, flat=vector or box and not is_image(obs_space),
-        description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space)
+        description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
+        action_space=action_space)
 
 
 def invalid_values(space: gym.Space, batch: np.ndarray) -> str | None:

@@ -144,6 +144,14 @@ def standard_normal(shape: Sequence[int], generator: torch.Generator | Sequence[
     return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device) for g in generator])
 
 
+def uniform(shape: Sequence[int], generator: torch.Generator | Sequence[torch.Generator],
+            device: torch.device) -> Tensor:
+    """U[0, 1) numbers of `shape`, from one generator or one per member, as `standard_normal`."""
+    if isinstance(generator, torch.Generator):
+        return torch.rand(tuple(shape), generator=generator, device=device)
+    return torch.stack([torch.rand(tuple(shape[1:]), generator=g, device=device) for g in generator])
+
+
 def stack_optimizer_state(optimizer: torch.optim.Optimizer, stacked_params: Sequence[Tensor],
                           members: Sequence[torch.optim.Optimizer]) -> None:
     """Give `optimizer` (over the stacked parameters) the members' state, each member's in its slice (a resumed

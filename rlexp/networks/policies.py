@@ -28,27 +28,30 @@ from rlexp.networks.actor_critic import EnsembleLinear
 from rlexp.networks.gaussian import LOG_SQRT_2PI, diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
 from rlexp.networks.members import MemberLinear, standard_normal
+from rlexp.networks.multi_actions import MultiActions
 
 ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
 POLICY, VALUE = 0, 1   # the members of the batched hidden layers
 
 
 class ActorCriticPolicy(nn.Module):
-    """pi(a|s) and V(s). `n_actions` for a categorical policy, else `action_dim` for a diagonal Gaussian."""
+    """pi(a|s) and V(s). `n_actions` for a categorical policy, `action_dim` for a diagonal Gaussian, or `multi` for
+    independent categoricals or Bernoullis over MultiDiscrete or MultiBinary actions (networks/multi_actions.py)."""
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str, *, n_actions: int | None = None,
                  action_dim: int | None = None, log_std_init: float = 0.0, ortho_init: bool = True,
-                 use_sde: bool = False, encoder: nn.Module | None = None) -> None:
+                 use_sde: bool = False, encoder: nn.Module | None = None, multi: MultiActions | None = None) -> None:
         super().__init__()
         # `encoder`: observations to `obs_dim` features (rlexp/networks/encoders.py); none: they are features
         self.encoder = encoder if encoder is not None else nn.Identity()
-        if (n_actions is None) == (action_dim is None):
-            raise ValueError("give n_actions (discrete) or action_dim (continuous)")
+        if [n_actions, action_dim, multi].count(None) != 2:
+            raise ValueError("give n_actions (discrete), action_dim (continuous) or multi (MultiDiscrete, MultiBinary)")
         self.discrete = n_actions is not None
+        self.multi = multi
         self.activation = ACTIVATION_FUNCTIONS[activation]
         widths = [obs_dim, *hidden_sizes]
         self.hidden = nn.ModuleList(EnsembleLinear(2, fan_in, width) for fan_in, width in zip(widths, widths[1:]))
-        out_features = n_actions or action_dim
+        out_features = n_actions or action_dim or (multi.logits if multi is not None else None)
         assert out_features is not None   # one of them is given (checked above)
         self.policy_head: nn.Linear | MemberLinear = nn.Linear(widths[-1], out_features)
         self.value_head: nn.Linear | MemberLinear = nn.Linear(widths[-1], 1)
@@ -153,6 +156,9 @@ class ActorCriticPolicy(nn.Module):
         """(actions, log pi(a|s), V(s)) for a batch: one draw per row (stacked seeds: each seed's rows from its own
         generator, the draws its single run makes)."""
         out, values, latent = self.heads(observations)
+        if self.multi is not None:
+            actions = self.multi.sample(out, generator)
+            return actions, self.multi.log_prob(out, actions), values
         if self.discrete:
             log_probs = out.log_softmax(-1)
             if isinstance(generator, torch.Generator):
@@ -173,12 +179,16 @@ class ActorCriticPolicy(nn.Module):
     def deterministic(self, observations: Tensor) -> Tensor:
         """The mode: argmax of the logits, or the Gaussian's mean (what evaluation acts with)."""
         out = self.policy_output(observations)
+        if self.multi is not None:
+            return self.multi.mode(out)
         return out.argmax(-1) if self.discrete else out
 
     def evaluate(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy of pi(.|s), V(s)) for stored actions: what the losses need."""
         out, values, latent = self.heads(observations)
-        if self.discrete:
+        if self.multi is not None:
+            entropy, log_prob = self.multi.entropy(out), self.multi.log_prob(out, actions)
+        elif self.discrete:
             log_probs = out.log_softmax(-1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
             log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
