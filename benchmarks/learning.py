@@ -83,6 +83,9 @@ TARGETS = [
     Target("dqn", "Acrobot-v1", 100_000, -76.6, -150.0, "RL Zoo DQN: -76.6 +/- 11.8", cheap=True),
     Target("dqn", "LunarLander-v3", 200_000, 200.0, 100.0,
            "RL Zoo DQN: 154.4 +/- 79.2 (the bar: mean 200, no seed under 100)", cheap=True),
+    # Discrete observations (one-hot in the network): the optimal policies' figures, no published DQN run fits.
+    Target("dqn", "FrozenLake-v1", 100_000, 0.70, INF, "optimal policy: about 0.74 (slippery 4x4)", cheap=True),
+    Target("dqn", "Taxi-v4", 200_000, 7.5, INF, "optimal policy: about 7.9", cheap=True),
     Target("td3", "Pendulum-v1", 20_000, -180.0, -250.0, "RL Zoo TD3: -151.9 +/- 90.2", cheap=True),
     Target("ddpg", "Pendulum-v1", 20_000, -180.0, -250.0, "RL Zoo DDPG: -152.1 +/- 94.3", cheap=True),
     Target("sac", "Pendulum-v1", 20_000, -157.0, -250.0, "RL Zoo SAC: -157.0 +/- 88.7", cheap=True),

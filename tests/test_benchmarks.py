@@ -52,7 +52,8 @@ def test_an_unknown_target_is_one_line_and_exit_2(tmp_path):
 
 def test_cheap_rows_default_to_ten_seeds_and_the_long_ones_to_three():
     cheap = {t.name for t in learning.TARGETS if t.cheap}
-    assert cheap == {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "td3_Pendulum-v1",
+    assert cheap == {"dqn_CartPole-v1", "dqn_Acrobot-v1", "dqn_LunarLander-v3", "dqn_FrozenLake-v1", "dqn_Taxi-v4",
+                     "td3_Pendulum-v1",
                      "ddpg_Pendulum-v1", "sac_Pendulum-v1", "td3_MountainCarContinuous-v0",
                      "ddpg_MountainCarContinuous-v0",
                      "sac_MountainCarContinuous-v0", "ppo_CartPole-v1", "ppo_Pendulum-v1", "a2c_CartPole-v1",

@@ -126,8 +126,8 @@ def test_every_algorithm_learns_from_raw_observations_it_stores_as_they_are(name
     assert features.shape[0] == 3 and torch.isfinite(values).all()
 
 
-@pytest.mark.parametrize("name", ["dqn", "ppo"])
-def test_many_seeds_as_one_model_on_frozenlake(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["dqn", "ppo", "td3"])
+def test_many_seeds_as_one_model_on_discrete_observations(name: str, tmp_path: Path) -> None:
     spec = algorithms()[name]
     config = {**config_for(name), "seeds": [0, 1]}
     jobs = [Job.prepare(config_of_seed(config, seed, i), spec, CPU, copies=2) for i, seed in enumerate([0, 1])]
@@ -140,11 +140,13 @@ def test_many_seeds_as_one_model_on_frozenlake(name: str, tmp_path: Path) -> Non
     outcomes = run_in_lockstep([0, 1], [job.steps(tmp_path / f"seed_{i}", StopRequest(), [])
                                         for i, job in enumerate(jobs)], batch)
     assert [o.error for o in outcomes] == [None, None]
-    obs = np.array([[0, 5, 14], [3, 3, 15]])   # (seeds, batch) of FrozenLake cells
+    space = jobs[0].eval_env.observation_space   # FrozenLake's cells; the corridor's MultiDiscrete for td3
+    space.seed(0)
+    obs = np.stack([np.stack([np.asarray(space.sample()) for _ in range(3)]) for _ in range(2)])   # (seeds, batch)
     batched = spec.members(members)
     together = batched.act(obs, explore=False)
     for k, member in enumerate(members):
-        np.testing.assert_array_equal(together[k], member.act(obs[k], explore=False))
+        np.testing.assert_allclose(together[k], member.act(obs[k], explore=False), rtol=1e-5, atol=1e-6)
 
 
 # --- as a user types it ------------------------------------------------------------------------------------------
