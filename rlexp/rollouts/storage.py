@@ -50,6 +50,8 @@ class RolloutStorage:
         shape = (n_steps, num_envs)
         # observations as the env gives them: a Discrete observation one integer (the network one-hot encodes it)
         self.observations = torch.zeros(*shape, *obs_shape, device=device, dtype=obs_dtype)
+        # (a Discrete action one int64; the others float32 in their shape: a MultiDiscrete or MultiBinary action's
+        # integers are exact there, and its distribution casts them back, rlexp/networks/multi_actions.py)
         self.actions = torch.zeros(*shape, *(() if discrete else action_shape), device=device,
                                    dtype=torch.long if discrete else torch.float32)
         for name in self.FIELDS[2:]:
