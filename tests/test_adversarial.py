@@ -2,9 +2,13 @@
 stdout closed or on a full disk, run directories edited by hand, and command lines a shell builds from variables."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +17,7 @@ from rlexp.commands.streams import GuardedStdout
 from rlexp.errors import OutputLost
 from rlexp.io.checkpoints import FORMAT, CheckpointManager, save_checkpoint
 from rlexp.io.results import read_results, results_status
-from tests.conftest import cli_env, run_in_process
+from tests.conftest import cli_env, run_in_process, start_cli, wait_for
 from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
 
 TINY_DQN = ["algo=dqn", "env=CartPole-v1", "network.hidden_sizes=[8]", "log.progress=lines", "torch_threads=1",
@@ -165,3 +169,33 @@ def test_a_comma_list_without_multirun_says_each_reading(tmp_path, capsys, monke
     assert (proc.returncode, proc.stderr) == (2, "rlexp train: error: Ambiguous value for argument 'seed=0,1': a list "
                                                  "is key=[a,b], a string key='a,b', and a sweep over the values needs "
                                                  "--multirun\n")
+
+
+def test_a_joblib_worker_killed_by_the_os_ends_the_sweep_in_one_line_with_its_summary(tmp_path):
+    """SIGKILL to a joblib worker (the OOM killer's) was joblib's TerminatedWorkerError traceback, with no summary."""
+    proc = start_cli(["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY_DQN[:-2],
+                      "total_steps=200000", "algo.learning_starts=100", "checkpoint.every=100", "seed=0,1",
+                      "hydra.sweep.dir=sweep"], tmp_path, start_new_session=True)
+    wait_for(next_path(tmp_path / "sweep", "0_*/checkpoints/step_100.pt", proc), proc)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "LokyProcess"], capture_output=True, text=True)
+    os.kill(int(workers.stdout.split()[0]), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("rlexp train: error: a worker process of the joblib launcher was killed while it ran a "
+                             "job (by the OS's out-of-memory killer?), and joblib stopped the sweep's other jobs with "
+                             "it; 2 of 2 jobs did not complete (job 0: no result, job 1: no result)") \
+        and stderr.count("\n") == 1, stderr
+    assert (tmp_path / "sweep" / "summary.csv").read_text().count("no result") == 2
+    deadline = time.monotonic() + 15   # (the other worker, killed by joblib, may still be exiting)
+    while (left := subprocess.run(["pgrep", "-a", "-g", str(proc.pid)], capture_output=True, text=True).stdout):
+        assert time.monotonic() < deadline, f"processes left behind: {left}"
+        time.sleep(0.2)
+
+
+def next_path(directory: Path, pattern: str, proc: subprocess.Popen) -> Path:
+    """The first path `pattern` matches under `directory`, once one does (a sweep's job directory has a hashed name)."""
+    deadline = time.monotonic() + 120
+    while not (found := sorted(directory.glob(pattern))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)
+    return found[0]

@@ -53,6 +53,7 @@ from rlexp.io.results import results_status, write_results
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.many_seeds import config_of_seed, train_seeds
+from rlexp.sweeps import summary as sweep_summary
 from rlexp.sweeps.interrupt import interrupted_by, mark_interrupted
 from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
 
@@ -282,6 +283,12 @@ def report(func: Any) -> Any:
     except BrokenPipeError:
         raise  # the reader of our output went away (`rlexp train --help | head`): rlexp.commands ends quietly
     except Exception as error:
+        if type(error).__name__ == "TerminatedWorkerError" and sweep_summary.running:
+            # joblib's launcher: the OS killed a worker (its OOM killer), and joblib ended the other jobs with it
+            raise sweep_summary.summary_after_launcher_failure(
+                sweep_summary.running[0], "a worker process of the joblib launcher was killed while it ran "
+                "a job (by the OS's out-of-memory killer?), and joblib stopped the sweep's other jobs with it") \
+                from None
         def bug(error: Exception = error) -> Any:
             return _hydra_report(lambda: _reraise(error))
 

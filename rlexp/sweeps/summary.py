@@ -102,6 +102,24 @@ def write_csv(rows: list[JobRow], path: Path) -> str | None:
         return f"{path} could not be written ({error.strerror or error}); the table above is the summary"
 
 
+#: The sweep this process runs (set when it starts): Hydra calls no callback once its launcher raises.
+running: list[Path] = []
+
+
+def summary_after_launcher_failure(sweep_dir: Path, what: str) -> SweepFailed:
+    """A launcher that stopped the sweep itself (joblib, when the OS killed one of its workers: it ends the others
+    with it, and Hydra calls no callback after): the summary is made as at the sweep's end (the table, summary.csv),
+    and the SweepFailed to raise says `what` happened."""
+    rows = summarize(sweep_dir) if sweep_dir.is_dir() else []
+    unwritten = write_csv(rows, sweep_dir / "summary.csv") if sweep_dir.is_dir() else None
+    print(f"\nsweep summary ({sweep_dir / 'summary.csv'}):\n{format_table(rows)}", flush=True)
+    failed = [r for r in rows if r.status != "completed"]
+    see = unwritten or f"see {sweep_dir / 'summary.csv'}"
+    return SweepFailed(f"{what}; {len(failed)} of {len(rows)} jobs did not complete ("
+                       + ", ".join(f"job {r.job}: {r.status}" for r in failed) + f"); resume=<job dir> continues one "
+                       f"that saved a checkpoint; {see}")
+
+
 class SweepSummary(Callback):
     """Registered in conf/config.yaml. When jobs failed it raises SweepFailed, a BaseException: Hydra turns an
     Exception from a callback into a warning, and `rlexp train` must exit 1. A signal during the sweep
@@ -112,6 +130,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        running[:] = [sweep_dir]
         if sweep_dir.is_dir():
             clear(sweep_dir)   # a stale marker of an earlier sweep there
         self.signals = SweepSignals(sweep_dir)
