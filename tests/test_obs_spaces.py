@@ -214,3 +214,25 @@ def test_a_run_on_discrete_observations_resumes_from_its_checkpoint_to_the_same_
     networks = [k for k, v in final[0].items() if isinstance(v, dict) and v
                 and all(isinstance(t, torch.Tensor) for t in v.values())]
     assert networks and all(torch.equal(final[0][k][p], final[1][k][p]) for k in networks for p in final[0][k])
+
+
+def test_env_checks_take_integer_observations_and_name_a_wrong_one() -> None:
+    from rlexp.envs.checks import observation_check
+
+    multi = observation_check(gym.spaces.MultiDiscrete([6, 2]))
+    assert multi(np.array([3, 1])) is None and multi(np.array([3, 1], np.int32)) is None
+    assert "expects integers of shape (2,)" in multi(np.array([3]))
+    assert "expects integers of shape (2,)" in multi(np.array([0.5, 1.0]))
+    bits = observation_check(gym.spaces.MultiBinary(3))
+    assert bits(np.array([1, 0, 1], np.int8)) is None and bits(np.array([True, False, True])) is None
+    assert observation_check(gym.spaces.Discrete(4))(np.int64(2)) is None
+
+
+def test_the_memory_estimate_counts_a_discrete_observation_as_one_integer() -> None:
+    from rlexp.runners.memory import replay_bytes
+
+    env = gym.make("FrozenLake-v1")
+    spaces = describe_spaces(env.observation_space, env.action_space, "FrozenLake-v1")
+    device, host = replay_bytes(1000, 1, spaces, prioritized=False)
+    # per transition: the action (int64), reward, termination and episode end (float32), s and s' (one int64 each)
+    assert (device, host) == (1000 * (8 + 12 + 2 * 8), 0.0)
