@@ -85,3 +85,23 @@ def test_seeds_of_ppo_on_atari_are_refused_in_one_line(workdir: Path, capsys, mo
     assert "seeds=[...] on image frames: the Nature CNN is not batched over seeds yet" in proc.stderr
     assert "rlexp train --multirun seed=0,1" in proc.stderr
     assert not (workdir / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ppo", {"env.num_envs": 8, "algo.n_steps": 128, "algo.n_epochs": 4, "algo.batch_size": 256, "algo.lr": 2.5e-4,
+             "algo.lr_schedule": "linear", "algo.clip_range": 0.1, "algo.clip_range_schedule": "linear",
+             "algo.ent_coef": 0.01, "algo.vf_coef": 0.5, "env.atari.terminal_on_life_loss": True}),
+    ("a2c", {"env.num_envs": 16, "algo.n_steps": 5, "algo.lr": 7e-4, "algo.ent_coef": 0.01, "algo.vf_coef": 0.25,
+             "algo.optimizer": "rmsprop", "algo.rms_prop_eps": 1e-5, "env.atari.terminal_on_life_loss": True}),
+])
+def test_ppo_and_a2c_on_any_atari_game_take_rl_zoos_atari_preset(name: str, expected: dict) -> None:
+    config = resolved_config(compose_config([f"algo={name}", "env=atari", "env.id=ALE/Breakout-v5"]))
+    assert validate(config, algorithms()) is algorithms()[name]
+
+    def value(key: str):
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    assert {key: value(key) for key in expected} == expected and config["total_steps"] == 10_000_000
