@@ -199,3 +199,18 @@ def next_path(directory: Path, pattern: str, proc: subprocess.Popen) -> Path:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.2)
     return found[0]
+
+
+def test_a_resume_that_cannot_write_the_runs_log_is_refused_with_the_run_as_it_was(finished_run, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """train.log a directory: the resume was accepted, then its first log line failed with `cannot write to ...;
+    choose another directory` (exit 2) and a failed results.json replaced the finished run's."""
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    (tmp_path / "run" / "train.log").unlink()
+    (tmp_path / "run" / "train.log").mkdir()
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    proc = run_in_process(["train", "resume=run", "total_steps=400"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 2
+    assert proc.stderr == f"rlexp train: error: resume={tmp_path}/run: cannot write the run's log " \
+                          f"{tmp_path}/run/train.log: Is a directory; the run is as it was\n"
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before

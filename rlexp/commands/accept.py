@@ -40,7 +40,22 @@ def resumed_run(config: dict[str, Any], run_dir: Path) -> str:
         raise ConfigError(f"{where} but Hydra's run directory is {run_dir}; start resumed runs with "
                           f"`rlexp train resume=<run_dir>`, which writes into that directory")
     check_same_seeds(config, run_dir, where)
+    check_log_writable(run_dir / "train.log", where)
     return where
+
+
+def check_log_writable(log: Path, where: str) -> None:
+    """The run's log, which the resume's first line goes to: one it cannot append to (a directory of that name, a
+    read-only file) refuses the resume here, while the run is as it was (later, the resume would have begun and
+    recorded a failure over the run's results.json). Opened for appending, which changes nothing."""
+    if not log.exists():
+        return
+    try:
+        with log.open("a"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot write the run's log {log}: {error.strerror or error}; the run is as it "
+                          f"was") from None
 
 
 def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> Resume:
