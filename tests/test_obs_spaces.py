@@ -176,7 +176,8 @@ def test_dqn_on_frozenlake_trains_evaluates_loads_and_exports(tmp_path_factory, 
     loaded = rlexp.load(run)
     assert loaded.spaces.obs_dtype == np.int64
     assert loaded.act(np.int64(5)).shape == () and loaded.act([0, 15]).shape == (2,)
-    with pytest.raises(ValueError, match=r"outside Discrete\(16\)"):   # one-hot of 16 would be all zeros
+    # (a one-hot of 16 would be all zeros: a state never seen, acted on silently)
+    with pytest.raises(ValueError, match=r"outside Discrete\(16\) \(the first in row 1: 16\)"):
         loaded.act([0, 16])
     with pytest.raises(ValueError, match="takes integers"):
         loaded.act(np.array([0.5]))

@@ -129,5 +129,6 @@ def invalid_values(space: gym.Space, batch: np.ndarray) -> str | None:
     outside = (batch < low) | (batch > high)
     if outside.any():
         first = tuple(int(i) for i in np.argwhere(outside)[0])
-        return f"{int(outside.sum())} value(s) outside {space} (the first at index {first}: {batch[first]})"
+        where = f"row {first[0]}" + (f", index {first[1:]}" if len(first) > 1 else "")
+        return f"{int(outside.sum())} value(s) outside {space} (the first in {where}: {batch[first]})"
     return None
