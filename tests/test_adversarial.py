@@ -214,3 +214,28 @@ def test_a_resume_that_cannot_write_the_runs_log_is_refused_with_the_run_as_it_w
     assert proc.stderr == f"rlexp train: error: resume={tmp_path}/run: cannot write the run's log " \
                           f"{tmp_path}/run/train.log: Is a directory; the run is as it was\n"
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("alter, found", [
+    (lambda bundle: bundle.pop("context"), "has no context"),
+    (lambda bundle: bundle.update(rng=[1]), "holds rng as a list"),
+    (lambda bundle: bundle["context"].pop("metrics"), "has no context.metrics"),
+])
+def test_a_resume_from_a_checkpoint_cut_down_by_hand_is_refused(finished_run, tmp_path, capsys, monkeypatch, alter,
+                                                                found):
+    """A checkpoint without `context` began the resume and ended in a KeyError traceback."""
+    import torch
+
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    newest = CheckpointManager(tmp_path / "run" / "checkpoints", 1).latest()
+    assert newest is not None
+    bundle = torch.load(newest, weights_only=True)
+    alter(bundle)
+    torch.save(bundle, newest)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    proc = run_in_process(["train", "resume=run", "total_steps=400"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 2
+    assert proc.stderr == f"rlexp train: error: resume={tmp_path}/run: its newest checkpoint {found}, which a resume " \
+                          f"reads: the file was altered, or not written by this rlexp; resume from an earlier " \
+                          f"checkpoint (move this one away), or evaluate it: rlexp eval\n"
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before

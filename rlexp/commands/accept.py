@@ -66,6 +66,7 @@ def accept_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -
         bundle, path, unreadable = CheckpointManager(run_dir / "checkpoints", 1).load_latest()
     except CheckpointError as error:
         raise ConfigError(f"{where}: {error}") from None
+    check_resume_bundle(bundle, where)
     check_resumable(bundle, config, where, device, results_status(run_dir) == "completed")
     return Resume(bundle, path, unreadable)
 
@@ -105,6 +106,27 @@ def check_resumable(bundle: dict[str, Any], config: dict[str, Any], where: str, 
                           f"evaluates anywhere: rlexp eval)")
 
 
+#: What a resume reads of a checkpoint's top level (and of its "context"), with the type each must have.
+RESUME_KEYS: dict[str, type | tuple[type, ...]] = {"step": int, "device": str, "config": dict, "agent": dict,
+                                                   "runner": dict, "context": dict, "rng": dict}
+CONTEXT_KEYS: dict[str, type | tuple[type, ...]] = {"metrics": dict, "best_eval_return": (int, float)}
+
+
+def check_resume_bundle(bundle: dict[str, Any], where: str) -> None:
+    """A checkpoint that lacks what a resume reads, or holds it as another type (a file altered by hand, or cut down
+    by another tool), is refused before the run is touched: it was a KeyError traceback after the resume began."""
+    for keys, held, within in ((RESUME_KEYS, bundle, ""), (CONTEXT_KEYS, bundle.get("context"), "context.")):
+        if not isinstance(held, dict):
+            continue   # (the top level's check names it)
+        for key, kind in keys.items():
+            if not isinstance(held.get(key), kind) or isinstance(held.get(key), bool):
+                found = f"has no {within}{key}" if key not in held else \
+                    f"holds {within}{key} as a {type(held[key]).__name__}"
+                raise ConfigError(f"{where}: its newest checkpoint {found}, which a resume reads: the file was "
+                                  f"altered, or not written by this rlexp; resume from an earlier checkpoint (move "
+                                  f"this one away), or evaluate it: rlexp eval")
+
+
 def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.device) -> dict[int, Resume]:
     """The checkpoints a many-seeds run continues from, by seed: every seed still training (`seeds_training_on`)
     from one step, as they learn in lockstep: the newest at which every one has a readable checkpoint. Each seed's
@@ -132,6 +154,7 @@ def accept_seeds_resume(config: dict[str, Any], run_dir: Path, device: torch.dev
             continue
         for index, seed in enumerate(config["seeds"]):
             if seed in bundles:
+                check_resume_bundle(bundles[seed], f"{where} (seed {seed})")
                 check_resumable(bundles[seed], config_of_seed(config, seed, index), f"{where} (seed {seed})", device,
                                 results_status(seed_dir(run_dir, seed)) == "completed")
         return {seed: Resume(bundle, managers[seed].directory / f"step_{step}.pt", newest[seed][2],
