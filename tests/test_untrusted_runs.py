@@ -376,6 +376,11 @@ def test_eval_of_an_env_that_returns_nan_is_the_envs_fault_in_one_line(run, work
         "act on: observations hold 1 NaN or infinite value(s)" in one_line(proc)
 
 
+def test_act_takes_any_numpy_layout(agent):
+    obs = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
+    assert np.array_equal(agent.act(obs[::-1]), agent.act(obs[::-1].copy()))   # negative strides: a copy is acted on
+
+
 def test_act_refuses_an_explore_that_is_not_a_flag(agent):
     with pytest.raises(ValueError, match="explore='no' must be True or False"):
         agent.act(np.zeros(3, np.float32), explore="no")

@@ -34,8 +34,11 @@ class BuildContext:
 
 def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
     """A batch of observations on the device: floats as float32; integers (uint8 frames, Discrete observations)
-    and booleans as they are, for the network's encoder (the CNN scales frames, one-hot encodes Discrete)."""
+    and booleans as they are, for the network's encoder (the CNN scales frames, one-hot encodes Discrete). Any
+    numpy layout is taken (a reversed view `obs[::-1]` has negative strides, which torch cannot wrap: it is copied)."""
     obs = np.asarray(obs)
+    if any(stride < 0 for stride in obs.strides):
+        obs = obs.copy()
     return torch.as_tensor(obs, dtype=torch.float32 if obs.dtype.kind == "f" else None, device=device)
 
 
