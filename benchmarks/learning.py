@@ -116,6 +116,12 @@ TARGETS = [
     # (12.5M steps); rlexp scores greedy episodes after its preset's 10M steps (40M frames).
     Target("dqn", "atari", 10_000_000, 18.9, INF, "Nature DQN: 18.9 +/- 1.3 (at 50M frames)",
            env_id="ALE/Pong-v5"),
+    # RL Zoo's benchmark.md (one run each, NoFrameskip-v4, a stochastic policy in its evaluation); rlexp scores 10
+    # greedy episodes of the v5 game without sticky actions.
+    Target("ppo", "atari", 10_000_000, 21.0, INF, "RL Zoo PPO: 20.989 +/- 0.105", env_id="ALE/Pong-v5"),
+    Target("ppo", "atari", 10_000_000, 398.0, INF, "RL Zoo PPO: 398.033 +/- 33.328", env_id="ALE/Breakout-v5"),
+    Target("a2c", "atari", 10_000_000, 17.3, INF, "RL Zoo A2C: 17.292 +/- 3.214", env_id="ALE/Pong-v5"),
+    Target("a2c", "atari", 10_000_000, 279.8, INF, "RL Zoo A2C: 279.793 +/- 122.177", env_id="ALE/Breakout-v5"),
 ]
 
 

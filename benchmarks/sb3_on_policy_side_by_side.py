@@ -7,6 +7,12 @@ same keys, networks, activation and initialisation (benchmarks/speed.py's mappin
 without a render mode. The score is the final policy's mean deterministic return over 10 episodes of an env seeded
 as rlexp seeds its evaluation env (seed + 10000), so both libraries start their evaluation episodes from the same
 states. One torch thread per run, one run at a time.
+
+Atari (`ppo_atari` or `a2c_atari` with `--env-id`, e.g. `--env-id ALE/Pong-v5 --steps 2000000`): rlexp's Atari preset
+(`env=atari`, `conf/tuned/<algo>_atari.yaml`) and SB3's CnnPolicy on SB3's `AtariWrapper` (no-op starts, frame skip
+4, 84x84, a lost life terminal for training, rewards clipped; it also presses FIRE at reset, which rlexp's
+preprocessing does not) with 4 stacked frames, the game made as rlexp makes it (frameskip 1, no sticky actions);
+scored over 10 whole games (no life loss, raw score), greedy, as rlexp scores.
 """
 
 from __future__ import annotations
@@ -48,23 +54,67 @@ print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
 """
 
 
+SB3_ATARI_RUN = r"""
+import sys, json
+import numpy as np, torch, gymnasium as gym, ale_py
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import VecFrameStack
+gym.register_envs(ale_py)
+torch.set_num_threads(1)
+env_id, steps, seed, n_envs, DEVICE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), "cpu"
+GAME = dict(frameskip=1, repeat_action_probability=0.0, full_action_space=False)   # rlexp's env=atari kwargs
+env = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=GAME), n_stack=4)
+model = {ctor}
+model.learn(total_timesteps=steps)
+whole_games = dict(terminal_on_life_loss=False, clip_reward=False)
+evaluation = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed + 10000, env_kwargs=GAME,
+                                          wrapper_kwargs=whole_games), n_stack=4)
+obs = evaluation.reset()
+returns, total = [], 0.0
+while len(returns) < 10:
+    action, _ = model.predict(obs, deterministic=True)
+    obs, reward, done, _ = evaluation.step(action)
+    total += float(reward[0])
+    if done[0]:
+        returns.append(total)
+        total = 0.0
+print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
+"""
+
+
+def cnn_ctor(cfg: dict) -> str:
+    """`on_policy_sb3_ctor`'s PPO or A2C with SB3's CnnPolicy: the Nature CNN shared by the heads, no MLP after it
+    (rlexp's actor-critic on frames), its orthogonal initialisation as the preset says."""
+    ctor = on_policy_sb3_ctor(cfg).replace("'MlpPolicy'", "'CnnPolicy'")
+    start, end = ctor.index("policy_kwargs=dict("), ctor.index(", device=DEVICE")
+    return ctor[:start] + f"policy_kwargs=dict(ortho_init={cfg['algo']['ortho_init']})" + ctor[end:]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", help="an on-policy preset, e.g. a2c_LunarLander-v3")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--sb3-python", required=True)
+    parser.add_argument("--env-id", help="the game of an Atari preset (ppo_atari, a2c_atari), e.g. ALE/Pong-v5")
+    parser.add_argument("--steps", type=int, help="train for this many steps instead of the preset's budget")
     args = parser.parse_args()
-    algo, env_id = args.target.split("_", 1)
-    cfg = rlexp_config([f"algo={algo}", f"env={env_id}"])
+    algo, env = args.target.split("_", 1)
+    atari = env == "atari"
+    if atari and not args.env_id:
+        parser.error(f"{args.target} needs --env-id, e.g. --env-id ALE/Pong-v5")
+    cfg = rlexp_config([f"algo={algo}", f"env={env}", *([f"env.id={args.env_id}"] if atari else [])])
+    env_id, steps = cfg["env"]["id"], args.steps or cfg["total_steps"]
     scores = []
     for seed in args.seeds:
-        ctor = on_policy_sb3_ctor(cfg).replace("seed=0", f"seed={seed}")
-        out = subprocess.run([args.sb3_python, "-c", SB3_RUN.format(ctor=ctor), env_id, str(cfg["total_steps"]),
-                              str(seed), str(cfg["env"]["num_envs"])], capture_output=True, text=True, check=True)
+        ctor = (cnn_ctor(cfg) if atari else on_policy_sb3_ctor(cfg)).replace("seed=0", f"seed={seed}")
+        script = (SB3_ATARI_RUN if atari else SB3_RUN).format(ctor=ctor)
+        out = subprocess.run([args.sb3_python, "-c", script, env_id, str(steps), str(seed),
+                              str(cfg["env"]["num_envs"])], capture_output=True, text=True, check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         scores.append(result["return"])
         print(f"SB3 {args.target} seed {seed}: {result['return']:.1f}", flush=True)
-    print(f"SB3 {args.target}, {cfg['total_steps']} steps, seeds {' '.join(map(str, args.seeds))}: mean "
+    print(f"SB3 {args.target} on {env_id}, {steps} steps, seeds {' '.join(map(str, args.seeds))}: mean "
           f"{statistics.mean(scores):.1f} ({' '.join(f'{s:.1f}' for s in scores)})")
     return 0
 

@@ -35,8 +35,10 @@ def test_each_target_trains_its_tuned_preset_on_its_task_at_the_presets_budget(t
 
 
 def test_the_atari_target_names_its_game_and_plays_it_with_the_atari_preset():
-    (pong,) = [t for t in learning.TARGETS if t.env == "atari"]
+    (pong,) = [t for t in learning.TARGETS if t.env == "atari" and t.algo == "dqn"]
     assert pong.name == "dqn_Pong-v5"
+    assert {t.name for t in learning.TARGETS if t.env == "atari"} == {
+        "dqn_Pong-v5", "ppo_Pong-v5", "ppo_Breakout-v5", "a2c_Pong-v5", "a2c_Breakout-v5"}
     args = pong.train_args(seed=0, steps=1000, threads=1, overrides=["eval.episodes=1"])
     assert args[:3] == ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5"] and args[-1] == "eval.episodes=1"
 
