@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from rlexp.agents.contracts import Members
 from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
 from rlexp.config.validate import validate
@@ -17,7 +19,9 @@ from rlexp.networks.encoders import FramesEncoder
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
+from rlexp.runners.many_seeds import config_of_seed
 from rlexp.runners.requests import Sample
+from rlexp.runners.seeds import run_in_lockstep
 from tests.conftest import compose_config, run_cli, run_in_process
 
 CPU = torch.device("cpu")
@@ -78,12 +82,41 @@ def test_ppo_trains_on_atari_then_evaluates_and_exports(workdir: Path, capsys, m
     assert actions.shape == (3,) and actions.dtype == torch.int64
 
 
-def test_seeds_of_ppo_on_atari_are_refused_in_one_line(workdir: Path, capsys, monkeypatch) -> None:
-    proc = run_in_process(["train", "algo=ppo", "env=atari", "seeds=[0,1]", "hydra.run.dir=run"], workdir, capsys,
+def test_ppo_seeds_on_atari_frames_train_as_one_model_each_acting_as_it_does_alone(tmp_path: Path) -> None:
+    spec = algorithms()["ppo"]
+    config = {**resolved_config(compose_config(["algo=ppo", *TINY, "algo.batch_size=16", "total_steps=32"])),
+              "seeds": [0, 1]}
+    assert validate(config, algorithms()) is spec
+    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, CPU, copies=2) for i, seed in enumerate([0, 1])]
+    agents = []
+
+    def batch(members: list) -> Members:
+        agents.extend(members)
+        batched = spec.members(members)
+        # each seed's CNN a block of one grouped convolution; one forward pass acts as each member does alone
+        assert batched.policy.encoder.convolutions.net[0].groups == 2
+        frames = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 84, 84), dtype=np.uint8)
+        together = batched.act(frames, explore=False)
+        for k, member in enumerate(members):
+            np.testing.assert_array_equal(together[k], member.act(frames[k], explore=False))
+        return batched
+
+    outcomes = run_in_lockstep([0, 1], [job.steps(tmp_path / f"seed_{i}", StopRequest(), []) for i, job in
+                                        enumerate(jobs)], batch)
+    assert [o.error for o in outcomes] == [None, None]
+    assert all(o.results["status"] == "completed" for o in outcomes)
+    # each seed learned its own CNN, and checkpoints it as a single run's agent
+    first, second = (a.state_dict()["policy"]["encoder.convolutions.net.0.weight"] for a in agents)
+    assert first.shape == (32, 4, 8, 8) and not torch.equal(first, second)
+
+
+def test_seeds_of_dqn_on_atari_are_refused_in_one_line_naming_those_that_batch(workdir: Path, capsys,
+                                                                                monkeypatch) -> None:
+    proc = run_in_process(["train", "algo=dqn", "env=atari", "seeds=[0,1]", "hydra.run.dir=run"], workdir, capsys,
                           monkeypatch)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "seeds=[...] on image frames: the Nature CNN is not batched over seeds yet" in proc.stderr
-    assert "rlexp train --multirun seed=0,1" in proc.stderr
+    assert "seeds=[...] on image frames: algo=dqn's Nature CNN is not batched over seeds yet (algo=a2c and " \
+           "algo=ppo batch theirs); run the seeds one process each: rlexp train --multirun seed=0,1" in proc.stderr
     assert not (workdir / "run" / "checkpoints").exists()
 
 

@@ -161,9 +161,12 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.A
                           f"(SB3 refuses it too); use algo.train_freq_unit=step")
 
 
-#: The refusal of many seeds on image frames, completed by the seeds (`seed=0,1`).
-FRAMES_REFUSED = ("seeds=[...] on image frames: the Nature CNN is not batched over seeds yet; run the seeds one "
-                  "process each: rlexp train --multirun seed=")
+def frames_refused(spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec], seeds: list[Any]) -> str:
+    """The refusal of many seeds on image frames for an algorithm whose CNN does not batch over seeds."""
+    batched = [f"algo={name}" for name, other in algorithms.items() if other.members_frames]
+    return (f"seeds=[...] on image frames: algo={spec.name}'s Nature CNN is not batched over seeds yet"
+            f"{' (' + ' and '.join(batched) + ' batch theirs)' if batched else ''}; run the seeds one process "
+            f"each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
 
 
 def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec]) -> None:
@@ -182,8 +185,9 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mappin
         batched = ", ".join(name for name, other in algorithms.items() if other.members is not None)
         raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
                           f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
-    if cfg["env"].get("atari"):   # told here, before any env opens (train refuses other image frames once it has one)
-        raise ConfigError(FRAMES_REFUSED + ",".join(map(str, seeds)))
+    # told here, before any env opens (train refuses other image frames once it has one)
+    if cfg["env"].get("atari") and not spec.members_frames:
+        raise ConfigError(frames_refused(spec, algorithms, seeds))
     if cfg["algo"].get("batch_norm"):
         raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds yet; "
                           "run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))

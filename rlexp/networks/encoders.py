@@ -7,20 +7,23 @@ concatenated; stacked image frames (k, H, W) in uint8 go through the Nature CNN 
 1/255, the DQN paper's convolutions and a 512-unit layer, as SB3's NatureCNN and CleanRL's ppo_atari). The
 encoding lives in the network, so replay and rollouts store each observation as it is (a
 Discrete observation is one integer), and an export or `rlexp.load` takes the raw observation. Encoders work on
-any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are (the
-encoders without parameters; the CNN's layers are not stacked over seeds yet). A Dict/Tuple encoder (one per
-entry, features concatenated) would be another option of `make_encoder`, with the same contract.
+any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are; the CNN,
+which has parameters, stacks its seeds' layers (`FramesEncoder.stack_members`: grouped convolutions). A Dict/Tuple
+encoder (one per entry, features concatenated) would be another option of `make_encoder`, with the same contract.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlexp.networks.members import MemberLinear
 from rlexp.networks.torsos import NatureConvolutions
 
 
@@ -84,10 +87,37 @@ class FramesEncoder(ObservationEncoder):
     def __init__(self, obs_shape: Sequence[int], out_features: int = 512) -> None:
         super().__init__(obs_shape)
         self.convolutions = NatureConvolutions(obs_shape)
-        self.linear = nn.Linear(self.convolutions.out_features, out_features)
+        self.linear: nn.Linear | MemberLinear = nn.Linear(self.convolutions.out_features, out_features)
         self.out_features = out_features
+        self.seeds: int | None = None   # many seeds' encoders stacked as one (stack_members): their number
+
+    @classmethod
+    def stack_members(cls, members: list[FramesEncoder]) -> FramesEncoder:
+        """Many seeds' CNNs as one (rlexp/networks/members.py), member-major: each convolution one grouped
+        convolution (groups = seeds; its weight the members' weights concatenated, member k's the k-th block), the
+        512-unit layer a MemberLinear. It takes (seeds, batch, k, H, W) frames and gives (seeds, batch, 512)."""
+        stacked = copy.deepcopy(members[0])
+        stacked.seeds = seeds = len(members)
+        layers = stacked.convolutions.net
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.Conv2d):
+                convs = [cast(nn.Conv2d, m.convolutions.net[i]) for m in members]
+                grouped = nn.Conv2d(layer.in_channels * seeds, layer.out_channels * seeds,
+                                    cast("tuple[int, int]", layer.kernel_size),
+                                    stride=cast("tuple[int, int]", layer.stride), groups=seeds)
+                grouped.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs]))
+                grouped.bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs if c.bias is not None]))
+                layers[i] = grouped
+        stacked.linear = MemberLinear([m.linear for m in members if isinstance(m.linear, nn.Linear)])
+        return stacked
 
     def forward(self, observations: Tensor) -> Tensor:
+        if self.seeds is not None:   # (seeds, batch, k, H, W) -> (batch, seeds * k, H, W): each seed its own group
+            seeds, batch = observations.shape[:2]
+            grouped = observations.transpose(0, 1).reshape(batch, seeds * observations.shape[2],
+                                                           *observations.shape[3:])
+            features = self.convolutions(grouped).view(batch, seeds, -1).transpose(0, 1)   # member-major channels
+            return torch.relu(self.linear(features))
         if observations.dim() == 4:   # (batch, k, H, W): what a single run and an export see
             return torch.relu(self.linear(self.convolutions(observations)))
         leading = observations.shape[:-3]   # any other leading axes, folded into one batch for the convolutions

@@ -23,11 +23,10 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import EnsembleLinear
 from rlexp.networks.gaussian import LOG_SQRT_2PI, diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
-from rlexp.networks.members import MemberLinear, standard_normal
+from rlexp.networks.members import MemberLinear, stack_members, standard_normal
 from rlexp.networks.multi_actions import MultiActions
 
 ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
@@ -84,12 +83,13 @@ class ActorCriticPolicy(nn.Module):
     @classmethod
     def stack_members(cls, members: list[ActorCriticPolicy]) -> ActorCriticPolicy:
         """Many seeds' policies as one (rlexp/networks/members.py), member-major: the hidden layers one ensemble of
-        seeds x (policy, value), the heads MemberLinear layers, log std (seeds, actions). It takes (seeds, batch,
-        obs) inputs and gives every output with the seed axis in front."""
-        if any(True for _ in members[0].encoder.parameters()):   # (refused before: rlexp/config/validate.py)
-            raise ConfigError("seeds=[...] with an image torso: the Nature CNN is not batched over seeds yet")
+        seeds x (policy, value), the heads MemberLinear layers, log std (seeds, actions), an image torso's CNN
+        stacked by its own `stack_members`. It takes (seeds, batch, obs) inputs and gives every output with the
+        seed axis in front."""
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
+        if any(True for _ in stacked.encoder.parameters()):   # an image torso: each seed's CNN, stacked
+            stacked.encoder = stack_members([m.encoder for m in members], "the image torso")
         for i, layer in enumerate(stacked.hidden_layers()):
             layer.weight = nn.Parameter(torch.cat([m.hidden_layers()[i].weight.detach() for m in members]))
             layer.bias = nn.Parameter(torch.cat([m.hidden_layers()[i].bias.detach() for m in members]))
