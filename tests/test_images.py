@@ -138,3 +138,20 @@ def test_ppo_and_a2c_on_any_atari_game_take_rl_zoos_atari_preset(name: str, expe
         return node
 
     assert {key: value(key) for key in expected} == expected and config["total_steps"] == 10_000_000
+
+
+def test_ppo_on_atari_resumes_mid_rollout_to_the_same_end(tmp_path: Path) -> None:
+    """The rollout's frames go through a checkpoint in uint8 and the run goes on exactly."""
+    from rlexp.io.checkpoints import load_checkpoint
+
+    spec = algorithms()["ppo"]
+    config = resolved_config(compose_config(["algo=ppo", *TINY, "algo.batch_size=16", "checkpoint.every=40"]))
+    Job.prepare(config, spec, CPU).run(tmp_path / "reference", StopRequest(), [])
+    checkpoint = load_checkpoint(tmp_path / "reference" / "checkpoints" / "step_40.pt")
+    rollout = checkpoint["runner"]["rollout"]
+    assert rollout["pos"] == 4 and rollout["observations"].dtype == torch.uint8   # 40 = a rollout of 32, then 4 x 2
+    assert rollout["observations"].shape == (4, 2, 4, 84, 84)
+    Job.prepare(config, spec, CPU).run(tmp_path / "resumed", StopRequest(), [], resume=checkpoint)
+    final = [load_checkpoint(tmp_path / run / "checkpoints" / "final.pt")["agent"]["policy"]
+             for run in ("reference", "resumed")]
+    assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
