@@ -239,3 +239,26 @@ def test_a_resume_from_a_checkpoint_cut_down_by_hand_is_refused(finished_run, tm
                           f"reads: the file was altered, or not written by this rlexp; resume from an earlier " \
                           f"checkpoint (move this one away), or evaluate it: rlexp eval\n"
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "nowhere"])
+def test_a_runs_checkpoint_that_is_not_a_regular_file_is_named(finished_run, tmp_path, capsys, monkeypatch, target):
+    """final.pt a link to /dev/zero (or to nothing) was `run holds no checkpoints/final.pt`."""
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    (tmp_path / "run" / "checkpoints" / "final.pt").unlink()
+    (tmp_path / "run" / "checkpoints" / "final.pt").symlink_to(target)
+    proc = run_in_process(["eval", "run"], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, "rlexp eval: error: run/checkpoints/final.pt is not a regular file (a "
+                                                 "directory, a device, a pipe, or a link to one or to nothing): a "
+                                                 "checkpoint is a file rlexp wrote\n")
+
+
+def test_a_new_run_inside_another_runs_directory_is_refused(finished_run, tmp_path, capsys, monkeypatch):
+    """`hydra.run.dir=<run>/checkpoints` trained a new run among the old run's checkpoints (its .hydra/, results.json
+    and checkpoints/ nested there)."""
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = run_in_process(["train", "total_steps=300", "hydra.run.dir=run/checkpoints"], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, f"rlexp train: error: hydra.run.dir=run/checkpoints is inside the run "
+                                                 f"{tmp_path}/run; choose a directory outside it\n")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

@@ -115,6 +115,12 @@ def check_new_run_dir(args: list[str]) -> None:
             if taken and not never_started(run_dir):
                 raise ConfigError(f"hydra.run.dir={run_dir} already holds a run; continue it with "
                                   f"`rlexp train resume={run_dir}`, or choose a new directory")
+            # Inside another run (its checkpoints/, a seed of a batch): the run's own files would be mixed with it.
+            inside = next((parent for parent in run_dir.absolute().parents
+                           if (parent / ".hydra").is_dir() and not never_started(parent)), None)
+            if inside is not None:
+                raise ConfigError(f"hydra.run.dir={run_dir} is inside the run {inside}; choose a directory outside "
+                                  f"it")
 
 
 def check_new_sweep_dir(overrides: list[str]) -> None:

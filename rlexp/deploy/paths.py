@@ -22,6 +22,9 @@ def checkpoint_path(path: str | Path, checkpoint: str | None = None) -> Path:
         if checkpoint not in CHECKPOINTS:
             raise ConfigError(f"checkpoint={checkpoint!r} must be final or best (or give a .pt file as the path)")
         file = path / "checkpoints" / f"{checkpoint}.pt"
+        if not file.is_file() and (file.exists() or file.is_symlink()):   # (a link to /dev/zero would be read forever)
+            raise ConfigError(f"{file} is not a regular file (a directory, a device, a pipe, or a link to one or to "
+                              f"nothing): a checkpoint is a file rlexp wrote")
         if not file.is_file():
             seeds = seed_runs(path)
             if seeds:   # the parent of a many-seeds run: each seed is its own run
