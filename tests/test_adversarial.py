@@ -262,3 +262,12 @@ def test_a_new_run_inside_another_runs_directory_is_refused(finished_run, tmp_pa
     assert (proc.returncode, proc.stderr) == (2, f"rlexp train: error: hydra.run.dir=run/checkpoints is inside the run "
                                                  f"{tmp_path}/run; choose a directory outside it\n")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_sweep_over_no_value_is_refused(tmp_path, capsys, monkeypatch):
+    """`--multirun seed=range(0,0)` ran no job and ended with an empty table, exit 0."""
+    proc = run_in_process(["train", "--multirun", "seed=range(0,0)", "hydra.sweep.dir=sweep"], tmp_path, capsys,
+                          monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, "rlexp train: error: seed=range(0,0) sweeps over no value, so the "
+                                                 "sweep would run no job; give it at least one\n")
+    assert list(tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ def checked_arguments(args: list[str]) -> list[str]:
     """The arguments Hydra is given: `args` checked, with `resume=<run_dir>` expanded into the run's overrides."""
     check_flags(args)
     check_no_empty_paths(args)
+    check_no_empty_sweep(args)
     check_optional_groups(args)
     check_new_run_dir(args)
     expanded = resume_arguments(args)
@@ -62,6 +63,28 @@ def check_no_empty_paths(args: list[str]) -> None:
             fix = "resume=<run_dir> (resume=null for a new run)" if key == "resume" else f"{key}=<directory>"
             raise ConfigError(f"{override} is empty (a shell variable that is not set?); it would "
                               f"{PATH_KEYS[key]}: give {fix}")
+
+
+def check_no_empty_sweep(args: list[str]) -> None:
+    """`--multirun seed=range(0,0)` sweeps over no value: Hydra runs no job and the sweep ends with an empty table and
+    exit 0, as if it had trained."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    _, overrides = split_flags(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return  # Hydra reports its own grammar errors
+    for override, text in zip(parsed, overrides, strict=True):
+        if not override.is_sweep_override() or override.is_interval_sweep():
+            continue
+        try:
+            empty = not list(override.sweep_string_iterator())
+        except HydraException:   # glob(...) of a group: Hydra expands it against the config
+            continue
+        if empty:
+            raise ConfigError(f"{text} sweeps over no value, so the sweep would run no job; give it at least one")
 
 
 def check_optional_groups(args: list[str]) -> None:
