@@ -14,9 +14,10 @@ import pytest
 
 from rlexp.commands import main
 from rlexp.commands.streams import GuardedStdout
-from rlexp.errors import OutputLost
+from rlexp.errors import ConfigError, OutputLost
 from rlexp.io.checkpoints import FORMAT, CheckpointManager, save_checkpoint
 from rlexp.io.results import read_results, results_status
+from rlexp.io.writable import check_writable
 from tests.conftest import cli_env, run_in_process, start_cli, wait_for
 from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
 
@@ -271,3 +272,15 @@ def test_a_sweep_over_no_value_is_refused(tmp_path, capsys, monkeypatch):
     assert (proc.returncode, proc.stderr) == (2, "rlexp train: error: seed=range(0,0) sweeps over no value, so the "
                                                  "sweep would run no job; give it at least one\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_through_a_link_that_leads_nowhere_is_named(tmp_path):
+    """`rlexp export ... out=<a symlink loop>` was `cannot write the export to loop: File exists`."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for out in (tmp_path / "loop", tmp_path / "gone" / "x"):
+        with pytest.raises(ConfigError) as refused:
+            check_writable(out, "the export")
+        link = out if out.name == "loop" else out.parent
+        assert str(refused.value) == f"cannot write the export to {out}: {link} is a link that leads nowhere (a " \
+                                     f"loop, or its target is gone)"

@@ -17,6 +17,9 @@ def check_writable(directory: Path, what: str, advice: str = "") -> None:
     for existing in (directory, *directory.parents):
         if existing.exists():
             break
+        if existing.is_symlink():   # (mkdir would say `File exists`)
+            raise ConfigError(f"cannot write {what} to {directory}: {existing} is a link that leads nowhere (a loop, "
+                              f"or its target is gone){advice}")
         missing.append(existing)
     if not existing.is_dir():
         raise ConfigError(f"cannot write {what} to {directory}: {existing} is a file, not a directory{advice}")
