@@ -284,3 +284,16 @@ def test_an_output_through_a_link_that_leads_nowhere_is_named(tmp_path):
         link = out if out.name == "loop" else out.parent
         assert str(refused.value) == f"cannot write the export to {out}: {link} is a link that leads nowhere (a " \
                                      f"loop, or its target is gone)"
+
+
+@pytest.mark.parametrize("damage", [lambda data: data[:100], lambda data: b"", lambda data: bytes(len(data))])
+def test_plot_of_event_files_that_hold_nothing_readable_says_so(finished_run, tmp_path, capsys, monkeypatch, damage):
+    """A truncated, emptied or zeroed events file was `no run logged metric=...; the runs logged: no scalars at all`
+    (TensorBoard's reader skips what it cannot read without a word)."""
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    for events in (tmp_path / "run").glob("events.out.tfevents.*"):
+        events.write_bytes(damage(events.read_bytes()))
+    proc = run_in_process(["plot", "run"], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, "rlexp plot: error: the TensorBoard event files of run hold no "
+                                                 "readable scalar (empty, truncated or corrupt, or a run that has not "
+                                                 "logged yet)\n")

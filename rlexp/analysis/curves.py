@@ -128,9 +128,12 @@ def read_curves(run_dirs: Sequence[Path], metric: str, warn: Callable[[str], Non
             curves.append(Curve(read_run(run_dir), points))
         except Exception as error:  # a hand-edited or truncated .hydra/*.yaml: one run lost, not the plot
             warn(f"{run_dir}/.hydra is unreadable ({type(error).__name__}: {error}); skipped".replace("\n", " "))
+    if len(missing) == len(run_dirs) and not all_tags:   # (TensorBoard's reader skips what it cannot read, silently)
+        raise ConfigError(f"the TensorBoard event files of {', '.join(map(str, run_dirs[:3]))}"
+                          f"{f' and {len(run_dirs) - 3} more runs' if len(run_dirs) > 3 else ''} hold no readable "
+                          f"scalar (empty, truncated or corrupt, or a run that has not logged yet)")
     if len(missing) == len(run_dirs):
-        logged = ", ".join(sorted(all_tags)) if all_tags else "no scalars at all"
-        raise ConfigError(f"no run logged metric={metric}; the runs logged: {logged}")
+        raise ConfigError(f"no run logged metric={metric}; the runs logged: {', '.join(sorted(all_tags))}")
     if not curves:
         raise ConfigError("no run with a readable .hydra/ config logged " + metric)
     for run_dir in missing:
