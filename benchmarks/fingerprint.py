@@ -1,6 +1,6 @@
 """Fingerprints of short runs: does a change of code keep every run bit for bit what it was?
 
-    python benchmarks/fingerprint.py --out DIR [--only dqn_per] [--compare fingerprints.json]
+    python benchmarks/fingerprint.py --out DIR [--only dqn_per] [--compare fingerprints.json] [--keys-of OLD_DIR]
 
 Each case trains a few thousand steps through the CLI (one torch thread, every code path a preset takes: replay,
 n-step and prioritized replay, the Nature CNN, OU and Gaussian noise, SAC's temperature, PPO's clipping with
@@ -10,6 +10,11 @@ generators, normalization statistics) and the evaluation returns of results.json
 With --compare, each case's hash
 is checked against a file this script wrote before (on the same machine, torch and thread count): exit 1 on any
 difference. The hashes go to stdout and <out>/fingerprints.json.
+
+A change that adds state to the checkpoint (a new counter, a record for resume) changes every hash while computing
+nothing new. `--keys-of OLD_DIR` (the --out directory of the run that wrote the compared file) hashes only the
+checkpoint entries that OLD_DIR's checkpoints of the same case also hold: what the runs computed, without what the
+change added.
 """
 
 from __future__ import annotations
@@ -81,16 +86,32 @@ def digest_into(h: Any, value: Any) -> None:
         h.update(type(value).__name__.encode())
 
 
-def run_digest(run_dir: Path) -> str:
-    """The hash of one run (or of every seed of a many-seeds run, in seed order)."""
+def load(checkpoint: Path) -> dict[str, Any]:
+    state = torch.load(io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=True)
+    return {key: state[key] for key in ("agent", "runner", "context", "rng", "step") if key in state}
+
+
+def kept_keys(value: Any, old: Any) -> Any:
+    """`value` without the dict entries (at any depth) that `old`, the same checkpoint of an older run, lacks."""
+    if isinstance(value, dict) and isinstance(old, dict):
+        return {key: kept_keys(item, old[key]) for key, item in value.items() if key in old}
+    return value
+
+
+def run_digest(run_dir: Path, keys_of: Path | None = None) -> str:
+    """The hash of one run (or of every seed of a many-seeds run, in seed order); with `keys_of`, an older run of
+    the same case, of the checkpoint entries that run's checkpoints hold."""
     h = hashlib.sha256()
     seeds = sorted(run_dir.glob("seed_*"), key=lambda p: int(p.name.split("_")[1]))
     for directory in seeds or [run_dir]:
         # The newest full checkpoint (agent, replay or rollout, counters, generators) and the final agent.
         steps = sorted((directory / "checkpoints").glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
         for checkpoint in [steps[-1], directory / "checkpoints" / "final.pt"]:
-            state = torch.load(io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=True)
-            digest_into(h, {key: state[key] for key in ("agent", "runner", "context", "rng", "step") if key in state})
+            state = load(checkpoint)
+            if keys_of is not None:
+                state = kept_keys(state, load(keys_of / directory.relative_to(run_dir) / "checkpoints" /
+                                              checkpoint.name))
+            digest_into(h, state)
         results = json.loads((directory / "results.json").read_text())
         digest_into(h, {key: results[key] for key in ("eval_returns", "eval_return_mean", "best_eval_return",
                                                        "episodes", "total_steps") if key in results})
@@ -102,6 +123,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only", nargs="*", default=None, help="the cases to run (default: all)")
     parser.add_argument("--compare", type=Path, default=None, help="fingerprints.json written earlier")
+    parser.add_argument("--keys-of", type=Path, default=None,
+                        help="the --out directory of the earlier run: hash only the checkpoint entries it holds")
     args = parser.parse_args()
     root = Path(__file__).resolve().parent.parent
     names = args.only or list(CASES)
@@ -117,7 +140,7 @@ def main() -> int:
                 print(f"{name}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 differ.append(name)
                 continue
-        found[name] = run_digest(run_dir)
+        found[name] = run_digest(run_dir, args.keys_of / name if args.keys_of else None)
         verdict = "" if name not in expected else ("  same" if expected[name] == found[name] else
                                                    f"  DIFFERS (was {expected[name]})")
         if verdict.strip().startswith("DIFFERS"):

@@ -121,3 +121,25 @@ def test_batched_rows_train_their_seeds_as_one_model_and_read_a_finished_batch_b
     assert again.returncode == 0, again.stderr
     assert (batch / "results.json").stat().st_mtime_ns == stamp        # read back, not trained again
     assert again.stdout.splitlines()[2] == first.stdout.splitlines()[2]
+
+
+def test_the_fingerprint_of_a_run_with_added_checkpoint_state_matches_the_older_one_with_keys_of(tmp_path):
+    import json
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("fingerprint", ROOT / "benchmarks" / "fingerprint.py")
+    fingerprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fingerprint)
+    old = {"agent": {"w": torch.arange(3.0)}, "context": {"stop": {"window": 2}}, "step": 5}
+    new = {"agent": {"w": torch.arange(3.0)}, "context": {"stop": {"window": 2, "history": [1.0]}}, "step": 5}
+    for name, state in (("old", old), ("new", new)):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        for file in ("step_5.pt", "final.pt"):
+            torch.save(state, tmp_path / name / "checkpoints" / file)
+        (tmp_path / name / "results.json").write_text(json.dumps({"eval_returns": [1.0], "total_steps": 5}))
+    assert fingerprint.run_digest(tmp_path / "new") != fingerprint.run_digest(tmp_path / "old")
+    assert fingerprint.run_digest(tmp_path / "new", tmp_path / "old") == fingerprint.run_digest(tmp_path / "old")
+    new["agent"]["w"] = torch.arange(3.0) + 1   # a value that changed still shows
+    torch.save(new, tmp_path / "new" / "checkpoints" / "final.pt")
+    assert fingerprint.run_digest(tmp_path / "new", tmp_path / "old") != fingerprint.run_digest(tmp_path / "old")
