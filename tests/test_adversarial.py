@@ -297,3 +297,36 @@ def test_plot_of_event_files_that_hold_nothing_readable_says_so(finished_run, tm
     assert (proc.returncode, proc.stderr) == (2, "rlexp plot: error: the TensorBoard event files of run hold no "
                                                  "readable scalar (empty, truncated or corrupt, or a run that has not "
                                                  "logged yet)\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["resume=run", "total_steps=400", "hydra.run.dir=other"],
+     "resume=run with hydra.run.dir=other: a resume continues the run in its own directory; drop hydra.run.dir= (to "
+     "branch the run, copy its directory and resume the copy)"),
+    (["--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1", "hydra.sweep.dir=sweep"],
+     "hydra.launcher.n_jobs=0: the joblib launcher runs a positive number of jobs at once (or -1: one per core)"),
+])
+def test_a_setting_that_would_be_ignored_or_crash_the_launcher_is_refused(finished_run, tmp_path, capsys, monkeypatch,
+                                                                          args, message):
+    """`resume=run hydra.run.dir=other` resumed in run/, other/ silently ignored; `hydra.launcher.n_jobs=0` was
+    joblib's ValueError traceback after the sweep's directory was made."""
+    shutil.copytree(finished_run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = run_in_process(["train", *args], tmp_path, capsys, monkeypatch)
+    assert (proc.returncode, proc.stderr) == (2, f"rlexp train: error: {message}\n")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_the_memory_check_closes_what_it_reads():
+    """PYTHONWARNINGS=error printed `Exception ignored ... ResourceWarning: unclosed file /proc/meminfo` for every
+    command that checks memory."""
+    import gc
+    import warnings
+
+    from rlexp.runners.memory import available_host_bytes
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert available_host_bytes() > 0
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

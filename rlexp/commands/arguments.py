@@ -24,7 +24,7 @@ def checked_arguments(args: list[str]) -> list[str]:
     """The arguments Hydra is given: `args` checked, with `resume=<run_dir>` expanded into the run's overrides."""
     check_flags(args)
     check_no_empty_paths(args)
-    check_no_empty_sweep(args)
+    check_sweep_overrides(args)
     check_optional_groups(args)
     check_new_run_dir(args)
     expanded = resume_arguments(args)
@@ -65,9 +65,9 @@ def check_no_empty_paths(args: list[str]) -> None:
                               f"{PATH_KEYS[key]}: give {fix}")
 
 
-def check_no_empty_sweep(args: list[str]) -> None:
+def check_sweep_overrides(args: list[str]) -> None:
     """`--multirun seed=range(0,0)` sweeps over no value: Hydra runs no job and the sweep ends with an empty table and
-    exit 0, as if it had trained."""
+    exit 0, as if it had trained. `hydra.launcher.n_jobs=0` was joblib's ValueError traceback."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -85,6 +85,11 @@ def check_no_empty_sweep(args: list[str]) -> None:
             continue
         if empty:
             raise ConfigError(f"{text} sweeps over no value, so the sweep would run no job; give it at least one")
+    for override, text in zip(parsed, overrides, strict=True):
+        if override.key_or_group == "hydra.launcher.n_jobs" and not override.is_sweep_override() \
+                and override.value() == 0:   # (joblib's ValueError traceback, after the sweep's directory was made)
+            raise ConfigError(f"{text}: the joblib launcher runs a positive number of jobs at once (or -1: one per "
+                              f"core)")
 
 
 def check_optional_groups(args: list[str]) -> None:

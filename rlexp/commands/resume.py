@@ -65,7 +65,13 @@ def resume_arguments(args: list[str]) -> list[str]:
         raise ConfigError(f"resume={value}: {run_dir} is not an rlexp run directory (no .hydra/overrides.yaml)")
 
     flags, overrides = split_flags(args)
-    new = [o for o in overrides if not o.startswith("resume=") and override_key(o) != "hydra.run.dir"]
+    elsewhere = [o for o in overrides if override_key(o) == "hydra.run.dir"
+                 and Path(o.split("=", 1)[1].strip("'\"")).expanduser().resolve() != run_dir]
+    if elsewhere:   # it would be ignored: a resume writes into its run (the run's own directory may be named)
+        raise ConfigError(f"resume={value} with {elsewhere[-1]}: a resume continues the run in its own directory; "
+                          f"drop {override_key(elsewhere[-1])}= (to branch the run, copy its directory and resume the "
+                          f"copy)")
+    new = [o for o in overrides if not o.startswith("resume=")]
     replaced = {override_key(o) for o in new}
     original = [o for o in read_overrides(saved, value, config_dirs(flags))
                 if override_key(o) not in replaced and override_key(o) not in ("resume", "hydra.run.dir")]

@@ -143,9 +143,10 @@ def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: tor
 def available_host_bytes() -> float:
     """Memory this process can still have: MemAvailable (Linux), else the physical pages that are free."""
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
+        with open("/proc/meminfo") as meminfo:   # (closed: an open file left to the collector is a ResourceWarning)
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
     except OSError:
         pass
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
