@@ -31,6 +31,8 @@ def test_stdout_that_cannot_be_written_is_reported_once_then_dropped():
         with pytest.raises(OutputLost, match="could not write to stdout: No space left on device"):
             print("x" * 10000, file=guarded, flush=True)
         print("more", file=guarded, flush=True)   # reported once: later output goes nowhere
+    with open(os.devnull, "w") as null:   # what a library may read of sys.stdout is the stream's
+        assert (GuardedStdout(null).buffer, GuardedStdout(null).name) == (null.buffer, os.devnull)
     closed = GuardedStdout(None)   # `>&-`
     closed.flush()   # nothing written, nothing to report
     with pytest.raises(OutputLost, match="stdout is closed"):

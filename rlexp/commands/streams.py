@@ -92,6 +92,11 @@ class GuardedStdout(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    def __getattr__(self, name: str) -> object:   # (buffer, name, mode, ...: a library may read them)
+        if self.stream is None:
+            raise AttributeError(f"stdout is closed: it has no {name}")
+        return getattr(self.stream, name)
+
     @property
     def encoding(self) -> str:   # type: ignore[override]
         return self.stream.encoding if self.stream is not None else "utf-8"
