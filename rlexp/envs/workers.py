@@ -193,8 +193,15 @@ class WatchedAsyncVectorEnv(gym.vector.AsyncVectorEnv):
         raise EnvCallError(self.env_id, f"its worker raised {kind.__name__}: {one_line(str(value))}", index)
 
     def _dead_worker(self, call: str) -> EnvCallError | None:
-        dead = [i for i, process in enumerate(self.processes) if process.exitcode not in (None, 0)]
-        return self._died(dead[0], call) if dead else None
+        """The worker whose pipe just closed, once the OS says how it ended: the pipe can close a moment before the
+        process can be reaped, so its exit code is waited for (briefly) rather than read at once."""
+        deadline = time.monotonic() + CLOSE_WAIT
+        while True:
+            dead = [i for i, process in enumerate(self.processes) if process.exitcode not in (None, 0)]
+            running = [process.sentinel for process in self.processes if process.exitcode is None]
+            if dead or not running or time.monotonic() >= deadline:
+                return self._died(dead[0], call) if dead else None
+            wait(running, timeout=SLICE)
 
     def step_async(self, actions: Any) -> None:
         try:
