@@ -209,10 +209,12 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "env.wrappers": [],   # no wrappers of the user's: runs before env.wrappers
                                  # prioritized replay's keys, declared for every off-policy algorithm since
                                  "algo.prioritized": False, "algo.priority_alpha": 0.6, "algo.priority_beta0": 0.4,
-                                 "algo.priority_eps": 1e-6}
+                                 "algo.priority_eps": 1e-6,
+                                 # images' channel order detected: runs before network.image.channels_first
+                                 "network.image.channels_first": None}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
-    del old["env"]["wrappers"]
+    del old["env"]["wrappers"], old["network"]["image"]
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []   # None and 0 alike
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1", "network.activation=tanh"])) == [
         "network.activation: relu -> tanh"]

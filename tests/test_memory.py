@@ -30,7 +30,8 @@ def config_for(overrides: list[str]) -> dict:
 def spaces_of(config: dict):
     env = make_env(config["env"]["id"], config["env"]["kwargs"], atari_settings(config["env"].get("atari")))
     try:
-        return describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
+        return describe_spaces(env.observation_space, env.action_space, config["env"]["id"],
+                               stacked=bool(config["env"].get("atari")))
     finally:
         env.close()
 
@@ -51,17 +52,17 @@ def test_the_replay_estimate_is_what_the_replay_allocates(overrides):
     algo, spaces = config["algo"], spaces_of(config)
     capacity = min(algo["buffer_size"], config["total_steps"])
     replay = make_replay(capacity=capacity, obs_shape=spaces.obs_shape, action_shape=spaces.action_shape,
-                         discrete=spaces.discrete, image=spaces.frames, device=CPU, seed=0,
+                         discrete=spaces.discrete, image=spaces.stacked, device=CPU, seed=0,
                          num_envs=config["env"]["num_envs"], n_step=algo["n_step"], gamma=algo["gamma"],
                          priorities=Priorities(0.6, 0.4, 1e-6, 10) if algo.get("prioritized") else None)
     tensors = list(replay.storage.values())
-    if spaces.frames:
+    if spaces.stacked:
         tensors.append(replay.frames)
     if algo.get("prioritized"):
         tensors.append(replay.tree._nodes)
     device_bytes, host_bytes = replay_bytes(capacity, config["env"]["num_envs"], spaces, bool(algo.get("prioritized")))
     assert device_bytes == allocated(tensors)
-    assert host_bytes == (replay._newest_frame.nbytes if spaces.frames else 0)
+    assert host_bytes == (replay._newest_frame.nbytes if spaces.stacked else 0)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -80,7 +81,7 @@ def test_the_network_estimate_is_what_an_agent_allocates_after_an_update(overrid
     agent = spec.build(typed(config["algo"], spec.schema), BuildContext(
         spaces=spaces, hidden_sizes=hidden, total_steps=1000, planned_updates=10, num_envs=1, device=CPU, seed=0))
     replay = make_replay(capacity=64, obs_shape=spaces.obs_shape, action_shape=spaces.action_shape,
-                         discrete=spaces.discrete, image=spaces.frames, device=CPU, seed=0, num_envs=1, n_step=1,
+                         discrete=spaces.discrete, image=spaces.stacked, device=CPU, seed=0, num_envs=1, n_step=1,
                          gamma=0.99)
     obs = np.zeros((1, *spaces.obs_shape), dtype=np.uint8 if spaces.frames else np.float32)
     action = np.zeros((1, *spaces.action_shape), dtype=np.int64 if spaces.discrete else np.float32)

@@ -341,7 +341,9 @@ def build_actor_critic(algo: ActorCriticConfig, context: BuildContext, *, n_crit
     # Exploration has its own generator, so changing the update code never changes what is explored.
     exploration_noise = make_action_noise(noise.type, noise.sigma, noise.theta, context.num_envs,
                                           spaces.action_low.size, np.random.default_rng(context.seed))
-    encoder = observation_encoder(spaces)
+    # images: the actor and the critic each their own Nature CNN (copies of it: SB3's off-policy
+    # share_features_extractor=False), the critic's targets copies of the critic's
+    encoder = observation_encoder(spaces, frames=True)
     return TD3(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, tau=algo.tau, policy_delay=policy_delay,
                target_noise=target_noise, target_noise_clip=target_noise_clip, n_critics=n_critics,
@@ -356,8 +358,9 @@ def actor_critic_parameters(algo: ActorCriticConfig, spaces: SpaceInfo, hidden_s
                             n_critics: int) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        width = features(observation_encoder(spaces), spaces)   # (encoders have no parameters)
+        encoder = observation_encoder(spaces, frames=True)   # (parameters only for images: the CNN's)
+        width = features(encoder, spaces)
         actor = Actor(width, spaces.action_low, spaces.action_high, hidden_sizes, algo.batch_norm)
         critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, n_critics,
                                  algo.critic_action_layer, algo.batch_norm)
-        return count_parameters(actor, critics)
+        return count_parameters(actor, critics) + 2 * count_parameters(*([encoder] if encoder else []))

@@ -43,12 +43,12 @@ def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
 
 
 def observation_encoder(spaces: SpaceInfo, frames: bool = False) -> ObservationEncoder | None:
-    """What the networks read observations through (rlexp/networks/encoders.py: flattened, one-hot; stacked
-    frames through the Nature CNN when `frames`, the algorithm's networks take it as their torso). None for
+    """What the networks read observations through (rlexp/networks/encoders.py: flattened, one-hot; images
+    through the Nature CNN when `frames`, the algorithm's networks take it as their torso). None for
     frames otherwise: DQN's Q-networks hold the Nature CNN themselves (their checkpoints' layout)."""
     if spaces.frames and not frames:
         return None
-    return make_encoder(spaces.obs_space, frames=spaces.frames)
+    return make_encoder(spaces.obs_space, frames=spaces.frames, channels_last=spaces.channels_last)
 
 
 def features(encoder: ObservationEncoder | None, spaces: SpaceInfo) -> int:

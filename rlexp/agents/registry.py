@@ -52,18 +52,17 @@ def space_names(spec: AlgoSpec, joined: str) -> str:
 def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
     """Stop unless the algorithm can act in the env's spaces; the message names the algorithms that can."""
     name, where = spec.name, spaces.description
-    if spaces.frames and not spec.frames:
-        raise ConfigError(f"algo={name} has no image torso, and {where} observes stacked frames; use "
-                          f"{alternatives(acting_in(ActionKind.DISCRETE, frames=True))} (the Nature CNN) or an "
-                          f"env with vector observations")
+    if spaces.frames and not (spec.frames and (spec.channels_last or not spaces.channels_last)):
+        readers = [s.name for s in algorithms().values() if s.frames and (s.channels_last or not spaces.channels_last)]
+        layout = "channel-last images" if spaces.channels_last else "images"
+        raise ConfigError(f"algo={name} has no torso for {layout}, and {where} observes them; use "
+                          f"{alternatives(readers)} (the Nature CNN)")
     if not spaces.frames and not spaces.flat:
         # (the flat kinds are rlexp/networks/encoders.py's: Box, Discrete, MultiDiscrete, MultiBinary)
         if is_image(spaces.obs_space):
-            reads = "reads images only as stacked 84x84 frames (the Nature CNN)" if spec.frames else \
-                "has no image torso"
-            raise ConfigError(f"algo={name} {reads}, and {where} observes images; for Atari games use "
-                              f"{alternatives(acting_in(ActionKind.DISCRETE, frames=True))} with env=atari, "
-                              f"otherwise gymnasium.wrappers.FlattenObservation")
+            raise ConfigError(f"algo={name} reads images with their channels (1, 3 or 4, or up to 16 stacked frames) "
+                              f"first or last, and {where} has neither; set network.image.channels_first=true or "
+                              f"false, or use gymnasium.wrappers.FlattenObservation")
         raise ConfigError(f"algo={name} reads Box, Discrete, MultiDiscrete and MultiBinary observations, and {where} "
                           f"has none of them; use gymnasium.wrappers.FlattenObservation")
     kind = spaces.action_kind

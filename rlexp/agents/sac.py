@@ -372,7 +372,9 @@ def build(algo: SACConfig, context: BuildContext) -> SAC:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     action_dim = spaces.action_low.size
     target = algo.target_entropy
-    encoder = observation_encoder(spaces)
+    # images: the actor and the critic each their own Nature CNN (copies of it: SB3's off-policy
+    # share_features_extractor=False), the critic's targets copies of the critic's
+    encoder = observation_encoder(spaces, frames=True)
     return SAC(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr, tau=algo.tau,
                ent_coef=fixed_ent_coef(algo.ent_coef), ent_coef_init=algo.ent_coef_init,
@@ -386,13 +388,14 @@ def build(algo: SACConfig, context: BuildContext) -> SAC:
 def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        width = features(observation_encoder(spaces), spaces)   # (encoders have no parameters)
+        encoder = observation_encoder(spaces, frames=True)   # (parameters only for images: the CNN's)
+        width = features(encoder, spaces)
         actor = SquashedGaussianActor(width, spaces.action_low, spaces.action_high, hidden_sizes,
                                       use_sde=algo.use_sde)
         critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, 2)
-        return count_parameters(actor, critics)
+        return count_parameters(actor, critics) + 2 * count_parameters(*([encoder] if encoder else []))
 
 
 ALGORITHM = AlgoSpec(name="sac", family=Family.OFF_POLICY, schema=SACConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True,
-                     members=SACMembers)
+                     members=SACMembers, frames=True, channels_last=True)

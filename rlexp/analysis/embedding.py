@@ -104,9 +104,11 @@ def representation(loaded: LoadedAgent, observations: np.ndarray) -> tuple[np.nd
     return np.concatenate(features), np.concatenate(values)
 
 
-def sprites(observations: np.ndarray) -> torch.Tensor:
-    """The last frame of each stacked-frame state, (N, 1, H, W) in [0, 1], shrunk to fit one sprite sheet."""
-    frames = torch.as_tensor(observations[:, -1:], dtype=torch.float32) / 255.0
+def sprites(observations: np.ndarray, channels_last: bool = False) -> torch.Tensor:
+    """The last frame of each stacked-frame state, (N, 1, H, W) in [0, 1], shrunk to fit one sprite sheet; of a
+    channel-last image (H, W, C), the image itself (its first 3 channels: RGB of RGBA)."""
+    images = np.moveaxis(observations, -1, 1)[:, :3] if channels_last else observations[:, -1:]
+    frames = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32) / 255.0
     side = max(1, min(frames.shape[-1], MAX_SPRITE_SHEET // math.ceil(math.sqrt(len(frames)))))
     if side < frames.shape[-1]:
         frames = torch.nn.functional.interpolate(frames, size=(side, side), mode="area")
@@ -148,7 +150,8 @@ def embed(loaded: LoadedAgent, out_dir: Path, name: str, count: int, seed: int) 
         shutil.rmtree(projector_dir)
     with SummaryWriter(str(projector_dir)) as writer:
         writer.add_embedding(torch.as_tensor(features), metadata=rows, metadata_header=HEADER,
-                             label_img=sprites(played.observations) if loaded.spaces.frames else None,
+                             label_img=sprites(played.observations, loaded.spaces.channels_last)
+                             if loaded.spaces.frames else None,
                              tag=f"{loaded.algo}_{loaded.env_id.replace('/', '_')}_{name}", global_step=loaded.step)
     png, table = out_dir / f"{name}_tsne.png", out_dir / f"{name}_tsne.csv"
     draw(points, values, f"t-SNE of {loaded.algo}'s last hidden layer\n{loaded.env_id}, step {loaded.step}, "

@@ -41,7 +41,9 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "log.heldout_states": 0, "seeds": None, "env.wrappers": [],
                                # prioritized replay's keys, declared for every off-policy algorithm (DQN had them)
                                "algo.prioritized": False, "algo.priority_alpha": 0.6, "algo.priority_beta0": 0.4,
-                               "algo.priority_eps": 1.0e-6}
+                               "algo.priority_eps": 1.0e-6,
+                               # image observations' channel order, detected (the only way before the key)
+                               "network.image.channels_first": None}
 
 
 

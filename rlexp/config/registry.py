@@ -51,6 +51,7 @@ class AlgoSpec(Generic[C]):
     parameters: Callable[[C, SpaceInfo, tuple[int, ...]], int]
     actions: frozenset[ActionKind]                     # the action spaces it acts in
     frames: bool = False                               # it has a torso for stacked image frames
+    channels_last: bool = False                        # and for channel-last images (H, W, C) too
     bounded_actions: bool = False                      # it needs finite action bounds (a scaled tanh output)
     # Many seeds as one model (`seeds=[...]`): its seeds' agents -> one agent answering their runners' calls with
     # a leading member axis (rlexp/runners/seeds.py); None: its seeds run one process each (--multirun seed=...).

@@ -198,6 +198,15 @@ class EnvConfig:
 
 
 @dataclass
+class ImageConfig:
+    """Image observations (a rank-3 uint8 Box), read by the Nature CNN."""
+
+    channels_first: Optional[bool] = None
+    """null: the channel axis (1, 3 or 4 wide) detected as SB3 does, first (C, H, W) or last (H, W, C); true or
+    false: the env's images are channel-first or channel-last, whatever their shape"""
+
+
+@dataclass
 class NetworkConfig:
     """The MLPs of every algorithm."""
 
@@ -205,6 +214,8 @@ class NetworkConfig:
     """hidden layer widths of every MLP (Q-network, actor, critics, policy and value)"""
     activation: Activation = MISSING
     """relu | tanh, after every hidden layer"""
+    image: ImageConfig = field(default_factory=ImageConfig)
+    """image observations' CNN"""
 
 
 @dataclass

@@ -201,7 +201,9 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
         step = int(bundle["step"])
         env = make_run_env(config, run_directory(file))
         try:
-            spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"])
+            spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"],
+                                     image_channels_first=config["network"].get("image", {}).get("channels_first"),
+                                     stacked=bool(config["env"].get("atari")))
         finally:
             env.close()
         check_agent_size(file, spec.parameters(typed(config["algo"], spec.schema), spaces,

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlexp.config.registry import ActionKind
+from rlexp.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -18,13 +19,17 @@ class SpaceInfo:
     n_actions: int | None              # Discrete action spaces
     action_low: np.ndarray | None      # Box action spaces
     action_high: np.ndarray | None
-    frames: bool                       # stacked uint8 frames (k, H, W), read by the Nature CNN
+    frames: bool                       # an image (rank-3 uint8: stacked frames (k, H, W), RGB (H, W, C), ...), read
+    #                                    by the Nature CNN (channel order: `channels_last`)
     flat: bool                         # read by an MLP once encoded (rlexp/networks/encoders.py): a Box that is
     #                                    not an image (any rank, flattened), Discrete and MultiDiscrete (one-hot),
     #                                    MultiBinary
     description: str                   # "<env id> (observations ..., actions ...)" for error messages
     obs_space: gym.Space               # what the networks' observation encoder is built from
     action_space: gym.Space | None = None
+    channels_last: bool = False        # an image's channels are its last axis (the CNN transposes; storage keeps it)
+    stacked: bool = False              # Atari's stacked frames (k, H, W): consecutive observations share k-1 frames,
+    #                                    so off-policy replay stores each frame once (rlexp/replay/frames.py)
 
     @property
     def action_nvec(self) -> tuple[int, ...] | None:
@@ -94,11 +99,43 @@ def is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
 
-def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> SpaceInfo:
+#: The channel counts an image's channel axis may have (grayscale, RGB, RGBA; SB3's `is_image_space_channels_first`
+#: decides by the smallest axis); Atari's stacked frames, up to 16, are channel-first too.
+CHANNELS = (1, 3, 4)
+MAX_STACK = 16
+#: The smallest side the Nature CNN reads: 8x8 stride 4, 4x4 stride 2 and 3x3 stride 1 leave 1x1 of 36x36.
+NATURE_MIN_SIDE = 36
+
+
+def channels_first(shape: tuple[int, ...], override: bool | None = None) -> bool | None:
+    """Whether an image of `shape` (rank 3) has its channels first (C, H, W), or last (H, W, C); None: neither
+    axis can be channels. `override` (network.image.channels_first) decides when given. An axis of 1, 3 or 4 at
+    both ends (e.g. (3, 64, 3)) is ambiguous: refused, naming the key, rather than guessed."""
+    if override is not None:
+        return override
+    first = shape[0] <= MAX_STACK and shape[-1] > MAX_STACK or shape[0] in CHANNELS and shape[-1] not in CHANNELS
+    last = shape[-1] in CHANNELS and shape[0] not in CHANNELS and shape[0] > MAX_STACK
+    if shape[0] in CHANNELS and shape[-1] in CHANNELS:
+        raise ConfigError(f"the image observations {shape} could have their channels first or last; set "
+                          f"network.image.channels_first=true or false")
+    return True if first else False if last else None
+
+
+def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, *,
+                    image_channels_first: bool | None = None, stacked: bool = False) -> SpaceInfo:
+    """`image_channels_first`: network.image.channels_first; `stacked`: the observations are Atari's stacked
+    frames (env.atari)."""
     box = isinstance(obs_space, gym.spaces.Box)
     vector = isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
     shape: tuple[int, ...] = tuple(obs_space.shape or ()) if box or vector else ()
-    frames = is_image(obs_space) and shape[0] <= 16 and min(shape[1:]) >= 36
+    first = channels_first(shape, image_channels_first) if is_image(obs_space) else None
+    frames = first is not None
+    if frames:
+        sides = shape[1:] if first else shape[:2]
+        if min(sides) < NATURE_MIN_SIDE:
+            raise ConfigError(f"{env_id}'s image observations {shape} are {sides[0]}x{sides[1]}, smaller than the "
+                              f"{NATURE_MIN_SIDE}x{NATURE_MIN_SIDE} the Nature CNN reads; resize them (e.g. "
+                              f"gymnasium.wrappers.ResizeObservation)")
     discrete = isinstance(action_space, gym.spaces.Discrete)
     continuous = isinstance(action_space, gym.spaces.Box)
     return SpaceInfo(
@@ -108,7 +145,7 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) 
         action_high=action_space.high.copy() if isinstance(action_space, gym.spaces.Box) else None,
         frames=frames, flat=vector or box and not is_image(obs_space),
         description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
-        action_space=action_space)
+        action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked)
 
 
 def invalid_values(space: gym.Space, batch: np.ndarray) -> str | None:

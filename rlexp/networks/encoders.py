@@ -3,7 +3,8 @@ features the networks' MLPs read (`out_features` wide).
 
 Spaces decide encoders (gymnasium's spaces, as SB3's `preprocess_obs`): a Box of any rank that is not an image,
 and MultiBinary, are flattened to floats; Discrete is one-hot encoded, MultiDiscrete one-hot per component,
-concatenated; stacked image frames (k, H, W) in uint8 go through the Nature CNN (`FramesEncoder`: scaled by
+concatenated; images in uint8, stacked frames (k, H, W) or channels first or last (channel-last ones transposed
+in the encoder), go through the Nature CNN (`FramesEncoder`: scaled by
 1/255, the DQN paper's convolutions and a 512-unit layer, as SB3's NatureCNN and CleanRL's ppo_atari). The
 encoding lives in the network, so replay and rollouts store each observation as it is (a
 Discrete observation is one integer), and an export or `rlexp.load` takes the raw observation. Encoders work on
@@ -84,9 +85,12 @@ class FramesEncoder(ObservationEncoder):
     then a linear layer of `out_features` and a ReLU: SB3's NatureCNN features extractor, CleanRL's ppo_atari
     torso. Replay and rollouts keep the frames in uint8."""
 
-    def __init__(self, obs_shape: Sequence[int], out_features: int = 512) -> None:
+    def __init__(self, obs_shape: Sequence[int], out_features: int = 512, channels_last: bool = False) -> None:
         super().__init__(obs_shape)
-        self.convolutions = NatureConvolutions(obs_shape)
+        # channel-last images (H, W, C), e.g. CarRacing's, are transposed here: storage keeps the env's layout
+        self.channels_last = channels_last
+        height, width, channels = obs_shape if channels_last else (*obs_shape[1:], obs_shape[0])
+        self.convolutions = NatureConvolutions((channels, height, width))
         self.linear: nn.Linear | MemberLinear = nn.Linear(self.convolutions.out_features, out_features)
         self.out_features = out_features
         self.seeds: int | None = None   # many seeds' encoders stacked as one (stack_members): their number
@@ -112,6 +116,8 @@ class FramesEncoder(ObservationEncoder):
         return stacked
 
     def forward(self, observations: Tensor) -> Tensor:
+        if self.channels_last:   # (..., H, W, C) -> (..., C, H, W)
+            observations = observations.movedim(-1, -3)
         if self.seeds is not None:   # (seeds, batch, k, H, W) -> (batch, seeds * k, H, W): each seed its own group
             seeds, batch = observations.shape[:2]
             grouped = observations.transpose(0, 1).reshape(batch, seeds * observations.shape[2],
@@ -130,11 +136,12 @@ def encodable(space: gym.Space) -> bool:
     return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
 
 
-def make_encoder(space: gym.Space, frames: bool = False) -> ObservationEncoder:
-    """The encoder of an observation space (`encodable`); `frames`: the space is stacked uint8 frames (k, H, W)
-    (rlexp/envs/spaces.py's SpaceInfo.frames), read by the Nature CNN."""
+def make_encoder(space: gym.Space, frames: bool = False, channels_last: bool = False) -> ObservationEncoder:
+    """The encoder of an observation space (`encodable`); `frames`: the space is an image, stacked uint8 frames
+    (k, H, W) or channels first or last (rlexp/envs/spaces.py's SpaceInfo.frames and channels_last), read by the
+    Nature CNN."""
     if frames:
-        return FramesEncoder(tuple(space.shape or ()))
+        return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last)
     if isinstance(space, gym.spaces.Discrete):
         return OneHotEncoder((), [int(space.n)], [int(space.start)])
     if isinstance(space, gym.spaces.MultiDiscrete):

@@ -92,7 +92,9 @@ class Job:
                               8.0 * atari.frame_stack * atari.screen_size ** 2, "the Atari observation space")
         eval_env = make_env(env_cfg.id, env_cfg.kwargs, atari, wrappers=env_cfg.wrappers)
         try:
-            spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id)
+            spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id,
+                                     image_channels_first=settings.network.image.channels_first,
+                                     stacked=atari is not None)
             check_fits(spec, spaces)
             if getattr(settings.algo, "use_sde", False) and not spaces.continuous:   # (PPO's, A2C's, SAC's key)
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
@@ -239,7 +241,7 @@ class Job:
         updates = planned_updates(algo, total_steps, num_envs)
         replay = make_replay(
             capacity=min(algo.buffer_size, total_steps), obs_shape=spaces.obs_shape,
-            action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.frames, device=self.device,
+            action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.stacked, device=self.device,
             seed=self.settings.seed, num_envs=num_envs, n_step=algo.n_step, gamma=algo.gamma,
             obs_dtype=obs_dtype(spaces),
             priorities=Priorities(algo.priority_alpha, algo.priority_beta0, algo.priority_eps, updates)

@@ -45,7 +45,7 @@ def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: b
     action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
     per_slot = action + 12                               # rewards, terminations, episode ends (float32)
     host = 0.0
-    if spaces.frames:
+    if spaces.stacked:   # Atari's frames, each stored once (other images: below, in uint8)
         stack, height, width = spaces.obs_shape
         frames = num_envs * frames_per_env(rows, stack) * height * width
         device = frames + slots * (per_slot + 8)         # + each transition's newest frame number
@@ -92,7 +92,7 @@ def off_policy_needs(config: TrainConfig, spaces: SpaceInfo, device: torch.devic
         Need("algo.buffer_size", "the replay memory's host side", replay_host, False),
         # A resumable checkpoint copies the replay to the host, in order (the frame rings as they are).
         Need("algo.buffer_size", "a checkpoint's copy of the replay",
-             replay_device if device.type != "cpu" or not spaces.frames else 0.0, False),
+             replay_device if device.type != "cpu" or not spaces.stacked else 0.0, False),
         Need("algo.n_step", "an n-step sample's windows", 40 * algo.batch_size * algo.n_step, True),
     ]
 

@@ -1,0 +1,124 @@
+"""Images beyond Atari's stacked frames (issue 36, section 1): rank-3 uint8 observations, channel-first (C, H, W) or
+channel-last (H, W, C) as CarRacing's, read by the Nature CNN for SAC, TD3 and DDPG (the actor and the critic each
+their own) and PPO/A2C; the channel order detected as SB3 does or set by network.image.channels_first; the replay
+keeping the env's uint8 images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlexp.agents.base import BuildContext
+from rlexp.agents.registry import algorithms, check_fits
+from rlexp.commands.train import resolved_config
+from rlexp.config.typed import typed
+from rlexp.envs import describe_spaces
+from rlexp.envs.spaces import channels_first
+from rlexp.errors import ConfigError
+from rlexp.networks.encoders import FramesEncoder
+from rlexp.replay import make_replay
+from tests.conftest import compose_config, run_cli, run_in_process
+
+CPU = torch.device("cpu")
+ACTIONS = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+@pytest.mark.parametrize("shape, override, first", [
+    ((96, 96, 3), None, False),    # CarRacing: RGB last
+    ((84, 84, 1), None, False),    # grayscale, keepdim
+    ((3, 64, 64), None, True),     # RGB first
+    ((4, 84, 84), None, True),     # Atari's stacked frames
+    ((12, 84, 84), None, True),    # a deeper stack
+    ((40, 40, 40), None, None),    # no channel axis: not an image for the CNN
+    ((3, 64, 3), False, False),    # ambiguous, settled by network.image.channels_first
+    ((40, 40, 40), True, True),
+])
+def test_the_channel_order_is_detected_as_sb3_does_or_set(shape, override, first) -> None:
+    assert channels_first(shape, override) is first
+
+
+def test_an_ambiguous_channel_order_or_an_image_too_small_for_the_nature_cnn_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"\(3, 64, 3\) could have their channels first or last; set "
+                                          r"network.image.channels_first=true or false"):
+        channels_first((3, 64, 3))
+    with pytest.raises(ConfigError, match="are 32x32, smaller than the 36x36 the Nature CNN reads"):
+        describe_spaces(gym.spaces.Box(0, 255, (32, 32, 3), np.uint8), ACTIONS, "Small-v0")
+    # the override reads the same shape the other way round: (36, 36, 3) channel-first has 36x3 images
+    with pytest.raises(ConfigError, match="are 36x3, smaller"):
+        describe_spaces(gym.spaces.Box(0, 255, (36, 36, 3), np.uint8), ACTIONS, "Small-v0", image_channels_first=True)
+
+
+def test_the_encoder_transposes_channel_last_images_and_gives_512_features_on_any_leading_axes() -> None:
+    torch.manual_seed(0)
+    last = FramesEncoder((48, 48, 3), channels_last=True)
+    first = FramesEncoder((3, 48, 48))
+    first.load_state_dict(last.state_dict())   # the same layers: the transposition has no parameters
+    images = torch.randint(0, 256, (2, 5, 48, 48, 3), dtype=torch.uint8)   # (seeds, batch, H, W, C)
+    features = last(images)
+    assert features.shape == (2, 5, 512) and last(images[0]).shape == (5, 512)
+    torch.testing.assert_close(features, first(images.permute(0, 1, 4, 2, 3)))
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_off_policy_agents_on_images_update_from_a_replay_of_uint8_images(name: str) -> None:
+    spec = algorithms()[name]
+    spaces = describe_spaces(gym.spaces.Box(0, 255, (48, 48, 3), np.uint8), ACTIONS, "Image-v0")
+    assert spaces.frames and spaces.channels_last and not spaces.stacked and spaces.obs_dtype == np.uint8
+    check_fits(spec, spaces)
+    config = resolved_config(compose_config([f"algo={name}", "env=Pendulum-v1"]))
+    agent = spec.build(typed(config["algo"], spec.schema), BuildContext(
+        spaces=spaces, hidden_sizes=(16,), total_steps=100, planned_updates=100, num_envs=1, device=CPU, seed=0))
+    # the actor and the critic each their own CNN (SB3's off-policy share_features_extractor=False)
+    actor_conv = agent.actor.encoder.convolutions.net[0].weight
+    critic_conv = agent.critic.encoder.convolutions.net[0].weight
+    assert actor_conv is not critic_conv and agent.critic_target.encoder is not agent.critic.encoder
+    replay = make_replay(capacity=16, obs_shape=spaces.obs_shape, action_shape=spaces.action_shape, discrete=False,
+                         image=spaces.stacked, device=CPU, seed=0, num_envs=1, n_step=1, gamma=0.99,
+                         obs_dtype=torch.uint8)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        obs = rng.integers(0, 256, (1, 48, 48, 3), dtype=np.uint8)
+        replay.add(obs, agent.act(obs, explore=True), np.ones(1, np.float32), obs, np.zeros(1, bool),
+                   np.zeros(1, bool))
+    batch = replay.sample(4)
+    assert batch.observations.dtype == torch.uint8 and batch.next_observations.dtype == torch.uint8
+    # the memory holds the images once per transition and next one, in uint8 (no float copies)
+    image_bytes = sum(t.numel() * t.element_size() for t in replay.storage.values() if t.dtype == torch.uint8)
+    assert image_bytes == 2 * 16 * 48 * 48 * 3
+    before = critic_conv.detach().clone()
+    for _ in range(2):   # (TD3 updates its actor every policy_delay-th update)
+        agent.update(replay.sample(4))
+    assert not torch.equal(before, agent.critic.encoder.convolutions.net[0].weight)
+
+
+def test_dqn_refuses_channel_last_images_naming_the_algorithms_that_read_them() -> None:
+    spaces = describe_spaces(gym.spaces.Box(0, 255, (48, 48, 3), np.uint8), gym.spaces.Discrete(3), "Image-v0")
+    with pytest.raises(ConfigError, match="algo=dqn has no torso for channel-last images, and Image-v0 .* observes "
+                                          "them; use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"):
+        check_fits(algorithms()["dqn"], spaces)
+
+
+def test_sac_trains_on_car_racing_and_evaluates(workdir: Path, capsys, monkeypatch) -> None:
+    proc = run_cli(["train", "algo=sac", "env.id=CarRacing-v3", "+env.kwargs.max_episode_steps=60", "env.num_envs=1",
+                    "total_steps=120", "algo.learning_starts=100", "algo.buffer_size=200", "algo.batch_size=8",
+                    "network.hidden_sizes=[16]", "eval.every=0", "eval.episodes=1", "checkpoint.every=0",
+                    "log.progress=none", "torch_threads=1", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads((workdir / "run" / "results.json").read_text())
+    assert done["status"] == "completed" and done["total_steps"] == 120
+    evaluated = run_in_process(["eval", "run", "episodes=1"], workdir, capsys, monkeypatch)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "sac on CarRacing-v3, final.pt (step 120): mean return" in evaluated.stdout
+
+
+def test_seeds_as_one_model_on_car_racing_are_refused_for_sac_in_one_line(workdir: Path, capsys, monkeypatch) -> None:
+    # SAC's, TD3's and DDPG's CNNs are not stacked over seeds (PPO's and A2C's are)
+    proc = run_in_process(["train", "algo=sac", "env.id=CarRacing-v3", "seeds=[0,1]", "hydra.run.dir=run"], workdir,
+                          capsys, monkeypatch)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "seeds=[...] on image frames: algo=sac's Nature CNN is not batched over seeds yet" in proc.stderr
