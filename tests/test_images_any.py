@@ -122,3 +122,25 @@ def test_seeds_as_one_model_on_car_racing_are_refused_for_sac_in_one_line(workdi
                           capsys, monkeypatch)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "seeds=[...] on image frames: algo=sac's Nature CNN is not batched over seeds yet" in proc.stderr
+
+
+def test_the_memory_estimate_counts_an_image_replay_in_uint8_bytes() -> None:
+    from rlexp.runners.memory import replay_bytes
+
+    car_racing = describe_spaces(gym.spaces.Box(0, 255, (96, 96, 3), np.uint8),
+                                 gym.spaces.Box(-1.0, 1.0, (3,), np.float32), "CarRacing-v3")
+    device, host = replay_bytes(1000, 1, car_racing, prioritized=False)
+    # per transition: the observation and the next one in uint8 (2 x 27,648), the action (3 float32), reward,
+    # termination and episode end (float32 each)
+    assert device == 1000 * (2 * 96 * 96 * 3 + 3 * 4 + 12) and host == 0
+
+
+def test_many_seeds_cnns_stacked_read_channel_last_images_as_each_alone() -> None:
+    # (PPO's and A2C's many seeds as one model: each seed's CNN a block of grouped convolutions)
+    torch.manual_seed(0)
+    members = [FramesEncoder((40, 40, 3), channels_last=True) for _ in range(2)]
+    stacked = FramesEncoder.stack_members(members)
+    images = torch.randint(0, 256, (2, 3, 40, 40, 3), dtype=torch.uint8)   # (seeds, batch, H, W, C)
+    together = stacked(images)
+    for k, member in enumerate(members):
+        torch.testing.assert_close(together[k], member(images[k]))
