@@ -296,7 +296,7 @@ def test_load_closes_the_env_it_reads_the_spaces_of_even_when_reading_them_fails
         opened.append(Counted(make_env(*args)))
         return opened[-1]
 
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt   # a Ctrl-C while the spaces are read
 
     describe_spaces = rlexp.envs.describe_spaces
