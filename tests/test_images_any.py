@@ -46,7 +46,8 @@ def test_an_ambiguous_channel_order_or_an_image_too_small_for_the_nature_cnn_is_
     with pytest.raises(ConfigError, match=r"\(3, 64, 3\) could have their channels first or last; set "
                                           r"network.image.channels_first=true or false"):
         channels_first((3, 64, 3))
-    with pytest.raises(ConfigError, match="are 32x32, smaller than the 36x36 the Nature CNN reads"):
+    with pytest.raises(ConfigError, match="are 32x32, smaller than the 36x36 the Nature CNN reads; resize them .*"
+                                          "or flatten them for an MLP"):
         describe_spaces(gym.spaces.Box(0, 255, (32, 32, 3), np.uint8), ACTIONS, "Small-v0")
     # the override reads the same shape the other way round: (36, 36, 3) channel-first has 36x3 images
     with pytest.raises(ConfigError, match="are 36x3, smaller"):

@@ -135,7 +135,8 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
         if min(sides) < NATURE_MIN_SIDE:
             raise ConfigError(f"{env_id}'s image observations {shape} are {sides[0]}x{sides[1]}, smaller than the "
                               f"{NATURE_MIN_SIDE}x{NATURE_MIN_SIDE} the Nature CNN reads; resize them (e.g. "
-                              f"gymnasium.wrappers.ResizeObservation)")
+                              f"gymnasium.wrappers.ResizeObservation) or flatten them for an MLP "
+                              f"(gymnasium.wrappers.FlattenObservation)")
     discrete = isinstance(action_space, gym.spaces.Discrete)
     continuous = isinstance(action_space, gym.spaces.Box)
     return SpaceInfo(
