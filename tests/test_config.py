@@ -266,11 +266,13 @@ def test_on_policy_checks(overrides, message):
 
 
 def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_own():
-    assert resolved(["algo=ppo"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh"}
-    assert resolved(["algo=a2c", "env=Acrobot-v1"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh"}
+    image = {"image": {"channels_first": None}}   # (detected from the observation space unless set)
+    assert resolved(["algo=ppo"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh", **image}
+    assert resolved(["algo=a2c", "env=Acrobot-v1"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh",
+                                                                   **image}
     assert resolved(["algo=dqn"])["network"]["activation"] == "relu"
     cheetah = resolved(["algo=ppo", "env=HalfCheetah-v5"])
-    assert cheetah["network"] == {"hidden_sizes": [256, 256], "activation": "relu"}
+    assert cheetah["network"] == {"hidden_sizes": [256, 256], "activation": "relu", **image}
     assert cheetah["env"]["normalize"]["obs"] and cheetah["env"]["normalize"]["reward"]
     assert resolved(["algo=ppo", "network.activation=relu"])["network"]["activation"] == "relu"
     with pytest.raises(ConfigCompositionException, match="network.activation=gelu"):
