@@ -20,7 +20,8 @@ import torch
 from rlexp.agents.contracts import Members, OffPolicyAgent, OnPolicyAgent
 from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
-from rlexp.config.registry import ActionKind, AlgoSpec, Family
+from rlexp.config.actions import ActionKind
+from rlexp.config.registry import AlgoSpec, Family
 from rlexp.config.validate import validate
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job

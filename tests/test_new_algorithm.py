@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from rlexp.agents.base import BuildContext, obs_tensor
 from rlexp.config.checks import check_range
-from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.actions import ActionKind
+from rlexp.config.registry import AlgoSpec, Family, count_parameters
 from rlexp.config.schema import OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.networks.deterministic import DeterministicPolicy

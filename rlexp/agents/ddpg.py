@@ -19,7 +19,8 @@ from rlexp.agents.actor_critic import (
     check_actor_critic,
 )
 from rlexp.agents.base import BuildContext
-from rlexp.config.registry import ActionKind, AlgoSpec, Family
+from rlexp.config.actions import ActionKind
+from rlexp.config.registry import AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
 
 

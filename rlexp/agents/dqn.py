@@ -36,8 +36,9 @@ from rlexp.agents.base import (
     state_of,
 )
 from rlexp.agents.exploration import rng_state, set_rng_state
+from rlexp.config.actions import ActionKind
 from rlexp.config.checks import check_positive, check_positive_int, check_range, check_schedule_span, check_tau
-from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.registry import AlgoSpec, Family, count_parameters
 from rlexp.config.schema import Choice, LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.networks.deterministic import DeterministicPolicy

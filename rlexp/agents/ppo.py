@@ -38,8 +38,9 @@ from rlexp.agents.base import (
     set_learning_rates,
     share_settings,
 )
+from rlexp.config.actions import ActionKind
 from rlexp.config.checks import check_positive_int, check_range
-from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.registry import AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OnPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError

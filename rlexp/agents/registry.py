@@ -13,7 +13,8 @@ import pkgutil
 
 import gymnasium as gym
 
-from rlexp.config.registry import ActionKind, AlgoSpec, alternatives, find
+from rlexp.config.actions import ActionKind
+from rlexp.config.registry import AlgoSpec, alternatives, find
 from rlexp.envs.spaces import SpaceInfo, is_image
 from rlexp.errors import ConfigError
 

@@ -53,6 +53,7 @@ from rlexp.agents.base import (
     share_settings,
     state_of,
 )
+from rlexp.config.actions import ActionKind
 from rlexp.config.checks import (
     check_log_std_init,
     check_positive,
@@ -61,7 +62,7 @@ from rlexp.config.checks import (
     check_sde_sample_freq,
     check_tau,
 )
-from rlexp.config.registry import ActionKind, AlgoSpec, Family, count_parameters
+from rlexp.config.registry import AlgoSpec, Family, count_parameters
 from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError

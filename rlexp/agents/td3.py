@@ -19,8 +19,9 @@ from rlexp.agents.actor_critic import (
     check_actor_critic,
 )
 from rlexp.agents.base import BuildContext
+from rlexp.config.actions import ActionKind
 from rlexp.config.checks import check_positive_int, check_range
-from rlexp.config.registry import ActionKind, AlgoSpec, Family
+from rlexp.config.registry import AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from rlexp.config.actions import ActionKind
 from rlexp.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,13 +26,6 @@ class Family(Enum):
 
     OFF_POLICY = "off-policy"    # replay memory, updates interleaved with env steps (rlexp/runners/off_policy.py)
     ON_POLICY = "on-policy"      # rollouts of the current policy, learned from, then dropped (runners/on_policy.py)
-
-
-class ActionKind(Enum):
-    DISCRETE = "discrete"              # Discrete
-    CONTINUOUS = "continuous"          # Box
-    MULTI_DISCRETE = "multi-discrete"  # MultiDiscrete: one choice per component, each of its own number
-    MULTI_BINARY = "multi-binary"      # MultiBinary: one bit per component
 
 
 #: An algorithm's config schema (the dataclass typing conf/algo/<name>.yaml).

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlexp.config.registry import ActionKind
+from rlexp.config.actions import ActionKind
 from rlexp.deploy.load import LoadedAgent
 from rlexp.deploy.paths import FORMATS
 from rlexp.envs.spaces import SpaceInfo

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from rlexp.config.registry import ActionKind
+from rlexp.config.actions import ActionKind
 from rlexp.errors import ConfigError
 
 
