@@ -284,3 +284,38 @@ def snapshot(directory: Path) -> dict[str, str]:
     must leave as it was."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(directory.rglob("*"))}
+
+
+def train_seeds_in_lockstep(spec: Any, config: dict[str, Any], directory: Path,
+                            check: typing.Callable[[list[Any], Any], None] | None = None,
+                            prepare: typing.Callable[[Any], None] | None = None
+                            ) -> tuple[list[Any], list[Any], list[Any]]:
+    """`config`'s `seeds` trained in this process as `rlexp train seeds=[...]` trains them: one job per seed (each
+    given to `prepare`, if any, before it runs), stepping in lockstep as one batched model (`spec.members`); `check`
+    sees the members and the batched model once they are made. Each seed's run goes to directory/seed_<i>; every seed
+    must end without an error. Returns the jobs, the members (one agent per seed, in seed order) and the seeds'
+    outcomes."""
+    from rlexp.runners.faults import StopRequest
+    from rlexp.runners.job import Job
+    from rlexp.runners.many_seeds import config_of_seed
+    from rlexp.runners.seeds import run_in_lockstep
+
+    seeds = list(config["seeds"])
+    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, torch.device("cpu"), copies=len(seeds))
+            for i, seed in enumerate(seeds)]
+    for job in jobs:
+        if prepare is not None:
+            prepare(job)
+    members: list[Any] = []
+
+    def batch(agents: list[Any]) -> Any:
+        members.extend(agents)
+        batched = spec.members(agents)
+        if check is not None:
+            check(agents, batched)
+        return batched
+
+    outcomes = run_in_lockstep(seeds, [job.steps(directory / f"seed_{i}", StopRequest(), [])
+                                       for i, job in enumerate(jobs)], batch)
+    assert [o.error for o in outcomes] == [None] * len(seeds)
+    return jobs, members, outcomes

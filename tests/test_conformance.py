@@ -25,10 +25,8 @@ from rlexp.config.registry import AlgoSpec, Family
 from rlexp.config.validate import validate
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.many_seeds import config_of_seed
 from rlexp.runners.requests import serve
-from rlexp.runners.seeds import run_in_lockstep
-from tests.conftest import compose_config
+from tests.conftest import compose_config, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 #: An env for each action kind (classic control, and ours for the multi kinds: fast to make and step).
@@ -125,25 +123,21 @@ def test_every_batched_algorithm_trains_its_seeds_as_one_model(name: str, tmp_pa
     spec = algorithms()[name]
     kind = sorted(spec.actions, key=lambda k: k.value)[0]
     config = {**config_for(spec, kind), "seeds": [0, 1]}
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, CPU, copies=2) for i, seed in enumerate([0, 1])]
-    for job in jobs:
-        job.compiles = False
-    agents = []
+    prepared = []
 
-    def batch(members: list) -> Members:
-        agents.extend(members)
-        batched = spec.members(members)
+    def no_compile(job: Job) -> None:
+        job.compiles = False
+        prepared.append(job)
+
+    def check(members: list, batched: Members) -> None:
         assert isinstance(batched, Members) and list(batched.members) == members
         # One batched forward pass acts as each member does alone.
-        obs = np.stack([observations(jobs[0], 2, seed=1), observations(jobs[0], 2, seed=2)])
+        obs = np.stack([observations(prepared[0], 2, seed=1), observations(prepared[0], 2, seed=2)])
         together = batched.act(obs, explore=False)
         for k, member in enumerate(members):
             np.testing.assert_allclose(together[k], member.act(obs[k], explore=False), rtol=1e-5, atol=1e-6)
-        return batched
 
-    outcomes = run_in_lockstep([0, 1], [job.steps(tmp_path / f"seed_{i}", StopRequest(), []) for i, job in
-                                        enumerate(jobs)], batch)
-    assert [o.error for o in outcomes] == [None, None]
+    _, agents, outcomes = train_seeds_in_lockstep(spec, config, tmp_path, check, no_compile)
     assert all(o.results["status"] == "completed" for o in outcomes)
     # Each seed learned its own: their networks differ, and each checkpoints as a single run's agent.
     assert not state_equal(agents[0].state_dict(), agents[1].state_dict())

@@ -19,10 +19,8 @@ from rlexp.networks.encoders import FramesEncoder
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.many_seeds import config_of_seed
 from rlexp.runners.requests import Sample
-from rlexp.runners.seeds import run_in_lockstep
-from tests.conftest import compose_config, run_cli, run_in_process
+from tests.conftest import compose_config, run_cli, run_in_process, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 #: Pong with episodes of 100 agent steps (400 frames), so that training sees episodes end and an evaluation is short.
@@ -87,23 +85,15 @@ def test_ppo_seeds_on_atari_frames_train_as_one_model_each_acting_as_it_does_alo
     config = {**resolved_config(compose_config(["algo=ppo", *TINY, "algo.batch_size=16", "total_steps=32"])),
               "seeds": [0, 1]}
     assert validate(config, algorithms()) is spec
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, CPU, copies=2) for i, seed in enumerate([0, 1])]
-    agents = []
-
-    def batch(members: list) -> Members:
-        agents.extend(members)
-        batched = spec.members(members)
+    def check(members: list, batched: Members) -> None:
         # each seed's CNN a block of one grouped convolution; one forward pass acts as each member does alone
         assert batched.policy.encoder.convolutions.net[0].groups == 2
         frames = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 84, 84), dtype=np.uint8)
         together = batched.act(frames, explore=False)
         for k, member in enumerate(members):
             np.testing.assert_array_equal(together[k], member.act(frames[k], explore=False))
-        return batched
 
-    outcomes = run_in_lockstep([0, 1], [job.steps(tmp_path / f"seed_{i}", StopRequest(), []) for i, job in
-                                        enumerate(jobs)], batch)
-    assert [o.error for o in outcomes] == [None, None]
+    _, agents, outcomes = train_seeds_in_lockstep(spec, config, tmp_path, check)
     assert all(o.results["status"] == "completed" for o in outcomes)
     # each seed learned its own CNN, and checkpoints it as a single run's agent
     first, second = (a.state_dict()["policy"]["encoder.convolutions.net.0.weight"] for a in agents)

@@ -25,10 +25,8 @@ from rlexp.networks.multi_actions import Bernoulli, MultiCategorical
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.many_seeds import config_of_seed
 from rlexp.runners.requests import serve
-from rlexp.runners.seeds import run_in_lockstep
-from tests.conftest import compose_config, made_once, run_cli, run_in_process
+from tests.conftest import compose_config, made_once, run_cli, run_in_process, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 LN = math.log
@@ -167,16 +165,7 @@ def test_many_seeds_as_one_model_act_in_multidiscrete_spaces(tmp_path) -> None:
     spec = algorithms()["ppo"]
     config = {**config_for("ppo", "tests.toy_envs:MultiChoice-v0", 256, "algo.batch_size=32",
                            "network.hidden_sizes=[16]"), "seeds": [0, 1]}
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, CPU, copies=2) for i, seed in enumerate([0, 1])]
-    members: list = []
-
-    def batch(agents: list):
-        members.extend(agents)
-        return spec.members(agents)
-
-    outcomes = run_in_lockstep([0, 1], [job.steps(tmp_path / f"seed_{i}", StopRequest(), [])
-                                        for i, job in enumerate(jobs)], batch)
-    assert [o.error for o in outcomes] == [None, None]
+    _, members, _ = train_seeds_in_lockstep(spec, config, tmp_path)
     obs = np.stack([np.eye(6, dtype=np.float32)[[0, 3]].sum(0), np.eye(6, dtype=np.float32)[[2, 5]].sum(0)])
     each = [obs, obs[::-1].copy()]   # (seeds, batch, obs)
     together = spec.members(members).act(np.stack(each), explore=False)

@@ -24,10 +24,8 @@ from rlexp.envs import describe_spaces
 from rlexp.networks.encoders import make_encoder
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.many_seeds import config_of_seed
 from rlexp.runners.requests import serve
-from rlexp.runners.seeds import run_in_lockstep
-from tests.conftest import compose_config, made_once, run_cli, run_in_process
+from tests.conftest import compose_config, made_once, run_cli, run_in_process, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 
@@ -130,16 +128,7 @@ def test_every_algorithm_learns_from_raw_observations_it_stores_as_they_are(name
 def test_many_seeds_as_one_model_on_discrete_observations(name: str, tmp_path: Path) -> None:
     spec = algorithms()[name]
     config = {**config_for(name), "seeds": [0, 1]}
-    jobs = [Job.prepare(config_of_seed(config, seed, i), spec, CPU, copies=2) for i, seed in enumerate([0, 1])]
-    members: list = []
-
-    def batch(agents: list):
-        members.extend(agents)
-        return spec.members(agents)
-
-    outcomes = run_in_lockstep([0, 1], [job.steps(tmp_path / f"seed_{i}", StopRequest(), [])
-                                        for i, job in enumerate(jobs)], batch)
-    assert [o.error for o in outcomes] == [None, None]
+    jobs, members, _ = train_seeds_in_lockstep(spec, config, tmp_path)
     space = jobs[0].eval_env.observation_space   # FrozenLake's cells; the corridor's MultiDiscrete for td3
     space.seed(0)
     obs = np.stack([np.stack([np.asarray(space.sample()) for _ in range(3)]) for _ in range(2)])   # (seeds, batch)
