@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.networks.encoders import ObservationEncoder, make_encoder
+from rlexp.networks.optimizers import Adam
 from rlexp.replay import ReplayBuffer
 from rlexp.schedules import LinearSchedule, annealed
 
@@ -67,16 +68,16 @@ def fork_global_generator(device: torch.device) -> torch.Generator:
 
 
 def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0,
-              eps: float = 1e-8) -> torch.optim.Adam:
+              eps: float = 1e-8) -> Adam:
     """Adam with the fused kernel (one launch for all tensors) where this torch build has it.
 
     `weight_decay` is the classic L2 penalty (added to the gradient), as the DDPG paper used on its critic.
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, fused=True)
+        return Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device/build
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, foreach=device.type != "cpu")
+        return Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, foreach=device.type != "cpu")
 
 
 @torch.no_grad()

@@ -48,6 +48,7 @@ from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_per_member, stack_members
 from rlexp.networks.multi_actions import Bernoulli, MultiCategorical
+from rlexp.networks.optimizers import RMSprop
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.rollouts.epochs import Epochs, MemberRollouts, OneRollout
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
@@ -76,7 +77,7 @@ class PPO:
         self.clip_range = annealed(clip_range, clip_range_schedule, total_rollouts)
         self.optimizer: torch.optim.Optimizer
         if optimizer == "rmsprop":   # A2C as SB3 configures it: RMSprop(alpha=0.99, eps=1e-5)
-            self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=lr, alpha=0.99, eps=rms_prop_eps,
+            self.optimizer = RMSprop(self.policy.parameters(), lr=lr, alpha=0.99, eps=rms_prop_eps,
                                                  foreach=True)
         else:   # SB3's eps for its on-policy algorithms
             self.optimizer = make_adam(self.policy.parameters(), lr, device, eps=1e-5)
@@ -251,8 +252,8 @@ class PPOMembers(PPO):
         self.policy = stack_members([m.policy for m in members], "the policy")
         self._params = list(self.policy.parameters())
         defaults = first.optimizer.defaults
-        if isinstance(first.optimizer, torch.optim.RMSprop):   # A2C: no early stop, every member steps together
-            self.optimizer = torch.optim.RMSprop(self._params, lr=defaults["lr"], alpha=defaults["alpha"],
+        if isinstance(first.optimizer, RMSprop):   # A2C: no early stop, every member steps together
+            self.optimizer = RMSprop(self._params, lr=defaults["lr"], alpha=defaults["alpha"],
                                                  eps=defaults["eps"], foreach=True)
         elif self.target_kl is None:   # every member steps at every minibatch: one fused Adam (elementwise)
             self.optimizer = make_adam(self._params, defaults["lr"], self.device, eps=defaults["eps"])

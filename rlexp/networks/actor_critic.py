@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.errors import ConfigError
+from rlexp.networks.bounds import scale_and_bias
 from rlexp.networks.torsos import ACTIVATIONS, mlp
 
 
@@ -52,10 +53,9 @@ class Actor(nn.Module):
             final = self.net[-1]
             assert isinstance(final, nn.Linear)
             init_final_layer(final.weight, final.bias, final_layer_init)
-        low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
-        high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
-        self.register_buffer("action_scale", (high - low) / 2)
-        self.register_buffer("action_bias", (high + low) / 2)
+        scale, bias = scale_and_bias(action_low, action_high)
+        self.register_buffer("action_scale", scale)
+        self.register_buffer("action_bias", bias)
 
     def forward(self, observations: Tensor) -> Tensor:
         return torch.tanh(self.net(self.encoder(observations))) * self.action_scale + self.action_bias

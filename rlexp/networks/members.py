@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.errors import ConfigError
+from rlexp.networks.optimizers import Eager
 
 
 class MemberLinear(nn.Module):
@@ -212,7 +213,7 @@ class MemberOptimizers:
                     for optimizer, params, name in self.pairs for k, m in enumerate(self.members)])
 
 
-class MemberAdam(torch.optim.Optimizer):
+class MemberAdam(Eager, torch.optim.Optimizer):
     """Adam (torch.optim.Adam's update, without weight decay) over stacked parameters whose members may sit out a
     step: each member counts its own steps, and a member left out of `step(active)` keeps its parameters and
     moments as its single run would, had it not stepped (PPO's target_kl stop, which each seed meets at its own

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rlexp.networks.bounds import scale_and_bias
 from rlexp.networks.gaussian import diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
 from rlexp.networks.members import standard_normal
@@ -57,10 +58,9 @@ class SquashedGaussianActor(nn.Module):
             self.mean = nn.Linear(hidden_sizes[-1], action_dim)
             self.log_std = nn.Linear(hidden_sizes[-1], action_dim)
             self.sde = None
-        low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
-        high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
-        self.register_buffer("action_scale", (high - low) / 2)
-        self.register_buffer("action_bias", (high + low) / 2)
+        scale, bias = scale_and_bias(action_low, action_high)
+        self.register_buffer("action_scale", scale)
+        self.register_buffer("action_bias", bias)
 
     def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         """mu(s) and log sigma(s) of the Gaussian before the squash."""

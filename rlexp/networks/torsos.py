@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 #: `network.activation`: the nonlinearity after every hidden layer of an MLP (RL Zoo's PPO and A2C presets use tanh).
@@ -34,8 +33,14 @@ class NatureConvolutions(nn.Module):
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
             nn.Flatten(),
         )
-        with torch.no_grad():
-            self.out_features = int(self.net(torch.zeros(1, *image_shape)).shape[1])  # 3136 for 4x84x84
+        # each side after the convolutions (no padding): (side - kernel) // stride + 1; 7x7x64 = 3136 for 84x84.
+        # (Computed, not measured with a forward pass: these layers are also built on the meta device, to count
+        # parameters, where a forward pass would import torch._dynamo: rlexp/networks/optimizers.py.)
+        sides = list(image_shape[1:])
+        for layer in self.net:
+            if isinstance(layer, nn.Conv2d):
+                sides = [(side - k) // s + 1 for side, k, s in zip(sides, layer.kernel_size, layer.stride)]
+        self.out_features = 64 * sides[0] * sides[1]
 
     def forward(self, frames: Tensor) -> Tensor:
         return self.net(frames.float() / 255.0)
