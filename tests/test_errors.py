@@ -26,8 +26,6 @@ AS_TYPED = pytest.mark.as_typed
                                        "use algo=a2c, algo=dqn or algo=ppo"]),
     (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",
                                                            "RescaleAction"]),
-    (["algo=dqn", f"env.id={FAULTY}:ImageObservation-v0"], ["algo=dqn has no torso for channel-last images",
-                                                            "(84, 84, 3)", "use algo=a2c, algo=ddpg, algo=ppo"]),
     # envs that do not exist
     (["env.id=CartPol-v1"], ["env.id='CartPol-v1' is not a registered", "did you mean CartPole-v1"]),
     # values out of range, and cross-field rules

@@ -1,7 +1,7 @@
 """Images beyond Atari's stacked frames (issue 36, section 1): rank-3 uint8 observations, channel-first (C, H, W) or
 channel-last (H, W, C) as CarRacing's, read by the Nature CNN for SAC, TD3 and DDPG (the actor and the critic each
-their own) and PPO/A2C; the channel order detected as SB3 does or set by network.image.channels_first; the replay
-keeping the env's uint8 images."""
+their own), PPO/A2C and DQN (its Q-network's encoder; dueling heads too); the channel order detected as
+SB3 does or set by network.image.channels_first; the replay keeping the env's uint8 images."""
 
 from __future__ import annotations
 
@@ -97,11 +97,46 @@ def test_off_policy_agents_on_images_update_from_a_replay_of_uint8_images(name: 
     assert not torch.equal(before, agent.critic.encoder.convolutions.net[0].weight)
 
 
-def test_dqn_refuses_channel_last_images_naming_the_algorithms_that_read_them() -> None:
+@pytest.mark.parametrize("dueling", [False, True])
+def test_dqn_reads_channel_last_images_through_the_frames_encoder_and_its_seeds_stack(dueling: bool) -> None:
+    spec = algorithms()["dqn"]
     spaces = describe_spaces(gym.spaces.Box(0, 255, (48, 48, 3), np.uint8), gym.spaces.Discrete(3), "Image-v0")
-    with pytest.raises(ConfigError, match="algo=dqn has no torso for channel-last images, and Image-v0 .* observes "
-                                          "them; use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"):
-        check_fits(algorithms()["dqn"], spaces)
+    check_fits(spec, spaces)
+    config = resolved_config(compose_config(["algo=dqn", "env=CartPole-v1", f"algo.dueling={str(dueling).lower()}"]))
+    agents = [spec.build(typed(config["algo"], spec.schema), BuildContext(
+        spaces=spaces, hidden_sizes=(16,), total_steps=100, planned_updates=100, num_envs=1, device=CPU, seed=seed))
+        for seed in (0, 1)]
+    q = agents[0].q_network
+    # the encoder's CNN and 512 units, then linear heads (no MLP of network.hidden_sizes after the CNN)
+    assert isinstance(q.encoder, FramesEncoder) and q.encoder.channels_last
+    heads = [q.value, q.advantage] if dueling else list(q.net)
+    assert all(isinstance(h, torch.nn.Linear) and h.in_features == 512 for h in heads)
+    assert spec.parameters(typed(config["algo"], spec.schema), spaces, (16,)) == \
+        sum(p.numel() for p in q.parameters())
+    images = np.random.default_rng(0).integers(0, 256, (2, 4, 48, 48, 3), dtype=np.uint8)   # (seeds, batch, ...)
+    together = spec.members(agents)
+    assert together.q_network.encoder.convolutions.net[0].groups == 2   # each seed's CNN a block of its groups
+    q_values = together.q_network(torch.as_tensor(images))
+    for k, agent in enumerate(agents):
+        torch.testing.assert_close(q_values[k], agent.q_network(torch.as_tensor(images[k])))
+
+
+def test_dueling_dqn_seeds_train_on_car_racings_discrete_actions_then_evaluate_and_export(workdir: Path, capsys,
+                                                                                           monkeypatch) -> None:
+    proc = run_cli(["train", "algo=dqn", "env.id=CarRacing-v3", "+env.kwargs.continuous=false",
+                    "+env.kwargs.max_episode_steps=20", "algo.dueling=true", "seeds=[0,1]", "total_steps=40",
+                    "algo.learning_starts=30", "algo.buffer_size=50", "algo.batch_size=4", "network.hidden_sizes=[16]",
+                    "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "log.progress=none",
+                    "log.heldout_states=8", "torch_threads=1", "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "seeds: 0 completed" in proc.stderr + proc.stdout
+    evaluated = run_in_process(["eval", "run/seed_1", "episodes=1"], workdir, capsys, monkeypatch)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "dqn on CarRacing-v3, final.pt (step 40): mean return" in evaluated.stdout
+    exported = run_in_process(["export", "run/seed_1", "format=torchscript", "states=8"], workdir, capsys, monkeypatch)
+    assert exported.returncode == 0, exported.stderr
+    policy = torch.jit.load(str(workdir / "run" / "seed_1" / "export" / "policy.pt"))
+    assert policy(torch.zeros(2, 96, 96, 3, dtype=torch.uint8)).shape == (2,)   # the env's raw channel-last images
 
 
 def test_sac_trains_on_car_racing_and_evaluates(workdir: Path, capsys, monkeypatch) -> None:

@@ -42,6 +42,7 @@ from rlexp.config.registry import AlgoSpec, Family, count_parameters
 from rlexp.config.schema import Choice, LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.networks.deterministic import DeterministicPolicy
+from rlexp.networks.encoders import ObservationEncoder
 from rlexp.networks.members import MemberOptimizers, clip_grad_norm_per_member, stack_members
 from rlexp.networks.q import DuelingQNetwork, QNetwork
 from rlexp.networks.targets import polyak_update
@@ -74,8 +75,8 @@ class DQN:
                                       int(exploration_fraction * total_steps))
 
         network = DuelingQNetwork if dueling else QNetwork
-        # `image_shape` (stacked frames): the Nature CNN instead of the MLP.
-        # `encoder`: the observations to `obs_dim` features (rlexp/networks/encoders.py)
+        # `image_shape` (env.atari's stacked frames): the Nature CNN instead of the MLP.
+        # `encoder`: the observations to `obs_dim` features (rlexp/networks/encoders.py; q_torso)
         self.q_network = network(obs_dim, n_actions, hidden_sizes, image_shape, activation, encoder).to(device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = make_adam(self.q_network.parameters(), lr, device)
@@ -265,13 +266,26 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
 
 
+def q_torso(spaces: SpaceInfo, hidden_sizes: Sequence[int]
+            ) -> tuple[tuple[int, ...] | None, ObservationEncoder | None, Sequence[int]]:
+    """What the Q-network reads observations through: (`image_shape`, `encoder`, `hidden_sizes`) of QNetwork.
+
+    env.atari's stacked frames: the Nature convolutions held by the Q-network itself, with the paper's heads
+    (dueling: a value and an advantage stream of 512 units each), the layout of DQN's Atari checkpoints. Any other
+    image: the observation encoder every algorithm reads images through (FramesEncoder: the CNN and its 512 units,
+    channel-last images transposed in it), then linear heads, no MLP; its seeds stack (FramesEncoder.stack_members).
+    Other observations: the encoder (flattened, one-hot), then the MLP."""
+    if spaces.stacked:
+        return spaces.obs_shape, None, hidden_sizes
+    encoder = observation_encoder(spaces, frames=True)
+    return None, encoder, () if spaces.frames else hidden_sizes
+
+
 def q_network(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
-    # Stacked frames: the Nature CNN instead of the MLP.
-    encoder = observation_encoder(spaces)
-    return (DuelingQNetwork if algo.dueling else QNetwork)(features(encoder, spaces), spaces.n_actions, hidden_sizes,
-                                                              spaces.obs_shape if spaces.frames else None,
-                                                              encoder=encoder)
+    image_shape, encoder, hidden = q_torso(spaces, hidden_sizes)
+    return (DuelingQNetwork if algo.dueling else QNetwork)(features(encoder, spaces), spaces.n_actions, hidden,
+                                                              image_shape, encoder=encoder)
 
 
 def parameters(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
@@ -283,8 +297,8 @@ def build(algo: DQNConfig, context: BuildContext) -> DQN:
     spaces = context.spaces
     replay = context.replay
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
-    encoder = observation_encoder(spaces)
-    return DQN(features(encoder, spaces), spaces.n_actions, hidden_sizes=context.hidden_sizes, lr=algo.lr, tau=algo.tau,
+    image_shape, encoder, hidden = q_torso(spaces, context.hidden_sizes)
+    return DQN(features(encoder, spaces), spaces.n_actions, hidden_sizes=hidden, lr=algo.lr, tau=algo.tau,
                target_update_interval=algo.target_update_interval, exploration_fraction=algo.exploration_fraction,
                exploration_initial_eps=algo.exploration_initial_eps,
                exploration_final_eps=algo.exploration_final_eps, max_grad_norm=algo.max_grad_norm,
@@ -293,10 +307,9 @@ def build(algo: DQNConfig, context: BuildContext) -> DQN:
                # Exploration has its own generator, so changing the update code never changes what is explored.
                rng=np.random.default_rng(context.seed),
                report_td_errors=replay.update_priorities if isinstance(replay, PrioritizedReplayBuffer) else None,
-               image_shape=spaces.obs_shape if spaces.frames else None, activation=context.activation,
-               encoder=encoder)
+               image_shape=image_shape, activation=context.activation, encoder=encoder)
 
 
 ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.DISCRETE}), frames=True,
-                     members=DQNMembers, prioritized=True)
+                     channels_last=True, members=DQNMembers, members_images=True, prioritized=True)

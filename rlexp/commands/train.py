@@ -100,7 +100,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         if not jobs:
             unstarted.callback(job.eval_env.close)
         # an env's image frames, for an algorithm whose CNN does not batch (Atari's are refused by validate)
-        if jobs and job.spaces.frames and not spec.members_frames:
+        if jobs and job.spaces.frames and not (spec.members_frames or spec.members_images and not job.spaces.stacked):
             raise ConfigError(frames_refused(spec, algorithms(), config["seeds"]))
         locks = ExitStack()
         locks.enter_context(holding(seed_dir(run_dir, seed) for seed in seeds))

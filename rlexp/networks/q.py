@@ -13,7 +13,7 @@ class QNetwork(nn.Module):
     """Q(s, .): one forward pass gives the value of every discrete action (Mnih et al. 2015).
 
     On flat observations an MLP; on stacked frames (`image_shape`) the Nature CNN: the convolutions, then a
-    512-unit layer and one output per action.
+    512-unit layer and one output per action; on an image encoder's features (no `hidden_sizes`) a linear layer.
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
@@ -38,7 +38,8 @@ class DuelingQNetwork(nn.Module):
 
     Subtracting the mean advantage makes V and A identifiable without changing the greedy action. On frames,
     as in the paper: the Nature convolutions, then a value and an advantage stream of 512 units each; on flat
-    observations an MLP torso (all hidden layers but the last) with linear value and advantage heads.
+    observations an MLP torso (all hidden layers but the last) with linear value and advantage heads; on an image
+    encoder's features (no `hidden_sizes`: rlexp/agents/dqn.py's images) linear value and advantage heads.
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int],
@@ -54,6 +55,11 @@ class DuelingQNetwork(nn.Module):
             width = convolutions.out_features
             self.value = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, 1))
             self.advantage = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, n_actions))
+            return
+        if not hidden_sizes:   # features of an image encoder's CNN (its own 512 units): linear heads on them
+            self.torso = nn.Identity()
+            self.value = nn.Linear(obs_dim, 1)
+            self.advantage = nn.Linear(obs_dim, n_actions)
             return
         *torso, last = hidden_sizes
         self.torso = nn.Sequential(mlp(obs_dim, torso, last, activation), ACTIVATIONS[activation]())
