@@ -160,15 +160,16 @@ def test_seeds_as_one_model_on_car_racing_are_refused_for_sac_in_one_line(workdi
     assert "seeds=[...] on image frames: algo=sac's Nature CNN is not batched over seeds yet" in proc.stderr
 
 
-def test_the_memory_estimate_counts_an_image_replay_in_uint8_bytes() -> None:
+def test_the_memory_estimate_counts_an_image_replay_in_uint8_bytes_once() -> None:
     from rlexp.runners.memory import replay_bytes
 
     car_racing = describe_spaces(gym.spaces.Box(0, 255, (96, 96, 3), np.uint8),
                                  gym.spaces.Box(-1.0, 1.0, (3,), np.float32), "CarRacing-v3")
     device, host = replay_bytes(1000, 1, car_racing, prioritized=False)
-    # per transition: the observation and the next one in uint8 (2 x 27,648), the action (3 float32), reward,
-    # termination and episode end (float32 each)
-    assert device == 1000 * (2 * 96 * 96 * 3 + 3 * 4 + 12) and host == 0
+    # each observation once in uint8 (27,648 bytes), in a ring of 1000 + 1000 // 32 + 4 + 64 images (episode
+    # starts write their first observation too); per transition the action (3 float32), reward, termination and
+    # episode end (float32 each) and the image's number (int64) on the device, its mirror on the host
+    assert device == (1000 + 31 + 68) * 96 * 96 * 3 + 1000 * (3 * 4 + 12 + 8) and host == 1000 * 8
 
 
 def test_many_seeds_cnns_stacked_read_channel_last_images_as_each_alone() -> None:

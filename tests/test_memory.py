@@ -46,23 +46,25 @@ def allocated(tensors) -> int:
     ["algo=td3", "env=HalfCheetah-v5", "algo.buffer_size=50000", "env.num_envs=4"],
     ["algo=dqn", "env=atari", "algo.buffer_size=20000", "total_steps=20000", "env.num_envs=2"],
     ["algo=dqn", "env=atari", "algo.buffer_size=5000", "total_steps=5000", "algo.prioritized=true"],
+    ["algo=sac", "env.id=CarRacing-v3", "algo.buffer_size=3000", "total_steps=3000", "env.num_envs=2"],
 ])
 def test_the_replay_estimate_is_what_the_replay_allocates(overrides):
     config = config_for(overrides)
     algo, spaces = config["algo"], spaces_of(config)
     capacity = min(algo["buffer_size"], config["total_steps"])
     replay = make_replay(capacity=capacity, obs_shape=spaces.obs_shape, action_shape=spaces.action_shape,
-                         discrete=spaces.discrete, image=spaces.stacked, device=CPU, seed=0,
+                         discrete=spaces.discrete, image=spaces.stacked,
+                         single_image=spaces.frames and not spaces.stacked, device=CPU, seed=0,
                          num_envs=config["env"]["num_envs"], n_step=algo["n_step"], gamma=algo["gamma"],
                          priorities=Priorities(0.6, 0.4, 1e-6, 10) if algo.get("prioritized") else None)
     tensors = list(replay.storage.values())
-    if spaces.stacked:
+    if spaces.frames:
         tensors.append(replay.frames)
     if algo.get("prioritized"):
         tensors.append(replay.tree._nodes)
     device_bytes, host_bytes = replay_bytes(capacity, config["env"]["num_envs"], spaces, bool(algo.get("prioritized")))
     assert device_bytes == allocated(tensors)
-    assert host_bytes == (replay._newest_frame.nbytes if spaces.stacked else 0)
+    assert host_bytes == (replay._newest_frame.nbytes if spaces.frames else 0)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -9,11 +9,12 @@ import torch
 
 from rlexp.replay.batch import ReplayBatch
 from rlexp.replay.frames import FrameReplayBuffer, PrioritizedFrameReplayBuffer
+from rlexp.replay.images import ImageReplayBuffer, PrioritizedImageReplayBuffer
 from rlexp.replay.prioritized import PrioritizedReplayBuffer
 from rlexp.replay.uniform import ReplayBuffer
 
-__all__ = ["FrameReplayBuffer", "PrioritizedFrameReplayBuffer", "PrioritizedReplayBuffer", "Priorities",
-           "ReplayBatch", "ReplayBuffer", "make_replay"]
+__all__ = ["FrameReplayBuffer", "ImageReplayBuffer", "PrioritizedFrameReplayBuffer", "PrioritizedImageReplayBuffer",
+           "PrioritizedReplayBuffer", "Priorities", "ReplayBatch", "ReplayBuffer", "make_replay"]
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,18 @@ class Priorities:
 
 def make_replay(*, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], discrete: bool,
                 image: bool, device: torch.device, seed: int, num_envs: int, n_step: int, gamma: float,
-                priorities: Priorities | None = None, obs_dtype: torch.dtype = torch.float32) -> ReplayBuffer:
-    """Uniform or prioritized replay (frames stored once for image observations; other observations in
-    `obs_dtype`, their own)."""
+                priorities: Priorities | None = None, obs_dtype: torch.dtype = torch.float32,
+                single_image: bool = False) -> ReplayBuffer:
+    """Uniform or prioritized replay: `image`, stacked frames (k, H, W) each stored once; `single_image`, a rank-3
+    uint8 image each stored once; other observations in `obs_dtype`, their own, observation and next observation."""
     common: dict[str, Any] = dict(capacity=capacity, obs_shape=obs_shape, action_shape=action_shape,
                                   discrete_actions=discrete, device=device, seed=seed, num_envs=num_envs,
-                                  n_step=n_step, gamma=gamma, **({} if image else {"obs_dtype": obs_dtype}))
+                                  n_step=n_step, gamma=gamma,
+                                  **({} if image or single_image else {"obs_dtype": obs_dtype}))
+    uniform, prioritized = ((FrameReplayBuffer, PrioritizedFrameReplayBuffer) if image else
+                            (ImageReplayBuffer, PrioritizedImageReplayBuffer) if single_image else
+                            (ReplayBuffer, PrioritizedReplayBuffer))
     if priorities is not None:
-        kind = PrioritizedFrameReplayBuffer if image else PrioritizedReplayBuffer
-        return kind(**common, alpha=priorities.alpha, beta0=priorities.beta0, eps=priorities.eps,
-                    total_updates=priorities.total_updates)
-    return FrameReplayBuffer(**common) if image else ReplayBuffer(**common)
+        return prioritized(**common, alpha=priorities.alpha, beta0=priorities.beta0, eps=priorities.eps,
+                           total_updates=priorities.total_updates)
+    return uniform(**common)

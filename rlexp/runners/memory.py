@@ -22,6 +22,7 @@ from rlexp.config.registry import AlgoSpec, Family
 from rlexp.config.schema import OffPolicyConfig, TrainConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
+from rlexp.networks.user_torso import resolve_torso
 from rlexp.replay.frames import frames_per_env
 
 GB = 1e9
@@ -45,9 +46,10 @@ def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: b
     action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
     per_slot = action + 12                               # rewards, terminations, episode ends (float32)
     host = 0.0
-    if spaces.stacked:   # Atari's frames, each stored once (other images: below, in uint8)
-        stack, height, width = spaces.obs_shape
-        frames = num_envs * frames_per_env(rows, stack) * height * width
+    if spaces.frames:   # images, each frame stored once: Atari's stacks of k frames, other images a frame each
+        stack, frame = (spaces.obs_shape[0], int(np.prod(spaces.obs_shape[1:]))) if spaces.stacked else \
+            (1, int(np.prod(spaces.obs_shape)))
+        frames = num_envs * frames_per_env(rows, stack) * frame
         device = frames + slots * (per_slot + 8)         # + each transition's newest frame number
         host = slots * 8                                 # its host mirror, for eviction
     else:
@@ -92,7 +94,7 @@ def off_policy_needs(config: TrainConfig, spaces: SpaceInfo, device: torch.devic
         Need("algo.buffer_size", "the replay memory's host side", replay_host, False),
         # A resumable checkpoint copies the replay to the host, in order (the frame rings as they are).
         Need("algo.buffer_size", "a checkpoint's copy of the replay",
-             replay_device if device.type != "cpu" or not spaces.stacked else 0.0, False),
+             replay_device if device.type != "cpu" or not spaces.frames else 0.0, False),
         Need("algo.n_step", "an n-step sample's windows", 40 * algo.batch_size * algo.n_step, True),
     ]
 
@@ -119,13 +121,17 @@ def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: tor
     # batch_size: it learns from the rollout at once).
     batch = getattr(algo, "batch_size", None) or algo.n_steps * num_envs
     obs_bytes = 4 * spaces.obs_dim
-    encoded = features(observation_encoder(spaces), spaces)   # what the first layer reads: a one-hot is wider
+    torso = resolve_torso(config.network.torso)
+    # What the first layer reads: a one-hot is wider; network.torso's out_features (read off its module, built on
+    # the meta device).
+    with torch.device("meta"):
+        encoded = features(observation_encoder(spaces, torso=torso), spaces)
     env_bytes = env_instance_bytes(env.id)
     needs = [
         *(on_policy_needs(config, spaces) if on_policy else off_policy_needs(config, spaces, device)),
         # Every network with its target, gradient and Adam's two moments, float32.
         Need("network.hidden_sizes", "the networks and their optimizers",
-             5 * 4 * spec.parameters(algo, spaces, tuple(hidden)), True),
+             5 * 4 * spec.parameters(algo, spaces, tuple(hidden), torso), True),
         # An update's activations: forward and backward through the online and target networks.
         Need("network.hidden_sizes", "an update's activations",
              6 * 4 * batch * (sum(hidden) + encoded) + 2 * batch * obs_bytes, True),
