@@ -29,7 +29,6 @@ from rlexp.envs.workers import EnvWaitAbandoned
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
-from rlexp.networks.user_torso import check_user_torso, resolve_torso
 from rlexp.replay import Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
@@ -95,21 +94,14 @@ class Job:
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id,
                                      image_channels_first=settings.network.image.channels_first,
-                                     image_enabled=settings.network.image.enabled,
                                      stacked=atari is not None)
             check_fits(spec, spaces)
-            # network.torso: the user's module built and tried on a batch of the env's observations
-            check_user_torso(settings.network.torso, spaces.obs_space)
             if getattr(settings.algo, "use_sde", False) and not spaces.continuous:   # (PPO's, A2C's, SAC's key)
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
                                   f"{spaces.description} has discrete actions; use algo.use_sde=false")
             if env_cfg.normalize.obs and spaces.frames:
-                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: images are read by the CNN as "
-                                  f"they are (uint8 ones scaled to [0, 1]), not standardised; use "
-                                  f"env.normalize.obs=false")
-            if env_cfg.normalize.obs and spaces.multi_input:
-                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: Dict and Tuple observations are "
-                                  f"not standardised yet; use env.normalize.obs=false")
+                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
+                                  f"by the Nature CNN, not standardised; use env.normalize.obs=false")
             if env_cfg.normalize.obs and not isinstance(spaces.obs_space, gym.spaces.Box):
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: only Box observations are "
                                   f"standardised (Discrete and MultiDiscrete are one-hot encoded, MultiBinary is "
@@ -155,7 +147,7 @@ class Job:
             agent = spec.build(algo, BuildContext(
                 spaces=spaces, hidden_sizes=tuple(config.network.hidden_sizes), total_steps=total_steps,
                 planned_updates=updates, num_envs=num_envs, device=device, seed=seed, replay=replay,
-                activation=config.network.activation, torso=resolve_torso(config.network.torso)))
+                activation=config.network.activation))
             if resume is not None:
                 agent.load_state_dict(resume["agent"])
             if self.compiles:
