@@ -15,6 +15,7 @@ from rlexp.agents.base import BuildContext
 from rlexp.config.typed import train_config, typed
 from rlexp.envs import atari_settings, describe_spaces, make_env
 from rlexp.replay import Priorities, make_replay
+from rlexp.runners.job import obs_dtype
 from rlexp.runners.memory import estimate, replay_bytes
 from tests.conftest import compose_config
 
@@ -56,6 +57,7 @@ def test_the_replay_estimate_is_what_the_replay_allocates(overrides):
                          discrete=spaces.discrete, image=spaces.stacked,
                          single_image=spaces.frames and not spaces.stacked, device=CPU, seed=0,
                          num_envs=config["env"]["num_envs"], n_step=algo["n_step"], gamma=algo["gamma"],
+                         obs_dtype=obs_dtype(spaces),
                          priorities=Priorities(0.6, 0.4, 1e-6, 10) if algo.get("prioritized") else None)
     tensors = list(replay.storage.values())
     if spaces.frames:

@@ -21,14 +21,19 @@ SHAPE = (6, 5, 3)      # (H, W, C): the buffers do not look at the size
 ENVS = 3
 
 
-def feed(buffers: list[ReplayBuffer], rows: int, seed: int = 0) -> None:
+def feed(buffers: list[ReplayBuffer], rows: int, seed: int = 0, dtype: type = np.uint8) -> None:
     """`rows` vector steps of 3 envs whose episodes end every 4, 5 and 7 steps (env 1's by a time limit, the others'
     by termination), each step's images random: the same transitions into every buffer."""
     rng = np.random.default_rng(seed)
-    obs = rng.integers(0, 256, (ENVS, *SHAPE), dtype=np.uint8)
+
+    def images() -> np.ndarray:
+        return (rng.integers(0, 256, (ENVS, *SHAPE), dtype=np.uint8) if dtype == np.uint8 else
+                rng.random((ENVS, *SHAPE), dtype=np.float32))
+
+    obs = images()
     steps = np.zeros(ENVS, dtype=np.int64)
     for _ in range(rows):
-        next_obs = rng.integers(0, 256, (ENVS, *SHAPE), dtype=np.uint8)
+        next_obs = images()
         steps += 1
         ended = steps % np.array([4, 5, 7]) == 0
         terminated, truncated = ended & (np.arange(ENVS) != 1), ended & (np.arange(ENVS) == 1)
@@ -37,14 +42,13 @@ def feed(buffers: list[ReplayBuffer], rows: int, seed: int = 0) -> None:
         for buffer in buffers:
             buffer.add(obs, actions, rewards, next_obs, terminated, truncated)
         # an ended episode's next observation is its final one; the env then starts again from a reset image
-        obs = np.where(ended[:, None, None, None], rng.integers(0, 256, (ENVS, *SHAPE), dtype=np.uint8), next_obs)
+        obs = np.where(ended[:, None, None, None], images(), next_obs)
 
 
-def make(kind: type[ReplayBuffer], capacity: int, n_step: int = 1) -> ReplayBuffer:
+def make(kind: type[ReplayBuffer], capacity: int, n_step: int = 1, dtype: torch.dtype = torch.uint8) -> ReplayBuffer:
     extra = dict(alpha=0.6, beta0=0.4, eps=1e-6, total_updates=50) if issubclass(kind, PrioritizedReplayBuffer) else {}
-    plain = {} if issubclass(kind, ImageReplayBuffer) else {"obs_dtype": torch.uint8}
     return kind(capacity=capacity, obs_shape=SHAPE, action_shape=(2,), discrete_actions=False, device=CPU, seed=7,
-                num_envs=ENVS, n_step=n_step, gamma=0.9, **extra, **plain)
+                num_envs=ENVS, n_step=n_step, gamma=0.9, obs_dtype=dtype, **extra)
 
 
 def assert_same_batches(plain: ReplayBuffer, once: ReplayBuffer, draws: int = 20) -> None:
@@ -72,6 +76,13 @@ def test_images_stored_once_give_the_plain_replays_batches_bit_for_bit(kinds, n_
     assert len(plain) == len(once)
     assert_same_batches(plain, once)
     feed([plain, once], 13, seed=1)   # more rows after sampling: still the same
+    assert_same_batches(plain, once)
+
+
+def test_float_images_are_stored_once_as_float32_and_come_back_exactly() -> None:
+    plain, once = make(ReplayBuffer, 60, dtype=torch.float32), make(ImageReplayBuffer, 60, dtype=torch.float32)
+    feed([plain, once], 40, dtype=np.float32)
+    assert once.frames.dtype == torch.float32
     assert_same_batches(plain, once)
 
 

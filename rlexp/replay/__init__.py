@@ -31,12 +31,13 @@ def make_replay(*, capacity: int, obs_shape: tuple[int, ...], action_shape: tupl
                 image: bool, device: torch.device, seed: int, num_envs: int, n_step: int, gamma: float,
                 priorities: Priorities | None = None, obs_dtype: torch.dtype = torch.float32,
                 single_image: bool = False) -> ReplayBuffer:
-    """Uniform or prioritized replay: `image`, stacked frames (k, H, W) each stored once; `single_image`, a rank-3
-    uint8 image each stored once; other observations in `obs_dtype`, their own, observation and next observation."""
+    """Uniform or prioritized replay: `image`, stacked uint8 frames (k, H, W) each stored once; `single_image`, a
+    rank-3 image each stored once, in `obs_dtype`; other observations in `obs_dtype`, their own, observation and next
+    observation each."""
     common: dict[str, Any] = dict(capacity=capacity, obs_shape=obs_shape, action_shape=action_shape,
                                   discrete_actions=discrete, device=device, seed=seed, num_envs=num_envs,
                                   n_step=n_step, gamma=gamma,
-                                  **({} if image or single_image else {"obs_dtype": obs_dtype}))
+                                  **({} if image else {"obs_dtype": obs_dtype}))
     uniform, prioritized = ((FrameReplayBuffer, PrioritizedFrameReplayBuffer) if image else
                             (ImageReplayBuffer, PrioritizedImageReplayBuffer) if single_image else
                             (ReplayBuffer, PrioritizedReplayBuffer))

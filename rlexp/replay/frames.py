@@ -43,7 +43,7 @@ class FrameStaging:
     def __init__(self, frames: Tensor, capacity: int) -> None:
         self.frames = frames
         pin = frames.device.type == "cuda"
-        self.staged = torch.zeros((capacity, *frames.shape[1:]), dtype=torch.uint8, pin_memory=pin)
+        self.staged = torch.zeros((capacity, *frames.shape[1:]), dtype=frames.dtype, pin_memory=pin)
         self.slots = torch.zeros(capacity, dtype=torch.int64, pin_memory=pin)
         self._staged, self._slots = self.staged.numpy(), self.slots.numpy()
         self.count = 0
@@ -74,12 +74,17 @@ class FrameStaging:
 class FrameReplayBuffer(ReplayBuffer):
     """ReplayBuffer for (k, H, W) uint8 observations with every frame stored once (see the module docstring)."""
 
+    @property
+    def frame_dtype(self) -> torch.dtype:
+        return torch.uint8
+
     def _observation_storage(self, slots: int, obs_shape: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
         self.stack, *frame_shape = obs_shape
         rows = self.ring.rows
         self.n_frames = frames_per_env(rows, self.stack)    # each env's ring of frames
         # Env e's frame number n lives at flat index e * n_frames + n % n_frames.
-        self.frames = torch.zeros((self.num_envs * self.n_frames, *frame_shape), dtype=torch.uint8, device=device)
+        self.frames = torch.zeros((self.num_envs * self.n_frames, *frame_shape), dtype=self.frame_dtype,
+                                  device=device)
         self._frame_staging = FrameStaging(self.frames, 1024) if self.stage_on_host else None
         self._frames_writable = None if self.stage_on_host else self.frames.numpy()
         self.frames_written = np.zeros(self.num_envs, dtype=np.int64)  # per env: number of the next frame

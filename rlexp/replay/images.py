@@ -1,5 +1,5 @@
-"""Replay memory for single image observations (CarRacing's 96x96x3, any rank-3 uint8 image that is not Atari's
-stacked frames), each observation stored once, in uint8.
+"""Replay memory for single image observations (CarRacing's 96x96x3, any rank-3 image that is not Atari's stacked
+frames), each observation stored once, in `obs_dtype` (a run's are uint8: it keeps float images in the plain replay).
 
 A transition's next observation is the observation its env gives next, unless an episode ended in between: the
 same data as rlexp/replay/frames.py's, with a stack of one frame. So each env keeps its own ring of images, a
@@ -12,7 +12,8 @@ draws, slot for slot, bit for bit (tests/test_replay_images.py), unless an env's
 about 32 steps on average) that its image ring comes round first: then, as for Atari's frames, the oldest rows
 are dropped. Bytes per transition: the image's size times 1 + 1/32 (the reserve for episode starts), plus the
 action, reward, termination and episode end, plus 16 (the image's number on the device and its host mirror):
-28,552 for CarRacing (SAC, 3 float32 actions), where the observation and the next one take 55,320.
+28,571 for CarRacing (SAC, 3 float32 actions; 100k transitions), where the observation and the next one take
+55,320 (`python benchmarks/memory.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 class ImageReplayBuffer(FrameReplayBuffer):
     """ReplayBuffer for single image observations, each stored once (see the module docstring)."""
+
+    @property
+    def frame_dtype(self) -> torch.dtype:
+        return self.obs_dtype
 
     def _observation_storage(self, slots: int, obs_shape: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
         self.image_shape = obs_shape
