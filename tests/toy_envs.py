@@ -1,4 +1,4 @@
-"""Small gymnasium envs with MultiDiscrete and MultiBinary actions that a policy must learn, for the tests.
+"""Small gymnasium envs with MultiDiscrete and MultiBinary actions, and with Dict and Tuple observations, for the tests.
 
 Selected as a user selects any env of their own: `rlexp train env.id=tests.toy_envs:MultiChoice-v0` (gymnasium
 imports the module before the `:`, which registers the ids below).
@@ -50,3 +50,94 @@ class MultiChoice(gym.Env):
 
 gym.register(id="MultiChoice-v0", entry_point=MultiChoice, max_episode_steps=EPISODE)
 gym.register(id="MultiSwitch-v0", entry_point=MultiChoice, kwargs={"binary": 3}, max_episode_steps=EPISODE)
+
+
+class GoalPoint(gym.Env):
+    """A goal-conditioned point with Dict observations (Box vectors and a Discrete entry, as gymnasium-robotics'
+    and most custom envs have): `position` and `goal` in [-1, 1]^2, `speed` a Discrete(3) step size (1, 2 or 3
+    tenths, drawn each episode). Actions move the point (Box(-1, 1, (2,)), or Discrete(4): up, down, left, right,
+    when `discrete`); the reward is minus the distance to the goal after the move."""
+
+    def __init__(self, discrete: bool = False) -> None:
+        vector = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = gym.spaces.Dict({"position": vector, "goal": vector, "speed": gym.spaces.Discrete(3)})
+        self.action_space: gym.Space = gym.spaces.Discrete(4) if discrete else gym.spaces.Box(-1.0, 1.0, (2,),
+                                                                                               np.float32)
+        self.position = np.zeros(2, np.float32)
+        self.goal = np.zeros(2, np.float32)
+        self.speed = 0
+
+    def _obs(self) -> dict[str, Any]:
+        return {"position": self.position.copy(), "goal": self.goal.copy(), "speed": self.speed}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self.position = self.np_random.uniform(-1, 1, 2).astype(np.float32)
+        self.goal = self.np_random.uniform(-1, 1, 2).astype(np.float32)
+        self.speed = int(self.np_random.integers(3))
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict[str, Any]]:
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            move = np.array([[0, 1], [0, -1], [-1, 0], [1, 0]], np.float32)[int(action)]
+        else:
+            move = np.clip(np.asarray(action, np.float32), -1, 1)
+        self.position = np.clip(self.position + 0.1 * (self.speed + 1) * move, -1, 1).astype(np.float32)
+        return self._obs(), -float(np.linalg.norm(self.position - self.goal)), False, False, {}
+
+
+class PairSum(gym.Env):
+    """Tuple(Discrete(3), Discrete(3)) observations, like Blackjack's: the reward is 1 when the action (Discrete(3))
+    is the sum of the pair modulo 3, else 0."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Discrete(3)))
+        self.action_space = gym.spaces.Discrete(3)
+        self.pair = (0, 0)
+
+    def _obs(self) -> tuple[int, int]:
+        self.pair = (int(self.np_random.integers(3)), int(self.np_random.integers(3)))
+        return self.pair
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple, dict]:
+        super().reset(seed=seed)
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[tuple, float, bool, bool, dict[str, Any]]:
+        reward = float(int(action) == sum(self.pair) % 3)
+        return self._obs(), reward, False, False, {}
+
+
+class LitCorner(gym.Env):
+    """Dict observations with a channel-last uint8 image (36x36x3, the smallest the Nature CNN reads) and a
+    Discrete step counter: one of the four corners is lit; the reward is 1 for the action (Discrete(4)) that
+    names it."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (36, 36, 3), np.uint8),
+                                                  "step": gym.spaces.Discrete(EPISODE + 1)})
+        self.action_space = gym.spaces.Discrete(4)
+        self.corner, self.steps = 0, 0
+
+    def _obs(self) -> dict[str, Any]:
+        self.corner = int(self.np_random.integers(4))
+        image = np.zeros((36, 36, 3), np.uint8)
+        rows, cols = (slice(0, 18), slice(18, 36))[self.corner // 2], (slice(0, 18), slice(18, 36))[self.corner % 2]
+        image[rows, cols] = 255
+        return {"image": image, "step": self.steps}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self.steps = 0
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict[str, Any]]:
+        reward = float(int(action) == self.corner)
+        self.steps += 1
+        return self._obs(), reward, False, False, {}
+
+
+gym.register(id="GoalPoint-v0", entry_point=GoalPoint, max_episode_steps=EPISODE)
+gym.register(id="GoalPointDiscrete-v0", entry_point=GoalPoint, kwargs={"discrete": True}, max_episode_steps=EPISODE)
+gym.register(id="PairSum-v0", entry_point=PairSum, max_episode_steps=EPISODE)
+gym.register(id="LitCorner-v0", entry_point=LitCorner, max_episode_steps=EPISODE)

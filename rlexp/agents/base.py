@@ -49,7 +49,8 @@ def observation_encoder(spaces: SpaceInfo, frames: bool = False) -> ObservationE
     frames otherwise: DQN's Q-networks hold the Nature CNN themselves (their checkpoints' layout)."""
     if spaces.frames and not frames:
         return None
-    return make_encoder(spaces.obs_space, frames=spaces.frames, channels_last=spaces.channels_last)
+    return make_encoder(spaces.obs_space, frames=spaces.frames, channels_last=spaces.channels_last,
+                        entries=spaces.entries)
 
 
 def features(encoder: ObservationEncoder | None, spaces: SpaceInfo) -> int:

@@ -58,7 +58,11 @@ def check_fits(spec: AlgoSpec, spaces: SpaceInfo) -> None:
         layout = "channel-last images" if spaces.channels_last else "images"
         raise ConfigError(f"algo={name} has no torso for {layout}, and {where} observes them; use "
                           f"{alternatives(readers)} (the Nature CNN)")
-    if not spaces.frames and not spaces.flat:
+    if spaces.images and not spaces.frames and not spec.frames:   # a Dict/Tuple observation's image entries
+        readers = [s.name for s in algorithms().values() if s.frames]
+        raise ConfigError(f"algo={name} has no torso for images, and {where} has image entries; use "
+                          f"{alternatives(readers)} (the Nature CNN)")
+    if not spaces.frames and not spaces.flat and not spaces.multi_input:
         # (the flat kinds are rlexp/networks/encoders.py's: Box, Discrete, MultiDiscrete, MultiBinary)
         if is_image(spaces.obs_space):
             raise ConfigError(f"algo={name} reads images with their channels (1, 3 or 4, or up to 16 stacked frames) "

@@ -59,7 +59,7 @@ def check_libraries() -> None:
 
 def play(loaded: LoadedAgent, count: int, seed: int) -> PlayedStates:
     """At least `count` states of whole deterministic episodes, then the first `count` of them."""
-    env = loaded.make_env()
+    env = loaded.make_packed_env()   # (Dict/Tuple observations packed: one array each)
     observations: list[np.ndarray] = []
     actions: list[str] = []
     episodes: list[int] = []

@@ -100,7 +100,8 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         if name is not None and (out_dir / name).is_dir():
             raise ConfigError(f"cannot write the evaluation's results to {out_dir / name}: it is a directory"
                               + ("" if opts.out else "; write them elsewhere with out=DIR"))
-    env = ResetCount(loaded.make_env(**({"render_mode": "rgb_array"} if opts.video else {})))
+    # (Dict and Tuple observations packed by the run's own layout, one array each, as the evaluation batches them)
+    env = ResetCount(loaded.make_packed_env(**({"render_mode": "rgb_array"} if opts.video else {})))
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
     seed_everything(seed)
     frames: list[np.ndarray] = []

@@ -51,7 +51,7 @@ class ExportResult:
 
 def evaluation_states(loaded: LoadedAgent, count: int, seed: int) -> np.ndarray:
     """`count` raw observations met by the agent's deterministic episodes, from the run's evaluation seed on."""
-    env = loaded.make_env()
+    env = loaded.make_packed_env()
     states: list[np.ndarray] = []
     obs, _ = env.reset(seed=seed)
     while len(states) < count:
@@ -178,6 +178,9 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
 
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt} must be {' or '.join(FORMATS)}")
+    if loaded.spaces.multi_input:   # (the agent reads them packed into bytes: an export would take one input each)
+        raise ConfigError(f"rlexp export does not export agents of Dict or Tuple observations yet, and "
+                          f"{loaded.spaces.description} has them; use rlexp.load(run).act(obs), which takes them")
     if fmt == "onnx":
         _check_onnx()
     observations = evaluation_states(loaded, states, loaded.config["seed"] + EVAL_SEED_OFFSET if seed is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +27,22 @@ from torch import nn
 
 from rlexp.deploy.paths import CHECKPOINTS, checkpoint_path
 from rlexp.envs.normalization import Normalization
-from rlexp.envs.spaces import SpaceInfo, invalid_values
+from rlexp.envs.packing import Layout, pack
+from rlexp.envs.spaces import SpaceInfo, invalid_entries, invalid_values
 from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line
 
 
-def make_run_env(config: dict[str, Any], saved_in: Path, **kwargs: Any) -> gym.Env:
+def make_run_env(config: dict[str, Any], saved_in: Path, pack: bool = True, **kwargs: Any) -> gym.Env:
     """The env a run trained on, from its config saved in `saved_in` (its run directory): its id, kwargs, wrappers
     (env.wrappers) and Atari preprocessing, with `kwargs` passed to gymnasium.make on top of the run's own
     (`LoadedAgent.make_env`; `load` reads the spaces from it). The modules its env.id and wrappers name are imported
-    only under rlexp/config/trust.py's rule."""
+    only under rlexp/config/trust.py's rule. `pack`: Dict and Tuple observations packed as the agent stores them
+    (rlexp/envs/packing.py); false, the env's raw ones."""
     from rlexp.envs import atari_settings, make_env
 
     env_cfg = config["env"]
     return make_env(env_cfg["id"], {**env_cfg["kwargs"], **kwargs}, atari_settings(env_cfg.get("atari")), saved_in,
-                    env_cfg.get("wrappers") or ())
+                    env_cfg.get("wrappers") or (), pack)
 
 
 def run_directory(checkpoint: Path) -> Path:
@@ -122,6 +125,7 @@ class LoadedAgent:
             raise ValueError(f"explore={explore!r} must be True or False")
         if isinstance(obs, torch.Tensor):
             obs = obs.detach().cpu().numpy()
+        obs = self.packed(obs)
         try:
             obs = np.asarray(obs)
         except (ValueError, TypeError) as error:   # ragged lists: numpy's own words, on one line
@@ -141,7 +145,9 @@ class LoadedAgent:
             raise ValueError(f"observations hold {int((~finite).sum())} NaN or infinite value(s) (the first at "
                              f"{where}: {batch[first]}); this agent ({self.algo} on {self.env_id}) acts only on "
                              f"finite observations")
-        if (invalid := invalid_values(self.spaces.obs_space, batch)) is not None:   # one-hot encodings' ranges
+        invalid = invalid_entries(self.spaces.entries, batch) if self.spaces.entries else \
+            invalid_values(self.spaces.obs_space, batch)
+        if invalid is not None:   # one-hot encodings' ranges
             raise ValueError(f"observations hold {invalid}; this agent ({self.algo} on {self.env_id}) acts only on "
                              f"observations of its space")
         if self.normalization is not None:
@@ -149,6 +155,16 @@ class LoadedAgent:
         actions = self.agent.act(batch, explore=explore, step=self.step)
         actions = actions.reshape(len(batch), *self.spaces.action_shape)
         return actions[0] if single else actions
+
+    def packed(self, obs: Any) -> Any:
+        """A raw Dict or Tuple observation (a dict or tuple of its entries; each entry batched along a first axis
+        for a batch) packed as the agent reads it (rlexp/envs/packing.py); anything else as it is (packed rows
+        too: what the run's env gives with packing)."""
+        raw = getattr(self.spaces.obs_space, "raw", None)
+        if isinstance(raw, gym.spaces.Dict) and isinstance(obs, Mapping) or \
+                isinstance(raw, gym.spaces.Tuple) and isinstance(obs, tuple):
+            return pack(Layout(self.spaces.entries, int(self.spaces.obs_shape[0])), obs)
+        return obs
 
     def act_on_env(self, obs: Any) -> np.ndarray:
         """`act` on what the run's env returned (rlexp eval, export's states): an observation `act` refuses is then
@@ -160,7 +176,13 @@ class LoadedAgent:
 
     def make_env(self, **kwargs: Any) -> gym.Env:
         """The env the agent was trained on: its id, kwargs, wrappers and Atari preprocessing; `kwargs` (e.g.
-        render_mode="human") are passed to gymnasium.make on top of the run's own."""
+        render_mode="human") are passed to gymnasium.make on top of the run's own. Dict and Tuple observations
+        come raw (`act` packs them)."""
+        return make_run_env(self.config, run_directory(self.checkpoint), pack=False, **kwargs)
+
+    def make_packed_env(self, **kwargs: Any) -> gym.Env:
+        """`make_env`, with Dict and Tuple observations packed into one array each, as replay stores them (what
+        export checks and the t-SNE instrument stack)."""
         return make_run_env(self.config, run_directory(self.checkpoint), **kwargs)
 
     def policy_module(self) -> nn.Module:

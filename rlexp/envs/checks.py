@@ -19,6 +19,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from rlexp.envs.spaces import invalid_values
 from rlexp.errors import EnvFault, one_line
 
 log = logging.getLogger("rlexp")
@@ -89,7 +90,7 @@ def observation_check(space: gym.Space) -> Check:
                    f"observation_space {space} expects integers of shape {vector_shape}"
         return integers
     if isinstance(space, gym.spaces.Dict):
-        entries = {key: observation_check(sub) for key, sub in space.spaces.items()}
+        entries = {key: entry_check(sub) for key, sub in space.spaces.items()}
 
         def mapping(obs: Any) -> str | None:
             if not isinstance(obs, dict) or obs.keys() != entries.keys():
@@ -99,7 +100,7 @@ def observation_check(space: gym.Space) -> Check:
                          if (problem := check(obs[key])) is not None), None)
         return mapping
     if isinstance(space, gym.spaces.Tuple):
-        items = [observation_check(sub) for sub in space.spaces]
+        items = [entry_check(sub) for sub in space.spaces]
 
         def sequence(obs: Any) -> str | None:
             if not isinstance(obs, tuple) or len(obs) != len(items):
@@ -109,6 +110,28 @@ def observation_check(space: gym.Space) -> Check:
                          if (problem := check(value)) is not None), None)
         return sequence
     return lambda obs: None
+
+
+def entry_check(space: gym.Space) -> Check:
+    """The check of an entry of a Dict or Tuple observation: `observation_check`'s, then its values, finite floats
+    and integers in their range. (rlexp packs these observations into bytes, rlexp/envs/packing.py, where the
+    runner's check of a step's observations sees no floats, and each entry's encoder reads it alone: a value out
+    of a Discrete's range would be one-hot encoded as zeros.)"""
+    fits = observation_check(space)
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        return fits
+
+    def entry(obs: Any) -> str | None:
+        problem = fits(obs)
+        if problem is not None:
+            return problem
+        array = np.asarray(obs)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            return f"an observation holding {int((~np.isfinite(array)).sum())} NaN or infinite value(s): " \
+                   f"{short(obs)}"
+        invalid = None if isinstance(space, gym.spaces.Box) else invalid_values(space, array[None])
+        return None if invalid is None else f"an observation with {invalid}"
+    return entry
 
 
 def reward_problem(reward: Any) -> str | None:

@@ -25,6 +25,7 @@ from rlexp.config.trust import check_import
 from rlexp.envs.atari import AtariSettings, atari_wrappers, register_ale
 from rlexp.envs.checks import CheckedEnv, checked, set_index
 from rlexp.envs.episodes import EpisodeRecorder
+from rlexp.envs.packing import PackObservation, packable
 from rlexp.envs.workers import WatchedAsyncVectorEnv, start_forkserver
 from rlexp.envs.wrappers import apply_wrappers, check_saved_wrappers
 from rlexp.errors import ConfigError, EnvFault, RunFailure, one_line, pip_install
@@ -44,9 +45,11 @@ Wrappers = Sequence[Mapping[str, Any]]   # env.wrappers: [{_target_: <dotted pat
 
 
 def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSettings | None = None,
-             saved_in: Path | None = None, wrappers: Wrappers = ()) -> gym.Env:
+             saved_in: Path | None = None, wrappers: Wrappers = (), pack: bool = True) -> gym.Env:
     """gymnasium.make, the user's `wrappers` (env.wrappers, in order; checked again around them), then the Atari
     preprocessing when `atari` is given, with its failures turned into one-line ConfigErrors a user can act on.
+    Dict and Tuple observations are then packed into one array (rlexp/envs/packing.py; the checks, inside,
+    see the raw ones), unless `pack` is false (`rlexp.load`'s env gives a user the raw observations).
     `saved_in`: the run whose saved config names `env_id` and `wrappers` (None: the user typed it), whose modules
     are imported only under rlexp/config/trust.py's rule."""
     if env_id.startswith("ALE/"):
@@ -59,6 +62,12 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, atari: AtariSett
         if wrappers:
             try:
                 env = CheckedEnv(apply_wrappers(env, wrappers, saved_in), f"{env_id} through env.wrappers")
+            except BaseException:
+                env.close()
+                raise
+        if pack and packable(env.observation_space):
+            try:
+                env = PackObservation(env)
             except BaseException:
                 env.close()
                 raise

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
 
 from rlexp.config.actions import ActionKind
+from rlexp.envs.packing import Entry, PackedBox
 from rlexp.errors import ConfigError
 
 
@@ -30,6 +31,19 @@ class SpaceInfo:
     channels_last: bool = False        # an image's channels are its last axis (the CNN transposes; storage keeps it)
     stacked: bool = False              # Atari's stacked frames (k, H, W): consecutive observations share k-1 frames,
     #                                    so off-policy replay stores each frame once (rlexp/replay/frames.py)
+    entries: tuple[Entry, ...] = ()    # a Dict/Tuple observation's entries (rlexp/envs/packing.py): observations
+    #                                    are packed rows of bytes (obs_shape (nbytes,), uint8), read by the
+    #                                    networks' multi-input encoder, one encoder per entry
+
+    @property
+    def multi_input(self) -> bool:
+        """Dict or Tuple observations, packed (neither `frames` nor `flat`)."""
+        return bool(self.entries)
+
+    @property
+    def images(self) -> bool:
+        """Images for a CNN: the observation, or an entry of a Dict/Tuple one."""
+        return self.frames or any(entry.image for entry in self.entries)
 
     @property
     def action_nvec(self) -> tuple[int, ...] | None:
@@ -62,7 +76,7 @@ class SpaceInfo:
     def obs_dtype(self) -> np.dtype:
         """What replay and rollouts store observations as: uint8 frames, integers for Discrete and MultiDiscrete
         (one integer per component, one-hot encoded only in the network), int8 for MultiBinary, float32 else."""
-        if self.frames:
+        if self.frames or self.entries:   # (packed Dict/Tuple observations: bytes)
             return np.dtype(np.uint8)
         if isinstance(self.obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
             return np.dtype(np.int64)
@@ -139,14 +153,35 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
                               f"(gymnasium.wrappers.FlattenObservation)")
     discrete = isinstance(action_space, gym.spaces.Discrete)
     continuous = isinstance(action_space, gym.spaces.Box)
+    layout = obs_space.layout if isinstance(obs_space, PackedBox) else None
+    packed = layout is not None
     return SpaceInfo(
         obs_shape=shape, discrete=discrete, continuous=continuous,
         n_actions=int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None,
         action_low=action_space.low.copy() if isinstance(action_space, gym.spaces.Box) else None,
         action_high=action_space.high.copy() if isinstance(action_space, gym.spaces.Box) else None,
-        frames=frames, flat=vector or box and not is_image(obs_space),
+        frames=frames, flat=not packed and (vector or box and not is_image(obs_space)),
         description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
-        action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked)
+        action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked,
+        entries=image_entries(layout.entries, image_channels_first) if layout is not None else ())
+
+
+def image_entries(entries: tuple[Entry, ...], override: bool | None) -> tuple[Entry, ...]:
+    """A Dict/Tuple observation's entries, each image among them marked with its channel order: the CNN reads
+    it. An image entry whose channels are on neither end, or smaller than the Nature CNN reads (a MiniGrid-like
+    7x7 grid), is flattened for an MLP, as any other entry."""
+    marked = []
+    for entry in entries:
+        first = None
+        if is_image(entry.space):
+            try:
+                first = channels_first(entry.shape, override)
+            except ConfigError as error:
+                raise ConfigError(f"the observation entry {entry.path!r}: {error}") from None
+            if first is not None and min(entry.shape[1:] if first else entry.shape[:2]) < NATURE_MIN_SIDE:
+                first = None
+        marked.append(entry if first is None else replace(entry, channels_last=not first))
+    return tuple(marked)
 
 
 def invalid_values(space: gym.Space, batch: np.ndarray) -> str | None:
@@ -169,4 +204,20 @@ def invalid_values(space: gym.Space, batch: np.ndarray) -> str | None:
         first = tuple(int(i) for i in np.argwhere(outside)[0])
         where = f"row {first[0]}" + (f", index {first[1:]}" if len(first) > 1 else "")
         return f"{int(outside.sum())} value(s) outside {space} (the first in {where}: {batch[first]})"
+    return None
+
+
+def invalid_entries(entries: tuple[Entry, ...], batch: np.ndarray) -> str | None:
+    """What is wrong with a batch of packed Dict/Tuple observations (rlexp/envs/packing.py), entry by entry: a
+    float that is not finite, an integer outside its Discrete, MultiDiscrete or MultiBinary space; or None."""
+    rows = np.ascontiguousarray(batch)
+    if rows.dtype != np.uint8:
+        return f"{rows.dtype} values, not the packed bytes (uint8) of its Dict/Tuple observations"
+    for entry in entries:
+        values = rows[..., entry.offset:entry.offset + entry.nbytes].view(entry.dtype).reshape(
+            (len(rows), *entry.shape))
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return f"NaN or infinite value(s) in the entry {entry.path!r}"
+        if (problem := invalid_values(entry.space, values)) is not None:
+            return f"in the entry {entry.path!r}, {problem}"
     return None

@@ -9,15 +9,17 @@ in the encoder), go through the Nature CNN (`FramesEncoder`: scaled by
 encoding lives in the network, so replay and rollouts store each observation as it is (a
 Discrete observation is one integer), and an export or `rlexp.load` takes the raw observation. Encoders work on
 any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are; the CNN,
-which has parameters, stacks its seeds' layers (`FramesEncoder.stack_members`: grouped convolutions). A Dict/Tuple
-encoder (one per entry, features concatenated) would be another option of `make_encoder`, with the same contract.
+which has parameters, stacks its seeds' layers (`FramesEncoder.stack_members`: grouped convolutions). Dict and
+Tuple observations, which come packed into one uint8 row of bytes (rlexp/envs/packing.py), go through the
+`MultiInputEncoder`: one of these encoders per entry, read from its bytes, the features concatenated (SB3's
+MultiInputPolicy and CombinedExtractor).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import cast
+from typing import Protocol, cast
 
 import gymnasium as gym
 import numpy as np
@@ -131,15 +133,64 @@ class FramesEncoder(ObservationEncoder):
         return torch.relu(self.linear(features)).reshape(*leading, self.out_features)
 
 
+class PackedEntry(Protocol):
+    """An entry of a packed Dict/Tuple observation (rlexp/envs/packing.py's Entry, which the env layer defines)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def space(self) -> gym.Space: ...
+    @property
+    def dtype(self) -> np.dtype: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def channels_last(self) -> bool | None: ...
+
+
+class MultiInputEncoder(ObservationEncoder):
+    """Packed Dict/Tuple observations (..., nbytes) in uint8: each entry read back as a zero-copy view of its
+    bytes in its own dtype and shape (the packing aligns each entry's offset to its itemsize, and each row to 8
+    bytes, which Tensor.view(dtype) needs), through its own encoder (the Nature CNN for images, one-hot for
+    Discrete and MultiDiscrete, flattened floats for other Boxes and MultiBinary), the features concatenated in
+    the entries' order. Many seeds: the generic stacking (rlexp/networks/members.py) stacks the CNNs of image
+    entries (FramesEncoder.stack_members); the other encoders have no parameters."""
+
+    def __init__(self, entries: Sequence[PackedEntry]) -> None:
+        super().__init__((max(e.offset + e.nbytes for e in entries),))
+        self.paths = [entry.path for entry in entries]
+        self.slices = [(entry.offset, entry.offset + entry.nbytes) for entry in entries]
+        self.dtypes = [torch.from_numpy(np.zeros(0, entry.dtype)).dtype for entry in entries]
+        self.shapes = [tuple(entry.shape) for entry in entries]
+        self.encoders = nn.ModuleList([make_encoder(entry.space, frames=entry.channels_last is not None,
+                                                    channels_last=bool(entry.channels_last)) for entry in entries])
+        self.out_features = sum(cast(ObservationEncoder, encoder).out_features for encoder in self.encoders)
+
+    def entry(self, observations: Tensor, i: int) -> Tensor:
+        """Entry i of packed observations (..., nbytes): (..., *shape) in its dtype, a view of the bytes."""
+        start, end = self.slices[i]
+        return observations[..., start:end].view(self.dtypes[i]).reshape((*observations.shape[:-1], *self.shapes[i]))
+
+    def forward(self, observations: Tensor) -> Tensor:
+        return torch.cat([encoder(self.entry(observations, i)) for i, encoder in enumerate(self.encoders)], dim=-1)
+
+
 def encodable(space: gym.Space) -> bool:
     """Whether `make_encoder` takes `space`."""
     return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
 
 
-def make_encoder(space: gym.Space, frames: bool = False, channels_last: bool = False) -> ObservationEncoder:
+def make_encoder(space: gym.Space, frames: bool = False, channels_last: bool = False,
+                 entries: Sequence[PackedEntry] = ()) -> ObservationEncoder:
     """The encoder of an observation space (`encodable`); `frames`: the space is an image, stacked uint8 frames
     (k, H, W) or channels first or last (rlexp/envs/spaces.py's SpaceInfo.frames and channels_last), read by the
-    Nature CNN."""
+    Nature CNN; `entries`: the space holds packed Dict/Tuple observations of these entries (SpaceInfo.entries)."""
+    if entries:
+        return MultiInputEncoder(entries)
     if frames:
         return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last)
     if isinstance(space, gym.spaces.Discrete):

@@ -102,6 +102,9 @@ class Job:
             if env_cfg.normalize.obs and spaces.frames:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
                                   f"by the Nature CNN, not standardised; use env.normalize.obs=false")
+            if env_cfg.normalize.obs and spaces.multi_input:
+                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: Dict and Tuple observations are "
+                                  f"not standardised yet; use env.normalize.obs=false")
             if env_cfg.normalize.obs and not isinstance(spaces.obs_space, gym.spaces.Box):
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: only Box observations are "
                                   f"standardised (Discrete and MultiDiscrete are one-hot encoded, MultiBinary is "
