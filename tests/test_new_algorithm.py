@@ -100,7 +100,8 @@ def build(algo: ToyConfig, context: BuildContext) -> Toy:
     return Toy(context.spaces.obs_dim, context.spaces.n_actions, algo.lr, algo.epsilon, context.seed)
 
 
-def parameters(algo: ToyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: ToyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...], torso: Any = None) -> int:
+    # (torso: network.torso's module, for algorithms whose networks read observations through it)
     return count_parameters(nn.Linear(spaces.obs_dim, spaces.n_actions))
 
 
@@ -128,9 +129,10 @@ n_step: 1
 
 def test_an_algorithm_is_its_module_and_its_yaml(tmp_path: Path) -> None:
     # A copy of the package and its config tree, with the toy's two files added and nothing else changed.
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "rlexp", tmp_path / "rlexp", ignore=ignore)
-    shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=ignore)
+    # (the compiled modules too: copytree keeps the sources' times, which is what Python checks a .pyc against, so
+    # the copy's first process does not compile the whole package again)
+    shutil.copytree(ROOT / "rlexp", tmp_path / "rlexp")
+    shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "rlexp" / "agents" / "toy.py").write_text(TOY_AGENT)
     (tmp_path / "conf" / "algo" / "toy.yaml").write_text(TOY_YAML)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
