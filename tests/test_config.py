@@ -211,10 +211,12 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "algo.prioritized": False, "algo.priority_alpha": 0.6, "algo.priority_beta0": 0.4,
                                  "algo.priority_eps": 1e-6,
                                  # images' channel order detected: runs before network.image.channels_first
-                                 "network.image.channels_first": None}
+                                 "network.image.channels_first": None,
+                                 # the observation space decides the torso: runs before network.torso
+                                 "network.torso._target_": None}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
-    del old["env"]["wrappers"], old["network"]["image"]
+    del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"]
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []   # None and 0 alike
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1", "network.activation=tanh"])) == [
         "network.activation: relu -> tanh"]
@@ -267,6 +269,7 @@ def test_on_policy_checks(overrides, message):
 
 def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_own():
     image = {"image": {"channels_first": None}}   # (detected from the observation space unless set)
+    image = {**image, "torso": {"_target_": None}}   # (network.torso: the observation space decides)
     assert resolved(["algo=ppo"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh", **image}
     assert resolved(["algo=a2c", "env=Acrobot-v1"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh",
                                                                    **image}

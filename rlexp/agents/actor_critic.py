@@ -40,6 +40,7 @@ from rlexp.networks.actor_critic import Actor, CriticEnsemble
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.members import MemberOptimizers, grad_norm_per_member, stack_members, standard_normal
 from rlexp.networks.targets import polyak_update
+from rlexp.networks.user_torso import Torso
 from rlexp.replay import ReplayBatch
 
 
@@ -343,7 +344,7 @@ def build_actor_critic(algo: ActorCriticConfig, context: BuildContext, *, n_crit
                                           spaces.action_low.size, np.random.default_rng(context.seed))
     # images: the actor and the critic each their own Nature CNN (copies of it: SB3's off-policy
     # share_features_extractor=False), the critic's targets copies of the critic's
-    encoder = observation_encoder(spaces, frames=True)
+    encoder = observation_encoder(spaces, frames=True, torso=context.torso)
     return TD3(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, tau=algo.tau, policy_delay=policy_delay,
                target_noise=target_noise, target_noise_clip=target_noise_clip, n_critics=n_critics,
@@ -355,10 +356,11 @@ def build_actor_critic(algo: ActorCriticConfig, context: BuildContext, *, n_crit
 
 
 def actor_critic_parameters(algo: ActorCriticConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
-                            n_critics: int) -> int:
+                            n_critics: int, torso: Torso | None = None) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        encoder = observation_encoder(spaces, frames=True)   # (parameters only for images: the CNN's)
+        # (parameters only for images, the CNN's, and network.torso's)
+        encoder = observation_encoder(spaces, frames=True, torso=torso)
         width = features(encoder, spaces)
         actor = Actor(width, spaces.action_low, spaces.action_high, hidden_sizes, algo.batch_norm)
         critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, n_critics,

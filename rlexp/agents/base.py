@@ -13,6 +13,7 @@ from torch import Tensor
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.networks.encoders import ObservationEncoder, make_encoder
 from rlexp.networks.optimizers import Adam
+from rlexp.networks.user_torso import Torso
 from rlexp.replay import ReplayBuffer
 from rlexp.schedules import LinearSchedule, annealed
 
@@ -31,6 +32,7 @@ class BuildContext:
     seed: int
     replay: ReplayBuffer | None = None   # the run's replay memory (prioritized replay takes TD errors back)
     activation: str = "relu"             # network.activation: the MLPs' nonlinearity (relu | tanh)
+    torso: Torso | None = None           # network.torso: the user's module in the encoder's position (None: none)
 
 
 def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
@@ -43,10 +45,14 @@ def obs_tensor(obs: np.ndarray, device: torch.device) -> Tensor:
     return torch.as_tensor(obs, dtype=torch.float32 if obs.dtype.kind == "f" else None, device=device)
 
 
-def observation_encoder(spaces: SpaceInfo, frames: bool = False) -> ObservationEncoder | None:
+def observation_encoder(spaces: SpaceInfo, frames: bool = False, torso: Torso | None = None
+                        ) -> ObservationEncoder | None:
     """What the networks read observations through (rlexp/networks/encoders.py: flattened, one-hot; images
     through the Nature CNN when `frames`, the algorithm's networks take it as their torso). None for
-    frames otherwise: DQN's Q-networks hold the Nature CNN themselves (their checkpoints' layout)."""
+    frames otherwise: DQN's Q-networks hold the Nature CNN themselves (their checkpoints' layout). `torso`
+    (network.torso): the user's module reads every observation, images too (rlexp/networks/user_torso.py)."""
+    if torso is not None:
+        return torso.build(spaces.obs_space)
     if spaces.frames and not frames:
         return None
     return make_encoder(spaces.obs_space, frames=spaces.frames, channels_last=spaces.channels_last,

@@ -22,6 +22,7 @@ from rlexp.agents.base import BuildContext
 from rlexp.config.actions import ActionKind
 from rlexp.config.registry import AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
+from rlexp.networks.user_torso import Torso
 
 
 @dataclass
@@ -33,8 +34,9 @@ def build(algo: DDPGConfig, context: BuildContext) -> TD3:
     return build_actor_critic(algo, context, n_critics=1, policy_delay=1, target_noise=0.0, target_noise_clip=0.0)
 
 
-def parameters(algo: DDPGConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
-    return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=1)
+def parameters(algo: DDPGConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+               torso: Torso | None = None) -> int:
+    return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=1, torso=torso)
 
 
 ALGORITHM = AlgoSpec(name="ddpg", family=Family.OFF_POLICY, schema=DDPGConfig, check=check_actor_critic,

@@ -46,6 +46,7 @@ from rlexp.networks.encoders import ObservationEncoder
 from rlexp.networks.members import MemberOptimizers, clip_grad_norm_per_member, stack_members
 from rlexp.networks.q import DuelingQNetwork, QNetwork
 from rlexp.networks.targets import polyak_update
+from rlexp.networks.user_torso import Torso
 from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch
 from rlexp.schedules import LinearSchedule
 
@@ -266,7 +267,7 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.exploration_final_eps", algo["exploration_final_eps"], 0.0, 1.0)
 
 
-def q_torso(spaces: SpaceInfo, hidden_sizes: Sequence[int]
+def q_torso(spaces: SpaceInfo, hidden_sizes: Sequence[int], torso: Torso | None = None
             ) -> tuple[tuple[int, ...] | None, ObservationEncoder | None, Sequence[int]]:
     """What the Q-network reads observations through: (`image_shape`, `encoder`, `hidden_sizes`) of QNetwork.
 
@@ -274,30 +275,35 @@ def q_torso(spaces: SpaceInfo, hidden_sizes: Sequence[int]
     (dueling: a value and an advantage stream of 512 units each), the layout of DQN's Atari checkpoints. Any other
     image: the observation encoder every algorithm reads images through (FramesEncoder: the CNN and its 512 units,
     channel-last images transposed in it), then linear heads, no MLP; its seeds stack (FramesEncoder.stack_members).
-    Other observations: the encoder (flattened, one-hot), then the MLP."""
+    Other observations: the encoder (flattened, one-hot), then the MLP. network.torso (`torso`): the user's module,
+    then the MLP, whatever the observations."""
+    if torso is not None:
+        return None, observation_encoder(spaces, torso=torso), hidden_sizes
     if spaces.stacked:
         return spaces.obs_shape, None, hidden_sizes
     encoder = observation_encoder(spaces, frames=True)
     return None, encoder, () if spaces.frames else hidden_sizes
 
 
-def q_network(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: Sequence[int]) -> QNetwork | DuelingQNetwork:
+def q_network(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: Sequence[int],
+              torso: Torso | None = None) -> QNetwork | DuelingQNetwork:
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
-    image_shape, encoder, hidden = q_torso(spaces, hidden_sizes)
+    image_shape, encoder, hidden = q_torso(spaces, hidden_sizes, torso)
     return (DuelingQNetwork if algo.dueling else QNetwork)(features(encoder, spaces), spaces.n_actions, hidden,
                                                               image_shape, encoder=encoder)
 
 
-def parameters(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: DQNConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+               torso: Torso | None = None) -> int:
     with torch.device("meta"):
-        return count_parameters(q_network(algo, spaces, hidden_sizes))
+        return count_parameters(q_network(algo, spaces, hidden_sizes, torso))
 
 
 def build(algo: DQNConfig, context: BuildContext) -> DQN:
     spaces = context.spaces
     replay = context.replay
     assert spaces.n_actions is not None   # a Discrete action space (ALGORITHM.actions)
-    image_shape, encoder, hidden = q_torso(spaces, context.hidden_sizes)
+    image_shape, encoder, hidden = q_torso(spaces, context.hidden_sizes, context.torso)
     return DQN(features(encoder, spaces), spaces.n_actions, hidden_sizes=hidden, lr=algo.lr, tau=algo.tau,
                target_update_interval=algo.target_update_interval, exploration_fraction=algo.exploration_fraction,
                exploration_initial_eps=algo.exploration_initial_eps,

@@ -50,6 +50,7 @@ from rlexp.networks.members import MemberAdam, MemberOptimizers, clip_grad_norm_
 from rlexp.networks.multi_actions import Bernoulli, MultiCategorical
 from rlexp.networks.optimizers import RMSprop
 from rlexp.networks.policies import ActorCriticPolicy
+from rlexp.networks.user_torso import Torso
 from rlexp.rollouts.epochs import Epochs, MemberRollouts, OneRollout
 from rlexp.rollouts.losses import PolicyLoss, clipped_surrogate, normalize, value_loss
 from rlexp.rollouts.storage import RolloutBatch, RolloutStorage
@@ -344,7 +345,7 @@ ON_POLICY_ACTIONS = frozenset({ActionKind.DISCRETE, ActionKind.CONTINUOUS, Actio
 
 
 def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
-                activation: str) -> ActorCriticPolicy:
+                activation: str, torso: Torso | None = None) -> ActorCriticPolicy:
     actions: dict[str, Any]
     if spaces.discrete:
         actions = dict(n_actions=spaces.n_actions)
@@ -355,8 +356,9 @@ def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int
         assert spaces.action_low is not None   # a Box action space
         actions = dict(action_dim=int(spaces.action_low.size))
     # stacked frames: the Nature CNN, shared by the policy and value heads, with no MLP after it (SB3's CnnPolicy)
-    encoder = observation_encoder(spaces, frames=True)
-    hidden_sizes = () if spaces.frames else hidden_sizes
+    # (network.torso: the user's module, then the MLPs of network.hidden_sizes, whatever the observations)
+    encoder = observation_encoder(spaces, frames=True, torso=torso)
+    hidden_sizes = () if spaces.frames and torso is None else hidden_sizes
     return ActorCriticPolicy(features(encoder, spaces), hidden_sizes, activation, log_std_init=algo.log_std_init,
                              ortho_init=algo.ortho_init, use_sde=algo.use_sde, encoder=encoder, **actions)
 
@@ -364,7 +366,7 @@ def make_policy(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int
 def learner_arguments(algo: OnPolicyConfig, context: BuildContext) -> dict[str, Any]:
     """What PPO and A2C build alike: the policy, its generator, the action bounds and the schedules' span."""
     spaces = context.spaces
-    policy = make_policy(algo, spaces, context.hidden_sizes, context.activation)
+    policy = make_policy(algo, spaces, context.hidden_sizes, context.activation, context.torso)
     bounds: dict[str, np.ndarray] = {}
     if spaces.continuous:
         assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
@@ -385,9 +387,10 @@ def build(algo: PPOConfig, context: BuildContext) -> PPO:
                clip_range_vf=algo.clip_range_vf, target_kl=algo.target_kl)
 
 
-def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+               torso: Torso | None = None) -> int:
     with torch.device("meta"):
-        return count_parameters(make_policy(algo, spaces, hidden_sizes, "tanh"))
+        return count_parameters(make_policy(algo, spaces, hidden_sizes, "tanh", torso))
 
 
 ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,

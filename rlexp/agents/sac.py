@@ -72,6 +72,7 @@ from rlexp.networks.gsde import resample_due
 from rlexp.networks.members import MemberOptimizers, grad_norm_per_member, stack_members, standard_normal
 from rlexp.networks.squashed import SquashedGaussianActor
 from rlexp.networks.targets import polyak_update
+from rlexp.networks.user_torso import Torso
 from rlexp.replay import ReplayBatch
 
 #: alpha lives as log(alpha) in float32: beyond this its exp would overflow to inf.
@@ -375,7 +376,7 @@ def build(algo: SACConfig, context: BuildContext) -> SAC:
     target = algo.target_entropy
     # images: the actor and the critic each their own Nature CNN (copies of it: SB3's off-policy
     # share_features_extractor=False), the critic's targets copies of the critic's
-    encoder = observation_encoder(spaces, frames=True)
+    encoder = observation_encoder(spaces, frames=True, torso=context.torso)
     return SAC(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr, tau=algo.tau,
                ent_coef=fixed_ent_coef(algo.ent_coef), ent_coef_init=algo.ent_coef_init,
@@ -386,10 +387,12 @@ def build(algo: SACConfig, context: BuildContext) -> SAC:
                encoder=encoder)
 
 
-def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
+def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+               torso: Torso | None = None) -> int:
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
-        encoder = observation_encoder(spaces, frames=True)   # (parameters only for images: the CNN's)
+        # (parameters only for images, the CNN's, and network.torso's)
+        encoder = observation_encoder(spaces, frames=True, torso=torso)
         width = features(encoder, spaces)
         actor = SquashedGaussianActor(width, spaces.action_low, spaces.action_high, hidden_sizes,
                                       use_sde=algo.use_sde)

@@ -23,6 +23,7 @@ from rlexp.config.actions import ActionKind
 from rlexp.config.checks import check_positive_int, check_range
 from rlexp.config.registry import AlgoSpec, Family
 from rlexp.envs.spaces import SpaceInfo
+from rlexp.networks.user_torso import Torso
 
 
 @dataclass
@@ -42,8 +43,9 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
     check_range("algo.target_noise_clip", algo["target_noise_clip"], 0.0)
 
 
-def parameters(algo: TD3Config, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]) -> int:
-    return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=2)
+def parameters(algo: TD3Config, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+               torso: Torso | None = None) -> int:
+    return actor_critic_parameters(algo, spaces, hidden_sizes, n_critics=2, torso=torso)
 
 
 def build(algo: TD3Config, context: BuildContext) -> TD3:

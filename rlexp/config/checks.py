@@ -105,3 +105,22 @@ def check_wrappers(wrappers: Any, vectorization: str = "sync") -> None:
     if wrappers and vectorization == "envpool":
         raise ConfigError("env.wrappers cannot be applied with env.vectorization=envpool: EnvPool's envs step in C++, "
                           "where no Python wrapper runs; use env.vectorization=sync or async")
+
+
+def check_torso(torso: Any) -> None:
+    """network.torso is `{_target_: null}` (the observation space decides) or `{_target_: <dotted path>, <keyword
+    arguments>}`. What the target is, is checked where it is built (rlexp/networks/user_torso.py), after the trust
+    rule for a saved config's."""
+    example = "e.g. network.torso._target_=my_package.nets.MyTorso"
+    if torso is None:   # (`network.torso=null`: the automatic torso too)
+        return
+    if not isinstance(torso, dict) or not isinstance(torso.get("_target_"), (str, type(None))):
+        raise ConfigError(f"network.torso={torso!r} must be {{_target_: <dotted path of a torch.nn.Module>, "
+                          f"<kwargs>}}, {example}")
+    options = sorted(str(key) for key in torso if not isinstance(key, str) or key.startswith("_") and key != "_target_")
+    if options:
+        raise ConfigError(f"network.torso has {', '.join(options)}: it takes _target_ and the module's keyword "
+                          f"arguments only (none of Hydra's instantiate options)")
+    if torso.get("_target_") is None and len(torso) > 1:
+        raise ConfigError(f"network.torso has keyword arguments {sorted(k for k in torso if k != '_target_')} but no "
+                          f"_target_ to pass them to; name the module ({example}) or drop them")

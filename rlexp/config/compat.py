@@ -43,7 +43,9 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "algo.prioritized": False, "algo.priority_alpha": 0.6, "algo.priority_beta0": 0.4,
                                "algo.priority_eps": 1.0e-6,
                                # image observations' channel order, detected (the only way before the key)
-                               "network.image.channels_first": None}
+                               "network.image.channels_first": None,
+                               # no torso of the user's: the observation space decided
+                               "network.torso._target_": None}
 
 
 

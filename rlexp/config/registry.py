@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rlexp.agents.base import BuildContext
     from rlexp.agents.contracts import Agent
     from rlexp.envs.spaces import SpaceInfo
+    from rlexp.networks.user_torso import Torso
 
 
 class Family(Enum):
@@ -40,9 +41,10 @@ class AlgoSpec(Generic[C]):
     # (its keys as validated plain data, the whole config): ranges, cross-field rules, before anything is built
     check: Callable[[dict[str, Any], dict[str, Any]], None]
     build: Callable[[C, BuildContext], Agent]          # the agent, from its typed config and the runtime facts
-    # How many parameters its networks have (its config, the env's spaces, network.hidden_sizes): counted on
-    # torch's meta device, so a size too large for the machine is refused before anything is allocated.
-    parameters: Callable[[C, SpaceInfo, tuple[int, ...]], int]
+    # How many parameters its networks have (its config, the env's spaces, network.hidden_sizes, network.torso's
+    # module or None): counted on torch's meta device, so a size too large for the machine is refused before
+    # anything is allocated.
+    parameters: Callable[[C, SpaceInfo, tuple[int, ...], Torso | None], int]
     actions: frozenset[ActionKind]                     # the action spaces it acts in
     frames: bool = False                               # it has a torso for stacked image frames
     channels_last: bool = False                        # and for channel-last images (H, W, C) too

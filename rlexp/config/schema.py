@@ -216,6 +216,12 @@ class NetworkConfig:
     """relu | tanh, after every hidden layer"""
     image: ImageConfig = field(default_factory=ImageConfig)
     """image observations' CNN"""
+    # (a dict with a null _target_ rather than null: Hydra sets `network.torso._target_=...` only inside a dict)
+    torso: Dict[str, Any] = field(default_factory=lambda: {"_target_": None})
+    """what reads the observations before the heads: _target_ null, the observation space decides (flattened,
+    one-hot, the CNN for images); or `{_target_: my_package.nets.MyTorso, <its keyword arguments>}`, a torch.nn.Module
+    built as MyTorso(observation_space, **kwargs), with an int `out_features`, taking raw (batch, *obs_shape)
+    observations to (batch, out_features) float32 features (rlexp/networks/user_torso.py)"""
 
 
 @dataclass

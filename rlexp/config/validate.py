@@ -21,6 +21,7 @@ from rlexp.config.checks import (
     check_range,
     check_sde_sample_freq,
     check_seed,
+    check_torso,
     check_wrappers,
 )
 from rlexp.config.schema import COMPILE_MODES, TrainConfig
@@ -45,6 +46,7 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     env = cfg["env"]
     check_positive_int("env.num_envs", env["num_envs"])
     check_wrappers(env.get("wrappers", []), env["vectorization"])
+    check_torso(cfg["network"].get("torso"))
     if env["num_envs"] > cfg["total_steps"]:
         raise ConfigError(f"env.num_envs={env['num_envs']} is more than total_steps={cfg['total_steps']}: each vector "
                           f"step takes one step in every env; lower env.num_envs or raise total_steps")

@@ -13,6 +13,8 @@ within `TOLERANCE` of them (continuous). A mismatch is an error and leaves nothi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ from rlexp.config.actions import ActionKind
 from rlexp.deploy.load import LoadedAgent
 from rlexp.deploy.paths import FORMATS
 from rlexp.envs.spaces import SpaceInfo
-from rlexp.errors import ConfigError, RunFailure, needs_extra
+from rlexp.errors import ConfigError, RunFailure, needs_extra, one_line
 
 TOLERANCE = 1e-5
 INPUT, OUTPUT = "obs", "action"
@@ -201,7 +203,25 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
     tmp = Path(tmp_name)
     written = False
     try:
-        run = WRITERS[fmt](module, torch.as_tensor(observations[:2]), tmp)
+        # (torch reports what it could not capture with its whole graph, in warnings and on stderr: the line below
+        # says it)
+        disabled = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                run = WRITERS[fmt](module, torch.as_tensor(observations[:2]), tmp)
+        except (OSError, ConfigError, RunFailure):
+            raise
+        except Exception as error:   # tracing or exporting failed: the user's torso, or a fault of ours
+            torso = (loaded.config["network"].get("torso") or {}).get("_target_")
+            if torso is None:
+                raise
+            raise ConfigError(f"the policy cannot be exported as {fmt}: its network.torso ({torso}) could not be "
+                              f"captured ({type(error).__name__}: {one_line(str(error))[:200]}); try another "
+                              f"format ({', '.join(f for f in FORMATS if f != fmt)}), or make the module "
+                              f"traceable; nothing was written") from None
+        finally:
+            logging.disable(disabled)
         # The whole set as one batch, and one observation alone: the batch axis really is free.
         got = run(observations)
         single = run(observations[:1])

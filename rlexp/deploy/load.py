@@ -212,6 +212,7 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     from rlexp.envs import describe_spaces
     from rlexp.envs.normalization import make_normalization
     from rlexp.io.checkpoints import load_checkpoint
+    from rlexp.networks.user_torso import resolve_torso
 
     seed = check_load_arguments(path, checkpoint, device, seed)
     file = checkpoint_path(path, checkpoint)
@@ -228,8 +229,10 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
                                      stacked=bool(config["env"].get("atari")))
         finally:
             env.close()
+        # network.torso's module: imported under rlexp/config/trust.py's rule, as the env's
+        torso = resolve_torso(config["network"].get("torso"), run_directory(file))
         check_agent_size(file, spec.parameters(typed(config["algo"], spec.schema), spaces,
-                                               tuple(config["network"]["hidden_sizes"])), bundle["agent"])
+                                               tuple(config["network"]["hidden_sizes"]), torso), bundle["agent"])
         # Building draws initial weights (replaced by the saved ones) from torch's global generator: leave the
         # caller's random streams as they were.
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
@@ -237,7 +240,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
             agent = spec.build(typed(config["algo"], spec.schema), BuildContext(
                 spaces=spaces, hidden_sizes=tuple(config["network"]["hidden_sizes"]),
                 total_steps=config["total_steps"], planned_updates=1, num_envs=1, device=resolved,
-                seed=config["seed"] if seed is None else seed, activation=config["network"].get("activation", "relu")))
+                seed=config["seed"] if seed is None else seed, activation=config["network"].get("activation", "relu"),
+                torso=torso))
         state = bundle["agent"]
         if seed is not None:   # the saved networks, with the exploration state the builder seeded
             fresh = agent.state_dict()

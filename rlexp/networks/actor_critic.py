@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rlexp.errors import ConfigError
 from rlexp.networks.bounds import scale_and_bias
+from rlexp.networks.members import stack_members
 from rlexp.networks.torsos import ACTIVATIONS, mlp
 
 
@@ -128,6 +129,8 @@ class CriticEnsemble(nn.Module):
             raise ConfigError("a critic ensemble with batch normalization cannot be batched over seeds yet")
         stacked = copy.deepcopy(members[0])
         stacked.seeds = len(members)
+        if any(True for _ in stacked.encoder.parameters()):   # a torso of its own (network.torso's): each seed's
+            stacked.encoder = stack_members([m.encoder for m in members], "the critic's torso")
         for i, layer in enumerate(stacked.linear_layers()):
             layer.weight = nn.Parameter(torch.cat([m.linear_layers()[i].weight.detach() for m in members]),
                                         requires_grad=layer.weight.requires_grad)

@@ -29,6 +29,7 @@ from rlexp.envs.workers import EnvWaitAbandoned
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
+from rlexp.networks.user_torso import check_user_torso, resolve_torso
 from rlexp.replay import Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
@@ -96,6 +97,14 @@ class Job:
                                      image_channels_first=settings.network.image.channels_first,
                                      stacked=atari is not None)
             check_fits(spec, spaces)
+            # network.torso: the user's module built and tried on a batch of the env's observations
+            torso = settings.network.torso.get("_target_") if settings.network.torso else None
+            if torso is not None and spaces.multi_input:
+                raise ConfigError(f"network.torso ({torso}) reads one array of observations, and {spaces.description} "
+                                  f"has Dict or Tuple ones (the networks get them packed into bytes); flatten them "
+                                  f"with gymnasium.wrappers.FlattenObservation in env.wrappers, or leave "
+                                  f"network.torso._target_ null (an encoder per entry)")
+            check_user_torso(settings.network.torso, spaces.obs_space)
             if getattr(settings.algo, "use_sde", False) and not spaces.continuous:   # (PPO's, A2C's, SAC's key)
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
                                   f"{spaces.description} has discrete actions; use algo.use_sde=false")
@@ -150,7 +159,7 @@ class Job:
             agent = spec.build(algo, BuildContext(
                 spaces=spaces, hidden_sizes=tuple(config.network.hidden_sizes), total_steps=total_steps,
                 planned_updates=updates, num_envs=num_envs, device=device, seed=seed, replay=replay,
-                activation=config.network.activation))
+                activation=config.network.activation, torso=resolve_torso(config.network.torso)))
             if resume is not None:
                 agent.load_state_dict(resume["agent"])
             if self.compiles:

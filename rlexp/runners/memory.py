@@ -22,6 +22,7 @@ from rlexp.config.registry import AlgoSpec, Family
 from rlexp.config.schema import OffPolicyConfig, TrainConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
+from rlexp.networks.user_torso import resolve_torso
 from rlexp.replay.frames import frames_per_env
 
 GB = 1e9
@@ -120,13 +121,17 @@ def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: tor
     # batch_size: it learns from the rollout at once).
     batch = getattr(algo, "batch_size", None) or algo.n_steps * num_envs
     obs_bytes = 4 * spaces.obs_dim
-    encoded = features(observation_encoder(spaces), spaces)   # what the first layer reads: a one-hot is wider
+    torso = resolve_torso(config.network.torso)
+    # What the first layer reads: a one-hot is wider; network.torso's out_features (read off its module, built on
+    # the meta device).
+    with torch.device("meta"):
+        encoded = features(observation_encoder(spaces, torso=torso), spaces)
     env_bytes = env_instance_bytes(env.id)
     needs = [
         *(on_policy_needs(config, spaces) if on_policy else off_policy_needs(config, spaces, device)),
         # Every network with its target, gradient and Adam's two moments, float32.
         Need("network.hidden_sizes", "the networks and their optimizers",
-             5 * 4 * spec.parameters(algo, spaces, tuple(hidden)), True),
+             5 * 4 * spec.parameters(algo, spaces, tuple(hidden), torso), True),
         # An update's activations: forward and backward through the online and target networks.
         Need("network.hidden_sizes", "an update's activations",
              6 * 4 * batch * (sum(hidden) + encoded) + 2 * batch * obs_bytes, True),

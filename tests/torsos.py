@@ -1,0 +1,78 @@
+"""Torsos of a user's own (`network.torso._target_=tests.torsos:SmallTorso`), and faulty ones the refusals name.
+
+The form the README shows: an nn.Module built as `Torso(observation_space, **kwargs)`, with an int `out_features`,
+mapping raw observations (batch, *obs_shape) to float32 features (batch, out_features).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+
+class SmallTorso(nn.Module):
+    """The observation, flattened, through a linear layer and a tanh: `width` features."""
+
+    def __init__(self, observation_space: gym.Space, width: int = 16) -> None:
+        super().__init__()
+        self.out_features = width
+        self.linear = nn.Linear(int(np.prod(observation_space.shape)), width)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(observations.flatten(1).float()))
+
+
+class NoWidth(SmallTorso):
+    """Forgets to say how wide its features are."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space)
+        del self.out_features
+
+
+class WrongWidth(SmallTorso):
+    """Says 8, gives 16."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space, width=16)
+        self.out_features = 8
+
+
+class Float64Features(SmallTorso):
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return super().forward(observations).double()
+
+
+class NeedsAnImage(SmallTorso):
+    """Built for images only: fails on a vector's batch."""
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return super().forward(observations.permute(0, 3, 1, 2))
+
+
+class WithRunningStatistics(SmallTorso):
+    """A batch norm: running statistics, state besides its parameters."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space)
+        self.norm = nn.BatchNorm1d(self.out_features)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.norm(super().forward(observations))
+
+
+class BranchesOnData(SmallTorso):
+    """Python control flow on the observations' values: torch.export cannot follow it."""
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        features = super().forward(observations)
+        return features if bool(observations.sum() > 1e9) else features * 2
+
+
+class NotATorso:
+    """A class, but no nn.Module."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        self.out_features = 4
