@@ -44,6 +44,9 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "algo.priority_eps": 1.0e-6,
                                # image observations' channel order, detected (the only way before the key)
                                "network.image.channels_first": None,
+                               # auto, the default, alike for uint8 images (a float rank-3 Box shaped as an image
+                               # was flattened then; such a run's networks no longer match its checkpoint)
+                               "network.image.enabled": "auto",
                                # no torso of the user's: the observation space decided
                                "network.torso._target_": None}
 

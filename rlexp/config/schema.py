@@ -199,7 +199,12 @@ class EnvConfig:
 
 @dataclass
 class ImageConfig:
-    """Image observations (a rank-3 uint8 Box), read by the Nature CNN."""
+    """Image observations (a rank-3 Box of uint8 or floats), read by the Nature CNN."""
+
+    enabled: Any = "auto"
+    """auto | uint8 | true | false: which rank-3 Boxes the CNN reads, rather than an MLP their values flattened.
+    auto: uint8 ones, and float ones shaped as images (a channel axis found, sides the CNN reads), not divided by 255;
+    uint8: uint8 ones only (SB3's rule); true: every uint8 or float one; false: none"""
 
     channels_first: Optional[bool] = None
     """null: the channel axis (1, 3 or 4 wide) detected as SB3 does, first (C, H, W) or last (H, W, C); true or

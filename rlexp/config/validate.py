@@ -61,6 +61,9 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
         if atari["frame_stack"] > 16:
             raise ConfigError(f"env.atari.frame_stack={atari['frame_stack']} is more than the 16 frames rlexp stacks "
                               f"as the Nature CNN's input channels; use 4")
+    reading = cfg["network"].get("image", {}).get("enabled", "auto")
+    if not (isinstance(reading, bool) or reading in ("auto", "uint8")):
+        raise ConfigError(f"network.image.enabled={reading!r} must be auto, uint8, true or false")
     sizes = cfg["network"]["hidden_sizes"]
     if not isinstance(sizes, list) or not sizes or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
                                                            for w in sizes):

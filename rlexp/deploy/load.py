@@ -226,6 +226,7 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
         try:
             spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"],
                                      image_channels_first=config["network"].get("image", {}).get("channels_first"),
+                                     image_enabled=config["network"].get("image", {}).get("enabled", "auto"),
                                      stacked=bool(config["env"].get("atari")))
         finally:
             env.close()

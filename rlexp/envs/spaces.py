@@ -76,6 +76,8 @@ class SpaceInfo:
     def obs_dtype(self) -> np.dtype:
         """What replay and rollouts store observations as: uint8 frames, integers for Discrete and MultiDiscrete
         (one integer per component, one-hot encoded only in the network), int8 for MultiBinary, float32 else."""
+        if self.frames and self.obs_space.dtype != np.uint8:   # float images (network.image.enabled), as floats
+            return np.dtype(np.float32)
         if self.frames or self.entries:   # (packed Dict/Tuple observations: bytes)
             return np.dtype(np.uint8)
         if isinstance(self.obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
@@ -135,14 +137,46 @@ def channels_first(shape: tuple[int, ...], override: bool | None = None) -> bool
     return True if first else False if last else None
 
 
+def reads_as_image(space: gym.Space, enabled: object = "auto", override: bool | None = None,
+                   min_side: int = NATURE_MIN_SIDE) -> bool:
+    """Whether a CNN reads `space` rather than an MLP its values flattened (`enabled`: network.image.enabled).
+    auto: a rank-3 Box of uint8 (SB3's rule: what envs give), or of floats (a pixel wrapper's [0, 1] values) shaped
+    as an image, its channel axis found unambiguously (`channels_first`) and its sides at least `min_side` (other
+    float Boxes are flattened, as SB3 does); uint8: uint8 ones only (SB3's rule, the only
+    images before the key); true: any rank-3 Box of uint8 or floats (one that cannot be read is refused in
+    describe_spaces); false: none."""
+    if enabled is False or not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3):
+        return False
+    if space.dtype == np.uint8:
+        return True
+    if not np.issubdtype(space.dtype, np.floating):
+        if enabled is True:
+            raise ConfigError(f"network.image.enabled=true reads uint8 or float images, and the observations "
+                              f"{space} are {space.dtype}; cast them (gymnasium.wrappers.DtypeObservation)")
+        return False
+    if enabled is True or enabled == "uint8":
+        return enabled is True
+    try:
+        first = channels_first(tuple(space.shape), override)
+    except ConfigError:   # channels at both ends: not an image to guess at, flattened as SB3 does
+        return False
+    return first is not None and min(space.shape[1:] if first else space.shape[:2]) >= min_side
+
+
 def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, *,
-                    image_channels_first: bool | None = None, stacked: bool = False) -> SpaceInfo:
+                    image_channels_first: bool | None = None, stacked: bool = False,
+                    image_enabled: object = "auto") -> SpaceInfo:
     """`image_channels_first`: network.image.channels_first; `stacked`: the observations are Atari's stacked
-    frames (env.atari)."""
+    frames (env.atari); `image_enabled`: network.image.enabled (reads_as_image)."""
     box = isinstance(obs_space, gym.spaces.Box)
     vector = isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
     shape: tuple[int, ...] = tuple(obs_space.shape or ()) if box or vector else ()
-    first = channels_first(shape, image_channels_first) if is_image(obs_space) else None
+    image = reads_as_image(obs_space, image_enabled, image_channels_first)
+    first = channels_first(shape, image_channels_first) if image else None
+    if image and first is None and image_enabled is True:
+        raise ConfigError(f"network.image.enabled=true, and {env_id}'s observations {shape} have no channel axis "
+                          f"(1, 3 or 4 first or last, or up to {MAX_STACK} stacked frames first); set "
+                          f"network.image.channels_first=true or false, or network.image.enabled=auto")
     frames = first is not None
     if frames:
         sides = shape[1:] if first else shape[:2]
@@ -160,7 +194,7 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
         n_actions=int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None,
         action_low=action_space.low.copy() if isinstance(action_space, gym.spaces.Box) else None,
         action_high=action_space.high.copy() if isinstance(action_space, gym.spaces.Box) else None,
-        frames=frames, flat=not packed and (vector or box and not is_image(obs_space)),
+        frames=frames, flat=not packed and (vector or box and not image),
         description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
         action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked,
         entries=image_entries(layout.entries, image_channels_first) if layout is not None else ())

@@ -87,12 +87,13 @@ class FramesEncoder(ObservationEncoder):
     then a linear layer of `out_features` and a ReLU: SB3's NatureCNN features extractor, CleanRL's ppo_atari
     torso. Replay and rollouts keep the frames in uint8."""
 
-    def __init__(self, obs_shape: Sequence[int], out_features: int = 512, channels_last: bool = False) -> None:
+    def __init__(self, obs_shape: Sequence[int], out_features: int = 512, channels_last: bool = False,
+                 scaled: bool = True) -> None:
         super().__init__(obs_shape)
         # channel-last images (H, W, C), e.g. CarRacing's, are transposed here: storage keeps the env's layout
         self.channels_last = channels_last
         height, width, channels = obs_shape if channels_last else (*obs_shape[1:], obs_shape[0])
-        self.convolutions = NatureConvolutions((channels, height, width))
+        self.convolutions = NatureConvolutions((channels, height, width), scaled)   # scaled: uint8 images
         self.linear: nn.Linear | MemberLinear = nn.Linear(self.convolutions.out_features, out_features)
         self.out_features = out_features
         self.seeds: int | None = None   # many seeds' encoders stacked as one (stack_members): their number
@@ -192,7 +193,7 @@ def make_encoder(space: gym.Space, frames: bool = False, channels_last: bool = F
     if entries:
         return MultiInputEncoder(entries)
     if frames:
-        return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last)
+        return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last, scaled=space.dtype == np.uint8)
     if isinstance(space, gym.spaces.Discrete):
         return OneHotEncoder((), [int(space.n)], [int(space.start)])
     if isinstance(space, gym.spaces.MultiDiscrete):

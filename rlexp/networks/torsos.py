@@ -23,10 +23,11 @@ def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activa
 class NatureConvolutions(nn.Module):
     """The DQN paper's convolutions on stacked frames: 32 8x8 filters stride 4, 64 4x4 stride 2, 64 3x3 stride 1,
     each followed by a ReLU (Mnih et al. 2015, Methods). Takes uint8 frames and scales them to [0, 1] itself,
-    so replay memory stays in uint8."""
+    so replay memory stays in uint8; float images (`scaled=False`) are read as they are."""
 
-    def __init__(self, image_shape: Sequence[int]) -> None:
+    def __init__(self, image_shape: Sequence[int], scaled: bool = True) -> None:
         super().__init__()
+        self.scaled = scaled
         self.net = nn.Sequential(
             nn.Conv2d(image_shape[0], 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
@@ -43,4 +44,4 @@ class NatureConvolutions(nn.Module):
         self.out_features = 64 * sides[0] * sides[1]
 
     def forward(self, frames: Tensor) -> Tensor:
-        return self.net(frames.float() / 255.0)
+        return self.net(frames.float() / 255.0 if self.scaled else frames.float())

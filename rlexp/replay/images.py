@@ -1,5 +1,5 @@
 """Replay memory for single image observations (CarRacing's 96x96x3, any rank-3 image that is not Atari's stacked
-frames), each observation stored once, in `obs_dtype` (a run's are uint8: it keeps float images in the plain replay).
+frames), each observation stored once, in `obs_dtype` (uint8, or float32 for float images).
 
 A transition's next observation is the observation its env gives next, unless an episode ended in between: the
 same data as rlexp/replay/frames.py's, with a stack of one frame. So each env keeps its own ring of images, a

@@ -95,6 +95,7 @@ class Job:
         try:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id,
                                      image_channels_first=settings.network.image.channels_first,
+                                     image_enabled=settings.network.image.enabled,
                                      stacked=atari is not None)
             check_fits(spec, spaces)
             # network.torso: the user's module built and tried on a batch of the env's observations
@@ -109,8 +110,9 @@ class Job:
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
                                   f"{spaces.description} has discrete actions; use algo.use_sde=false")
             if env_cfg.normalize.obs and spaces.frames:
-                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: image frames are scaled to [0, 1] "
-                                  f"by the Nature CNN, not standardised; use env.normalize.obs=false")
+                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: images are read by the CNN as "
+                                  f"they are (uint8 ones scaled to [0, 1]), not standardised; use "
+                                  f"env.normalize.obs=false")
             if env_cfg.normalize.obs and spaces.multi_input:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: Dict and Tuple observations are "
                                   f"not standardised yet; use env.normalize.obs=false")

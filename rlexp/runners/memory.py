@@ -48,7 +48,7 @@ def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: b
     host = 0.0
     if spaces.frames:   # images, each frame stored once: Atari's stacks of k frames, other images a frame each
         stack, frame = (spaces.obs_shape[0], int(np.prod(spaces.obs_shape[1:]))) if spaces.stacked else \
-            (1, int(np.prod(spaces.obs_shape)))
+            (1, int(np.prod(spaces.obs_shape)) * spaces.obs_dtype.itemsize)   # (float images: float32)
         frames = num_envs * frames_per_env(rows, stack) * frame
         device = frames + slots * (per_slot + 8)         # + each transition's newest frame number
         host = slots * 8                                 # its host mirror, for eviction
