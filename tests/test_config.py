@@ -214,6 +214,7 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "network.image.channels_first": None,
                                  # auto: runs before network.image.enabled (uint8 images alike)
                                  "network.image.enabled": "auto",
+                                 "network.image.cnn": "nature",   # the Nature CNN: runs before network.image.cnn
                                  # the observation space decides the torso: runs before network.torso
                                  "network.torso._target_": None}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
@@ -270,7 +271,7 @@ def test_on_policy_checks(overrides, message):
 
 
 def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_own():
-    image = {"image": {"enabled": "auto", "channels_first": None}}   # (from the observation space unless set)
+    image = {"image": {"enabled": "auto", "channels_first": None, "cnn": "nature"}}   # (from the space unless set)
     image = {**image, "torso": {"_target_": None}}   # (network.torso: the observation space decides)
     assert resolved(["algo=ppo"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh", **image}
     assert resolved(["algo=a2c", "env=Acrobot-v1"])["network"] == {"hidden_sizes": [64, 64], "activation": "tanh",

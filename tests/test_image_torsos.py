@@ -105,3 +105,86 @@ def test_sac_trains_on_float_images_from_a_wrapper_then_evaluates(workdir: Path,
     evaluated = run_in_process(["eval", "run", "episodes=1"], workdir, capsys, monkeypatch)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "sac on CarRacing-v3, final.pt (step 40): mean return" in evaluated.stdout
+
+
+# --- IMPALA's ResNet (network.image.cnn=impala) ---------------------------------------------------------------------
+
+def conv(inputs: int, outputs: int) -> int:
+    return 3 * 3 * inputs * outputs + outputs   # a 3x3 convolution's weights and biases
+
+
+def test_the_impala_resnet_has_cleanrls_shape_and_parameters_counted_by_hand() -> None:
+    # CleanRL's ppo_procgen torso on Procgen's 64x64x3: per stack a convolution and two residual blocks (two
+    # convolutions each); the pools halve the sides, rounding up (64 -> 32 -> 16 -> 8); then 32 x 8 x 8 -> 256
+    stacks = [(3, 16), (16, 32), (32, 32)]
+    convolutions = sum(conv(i, o) + 4 * conv(o, o) for i, o in stacks)
+    assert convolutions == 9_728 + 41_632 + 46_240
+    linear = 32 * 8 * 8 * 256 + 256
+    encoder = make_encoder(box((64, 64, 3), np.uint8), frames=True, channels_last=True, cnn="impala")
+    assert isinstance(encoder, FramesEncoder) and encoder.convolutions.out_features == 2_048
+    assert sum(p.numel() for p in encoder.parameters()) == convolutions + linear == 622_144
+    pixels = torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8)
+    assert encoder(pixels).shape == (5, 256) and encoder(pixels[None]).shape == (1, 5, 256)
+    # Atari's 4x84x84 frames: 84 -> 42 -> 21 -> 11, computed without a forward pass (built on the meta device too)
+    with torch.device("meta"):
+        atari = FramesEncoder((4, 84, 84), cnn="impala")
+    assert atari.convolutions.out_features == 32 * 11 * 11
+    assert sum(p.numel() for p in atari.parameters()) == conv(4, 16) - conv(3, 16) + convolutions + 3_872 * 256 + 256
+
+
+def test_many_seeds_impala_resnets_stacked_read_images_as_each_alone() -> None:
+    torch.manual_seed(0)
+    members = [FramesEncoder((40, 40, 3), channels_last=True, cnn="impala") for _ in range(2)]
+    stacked = FramesEncoder.stack_members(members)
+    # every convolution, those inside the residual blocks too, one grouped convolution (a seed per group)
+    grouped = [m for m in stacked.convolutions.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(grouped) == 15 and all(m.groups == 2 for m in grouped)
+    images = torch.randint(0, 256, (2, 3, 40, 40, 3), dtype=torch.uint8)   # (seeds, batch, H, W, C)
+    together = stacked(images)
+    for k, member in enumerate(members):
+        torch.testing.assert_close(together[k], member(images[k]))
+
+
+@pytest.mark.parametrize("name", ["dqn", "ppo", "a2c", "sac", "td3", "ddpg"])
+def test_every_algorithm_reads_images_through_the_impala_resnet_when_asked(name: str) -> None:
+    from rlexp.agents.base import BuildContext
+    from rlexp.agents.registry import algorithms
+    from rlexp.commands.train import resolved_config
+    from rlexp.config.typed import typed
+
+    spec = algorithms()[name]
+    actions = ACTIONS if name in ("dqn", "ppo", "a2c") else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    spaces = describe_spaces(box((20, 20, 3), np.uint8), actions, "Img-v0", image_cnn="impala")   # (20x20: IMPALA's)
+    config = resolved_config(compose_config([f"algo={name}", "env=CartPole-v1" if name in ("dqn", "ppo", "a2c")
+                                             else "env=Pendulum-v1"]))
+    algo = typed(config["algo"], spec.schema)
+    agent = spec.build(algo, BuildContext(spaces=spaces, hidden_sizes=(16,), total_steps=100, planned_updates=100,
+                                          num_envs=1, device=torch.device("cpu"), seed=0))
+    networks = [agent.q_network] if name == "dqn" else [agent.policy] if name in ("ppo", "a2c") else \
+        [agent.actor, agent.critic]
+    for network in networks:
+        assert isinstance(network.encoder, FramesEncoder) and network.encoder.out_features == 256
+        assert any(type(m).__name__ == "ResidualBlock" for m in network.encoder.modules())
+    # what the memory check counts, on the meta device: the networks (their targets are copies)
+    assert spec.parameters(algo, spaces, (16,)) == sum(p.numel() for n in networks for p in n.parameters())
+    images = np.random.default_rng(0).integers(0, 256, (2, 20, 20, 3), dtype=np.uint8)
+    assert agent.act(images, explore=False).shape[0] == 2
+
+
+def test_ppo_trains_on_atari_through_the_impala_resnet_then_evaluates_and_exports(workdir: Path, capsys,
+                                                                                   monkeypatch) -> None:
+    from tests.test_images import TINY  # Pong at a tiny budget
+
+    proc = run_cli(["train", "algo=ppo", *TINY, "algo.batch_size=16", "network.image.cnn=impala",
+                    "hydra.run.dir=run"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    policy = load_checkpoint(workdir / "run" / "checkpoints" / "final.pt")["agent"]["policy"]
+    assert policy["encoder.convolutions.net.2.conv0.weight"].shape == (16, 16, 3, 3)   # a residual block's
+    evaluated = run_in_process(["eval", "run", "episodes=1"], workdir, capsys, monkeypatch)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "ppo on ALE/Pong-v5, final.pt (step 64): mean return" in evaluated.stdout
+    exported = run_in_process(["export", "run", "format=torchscript", "states=8"], workdir, capsys, monkeypatch)
+    assert exported.returncode == 0, exported.stderr
+    assert "its actions match the agent's on 8 evaluation states" in exported.stdout
+    exported_policy = torch.jit.load(str(workdir / "run" / "export" / "policy.pt"))
+    assert exported_policy(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3,)

@@ -56,7 +56,7 @@ def observation_encoder(spaces: SpaceInfo, frames: bool = False, torso: Torso | 
     if spaces.frames and not frames:
         return None
     return make_encoder(spaces.obs_space, frames=spaces.frames, channels_last=spaces.channels_last,
-                        entries=spaces.entries)
+                        entries=spaces.entries, cnn=spaces.cnn)
 
 
 def features(encoder: ObservationEncoder | None, spaces: SpaceInfo) -> int:

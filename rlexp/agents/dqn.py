@@ -271,15 +271,16 @@ def q_torso(spaces: SpaceInfo, hidden_sizes: Sequence[int], torso: Torso | None 
             ) -> tuple[tuple[int, ...] | None, ObservationEncoder | None, Sequence[int]]:
     """What the Q-network reads observations through: (`image_shape`, `encoder`, `hidden_sizes`) of QNetwork.
 
-    env.atari's stacked frames: the Nature convolutions held by the Q-network itself, with the paper's heads
-    (dueling: a value and an advantage stream of 512 units each), the layout of DQN's Atari checkpoints. Any other
-    image: the observation encoder every algorithm reads images through (FramesEncoder: the CNN and its 512 units,
-    channel-last images transposed in it), then linear heads, no MLP; its seeds stack (FramesEncoder.stack_members).
+    env.atari's stacked frames with the Nature CNN: its convolutions held by the Q-network itself, with the paper's
+    heads (dueling: a value and an advantage stream of 512 units each), the layout of DQN's Atari checkpoints. Any
+    other image (or network.image.cnn=impala): the observation encoder every algorithm reads images through
+    (FramesEncoder: the CNN and its 512 units, IMPALA's 256, channel-last images transposed in it), then linear heads,
+    no MLP; its seeds stack (FramesEncoder.stack_members).
     Other observations: the encoder (flattened, one-hot), then the MLP. network.torso (`torso`): the user's module,
     then the MLP, whatever the observations."""
     if torso is not None:
         return None, observation_encoder(spaces, torso=torso), hidden_sizes
-    if spaces.stacked:
+    if spaces.stacked and spaces.cnn == "nature":
         return spaces.obs_shape, None, hidden_sizes
     encoder = observation_encoder(spaces, frames=True)
     return None, encoder, () if spaces.frames else hidden_sizes

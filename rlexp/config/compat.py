@@ -47,6 +47,7 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                # auto, the default, alike for uint8 images (a float rank-3 Box shaped as an image
                                # was flattened then; such a run's networks no longer match its checkpoint)
                                "network.image.enabled": "auto",
+                               "network.image.cnn": "nature",   # the only CNN before the key
                                # no torso of the user's: the observation space decided
                                "network.torso._target_": None}
 

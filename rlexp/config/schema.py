@@ -197,6 +197,11 @@ class EnvConfig:
     that dies ends it at once)"""
 
 
+class ImageCnn(Choice):
+    nature = "nature"
+    impala = "impala"
+
+
 @dataclass
 class ImageConfig:
     """Image observations (a rank-3 Box of uint8 or floats), read by the Nature CNN."""
@@ -205,6 +210,9 @@ class ImageConfig:
     """auto | uint8 | true | false: which rank-3 Boxes the CNN reads, rather than an MLP their values flattened.
     auto: uint8 ones, and float ones shaped as images (a channel axis found, sides the CNN reads), not divided by 255;
     uint8: uint8 ones only (SB3's rule); true: every uint8 or float one; false: none"""
+    cnn: ImageCnn = ImageCnn.nature
+    """nature (the DQN paper's convolutions, then 512 units) | impala (IMPALA's ResNet: three stacks of a convolution,
+    a max pool and two residual blocks, then 256 units; Espeholt et al. 2018, CleanRL's ppo_procgen)"""
 
     channels_first: Optional[bool] = None
     """null: the channel axis (1, 3 or 4 wide) detected as SB3 does, first (C, H, W) or last (H, W, C); true or

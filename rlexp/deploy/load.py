@@ -227,6 +227,7 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
             spaces = describe_spaces(env.observation_space, env.action_space, config["env"]["id"],
                                      image_channels_first=config["network"].get("image", {}).get("channels_first"),
                                      image_enabled=config["network"].get("image", {}).get("enabled", "auto"),
+                                     image_cnn=config["network"].get("image", {}).get("cnn", "nature"),
                                      stacked=bool(config["env"].get("atari")))
         finally:
             env.close()

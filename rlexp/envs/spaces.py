@@ -31,6 +31,7 @@ class SpaceInfo:
     channels_last: bool = False        # an image's channels are its last axis (the CNN transposes; storage keeps it)
     stacked: bool = False              # Atari's stacked frames (k, H, W): consecutive observations share k-1 frames,
     #                                    so off-policy replay stores each frame once (rlexp/replay/frames.py)
+    cnn: str = "nature"                # what reads images: network.image.cnn (nature | impala)
     entries: tuple[Entry, ...] = ()    # a Dict/Tuple observation's entries (rlexp/envs/packing.py): observations
     #                                    are packed rows of bytes (obs_shape (nbytes,), uint8), read by the
     #                                    networks' multi-input encoder, one encoder per entry
@@ -121,6 +122,8 @@ CHANNELS = (1, 3, 4)
 MAX_STACK = 16
 #: The smallest side the Nature CNN reads: 8x8 stride 4, 4x4 stride 2 and 3x3 stride 1 leave 1x1 of 36x36.
 NATURE_MIN_SIDE = 36
+#: network.image.cnn's smallest side: IMPALA's padded convolutions and pools read any
+MIN_SIDES = {"nature": NATURE_MIN_SIDE, "impala": 1}
 
 
 def channels_first(shape: tuple[int, ...], override: bool | None = None) -> bool | None:
@@ -165,13 +168,13 @@ def reads_as_image(space: gym.Space, enabled: object = "auto", override: bool | 
 
 def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, *,
                     image_channels_first: bool | None = None, stacked: bool = False,
-                    image_enabled: object = "auto") -> SpaceInfo:
+                    image_enabled: object = "auto", image_cnn: str = "nature") -> SpaceInfo:
     """`image_channels_first`: network.image.channels_first; `stacked`: the observations are Atari's stacked
-    frames (env.atari); `image_enabled`: network.image.enabled (reads_as_image)."""
+    frames (env.atari); `image_enabled`: network.image.enabled (reads_as_image); `image_cnn`: network.image.cnn."""
     box = isinstance(obs_space, gym.spaces.Box)
     vector = isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
     shape: tuple[int, ...] = tuple(obs_space.shape or ()) if box or vector else ()
-    image = reads_as_image(obs_space, image_enabled, image_channels_first)
+    image = reads_as_image(obs_space, image_enabled, image_channels_first, MIN_SIDES[image_cnn])
     first = channels_first(shape, image_channels_first) if image else None
     if image and first is None and image_enabled is True:
         raise ConfigError(f"network.image.enabled=true, and {env_id}'s observations {shape} have no channel axis "
@@ -180,11 +183,11 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
     frames = first is not None
     if frames:
         sides = shape[1:] if first else shape[:2]
-        if min(sides) < NATURE_MIN_SIDE:
+        if min(sides) < MIN_SIDES[image_cnn]:
             raise ConfigError(f"{env_id}'s image observations {shape} are {sides[0]}x{sides[1]}, smaller than the "
                               f"{NATURE_MIN_SIDE}x{NATURE_MIN_SIDE} the Nature CNN reads; resize them (e.g. "
-                              f"gymnasium.wrappers.ResizeObservation) or flatten them for an MLP "
-                              f"(gymnasium.wrappers.FlattenObservation)")
+                              f"gymnasium.wrappers.ResizeObservation), read them with network.image.cnn=impala, "
+                              f"or flatten them for an MLP (gymnasium.wrappers.FlattenObservation)")
     discrete = isinstance(action_space, gym.spaces.Discrete)
     continuous = isinstance(action_space, gym.spaces.Box)
     layout = obs_space.layout if isinstance(obs_space, PackedBox) else None
@@ -197,6 +200,7 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
         frames=frames, flat=not packed and (vector or box and not image),
         description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
         action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked,
+        cnn=str(image_cnn),
         entries=image_entries(layout.entries, image_channels_first) if layout is not None else ())
 
 

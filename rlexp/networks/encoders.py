@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.networks.members import MemberLinear
-from rlexp.networks.torsos import NatureConvolutions
+from rlexp.networks.torsos import CONVOLUTIONS
 
 
 class ObservationEncoder(nn.Module):
@@ -87,13 +87,16 @@ class FramesEncoder(ObservationEncoder):
     then a linear layer of `out_features` and a ReLU: SB3's NatureCNN features extractor, CleanRL's ppo_atari
     torso. Replay and rollouts keep the frames in uint8."""
 
-    def __init__(self, obs_shape: Sequence[int], out_features: int = 512, channels_last: bool = False,
-                 scaled: bool = True) -> None:
+    def __init__(self, obs_shape: Sequence[int], out_features: int | None = None, channels_last: bool = False,
+                 scaled: bool = True, cnn: str = "nature") -> None:
         super().__init__(obs_shape)
         # channel-last images (H, W, C), e.g. CarRacing's, are transposed here: storage keeps the env's layout
         self.channels_last = channels_last
         height, width, channels = obs_shape if channels_last else (*obs_shape[1:], obs_shape[0])
-        self.convolutions = NatureConvolutions((channels, height, width), scaled)   # scaled: uint8 images
+        # network.image.cnn: the Nature CNN's convolutions (then 512 units) or IMPALA's ResNet (then 256)
+        convolutions, width_after = CONVOLUTIONS[cnn]
+        out_features = width_after if out_features is None else out_features
+        self.convolutions = convolutions((channels, height, width), scaled)   # scaled: uint8 images
         self.linear: nn.Linear | MemberLinear = nn.Linear(self.convolutions.out_features, out_features)
         self.out_features = out_features
         self.seeds: int | None = None   # many seeds' encoders stacked as one (stack_members): their number
@@ -105,16 +108,18 @@ class FramesEncoder(ObservationEncoder):
         512-unit layer a MemberLinear. It takes (seeds, batch, k, H, W) frames and gives (seeds, batch, 512)."""
         stacked = copy.deepcopy(members[0])
         stacked.seeds = seeds = len(members)
-        layers = stacked.convolutions.net
-        for i, layer in enumerate(layers):
+        # every convolution, IMPALA's inside its residual blocks too (its pools, sums and ReLUs act per channel)
+        for name, layer in list(stacked.convolutions.named_modules()):
             if isinstance(layer, nn.Conv2d):
-                convs = [cast(nn.Conv2d, m.convolutions.net[i]) for m in members]
+                convs = [cast(nn.Conv2d, m.convolutions.get_submodule(name)) for m in members]
                 grouped = nn.Conv2d(layer.in_channels * seeds, layer.out_channels * seeds,
                                     cast("tuple[int, int]", layer.kernel_size),
-                                    stride=cast("tuple[int, int]", layer.stride), groups=seeds)
+                                    stride=cast("tuple[int, int]", layer.stride),
+                                    padding=cast("tuple[int, int]", layer.padding), groups=seeds)
                 grouped.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs]))
                 grouped.bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs if c.bias is not None]))
-                layers[i] = grouped
+                parent, _, child = name.rpartition(".")
+                setattr(stacked.convolutions.get_submodule(parent), child, grouped)
         stacked.linear = MemberLinear([m.linear for m in members if isinstance(m.linear, nn.Linear)])
         return stacked
 
@@ -186,14 +191,16 @@ def encodable(space: gym.Space) -> bool:
 
 
 def make_encoder(space: gym.Space, frames: bool = False, channels_last: bool = False,
-                 entries: Sequence[PackedEntry] = ()) -> ObservationEncoder:
+                 entries: Sequence[PackedEntry] = (), cnn: str = "nature") -> ObservationEncoder:
     """The encoder of an observation space (`encodable`); `frames`: the space is an image, stacked uint8 frames
     (k, H, W) or channels first or last (rlexp/envs/spaces.py's SpaceInfo.frames and channels_last), read by the
-    Nature CNN; `entries`: the space holds packed Dict/Tuple observations of these entries (SpaceInfo.entries)."""
+    Nature CNN or IMPALA's ResNet (`cnn`: network.image.cnn); `entries`: the space holds packed Dict/Tuple
+    observations of these entries (SpaceInfo.entries)."""
     if entries:
         return MultiInputEncoder(entries)
     if frames:
-        return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last, scaled=space.dtype == np.uint8)
+        return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last, scaled=space.dtype == np.uint8,
+                             cnn=cnn)
     if isinstance(space, gym.spaces.Discrete):
         return OneHotEncoder((), [int(space.n)], [int(space.start)])
     if isinstance(space, gym.spaces.MultiDiscrete):

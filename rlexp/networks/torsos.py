@@ -1,4 +1,4 @@
-"""Torsos: the MLP for vector observations and the Nature DQN's convolutions for stacked frames."""
+"""Torsos: the MLP for vector observations; for images the Nature DQN's convolutions or IMPALA's ResNet."""
 
 from __future__ import annotations
 
@@ -45,3 +45,45 @@ class NatureConvolutions(nn.Module):
 
     def forward(self, frames: Tensor) -> Tensor:
         return self.net(frames.float() / 255.0 if self.scaled else frames.float())
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(relu(conv(relu(x)))), two 3x3 convolutions that keep the size and the channels (IMPALA's)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv1(nn.functional.relu(self.conv0(nn.functional.relu(x))))
+
+
+class ImpalaConvolutions(nn.Module):
+    """IMPALA's ResNet (Espeholt et al. 2018, Figure 3, "large architecture"; CleanRL's ppo_procgen): three stacks,
+    each a 3x3 convolution of 16, 32 and 32 channels, a 3x3 max pool of stride 2 (padding 1) and two residual
+    blocks; then a ReLU on the flattened features (the 256-unit layer after it is the encoder's). Any side works
+    (the pools halve it, rounding up: 84 -> 42 -> 21 -> 11). Scales uint8 images to [0, 1] as NatureConvolutions."""
+
+    CHANNELS = (16, 32, 32)
+
+    def __init__(self, image_shape: Sequence[int], scaled: bool = True) -> None:
+        super().__init__()
+        self.scaled = scaled
+        layers: list[nn.Module] = []
+        channels, sides = image_shape[0], list(image_shape[1:])
+        for width in self.CHANNELS:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
+                       ResidualBlock(width), ResidualBlock(width)]
+            channels, sides = width, [(side + 1) // 2 for side in sides]
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.ReLU())
+        self.out_features = channels * sides[0] * sides[1]   # (computed: no forward pass, as NatureConvolutions)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.net(frames.float() / 255.0 if self.scaled else frames.float())
+
+
+#: `network.image.cnn`: the convolutions that read images, and the width of the linear layer the encoder puts after
+#: them (the Nature DQN's 512; CleanRL's ppo_procgen and Espeholt et al.'s 256 for IMPALA)
+CONVOLUTIONS: dict[str, tuple[type[NatureConvolutions] | type[ImpalaConvolutions], int]] = {
+    "nature": (NatureConvolutions, 512), "impala": (ImpalaConvolutions, 256)}

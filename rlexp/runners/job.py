@@ -96,6 +96,7 @@ class Job:
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id,
                                      image_channels_first=settings.network.image.channels_first,
                                      image_enabled=settings.network.image.enabled,
+                                     image_cnn=settings.network.image.cnn,
                                      stacked=atari is not None)
             check_fits(spec, spaces)
             # network.torso: the user's module built and tried on a batch of the env's observations
