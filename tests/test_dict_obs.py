@@ -145,6 +145,31 @@ def test_spaces_and_the_memory_estimate_of_a_dict_observation() -> None:
     assert (device, host) == (1000 * (8 + 12 + 2 * 24), 0.0)   # the action (2 float32), reward and flags, s and s'
 
 
+def test_normalization_standardises_the_float_entries_only_and_keeps_the_rows_packed() -> None:
+    from rlexp.config.schema import NormalizeConfig
+    from rlexp.envs.normalization import make_normalization
+
+    layout = layout_of(MIXED)
+    MIXED.seed(2)
+    samples = [MIXED.sample() for _ in range(4)]
+    rows = np.stack([pack(layout, s) for s in samples])
+    normalization = make_normalization(NormalizeConfig(obs=True), 0.99, (88,), 4, layout.entries)
+    assert normalization is not None and normalization.obs_rms.mean.shape == (3,)   # pos: the one float entry
+    out = normalization.observations(rows, update=True)
+    assert out.dtype == np.uint8 and out.shape == rows.shape and not np.shares_memory(out, rows)
+    pos = np.stack([s["pos"].astype(np.float32) for s in samples]).astype(np.float64)
+    total = 4 + 1e-4   # (the statistics start from mean 0, variance 1 and a count of 1e-4, as SB3's)
+    mean = pos.mean(0) * 4 / total
+    var = (1e-4 + 4 * pos.var(0) + pos.mean(0) ** 2 * 1e-4 * 4 / total) / total
+    np.testing.assert_allclose(normalization.obs_rms.mean, mean, rtol=1e-9)
+    got, raw = unpack(layout, out), unpack(layout, rows)
+    np.testing.assert_allclose(got["pos"], (pos - normalization.obs_rms.mean) / np.sqrt(normalization.obs_rms.var
+                                                                                        + 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(normalization.obs_rms.var, var, rtol=1e-9)
+    for path in ("a", "img", "t.0", "t.1"):   # images and integers pass as they are
+        np.testing.assert_array_equal(got[path], raw[path])
+
+
 # --- every algorithm, in process -----------------------------------------------------------------------------------
 
 ENVS = {"dqn": "Blackjack-v1", "ppo": "tests.toy_envs:GoalPointDiscrete-v0", "a2c": "tests.toy_envs:LitCorner-v0",
@@ -157,6 +182,7 @@ OFF_POLICY = ["algo.learning_starts=48", "algo.batch_size=8", "algo.buffer_size=
 def config_for(name: str, env_id: str | None = None) -> dict:
     extra = ["algo.n_steps=16"] if name in ("ppo", "a2c") else OFF_POLICY
     extra += ["algo.batch_size=16"] if name == "ppo" else []
+    extra += ["env.normalize.obs=true"] if name == "ppo" and env_id is None else []   # (goal, position standardised)
     config = resolved_config(compose_config([f"algo={name}", f"env.id={env_id or ENVS[name]}", *TINY, *extra]))
     assert validate(config, algorithms()).name == name
     return config
@@ -223,8 +249,8 @@ def test_seeds_as_one_model_on_dict_and_tuple_observations_act_as_each_seed_alon
 
 def test_refusals_in_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     for args, message in [
-            (["algo=ppo", "env.id=tests.toy_envs:GoalPointDiscrete-v0", "env.normalize.obs=true"],
-             "Dict and Tuple observations are not standardised yet"),
+            (["algo=ppo", "env.id=tests.toy_envs:LitCorner-v0", "env.normalize.obs=true"],
+             "only its float vector entries would be standardised, and it has none"),
             (["algo=sac", "env.id=tests.toy_envs:PairSum-v0"], "algo=sac needs a continuous (Box) action space")]:
         proc = run_in_process(["train", *args, "hydra.run.dir=run"], tmp_path, capsys, monkeypatch)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
@@ -260,22 +286,29 @@ def test_ppo_on_blackjack_trains_from_the_cli_evaluates_and_loads(tmp_path_facto
     with pytest.raises(ValueError, match=r"in the entry '0', 1 value\(s\) outside Discrete\(32\)"):
         loaded.act((40, 1, 0))
     env.close()
-    exported = run_in_process(["export", str(run), "format=torchscript"], tmp_path, capsys, monkeypatch)
-    assert exported.returncode == 2 and "does not export agents of Dict or Tuple observations yet" in exported.stderr
-    assert not (run / "export").exists()
+    exported = run_in_process(["export", str(run), "format=torchscript", "states=64"], tmp_path, capsys, monkeypatch)
+    assert exported.returncode == 0 and "its actions match the agent's on 64" in exported.stdout, exported.stderr
+    description = json.loads((run / "export" / "policy.pt.json").read_text())
+    assert [(i["name"], i["shape"], i["dtype"]) for i in description["inputs"]] == [
+        ("obs.0", ["batch"], "int64"), ("obs.1", ["batch"], "int64"), ("obs.2", ["batch"], "int64")]
+    policy = torch.jit.load(str(run / "export" / "policy.pt"))   # one input per entry, as a tuple
+    np.testing.assert_array_equal(policy(tuple(torch.as_tensor(x) for x in batch)).numpy(), loaded.act(batch))
 
 
-def test_a_dict_run_resumes_after_sigkill_to_the_uninterrupted_end(tmp_path_factory, tmp_path) -> None:
-    args = ["train", "algo=sac", "env.id=tests.toy_envs:GoalPoint-v0", "total_steps=600", "checkpoint.every=200",
+def test_a_dict_run_resumes_after_sigkill_to_the_uninterrupted_end_loads_and_exports(tmp_path_factory, tmp_path,
+                                                                                      capsys, monkeypatch) -> None:
+    import rlexp
+
+    args = ["train", "algo=sac", "env.id=tests.toy_envs:GoalPoint-v0", "total_steps=600", "checkpoint.every=100",
             "eval.every=600", "eval.episodes=1", "log.progress=none", "algo.learning_starts=100", "algo.batch_size=16",
-            "network.hidden_sizes=[16]"]
+            "network.hidden_sizes=[16]", "env.normalize.obs=true"]
 
     def make(directory: Path) -> None:
         proc = run_cli([*args, "hydra.run.dir=reference"], directory)
         assert proc.returncode == 0, proc.stderr
 
     reference = made_once(tmp_path_factory, "dict-obs-sac", make)[0] / "reference"
-    interrupt_mid_run([*args, "hydra.run.dir=killed"], tmp_path, tmp_path / "killed" / "checkpoints" / "step_200.pt",
+    interrupt_mid_run([*args, "hydra.run.dir=killed"], tmp_path, tmp_path / "killed" / "checkpoints" / "step_100.pt",
                       signal.SIGKILL, reference)
     resumed = run_cli(["train", "resume=killed"], tmp_path)
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr
@@ -283,3 +316,16 @@ def test_a_dict_run_resumes_after_sigkill_to_the_uninterrupted_end(tmp_path_fact
     assert all(torch.equal(a[net][p], b[net][p]) for net in ("actor", "critic") for p in a[net])
     assert (json.loads((reference / "results.json").read_text())["eval_returns"]
             == json.loads((tmp_path / "killed" / "results.json").read_text())["eval_returns"])
+    loaded = rlexp.load(reference)   # the raw dict in, standardised by the run's statistics of its float entries
+    assert loaded.normalization is not None and loaded.normalization.obs_rms.mean.shape == (4,)
+    env = loaded.make_env()
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"goal", "position", "speed"} and env.action_space.contains(loaded.act(obs))
+    np.testing.assert_array_equal(loaded.act(obs), loaded.act(pack(loaded.spaces.obs_space.layout, obs)))
+    env.close()
+    # ONNX with one input per entry, the float entries standardised inside with the run's statistics
+    exported = run_in_process(["export", str(reference), "format=onnx", "states=64", f"out={tmp_path / 'onnx'}"],
+                              tmp_path, capsys, monkeypatch)
+    assert exported.returncode == 0 and "its actions match the agent's on 64" in exported.stdout, exported.stderr
+    description = json.loads((tmp_path / "onnx" / "policy.onnx.json").read_text())
+    assert [i["name"] for i in description["inputs"]] == ["obs.goal", "obs.position", "obs.speed"]

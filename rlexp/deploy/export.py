@@ -4,7 +4,9 @@ when written.
 The file maps a batch of raw env observations (`obs`, in the env's dtype) to the actions the env takes (`action`):
 observation normalization, the network, and the argmax or the clamp to the env's bounds are inside it
 (rlexp/deploy/policy.py). Next to it, `<file>.json` names the input and output, their shapes and dtypes, the
-action space and the preprocessing the observations must have had (Atari's).
+action space and the preprocessing the observations must have had (Atari's). An agent of Dict or Tuple
+observations is written with one input per entry (`obs.<entry path>`, each batched, in its stored dtype: Discrete
+as int64, Box as float32, uint8 images as they are), listed under `inputs`.
 
 Before a file is put in place it is loaded back (torch.jit.load, torch.export.load, or an onnxruntime session) and
 run on the states of a few deterministic evaluation episodes; its actions must equal the agent's (discrete) or be
@@ -21,7 +23,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ import torch
 from rlexp.config.actions import ActionKind
 from rlexp.deploy.load import LoadedAgent
 from rlexp.deploy.paths import FORMATS
+from rlexp.envs.packing import Layout, unpack
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError, RunFailure, needs_extra, one_line
 
@@ -79,33 +82,57 @@ def _check_onnx() -> Any:
     return onnxruntime
 
 
-def _write_torchscript(module: torch.nn.Module, example: torch.Tensor,
-                       path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _write_torchscript(module: torch.nn.Module, example: Inputs, path: Path) -> Callable[[Inputs], np.ndarray]:
     # Tracing records the operations for this example; nothing in the policy branches on the batch size, and the
     # verification below runs the file on other batch sizes. TorchScript is deprecated in recent torch releases
     # (in favour of torch.export: format=pt2), yet it is what C++ (libtorch) and older runtimes load: the user
     # asked for it, so its deprecation warnings are not repeated at them.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(module, example, check_trace=False)
+        traced = torch.jit.trace(module, (example,), check_trace=False)
         traced.save(str(path))
         reloaded = torch.jit.load(str(path), map_location="cpu")
-    return lambda obs: reloaded(torch.as_tensor(obs)).numpy()
+    return lambda obs: reloaded(as_tensors(obs)).numpy()
 
 
-def _exported_program(module: torch.nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    return torch.export.export(module, (example,), dynamic_shapes={"obs": {0: torch.export.Dim("batch")}})
+#: What a policy file takes: a batch of observations, or (Dict and Tuple observations) a tuple of one batch per entry.
+Inputs = Any
 
 
-def _write_pt2(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def as_tensors(inputs: Inputs) -> Any:
+    return tuple(torch.as_tensor(x) for x in inputs) if isinstance(inputs, tuple) else torch.as_tensor(inputs)
+
+
+def _exported_program(module: torch.nn.Module, example: Inputs) -> torch.export.ExportedProgram:
+    batch = torch.export.Dim("batch")
+    shapes = tuple({0: batch} for _ in example) if isinstance(example, tuple) else {0: batch}
+    return torch.export.export(module, (example,), dynamic_shapes={"obs": shapes})
+
+
+def _write_pt2(module: torch.nn.Module, example: Inputs, path: Path) -> Callable[[Inputs], np.ndarray]:
     """torch.export's ExportedProgram (`torch.export.load(path).module()`): TorchScript's successor."""
     torch.export.save(_exported_program(module, example), str(path))
     reloaded = torch.export.load(str(path)).module()
-    return lambda obs: reloaded(torch.as_tensor(obs)).numpy()
+    return lambda obs: reloaded(as_tensors(obs)).numpy()
 
 
-def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def input_names(paths: Sequence[str] = ()) -> list[str]:
+    """The inputs' names in an ONNX file: `obs`, or `obs.<entry path>` for each Dict/Tuple entry."""
+    return [f"{INPUT}.{path}" for path in paths] if paths else [INPUT]
+
+
+def policy_inputs(loaded: LoadedAgent, observations: np.ndarray) -> Inputs:
+    """What the policy file takes for a batch of the env's observations: the batch, or for packed Dict/Tuple
+    observations a tuple of one batch per entry (in the order of spaces.entries, each in its stored dtype)."""
+    if not loaded.spaces.entries:
+        return observations
+    layout = Layout(loaded.spaces.entries, int(loaded.spaces.obs_shape[0]))
+    return tuple(np.ascontiguousarray(values) for values in unpack(layout, observations).values())
+
+
+def _write_onnx(module: torch.nn.Module, example: Inputs, path: Path) -> Callable[[Inputs], np.ndarray]:
     onnxruntime = _check_onnx()
+    names = input_names(getattr(module, "paths", ()))
     # The exporter reports on stderr what it skips (torchvision's operators, which a policy never uses) and
     # warns about its own dependencies: nothing a user can act on.
     exporter_log = logging.getLogger("torch.onnx")
@@ -114,12 +141,12 @@ def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> C
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_exported_program(module, example), (example,), str(path), input_names=[INPUT],
+            torch.onnx.export(_exported_program(module, example), (example,), str(path), input_names=names,
                               output_names=[OUTPUT], dynamo=True, external_data=False, verbose=False)
     finally:
         exporter_log.setLevel(level)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda obs: session.run([OUTPUT], {INPUT: obs})[0]
+    return lambda obs: session.run([OUTPUT], dict(zip(names, obs if isinstance(obs, tuple) else (obs,))))[0]
 
 
 WRITERS = {"torchscript": _write_torchscript, "pt2": _write_pt2, "onnx": _write_onnx}
@@ -158,7 +185,10 @@ def _describe(loaded: LoadedAgent, fmt: str, file: Path, states: int, diff: floa
     return {
         "format": fmt, "file": file.name, "algo": loaded.algo, "env_id": loaded.env_id, "env_kwargs": env["kwargs"],
         "checkpoint": str(loaded.checkpoint.resolve()), "step": loaded.step, "rlexp_version": __version__,
-        "input": {"name": INPUT, "shape": ["batch", *spaces.obs_shape], "dtype": str(obs_dtype)},
+        **({"inputs": [{"name": name, "entry": entry.path, "shape": ["batch", *entry.shape],
+                        "dtype": str(entry.dtype)} for name, entry in
+                       zip(input_names([e.path for e in spaces.entries]), spaces.entries)]} if spaces.entries else
+           {"input": {"name": INPUT, "shape": ["batch", *spaces.obs_shape], "dtype": str(obs_dtype)}}),
         "output": {"name": OUTPUT, "shape": ["batch", *spaces.action_shape], "dtype": str(action_dtype)},
         "action_space": action_space,
         "inside": [*(["observation normalization with the run's training statistics (clip "
@@ -180,9 +210,6 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
 
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt} must be {' or '.join(FORMATS)}")
-    if loaded.spaces.multi_input:   # (the agent reads them packed into bytes: an export would take one input each)
-        raise ConfigError(f"rlexp export does not export agents of Dict or Tuple observations yet, and "
-                          f"{loaded.spaces.description} has them; use rlexp.load(run).act(obs), which takes them")
     if fmt == "onnx":
         _check_onnx()
     observations = evaluation_states(loaded, states, loaded.config["seed"] + EVAL_SEED_OFFSET if seed is None
@@ -209,7 +236,7 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
         logging.disable(logging.WARNING)
         try:
             with contextlib.redirect_stderr(io.StringIO()):
-                run = WRITERS[fmt](module, torch.as_tensor(observations[:2]), tmp)
+                run = WRITERS[fmt](module, as_tensors(policy_inputs(loaded, observations[:2])), tmp)
         except (OSError, ConfigError, RunFailure):
             raise
         except Exception as error:   # tracing or exporting failed: the user's torso, or a fault of ours
@@ -223,8 +250,8 @@ def export(loaded: LoadedAgent, fmt: str, out_dir: Path, states: int = 2048, see
         finally:
             logging.disable(disabled)
         # The whole set as one batch, and one observation alone: the batch axis really is free.
-        got = run(observations)
-        single = run(observations[:1])
+        got = run(policy_inputs(loaded, observations))
+        single = run(policy_inputs(loaded, observations[:1]))
         if got.shape != expected.shape or single.shape != expected[:1].shape:
             raise ExportMismatch(f"the exported {fmt} policy returns actions of shape {got.shape} for "
                                  f"{len(observations)} observations, the agent {expected.shape}; nothing was written")

@@ -187,12 +187,20 @@ class LoadedAgent:
 
     def policy_module(self) -> nn.Module:
         """The deterministic policy as one torch module on the CPU (a copy): a batch of raw observations in the
-        env's dtype -> the env's actions. What `rlexp export` writes."""
-        from rlexp.deploy.policy import ExportedPolicy
+        env's dtype -> the env's actions (Dict and Tuple observations: a tuple of their entries, each batched, in
+        the order of `spaces.entries`). What `rlexp export` writes."""
+        from rlexp.deploy.policy import ExportedEntriesPolicy, ExportedPolicy, split_encoder
+        from rlexp.envs.normalization import standardised
 
         obs_rms = self.normalization.obs_rms if self.normalization and self.normalization.settings.obs else None
         network = copy.deepcopy(self.agent.policy_network()).cpu().eval().requires_grad_(False)
         clip = self.normalization.settings.clip_obs if obs_rms is not None and self.normalization else 0.0
+        if self.spaces.entries:   # one input per Dict/Tuple entry, its float entries standardised
+            chosen = standardised(self.spaces.entries)
+            floats = [i for i, entry in enumerate(self.spaces.entries) if entry in chosen]
+            policy, encoder = split_encoder(network)
+            return ExportedEntriesPolicy(policy, encoder, floats, obs_rms.mean if obs_rms else None,
+                                         obs_rms.var if obs_rms else None, clip).eval()
         return ExportedPolicy(network, obs_rms.mean if obs_rms else None, obs_rms.var if obs_rms else None, clip,
                               frames=self.spaces.frames).eval()
 
@@ -210,7 +218,7 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
     from rlexp.config.schema import NormalizeConfig
     from rlexp.config.typed import typed
     from rlexp.envs import describe_spaces
-    from rlexp.envs.normalization import make_normalization
+    from rlexp.envs.normalization import make_normalization, statistics_shape
     from rlexp.io.checkpoints import load_checkpoint
     from rlexp.networks.user_torso import resolve_torso
 
@@ -255,10 +263,10 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
         normalization = None
         if "normalization" in bundle:
             normalization = make_normalization(typed(config["env"]["normalize"], NormalizeConfig),
-                                               config["algo"]["gamma"], spaces.obs_shape, 1)
+                                               config["algo"]["gamma"], spaces.obs_shape, 1, spaces.entries)
             if normalization is not None:
                 normalization.load_state_dict(bundle["normalization"])
-                check_statistics(file, normalization, spaces.obs_shape)
+                check_statistics(file, normalization, statistics_shape(spaces.obs_shape, spaces.entries))
     except (ConfigError, RunFailure):   # (an env that cannot be made is a RunFailure: not the agent's misfit below)
         raise
     except (KeyError, MissingMandatoryValue) as error:   # a config or agent state this version cannot read

@@ -6,6 +6,11 @@
   G <- gamma * G + r (reset when its episode ends): the scale of the returns, not of single rewards. The mean is not
   subtracted, so the sign of a reward (and a termination's meaning) is kept.
 
+Dict and Tuple observations (packed into bytes, rlexp/envs/packing.py) have only their float vector entries
+standardised, as VecNormalize's `norm_obs_keys` would choose them: the entries stored as float32 (Boxes that are
+not uint8), with one running mean and variance over their values concatenated; images, Discrete, MultiDiscrete
+and MultiBinary entries pass as they are, and the rows stay packed.
+
 Why not gymnasium's NormalizeObservation / NormalizeReward: on a vector env they transform the returned
 observations but not `info["final_obs"]`, the observation a truncated episode bootstraps from (and off-policy
 replay stores); wrapped around each sub-env instead, every env keeps statistics of its own; and EnvPool's envs
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 
 from rlexp.config.schema import NormalizeConfig
+from rlexp.envs.packing import Entry
 
 EPSILON = 1e-8
 
@@ -67,9 +73,12 @@ class NormalizeSettings:
 class Normalization:
     """The statistics and the transforms; `training` false freezes the statistics (evaluation)."""
 
-    def __init__(self, settings: NormalizeSettings, obs_shape: tuple[int, ...], num_envs: int) -> None:
+    def __init__(self, settings: NormalizeSettings, obs_shape: tuple[int, ...], num_envs: int,
+                 entries: tuple[Entry, ...] = ()) -> None:
         self.settings = settings
-        self.obs_rms = RunningMeanStd(tuple(obs_shape))
+        # a packed observation's float entries (standardised), or none: the whole observation is
+        self.floats = standardised(entries)
+        self.obs_rms = RunningMeanStd(statistics_shape(obs_shape, entries))
         self.return_rms = RunningMeanStd()
         self.returns = np.zeros(num_envs, np.float64)   # each training env's discounted return so far
 
@@ -77,10 +86,28 @@ class Normalization:
         """A batch of observations, normalized (after updating the statistics with it, if `update`)."""
         if not self.settings.obs:
             return obs
+        if self.floats:
+            return self.packed_observations(obs, update)
         if update:
             self.obs_rms.update(obs)
         clip = self.settings.clip_obs
         return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + EPSILON), -clip, clip).astype(np.float32)
+
+    def packed_observations(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        """Packed rows (..., nbytes) with their float entries standardised in place of the raw ones (a copy)."""
+        rows = np.array(obs, np.uint8).reshape(-1, obs.shape[-1])   # (a copy: the caller's rows stay raw)
+        views = [rows[:, e.offset:e.offset + e.nbytes].view(np.float32) for e in self.floats]
+        values = np.concatenate(views, axis=1)
+        if update:
+            self.obs_rms.update(values)
+        clip = self.settings.clip_obs
+        scaled = np.clip((values - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + EPSILON), -clip, clip
+                         ).astype(np.float32)
+        start = 0
+        for view in views:
+            view[...] = scaled[:, start:start + view.shape[1]]
+            start += view.shape[1]
+        return rows.reshape(obs.shape)
 
     def rewards(self, rewards: np.ndarray, ended: np.ndarray) -> np.ndarray:
         """The training envs' rewards of one vector step, scaled; `ended`: the envs whose episode ended in it."""
@@ -105,10 +132,22 @@ class Normalization:
             self.returns = returns.copy()
 
 
+def standardised(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
+    """The entries of a packed observation that observation normalization standardises: its float vectors."""
+    return tuple(entry for entry in entries if entry.dtype == np.float32)
+
+
+def statistics_shape(obs_shape: tuple[int, ...], entries: tuple[Entry, ...] = ()) -> tuple[int, ...]:
+    """The shape of the observation statistics: the observation's, or for a packed Dict/Tuple observation, the
+    number of values in its float entries."""
+    return (sum(entry.nbytes // 4 for entry in standardised(entries)),) if entries else tuple(obs_shape)
+
+
 def make_normalization(normalize: NormalizeConfig, gamma: float, obs_shape: tuple[int, ...],
-                       num_envs: int) -> Normalization | None:
-    """The run's normalization from `env.normalize` (None when it normalizes nothing)."""
+                       num_envs: int, entries: tuple[Entry, ...] = ()) -> Normalization | None:
+    """The run's normalization from `env.normalize` (None when it normalizes nothing); `entries`: a packed
+    Dict/Tuple observation's (SpaceInfo.entries)."""
     if not (normalize.obs or normalize.reward):
         return None
     return Normalization(NormalizeSettings(normalize.obs, normalize.reward, float(normalize.clip_obs),
-                                           float(normalize.clip_reward), gamma), obs_shape, num_envs)
+                                           float(normalize.clip_reward), gamma), obs_shape, num_envs, entries)

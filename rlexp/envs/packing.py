@@ -174,4 +174,3 @@ class PackObservation(gym.ObservationWrapper):
 
     def observation(self, observation: Any) -> np.ndarray:
         return pack(self.layout, observation)
-

@@ -182,7 +182,12 @@ class MultiInputEncoder(ObservationEncoder):
         return observations[..., start:end].view(self.dtypes[i]).reshape((*observations.shape[:-1], *self.shapes[i]))
 
     def forward(self, observations: Tensor) -> Tensor:
-        return torch.cat([encoder(self.entry(observations, i)) for i, encoder in enumerate(self.encoders)], dim=-1)
+        return self.encode([self.entry(observations, i) for i in range(len(self.encoders))])
+
+    def encode(self, entries: Sequence[Tensor]) -> Tensor:
+        """The features of the entries given apart, each (..., *shape) in its dtype (what an export takes: one
+        input per entry, rlexp/deploy/policy.py)."""
+        return torch.cat([encoder(entry) for encoder, entry in zip(self.encoders, entries)], dim=-1)
 
 
 def encodable(space: gym.Space) -> bool:

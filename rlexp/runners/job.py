@@ -24,7 +24,7 @@ from rlexp.config.typed import train_config
 from rlexp.config.validate import EVAL_SEED_OFFSET
 from rlexp.envs import SpaceInfo, atari_settings, describe_spaces, make_env, make_vector_env
 from rlexp.envs.checks import EnvCallError
-from rlexp.envs.normalization import make_normalization
+from rlexp.envs.normalization import make_normalization, standardised
 from rlexp.envs.workers import EnvWaitAbandoned
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
@@ -114,9 +114,9 @@ class Job:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: images are read by the CNN as "
                                   f"they are (uint8 ones scaled to [0, 1]), not standardised; use "
                                   f"env.normalize.obs=false")
-            if env_cfg.normalize.obs and spaces.multi_input:
-                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: Dict and Tuple observations are "
-                                  f"not standardised yet; use env.normalize.obs=false")
+            if env_cfg.normalize.obs and spaces.multi_input and not standardised(spaces.entries):
+                raise ConfigError(f"env.normalize.obs=true on {spaces.description}: only its float vector entries "
+                                  f"would be standardised, and it has none; use env.normalize.obs=false")
             if env_cfg.normalize.obs and not isinstance(spaces.obs_space, gym.spaces.Box):
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: only Box observations are "
                                   f"standardised (Discrete and MultiDiscrete are one-hot encoded, MultiBinary is "
@@ -152,7 +152,8 @@ class Job:
             cleanup.callback(envs.close)
             make_deterministic(device)
             seed_everything(seed)
-            normalization = make_normalization(env_cfg.normalize, algo.gamma, spaces.obs_shape, num_envs)
+            normalization = make_normalization(env_cfg.normalize, algo.gamma, spaces.obs_shape, num_envs,
+                                               spaces.entries)
             on_policy = spec.family is registry.Family.ON_POLICY
             if on_policy:
                 total_steps = planned_steps(total_steps, algo.n_steps, num_envs)
