@@ -105,8 +105,9 @@ def test_seeds_of_dqn_on_atari_are_refused_in_one_line_naming_those_that_batch(w
     proc = run_in_process(["train", "algo=dqn", "env=atari", "seeds=[0,1]", "hydra.run.dir=run"], workdir, capsys,
                           monkeypatch)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "seeds=[...] on image frames: algo=dqn's Nature CNN is not batched over seeds yet (algo=a2c and " \
-           "algo=ppo batch theirs); run the seeds one process each: rlexp train --multirun seed=0,1" in proc.stderr
+    assert "seeds=[...] on image frames: algo=dqn's CNN is not batched over seeds on them yet (algo=a2c, algo=ddpg, " \
+           "algo=ppo, algo=sac and algo=td3 batch theirs); run the seeds one process each: rlexp train --multirun " \
+           "seed=0,1" in proc.stderr
     assert not (workdir / "run" / "checkpoints").exists()
 
 

@@ -22,7 +22,7 @@ from rlexp.envs.spaces import channels_first
 from rlexp.errors import ConfigError
 from rlexp.networks.encoders import FramesEncoder
 from rlexp.replay import make_replay
-from tests.conftest import compose_config, run_cli, run_in_process
+from tests.conftest import compose_config, run_cli, run_in_process, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 ACTIONS = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -152,12 +152,36 @@ def test_sac_trains_on_car_racing_and_evaluates(workdir: Path, capsys, monkeypat
     assert "sac on CarRacing-v3, final.pt (step 120): mean return" in evaluated.stdout
 
 
-def test_seeds_as_one_model_on_car_racing_are_refused_for_sac_in_one_line(workdir: Path, capsys, monkeypatch) -> None:
-    # SAC's, TD3's and DDPG's CNNs are not stacked over seeds (PPO's and A2C's are)
-    proc = run_in_process(["train", "algo=sac", "env.id=CarRacing-v3", "seeds=[0,1]", "hydra.run.dir=run"], workdir,
-                          capsys, monkeypatch)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "seeds=[...] on image frames: algo=sac's Nature CNN is not batched over seeds yet" in proc.stderr
+@pytest.mark.parametrize("name", ["sac", "td3"])   # (DDPG: TD3's members, one critic, no delay)
+def test_off_policy_seeds_on_car_racing_learn_as_one_model_as_each_seed_alone(name: str, tmp_path: Path) -> None:
+    """Each seed's actor and critic CNNs stacked as grouped convolutions: the batched seeds end where each seed's
+    run alone ends (to the float error of a grouped convolution's other summation order)."""
+    from rlexp.io.checkpoints import load_checkpoint
+    from rlexp.runners.faults import StopRequest
+    from rlexp.runners.job import Job
+
+    spec = algorithms()[name]
+    tiny = [f"algo={name}", "env.id=CarRacing-v3", "+env.kwargs.max_episode_steps=20", "total_steps=40",
+            "algo.learning_starts=30", "algo.buffer_size=50", "algo.batch_size=4", "network.hidden_sizes=[16]",
+            "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "log.progress=none", "log.heldout_states=8",
+            "torch_threads=1"]
+    config = {**resolved_config(compose_config(tiny)), "seeds": [0, 1]}
+
+    def check(members: list, batched) -> None:
+        for network in (batched.actor, batched.critic):
+            assert network.encoder.convolutions.net[0].groups == 2
+
+    train_seeds_in_lockstep(spec, config, tmp_path / "together", check)
+    Job.prepare(resolved_config(compose_config([*tiny, "seed=1"])), spec, CPU).run(tmp_path / "alone", StopRequest(),
+                                                                                   [])
+    together, alone, other = (load_checkpoint(tmp_path / run / "checkpoints" / "final.pt")["agent"]
+                              for run in ("together/seed_1", "alone", "together/seed_0"))
+    for network in ("actor", "critic"):
+        assert together[network].keys() == alone[network].keys()
+        for key, value in alone[network].items():
+            torch.testing.assert_close(together[network][key], value, rtol=1e-4, atol=1e-4)
+    conv = "encoder.convolutions.net.0.weight"   # each seed learned its own CNN
+    assert not torch.equal(together["critic"][conv], other["critic"][conv])
 
 
 def test_the_memory_estimate_counts_an_image_replay_in_uint8_bytes_once() -> None:

@@ -169,8 +169,9 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.A
 def frames_refused(spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec], seeds: list[Any]) -> str:
     """The refusal of many seeds on image frames for an algorithm whose CNN does not batch over seeds."""
     batched = [f"algo={name}" for name, other in algorithms.items() if other.members_frames]
-    return (f"seeds=[...] on image frames: algo={spec.name}'s Nature CNN is not batched over seeds yet"
-            f"{' (' + ' and '.join(batched) + ' batch theirs)' if batched else ''}; run the seeds one process "
+    named = ", ".join(batched[:-1]) + " and " + batched[-1] if len(batched) > 1 else "".join(batched)
+    return (f"seeds=[...] on image frames: algo={spec.name}'s CNN is not batched over seeds on them yet"
+            f"{' (' + named + ' batch theirs)' if batched else ''}; run the seeds one process "
             f"each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
 
 
