@@ -21,7 +21,7 @@ from rlexp.commands.train import resolved_config
 from rlexp.config.validate import validate
 from rlexp.envs import describe_spaces, make_env
 from rlexp.envs.checks import observation_check
-from rlexp.envs.packing import PackObservation, layout_of, pack, unpack
+from rlexp.envs.packing import PackedBox, PackObservation, layout_of, pack, unpack
 from rlexp.envs.spaces import image_entries
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import load_checkpoint
@@ -114,6 +114,12 @@ def test_the_multi_input_encoder_concatenates_each_entrys_encoder_on_any_leading
     env_spaces = describe_spaces(PackObservation(gym.make("tests.toy_envs:LitCorner-v0")).observation_space,
                                  Discrete(4), "x")
     assert [e.channels_last for e in env_spaces.entries] == [True, None]   # the image is read channel-last
+    grid = gym.spaces.Dict({"grid": Box(0, 255, (7, 7, 3), np.uint8), "d": Discrete(2)})   # MiniGrid's 7x7x3
+    packed = PackedBox(layout_of(grid), grid)
+    flat, impala = (describe_spaces(packed, Discrete(2), "x", image_channels_first=False, image_cnn=cnn).entries
+                    for cnn in ("nature", "impala"))   # (too small for the Nature CNN: flattened)
+    assert [e.image for e in flat] == [False, False] and [e.channels_last for e in impala] == [None, True]
+    assert make_encoder(packed, entries=impala, cnn="impala").encoders[1].out_features == 256   # IMPALA's units
     layout = layout_of(space)
     encoder = MultiInputEncoder(image_entries(layout.entries, None))
     space.seed(1)

@@ -166,14 +166,15 @@ class MultiInputEncoder(ObservationEncoder):
     the entries' order. Many seeds: the generic stacking (rlexp/networks/members.py) stacks the CNNs of image
     entries (FramesEncoder.stack_members); the other encoders have no parameters."""
 
-    def __init__(self, entries: Sequence[PackedEntry]) -> None:
+    def __init__(self, entries: Sequence[PackedEntry], cnn: str = "nature") -> None:
         super().__init__((max(e.offset + e.nbytes for e in entries),))
         self.paths = [entry.path for entry in entries]
         self.slices = [(entry.offset, entry.offset + entry.nbytes) for entry in entries]
         self.dtypes = [torch.from_numpy(np.zeros(0, entry.dtype)).dtype for entry in entries]
         self.shapes = [tuple(entry.shape) for entry in entries]
         self.encoders = nn.ModuleList([make_encoder(entry.space, frames=entry.channels_last is not None,
-                                                    channels_last=bool(entry.channels_last)) for entry in entries])
+                                                    channels_last=bool(entry.channels_last), cnn=cnn)
+                                       for entry in entries])   # (`cnn`: network.image.cnn, for image entries)
         self.out_features = sum(cast(ObservationEncoder, encoder).out_features for encoder in self.encoders)
 
     def entry(self, observations: Tensor, i: int) -> Tensor:
@@ -202,7 +203,7 @@ def make_encoder(space: gym.Space, frames: bool = False, channels_last: bool = F
     Nature CNN or IMPALA's ResNet (`cnn`: network.image.cnn); `entries`: the space holds packed Dict/Tuple
     observations of these entries (SpaceInfo.entries)."""
     if entries:
-        return MultiInputEncoder(entries)
+        return MultiInputEncoder(entries, cnn)
     if frames:
         return FramesEncoder(tuple(space.shape or ()), channels_last=channels_last, scaled=space.dtype == np.uint8,
                              cnn=cnn)
