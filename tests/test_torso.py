@@ -28,6 +28,9 @@ from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
 from rlexp.networks.members import stack_members
 from rlexp.networks.user_torso import StackedTorso, UserTorso, check_user_torso, resolve_torso
+from rlexp.runners.faults import StopRequest
+from rlexp.runners.job import Job
+from rlexp.runners.requests import serve
 from tests.conftest import (
     compose_config,
     interrupt_mid_run,
@@ -153,6 +156,25 @@ def test_every_algorithm_reads_observations_through_the_torso_and_its_seeds_stac
     keys = [key for key in seeds[0] if isinstance(seeds[0][key], dict) and any(".module." in p for p in seeds[0][key])]
     assert keys and any(not torch.equal(seeds[0][key][p], seeds[1][key][p]) for key in keys
                         for p in seeds[0][key] if ".module." in p)   # each seed trained its own torso
+
+
+def test_a_torso_reads_images_smaller_than_the_nature_cnn_as_uint8(tmp_path: Path) -> None:
+    """A 9x9 RGB image (a MiniGrid-like grid), which the built-in CNN refuses, trains with a torso of one's own,
+    stored and given to it in uint8."""
+    spec = algorithms()["ppo"]
+    config = config_for("ppo", "env.wrappers=[{_target_: tests.torsos.downsampled}]",
+                        "network.image.channels_first=false")   # (9 could be 9 stacked frames first)
+    config["env"]["id"] = "tests.faulty_envs:ImageObservation-v0"
+    job = Job.prepare(config, spec, torch.device("cpu"))
+    assert job.spaces.frames and job.spaces.obs_shape == (9, 9, 3) and job.spaces.obs_dtype == np.uint8
+    seen: list[torch.dtype] = []
+    steps = job.steps(tmp_path / "run", StopRequest(), [])
+    agent = next(steps).agent
+    agent.policy.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    assert serve(steps, agent)["status"] == "completed" and set(seen) == {torch.uint8}
+    with pytest.raises(ConfigError, match="smaller than the 36x36 the Nature CNN reads"):   # without the torso
+        Job.prepare({**config, "network": {**config["network"], "torso": {"_target_": None}}}, spec,
+                    torch.device("cpu"))
 
 
 # --- as a user types it: train, kill, resume, eval, load, export -----------------------------------------------------

@@ -76,3 +76,12 @@ class NotATorso:
 
     def __init__(self, observation_space: gym.Space) -> None:
         self.out_features = 4
+
+
+def downsampled(env: gym.Env, every: int = 10) -> gym.Env:
+    """A user's wrapper (env.wrappers) making a small image of an image env: every `every`-th pixel (84x84x3 ->
+    9x9x3, a MiniGrid-like grid, smaller than the Nature CNN reads)."""
+    space = env.observation_space
+    small = gym.spaces.Box(0, 255, (len(range(0, space.shape[0], every)), len(range(0, space.shape[1], every)),
+                                    space.shape[2]), np.uint8)
+    return gym.wrappers.TransformObservation(env, lambda obs: obs[::every, ::every], small)

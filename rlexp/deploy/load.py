@@ -236,7 +236,8 @@ def load(path: str | Path, checkpoint: str | None = None, device: str = "auto",
                                      image_channels_first=config["network"].get("image", {}).get("channels_first"),
                                      image_enabled=config["network"].get("image", {}).get("enabled", "auto"),
                                      image_cnn=config["network"].get("image", {}).get("cnn", "nature"),
-                                     stacked=bool(config["env"].get("atari")))
+                                     stacked=bool(config["env"].get("atari")),
+                                     torso=(config["network"].get("torso") or {}).get("_target_") is not None)
         finally:
             env.close()
         # network.torso's module: imported under rlexp/config/trust.py's rule, as the env's

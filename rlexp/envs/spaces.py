@@ -168,13 +168,15 @@ def reads_as_image(space: gym.Space, enabled: object = "auto", override: bool | 
 
 def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, *,
                     image_channels_first: bool | None = None, stacked: bool = False,
-                    image_enabled: object = "auto", image_cnn: str = "nature") -> SpaceInfo:
+                    image_enabled: object = "auto", image_cnn: str = "nature", torso: bool = False) -> SpaceInfo:
     """`image_channels_first`: network.image.channels_first; `stacked`: the observations are Atari's stacked
-    frames (env.atari); `image_enabled`: network.image.enabled (reads_as_image); `image_cnn`: network.image.cnn."""
+    frames (env.atari); `image_enabled`: network.image.enabled (reads_as_image); `image_cnn`: network.image.cnn;
+    `torso`: network.torso names a module of the user's, which reads images of any size."""
     box = isinstance(obs_space, gym.spaces.Box)
     vector = isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
     shape: tuple[int, ...] = tuple(obs_space.shape or ()) if box or vector else ()
-    image = reads_as_image(obs_space, image_enabled, image_channels_first, MIN_SIDES[image_cnn])
+    min_side = 1 if torso else MIN_SIDES[image_cnn]   # (network.torso: the user's module reads any size)
+    image = reads_as_image(obs_space, image_enabled, image_channels_first, min_side)
     first = channels_first(shape, image_channels_first) if image else None
     if image and first is None and image_enabled is True:
         raise ConfigError(f"network.image.enabled=true, and {env_id}'s observations {shape} have no channel axis "
@@ -183,7 +185,7 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
     frames = first is not None
     if frames:
         sides = shape[1:] if first else shape[:2]
-        if min(sides) < MIN_SIDES[image_cnn]:
+        if min(sides) < min_side:
             raise ConfigError(f"{env_id}'s image observations {shape} are {sides[0]}x{sides[1]}, smaller than the "
                               f"{NATURE_MIN_SIDE}x{NATURE_MIN_SIDE} the Nature CNN reads; resize them (e.g. "
                               f"gymnasium.wrappers.ResizeObservation), read them with network.image.cnn=impala, "
@@ -201,15 +203,13 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
         description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
         action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked,
         cnn=str(image_cnn),
-        entries=image_entries(layout.entries, image_channels_first, MIN_SIDES[image_cnn]) if layout is not None else ())
+        entries=image_entries(layout.entries, image_channels_first) if layout is not None else ())
 
 
-def image_entries(entries: tuple[Entry, ...], override: bool | None,
-                  min_side: int = NATURE_MIN_SIDE) -> tuple[Entry, ...]:
-    """A Dict/Tuple observation's entries, each image among them (uint8, rank 3) marked with its channel order:
-    the CNN (network.image.cnn) reads it. An image entry whose channels are on neither end, or smaller than the
-    CNN reads (`min_side`: a MiniGrid-like 7x7 grid for the Nature CNN), is flattened for an MLP, as any other
-    entry."""
+def image_entries(entries: tuple[Entry, ...], override: bool | None) -> tuple[Entry, ...]:
+    """A Dict/Tuple observation's entries, each image among them marked with its channel order: the CNN reads
+    it. An image entry whose channels are on neither end, or smaller than the Nature CNN reads (a MiniGrid-like
+    7x7 grid), is flattened for an MLP, as any other entry."""
     marked = []
     for entry in entries:
         first = None
@@ -218,7 +218,7 @@ def image_entries(entries: tuple[Entry, ...], override: bool | None,
                 first = channels_first(entry.shape, override)
             except ConfigError as error:
                 raise ConfigError(f"the observation entry {entry.path!r}: {error}") from None
-            if first is not None and min(entry.shape[1:] if first else entry.shape[:2]) < min_side:
+            if first is not None and min(entry.shape[1:] if first else entry.shape[:2]) < NATURE_MIN_SIDE:
                 first = None
         marked.append(entry if first is None else replace(entry, channels_last=not first))
     return tuple(marked)

@@ -93,14 +93,14 @@ class Job:
                               8.0 * atari.frame_stack * atari.screen_size ** 2, "the Atari observation space")
         eval_env = make_env(env_cfg.id, env_cfg.kwargs, atari, wrappers=env_cfg.wrappers)
         try:
+            torso = settings.network.torso.get("_target_") if settings.network.torso else None
             spaces = describe_spaces(eval_env.observation_space, eval_env.action_space, env_cfg.id,
                                      image_channels_first=settings.network.image.channels_first,
                                      image_enabled=settings.network.image.enabled,
                                      image_cnn=settings.network.image.cnn,
-                                     stacked=atari is not None)
+                                     stacked=atari is not None, torso=torso is not None)
             check_fits(spec, spaces)
             # network.torso: the user's module built and tried on a batch of the env's observations
-            torso = settings.network.torso.get("_target_") if settings.network.torso else None
             if torso is not None and spaces.multi_input:
                 raise ConfigError(f"network.torso ({torso}) reads one array of observations, and {spaces.description} "
                                   f"has Dict or Tuple ones (the networks get them packed into bytes); flatten them "
