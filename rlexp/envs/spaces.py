@@ -203,13 +203,15 @@ def describe_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str, 
         description=f"{env_id} (observations {obs_space}, actions {action_space})", obs_space=obs_space,
         action_space=action_space, channels_last=frames and not first, stacked=frames and bool(first) and stacked,
         cnn=str(image_cnn),
-        entries=image_entries(layout.entries, image_channels_first) if layout is not None else ())
+        entries=image_entries(layout.entries, image_channels_first, MIN_SIDES[image_cnn]) if layout is not None else ())
 
 
-def image_entries(entries: tuple[Entry, ...], override: bool | None) -> tuple[Entry, ...]:
-    """A Dict/Tuple observation's entries, each image among them marked with its channel order: the CNN reads
-    it. An image entry whose channels are on neither end, or smaller than the Nature CNN reads (a MiniGrid-like
-    7x7 grid), is flattened for an MLP, as any other entry."""
+def image_entries(entries: tuple[Entry, ...], override: bool | None,
+                  min_side: int = NATURE_MIN_SIDE) -> tuple[Entry, ...]:
+    """A Dict/Tuple observation's entries, each image among them (uint8, rank 3) marked with its channel order:
+    the CNN (network.image.cnn) reads it. An image entry whose channels are on neither end, or smaller than the
+    CNN reads (`min_side`: a MiniGrid-like 7x7 grid for the Nature CNN), is flattened for an MLP, as any other
+    entry."""
     marked = []
     for entry in entries:
         first = None
@@ -218,7 +220,7 @@ def image_entries(entries: tuple[Entry, ...], override: bool | None) -> tuple[En
                 first = channels_first(entry.shape, override)
             except ConfigError as error:
                 raise ConfigError(f"the observation entry {entry.path!r}: {error}") from None
-            if first is not None and min(entry.shape[1:] if first else entry.shape[:2]) < NATURE_MIN_SIDE:
+            if first is not None and min(entry.shape[1:] if first else entry.shape[:2]) < min_side:
                 first = None
         marked.append(entry if first is None else replace(entry, channels_last=not first))
     return tuple(marked)
