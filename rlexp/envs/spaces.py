@@ -20,8 +20,8 @@ class SpaceInfo:
     n_actions: int | None              # Discrete action spaces
     action_low: np.ndarray | None      # Box action spaces
     action_high: np.ndarray | None
-    frames: bool                       # an image (rank-3 uint8: stacked frames (k, H, W), RGB (H, W, C), ...), read
-    #                                    by the Nature CNN (channel order: `channels_last`)
+    frames: bool                       # an image (rank-3 uint8 or float: stacked frames (k, H, W), RGB (H, W, C),
+    #                                    ...; reads_as_image), read by the CNN (channel order: `channels_last`)
     flat: bool                         # read by an MLP once encoded (rlexp/networks/encoders.py): a Box that is
     #                                    not an image (any rank, flattened), Discrete and MultiDiscrete (one-hot),
     #                                    MultiBinary

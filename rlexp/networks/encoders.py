@@ -3,9 +3,10 @@ features the networks' MLPs read (`out_features` wide).
 
 Spaces decide encoders (gymnasium's spaces, as SB3's `preprocess_obs`): a Box of any rank that is not an image,
 and MultiBinary, are flattened to floats; Discrete is one-hot encoded, MultiDiscrete one-hot per component,
-concatenated; images in uint8, stacked frames (k, H, W) or channels first or last (channel-last ones transposed
-in the encoder), go through the Nature CNN (`FramesEncoder`: scaled by
-1/255, the DQN paper's convolutions and a 512-unit layer, as SB3's NatureCNN and CleanRL's ppo_atari). The
+concatenated; images in uint8 or floats, stacked frames (k, H, W) or channels first or last (channel-last ones
+transposed in the encoder), go through a CNN (`FramesEncoder`: uint8 ones scaled by 1/255; the DQN paper's
+convolutions and a 512-unit layer, as SB3's NatureCNN and CleanRL's ppo_atari, or IMPALA's ResNet and 256 units,
+as CleanRL's ppo_procgen: network.image.cnn). The
 encoding lives in the network, so replay and rollouts store each observation as it is (a
 Discrete observation is one integer), and an export or `rlexp.load` takes the raw observation. Encoders work on
 any leading axes (a batch; many seeds' (seeds, batch)), so a many-seeds model batches them as they are; the CNN,
@@ -83,9 +84,10 @@ class OneHotEncoder(ObservationEncoder):
 
 
 class FramesEncoder(ObservationEncoder):
-    """Stacked uint8 frames (k, H, W): the Nature CNN (its convolutions scale the frames to [0, 1] themselves),
-    then a linear layer of `out_features` and a ReLU: SB3's NatureCNN features extractor, CleanRL's ppo_atari
-    torso. Replay and rollouts keep the frames in uint8."""
+    """Images (stacked frames (k, H, W), channels first or last): the Nature CNN (its convolutions scale uint8
+    images to [0, 1] themselves; float ones, `scaled=False`, are read as they are) or IMPALA's ResNet (`cnn`), then
+    a linear layer of `out_features` and a ReLU: SB3's NatureCNN features extractor, CleanRL's ppo_atari (and
+    ppo_procgen) torso. Replay and rollouts keep the images in their dtype."""
 
     def __init__(self, obs_shape: Sequence[int], out_features: int | None = None, channels_last: bool = False,
                  scaled: bool = True, cnn: str = "nature") -> None:
