@@ -21,9 +21,11 @@ import pytest
 import torch
 
 import rlexp
+from rlexp.agents.dqn import DQNConfig
 from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
 from rlexp.config.validate import validate
+from rlexp.envs import describe_spaces
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
 from rlexp.networks.members import stack_members
@@ -32,6 +34,7 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.requests import serve
 from tests.conftest import (
+    algo_config,
     compose_config,
     interrupt_mid_run,
     made_once,
@@ -60,6 +63,15 @@ def test_a_torso_takes_any_leading_axes_around_the_users_batch_axis() -> None:
     assert isinstance(built, UserTorso) and built.out_features == 5
     seeds_batch = torch.randn(3, 7, 4)   # (seeds, batch, obs): folded into one batch for the module
     torch.testing.assert_close(built(seeds_batch), built.module(seeds_batch.reshape(21, 4)).reshape(3, 7, 5))
+
+
+def test_a_torso_that_needs_real_numbers_to_be_built_is_counted_too() -> None:
+    """AlgoSpec.parameters counts on the meta device; a constructor that runs numpy on a forward pass is built on the
+    CPU for the count."""
+    torso = resolve_torso({"_target_": "tests.torsos:MeasuresItsWidth"})
+    spaces = describe_spaces(CARTPOLE, gym.spaces.Discrete(2), "CartPole")
+    counted = algorithms()["dqn"].parameters(algo_config(DQNConfig, {"dueling": False}), spaces, (8,), torso)
+    assert counted == (4 * 5 + 5) + (5 * 8 + 8) + (8 * 2 + 2)
 
 
 def test_many_seeds_stack_any_torso_with_torch_func() -> None:

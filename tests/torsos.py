@@ -85,3 +85,17 @@ def downsampled(env: gym.Env, every: int = 10) -> gym.Env:
     small = gym.spaces.Box(0, 255, (len(range(0, space.shape[0], every)), len(range(0, space.shape[1], every)),
                                     space.shape[2]), np.uint8)
     return gym.wrappers.TransformObservation(env, lambda obs: obs[::every, ::every], small)
+
+
+class MeasuresItsWidth(nn.Module):
+    """Measures its features' width with a forward pass on a sample, through numpy (real numbers only: not on
+    the meta device where rlexp counts parameters)."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__()
+        self.linear = nn.Linear(int(np.prod(observation_space.shape)), 5)
+        sample = torch.as_tensor(np.asarray(observation_space.sample(), np.float32)).reshape(1, -1)
+        self.out_features = int(self.linear(sample).detach().numpy().shape[1])
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(observations.flatten(1).float())

@@ -52,7 +52,15 @@ class Torso:
         """`module(space, **kwargs)`, in the encoder's position; one ConfigError line if it cannot be built or has
         no int `out_features`."""
         try:
-            inner = self.module(space, **self.kwargs)
+            try:
+                inner = self.module(space, **self.kwargs)
+            except Exception:
+                if torch.get_default_device().type != "meta":
+                    raise
+                # counted on the meta device (AlgoSpec.parameters), a constructor that measures its width with a
+                # forward pass may need real numbers (.item(), numpy): built on the CPU, the count is the same
+                with torch.device("cpu"):
+                    inner = self.module(space, **self.kwargs)
         except Exception as error:   # the user's constructor
             raise ConfigError(f"{self.where} could not be built for the observation space {space}: it raised "
                               f"{type(error).__name__}: {one_line(str(error))}") from None
