@@ -265,7 +265,8 @@ def test_refusals_in_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
 
 # --- as a user types it --------------------------------------------------------------------------------------------
 
-BLACKJACK = ["train", "algo=ppo", "env.id=Blackjack-v1", "total_steps=256",
+# (async: each of the 8 worker processes packs its env's observations; the vector env carries one array)
+BLACKJACK = ["train", "algo=ppo", "env.id=Blackjack-v1", "total_steps=256", "env.vectorization=async",
              "eval.episodes=2", "log.progress=none", "hydra.run.dir=run"]
 
 
@@ -289,7 +290,7 @@ def test_ppo_on_blackjack_trains_from_the_cli_evaluates_and_loads(tmp_path_facto
     batch = tuple(np.array([obs[i], obs[i]]) for i in range(3))   # each entry batched
     assert loaded.act(batch).shape == (2,)
     np.testing.assert_array_equal(loaded.act(batch), loaded.act(pack(loaded.spaces.obs_space.layout, batch)))
-    with pytest.raises(ValueError, match=r"in the entry '0', 1 value\(s\) outside Discrete\(32\)"):
+    with pytest.raises(ValueError, match=r"hold 1 value\(s\) outside Discrete\(32\) \(the first in row 0: 40\) in the entry '0'"):
         loaded.act((40, 1, 0))
     env.close()
     exported = run_in_process(["export", str(run), "format=torchscript", "states=64"], tmp_path, capsys, monkeypatch)

@@ -261,5 +261,5 @@ def invalid_entries(entries: tuple[Entry, ...], batch: np.ndarray) -> str | None
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             return f"NaN or infinite value(s) in the entry {entry.path!r}"
         if (problem := invalid_values(entry.space, values)) is not None:
-            return f"in the entry {entry.path!r}, {problem}"
+            return f"{problem} in the entry {entry.path!r}"
     return None
