@@ -143,7 +143,8 @@ def test_sac_trains_on_car_racing_and_evaluates(workdir: Path, capsys, monkeypat
     proc = run_cli(["train", "algo=sac", "env.id=CarRacing-v3", "+env.kwargs.max_episode_steps=60", "env.num_envs=1",
                     "total_steps=120", "algo.learning_starts=100", "algo.buffer_size=200", "algo.batch_size=8",
                     "network.hidden_sizes=[16]", "eval.every=0", "eval.episodes=1", "checkpoint.every=0",
-                    "log.progress=none", "torch_threads=1", "hydra.run.dir=run"], cwd=workdir)
+                    # (8 held-out states: the default 1,000 are as many CarRacing steps, most of the test's time)
+                    "log.progress=none", "log.heldout_states=8", "torch_threads=1", "hydra.run.dir=run"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     done = json.loads((workdir / "run" / "results.json").read_text())
     assert done["status"] == "completed" and done["total_steps"] == 120
