@@ -104,7 +104,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         # an env's image frames, for an algorithm whose CNN does not batch (Atari's are refused by validate)
         if jobs and job.spaces.frames and not (spec.members_frames or spec.members_images and not job.spaces.stacked):
             raise ConfigError(frames_refused(spec, algorithms(), config["seeds"]))
-        if jobs and job.spaces.multi_input and job.spaces.images and not spec.members_frames:   # image entries
+        if jobs and job.spaces.multi_input and job.spaces.images and not (spec.members_frames or spec.members_images):
             raise ConfigError(frames_refused(spec, algorithms(), config["seeds"]))
         locks = ExitStack()
         locks.enter_context(holding(seed_dir(run_dir, seed) for seed in seeds))
