@@ -104,6 +104,10 @@ def test_the_env_checks_see_the_raw_entries_and_name_the_wrong_one() -> None:
     env = make_env("tests.toy_envs:GoalPoint-v0")
     assert isinstance(env, PackObservation) and env.observation_space.shape == (24,)
     env.close()
+    # a wrapper of the user's that flattens the Dict into a Box: nothing left to pack
+    flat = make_env("tests.toy_envs:GoalPoint-v0", wrappers=[{"_target_": "gymnasium.wrappers.FlattenObservation"}])
+    assert not isinstance(flat, PackObservation) and flat.observation_space.shape == (7,)   # 2 + 2 + one-hot 3
+    flat.close()
 
 
 # --- the encoder, by hand ------------------------------------------------------------------------------------------
@@ -291,6 +295,9 @@ def test_ppo_on_blackjack_trains_from_the_cli_evaluates_and_loads(tmp_path_facto
     assert isinstance(obs, tuple) and env.action_space.contains(loaded.act(obs))
     batch = tuple(np.array([obs[i], obs[i]]) for i in range(3))   # each entry batched
     assert loaded.act(batch).shape == (2,)
+    np.testing.assert_array_equal(loaded.act([obs, obs]), loaded.act(batch))   # a list of raw observations
+    with pytest.raises(ValueError, match=r"its Tuple observations packed into bytes; give it the tuple itself"):
+        loaded.act(np.array(obs))
     np.testing.assert_array_equal(loaded.act(batch), loaded.act(pack(loaded.spaces.obs_space.layout, batch)))
     outside = r"1 value\(s\) outside Discrete\(32\) \(the first in row 0: 40\) in the entry '0'"
     with pytest.raises(ValueError, match=outside):

@@ -136,8 +136,12 @@ class LoadedAgent:
         single = obs.shape == shape
         batch = obs[None] if single else obs
         if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or len(batch) == 0:
+            raw = type(getattr(self.spaces.obs_space, "raw", None)).__name__
+            packed = f" (its {raw} observations packed into bytes; give it the {raw.lower()} itself, or a list of " \
+                     f"them)" if self.spaces.entries else ""
             raise ValueError(f"observations of shape {obs.shape}: this agent ({self.algo} on {self.env_id}) takes "
-                             f"one of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))}) with N >= 1")
+                             f"one of shape {shape} or a batch of shape (N, {', '.join(map(str, shape))}) with N >= 1"
+                             + packed)
         finite = np.isfinite(batch) if batch.dtype.kind == "f" else None
         if finite is not None and not finite.all():   # a network maps them to NaN actions, or argmax to action 0
             first = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -161,9 +165,14 @@ class LoadedAgent:
         for a batch) packed as the agent reads it (rlexp/envs/packing.py); anything else as it is (packed rows
         too: what the run's env gives with packing)."""
         raw = getattr(self.spaces.obs_space, "raw", None)
-        if isinstance(raw, gym.spaces.Dict) and isinstance(obs, Mapping) or \
-                isinstance(raw, gym.spaces.Tuple) and isinstance(obs, tuple):
-            return pack(Layout(self.spaces.entries, int(self.spaces.obs_shape[0])), obs)
+        kind = Mapping if isinstance(raw, gym.spaces.Dict) else tuple if isinstance(raw, gym.spaces.Tuple) else None
+        if kind is None:
+            return obs
+        layout = Layout(self.spaces.entries, int(self.spaces.obs_shape[0]))
+        if isinstance(obs, kind):
+            return pack(layout, obs)
+        if isinstance(obs, list) and obs and all(isinstance(o, kind) for o in obs):   # a list of raw observations
+            return np.stack([pack(layout, o) for o in obs])
         return obs
 
     def act_on_env(self, obs: Any) -> np.ndarray:
