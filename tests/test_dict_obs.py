@@ -226,6 +226,16 @@ def test_every_algorithm_learns_from_packed_observations_stored_as_bytes(name: s
     assert features.shape[0] == 3 and torch.isfinite(values).all()
 
 
+def test_ppo_learns_a_tuple_task_that_needs_both_entries(tmp_path: Path) -> None:
+    """PairSum rewards the sum of its two Discrete(3) entries modulo 3: a policy reading one entry alone (a wrong
+    offset, a lost entry) earns a third of the 8 an episode holds, a random one 8/3 too; the optimum 8."""
+    config = resolved_config(compose_config(["algo=ppo", "env.id=tests.toy_envs:PairSum-v0", "total_steps=4096",
+                                             "env.num_envs=4", "algo.n_steps=64", "algo.batch_size=64", "algo.lr=3e-3",
+                                             "eval.episodes=20", "log.progress=none", "~tuned"]))
+    results = Job.prepare(config, algorithms()["ppo"], CPU).run(tmp_path / "run", StopRequest(), [])
+    assert results["eval_return_mean"] >= 7.0, results["eval_return_mean"]
+
+
 @pytest.mark.parametrize("name, env_id", [("ppo", "tests.toy_envs:LitCorner-v0"),
                                            ("dqn", "tests.toy_envs:LitCorner-v0"),
                                            ("dqn", "tests.toy_envs:PairSum-v0")])
