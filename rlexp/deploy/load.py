@@ -161,9 +161,9 @@ class LoadedAgent:
         return actions[0] if single else actions
 
     def packed(self, obs: Any) -> Any:
-        """A raw Dict or Tuple observation (a dict or tuple of its entries; each entry batched along a first axis
-        for a batch) packed as the agent reads it (rlexp/envs/packing.py); anything else as it is (packed rows
-        too: what the run's env gives with packing)."""
+        """A raw Dict or Tuple observation (a dict or tuple of its entries; for a batch, each entry batched along a
+        first axis, or a list of raw observations) packed as the agent reads it (rlexp/envs/packing.py); anything
+        else as it is (packed rows too: what the run's env gives with packing)."""
         raw = getattr(self.spaces.obs_space, "raw", None)
         kind = Mapping if isinstance(raw, gym.spaces.Dict) else tuple if isinstance(raw, gym.spaces.Tuple) else None
         if kind is None:

@@ -14,7 +14,7 @@ not a Box, Discrete, MultiDiscrete or MultiBinary (Sequence, Graph, Text) is ref
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -56,9 +56,6 @@ class Layout:
 
     entries: tuple[Entry, ...]
     nbytes: int
-
-    def with_entries(self, entries: tuple[Entry, ...]) -> Layout:
-        return replace(self, entries=entries)
 
 
 def stored_dtype(space: gym.Space) -> np.dtype:
