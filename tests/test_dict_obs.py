@@ -6,6 +6,7 @@ encoder per entry, features concatenated), for all six algorithms; gymnasium's B
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -87,8 +88,15 @@ def test_pack_and_unpack_keep_each_entry_in_its_dtype_one_observation_and_a_batc
 
 def test_entries_rlexp_cannot_read_are_refused_in_one_line_naming_them() -> None:
     goal = gym.spaces.Dict({"goal": gym.spaces.Dict({"pos": Box(-1, 1, (2,)), "name": gym.spaces.Text(8)})})
-    with pytest.raises(ConfigError, match=r"the observation entry 'goal.name' is a Text space"):
+    with pytest.raises(ConfigError, match=r"the observation entry 'goal.name' is a Text space, and rlexp reads Dict "
+                                          r"and Tuple entries that are Box, Discrete, MultiDiscrete or MultiBinary; "
+                                          r"convert it with a wrapper of your own"):
         layout_of(goal)
+    minigrid = gym.spaces.Dict({"direction": Discrete(4), "image": Box(0, 255, (7, 7, 3), np.uint8),
+                                "mission": gym.spaces.Text(16)})   # MiniGrid's observations
+    fix = "drop it: env.wrappers=[{_target_: gymnasium.wrappers.FilterObservation, filter_keys: [direction, image]}]"
+    with pytest.raises(ConfigError, match=r"entry 'mission' is a Text space, .*; " + re.escape(fix) + "$"):
+        layout_of(minigrid)
     with pytest.raises(ConfigError, match=r"entry '1' is a Sequence space"):
         layout_of(gym.spaces.Tuple((Discrete(2), gym.spaces.Sequence(Discrete(2)))))
 

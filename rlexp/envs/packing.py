@@ -69,18 +69,27 @@ def stored_dtype(space: gym.Space) -> np.dtype:
 
 
 def leaves(space: gym.Space, keys: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], gym.Space]]:
-    """Every leaf of a Dict/Tuple space with the keys that reach it, nested ones flattened; a leaf rlexp does not
-    read is refused in one line naming it."""
+    """Every leaf of a Dict/Tuple space with the keys that reach it, nested ones flattened."""
     if isinstance(space, gym.spaces.Dict):
         return [leaf for key, sub in space.spaces.items() for leaf in leaves(sub, (*keys, str(key)))]
     if isinstance(space, gym.spaces.Tuple):
         return [leaf for i, sub in enumerate(space.spaces) for leaf in leaves(sub, (*keys, i))]
-    if not isinstance(space, LEAVES):
-        raise ConfigError(f"the observation entry {path_of(keys)!r} is a {type(space).__name__} space ({space}); "
-                          f"rlexp reads Dict and Tuple entries that are Box, Discrete, MultiDiscrete or MultiBinary: "
-                          f"drop or convert it with a wrapper in env.wrappers (e.g. "
-                          f"gymnasium.wrappers.FilterObservation)")
     return [(keys, space)]
+
+
+def check_leaves(space: gym.Space, found: list[tuple[tuple[str | int, ...], gym.Space]]) -> None:
+    """Refuse, in one line naming it, a leaf rlexp does not read (Sequence, Graph, Text: MiniGrid's mission), with
+    the wrapper that drops it from a Dict (gymnasium's FilterObservation keeping the other keys)."""
+    unread = [(keys, leaf) for keys, leaf in found if not isinstance(leaf, LEAVES)]
+    if not unread:
+        return
+    keys, leaf = unread[0]
+    dropped = {path[0] for path, sub in unread}
+    keep = [str(key) for key in space.spaces if key not in dropped] if isinstance(space, gym.spaces.Dict) else []
+    fix = f"drop it: env.wrappers=[{{_target_: gymnasium.wrappers.FilterObservation, filter_keys: " \
+          f"[{', '.join(keep)}]}}]" if keep else "convert it with a wrapper of your own in env.wrappers"
+    raise ConfigError(f"the observation entry {path_of(keys)!r} is a {type(leaf).__name__} space, and rlexp reads "
+                      f"Dict and Tuple entries that are Box, Discrete, MultiDiscrete or MultiBinary; {fix}")
 
 
 def path_of(keys: tuple[str | int, ...]) -> str:
@@ -96,7 +105,9 @@ def layout_of(space: gym.Space) -> Layout:
     """The packed layout of a Dict or Tuple space: its leaves in order, each aligned to its itemsize."""
     entries: list[Entry] = []
     offset = 0
-    for keys, leaf in leaves(space):
+    found = leaves(space)
+    check_leaves(space, found)
+    for keys, leaf in found:
         dtype = stored_dtype(leaf)
         offset = -(-offset // dtype.itemsize) * dtype.itemsize
         entry = Entry(path_of(keys), keys, leaf, dtype, tuple(int(n) for n in leaf.shape or ()), offset)
