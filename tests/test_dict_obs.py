@@ -294,15 +294,22 @@ BLACKJACK = ["train", "algo=ppo", "env.id=Blackjack-v1", "total_steps=256", "env
              "eval.episodes=2", "log.progress=none", "hydra.run.dir=run"]
 
 
-def test_ppo_on_blackjack_trains_from_the_cli_evaluates_and_loads(tmp_path_factory, tmp_path, capsys, monkeypatch):
+def test_ppo_and_dqn_on_blackjack_train_from_the_cli_evaluate_load_and_export(tmp_path_factory, tmp_path, capsys,
+                                                                              monkeypatch) -> None:
     import rlexp
 
     def make(directory: Path) -> None:
-        proc = run_cli(BLACKJACK, directory)
-        assert proc.returncode == 0, proc.stderr
+        for args in (BLACKJACK, ["train", "algo=dqn", "env.id=Blackjack-v1", "total_steps=300",
+                                 "algo.learning_starts=100", "eval.episodes=2", "log.progress=none",
+                                 "hydra.run.dir=dqn"]):
+            proc = run_cli(args, directory)
+            assert proc.returncode == 0, proc.stderr
 
+    made = made_once(tmp_path_factory, "dict-obs-blackjack", make)[0]
+    assert json.loads((made / "dqn" / "results.json").read_text())["status"] == "completed"
+    assert rlexp.load(made / "dqn").act((20, 10, 0)).shape == ()
     run = tmp_path / "run"
-    shutil.copytree(made_once(tmp_path_factory, "dict-obs-blackjack-ppo", make)[0] / "run", run)
+    shutil.copytree(made / "run", run)
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
     evaluated = run_in_process(["eval", str(run), "episodes=2"], tmp_path, capsys, monkeypatch)
     assert evaluated.returncode == 0, evaluated.stderr
