@@ -122,6 +122,10 @@ TARGETS = [
     Target("ppo", "atari", 10_000_000, 398.0, INF, "RL Zoo PPO: 398.033 +/- 33.328", env_id="ALE/Breakout-v5"),
     Target("a2c", "atari", 10_000_000, 17.3, INF, "RL Zoo A2C: 17.292 +/- 3.214", env_id="ALE/Pong-v5"),
     Target("a2c", "atari", 10_000_000, 279.8, INF, "RL Zoo A2C: 279.793 +/- 122.177", env_id="ALE/Breakout-v5"),
+    # Images and Dict observations through env.wrappers (issue 36): RL Zoo's presets and benchmark.md figures; at a
+    # CPU budget (--steps) the reference is SB3 side by side (benchmarks/sb3_on_policy_side_by_side.py).
+    Target("ppo", "CarRacing-v3", 4_000_000, 153.9, INF, "RL Zoo PPO: 153.938 +/- 74.465 (CarRacing-v0, 4M)"),
+    Target("ppo", "MiniGrid-DoorKey-5x5-v0", 100_000, 0.964, INF, "RL Zoo PPO: 0.964 +/- 0.006", cheap=True),
 ]
 
 

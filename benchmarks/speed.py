@@ -110,7 +110,8 @@ def on_policy_sb3_ctor(cfg: dict) -> str:
               f"ortho_init={a['ortho_init']}, log_std_init={a['log_std_init']})")
     common = (f"learning_rate={lr}, n_steps={a['n_steps']}, gamma={a['gamma']}, gae_lambda={a['gae_lambda']}, "
               f"ent_coef={a['ent_coef']}, vf_coef={a['vf_coef']}, max_grad_norm={a['max_grad_norm']}, "
-              f"normalize_advantage={a['normalize_advantage']}, {policy}, device=DEVICE, seed=0")
+              f"normalize_advantage={a['normalize_advantage']}, use_sde={a['use_sde']}, "
+              f"sde_sample_freq={a['sde_sample_freq']}, {policy}, device=DEVICE, seed=0")
     if a["name"] == "a2c":
         return f"A2C('MlpPolicy', env, {common}, use_rms_prop={a['optimizer'] == 'rmsprop'}, " \
                f"rms_prop_eps={a['rms_prop_eps']})"

@@ -1,0 +1,112 @@
+"""SB3's SAC with an rlexp SAC config's settings, trained and scored as benchmarks/learning.py scores rlexp.
+
+    python benchmarks/sb3_sac_side_by_side.py --env CarRacing-v3 --steps 100000 --seeds 0 1 2 \
+        --override algo.buffer_size=100000 --sb3-python /path/to/python
+
+The config is composed by rlexp (`rlexp train --cfg job algo=sac env=<env> <overrides>`) and handed to SB3's SAC
+with the same keys (learning rate, replay size, random steps, batch, tau, gamma, update rounds, entropy
+coefficient and target, gSDE) and networks: on images (a rank-3 uint8 Box, CarRacing-v3's 96x96x3) SB3's
+CnnPolicy, whose actor and critics each have their own Nature CNN (SB3's default for SAC, as rlexp's), followed by
+network.hidden_sizes; otherwise its MlpPolicy with network.hidden_sizes. SB3 keeps both observations of a
+transition (optimize_memory_usage cannot be used with its time-limit handling); rlexp keeps each image once
+(benchmarks/memory.py). The score is the final policy's mean deterministic return over 10 episodes of an env seeded
+as rlexp seeds its evaluation env (seed + 10000). One torch thread per run, one run at a time. rlexp's runs of the
+same row: `rlexp train algo=sac env=<env> total_steps=<steps> seed=<seed> <overrides>`, one per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import rlexp_config  # noqa: E402
+
+SB3_RUN = r"""
+import sys, json
+import numpy as np, torch, gymnasium as gym
+from stable_baselines3 import SAC
+torch.set_num_threads(1)
+env_id, steps, seed, kwargs, DEVICE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), "cpu"
+env = gym.make(env_id, **kwargs)
+model = {ctor}
+model.learn(total_timesteps=steps)
+evaluation = gym.make(env_id, **kwargs)
+obs, _ = evaluation.reset(seed=seed + 10000)
+returns = []
+for _ in range(10):
+    done, total = False, 0.0
+    while not done:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, _ = evaluation.step(action)
+        total += float(reward)
+        done = terminated or truncated
+    returns.append(total)
+    obs, _ = evaluation.reset()
+print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
+"""
+
+
+def sac_ctor(cfg: dict, images: bool) -> str:
+    """SB3's SAC with the composed config's keys (SB3's names) and networks."""
+    a, net = cfg["algo"], cfg["network"]
+    if a["actor_lr"] != a["critic_lr"] or a["ent_coef_lr"] != a["actor_lr"]:
+        raise SystemExit("SB3's SAC has one learning rate: give algo.actor_lr, critic_lr and ent_coef_lr one value")
+    lr = f"lambda progress: {a['actor_lr']} * progress" if a["lr_schedule"] == "linear" else str(a["actor_lr"])
+    ent = f"'auto_{a['ent_coef_init']}'" if a["ent_coef"] == "auto" else str(a["ent_coef"])
+    target = f"'{a['target_entropy']}'" if a["target_entropy"] == "auto" else str(a["target_entropy"])
+    unit = "" if a["train_freq_unit"] == "step" else f", '{a['train_freq_unit']}'"
+    if cfg["env"]["num_envs"] != 1 or a["n_step"] != 1:
+        raise SystemExit("this script runs SB3's SAC on one env with 1-step targets: env.num_envs=1, algo.n_step=1")
+    return (f"SAC('{'CnnPolicy' if images else 'MlpPolicy'}', env, learning_rate={lr}, "
+            f"buffer_size={min(a['buffer_size'], cfg['total_steps'])}, learning_starts={a['learning_starts']}, "
+            f"batch_size={a['batch_size']}, tau={a['tau']}, gamma={a['gamma']}, train_freq=({a['train_freq']}{unit}), "
+            f"gradient_steps={a['gradient_steps']}, ent_coef={ent}, target_entropy={target}, "
+            f"use_sde={a['use_sde']}, sde_sample_freq={a['sde_sample_freq']}, "
+            f"policy_kwargs=dict(net_arch={net['hidden_sizes']}, log_std_init={a['log_std_init']}), "
+            f"device=DEVICE, seed=0)")
+
+
+def observes_images(cfg: dict) -> bool:
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(cfg["env"]["id"], **cfg["env"]["kwargs"])
+    space = env.observation_space
+    env.close()
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True, help="an env config group (conf/env/), e.g. CarRacing-v3")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, help="train for this many steps instead of the config's budget")
+    parser.add_argument("--override", nargs="*", default=[], help="rlexp overrides, as given to rlexp's runs")
+    parser.add_argument("--sb3-python", required=True)
+    args = parser.parse_args()
+    cfg = rlexp_config(["algo=sac", f"env={args.env}", *args.override,
+                        *([f"total_steps={args.steps}"] if args.steps else [])])
+    env_id, steps = cfg["env"]["id"], cfg["total_steps"]
+    ctor = sac_ctor(cfg, observes_images(cfg))
+    scores = []
+    for seed in args.seeds:
+        out = subprocess.run([args.sb3_python, "-c", SB3_RUN.format(ctor=ctor.replace("seed=0", f"seed={seed}")),
+                              env_id, str(steps), str(seed), json.dumps(cfg["env"]["kwargs"])],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"SB3 failed: {out.stderr.strip().splitlines()[-1]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        scores.append(result["return"])
+        print(f"SB3 sac {args.env} seed {seed}: {result['return']:.1f}", flush=True)
+    print(f"SB3 sac on {env_id}, {steps} steps, seeds {' '.join(map(str, args.seeds))}: mean "
+          f"{statistics.mean(scores):.1f} ({' '.join(f'{s:.1f}' for s in scores)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
