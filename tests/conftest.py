@@ -8,6 +8,7 @@ import fcntl
 import functools
 import hashlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -76,23 +77,47 @@ def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str
     test runs as a user types it): the same entry point and output as `run_cli`, without a new interpreter importing
     torch and Hydra each time. `rlexp train` runs Hydra's own command line here too, for a command refused before it
     trains (its command line, composed config, run to resume or env refused): what it changes in a process is put
-    back afterwards (`train_state_kept`). A command that trains runs with `run_cli`."""
-    from rlexp.commands import main
-
+    back afterwards (`train_state_kept`). A command that trains runs with `run_cli`, or, for the runs a test only
+    compares or reads, `train_in_process`."""
     monkeypatch.chdir(cwd)
     capsys.readouterr()
+    returncode = _main_in_process(args, monkeypatch)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["rlexp", *args], returncode, out, err)
+
+
+def train_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`rlexp train ...` (`args` begin with "train") trained in this process, for the runs a test only compares its
+    subject with or reads back, whose command line another test runs as a user types it: the uninterrupted
+    reference of a killed-and-resumed run, a finished run made once. It computes what `run_cli` computes (one torch
+    thread here too, the process's own state put back afterwards), without the new interpreter's ~1.5 s of torch
+    and Hydra imports. Usable outside a test's fixtures (in made_once's `make`)."""
+    assert args[:1] == ["train"], args
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        monkeypatch.chdir(cwd)
+        returncode = _main_in_process(args, monkeypatch)
+    torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["rlexp", *args], returncode, out.getvalue(), err.getvalue())
+
+
+def _main_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """rlexp's entry point called here, its exit code returned; what a command may seed, and what `rlexp train`
+    changes in a process, put back."""
+    from rlexp.commands import main
+
     streams = random.getstate(), np.random.get_state(), torch.get_rng_state()   # what a command may seed
     with train_state_kept(monkeypatch) if args[:1] == ["train"] else contextlib.nullcontext():
         try:
-            returncode = main(args)
+            return main(args)
         except SystemExit as stop:   # rlexp train exits as Hydra's task does
-            returncode = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            return stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         finally:
             random.setstate(streams[0])
             np.random.set_state(streams[1])
             torch.set_rng_state(streams[2])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["rlexp", *args], returncode, out, err)
 
 
 @contextlib.contextmanager

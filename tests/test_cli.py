@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, run_cli, run_in_process
+from tests.conftest import TINY, run_cli, run_in_process, train_in_process
 from tests.test_eval import RUN as EVAL_RUN
 from tests.test_eval import finished_run as eval_run
 
@@ -82,7 +82,7 @@ def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir, ca
     assert evaluated.returncode == 0, evaluated.stderr
 
 
-def test_same_seed_same_run(workdir, tmp_path_factory):
+def test_same_seed_same_run(workdir, tmp_path_factory, capsys, monkeypatch):
     # a: tests/test_eval.py's run (made once per session by the same command, seed 0 by default), copied
     shutil.copytree(eval_run(tmp_path_factory) / "run", workdir / "a", symlinks=True)
     assert run_cli([*EVAL_RUN, "hydra.run.dir=b"], cwd=workdir).returncode == 0
@@ -91,12 +91,12 @@ def test_same_seed_same_run(workdir, tmp_path_factory):
     assert a["eval_returns"] == b["eval_returns"]
     pa, pb = (torch.load(workdir / n / "checkpoints" / "final.pt", weights_only=True)["agent"] for n in ("a", "b"))
     assert all(torch.equal(pa["actor"][k], pb["actor"][k]) for k in pa["actor"])
-    assert run_cli([*args, "seed=6", "hydra.run.dir=c"], cwd=workdir).returncode == 0
+    assert train_in_process([*args, "seed=6", "hydra.run.dir=c"], workdir).returncode == 0
     c = json.loads((workdir / "c" / "results.json").read_text())
     assert c["eval_returns"] != a["eval_returns"]
     # A new run never writes into a directory that holds another run.
     before = (workdir / "a" / "results.json").read_text()
-    again = run_cli([*args, "hydra.run.dir=a"], cwd=workdir)
+    again = run_in_process([*args, "hydra.run.dir=a"], workdir, capsys, monkeypatch)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
     assert "hydra.run.dir=a already holds a run" in again.stderr and "rlexp train resume=a" in again.stderr
     assert (workdir / "a" / "results.json").read_text() == before

@@ -22,7 +22,7 @@ import torch
 
 import rlexp
 from rlexp.errors import CheckpointError, ConfigError
-from tests.conftest import TINY, made_once, run_cli, run_in_process
+from tests.conftest import TINY, made_once, run_cli, run_in_process, train_in_process
 
 RUNS = {
     "dqn": ["algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100"],
@@ -54,8 +54,7 @@ def trained(tmp_path_factory) -> Callable[[str], Path]:
     first use)."""
     def run_of(name: str) -> Path:
         def make(root: Path) -> None:
-            proc = run_cli(["train", *RUNS[name], "hydra.run.dir=run", *TINY, "eval.episodes=1"], cwd=root,
-                           timeout=600)
+            proc = train_in_process(["train", *RUNS[name], "hydra.run.dir=run", *TINY, "eval.episodes=1"], root)
             assert proc.returncode == 0, proc.stderr
 
         return made_once(tmp_path_factory, f"deploy-{name}", make)[0] / "run"

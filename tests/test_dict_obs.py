@@ -36,6 +36,7 @@ from tests.conftest import (
     made_once,
     run_cli,
     run_in_process,
+    train_in_process,
     train_seeds_in_lockstep,
 )
 
@@ -346,7 +347,7 @@ def test_a_dict_run_resumes_after_sigkill_to_the_uninterrupted_end_loads_and_exp
             "network.hidden_sizes=[16]", "env.normalize.obs=true"]
 
     def make(directory: Path) -> None:
-        proc = run_cli([*args, "hydra.run.dir=reference"], directory)
+        proc = train_in_process([*args, "hydra.run.dir=reference"], directory)
         assert proc.returncode == 0, proc.stderr
 
     reference = made_once(tmp_path_factory, "dict-obs-sac", make)[0] / "reference"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, cli_env, made_once, run_cli, run_in_process
+from tests.conftest import TINY, cli_env, made_once, run_cli, run_in_process, train_in_process
 
 RUN = ["train", "algo=td3", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
        "network.hidden_sizes=[32]", *TINY]
@@ -17,7 +17,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The directory of a finished TD3 run (at run/: the command RUN), trained once per session (made_once);
     evaluations write into the run's eval/ as they would. tests/test_cli.py's same-seed test copies it."""
     def make(workdir: Path) -> None:
-        proc = run_cli([*RUN, "hydra.run.dir=run"], cwd=workdir)
+        proc = train_in_process([*RUN, "hydra.run.dir=run"], workdir)
         assert proc.returncode == 0, proc.stderr
 
     return made_once(tmp_path_factory, "eval-finished", make)[0]

@@ -11,7 +11,7 @@ import rlexp
 from rlexp.envs import make_env
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.runners.heldout import collect_heldout_states
-from tests.conftest import TINY, made_once, run_cli
+from tests.conftest import TINY, made_once, run_cli, train_in_process
 from tests.test_resume import scalars
 
 
@@ -42,7 +42,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """The run of RUNS[name] with 64 held-out states, trained from the command line once per session (made_once);
     tests/test_embedding.py copies the DQN one."""
     def make(root: Path) -> None:
-        proc = run_cli(["train", *RUNS[name][0], "log.heldout_states=64", "hydra.run.dir=run", *TINY], cwd=root)
+        proc = train_in_process(["train", *RUNS[name][0], "log.heldout_states=64", "hydra.run.dir=run", *TINY], root)
         assert proc.returncode == 0, proc.stderr
 
     return made_once(tmp_path_factory, f"heldout-{name}", make)[0] / "run"

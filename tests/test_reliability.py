@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, made_once, run_cli, run_in_process, snapshot, start_cli, wait_for
+from tests.conftest import cli_env, made_once, run_cli, run_in_process, snapshot, start_cli, train_in_process, wait_for
 
 TINY = ["total_steps=600", "algo.learning_starts=100", "eval.every=0", "eval.episodes=1", "checkpoint.every=300",
         "log.progress=none", "torch_threads=1"]
@@ -32,7 +32,7 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
 def finished(tmp_path_factory) -> Path:
     """A finished run, made once per session (made_once); tests copy it, or only read it."""
     def make(root: Path) -> None:
-        proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", *TINY, "hydra.run.dir=run"], cwd=root)
+        proc = train_in_process(["train", "algo=dqn", "env=CartPole-v1", *TINY, "hydra.run.dir=run"], root)
         assert proc.returncode == 0, proc.stderr
 
     return made_once(tmp_path_factory, "reliability-finished", make)[0] / "run"

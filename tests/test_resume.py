@@ -11,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, made_once, run_cli, run_in_process, snapshot
+from tests.conftest import interrupt_mid_run, made_once, run_cli, run_in_process, snapshot, train_in_process
 
 RUNS = {
     # Pendulum's 200-step episodes put every checkpoint mid-episode; CartPole's end at random points.
@@ -75,7 +75,8 @@ def same_parameters(a: dict, b: dict) -> bool:
                                          pytest.param("dqn_episodes", signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
     args = ["train", *RUNS[algo], *COMMON]
-    assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
+    reference = train_in_process([*args, "hydra.run.dir=reference"], workdir)   # the CLI's run, in this process
+    assert reference.returncode == 0, reference.stderr
 
     delay = interrupt_mid_run([*args, "hydra.run.dir=run"], workdir, workdir / "run" / "checkpoints" / "step_250.pt",
                               signum, workdir / "reference")
@@ -102,7 +103,7 @@ def finished_short_run(tmp_path_factory) -> Path:
     """A finished DQN run of 600 steps (checkpoints every 250), trained once per session (made_once); tests copy
     it."""
     def make(root: Path) -> None:
-        proc = run_cli(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run"], cwd=root)
+        proc = train_in_process(["train", *RUNS["dqn"], "total_steps=600", *COMMON, "hydra.run.dir=run"], root)
         assert proc.returncode == 0, proc.stderr
 
     return made_once(tmp_path_factory, "resume-short-run", make)[0] / "run"

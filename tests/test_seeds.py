@@ -14,7 +14,16 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import interrupt_mid_run, made_once, run_cli, run_in_process, snapshot, start_cli, wait_for
+from tests.conftest import (
+    interrupt_mid_run,
+    made_once,
+    run_cli,
+    run_in_process,
+    snapshot,
+    start_cli,
+    train_in_process,
+    wait_for,
+)
 
 RUN = ["train", "algo=dqn", "env=CartPole-v1", "total_steps=900", "algo.learning_starts=300",
        "network.hidden_sizes=[32,32]", "eval.every=450", "eval.episodes=2", "checkpoint.every=300", "log.every=100",
@@ -40,7 +49,7 @@ def q_network(run_dir: Path) -> dict[str, torch.Tensor]:
 def three_seeds(tmp_path_factory) -> Path:
     """A finished run of seeds=[0,1,2] (600 steps), trained once per session (made_once); tests copy it."""
     def make(root: Path) -> None:
-        proc = run_cli([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=root)
+        proc = train_in_process([*RUN, "total_steps=600", "seeds=[0,1,2]", "hydra.run.dir=run"], root)
         assert proc.returncode == 0, proc.stderr
 
     return made_once(tmp_path_factory, "seeds-three", make)[0] / "run"
@@ -159,7 +168,8 @@ LOSSES = {"dqn": "losses/td_loss", "td3": "losses/critic_loss", "sac": "losses/e
                                   pytest.param("sac", marks=pytest.mark.slow)])
 def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo):
     args = KILLED[algo]
-    assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
+    reference = train_in_process([*args, "hydra.run.dir=reference"], workdir)   # the CLI's run, in this process
+    assert reference.returncode == 0, reference.stderr
     # even mid-save of one seed's checkpoint
     delay = interrupt_mid_run([*args, "hydra.run.dir=run"], workdir,
                               workdir / "run" / "seed_1" / "checkpoints" / "step_300.pt", signal.SIGKILL,

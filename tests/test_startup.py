@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_training_evaluating_and_resuming_without_compile_never_import_torch_dynamo(tmp_path: Path) -> None:
-    common = ["eval.episodes=1", "log.progress=none"]
+    common = ["eval.episodes=1", "log.progress=none", "torch_threads=1"]
     script = SCRIPT.format(runs=RUNS, common=common)
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

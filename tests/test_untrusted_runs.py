@@ -27,7 +27,7 @@ import torch
 import rlexp
 from rlexp.errors import CheckpointError, ConfigError
 from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
-from tests.conftest import TINY, made_once, run_cli, run_in_process, snapshot
+from tests.conftest import TINY, made_once, run_cli, run_in_process, snapshot, train_in_process
 
 RUN = ["algo=td3", "env.id=tests.faulty_envs:Unseeded-v0", "total_steps=300", "algo.learning_starts=100",
        "network.hidden_sizes=[16]", "eval.episodes=1"]
@@ -39,7 +39,7 @@ def run(tmp_path_factory, workdir, monkeypatch) -> Path:
     session (checkpoints at steps 200 and 300, final.pt); the test runs in workdir. (Not in the repository's root,
     which is on this process's sys.path: from there the run's own module would be one of the current directory's.)"""
     def make(root: Path) -> None:
-        proc = run_cli(["train", *RUN, *TINY, "hydra.run.dir=run"], cwd=root)
+        proc = train_in_process(["train", *RUN, *TINY, "hydra.run.dir=run"], root)
         assert proc.returncode == 0, proc.stderr
 
     trained = made_once(tmp_path_factory, "untrusted-td3", make)[0] / "run"

@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.io.checkpoints import load_checkpoint
-from tests.conftest import cli_env, interrupt_mid_run, run_cli, run_in_process, wait_for
+from tests.conftest import cli_env, interrupt_mid_run, run_cli, run_in_process, train_in_process, wait_for
 
 QUICK = ["eval.episodes=1", "eval.every=0", "checkpoint.every=0", "log.progress=none", "torch_threads=1"]
 
@@ -111,7 +111,8 @@ def final_parameters(run_dir: Path) -> dict[str, torch.Tensor]:
                                                  pytest.param("td3", "envpool", marks=[ENVPOOL, pytest.mark.slow])])
 def test_three_envs_resume_after_sigkill_to_exactly_the_uninterrupted_end(workdir, algo, vectorization):
     args = ["train", *RESUMED[algo], *COMMON, f"env.vectorization={vectorization}"]
-    assert run_cli([*args, "hydra.run.dir=reference"], cwd=workdir).returncode == 0
+    reference = train_in_process([*args, "hydra.run.dir=reference"], workdir)   # the CLI's run, in this process
+    assert reference.returncode == 0, reference.stderr
     delay = interrupt_mid_run([*args, "hydra.run.dir=run"], workdir, workdir / "run" / "checkpoints" / "step_300.pt",
                               signal.SIGKILL, workdir / "reference")
     resumed = run_cli(["train", "resume=run"], cwd=workdir)
