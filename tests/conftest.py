@@ -186,8 +186,10 @@ def as_completed(data: dict[str, Any]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(data["args"], data["returncode"], data["stdout"], data["stderr"])
 
 
-#: The calls by which a test starts processes (`rlexp` CLI runs above all): a test's count of them orders the suite.
-SPAWNS = re.compile(r"\b(run_cli|run_cli_without|start_cli|interrupt_mid_run|subprocess\.run|subprocess\.Popen)\(")
+#: The calls by which a test starts processes (`rlexp` CLI runs above all) or trains in process: a test's count of
+#: them orders the suite.
+SPAWNS = re.compile(r"\b(run_cli|run_cli_without|start_cli|interrupt_mid_run|train_in_process|train_seeds_in_lockstep"
+                    r"|subprocess\.run|subprocess\.Popen)\(")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -163,7 +163,7 @@ def test_dqn_trains_on_a_real_atari_game_from_the_command_line(workdir, game):
                     "total_steps=400", "algo.learning_starts=300", "algo.buffer_size=600",
                     "algo.target_update_interval=50", "algo.double=true", "algo.prioritized=true",
                     "+env.kwargs.max_num_frames_per_episode=1000",   # the evaluation game: 250 agent steps at most
-                    "eval.every=0", "eval.episodes=1", "checkpoint.every=200", "log.every=100",
+                    "eval.every=0", "eval.episodes=1", "checkpoint.every=200", "log.every=100", "log.heldout_states=16",
                     "log.progress=lines", "hydra.run.dir=run"], cwd=workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr
     import json

@@ -38,7 +38,7 @@ RUNS = {
     "a2c": ["algo=a2c", "env=CartPole-v1", "env.normalize.obs=true", "total_steps=256", "algo.n_steps=8",
             "env.num_envs=2"],
     "dqn_atari": ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=300", "algo.learning_starts=200",
-                  "algo.buffer_size=500", "+env.kwargs.max_num_frames_per_episode=400"],
+                  "algo.buffer_size=500", "+env.kwargs.max_num_frames_per_episode=400", "log.heldout_states=16"],
 }
 #: The format each algorithm is exported in from the command line and driven through an episode without rlexp.
 FORMAT_OF = {"dqn": "torchscript", "ddpg": "pt2", "td3": "onnx", "sac": "torchscript", "ppo": "onnx", "a2c": "pt2",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -189,14 +190,18 @@ def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fix
 
 # --- Optuna, for real ---------------------------------------------------------------------------------------------
 
+#: A search over TD3's preset space on Pendulum-v1 at a tiny budget, its study kept in SQLite (study.db in the cwd).
+OPTUNA_SEARCH = ["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.storage=sqlite:///study.db",
+                 "total_steps=300", "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.episodes=1",
+                 "checkpoint.every=0", "log.progress=none", "torch_threads=1"]
+
+
 @pytest.fixture(scope="module")
 def optuna_sweep(tmp_path_factory) -> tuple:
-    """A three-trial Optuna search (the process, and its sweep directory), made once per session (made_once)."""
+    """A three-trial Optuna search (the process, and its sweep directory), its study kept in SQLite (study.db beside
+    the sweep), made once per session (made_once)."""
     def make(workdir: Path) -> dict:
-        return completed(run_cli(["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.n_trials=3",
-                                  "total_steps=300", "algo.learning_starts=100", "network.hidden_sizes=[16]",
-                                  "eval.episodes=1", "checkpoint.every=0", "log.progress=none", "torch_threads=1",
-                                  "hydra.sweep.dir=sweep"], cwd=workdir))
+        return completed(run_cli([*OPTUNA_SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep"], cwd=workdir))
 
     workdir, proc = made_once(tmp_path_factory, "sweeps-optuna", make)
     return as_completed(proc), workdir / "sweep"
@@ -227,21 +232,20 @@ def test_optuna_trials_differ_and_are_summarised(optuna_sweep):
     assert len({r["overrides"] for r in rows}) == 3 and all("algo.actor_lr=" in r["overrides"] for r in rows)
 
 
-def test_an_optuna_study_kept_in_sqlite_continues_across_invocations(workdir):
+def test_an_optuna_study_kept_in_sqlite_continues_across_invocations(optuna_sweep, workdir):
     import optuna
 
-    search = ["train", "--multirun", "hparams_search=td3_pendulum", "hydra.sweeper.storage=sqlite:///study.db",
-              "total_steps=200", "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.episodes=1",
-              "checkpoint.every=0", "log.progress=none", "torch_threads=1"]
-    first = run_cli([*search, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first"], cwd=workdir)
+    # the first invocation: the made-once search's (3 trials), its study copied
+    first, sweep = optuna_sweep
     assert first.returncode == 0, first.stderr[-2000:]
+    shutil.copy(sweep.parent / "study.db", workdir / "study.db")
     # A new sampler seed, or the random start-up trials would repeat the first invocation's.
-    second = run_cli([*search, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1", "hydra.sweep.dir=second"],
-                     cwd=workdir)
+    second = run_cli([*OPTUNA_SEARCH, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1",
+                      "hydra.sweep.dir=second"], cwd=workdir)
     assert second.returncode == 0, second.stderr[-2000:]
     study = optuna.load_study(study_name="td3_pendulum", storage=f"sqlite:///{workdir / 'study.db'}")
     values = [t.value for t in study.trials]
-    assert len(values) == 3 and len({t.params["algo.actor_lr"] for t in study.trials}) == 3
+    assert len(values) == 4 and len({t.params["algo.actor_lr"] for t in study.trials}) == 4
     best = yaml.safe_load((workdir / "second" / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(values))  # over both invocations' trials
 

@@ -40,7 +40,7 @@ FAMILIES = {
     "box2d": ["algo=td3", "env=LunarLanderContinuous-v3", "total_steps=120", "algo.learning_starts=60"],
     "mujoco": ["algo=ddpg", "env=HalfCheetah-v5", "total_steps=120", "algo.learning_starts=60"],
     "atari": ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=120", "algo.learning_starts=60",
-              "algo.buffer_size=200", "algo.batch_size=8", "eval.episodes=1"],
+              "algo.buffer_size=200", "algo.batch_size=8", "eval.episodes=1", "log.heldout_states=16"],
 }
 # The default suite covers every family and every backend, and EnvPool's and gymnasium's Atari preprocessing
 # both; the other pairs run under -m slow.
