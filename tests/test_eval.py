@@ -28,8 +28,9 @@ def finished_run_fixture(tmp_path_factory):
     return finished_run(tmp_path_factory)
 
 
-def test_eval_reproduces_the_runs_final_evaluation(finished_run):
-    proc = run_cli(["eval", "run", "episodes=2"], cwd=finished_run)
+def test_eval_reproduces_the_runs_final_evaluation(finished_run, capsys, monkeypatch):
+    # (in process: `rlexp eval` as typed is the video test's)
+    proc = run_in_process(["eval", "run", "episodes=2"], finished_run, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     trained = json.loads((finished_run / "run" / "results.json").read_text())
     evaluated = json.loads((finished_run / "run" / "eval" / "final.json").read_text())

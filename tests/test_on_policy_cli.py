@@ -34,7 +34,7 @@ def test_a2c_trains_on_several_envs_logs_its_losses_and_evaluates(workdir, capsy
     assert evaluated.returncode == 0, evaluated.stderr and "a2c on CartPole-v1" in evaluated.stdout
 
 
-def test_ppo_with_normalization_saves_its_statistics_and_eval_uses_them(workdir):
+def test_ppo_with_normalization_saves_its_statistics_and_eval_uses_them(workdir, capsys, monkeypatch):
     proc = run_cli(["train", "algo=ppo", "env=Pendulum-v1", "env.normalize.obs=true", "env.normalize.reward=true",
                     "total_steps=1000", "algo.n_steps=128", "env.num_envs=2", "algo.batch_size=64",
                     "algo.n_epochs=2", "hydra.run.dir=run", *TINY], cwd=workdir)
@@ -49,7 +49,7 @@ def test_ppo_with_normalization_saves_its_statistics_and_eval_uses_them(workdir)
     stats = final["normalization"]["obs_rms"]
     assert stats["mean"].shape == (3,) and stats["count"] > 1000
     # `rlexp eval` with the run's own evaluation seed plays the same episodes with the same frozen statistics
-    evaluated = run_cli(["eval", "run", "episodes=2"], cwd=workdir)
+    evaluated = run_in_process(["eval", "run", "episodes=2"], workdir, capsys, monkeypatch)
     assert evaluated.returncode == 0, evaluated.stderr
     again = json.loads((workdir / "run" / "eval" / "final.json").read_text())
     assert again["eval_returns"] == results["eval_returns"]
