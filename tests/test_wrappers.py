@@ -25,6 +25,7 @@ import tests.faulty_envs  # noqa: F401  (registers the ids)
 from rlexp.envs.checks import CheckedEnv, EnvCallError
 from rlexp.envs.episodes import EpisodeRecorder
 from rlexp.envs.make import make_env, make_vector_env
+from rlexp.envs.wrappers import as_tuples
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
 from tests.conftest import TINY, made_once, run_cli, run_in_process, snapshot
@@ -86,6 +87,16 @@ def test_wrappers_go_in_order_between_the_users_env_and_rlexps_own():
         rewards.append(reward)
     assert rewards == [-10.0] * 3   # scaled by the function's wrapper, cut by the third wrapper's TimeLimit
     env.close()
+
+
+def test_a_wrappers_list_arguments_are_given_as_tuples():
+    # ResizeObservation takes its shape as a tuple only; YAML (and a command line) can only write a list
+    env = make_env(IMAGE, wrappers=[{"_target_": "gymnasium.wrappers.ResizeObservation", "shape": [42, 40]}])
+    assert env.observation_space.shape == (42, 40, 3)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (42, 40, 3)
+    env.close()
+    assert as_tuples({"a": [1, [2, 3]], "b": "c"}) == {"a": (1, (2, 3)), "b": "c"}
 
 
 def test_each_env_of_a_vector_env_has_its_own_wrappers():

@@ -2,9 +2,10 @@
 
 Each entry is `{_target_: <dotted path>, <keyword arguments>}`, as Hydra's instantiate reads one; the target is a
 gymnasium.Wrapper subclass (`gymnasium.wrappers.FlattenObservation`) or a callable that takes the env (and the
-keyword arguments) and returns a gymnasium.Env. Targets are resolved by rlexp/config/targets.py (every failure one
-ConfigError line naming the entry's index and target); one that a run's *saved* config names (`saved_in`) is
-imported only under the rule of rlexp/config/trust.py, as the module of a saved env.id is.
+keyword arguments, YAML's lists given as tuples) and returns a gymnasium.Env. Targets are resolved by
+rlexp/config/targets.py (every failure one ConfigError line naming the entry's index and target); one that a run's
+*saved* config names (`saved_in`) is imported only under the rule of rlexp/config/trust.py, as the module of a saved
+env.id is.
 
 Where they go (rlexp/envs/make.py): gymnasium.make's env with CheckedEnv innermost, then these wrappers, then
 rlexp's own (the Atari preprocessing, the episode recorder of a training env). When there are wrappers, a second
@@ -30,6 +31,16 @@ def describe(index: int, spec: Mapping[str, Any]) -> str:
     return f"env.wrappers[{index}] ({spec.get(TARGET)})"
 
 
+def as_tuples(value: Any) -> Any:
+    """A wrapper argument with its lists (YAML's only sequence) as tuples, at any depth: gymnasium's wrappers take
+    shapes as tuples (`ResizeObservation(env, shape=(64, 64))` refuses a list), and any sequence argument a tuple."""
+    if isinstance(value, (list, tuple)):
+        return tuple(as_tuples(item) for item in value)
+    if isinstance(value, Mapping):
+        return {key: as_tuples(item) for key, item in value.items()}
+    return value
+
+
 def check_saved_wrappers(wrappers: Sequence[Mapping[str, Any]], saved_in: Path) -> None:
     """Refuse, before anything is imported, a saved run's wrapper whose module the trust rule does not import."""
     check_wrappers(wrappers)   # (a saved config may have been altered)
@@ -45,7 +56,7 @@ def apply_wrappers(env: gym.Env, wrappers: Sequence[Mapping[str, Any]], saved_in
     for index, spec in enumerate(wrappers):
         where = describe(index, spec)
         wrapper = resolve(check_target(spec, where, saved_in), where)
-        kwargs = {key: value for key, value in spec.items() if key != TARGET}
+        kwargs = {key: as_tuples(value) for key, value in spec.items() if key != TARGET}
         if inspect.isclass(wrapper):
             if not issubclass(wrapper, gym.Wrapper):
                 raise ConfigError(f"{where} is a class, but not a gymnasium.Wrapper: name a subclass of "
