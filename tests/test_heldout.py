@@ -11,7 +11,7 @@ import rlexp
 from rlexp.envs import make_env
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.runners.heldout import collect_heldout_states
-from tests.conftest import TINY, made_once, run_cli, train_in_process
+from tests.conftest import TINY, made_once, train_in_process
 from tests.test_resume import scalars
 
 
@@ -67,7 +67,7 @@ def test_the_logged_index_is_the_final_agents_mean_value_of_the_checkpointed_sta
 
 
 def test_zero_turns_it_off(workdir):
-    proc = run_cli(["train", "algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100",
-                    "log.heldout_states=0", "hydra.run.dir=run", *TINY], cwd=workdir)
+    proc = train_in_process(["train", "algo=dqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100",
+                             "log.heldout_states=0", "hydra.run.dir=run", *TINY], workdir)
     assert proc.returncode == 0, proc.stderr
     assert "charts/avg_q_heldout" not in scalars(workdir / "run")

@@ -16,7 +16,7 @@ from rlexp.analysis.curves import Curve, Run, binned, group_curves, group_key
 from rlexp.analysis.statistics import align, group_statistics, iqm, step_statistics
 from rlexp.commands import plot
 from rlexp.errors import ConfigError
-from tests.conftest import made_once, run_cli, run_in_process
+from tests.conftest import made_once, run_cli, run_in_process, train_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SWEEP = ["train", "--multirun", "algo=dqn", "env=CartPole-v1", "total_steps=600", "algo.learning_starts=100",
@@ -253,9 +253,10 @@ def test_a_resumed_run_has_each_step_once(tmp_path, capsys, monkeypatch):
     common = ["algo=dqn", "env=CartPole-v1", "algo.learning_starts=100", "eval.every=125", "eval.episodes=1",
               "checkpoint.every=250", "log.progress=none", "torch_threads=1", "network.hidden_sizes=[16]",
               "hydra.run.dir=run"]
-    assert run_cli(["train", *common, "total_steps=500"], cwd=tmp_path).returncode == 0
+    # (trained and resumed in process: the subject is the plot; test_resume.py runs resumes as typed)
+    assert train_in_process(["train", *common, "total_steps=500"], tmp_path).returncode == 0
     (tmp_path / "run" / "checkpoints" / "step_500.pt").unlink()
-    proc = run_cli(["train", "resume=run", "total_steps=750"], cwd=tmp_path)
+    proc = train_in_process(["train", "resume=run", "total_steps=750"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     raw_steps = [step for step, _ in raw_points(tmp_path / "run", "eval/mean_return")]
     assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2

@@ -187,7 +187,7 @@ def test_a_job_of_a_sweep_resumes_from_its_own_directory(workdir):
 def test_an_env_that_cannot_be_replayed_resumes_with_a_fresh_episode_and_a_warning(workdir):
     args = ["train", "algo=td3", "env.id=tests.faulty_envs:Unseeded-v0", "total_steps=330", "algo.learning_starts=100",
             "network.hidden_sizes=[16]", *COMMON, "hydra.run.dir=run"]
-    assert run_cli(args, cwd=workdir).returncode == 0  # ends mid-episode (episodes are 50 steps)
+    assert train_in_process(args, workdir).returncode == 0  # ends mid-episode (episodes are 50 steps)
     proc = run_cli(["train", "resume=run", "total_steps=400"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "did not replay its current episode identically" in proc.stdout and "fresh episode" in proc.stdout
