@@ -52,9 +52,11 @@ def test_dqn_run_writes_tensorboard_checkpoints_and_results(workdir):
 @pytest.mark.parametrize("algo, rounds", [("td3", []),
                                          ("ddpg", ["algo.train_freq_unit=episode", "algo.gradient_steps=-1"])])
 def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo, rounds):
-    proc = run_cli(["train", f"algo={algo}", "env=Pendulum-v1", "total_steps=400", "algo.learning_starts=100",
-                    "algo.noise.type=ou", "network.hidden_sizes=[32,32]", "hydra.run.dir=run", *rounds, *TINY],
-                   cwd=workdir)
+    # (in process: the subject is what is logged; TD3's and DDPG's runs as typed are the multirun's and the
+    # presets' below)
+    proc = train_in_process(["train", f"algo={algo}", "env=Pendulum-v1", "total_steps=400", "algo.learning_starts=100",
+                             "algo.noise.type=ou", "network.hidden_sizes=[32,32]", "hydra.run.dir=run", *rounds,
+                             *TINY], workdir)
     assert proc.returncode == 0, proc.stderr
     tags = scalars(workdir / "run")
     for tag in ("losses/critic_loss", "losses/actor_loss", "losses/q_values", "eval/mean_return"):
@@ -66,10 +68,12 @@ def test_actor_critic_runs_log_actor_and_critic_losses(workdir, algo, rounds):
 def test_sac_runs_on_several_envs_logs_its_temperature_and_evaluates(workdir, capsys, monkeypatch):
     # (the MountainCar preset fixes alpha at 0.1, explores with gSDE and updates 32 times every 32 steps: the
     # defaults here)
-    proc = run_cli(["train", "algo=sac", "env=MountainCarContinuous-v0", "total_steps=400",
-                    "algo.learning_starts=100", "env.num_envs=2", "network.hidden_sizes=[32,32]", "hydra.run.dir=run",
-                    "algo.ent_coef=auto", "algo.train_freq=1", "algo.gradient_steps=1", "algo.use_sde=false", *TINY],
-                   cwd=workdir)
+    # (in process: the subject is what is logged and evaluated; SAC's runs as typed are test_resume.py's and
+    # test_images_any.py's)
+    proc = train_in_process(["train", "algo=sac", "env=MountainCarContinuous-v0", "total_steps=400",
+                             "algo.learning_starts=100", "env.num_envs=2", "network.hidden_sizes=[32,32]",
+                             "hydra.run.dir=run", "algo.ent_coef=auto", "algo.train_freq=1", "algo.gradient_steps=1",
+                             "algo.use_sde=false", *TINY], workdir)
     assert proc.returncode == 0, proc.stderr
     tags = scalars(workdir / "run")
     for tag in ("losses/critic_loss", "losses/actor_loss", "losses/ent_coef", "losses/entropy", "eval/mean_return"):

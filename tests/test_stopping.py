@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlexp.runners.stopping import StopRules, StopWatch
-from tests.conftest import TINY, run_cli, run_in_process, snapshot
+from tests.conftest import TINY, run_cli, run_in_process, snapshot, train_in_process
 from tests.test_resume import scalars
 
 
@@ -149,7 +149,7 @@ def test_an_eval_bar_without_evaluations_is_refused(workdir, capsys, monkeypatch
 
 def test_a_run_that_ended_early_resumes_only_with_a_new_budget_or_bar(workdir, capsys, monkeypatch):
     args = ["train", "algo=dqn", "env=CartPole-v1", "total_episodes=20", "hydra.run.dir=run", *TINY]
-    assert run_cli(args, cwd=workdir).returncode == 0
+    assert train_in_process(args, workdir).returncode == 0   # (the resume as typed is the subject)
     refused = run_in_process(["train", "resume=run"], workdir, capsys, monkeypatch)
     assert refused.returncode == 2 and "pass a larger total_episodes to extend it" in refused.stderr
     extended = run_cli(["train", "resume=run", "total_episodes=30"], cwd=workdir)
