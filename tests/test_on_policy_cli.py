@@ -79,8 +79,8 @@ def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir, capsys, mo
 @pytest.mark.parametrize("args, expected", [
     # (every algorithm reads images through the Nature CNN: tests/test_images.py, tests/test_images_any.py; SAC on
     # Atari's discrete actions is refused for its actions)
-    pytest.param(["algo=sac", "env=atari"], "algo=sac needs a continuous (Box) action space",
-                 marks=pytest.mark.as_typed),
+    # (an action space refused as a user types it: tests/test_new_algorithm.py's)
+    (["algo=sac", "env=atari"], "algo=sac needs a continuous (Box) action space"),
     (["algo=a2c", "env=CartPole-v1", "algo.n_steps=64", "total_steps=100"],
      "algo.n_steps=64 x env.num_envs=8 = 512 env steps per rollout is more than total_steps=100"),
     (["algo=ppo", "env=CartPole-v1", "algo.batch_size=100"],   # the preset's rollout: 32 steps x 8 envs

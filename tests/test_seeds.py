@@ -211,9 +211,10 @@ def test_seeds_stopped_while_they_finish_one_after_another_resume_to_finish_the_
     assert again.returncode == 2 and "already at step 600 of total_steps=600" in again.stderr
 
 
+# (the config's checks as a user meets them: tests/test_errors.py's as-typed case; the seeds one of
+# tests/test_new_algorithm.py as typed)
 @pytest.mark.parametrize("args, message", [
-    pytest.param(["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"],
-                 "seeds=[...] with algo.batch_norm=true", marks=pytest.mark.as_typed),
+    (["algo=ddpg", "env=Pendulum-v1", "algo.batch_norm=true", "seeds=[0,1]"], "seeds=[...] with algo.batch_norm=true"),
     (["seeds=[0,0]"], "seeds=[0, 0] repeats a seed"),
     (["seeds=[0,1,2,3]", "algo.buffer_size=300000000", "total_steps=400000000"], "the 4 seeds would need about"),
     (["seeds=[]"], "seeds=[] must be a non-empty list of seeds"),
@@ -229,17 +230,17 @@ def test_a_seeds_run_keeps_its_seeds_and_seed_is_refused_beside_them(workdir, th
     shutil.copytree(three_seeds, run, symlinks=True)
     before = snapshot(run)
 
-    def rlexp(args: list[str], as_typed: bool = False):   # the first refusal as a user types it, the rest in process
-        return run_cli(args, cwd=workdir) if as_typed else run_in_process(args, workdir, capsys, monkeypatch)
+    def rlexp(args: list[str]):   # (a refused resume as a user types it: tests/test_reliability.py's)
+        return run_in_process(args, workdir, capsys, monkeypatch)
 
-    for i, (args, message) in enumerate([
+    for args, message in [
         (["seeds=[0,1]"], "cannot continue with a different seeds: [0, 1, 2] -> [0, 1]"),
         (["seeds=[2,1,0]"], "cannot continue with a different seeds: [0, 1, 2] -> [2, 1, 0]"),
         (["seeds=[0,1,2,3]"], "cannot continue with a different seeds: [0, 1, 2] -> [0, 1, 2, 3]"),
         (["seeds=null"], "cannot continue with a different seeds: [0, 1, 2] -> None"),
         (["seed=7"], "seed=7 with seeds=[...]"),
-    ]):
-        proc = rlexp(["train", "resume=run", "total_steps=900", *args], as_typed=i == 0)
+    ]:
+        proc = rlexp(["train", "resume=run", "total_steps=900", *args])
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     single = rlexp(["train", "resume=run/seed_1", "total_steps=900", "seeds=[1,2]"])
     assert single.returncode == 2 and "different seeds: None -> [1, 2]" in single.stderr, single.stderr
