@@ -179,7 +179,8 @@ def test_a_joblib_worker_killed_by_the_os_ends_the_sweep_in_one_line_with_its_su
     proc = start_cli(["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY_DQN[:-2],
                       "total_steps=200000", "algo.learning_starts=100", "checkpoint.every=100", "seed=0,1",
                       "hydra.sweep.dir=sweep"], tmp_path, start_new_session=True)
-    wait_for(next_path(tmp_path / "sweep", "0_*/checkpoints/step_100.pt", proc), proc)
+    for job in (0, 1):   # both jobs running (on a busy machine the second may start later than the first's checkpoint)
+        wait_for(next_path(tmp_path / "sweep", f"{job}_*/checkpoints/step_100.pt", proc), proc)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "LokyProcess"], capture_output=True, text=True)
     os.kill(int(workers.stdout.split()[0]), signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)

@@ -185,7 +185,7 @@ def test_a_run_refused_for_a_bad_value_leaves_its_directory_to_the_corrected_com
     line = one_line_error(run_in_process(["train", "algo.gamma=2", *TINY, "hydra.run.dir=run"], workdir, capsys,
                                          monkeypatch))
     assert "algo.gamma" in line
-    proc = run_cli(["train", *TINY, "hydra.run.dir=run"], cwd=workdir)
+    proc = train_in_process(["train", *TINY, "hydra.run.dir=run"], workdir)   # (the subject: the directory)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((workdir / "run" / "results.json").read_text())["status"] == "completed"
     again = one_line_error(run_in_process(["train", *TINY, "hydra.run.dir=run"], workdir, capsys, monkeypatch))
@@ -225,8 +225,8 @@ def test_a_run_directory_in_use_is_locked_and_a_killed_holder_leaves_no_stale_lo
 
 def test_more_torch_threads_than_cores_are_capped_with_a_warning(workdir):
     # A short run: its threads (every core) contend with the other test processes' for its whole length.
-    proc = run_cli(["train", "algo=dqn", *TINY, "total_steps=200", "torch_threads=1000", "hydra.run.dir=run"],
-                   cwd=workdir)
+    proc = train_in_process(["train", "algo=dqn", *TINY, "total_steps=200", "torch_threads=1000",
+                             "hydra.run.dir=run"], workdir)   # (this process's torch threads put back afterwards)
     assert proc.returncode == 0, proc.stderr
     cores = len(os.sched_getaffinity(0))
     assert f"torch_threads=1000 exceeds the {cores} cores this job may use; using {cores}" in proc.stdout
