@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.sweeps.placement import available_cpus
-from tests.conftest import TINY, run_cli, run_in_process
+from tests.conftest import TINY, run_cli, run_in_process, train_in_process
 
 ON_POLICY_LOSSES = ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/explained_variance")
 
@@ -22,8 +22,9 @@ def tags(run_dir):
 
 
 def test_a2c_trains_on_several_envs_logs_its_losses_and_evaluates(workdir, capsys, monkeypatch):
-    proc = run_cli(["train", "algo=a2c", "env=CartPole-v1", "total_steps=2000", "env.num_envs=4", "hydra.run.dir=run",
-                    *TINY], cwd=workdir)
+    # (in process: the subject is what is logged; A2C as typed is the joblib sweep's and the env families')
+    proc = train_in_process(["train", "algo=a2c", "env=CartPole-v1", "total_steps=2000", "env.num_envs=4",
+                             "hydra.run.dir=run", *TINY], workdir)
     assert proc.returncode == 0, proc.stderr
     logged = tags(workdir / "run")
     assert set(ON_POLICY_LOSSES) <= logged and "charts/episodic_return" in logged
@@ -129,8 +130,9 @@ def test_eval_reads_a_checkpoint_made_before_the_newest_keys_and_refuses_an_unre
                                                                                                          monkeypatch):
     from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
 
-    proc = run_cli(["train", "algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=128", "env.num_envs=2",
-                    "algo.batch_size=64", "algo.use_sde=false", "hydra.run.dir=run", *TINY], cwd=workdir)
+    proc = train_in_process(["train", "algo=ppo", "env=Pendulum-v1", "total_steps=256", "algo.n_steps=128",
+                             "env.num_envs=2", "algo.batch_size=64", "algo.use_sde=false", "hydra.run.dir=run", *TINY],
+                            workdir)   # (the subject: eval of its checkpoint)
     assert proc.returncode == 0, proc.stderr
     final = workdir / "run" / "checkpoints" / "final.pt"
     bundle = load_checkpoint(final)
