@@ -170,10 +170,11 @@ def test_unknown_command_and_unknown_key(workdir, capsys, monkeypatch):
                                        ("td3", "HalfCheetah-v5"),
                                        pytest.param("td3", "Hopper-v5", marks=pytest.mark.slow)])
 def test_box2d_and_mujoco_presets_train_for_real(workdir, algo, env):
-    proc = run_cli(["train", f"algo={algo}", f"env={env}", "total_steps=300", "algo.learning_starts=100",
-                    "algo.batch_size=32", "network.hidden_sizes=[32,32]", "eval.episodes=1", "eval.every=0",
-                    "checkpoint.every=0", "log.progress=none", "hydra.run.dir=run",
-                    "+env.kwargs.max_episode_steps=100"], cwd=workdir)
+    # (in process: the subject is the preset on the real env; the command line's runs are the others here)
+    proc = train_in_process(["train", f"algo={algo}", f"env={env}", "total_steps=300", "algo.learning_starts=100",
+                             "algo.batch_size=32", "network.hidden_sizes=[32,32]", "eval.episodes=1", "eval.every=0",
+                             "checkpoint.every=0", "log.progress=none", "hydra.run.dir=run",
+                             "+env.kwargs.max_episode_steps=100"], workdir)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((workdir / "run" / "results.json").read_text())
     assert results["env_id"] == env and results["total_steps"] == 300

@@ -270,9 +270,9 @@ def test_a_seed_of_a_batch_in_training_is_locked_against_resuming_it_alone(workd
 
 def test_seeds_whose_episodes_are_cut_by_the_time_limit_at_different_steps_stay_in_step(workdir):
     # PPO bootstraps a truncated episode from V(final observation): a call only the seeds with a truncation make
-    proc = run_cli(["train", "algo=ppo", "env=CartPole-v1", "+env.kwargs.max_episode_steps=15", "total_steps=1024",
-                    "env.num_envs=2", "algo.n_steps=64", "algo.batch_size=64", "algo.n_epochs=2",
-                    "network.hidden_sizes=[16]", "eval.every=0", "eval.episodes=1", "log.progress=none",
-                    "torch_threads=1", "seeds=[0,1,2]", "hydra.run.dir=run"], cwd=workdir)
+    proc = train_in_process(["train", "algo=ppo", "env=CartPole-v1", "+env.kwargs.max_episode_steps=15",
+                             "total_steps=1024", "env.num_envs=2", "algo.n_steps=64", "algo.batch_size=64",
+                             "algo.n_epochs=2", "network.hidden_sizes=[16]", "eval.every=0", "eval.episodes=1",
+                             "log.progress=none", "torch_threads=1", "seeds=[0,1,2]", "hydra.run.dir=run"], workdir)
     assert proc.returncode == 0, proc.stderr
     assert results(workdir / "run")["status"] == "completed"

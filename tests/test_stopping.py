@@ -110,9 +110,9 @@ def test_an_episode_budget_over_three_envs_ends_in_the_step_that_reaches_it(work
 
 
 def test_a_solved_run_ends_early_says_so_and_writes_its_final_checkpoint(workdir, capsys, monkeypatch):
-    proc = run_cli(["train", "algo=td3", "env=Pendulum-v1", "total_steps=3000", "algo.learning_starts=100",
-                    "network.hidden_sizes=[32]", "stop.eval_return=-2000", "hydra.run.dir=run", *TINY],
-                   cwd=workdir)
+    proc = train_in_process(["train", "algo=td3", "env=Pendulum-v1", "total_steps=3000", "algo.learning_starts=100",
+                             "network.hidden_sizes=[32]", "stop.eval_return=-2000", "hydra.run.dir=run", *TINY],
+                            workdir)   # (in process: the subject is what it says and writes)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((workdir / "run" / "results.json").read_text())
     # the first evaluation (step 200) scores above -2000 on Pendulum whatever the policy: solved there
