@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import on_policy_sb3_ctor, rlexp_config  # noqa: E402
+from speed import on_policy_sb3_ctor, rlexp_config, sb3_scores  # noqa: E402
 
 SB3_RUN = r"""
 import sys, json
@@ -149,20 +147,14 @@ def main() -> int:
                         *args.override])
     env_id, steps = cfg["env"]["id"], args.steps or cfg["total_steps"]
     images = not atari and observes_images(cfg)
-    scores = []
-    for seed in args.seeds:
+
+    def run_of(seed: int) -> list[str]:
         ctor = (cnn_ctor(cfg) if atari or images else on_policy_sb3_ctor(cfg)).replace("seed=0", f"seed={seed}")
-        script = (SB3_ATARI_RUN if atari else SB3_RUN).format(ctor=ctor)
-        out = subprocess.run([args.sb3_python, "-c", script, env_id, str(steps), str(seed),
-                              str(cfg["env"]["num_envs"]), json.dumps(cfg["env"].get("wrappers") or []),
-                              json.dumps(cfg["env"]["normalize"]), str(cfg["algo"]["gamma"]),
-                              json.dumps(cfg["env"]["kwargs"])],
-                             capture_output=True, text=True, check=True)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        scores.append(result["return"])
-        print(f"SB3 {args.target} seed {seed}: {result['return']:.1f}", flush=True)
-    print(f"SB3 {args.target} on {env_id}, {steps} steps, seeds {' '.join(map(str, args.seeds))}: mean "
-          f"{statistics.mean(scores):.1f} ({' '.join(f'{s:.1f}' for s in scores)})")
+        return [(SB3_ATARI_RUN if atari else SB3_RUN).format(ctor=ctor), env_id, str(steps), str(seed),
+                str(cfg["env"]["num_envs"]), json.dumps(cfg["env"].get("wrappers") or []),
+                json.dumps(cfg["env"]["normalize"]), str(cfg["algo"]["gamma"]), json.dumps(cfg["env"]["kwargs"])]
+
+    sb3_scores(args.sb3_python, f"{args.target} on {env_id}", steps, args.seeds, run_of)
     return 0
 
 

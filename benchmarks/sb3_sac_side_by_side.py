@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import rlexp_config  # noqa: E402
+from speed import rlexp_config, sb3_scores  # noqa: E402
 
 SB3_RUN = r"""
 import sys, json
@@ -93,18 +91,9 @@ def main() -> int:
                         *([f"total_steps={args.steps}"] if args.steps else [])])
     env_id, steps = cfg["env"]["id"], cfg["total_steps"]
     ctor = sac_ctor(cfg, observes_images(cfg))
-    scores = []
-    for seed in args.seeds:
-        out = subprocess.run([args.sb3_python, "-c", SB3_RUN.format(ctor=ctor.replace("seed=0", f"seed={seed}")),
-                              env_id, str(steps), str(seed), json.dumps(cfg["env"]["kwargs"])],
-                             capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"SB3 failed: {out.stderr.strip().splitlines()[-1]}")
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        scores.append(result["return"])
-        print(f"SB3 sac {args.env} seed {seed}: {result['return']:.1f}", flush=True)
-    print(f"SB3 sac on {env_id}, {steps} steps, seeds {' '.join(map(str, args.seeds))}: mean "
-          f"{statistics.mean(scores):.1f} ({' '.join(f'{s:.1f}' for s in scores)})")
+    sb3_scores(args.sb3_python, f"sac on {env_id}", steps, args.seeds, lambda seed: [
+        SB3_RUN.format(ctor=ctor.replace("seed=0", f"seed={seed}")), env_id, str(steps), str(seed),
+        json.dumps(cfg["env"]["kwargs"])])
     return 0
 
 

@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 # name: (rlexp overrides, SB3 constructor source)
@@ -119,6 +120,23 @@ def on_policy_sb3_ctor(cfg: dict) -> str:
         else str(a["clip_range"])
     return (f"PPO('MlpPolicy', env, {common}, batch_size={a['batch_size']}, n_epochs={a['n_epochs']}, "
             f"clip_range={clip}, clip_range_vf={a['clip_range_vf']}, target_kl={a['target_kl']})")
+
+
+def sb3_scores(sb3_python: str, label: str, steps: int, seeds: list[int],
+               run_of: Callable[[int], list[str]]) -> list[float]:
+    """SB3 trained once per seed, each in its own process (`sb3_python -c <script> <arguments>`, `run_of(seed)`
+    giving the script and its arguments), the final return read from the JSON line it prints last; each seed's
+    score printed as it comes, then their mean. A failed run ends the benchmark with its last line."""
+    scores = []
+    for seed in seeds:
+        out = subprocess.run([sb3_python, "-c", *run_of(seed)], capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"SB3 failed: {out.stderr.strip().splitlines()[-1]}")
+        scores.append(json.loads(out.stdout.strip().splitlines()[-1])["return"])
+        print(f"SB3 {label} seed {seed}: {scores[-1]:.1f}", flush=True)
+    print(f"SB3 {label}, {steps} steps, seeds {' '.join(map(str, seeds))}: mean {statistics.mean(scores):.1f} "
+          f"({' '.join(f'{s:.1f}' for s in scores)})")
+    return scores
 
 
 def rlexp_sps(common: list[str]) -> float:
