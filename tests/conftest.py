@@ -86,6 +86,33 @@ def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str
     return subprocess.CompletedProcess(["rlexp", *args], returncode, out, err)
 
 
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    """A refused command's error: one line on stderr (asserted), returned."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def refusal_to_read(reader: str, cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                    resume_steps: int) -> str:
+    """The one-line refusal of reading the run at cwd/run by `reader`: `rlexp.load`, `rlexp eval`, `rlexp export`,
+    or a resume to `resume_steps`, each in process (a command's exit code 2 asserted)."""
+    from rlexp.errors import ConfigError
+
+    if reader == "load":
+        import rlexp
+
+        monkeypatch.chdir(cwd)
+        with pytest.raises(ConfigError) as refused:
+            rlexp.load("run")
+        return str(refused.value)
+    args = {"eval": ["eval", "run", "episodes=1"], "export": ["export", "run", "format=torchscript", "states=8"],
+            "resume": ["train", "resume=run", f"total_steps={resume_steps}"]}[reader]
+    proc = run_in_process(args, cwd, capsys, monkeypatch)
+    assert proc.returncode == 2
+    return one_line(proc)
+
+
 def train_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`rlexp train ...` (`args` begin with "train") trained in this process, for the runs a test only compares its
     subject with or reads back, whose command line another test runs as a user types it: the uninterrupted
@@ -311,6 +338,20 @@ def snapshot(directory: Path) -> dict[str, str]:
     must leave as it was."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(directory.rglob("*"))}
+
+
+def train_job(config: dict[str, Any], spec: Any, run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """A resolved config trained in this process on the CPU as `rlexp train` trains it (runners/job.py's Job, its
+    steps served to its agent). Returns the job, what it built first (its agent and replay, `Built`) and the
+    results it wrote."""
+    from rlexp.runners.faults import StopRequest
+    from rlexp.runners.job import Job
+    from rlexp.runners.requests import serve
+
+    job = Job.prepare(config, spec, torch.device("cpu"))
+    steps = job.steps(run_dir, StopRequest(), [])
+    built = next(steps)
+    return job, built, serve(steps, built.agent)
 
 
 def train_seeds_in_lockstep(spec: Any, config: dict[str, Any], directory: Path,

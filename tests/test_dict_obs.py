@@ -29,7 +29,6 @@ from rlexp.io.checkpoints import load_checkpoint
 from rlexp.networks.encoders import FramesEncoder, MultiInputEncoder, make_encoder
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.requests import serve
 from tests.conftest import (
     compose_config,
     interrupt_mid_run,
@@ -37,6 +36,7 @@ from tests.conftest import (
     run_cli,
     run_in_process,
     train_in_process,
+    train_job,
     train_seeds_in_lockstep,
 )
 
@@ -209,13 +209,9 @@ def config_for(name: str, env_id: str | None = None) -> dict:
 
 @pytest.mark.parametrize("name", sorted(ENVS))
 def test_every_algorithm_learns_from_packed_observations_stored_as_bytes(name: str, tmp_path: Path) -> None:
-    spec = algorithms()[name]
-    job = Job.prepare(config_for(name), spec, CPU)
+    job, built, results = train_job(config_for(name), algorithms()[name], tmp_path / "run")
     space = job.eval_env.observation_space
-    steps = job.steps(tmp_path / "run", StopRequest(), [])
-    built = next(steps)
     agent, replay = built.agent, built.replay
-    results = serve(steps, agent)
     assert results["status"] == "completed" and np.isfinite(results["eval_return_mean"])
     if replay is not None:   # one row of bytes a state, which unpacks to observations of the raw space
         stored = replay.storage["observations"]

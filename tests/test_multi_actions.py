@@ -25,8 +25,7 @@ from rlexp.networks.multi_actions import Bernoulli, MultiCategorical
 from rlexp.networks.policies import ActorCriticPolicy
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.requests import serve
-from tests.conftest import compose_config, made_once, run_cli, run_in_process, train_seeds_in_lockstep
+from tests.conftest import compose_config, made_once, run_cli, run_in_process, train_job, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 LN = math.log
@@ -155,9 +154,7 @@ def test_ppo_learns_a_multidiscrete_task_in_a_few_thousand_steps(tmp_path) -> No
     # 8 steps of 2 components of 3 choices: a random policy matches 2/3 per step (16/3 per episode), the best 16
     config = config_for("ppo", "tests.toy_envs:MultiChoice-v0", 3072, "eval.episodes=10", "algo.batch_size=64",
                         "algo.lr=3e-3", "algo.ent_coef=0.0", "network.hidden_sizes=[32]")
-    job = Job.prepare(config, algorithms()["ppo"], CPU)
-    steps = job.steps(tmp_path / "run", StopRequest(), [])
-    results = serve(steps, next(steps).agent)
+    _, _, results = train_job(config, algorithms()["ppo"], tmp_path / "run")
     assert results["eval_return_mean"] >= 13.0, results["eval_return_mean"]
 
 

@@ -24,8 +24,7 @@ from rlexp.envs import describe_spaces
 from rlexp.networks.encoders import make_encoder
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
-from rlexp.runners.requests import serve
-from tests.conftest import compose_config, made_once, run_cli, run_in_process, train_seeds_in_lockstep
+from tests.conftest import compose_config, made_once, run_cli, run_in_process, train_job, train_seeds_in_lockstep
 
 CPU = torch.device("cpu")
 
@@ -96,13 +95,9 @@ def config_for(name: str) -> dict:
 
 @pytest.mark.parametrize("name", sorted(ENVS))
 def test_every_algorithm_learns_from_raw_observations_it_stores_as_they_are(name: str, tmp_path: Path) -> None:
-    spec = algorithms()[name]
-    job = Job.prepare(config_for(name), spec, CPU)
+    job, built, results = train_job(config_for(name), algorithms()[name], tmp_path / "run")
     space = job.eval_env.observation_space
-    steps = job.steps(tmp_path / "run", StopRequest(), [])
-    built = next(steps)
     agent, replay = built.agent, built.replay
-    results = serve(steps, agent)
     assert results["status"] == "completed" and np.isfinite(results["eval_return_mean"])
 
     # Stored in the observation's own dtype and shape: a Discrete observation is one integer.

@@ -38,6 +38,8 @@ from tests.conftest import (
     compose_config,
     interrupt_mid_run,
     made_once,
+    one_line,
+    refusal_to_read,
     run_cli,
     run_in_process,
     snapshot,
@@ -47,11 +49,6 @@ from tests.conftest import (
 SMALL = "tests.torsos:SmallTorso"
 CARTPOLE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 
-
-def one_line(proc) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 # --- the module, in the encoder's position ---------------------------------------------------------------------------
@@ -271,16 +268,7 @@ def test_a_saved_torso_imports_nothing_from_the_current_directory(run, tmp_path,
     saved.write_text(saved.read_text().replace(SMALL, f"{name}.Torso"))
     monkeypatch.syspath_prepend(str(tmp_path))   # as `python -m rlexp` run in tmp_path has it
     before = snapshot(tmp_path)
-    if loader == "load":
-        with pytest.raises(ConfigError) as refused:
-            rlexp.load("run")
-        message = str(refused.value)
-    else:
-        args = {"eval": ["eval", "run", "episodes=1"], "export": ["export", "run", "format=torchscript", "states=8"],
-                "resume": ["train", "resume=run", "total_steps=1000"]}[loader]
-        proc = run_in_process(args, tmp_path, capsys, monkeypatch)
-        assert proc.returncode == 2
-        message = one_line(proc)
+    message = refusal_to_read(loader, tmp_path, capsys, monkeypatch, resume_steps=1000)
     assert f"network.torso ({name}.Torso), saved in {run.resolve()}, would import {name!r} from " \
            f"{tmp_path.resolve()}, the current directory" in message
     assert snapshot(tmp_path) == before and name not in sys.modules   # no marker: not imported

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pickle
 import re
 import shutil
-import subprocess
 import sys
 import sysconfig
 import uuid
@@ -27,7 +26,7 @@ import torch
 import rlexp
 from rlexp.errors import CheckpointError, ConfigError
 from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
-from tests.conftest import TINY, made_once, run_cli, run_in_process, snapshot, train_in_process
+from tests.conftest import TINY, made_once, one_line, run_cli, run_in_process, snapshot, train_in_process
 
 RUN = ["algo=td3", "env.id=tests.faulty_envs:Unseeded-v0", "total_steps=300", "algo.learning_starts=100",
        "network.hidden_sizes=[16]", "eval.episodes=1"]
@@ -46,11 +45,6 @@ def run(tmp_path_factory, workdir, monkeypatch) -> Path:
     monkeypatch.chdir(workdir)
     return Path(shutil.copytree(trained, workdir / "run", symlinks=True))
 
-
-def one_line(proc: subprocess.CompletedProcess) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 # --- what a resume replays from .hydra/overrides.yaml ---------------------------------------------------------------

@@ -26,9 +26,8 @@ from rlexp.envs.checks import CheckedEnv, EnvCallError
 from rlexp.envs.episodes import EpisodeRecorder
 from rlexp.envs.make import make_env, make_vector_env
 from rlexp.envs.wrappers import as_tuples
-from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import load_checkpoint, save_checkpoint
-from tests.conftest import TINY, made_once, run_cli, run_in_process, snapshot
+from tests.conftest import TINY, made_once, one_line, refusal_to_read, run_cli, run_in_process, snapshot
 
 IMAGE = "tests.faulty_envs:ImageObservation-v0"   # (84, 84, 3) uint8 observations, two actions
 # As a user types it in a shell (quoted: the spaces and braces are Hydra's grammar, not the shell's): the image
@@ -60,11 +59,6 @@ def chain(env: gym.Env) -> list[str]:
             return names
         env = env.env
 
-
-def one_line(proc) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 # --- the env rlexp makes ---------------------------------------------------------------------------------------------
@@ -232,16 +226,7 @@ def test_a_saved_wrapper_imports_nothing_from_the_current_directory(run, workdir
     saved.write_text(saved.read_text().replace("gymnasium.wrappers.FlattenObservation", f"{name}.Wrap"))
     monkeypatch.syspath_prepend(str(workdir))   # as `python -m rlexp` run in workdir has it
     before = snapshot(workdir)
-    if loader == "load":
-        with pytest.raises(ConfigError) as refused:
-            rlexp.load("run")
-        message = str(refused.value)
-    else:
-        args = {"eval": ["eval", "run", "episodes=1"], "export": ["export", "run", "format=torchscript", "states=8"],
-                "resume": ["train", "resume=run", "total_steps=400"]}[loader]
-        proc = run_in_process(args, workdir, capsys, monkeypatch)
-        assert proc.returncode == 2
-        message = one_line(proc)
+    message = refusal_to_read(loader, workdir, capsys, monkeypatch, resume_steps=400)
     assert f"env.wrappers[0] ({name}.Wrap), saved in {run.resolve()}, would import {name!r} from " \
            f"{workdir.resolve()}, the current directory" in message
     assert snapshot(workdir) == before and name not in sys.modules   # no marker: not imported
