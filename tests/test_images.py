@@ -16,6 +16,8 @@ from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
 from rlexp.config.validate import validate
 from rlexp.networks.encoders import FramesEncoder
+from rlexp.networks.members import stack_members
+from rlexp.networks.q import DuelingQNetwork
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
@@ -100,15 +102,43 @@ def test_ppo_seeds_on_atari_frames_train_as_one_model_each_acting_as_it_does_alo
     assert first.shape == (32, 4, 8, 8) and not torch.equal(first, second)
 
 
-def test_seeds_of_dqn_on_atari_are_refused_in_one_line_naming_those_that_batch(workdir: Path, capsys,
-                                                                                monkeypatch) -> None:
-    proc = run_in_process(["train", "algo=dqn", "env=atari", "seeds=[0,1]", "hydra.run.dir=run"], workdir, capsys,
-                          monkeypatch)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "seeds=[...] on image frames: algo=dqn's CNN is not batched over seeds on them yet (algo=a2c, algo=ddpg, " \
-           "algo=ppo, algo=sac and algo=td3 batch theirs); run the seeds one process each: rlexp train --multirun " \
-           "seed=0,1" in proc.stderr
-    assert not (workdir / "run" / "checkpoints").exists()
+def test_dqn_seeds_on_atari_frames_train_as_one_model_each_valuing_as_it_does_alone(tmp_path: Path) -> None:
+    spec = algorithms()["dqn"]
+    dqn = [key for key in TINY if not key.startswith(("algo.n_steps", "env.num_envs"))]
+    config = {**resolved_config(compose_config(["algo=dqn", *dqn, "algo.learning_starts=32",
+                                                "algo.buffer_size=1000"])), "seeds": [0, 1]}
+    assert validate(config, algorithms()) is spec
+
+    def check(members: list, batched: Members) -> None:
+        # the Q-network's own Nature convolutions (DQN's Atari layout) stacked: one grouped convolution
+        assert batched.q_network.net[0].net[0].groups == 2
+        frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 4, 84, 84), dtype=np.uint8))
+        together = batched.q_network(frames)
+        for k, member in enumerate(members):
+            torch.testing.assert_close(together[k], member.q_network(frames[k]), rtol=1e-5, atol=1e-6)
+
+    _, agents, outcomes = train_seeds_in_lockstep(spec, config, tmp_path, check)
+    assert all(o.results["status"] == "completed" for o in outcomes)
+    first, second = (a.state_dict()["q_network"]["net.0.net.0.weight"] for a in agents)
+    assert first.shape == (32, 4, 8, 8) and not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("network", ["dueling", "impala"])
+def test_stacked_convolutions_compute_each_seeds_own(network: str) -> None:
+    # DQN's dueling streams read the Nature convolutions directly; IMPALA's residual blocks hold convolutions too
+    torch.manual_seed(0)
+    if network == "dueling":
+        members = [DuelingQNetwork(0, 6, (), image_shape=(4, 84, 84)) for _ in range(3)]
+    else:
+        members = [FramesEncoder((4, 64, 64), cnn="impala") for _ in range(3)]
+    stacked = stack_members(members, "the network")
+    frames = torch.randint(0, 256, (3, 5, 4, *([84, 84] if network == "dueling" else [64, 64])), dtype=torch.uint8)
+    together = stacked(frames)
+    for k, member in enumerate(members):
+        torch.testing.assert_close(together[k], member(frames[k]), rtol=1e-5, atol=1e-5)
+    together.sum().backward()   # each member's gradient lands in its own block of the stacked parameters
+    assert all(p.grad is None for p in members[0].parameters())
+    assert all(p.grad is not None for p in stacked.parameters())
 
 
 @pytest.mark.parametrize("name, expected", [

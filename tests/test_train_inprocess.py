@@ -96,9 +96,9 @@ def envs_made(monkeypatch):
     return opened, closed
 
 
-def test_a_seeds_run_on_atari_frames_is_refused_before_any_env_opens(hydra_job, envs_made, tmp_path):
-    cfg = hydra_job(["algo=dqn", "env=atari", "seeds=[0,1]", "algo.buffer_size=1000"])
-    with pytest.raises(ConfigError, match=r"seeds=\[\.\.\.\] on image frames.*--multirun seed=0,1"):
+def test_a_seeds_run_refused_by_its_config_is_refused_before_any_env_opens(hydra_job, envs_made, tmp_path):
+    cfg = hydra_job(["algo=td3", "env=Pendulum-v1", "seeds=[0,1]", "algo.batch_norm=true"])
+    with pytest.raises(ConfigError, match=r"seeds=\[\.\.\.\] with algo.batch_norm=true.*--multirun seed=0,1"):
         train_command.train(cfg, tmp_path / "run", train_command.JobState())
     opened, _ = envs_made
     assert not opened

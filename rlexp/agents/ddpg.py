@@ -42,4 +42,4 @@ def parameters(algo: DDPGConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...
 ALGORITHM = AlgoSpec(name="ddpg", family=Family.OFF_POLICY, schema=DDPGConfig, check=check_actor_critic,
                      build=build, parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}),
                      bounded_actions=True, members=TD3Members, frames=True,
-                     channels_last=True, members_frames=True)
+                     channels_last=True)

@@ -319,4 +319,4 @@ def build(algo: DQNConfig, context: BuildContext) -> DQN:
 
 ALGORITHM = AlgoSpec(name="dqn", family=Family.OFF_POLICY, schema=DQNConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.DISCRETE}), frames=True,
-                     channels_last=True, members=DQNMembers, members_images=True, prioritized=True)
+                     channels_last=True, members=DQNMembers, prioritized=True)

@@ -395,4 +395,4 @@ def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,
                      parameters=parameters, actions=ON_POLICY_ACTIONS,
-                     members=PPOMembers, frames=True, channels_last=True, members_frames=True)
+                     members=PPOMembers, frames=True, channels_last=True)

@@ -402,4 +402,4 @@ def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]
 
 ALGORITHM = AlgoSpec(name="sac", family=Family.OFF_POLICY, schema=SACConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True,
-                     members=SACMembers, frames=True, channels_last=True, members_frames=True)
+                     members=SACMembers, frames=True, channels_last=True)

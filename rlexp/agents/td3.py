@@ -55,4 +55,4 @@ def build(algo: TD3Config, context: BuildContext) -> TD3:
 
 ALGORITHM = AlgoSpec(name="td3", family=Family.OFF_POLICY, schema=TD3Config, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True,
-                     members=TD3Members, frames=True, channels_last=True, members_frames=True)
+                     members=TD3Members, frames=True, channels_last=True)

@@ -34,7 +34,7 @@ from rlexp.commands.hydra_errors import describe, error_message
 from rlexp.commands.resume import record_resumed_config
 from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
-from rlexp.config.validate import frames_refused, validate
+from rlexp.config.validate import validate
 from rlexp.envs.make import check_saved_env
 from rlexp.errors import (
     STOP_SIGNALS,
@@ -101,11 +101,6 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         job = jobs[0] if jobs else Job.prepare(config, spec, device)
         if not jobs:
             unstarted.callback(job.eval_env.close)
-        # an env's image frames, for an algorithm whose CNN does not batch (Atari's are refused by validate)
-        if jobs and job.spaces.frames and not (spec.members_frames or spec.members_images and not job.spaces.stacked):
-            raise ConfigError(frames_refused(spec, algorithms(), config["seeds"]))
-        if jobs and job.spaces.multi_input and job.spaces.images and not (spec.members_frames or spec.members_images):
-            raise ConfigError(frames_refused(spec, algorithms(), config["seeds"]))
         locks = ExitStack()
         locks.enter_context(holding(seed_dir(run_dir, seed) for seed in seeds))
         unstarted.pop_all()

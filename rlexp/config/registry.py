@@ -52,8 +52,6 @@ class AlgoSpec(Generic[C]):
     # Many seeds as one model (`seeds=[...]`): its seeds' agents -> one agent answering their runners' calls with
     # a leading member axis (rlexp/runners/seeds.py); None: its seeds run one process each (--multirun seed=...).
     members: Callable[[list[Any]], Any] | None = None
-    members_frames: bool = False                       # and its seeds batch on stacked frames too (the CNN stacked)
-    members_images: bool = False                       # on other images (not env.atari's frames) too, at least
     # Its update reports TD errors back to a prioritized replay (`algo.prioritized=true`; BuildContext.replay).
     prioritized: bool = False
 

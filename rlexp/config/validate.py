@@ -166,15 +166,6 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.A
                           f"(SB3 refuses it too); use algo.train_freq_unit=step")
 
 
-def frames_refused(spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec], seeds: list[Any]) -> str:
-    """The refusal of many seeds on image frames for an algorithm whose CNN does not batch over seeds."""
-    batched = [f"algo={name}" for name, other in algorithms.items() if other.members_frames]
-    named = ", ".join(batched[:-1]) + " and " + batched[-1] if len(batched) > 1 else "".join(batched)
-    return (f"seeds=[...] on image frames: algo={spec.name}'s CNN is not batched over seeds on them yet"
-            f"{' (' + named + ' batch theirs)' if batched else ''}; run the seeds one process "
-            f"each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))
-
-
 def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec]) -> None:
     """`seeds=[...]`: distinct seeds, of an algorithm whose seeds batch, with update rounds every seed takes at the
     same step (they move in lockstep)."""
@@ -191,9 +182,6 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mappin
         batched = ", ".join(name for name, other in algorithms.items() if other.members is not None)
         raise ConfigError(f"seeds=[...] trains many seeds as one model for {batched} so far, not {spec.name}; "
                           f"run its seeds one process each: rlexp train --multirun seed={','.join(map(str, seeds))}")
-    # told here, before any env opens (train refuses other image frames once it has one)
-    if cfg["env"].get("atari") and not spec.members_frames:
-        raise ConfigError(frames_refused(spec, algorithms, seeds))
     if cfg["algo"].get("batch_norm"):
         raise ConfigError("seeds=[...] with algo.batch_norm=true: batch normalization is not batched over seeds yet; "
                           "run the seeds one process each: rlexp train --multirun seed=" + ",".join(map(str, seeds)))

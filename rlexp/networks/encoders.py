@@ -105,36 +105,21 @@ class FramesEncoder(ObservationEncoder):
 
     @classmethod
     def stack_members(cls, members: list[FramesEncoder]) -> FramesEncoder:
-        """Many seeds' CNNs as one (rlexp/networks/members.py), member-major: each convolution one grouped
-        convolution (groups = seeds; its weight the members' weights concatenated, member k's the k-th block), the
-        512-unit layer a MemberLinear. It takes (seeds, batch, k, H, W) frames and gives (seeds, batch, 512)."""
+        """Many seeds' CNNs as one (rlexp/networks/members.py): the convolutions' own stacking (grouped
+        convolutions: rlexp/networks/torsos.py's SeedStackable), the 512-unit layer a MemberLinear. It takes
+        (seeds, batch, k, H, W) frames and gives (seeds, batch, 512)."""
         stacked = copy.deepcopy(members[0])
-        stacked.seeds = seeds = len(members)
-        # every convolution, IMPALA's inside its residual blocks too (its pools, sums and ReLUs act per channel)
-        for name, layer in list(stacked.convolutions.named_modules()):
-            if isinstance(layer, nn.Conv2d):
-                convs = [cast(nn.Conv2d, m.convolutions.get_submodule(name)) for m in members]
-                grouped = nn.Conv2d(layer.in_channels * seeds, layer.out_channels * seeds,
-                                    cast("tuple[int, int]", layer.kernel_size),
-                                    stride=cast("tuple[int, int]", layer.stride),
-                                    padding=cast("tuple[int, int]", layer.padding), groups=seeds)
-                grouped.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs]))
-                grouped.bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs if c.bias is not None]))
-                parent, _, child = name.rpartition(".")
-                setattr(stacked.convolutions.get_submodule(parent), child, grouped)
+        stacked.seeds = len(members)
+        stacked.convolutions = type(members[0].convolutions).stack_members([m.convolutions for m in members])
         stacked.linear = MemberLinear([m.linear for m in members if isinstance(m.linear, nn.Linear)])
         return stacked
 
     def forward(self, observations: Tensor) -> Tensor:
         if self.channels_last:   # (..., H, W, C) -> (..., C, H, W)
             observations = observations.movedim(-1, -3)
-        if self.seeds is not None:   # (seeds, batch, k, H, W) -> (batch, seeds * k, H, W): each seed its own group
-            seeds, batch = observations.shape[:2]
-            grouped = observations.transpose(0, 1).reshape(batch, seeds * observations.shape[2],
-                                                           *observations.shape[3:])
-            features = self.convolutions(grouped).view(batch, seeds, -1).transpose(0, 1)   # member-major channels
-            return torch.relu(self.linear(features))
-        if observations.dim() == 4:   # (batch, k, H, W): what a single run and an export see
+        if self.seeds is not None or observations.dim() == 4:
+            # (seeds, batch, k, H, W): the stacked convolutions group the seeds; (batch, k, H, W): what a single
+            # run and an export see
             return torch.relu(self.linear(self.convolutions(observations)))
         leading = observations.shape[:-3]   # any other leading axes, folded into one batch for the convolutions
         features = self.convolutions(observations.reshape(-1, *observations.shape[-3:]))

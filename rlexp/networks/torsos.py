@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import TypeVar, cast
 
+import torch
 from torch import Tensor, nn
 
 #: `network.activation`: the nonlinearity after every hidden layer of an MLP (RL Zoo's PPO and A2C presets use tanh).
@@ -20,7 +23,48 @@ def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activa
     return nn.Sequential(*layers)
 
 
-class NatureConvolutions(nn.Module):
+S = TypeVar("S", bound="SeedStackable")
+
+
+class SeedStackable(nn.Module):
+    """Convolutions whose seeds stack (rlexp/networks/members.py's stack_members): every Conv2d of N seeds' copies
+    becomes one grouped convolution (groups = N; its weight the seeds' weights concatenated, seed k's the k-th
+    block, so each seed's parameters are a view of its block), which reads N seeds' images as one batch of N times
+    the channels. Pools, sums and ReLUs act per channel, so they need nothing. A stacked module takes
+    (seeds, batch, C, H, W) images and gives (seeds, batch, features)."""
+
+    net: nn.Sequential
+    out_features: int          # the width of the flattened output, per seed
+    seeds: int | None = None   # many seeds' convolutions stacked as one: their number
+
+    @classmethod
+    def stack_members(cls: type[S], members: Sequence[S]) -> S:
+        stacked = copy.deepcopy(members[0])
+        stacked.seeds = seeds = len(members)
+        for name, layer in list(stacked.named_modules()):
+            if isinstance(layer, nn.Conv2d):
+                convs = [cast(nn.Conv2d, m.get_submodule(name)) for m in members]
+                grouped = nn.Conv2d(layer.in_channels * seeds, layer.out_channels * seeds,
+                                    cast("tuple[int, int]", layer.kernel_size),
+                                    stride=cast("tuple[int, int]", layer.stride),
+                                    padding=cast("tuple[int, int]", layer.padding), groups=seeds)
+                grouped.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs]))
+                grouped.bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs if c.bias is not None]))
+                parent, _, child = name.rpartition(".")
+                setattr(stacked.get_submodule(parent), child, grouped)
+        return stacked
+
+    def convolve(self, images: Tensor) -> Tensor:
+        if self.seeds is None:
+            return self.net(images)
+        # (seeds, batch, C, H, W) -> (batch, seeds * C, H, W): each seed its own group; the flattened output is
+        # member-major (seed k's channels are the k-th block), so it splits back into (seeds, batch, features)
+        seeds, batch = images.shape[:2]
+        grouped = images.transpose(0, 1).reshape(batch, seeds * images.shape[2], *images.shape[3:])
+        return self.net(grouped).view(batch, seeds, -1).transpose(0, 1)
+
+
+class NatureConvolutions(SeedStackable):
     """The DQN paper's convolutions on stacked frames: 32 8x8 filters stride 4, 64 4x4 stride 2, 64 3x3 stride 1,
     each followed by a ReLU (Mnih et al. 2015, Methods). Takes uint8 frames and scales them to [0, 1] itself,
     so replay memory stays in uint8; float images (`scaled=False`) are read as they are."""
@@ -44,7 +88,7 @@ class NatureConvolutions(nn.Module):
         self.out_features = 64 * sides[0] * sides[1]
 
     def forward(self, frames: Tensor) -> Tensor:
-        return self.net(frames.float() / 255.0 if self.scaled else frames.float())
+        return self.convolve(frames.float() / 255.0 if self.scaled else frames.float())
 
 
 class ResidualBlock(nn.Module):
@@ -59,7 +103,7 @@ class ResidualBlock(nn.Module):
         return x + self.conv1(nn.functional.relu(self.conv0(nn.functional.relu(x))))
 
 
-class ImpalaConvolutions(nn.Module):
+class ImpalaConvolutions(SeedStackable):
     """IMPALA's ResNet (Espeholt et al. 2018, Figure 3, "large architecture"; CleanRL's ppo_procgen): three stacks,
     each a 3x3 convolution of 16, 32 and 32 channels, a 3x3 max pool of stride 2 (padding 1) and two residual
     blocks; then a ReLU on the flattened features (the 256-unit layer after it is the encoder's). Any side works
@@ -80,10 +124,10 @@ class ImpalaConvolutions(nn.Module):
         self.out_features = channels * sides[0] * sides[1]   # (computed: no forward pass, as NatureConvolutions)
 
     def forward(self, frames: Tensor) -> Tensor:
-        return self.net(frames.float() / 255.0 if self.scaled else frames.float())
+        return self.convolve(frames.float() / 255.0 if self.scaled else frames.float())
 
 
 #: `network.image.cnn`: the convolutions that read images, and the width of the linear layer the encoder puts after
 #: them (the Nature DQN's 512; CleanRL's ppo_procgen and Espeholt et al.'s 256 for IMPALA)
-CONVOLUTIONS: dict[str, tuple[type[NatureConvolutions] | type[ImpalaConvolutions], int]] = {
+CONVOLUTIONS: dict[str, tuple[type[SeedStackable], int]] = {
     "nature": (NatureConvolutions, 512), "impala": (ImpalaConvolutions, 256)}
