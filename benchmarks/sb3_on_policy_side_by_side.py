@@ -4,9 +4,10 @@
 
 The preset is composed by rlexp (`rlexp train --cfg job algo=... env=...`) and handed to SB3's constructor with the
 same keys, networks, activation and initialisation (benchmarks/speed.py's mapping), its envs in a DummyVecEnv made
-without a render mode. The score is the final policy's mean deterministic return over 10 episodes of an env seeded
-as rlexp seeds its evaluation env (seed + 10000), so both libraries start their evaluation episodes from the same
-states. One torch thread per run, one run at a time.
+without a render mode. The score is the final policy's mean return over 10 episodes of an env seeded as rlexp seeds
+its evaluation env (seed + 10000), so both libraries start their evaluation episodes from the same states; the
+policy deterministic, or stochastic where the preset's eval.deterministic is false (MiniGrid, Atari: as RL Zoo
+scores them). One torch thread per run, one run at a time.
 
 Atari (`ppo_atari` or `a2c_atari` with `--env-id`, e.g. `--env-id ALE/Pong-v5 --steps 2000000`): rlexp's Atari preset
 (`env=atari`, `conf/tuned/<algo>_atari.yaml`) and SB3's CnnPolicy on SB3's `AtariWrapper` (no-op starts, frame skip
@@ -42,6 +43,7 @@ torch.set_num_threads(1)
 env_id, steps, seed, n_envs, DEVICE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), "cpu"
 wrappers, normalize, gamma = json.loads(sys.argv[5]), json.loads(sys.argv[6]), float(sys.argv[7])
 kwargs = json.loads(sys.argv[8])   # rlexp's env.kwargs
+deterministic = json.loads(sys.argv[9])   # rlexp's eval.deterministic
 
 
 def wrap(env):   # rlexp's env.wrappers, in order (the first innermost)
@@ -68,7 +70,7 @@ for _ in range(10):
     done, total = False, 0.0
     while not done:
         seen = statistics.normalize_obs(obs) if statistics is not None and normalize["obs"] else obs
-        action, _ = model.predict(seen, deterministic=True)
+        action, _ = model.predict(seen, deterministic=deterministic)
         obs, reward, terminated, truncated, _ = evaluation.step(action)
         total += float(reward)
         done = terminated or truncated
@@ -87,6 +89,7 @@ from stable_baselines3.common.vec_env import VecFrameStack
 gym.register_envs(ale_py)
 torch.set_num_threads(1)
 env_id, steps, seed, n_envs, DEVICE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), "cpu"
+deterministic = json.loads(sys.argv[9])   # rlexp's eval.deterministic
 GAME = dict(frameskip=1, repeat_action_probability=0.0, full_action_space=False)   # rlexp's env=atari kwargs
 env = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=GAME), n_stack=4)
 model = {ctor}
@@ -97,7 +100,7 @@ evaluation = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed + 10000, e
 obs = evaluation.reset()
 returns, total = [], 0.0
 while len(returns) < 10:
-    action, _ = model.predict(obs, deterministic=True)
+    action, _ = model.predict(obs, deterministic=deterministic)
     obs, reward, done, _ = evaluation.step(action)
     total += float(reward[0])
     if done[0]:
@@ -152,7 +155,8 @@ def main() -> int:
         ctor = (cnn_ctor(cfg) if atari or images else on_policy_sb3_ctor(cfg)).replace("seed=0", f"seed={seed}")
         return [(SB3_ATARI_RUN if atari else SB3_RUN).format(ctor=ctor), env_id, str(steps), str(seed),
                 str(cfg["env"]["num_envs"]), json.dumps(cfg["env"].get("wrappers") or []),
-                json.dumps(cfg["env"]["normalize"]), str(cfg["algo"]["gamma"]), json.dumps(cfg["env"]["kwargs"])]
+                json.dumps(cfg["env"]["normalize"]), str(cfg["algo"]["gamma"]), json.dumps(cfg["env"]["kwargs"]),
+                json.dumps(cfg["eval"].get("deterministic", True))]
 
     sb3_scores(args.sb3_python, f"{args.target} on {env_id}", steps, args.seeds, run_of)
     return 0

@@ -219,7 +219,8 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "network.image.enabled": "auto",
                                  "network.image.cnn": "nature",   # the Nature CNN: runs before network.image.cnn
                                  # the observation space decides the torso: runs before network.torso
-                                 "network.torso._target_": None}
+                                 "network.torso._target_": None,
+                                 "eval.deterministic": True}   # the mode: runs before eval.deterministic
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
     del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"]

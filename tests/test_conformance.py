@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.agents.contracts import Members, OffPolicyAgent, OnPolicyAgent
+from rlexp.agents.contracts import Members, OffPolicyAgent, OnPolicyAgent, StochasticAgent
 from rlexp.agents.registry import algorithms
 from rlexp.commands.train import resolved_config
 from rlexp.config.actions import ActionKind
@@ -79,6 +79,11 @@ def state_equal(a, b) -> bool:
     return a == b
 
 
+def exploration(agent) -> dict:
+    state = agent.state_dict()
+    return {key: state[key] for key in agent.exploration_state if key in state}
+
+
 @pytest.mark.parametrize("name, kind", cases())
 def test_every_algorithm_keeps_the_agent_contract(name: str, kind: ActionKind, tmp_path: Path) -> None:
     spec = algorithms()[name]
@@ -94,6 +99,17 @@ def test_every_algorithm_keeps_the_agent_contract(name: str, kind: ActionKind, t
         actions = np.asarray(agent.act(obs, explore=explore, step=0))
         assert actions.shape == (2, *action_space.shape)
         assert all(action_space.contains(a.astype(action_space.dtype)) for a in actions)
+
+    # A stochastic policy (eval.deterministic=false) draws from a generator of the caller's, alike for alike seeds,
+    # and leaves the agent's own generators as they were; a deterministic one has no such method.
+    assert isinstance(agent, StochasticAgent) == spec.stochastic
+    if spec.stochastic:
+        before = exploration(agent)
+        draws = [agent.act_sampled(obs, torch.Generator().manual_seed(7)) for _ in range(2)]
+        np.testing.assert_array_equal(*draws)
+        assert draws[0].shape == (2, *action_space.shape) and all(
+            action_space.contains(a.astype(action_space.dtype)) for a in draws[0])
+        assert state_equal(before, exploration(agent))
 
     # It trains through its family's runner: every update's metrics were finite (the run's guard checks them).
     results = serve(steps, agent)

@@ -38,6 +38,23 @@ def test_eval_reproduces_the_runs_final_evaluation(finished_run, capsys, monkeyp
     assert f"mean return {trained['eval_return_mean']:.2f}" in proc.stdout and "over 2 episodes" in proc.stdout
 
 
+def test_a_stochastic_policys_evaluation_draws_alike_in_training_and_in_eval(tmp_path, capsys, monkeypatch):
+    # eval.deterministic=false: draws from PPO's policy, from a generator seeded like the env; `rlexp eval` of the
+    # run draws them again (the run's key is its default), and deterministic=true gives the mode's returns
+    proc = train_in_process(["train", "algo=ppo", "env=CartPole-v1", "total_steps=256", "env.num_envs=2",
+                             "algo.n_steps=64", "algo.batch_size=64", "eval.deterministic=false", "eval.episodes=3",
+                             *TINY[1:], "hydra.run.dir=run"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    trained = json.loads((tmp_path / "run" / "results.json").read_text())
+    drawn = run_in_process(["eval", "run", "episodes=3"], tmp_path, capsys, monkeypatch)
+    assert drawn.returncode == 0, drawn.stderr
+    evaluated = json.loads((tmp_path / "run" / "eval" / "final.json").read_text())
+    assert evaluated["eval_returns"] == trained["eval_returns"] and evaluated["deterministic"] is False
+    mode = run_in_process(["eval", "run", "episodes=3", "deterministic=true"], tmp_path, capsys, monkeypatch)
+    assert mode.returncode == 0, mode.stderr
+    assert json.loads((tmp_path / "run" / "eval" / "final.json").read_text())["deterministic"] is True
+
+
 def test_eval_writes_a_video_of_the_first_episode(finished_run):
     import imageio.v2 as imageio
 
@@ -54,6 +71,9 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
     (["run", "episodes=0"], "episodes=0 must be a positive integer"),
     (["run", "video=maybe"], "video=maybe must be true or false"),
     (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
+    (["run", "deterministic=false"], "deterministic=false draws actions from a stochastic policy, and algo=td3's "
+     "policy is deterministic (its exploration is added noise or epsilon, not a policy); algo=a2c, algo=ppo or "
+     "algo=sac have one"),
     (["run", "colour=red"], "colour is not an option of rlexp eval; use episodes, video, checkpoint, seed, device"),
     ([".", "run"], "give one run directory or checkpoint file, got 2"),
     ([], "give one run directory or checkpoint file (rlexp eval --help)"),

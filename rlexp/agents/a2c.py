@@ -67,4 +67,4 @@ def build(algo: A2CConfig, context: BuildContext) -> A2C:
 
 ALGORITHM = AlgoSpec(name="a2c", family=Family.ON_POLICY, schema=A2CConfig, check=check, build=build,
                      parameters=parameters, actions=ON_POLICY_ACTIONS,
-                     members=A2CMembers, frames=True, channels_last=True)
+                     members=A2CMembers, frames=True, channels_last=True, stochastic=True)

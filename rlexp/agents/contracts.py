@@ -100,6 +100,17 @@ class OnPolicyAgent(Agent, Protocol):
 
 
 @runtime_checkable
+class StochasticAgent(Agent, Protocol):
+    """An agent whose policy is a distribution (AlgoSpec.stochastic): `eval.deterministic=false` evaluates it."""
+
+    def act_sampled(self, obs: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """A draw from pi(.|s) per observation, from `generator`: the agent's own generators, noise and gSDE
+        matrices are left as they were, so an evaluation changes nothing in training (gSDE's matrices are drawn
+        afresh for each call)."""
+        ...
+
+
+@runtime_checkable
 class Members(Protocol):
     """Many seeds as one model (`seeds=[...]`): the agent an `AlgoSpec.members` builder makes of the seeds' agents.
     It keeps the family's protocol with a leading member axis on every argument and result, and `members`, the

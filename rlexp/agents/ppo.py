@@ -103,6 +103,17 @@ class PPO:
         return self.to_env(self.policy.sample(observations, self.generator)[0])
 
     @torch.no_grad()
+    def act_sampled(self, obs: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        observations = obs_tensor(obs, self.device)
+        kept = self.policy.sde_eps   # training's gSDE matrices, put back after the draw
+        try:
+            if self.policy.sde is not None:
+                self.policy.reset_noise(observations.shape[-2], generator)
+            return self.to_env(self.policy.sample(observations, generator)[0])
+        finally:
+            self.policy.sde_eps = kept
+
+    @torch.no_grad()
     def rollout_step(self, observations: Tensor, t: int = 0) -> tuple[Tensor, Tensor, Tensor]:
         """(actions, log pi_old(a|s), V_old(s)) at step `t` of the rollout, drawn from the agent's generator (gSDE:
         new exploration matrices at the rollout's start and every sde_sample_freq steps, as SB3)."""
@@ -395,4 +406,4 @@ def parameters(algo: OnPolicyConfig, spaces: SpaceInfo, hidden_sizes: tuple[int,
 
 ALGORITHM = AlgoSpec(name="ppo", family=Family.ON_POLICY, schema=PPOConfig, check=check, build=build,
                      parameters=parameters, actions=ON_POLICY_ACTIONS,
-                     members=PPOMembers, frames=True, channels_last=True)
+                     members=PPOMembers, frames=True, channels_last=True, stochastic=True)

@@ -135,6 +135,13 @@ class SAC:
         return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
 
     @torch.no_grad()
+    def act_sampled(self, obs: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        observations = obs_tensor(obs, self.device)
+        sde_eps = None if self.actor.sde is None else self.actor.sde.draw(observations.shape[-2], generator)
+        squashed = self.actor.sample(observations, generator, sde_eps)[0]
+        return np.clip(self.actor.to_env(squashed).cpu().numpy(), self.action_low, self.action_high)
+
+    @torch.no_grad()
     def td_target(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None = None,
                   eps: Tensor | None = None) -> Tensor:
         """y = r + gamma * (1 - terminated) * (min_i Q_target_i(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s').
@@ -402,4 +409,4 @@ def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]
 
 ALGORITHM = AlgoSpec(name="sac", family=Family.OFF_POLICY, schema=SACConfig, check=check, build=build,
                      parameters=parameters, actions=frozenset({ActionKind.CONTINUOUS}), bounded_actions=True,
-                     members=SACMembers, frames=True, channels_last=True)
+                     members=SACMembers, frames=True, channels_last=True, stochastic=True)

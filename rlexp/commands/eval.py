@@ -15,11 +15,12 @@ from rlexp.commands.subcommand import run_subcommand
 from rlexp.errors import ConfigError, Interrupted, RunFailure, needs_extra
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
-                  [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N] [out=DIR]
+                  [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N] [out=DIR] [deterministic=false]
 
 Loads a run's checkpoint (a run directory means its checkpoints/final.pt, or best.pt with checkpoint=best) with
-the config it was trained with, plays N deterministic episodes (default 10), prints their mean and std, and
-writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<checkpoint>.mp4 of the first one.
+the config it was trained with, plays N episodes (default 10) as the run evaluated (deterministic unless its
+eval.deterministic=false; deterministic=false draws from a stochastic policy: PPO's, A2C's, SAC's), prints their
+mean and std, and writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<checkpoint>.mp4 of the first one.
 embed=true also maps the last hidden layer over embed.states states (default 2000) of further deterministic
 episodes: <run_dir>/eval/<checkpoint>_embedding/ (TensorBoard's Projector tab: tensorboard --logdir <that dir>)
 and a t-SNE coloured by the predicted value, <checkpoint>_tsne.png and .csv (pip install "rlexp[embed]").
@@ -38,6 +39,7 @@ class EvalOptions:
     embed: bool = False
     embed_states: int = 2000
     out: Path | None = None      # where the results go (None: <run_dir>/eval)
+    deterministic: bool | None = None   # None: the run's eval.deterministic
 
 
 def parse_eval_args(args: list[str]) -> EvalOptions:
@@ -45,7 +47,8 @@ def parse_eval_args(args: list[str]) -> EvalOptions:
     paths, values = options.parse(args, {
         "episodes": options.positive_int, "video": options.boolean, "checkpoint": options.one_of("final", "best"),
         "seed": options.seed, "device": options.text("cpu"), "embed": options.boolean,
-        "embed.states": options.positive_int, "out": options.text("evals/run1")}, "eval")
+        "embed.states": options.positive_int, "out": options.text("evals/run1"),
+        "deterministic": options.boolean}, "eval")
     path = options.one_path(paths, "eval")
     if "embed.states" in values:
         if not values.get("embed"):
@@ -73,7 +76,10 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     from rlexp.deploy.paths import checkpoint_path
 
     checkpoint_path(opts.path, opts.checkpoint)   # a wrong path is refused before torch loads
-    from rlexp.config.validate import EVAL_SEED_OFFSET
+    import torch
+
+    from rlexp.agents.registry import algorithms
+    from rlexp.config.validate import EVAL_SEED_OFFSET, stochastic_refused
     from rlexp.deploy.load import load
     from rlexp.envs.episodes import ResetCount
     from rlexp.io.results import write_results
@@ -85,6 +91,11 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     check_host_memory("episodes", opts.episodes, 8.0 * opts.episodes, "the evaluation's returns")
     loaded = load(opts.path, opts.checkpoint, opts.device)
     path, config = loaded.checkpoint, loaded.config
+    # (the run's own evaluation unless told: a stochastic policy's draws, from a generator seeded like the env)
+    deterministic = config["eval"].get("deterministic", True) if opts.deterministic is None else opts.deterministic
+    if not deterministic and not hasattr(loaded.agent, "act_sampled"):
+        key = "eval.deterministic" if opts.deterministic is None else "deterministic"   # the run's, or the option
+        raise ConfigError(stochastic_refused(loaded.algo, algorithms(), key))
     imageio = _video_writer() if opts.video else None
     if opts.embed:
         from rlexp.analysis.embedding import check_libraries
@@ -109,8 +120,10 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     record = (lambda: frames.append(cast(np.ndarray, env.render()))) if opts.video else None
     # (the training run's cap on episodes of an env without a time limit)
     limit = (config.get("eval") or {}).get("max_episode_steps", MAX_EPISODE_STEPS)
+    generator = None if deterministic else torch.Generator(device=loaded.device).manual_seed(seed)
     try:
-        returns = evaluate(loaded.act_on_env, env, opts.episodes, seed, record, max_episode_steps=limit)
+        returns = evaluate(lambda obs: loaded.act_on_env(obs, generator), env, opts.episodes, seed, record,
+                           max_episode_steps=limit)
     except Interrupted as stop:   # (each reset begins an episode; the last one comes after the last episode)
         raise stop.during(f"after {max(env.resets - 1, 0)} of {opts.episodes} episodes; nothing was written") \
             from None
@@ -118,7 +131,8 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         env.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"checkpoint": str(path), "step": loaded.step, "algo": loaded.algo, "env_id": loaded.env_id,
-               "episodes": opts.episodes, "seed": seed, "eval_return_mean": float(returns.mean()),
+               "episodes": opts.episodes, "seed": seed, "deterministic": deterministic,
+               "eval_return_mean": float(returns.mean()),
                "eval_return_std": float(returns.std()), "eval_returns": [float(r) for r in returns]}
     if imageio is not None:
         video = out_dir / f"{path.stem}.mp4"

@@ -49,7 +49,8 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "network.image.enabled": "auto",
                                "network.image.cnn": "nature",   # the only CNN before the key
                                # no torso of the user's: the observation space decided
-                               "network.torso._target_": None}
+                               "network.torso._target_": None,
+                               "eval.deterministic": True}   # (the only evaluation before the key)
 
 
 

@@ -52,6 +52,8 @@ class AlgoSpec(Generic[C]):
     # Many seeds as one model (`seeds=[...]`): its seeds' agents -> one agent answering their runners' calls with
     # a leading member axis (rlexp/runners/seeds.py); None: its seeds run one process each (--multirun seed=...).
     members: Callable[[list[Any]], Any] | None = None
+    # Its policy is a distribution (a StochasticAgent): `eval.deterministic=false` evaluates draws from it.
+    stochastic: bool = False
     # Its update reports TD errors back to a prioritized replay (`algo.prioritized=true`; BuildContext.replay).
     prioritized: bool = False
 

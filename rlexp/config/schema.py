@@ -239,7 +239,7 @@ class NetworkConfig:
 
 @dataclass
 class EvalConfig:
-    """Deterministic evaluation on an env of its own."""
+    """Evaluation on an env of its own: the deterministic policy, or a stochastic policy's draws."""
 
     every: int = MISSING
     """env steps between evaluations (0: only at the end)"""
@@ -251,6 +251,9 @@ class EvalConfig:
     max_episode_steps: int = 100_000
     """steps after which an evaluation episode of an env without a time limit of its own is cut, with a warning
     (also rlexp eval's)"""
+    deterministic: bool = True
+    """true: the policy's mode (SB3's deterministic=True); false: draws from a stochastic policy (PPO, A2C, SAC),
+    from a generator seeded like the evaluation env, as RL Zoo scores Atari and MiniGrid (also rlexp eval's)"""
 
 
 @dataclass

@@ -83,6 +83,8 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     check_positive_int("eval.every", cfg["eval"]["every"], allow_zero=True)
     check_positive_int("eval.episodes", cfg["eval"]["episodes"])
     check_positive_int("eval.max_episode_steps", cfg["eval"].get("max_episode_steps", 1))
+    if cfg["eval"].get("deterministic") is False and not spec.stochastic:
+        raise ConfigError(stochastic_refused(spec.name, algorithms))
     check_range("env.step_timeout", env.get("step_timeout", 1.0), 0.0, low_inclusive=False)
     check_positive_int("checkpoint.every", cfg["checkpoint"]["every"], allow_zero=True)
     check_positive_int("checkpoint.keep", cfg["checkpoint"]["keep"])
@@ -164,6 +166,14 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.A
         raise ConfigError(f"algo.train_freq_unit=episode needs env.num_envs=1 (got {num_envs}): with several envs "
                           f"the episodes end at different steps, so there is no one episode end to train at "
                           f"(SB3 refuses it too); use algo.train_freq_unit=step")
+
+
+def stochastic_refused(name: str, algorithms: Mapping[str, registry.AlgoSpec], key: str = "eval.deterministic") -> str:
+    """The refusal of eval.deterministic=false (`key`) for an algorithm whose policy has no distribution to draw
+    from."""
+    drawing = registry.alternatives(sorted(other.name for other in algorithms.values() if other.stochastic))
+    return (f"{key}=false draws actions from a stochastic policy, and algo={name}'s policy is "
+            f"deterministic (its exploration is added noise or epsilon, not a policy); {drawing} have one")
 
 
 def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec]) -> None:

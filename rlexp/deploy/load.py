@@ -123,6 +123,23 @@ class LoadedAgent:
         draw from SAC's, PPO's or A2C's policy), one draw per row."""
         if not isinstance(explore, (bool, np.bool_)):
             raise ValueError(f"explore={explore!r} must be True or False")
+        batch, single = self.batch_of(obs)
+        actions = self.agent.act(batch, explore=explore, step=self.step)
+        actions = actions.reshape(len(batch), *self.spaces.action_shape)
+        return actions[0] if single else actions
+
+    def act_sampled(self, obs: Any, generator: torch.Generator) -> np.ndarray:
+        """`act`, with actions drawn from the stochastic policy (PPO's, A2C's, SAC's) by `generator`, the agent's
+        own generators untouched (rlexp eval deterministic=false)."""
+        if not hasattr(self.agent, "act_sampled"):
+            raise ValueError(f"{self.algo}'s policy is deterministic: it has no distribution to draw actions from")
+        batch, single = self.batch_of(obs)
+        actions = self.agent.act_sampled(batch, generator).reshape(len(batch), *self.spaces.action_shape)
+        return actions[0] if single else actions
+
+    def batch_of(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """The observation(s) checked and as the agent reads them (packed, normalized with the frozen
+        statistics), as a batch; and whether one observation was given."""
         if isinstance(obs, torch.Tensor):
             obs = obs.detach().cpu().numpy()
         obs = self.packed(obs)
@@ -156,9 +173,7 @@ class LoadedAgent:
                              f"observations of its space")
         if self.normalization is not None:
             batch = self.normalization.observations(batch, update=False)
-        actions = self.agent.act(batch, explore=explore, step=self.step)
-        actions = actions.reshape(len(batch), *self.spaces.action_shape)
-        return actions[0] if single else actions
+        return batch, single
 
     def packed(self, obs: Any) -> Any:
         """A raw Dict or Tuple observation (a dict or tuple of its entries; for a batch, each entry batched along a
@@ -175,11 +190,12 @@ class LoadedAgent:
             return np.stack([pack(layout, o) for o in obs])
         return obs
 
-    def act_on_env(self, obs: Any) -> np.ndarray:
-        """`act` on what the run's env returned (rlexp eval, export's states): an observation `act` refuses is then
-        the env's fault, an EnvFault (one line, exit 1), not the caller's ValueError."""
+    def act_on_env(self, obs: Any, generator: torch.Generator | None = None) -> np.ndarray:
+        """`act` (or, given a `generator`, `act_sampled`) on what the run's env returned (rlexp eval, export's
+        states): an observation `act` refuses is then the env's fault, an EnvFault (one line, exit 1), not the
+        caller's ValueError."""
         try:
-            return self.act(obs)
+            return self.act(obs) if generator is None else self.act_sampled(obs, generator)
         except ValueError as error:
             raise EnvFault(f"{self.env_id} returned an observation the agent cannot act on: {error}") from None
 

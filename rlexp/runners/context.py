@@ -25,7 +25,7 @@ from rlexp.errors import TrainingInterrupted
 from rlexp.io.checkpoints import FORMAT, CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.io.results import write_results
-from rlexp.runners.evaluation import MAX_EPISODE_STEPS, EvaluationStopped, evaluate
+from rlexp.runners.evaluation import MAX_EPISODE_STEPS, EvaluationStopped, agent_policy, evaluate
 from rlexp.runners.faults import NonFiniteGuard, Stop, signal_of
 from rlexp.runners.stopping import StopRules, StopWatch
 from rlexp.schedules import crossed
@@ -62,9 +62,11 @@ class RunResult:
 
 @dataclass
 class Evaluator:
-    """Deterministic episodes on an env of its own, from the same start states every time; observations
-    normalized with the training statistics as they stand (frozen: evaluation never updates them). Episodes end
-    at `max_episode_steps` where the env has no time limit; a `stop` request abandons the evaluation."""
+    """Episodes on an env of its own, from the same start states every time; observations normalized with the
+    training statistics as they stand (frozen: evaluation never updates them). Episodes end at `max_episode_steps`
+    where the env has no time limit; a `stop` request abandons the evaluation. The policy's mode, or (`deterministic`
+    false) draws from the stochastic policy, from a generator seeded like the env at every evaluation: successive
+    evaluations draw alike, and the training's generators are never touched."""
 
     env: gym.Env
     episodes: int
@@ -72,17 +74,15 @@ class Evaluator:
     normalization: Normalization | None = None
     max_episode_steps: int = MAX_EPISODE_STEPS
     stop: Callable[[], object] | None = None
+    deterministic: bool = True
+    device: torch.device = torch.device("cpu")
 
     def __call__(self, agent: Any) -> np.ndarray:
-        return evaluate(policy_of(agent, self.normalization), self.env, self.episodes, self.seed,
-                        max_episode_steps=self.max_episode_steps, stop=self.stop)
-
-
-def policy_of(agent: Any, normalization: Normalization | None) -> Callable[[np.ndarray], np.ndarray]:
-    """The agent's deterministic policy on raw env observations."""
-    if normalization is None:
-        return lambda obs: agent.act(obs, explore=False)
-    return lambda obs: agent.act(normalization.observations(obs, update=False), explore=False)
+        act = agent_policy(agent, self.deterministic, self.seed, self.device)
+        policy = act if self.normalization is None else \
+            (lambda obs, frozen=self.normalization: act(frozen.observations(obs, update=False)))
+        return evaluate(policy, self.env, self.episodes, self.seed, max_episode_steps=self.max_episode_steps,
+                        stop=self.stop)
 
 
 @dataclass

@@ -1,12 +1,15 @@
-"""Deterministic evaluation episodes on an env instance kept apart from training."""
+"""Evaluation episodes on an env instance kept apart from training: the deterministic policy, or draws from a
+stochastic one (`eval.deterministic=false`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from rlexp.config.schema import EvalConfig
 
@@ -18,6 +21,16 @@ MAX_EPISODE_STEPS: int = EvalConfig.max_episode_steps
 
 class EvaluationStopped(Exception):
     """A stop request (Ctrl-C, SIGTERM) came during an evaluation, which was abandoned."""
+
+
+def agent_policy(agent: Any, deterministic: bool, seed: int, device: torch.device
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch of observations -> a batch of actions: the agent's mode, or draws from its stochastic policy
+    (a StochasticAgent's `act_sampled`) from a generator of their own seeded with `seed`."""
+    if deterministic:
+        return lambda obs: agent.act(obs, explore=False)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return lambda obs: agent.act_sampled(obs, generator)
 
 
 def episode_limit(env: gym.Env, configured: int) -> tuple[int, str]:

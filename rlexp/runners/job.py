@@ -184,7 +184,8 @@ class Job:
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
                 evaluator=Evaluator(self.eval_env, config.eval.episodes, seed + EVAL_SEED_OFFSET,
-                                    normalization, config.eval.max_episode_steps, lambda: signal_of(stop)),
+                                    normalization, config.eval.max_episode_steps, lambda: signal_of(stop),
+                                    config.eval.deterministic, device),
                 stop=stop,
                 every=Every(log=config.log.every, eval=config.eval.every, checkpoint=config.checkpoint.every),
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),
