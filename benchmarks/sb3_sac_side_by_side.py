@@ -2,12 +2,19 @@
 
     python benchmarks/sb3_sac_side_by_side.py --env CarRacing-v3 --steps 100000 --seeds 0 1 2 \
         --override algo.buffer_size=100000 --sb3-python /path/to/python
+    python benchmarks/sb3_sac_side_by_side.py --steps 20000 --seeds 0 1 2 --sb3-python /path/to/python \
+        --override env.id=gymnasium_robotics:FetchReachDense-v4 algo.gamma=0.95 ...
+
+The env is a config group (`--env`) or any gymnasium id given as an override (`env.id=`, a `module:` prefix
+importing the package that registers it, as `rlexp train` takes it; SB3's Python needs that package too).
 
 The config is composed by rlexp (`rlexp train --cfg job algo=sac env=<env> <overrides>`) and handed to SB3's SAC
 with the same keys (learning rate, replay size, random steps, batch, tau, gamma, update rounds, entropy
 coefficient and target, gSDE) and networks: on images (a rank-3 uint8 Box, CarRacing-v3's 96x96x3) SB3's
 CnnPolicy, whose actor and critics each have their own Nature CNN (SB3's default for SAC, as rlexp's), followed by
-network.hidden_sizes; otherwise its MlpPolicy with network.hidden_sizes. SB3 keeps both observations of a
+network.hidden_sizes; on Dict observations (FetchReachDense's observation and goals) its MultiInputPolicy, which
+flattens each entry (a Nature CNN for an image entry) and concatenates them, as rlexp's multi-input torso does,
+followed by network.hidden_sizes; otherwise its MlpPolicy with network.hidden_sizes. SB3 keeps both observations of a
 transition (optimize_memory_usage cannot be used with its time-limit handling); rlexp keeps each image once
 (benchmarks/memory.py). The score is the final policy's mean deterministic return over 10 episodes of an env seeded
 as rlexp seeds its evaluation env (seed + 10000). One torch thread per run, one run at a time. rlexp's runs of the
@@ -18,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learning import mean_interval  # noqa: E402
 from speed import rlexp_config, sb3_scores  # noqa: E402
 
 SB3_RUN = r"""
@@ -49,7 +58,7 @@ print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
 """
 
 
-def sac_ctor(cfg: dict, images: bool) -> str:
+def sac_ctor(cfg: dict, policy: str) -> str:
     """SB3's SAC with the composed config's keys (SB3's names) and networks."""
     a, net = cfg["algo"], cfg["network"]
     if a["actor_lr"] != a["critic_lr"] or a["ent_coef_lr"] != a["actor_lr"]:
@@ -60,7 +69,7 @@ def sac_ctor(cfg: dict, images: bool) -> str:
     unit = "" if a["train_freq_unit"] == "step" else f", '{a['train_freq_unit']}'"
     if cfg["env"]["num_envs"] != 1 or a["n_step"] != 1:
         raise SystemExit("this script runs SB3's SAC on one env with 1-step targets: env.num_envs=1, algo.n_step=1")
-    return (f"SAC('{'CnnPolicy' if images else 'MlpPolicy'}', env, learning_rate={lr}, "
+    return (f"SAC('{policy}', env, learning_rate={lr}, "
             f"buffer_size={min(a['buffer_size'], cfg['total_steps'])}, learning_starts={a['learning_starts']}, "
             f"batch_size={a['batch_size']}, tau={a['tau']}, gamma={a['gamma']}, train_freq=({a['train_freq']}{unit}), "
             f"gradient_steps={a['gradient_steps']}, ent_coef={ent}, target_entropy={target}, "
@@ -69,31 +78,40 @@ def sac_ctor(cfg: dict, images: bool) -> str:
             f"device=DEVICE, seed=0)")
 
 
-def observes_images(cfg: dict) -> bool:
+def sb3_policy(cfg: dict) -> str:
+    """SB3's policy for the env's observations: CnnPolicy on an image, MultiInputPolicy on a Dict, else MlpPolicy."""
     import gymnasium as gym
     import numpy as np
 
-    env = gym.make(cfg["env"]["id"], **cfg["env"]["kwargs"])
+    env = gym.make(cfg["env"]["id"], **cfg["env"]["kwargs"])   # gymnasium imports a `module:` prefix's package
     space = env.observation_space
     env.close()
-    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+    if isinstance(space, gym.spaces.Dict):
+        return "MultiInputPolicy"
+    images = isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+    return "CnnPolicy" if images else "MlpPolicy"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", required=True, help="an env config group (conf/env/), e.g. CarRacing-v3")
+    parser.add_argument("--env", help="an env config group (conf/env/), e.g. CarRacing-v3; or give "
+                        "--override env.id=<id> (a `module:` prefix allowed)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="train for this many steps instead of the config's budget")
     parser.add_argument("--override", nargs="*", default=[], help="rlexp overrides, as given to rlexp's runs")
     parser.add_argument("--sb3-python", required=True)
     args = parser.parse_args()
-    cfg = rlexp_config(["algo=sac", f"env={args.env}", *args.override,
+    cfg = rlexp_config(["algo=sac", *([f"env={args.env}"] if args.env else []), *args.override,
                         *([f"total_steps={args.steps}"] if args.steps else [])])
     env_id, steps = cfg["env"]["id"], cfg["total_steps"]
-    ctor = sac_ctor(cfg, observes_images(cfg))
-    sb3_scores(args.sb3_python, f"sac on {env_id}", steps, args.seeds, lambda seed: [
+    ctor = sac_ctor(cfg, sb3_policy(cfg))
+    scores = sb3_scores(args.sb3_python, f"sac on {env_id}", steps, args.seeds, lambda seed: [
         SB3_RUN.format(ctor=ctor.replace("seed=0", f"seed={seed}")), env_id, str(steps), str(seed),
         json.dumps(cfg["env"]["kwargs"])])
+    # As the README's rows give it (scipy: rlexp[plot]); three decimals for small returns (Fetch's).
+    low, high = mean_interval(scores)
+    print(f"SB3 sac on {env_id}: mean {statistics.mean(scores):.3f} [{low:.3f}, {high:.3f}] (95% bootstrap), "
+          f"per seed {' '.join(f'{s:.3f}' for s in scores)}")
     return 0
 
 
