@@ -152,6 +152,7 @@ def test_the_multi_input_encoder_concatenates_each_entrys_encoder_on_any_leading
 
 
 def test_spaces_and_the_memory_estimate_of_a_dict_observation() -> None:
+    from rlexp.replay.frames import frames_per_env
     from rlexp.runners.memory import replay_bytes
 
     env = make_env("tests.toy_envs:GoalPoint-v0")
@@ -162,6 +163,13 @@ def test_spaces_and_the_memory_estimate_of_a_dict_observation() -> None:
     # goal and position: 2 float32 each (16 bytes), speed: one int64 (8): 24 bytes a state
     device, host = replay_bytes(1000, 1, spaces, prioritized=False)
     assert (device, host) == (1000 * (8 + 12 + 2 * 24), 0.0)   # the action (2 float32), reward and flags, s and s'
+    # with an image entry, each packed row is stored once, as images are: 36x36x3 + the step counter (8), aligned
+    env = make_env("tests.toy_envs:LitCorner-v0")
+    spaces = describe_spaces(env.observation_space, env.action_space, "LitCorner-v0")
+    env.close()
+    assert spaces.stored_once and spaces.obs_shape == (3896,)
+    device, host = replay_bytes(1000, 1, spaces, prioritized=False)
+    assert (device, host) == (frames_per_env(1000, 1) * 3896 + 1000 * (8 + 12 + 8), 1000 * 8)
 
 
 def test_normalization_standardises_the_float_entries_only_and_keeps_the_rows_packed() -> None:

@@ -21,14 +21,15 @@ SHAPE = (6, 5, 3)      # (H, W, C): the buffers do not look at the size
 ENVS = 3
 
 
-def feed(buffers: list[ReplayBuffer], rows: int, seed: int = 0, dtype: type = np.uint8) -> None:
+def feed(buffers: list[ReplayBuffer], rows: int, seed: int = 0, dtype: type = np.uint8,
+         shape: tuple[int, ...] = SHAPE) -> None:
     """`rows` vector steps of 3 envs whose episodes end every 4, 5 and 7 steps (env 1's by a time limit, the others'
     by termination), each step's images random: the same transitions into every buffer."""
     rng = np.random.default_rng(seed)
 
     def images() -> np.ndarray:
-        return (rng.integers(0, 256, (ENVS, *SHAPE), dtype=np.uint8) if dtype == np.uint8 else
-                rng.random((ENVS, *SHAPE), dtype=np.float32))
+        return (rng.integers(0, 256, (ENVS, *shape), dtype=np.uint8) if dtype == np.uint8 else
+                rng.random((ENVS, *shape), dtype=np.float32))
 
     obs = images()
     steps = np.zeros(ENVS, dtype=np.int64)
@@ -42,12 +43,13 @@ def feed(buffers: list[ReplayBuffer], rows: int, seed: int = 0, dtype: type = np
         for buffer in buffers:
             buffer.add(obs, actions, rewards, next_obs, terminated, truncated)
         # an ended episode's next observation is its final one; the env then starts again from a reset image
-        obs = np.where(ended[:, None, None, None], images(), next_obs)
+        obs = np.where(ended.reshape(ENVS, *[1] * len(shape)), images(), next_obs)
 
 
-def make(kind: type[ReplayBuffer], capacity: int, n_step: int = 1, dtype: torch.dtype = torch.uint8) -> ReplayBuffer:
+def make(kind: type[ReplayBuffer], capacity: int, n_step: int = 1, dtype: torch.dtype = torch.uint8,
+         shape: tuple[int, ...] = SHAPE) -> ReplayBuffer:
     extra = dict(alpha=0.6, beta0=0.4, eps=1e-6, total_updates=50) if issubclass(kind, PrioritizedReplayBuffer) else {}
-    return kind(capacity=capacity, obs_shape=SHAPE, action_shape=(2,), discrete_actions=False, device=CPU, seed=7,
+    return kind(capacity=capacity, obs_shape=shape, action_shape=(2,), discrete_actions=False, device=CPU, seed=7,
                 num_envs=ENVS, n_step=n_step, gamma=0.9, obs_dtype=dtype, **extra)
 
 
@@ -83,6 +85,14 @@ def test_float_images_are_stored_once_as_float32_and_come_back_exactly() -> None
     plain, once = make(ReplayBuffer, 60, dtype=torch.float32), make(ImageReplayBuffer, 60, dtype=torch.float32)
     feed([plain, once], 40, dtype=np.float32)
     assert once.frames.dtype == torch.float32
+    assert_same_batches(plain, once)
+
+
+def test_packed_dict_observations_with_an_image_entry_are_stored_once_too() -> None:
+    # a Dict/Tuple observation's packed row of bytes (rlexp/envs/packing.py) is a "frame" of one axis
+    plain, once = make(ReplayBuffer, 60, shape=(40,)), make(ImageReplayBuffer, 60, shape=(40,))
+    feed([plain, once], 40, shape=(40,))
+    assert once.frames.shape[1:] == (40,) and "next_observations" not in once.storage
     assert_same_batches(plain, once)
 
 

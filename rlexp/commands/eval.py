@@ -20,7 +20,8 @@ EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video
 Loads a run's checkpoint (a run directory means its checkpoints/final.pt, or best.pt with checkpoint=best) with
 the config it was trained with, plays N episodes (default 10) as the run evaluated (deterministic unless its
 eval.deterministic=false; deterministic=false draws from a stochastic policy: PPO's, A2C's, SAC's), prints their
-mean and std, and writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<checkpoint>.mp4 of the first one.
+mean and std, and writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<checkpoint>.mp4
+of the first one.
 embed=true also maps the last hidden layer over embed.states states (default 2000) of further deterministic
 episodes: <run_dir>/eval/<checkpoint>_embedding/ (TensorBoard's Projector tab: tensorboard --logdir <that dir>)
 and a t-SNE coloured by the predicted value, <checkpoint>_tsne.png and .csv (pip install "rlexp[embed]").

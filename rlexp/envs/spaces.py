@@ -47,6 +47,12 @@ class SpaceInfo:
         return self.frames or any(entry.image for entry in self.entries)
 
     @property
+    def stored_once(self) -> bool:
+        """Off-policy replay keeps each observation once (a transition's next one is its env's next): images,
+        stacked or single, and Dict/Tuple observations with image entries (their packed bytes, rlexp/replay/)."""
+        return self.images
+
+    @property
     def action_nvec(self) -> tuple[int, ...] | None:
         """A MultiDiscrete action space's choices per component: one axis, choices from 0 (what the multi-action
         policies produce; others are refused, rlexp/agents/registry.py's check_fits)."""

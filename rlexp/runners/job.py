@@ -259,7 +259,8 @@ class Job:
         replay = make_replay(
             capacity=min(algo.buffer_size, total_steps), obs_shape=spaces.obs_shape,
             action_shape=spaces.action_shape, discrete=spaces.discrete, image=spaces.stacked,
-            single_image=spaces.frames and not spaces.stacked, device=self.device, seed=self.settings.seed,
+            single_image=spaces.stored_once and not spaces.stacked,
+            device=self.device, seed=self.settings.seed,
             num_envs=num_envs, n_step=algo.n_step, gamma=algo.gamma,
             obs_dtype=obs_dtype(spaces),
             priorities=Priorities(algo.priority_alpha, algo.priority_beta0, algo.priority_eps, updates)

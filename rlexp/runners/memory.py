@@ -46,7 +46,8 @@ def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: b
     action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
     per_slot = action + 12                               # rewards, terminations, episode ends (float32)
     host = 0.0
-    if spaces.frames:   # images, each frame stored once: Atari's stacks of k frames, other images a frame each
+    if spaces.stored_once:   # each frame stored once: Atari's stacks of k frames, other images (and Dict/Tuple
+        # observations with image entries, packed in bytes) a frame each
         stack, frame = (spaces.obs_shape[0], int(np.prod(spaces.obs_shape[1:]))) if spaces.stacked else \
             (1, int(np.prod(spaces.obs_shape)) * spaces.obs_dtype.itemsize)   # (float images: float32)
         frames = num_envs * frames_per_env(rows, stack) * frame
