@@ -123,8 +123,9 @@ def test_a_refused_torso_is_one_line_and_exit_2_from_the_cli(tmp_path, capsys, m
     assert not (tmp_path / "run" / "checkpoints").exists() and not list((tmp_path / "run").glob("events.*"))
     tuples = run_in_process(["train", "algo=ppo", "env.id=Blackjack-v1", f"network.torso._target_={SMALL}",
                              "hydra.run.dir=tuples"], tmp_path, capsys, monkeypatch)
-    assert tuples.returncode == 2 and f"network.torso ({SMALL}) reads one array of observations, and Blackjack-v1" \
-        in one_line(tuples)
+    # a torso built for arrays gets the env's Tuple space (and a tuple of tensors): it says what it could not do
+    assert tuples.returncode == 2 and f"network.torso ({SMALL}) could not be built for the observation space " \
+        "Tuple(Discrete(32), Discrete(11), Discrete(2)): it raised" in one_line(tuples)
 
 
 # --- every algorithm builds its networks on the torso's features -----------------------------------------------------
@@ -165,6 +166,32 @@ def test_every_algorithm_reads_observations_through_the_torso_and_its_seeds_stac
     keys = [key for key in seeds[0] if isinstance(seeds[0][key], dict) and any(".module." in p for p in seeds[0][key])]
     assert keys and any(not torch.equal(seeds[0][key][p], seeds[1][key][p]) for key in keys
                         for p in seeds[0][key] if ".module." in p)   # each seed trained its own torso
+
+
+def test_a_torso_of_dict_observations_gets_the_entries_stacks_its_seeds_and_exports_one_input_per_entry(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    # PPO on a Dict env (goal and position Boxes, a Discrete speed) through a torso of the user's that reads a dict
+    spec = algorithms()["ppo"]
+    config = {**config_for("ppo", "env.id=tests.toy_envs:GoalPointDiscrete-v0",
+                           "network.torso._target_=tests.torsos:EntriesTorso"), "seeds": [0, 1]}
+    jobs, members, _ = train_seeds_in_lockstep(spec, config, tmp_path)
+    torso = members[0].policy.encoder
+    assert isinstance(torso, UserTorso) and torso.paths == ["goal", "position", "speed"]
+    assert torso.module.linear.in_features == 2 + 2 + 1   # built with the Dict space: its entries' values
+    space = jobs[0].eval_env.observation_space
+    space.seed(0)
+    obs = np.stack([np.stack([space.sample() for _ in range(3)]) for _ in range(2)])   # packed rows, (seeds, batch)
+    together = spec.members(members).act(obs, explore=False)   # vmap over the dict of each seed's entries
+    for k, member in enumerate(members):
+        np.testing.assert_allclose(together[k], member.act(obs[k], explore=False), rtol=1e-5, atol=1e-6)
+    # rlexp.load takes the raw dict; the export takes one input per entry and acts as the agent
+    loaded = rlexp.load(tmp_path / "seed_0")
+    raw = space.raw.sample()
+    assert loaded.spaces.obs_space.shape == space.shape and loaded.act(raw).shape == ()
+    exported = run_in_process(["export", "seed_0", "format=onnx", "states=32"], tmp_path, capsys, monkeypatch)
+    assert exported.returncode == 0 and "its actions match the agent's on 32" in exported.stdout, exported.stderr
+    description = json.loads((tmp_path / "seed_0" / "export" / "policy.onnx.json").read_text())
+    assert [i["name"] for i in description["inputs"]] == ["obs.goal", "obs.position", "obs.speed"]
 
 
 def test_a_torso_reads_images_smaller_than_the_nature_cnn_as_uint8(tmp_path: Path) -> None:

@@ -99,3 +99,36 @@ class MeasuresItsWidth(nn.Module):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.linear(observations.flatten(1).float())
+
+
+def leaf_sizes(space: gym.Space) -> list[int]:
+    """The number of values of each leaf of a Dict/Tuple space, in the order its entries come."""
+    if isinstance(space, gym.spaces.Dict):
+        return [size for sub in space.spaces.values() for size in leaf_sizes(sub)]
+    if isinstance(space, gym.spaces.Tuple):
+        return [size for sub in space.spaces for size in leaf_sizes(sub)]
+    return [int(np.prod(space.shape)) if space.shape else 1]
+
+
+def flattened(entries: object) -> list[torch.Tensor]:
+    """A dict or tuple of (batch, ...) tensors, nested as its space, as a list of (batch, n) float tensors."""
+    if isinstance(entries, dict):
+        return [x for value in entries.values() for x in flattened(value)]
+    if isinstance(entries, tuple):
+        return [x for value in entries for x in flattened(value)]
+    assert isinstance(entries, torch.Tensor)
+    return [(entries.unsqueeze(-1) if entries.dim() == 1 else entries.flatten(1)).float()]   # (a Discrete: (batch,))
+
+
+class EntriesTorso(nn.Module):
+    """A torso of Dict and Tuple observations, written as an SB3 features extractor is: it is built with the Dict
+    or Tuple space and called with a dict or tuple of tensors, each entry flattened to floats, concatenated, through
+    a linear layer and a tanh."""
+
+    def __init__(self, observation_space: gym.Space, width: int = 16) -> None:
+        super().__init__()
+        self.out_features = width
+        self.linear = nn.Linear(sum(leaf_sizes(observation_space)), width)
+
+    def forward(self, observations: object) -> torch.Tensor:
+        return torch.tanh(self.linear(torch.cat(flattened(observations), dim=-1)))

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.envs.normalization import EPSILON
-from rlexp.networks.encoders import MultiInputEncoder
+from rlexp.networks.encoders import EntriesInput, MultiInputEncoder
+from rlexp.networks.user_torso import UserTorso
 
 
 class ExportedPolicy(nn.Module):
@@ -45,14 +46,15 @@ class ExportedPolicy(nn.Module):
 class ExportedEntriesPolicy(nn.Module):
     """The policy of an agent of Dict or Tuple observations, taking one input per entry (a tuple, in the entries'
     order, each (batch, *shape) in the entry's stored dtype: rlexp/envs/packing.py) rather than the packed bytes the
-    agent reads: the network's MultiInputEncoder runs on the entries as they are (`encode`), and the network after
+    agent reads: the network's MultiInputEncoder (or the user's torso) runs on the entries as they are (`encode`),
+    and the network after
     it reads the features (its encoder slot an identity). The run's observation normalization, when it had one,
     standardises the float entries as ExportedPolicy does the whole observation: in float64, then float32."""
 
     obs_mean: Tensor   # buffers (register_buffer), when normalizing: the float entries' values, concatenated
     obs_std: Tensor
 
-    def __init__(self, policy: nn.Module, encoder: MultiInputEncoder, floats: list[int],
+    def __init__(self, policy: nn.Module, encoder: EntriesInput, floats: list[int],
                  obs_mean: np.ndarray | None, obs_var: np.ndarray | None, clip_obs: float) -> None:
         super().__init__()
         self.policy, self.encoder = policy, encoder
@@ -77,10 +79,12 @@ class ExportedEntriesPolicy(nn.Module):
         return self.policy(self.encoder.encode(entries))
 
 
-def split_encoder(policy: nn.Module) -> tuple[nn.Module, MultiInputEncoder]:
-    """`policy` (a copy of an agent's policy network, which it may change) with its MultiInputEncoder taken out
-    (an identity in its place), and that encoder."""
-    found = [(name, module) for name, module in policy.named_modules() if isinstance(module, MultiInputEncoder)]
+def split_encoder(policy: nn.Module) -> tuple[nn.Module, EntriesInput]:
+    """`policy` (a copy of an agent's policy network, which it may change) with its encoder of Dict/Tuple entries
+    (a MultiInputEncoder, or the user's torso reading them) taken out (an identity in its place), and that
+    encoder."""
+    found = [(name, module) for name, module in policy.named_modules()
+             if isinstance(module, MultiInputEncoder) or isinstance(module, UserTorso) and module.views is not None]
     assert len(found) == 1, "a policy network reads its observations through one encoder"
     name, encoder = found[0]
     parent, _, child = name.rpartition(".")

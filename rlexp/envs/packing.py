@@ -170,6 +170,13 @@ class PackedBox(gym.spaces.Box):
     def __repr__(self) -> str:
         return f"{self.raw} (packed: {self.layout.nbytes} bytes)"
 
+    def seed(self, seed: int | None = None) -> Any:
+        return self.raw.seed(seed)
+
+    def sample(self, mask: Any = None, probability: Any = None) -> np.ndarray:
+        """A sample of the raw space, packed (random bytes would not be observations of it)."""
+        return pack(self.layout, self.raw.sample())
+
 
 class PackObservation(gym.ObservationWrapper):
     """Dict and Tuple observations as packed rows (rlexp/envs/make.py puts it outermost, after env.wrappers and

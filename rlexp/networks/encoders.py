@@ -145,32 +145,54 @@ class PackedEntry(Protocol):
     def channels_last(self) -> bool | None: ...
 
 
-class MultiInputEncoder(ObservationEncoder):
-    """Packed Dict/Tuple observations (..., nbytes) in uint8: each entry read back as a zero-copy view of its
+class EntryViews:
+    """Packed Dict/Tuple observations (..., nbytes) in uint8 read back entry by entry, each a zero-copy view of its
     bytes in its own dtype and shape (the packing aligns each entry's offset to its itemsize, and each row to 8
-    bytes, which Tensor.view(dtype) needs), through its own encoder (the Nature CNN for images, one-hot for
-    Discrete and MultiDiscrete, flattened floats for other Boxes and MultiBinary), the features concatenated in
-    the entries' order. Many seeds: the generic stacking (rlexp/networks/members.py) stacks the CNNs of image
-    entries (FramesEncoder.stack_members); the other encoders have no parameters."""
+    bytes, which Tensor.view(dtype) needs)."""
 
-    def __init__(self, entries: Sequence[PackedEntry], cnn: str = "nature") -> None:
-        super().__init__((max(e.offset + e.nbytes for e in entries),))
+    def __init__(self, entries: Sequence[PackedEntry]) -> None:
         self.paths = [entry.path for entry in entries]
         self.slices = [(entry.offset, entry.offset + entry.nbytes) for entry in entries]
         self.dtypes = [torch.from_numpy(np.zeros(0, entry.dtype)).dtype for entry in entries]
         self.shapes = [tuple(entry.shape) for entry in entries]
-        self.encoders = nn.ModuleList([make_encoder(entry.space, frames=entry.channels_last is not None,
-                                                    channels_last=bool(entry.channels_last), cnn=cnn)
-                                       for entry in entries])   # (`cnn`: network.image.cnn, for image entries)
-        self.out_features = sum(cast(ObservationEncoder, encoder).out_features for encoder in self.encoders)
 
     def entry(self, observations: Tensor, i: int) -> Tensor:
         """Entry i of packed observations (..., nbytes): (..., *shape) in its dtype, a view of the bytes."""
         start, end = self.slices[i]
         return observations[..., start:end].view(self.dtypes[i]).reshape((*observations.shape[:-1], *self.shapes[i]))
 
+    def entries(self, observations: Tensor) -> list[Tensor]:
+        return [self.entry(observations, i) for i in range(len(self.paths))]
+
+
+class EntriesInput(Protocol):
+    """An encoder of packed Dict/Tuple observations that also takes the entries apart (what an export takes: one
+    input per entry, rlexp/deploy/policy.py): MultiInputEncoder, or the user's torso on such observations."""
+
+    paths: list[str]
+    shapes: list[tuple[int, ...]]
+
+    def encode(self, entries: Sequence[Tensor]) -> Tensor: ...
+
+
+class MultiInputEncoder(ObservationEncoder):
+    """Packed Dict/Tuple observations (..., nbytes) in uint8: each entry read back as a zero-copy view of its
+    bytes in its own dtype and shape (EntryViews), through its own encoder (the Nature CNN for images, one-hot for
+    Discrete and MultiDiscrete, flattened floats for other Boxes and MultiBinary), the features concatenated in
+    the entries' order. Many seeds: the generic stacking (rlexp/networks/members.py) stacks the CNNs of image
+    entries (FramesEncoder.stack_members); the other encoders have no parameters."""
+
+    def __init__(self, entries: Sequence[PackedEntry], cnn: str = "nature") -> None:
+        super().__init__((max(e.offset + e.nbytes for e in entries),))
+        self.views = EntryViews(entries)
+        self.paths, self.shapes = self.views.paths, self.views.shapes
+        self.encoders = nn.ModuleList([make_encoder(entry.space, frames=entry.channels_last is not None,
+                                                    channels_last=bool(entry.channels_last), cnn=cnn)
+                                       for entry in entries])   # (`cnn`: network.image.cnn, for image entries)
+        self.out_features = sum(cast(ObservationEncoder, encoder).out_features for encoder in self.encoders)
+
     def forward(self, observations: Tensor) -> Tensor:
-        return self.encode([self.entry(observations, i) for i in range(len(self.encoders))])
+        return self.encode(self.views.entries(observations))
 
     def encode(self, entries: Sequence[Tensor]) -> Tensor:
         """The features of the entries given apart, each (..., *shape) in its dtype (what an export takes: one

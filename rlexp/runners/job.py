@@ -101,11 +101,6 @@ class Job:
                                      stacked=atari is not None, torso=torso is not None)
             check_fits(spec, spaces)
             # network.torso: the user's module built and tried on a batch of the env's observations
-            if torso is not None and spaces.multi_input:
-                raise ConfigError(f"network.torso ({torso}) reads one array of observations, and {spaces.description} "
-                                  f"has Dict or Tuple ones (the networks get them packed into bytes); flatten them "
-                                  f"with gymnasium.wrappers.FlattenObservation in env.wrappers, or leave "
-                                  f"network.torso._target_ null (an encoder per entry)")
             check_user_torso(settings.network.torso, spaces.obs_space)
             if getattr(settings.algo, "use_sde", False) and not spaces.continuous:   # (PPO's, A2C's, SAC's key)
                 raise ConfigError(f"algo.use_sde=true is gSDE, exploration noise for continuous actions, but "
