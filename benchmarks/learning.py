@@ -281,13 +281,15 @@ def main() -> int:
         else:
             bar, reference, ok = "none at this budget", f"{t.reference} at {t.steps:,} (not comparable)", None
         all_pass &= ok is not False
+        # returns of a few units (success rates, FrozenLake's, MiniGrid's) with three decimals, others with one
+        d = 3 if returns and max(abs(r) for r in returns) < 10 else 1
         rows.append([
             t.algo, t.task, f"{steps:,}", len(returns),
-            f"{statistics.fmean(returns):.1f}" if returns else "-",
-            "[{:.1f}, {:.1f}]".format(*mean_interval(returns)) if returns else "-",
-            f"{statistics.pstdev(returns):.1f}" if returns else "-",
-            f"{min(returns):.1f}" if returns else "-",
-            " ".join(f"{r:.0f}" for r in returns),
+            f"{statistics.fmean(returns):.{d}f}" if returns else "-",
+            "[{:.{d}f}, {:.{d}f}]".format(*mean_interval(returns), d=d) if returns else "-",
+            f"{statistics.pstdev(returns):.{d}f}" if returns else "-",
+            f"{min(returns):.{d}f}" if returns else "-",
+            " ".join(f"{r:.{d - 1}f}" for r in returns),
             bar, {True: "yes", False: "NO", None: "-"}[ok],
             f"{statistics.fmean(r['wall'] for r in mine if 'return' in r):.0f}" if returns else "-",
             f"{statistics.fmean(r['sps'] for r in mine if 'return' in r):.0f}" if returns else "-",
