@@ -346,8 +346,8 @@ def test_a_dict_run_resumes_after_sigkill_to_the_uninterrupted_end_loads_and_exp
                                                                                       capsys, monkeypatch) -> None:
     import rlexp
 
-    args = ["train", "algo=sac", "env.id=tests.toy_envs:GoalPoint-v0", "total_steps=400", "checkpoint.every=100",
-            "eval.every=400", "eval.episodes=1", "log.progress=none", "algo.learning_starts=100", "algo.batch_size=16",
+    args = ["train", "algo=sac", "env.id=tests.toy_envs:GoalPoint-v0", "total_steps=300", "checkpoint.every=100",
+            "eval.every=300", "eval.episodes=1", "log.progress=none", "algo.learning_starts=100", "algo.batch_size=16",
             "network.hidden_sizes=[16]", "env.normalize.obs=true"]
 
     def make(directory: Path) -> None:
