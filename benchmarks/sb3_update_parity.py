@@ -39,6 +39,25 @@ from typing import Any
 import numpy as np
 import torch
 
+#: SB3's PPO or A2C with the hyperparameters `h` on `env`, its policy given the weights rlexp started from (both
+#: SB3 sides run it)
+SB3_MODEL = r"""
+kwargs = dict(learning_rate=h["lr"], n_steps=h["n_steps"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
+              ent_coef=h["ent_coef"], vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"],
+              normalize_advantage=h["normalize_advantage"], device="cpu", seed=0,
+              policy_kwargs=dict(net_arch=dict(pi=h["hidden"], vf=h["hidden"]), log_std_init=h["log_std_init"],
+                                 ortho_init=h["ortho_init"], activation_fn=nn.ReLU if h["relu"] else nn.Tanh))
+if h["algo"] == "ppo":
+    model = PPO("MlpPolicy", env, batch_size=h["batch_size"], n_epochs=h["n_epochs"], clip_range=h["clip_range"],
+                **kwargs)
+else:
+    model = A2C("MlpPolicy", env, **kwargs)
+policy = model.policy
+with torch.no_grad():
+    for name, tensor in data["weights"].items():
+        dict(policy.named_parameters())[name].copy_(tensor)
+"""
+
 SB3_SIDE = r"""
 import sys, torch, numpy as np
 from torch import nn
@@ -48,19 +67,7 @@ torch.set_num_threads(1)
 data = torch.load(sys.argv[1], weights_only=False)
 h = data["hyper"]
 env = make_vec_env("CartPole-v1", n_envs=h["num_envs"], seed=0, env_kwargs={"render_mode": None})
-kwargs = dict(learning_rate=h["lr"], n_steps=h["n_steps"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
-              ent_coef=h["ent_coef"], vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"],
-              normalize_advantage=h["normalize_advantage"], device="cpu", seed=0,
-              policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh))
-if h["algo"] == "ppo":
-    model = PPO("MlpPolicy", env, batch_size=h["n_steps"] * h["num_envs"], n_epochs=h["n_epochs"],
-                clip_range=h["clip_range"], **kwargs)
-else:
-    model = A2C("MlpPolicy", env, **kwargs)
-policy = model.policy
-with torch.no_grad():
-    for name, tensor in data["weights"].items():
-        dict(policy.named_parameters())[name].copy_(tensor)
+""" + SB3_MODEL + r"""
 buffer = model.rollout_buffer
 for field in ("observations", "actions", "values", "log_probs", "rewards", "episode_starts"):
     getattr(buffer, field)[...] = data["rollout"][field].numpy().reshape(getattr(buffer, field).shape)
@@ -126,20 +133,7 @@ class Recorded(VecNormalize):
 
 replay = Replay()
 env = Recorded(replay, gamma=h["gamma"])   # SB3's defaults otherwise (RL Zoo's `normalize: true`)
-kwargs = dict(learning_rate=h["lr"], n_steps=h["n_steps"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
-              ent_coef=h["ent_coef"], vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"],
-              normalize_advantage=h["normalize_advantage"], device="cpu", seed=0,
-              policy_kwargs=dict(net_arch=dict(pi=h["hidden"], vf=h["hidden"]), log_std_init=h["log_std_init"],
-                                 ortho_init=h["ortho_init"], activation_fn=nn.ReLU if h["relu"] else nn.Tanh))
-if h["algo"] == "ppo":
-    model = PPO("MlpPolicy", env, batch_size=h["batch_size"], n_epochs=h["n_epochs"], clip_range=h["clip_range"],
-                **kwargs)
-else:
-    model = A2C("MlpPolicy", env, **kwargs)
-policy = model.policy
-with torch.no_grad():
-    for name, tensor in data["weights"].items():
-        dict(policy.named_parameters())[name].copy_(tensor)
+""" + SB3_MODEL + r"""
 # SB3's own collection, acting with rlexp's (unclipped) draws: its forward returns them with its own V(s) and
 # log pi(a|s); collect_rollouts clips them for the env, adds the time-limit bootstrap and computes GAE
 evaluated = []
@@ -201,13 +195,14 @@ def compare(algo: str, sb3_python: str) -> float:
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     hyper = dict(algo=algo, num_envs=4, n_steps=16, lr=1e-3, gamma=0.98, gae_lambda=0.9, ent_coef=0.01,
-                 vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=algo == "ppo", n_epochs=3, clip_range=0.2)
+                 vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=algo == "ppo", n_epochs=3, clip_range=0.2,
+                 batch_size=16 * 4, hidden=[64, 64], log_std_init=0.0, ortho_init=True, relu=False)   # (one minibatch)
     algo_cfg = dict(name=algo, lr=hyper["lr"], lr_schedule="constant", ent_coef=hyper["ent_coef"],
                     vf_coef=hyper["vf_coef"],
                     max_grad_norm=hyper["max_grad_norm"], normalize_advantage=hyper["normalize_advantage"],
                     gamma=hyper["gamma"], gae_lambda=hyper["gae_lambda"], n_steps=hyper["n_steps"],
                     log_std_init=0.0, ortho_init=True, use_sde=False, sde_sample_freq=-1, n_epochs=hyper["n_epochs"],
-                    batch_size=hyper["n_steps"] * hyper["num_envs"], clip_range=hyper["clip_range"],
+                    batch_size=hyper["batch_size"], clip_range=hyper["clip_range"],
                     clip_range_schedule="constant", clip_range_vf=None, target_kl=None, optimizer="rmsprop",
                     rms_prop_eps=1e-5)
     env = make_env("CartPole-v1", {"max_episode_steps": 12})   # time limits inside the rollout too
