@@ -34,6 +34,7 @@ class SeedStackable(nn.Module):
     (seeds, batch, C, H, W) images and gives (seeds, batch, features)."""
 
     net: nn.Sequential
+    scaled: bool               # uint8 images, scaled to [0, 1]; float ones read as they are
     out_features: int          # the width of the flattened output, per seed
     seeds: int | None = None   # many seeds' convolutions stacked as one: their number
 
@@ -54,7 +55,8 @@ class SeedStackable(nn.Module):
                 setattr(stacked.get_submodule(parent), child, grouped)
         return stacked
 
-    def convolve(self, images: Tensor) -> Tensor:
+    def forward(self, frames: Tensor) -> Tensor:
+        images = frames.float() / 255.0 if self.scaled else frames.float()   # (scaled: uint8 images)
         if self.seeds is None:
             return self.net(images)
         # (seeds, batch, C, H, W) -> (batch, seeds * C, H, W): each seed its own group; the flattened output is
@@ -86,9 +88,6 @@ class NatureConvolutions(SeedStackable):
             if isinstance(layer, nn.Conv2d):
                 sides = [(side - k) // s + 1 for side, k, s in zip(sides, layer.kernel_size, layer.stride)]
         self.out_features = 64 * sides[0] * sides[1]
-
-    def forward(self, frames: Tensor) -> Tensor:
-        return self.convolve(frames.float() / 255.0 if self.scaled else frames.float())
 
 
 class ResidualBlock(nn.Module):
@@ -122,9 +121,6 @@ class ImpalaConvolutions(SeedStackable):
             channels, sides = width, [(side + 1) // 2 for side in sides]
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.ReLU())
         self.out_features = channels * sides[0] * sides[1]   # (computed: no forward pass, as NatureConvolutions)
-
-    def forward(self, frames: Tensor) -> Tensor:
-        return self.convolve(frames.float() / 255.0 if self.scaled else frames.float())
 
 
 #: `network.image.cnn`: the convolutions that read images, and the width of the linear layer the encoder puts after
