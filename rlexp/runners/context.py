@@ -78,9 +78,8 @@ class Evaluator:
     device: torch.device = torch.device("cpu")
 
     def __call__(self, agent: Any) -> np.ndarray:
-        act = agent_policy(agent, self.deterministic, self.seed, self.device)
-        policy = act if self.normalization is None else \
-            (lambda obs, frozen=self.normalization: act(frozen.observations(obs, update=False)))
+        act, frozen = agent_policy(agent, self.deterministic, self.seed, self.device), self.normalization
+        policy = act if frozen is None else lambda obs: act(frozen.observations(obs, update=False))
         return evaluate(policy, self.env, self.episodes, self.seed, max_episode_steps=self.max_episode_steps,
                         stop=self.stop)
 
