@@ -142,7 +142,7 @@ def test_dqn_target_takes_the_max_over_actions_cut_at_termination():
     agent = dqn()
     set_constant_output(agent.target_network, [1.0, 4.0, 2.0])  # Q'(s', .) = (1, 4, 2)
     y = agent.td_target(batch(torch.tensor([0, 2])))
-    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 4.0, -0.5]))
+    torch.testing.assert_close(y, torch.tensor([[1.0 + 0.9 * 4.0], [-0.5]]))   # (batch, atoms = 1)
 
 
 def test_dqn_loss_is_huber_on_the_taken_action():

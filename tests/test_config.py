@@ -1,5 +1,7 @@
 """Config composition for every algo x env pair, presets, precedence, and validation errors."""
 
+import re
+
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -26,7 +28,7 @@ def resolved(overrides: list[str]) -> dict:
 
 
 def test_the_config_groups_hold_what_the_docs_promise():
-    assert ALGOS == ["a2c", "ddpg", "dqn", "ppo", "sac", "td3"]
+    assert ALGOS == ["a2c", "ddpg", "dqn", "ppo", "qrdqn", "rainbow", "sac", "td3"]
     assert {"CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0",
             "LunarLanderContinuous-v3", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
             "atari", "FrozenLake-v1", "Taxi-v4", "CarRacing-v3", "MiniGrid-DoorKey-5x5-v0"} == set(ENVS)
@@ -117,9 +119,17 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
     ("env.num_envs=2 algo.train_freq_unit=episode algo.gradient_steps=-1",
      "algo.train_freq_unit=episode needs env.num_envs=1 (got 2"),
     ("seed=-1", "seed=-1 is outside [0, "),
+    # DQN's distributions and noisy networks (algo=rainbow and algo=qrdqn are DQN with them on)
+    ("algo=rainbow algo.atoms=1", "algo.atoms=1 must be an integer of at least 2: C51's support needs two atoms"),
+    ("algo.distribution=categorical algo.v_min=5 algo.v_max=5", "algo.v_min=5.0 must be below algo.v_max=5.0"),
+    ("algo=qrdqn algo.quantiles=0", "algo.quantiles=0 must be a positive integer"),
+    ("algo=rainbow algo.noisy_sigma=0", "algo.noisy_sigma=0.0 is outside (0.0, inf]"),
+    ("algo=qrdqn algo.loss=mse", "algo.loss=mse is the expected value's loss, and algo.distribution=quantile learns "
+                                 "by its own (the quantile Huber loss)"),
+    ("algo.adam_eps=-1", "algo.adam_eps=-1.0 is outside (0.0, inf]"),
 ])
 def test_bad_values_fail_with_the_key_and_value(override, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         validate(resolved(override.split()), algorithms())
 
 
@@ -220,7 +230,11 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "network.image.cnn": "nature",   # the Nature CNN: runs before network.image.cnn
                                  # the observation space decides the torso: runs before network.torso
                                  "network.torso._target_": None,
-                                 "eval.deterministic": True}   # the mode: runs before eval.deterministic
+                                 "eval.deterministic": True,   # the mode: runs before eval.deterministic
+                                 # DQN without noisy networks or distributions: runs before them
+                                 "algo.noisy": False, "algo.noisy_sigma": 0.5, "algo.distribution": "expected",
+                                 "algo.atoms": 51, "algo.v_min": -10.0, "algo.v_max": 10.0, "algo.quantiles": 200,
+                                 "algo.adam_eps": 1e-8}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
     del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"]

@@ -39,14 +39,19 @@ RUNS = {
             "env.num_envs=2"],
     "dqn_atari": ["algo=dqn", "env=atari", "env.id=ALE/Pong-v5", "total_steps=300", "algo.learning_starts=200",
                   "algo.buffer_size=500", "+env.kwargs.max_num_frames_per_episode=400", "log.heldout_states=16"],
+    # noisy layers (exported at their mean weights), C51's distributions on dueling streams; QR-DQN's quantiles
+    "rainbow": ["algo=rainbow", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100", "algo.atoms=11",
+                "network.hidden_sizes=[32]"],
+    "qrdqn": ["algo=qrdqn", "env=CartPole-v1", "total_steps=300", "algo.learning_starts=100", "algo.quantiles=16",
+              "network.hidden_sizes=[32]"],
 }
 #: The format each algorithm is exported in from the command line and driven through an episode without rlexp.
 FORMAT_OF = {"dqn": "torchscript", "ddpg": "pt2", "td3": "onnx", "sac": "torchscript", "ppo": "onnx", "a2c": "pt2",
-             "dqn_atari": "onnx"}
+             "dqn_atari": "onnx", "rainbow": "onnx", "qrdqn": "pt2"}
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 #: The runs whose export another run's covers from the command line (its format, on its kind of actions, in the
 #: default suite: PPO's ONNX on continuous actions is TD3's): exported in process.
-EXPORTED_IN_PROCESS = {"ppo"}
+EXPORTED_IN_PROCESS = {"ppo", "rainbow"}
 #: The steps an episode through an export is cut at (HalfCheetah's run 1,000): enough to compare returns.
 EPISODE_STEPS = 300
 
@@ -188,9 +193,9 @@ def sites(tmp_path_factory):
 
 # --- the tests --------------------------------------------------------------------------------------------------
 
-#: Left to `pytest -m slow` to keep the default suite short: Atari's CNN, DDPG's batch norm, SAC's gSDE, and A2C
-#: (its policy network is PPO's).
-SLOW = ("dqn_atari", "ddpg", "sac", "a2c")
+#: Left to `pytest -m slow` to keep the default suite short: Atari's CNN, DDPG's batch norm, SAC's gSDE, A2C (its
+#: policy network is PPO's) and QR-DQN (its network is Rainbow's, with another head).
+SLOW = ("dqn_atari", "ddpg", "sac", "a2c", "qrdqn")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in RUNS])

@@ -23,8 +23,8 @@ def test_double_dqn_lets_the_online_network_pick_and_the_target_network_value():
         set_constant_output(agent.target_network, [1.0, 4.0, 2.0])  # target: max is 4 (action 1)
     b = batch(torch.tensor([0, 2]))
     # DQN: 1 + 0.9 * max(1, 4, 2) = 4.6; double DQN: 1 + 0.9 * Q'(s', argmax Q(s', .) = 0) = 1 + 0.9 * 1 = 1.9
-    torch.testing.assert_close(vanilla.td_target(b), torch.tensor([4.6, -0.5]))
-    torch.testing.assert_close(double.td_target(b), torch.tensor([1.9, -0.5]))
+    torch.testing.assert_close(vanilla.td_target(b), torch.tensor([[4.6], [-0.5]]))   # (batch, atoms = 1)
+    torch.testing.assert_close(double.td_target(b), torch.tensor([[1.9], [-0.5]]))
 
 
 # --- dueling ------------------------------------------------------------------------------------------------
@@ -185,9 +185,14 @@ def test_prioritized_state_round_trip_continues_exactly():
 
 # --- every combination, end to end --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("double, dueling, n_step, prioritized_", list(itertools.product([False, True], [False, True],
-                                                                                          [1, 3], [False, True])))
-def test_every_combination_learns_without_error(double, dueling, n_step, prioritized_):
+#: the other switches, taken in turn across the combinations above: (distribution, noisy)
+HEADS = list(itertools.product(["expected", "categorical", "quantile"], [False, True]))
+
+
+@pytest.mark.parametrize("case, double, dueling, n_step, prioritized_", [
+    (i, *switches) for i, switches in enumerate(itertools.product([False, True], [False, True], [1, 3],
+                                                                  [False, True]))])
+def test_every_combination_learns_without_error(case, double, dueling, n_step, prioritized_):
     from rlexp.agents import registry
     from rlexp.agents.base import BuildContext
     from rlexp.envs import describe_spaces, make_env
@@ -199,8 +204,10 @@ def test_every_combination_learns_without_error(double, dueling, n_step, priorit
             "prioritized": prioritized_,
             "priority_alpha": 0.6, "priority_beta0": 0.4, "priority_eps": 1e-6, "lr": 1e-3, "lr_schedule": "linear",
             "tau": 0.01, "target_update_interval": 1, "exploration_fraction": 0.5, "exploration_initial_eps": 1.0,
-            "exploration_final_eps": 0.05, "max_grad_norm": 10.0, "loss": "mse", "double": double,
-            "dueling": dueling}
+            "exploration_final_eps": 0.05, "max_grad_norm": 10.0, "double": double, "dueling": dueling,
+            "distribution": HEADS[case % 6][0], "noisy": HEADS[case % 6][1], "noisy_sigma": 0.5, "atoms": 11,
+            "v_min": -10.0, "v_max": 10.0, "quantiles": 8, "adam_eps": 1e-8,
+            "loss": "mse" if HEADS[case % 6][0] == "expected" else "huber"}
     env = make_env("CartPole-v1")
     spaces = describe_spaces(env.observation_space, env.action_space, "CartPole-v1")
     spec = registry.get("dqn")

@@ -19,6 +19,7 @@ from rlexp.agents.sac import SAC, SACMembers
 from rlexp.errors import ConfigError
 from rlexp.io.checkpoints import FORMAT, load_checkpoint, save_checkpoint
 from rlexp.networks.members import clip_grad_norm_per_member, stack_members
+from rlexp.networks.q import CategoricalHead, QuantileHead
 from rlexp.networks.torsos import mlp
 from rlexp.replay.batch import ReplayBatch, stack_batches
 
@@ -55,8 +56,8 @@ def params(module: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 
 
-def train_members(plan: list[list[ReplayBatch]], **overrides) -> tuple[DQNMembers, list[dict]]:
-    members = DQNMembers([agent(k, **overrides) for k in range(N)])
+def train_members(plan: list[list[ReplayBatch]], variant: str = "dqn") -> tuple[DQNMembers, list[dict]]:
+    members = DQNMembers([agent(k, **VARIANTS[variant]()) for k in range(N)])
     metrics = [members.update(stack_batches(step)) for step in plan]
     return members, metrics
 
@@ -82,13 +83,24 @@ def test_layers_that_cannot_be_batched_are_refused_in_one_line():
         stack_members(nets, "the Q-network")
 
 
-def test_each_member_learns_what_its_agent_learns_alone():
+#: DQN's variants whose members must learn alike: Rainbow's networks (noisy layers drawing each member's noise from its
+#: own generator, C51's distributions on dueling streams) and QR-DQN's quantiles
+VARIANTS = {"dqn": dict,
+            "rainbow": lambda: dict(head=CategoricalHead(11, -5.0, 5.0), noisy_sigma=0.5, dueling=True, double=True),
+            "qrdqn": lambda: dict(head=QuantileHead(8), noisy_sigma=0.1)}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_member_learns_what_its_agent_learns_alone(variant):
     plan = batches(6)
-    members, metrics = train_members(plan)
+    members, metrics = train_members(plan, variant)
+    obs = torch.randn(N, 5, 4).numpy()
+    explored = members.act(obs, explore=True, step=90)   # (noisy: each member's own noise, drawn as alone)
     for k in range(N):
-        alone = agent(k)
+        alone = agent(k, **VARIANTS[variant]())
         for step in plan:
             reference = alone.update(step[k])
+        np.testing.assert_array_equal(explored[k], alone.act(obs[k], explore=True, step=90))
         for mine, theirs in zip(members.members[k].q_network.parameters(), alone.q_network.parameters()):
             torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
         for mine, theirs in zip(members.members[k].target_network.parameters(), alone.target_network.parameters()):

@@ -290,11 +290,13 @@ def bases() -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class RangeKey:
-    """A float key valid on [low, high] (or (low, ...) when not low_inclusive; high None: unbounded)."""
+    """A float key valid on [low, high] (or (low, ...) when not low_inclusive; high None: unbounded), and null
+    where `nullable` (DQN's max_grad_norm: no clipping)."""
     path: str
     low: float
     high: float | None
     low_inclusive: bool = True
+    nullable: bool = False
 
     def accepts(self, value: float) -> bool:
         above = value > self.low or (self.low_inclusive and value == self.low)
@@ -319,7 +321,8 @@ COMMON_RANGES = [RangeKey("algo.gamma", 0.0, 1.0), RangeKey("algo.tau", 0.0, 1.0
 RANGE_KEYS: dict[str, list[RangeKey]] = {
     "dqn": [*COMMON_RANGES, RangeKey("algo.lr", 0.0, None, False), RangeKey("algo.exploration_fraction", 0.0, 1.0),
             RangeKey("algo.exploration_initial_eps", 0.0, 1.0), RangeKey("algo.exploration_final_eps", 0.0, 1.0),
-            RangeKey("algo.max_grad_norm", 0.0, None, False)],
+            RangeKey("algo.max_grad_norm", 0.0, None, False, nullable=True),
+            RangeKey("algo.noisy_sigma", 0.0, None, False), RangeKey("algo.adam_eps", 0.0, None, False)],
     "td3": [*COMMON_RANGES, RangeKey("algo.actor_lr", 0.0, None, False), RangeKey("algo.critic_lr", 0.0, None, False),
             RangeKey("algo.noise.sigma", 0.0, None), RangeKey("algo.noise.theta", 0.0, None, False),
             RangeKey("algo.target_noise", 0.0, None), RangeKey("algo.target_noise_clip", 0.0, None)],
@@ -332,7 +335,8 @@ COMMON_INTS = [IntKey("total_steps", 1, limit=MAX_STEPS), IntKey("algo.batch_siz
                IntKey("algo.n_step", 1), IntKey("env.num_envs", 1), SEED,
                IntKey("eval.every", 0), IntKey("eval.episodes", 1), IntKey("checkpoint.every", 0),
                IntKey("checkpoint.keep", 1), IntKey("log.every", 1), IntKey("torch_threads", 0)]
-INT_KEYS: dict[str, list[IntKey]] = {"dqn": [*COMMON_INTS, IntKey("algo.target_update_interval", 1)],
+INT_KEYS: dict[str, list[IntKey]] = {"dqn": [*COMMON_INTS, IntKey("algo.target_update_interval", 1),
+                                             IntKey("algo.atoms", 2), IntKey("algo.quantiles", 1)],
                                      "td3": [*COMMON_INTS, IntKey("algo.policy_delay", 1)]}
 RANGE_CASES = [(base, spec) for base, specs in RANGE_KEYS.items() for spec in specs]
 INT_CASES = [(base, spec) for base, specs in INT_KEYS.items() for spec in specs]
@@ -466,6 +470,8 @@ def test_junk_at_a_numeric_key_is_a_config_error_or_valid(bases: dict[str, dict[
     error = outcome(cfg)  # anything but a ConfigError escapes and fails the test
     if isinstance(value, bool):
         should_accept = False
+    elif value is None and isinstance(spec, RangeKey) and spec.nullable:
+        should_accept = True
     elif isinstance(spec, IntKey):
         should_accept = isinstance(value, int) and spec.accepts(value) and cross_fields_hold(cfg)
     elif isinstance(value, float) and not math.isfinite(value):

@@ -24,10 +24,10 @@ RUNS = {
     "sac": ["algo=sac", "env=Pendulum-v1", "total_steps=1000", "algo.learning_starts=200",
             "network.hidden_sizes=[32]", "algo.n_step=2", "algo.use_sde=true", "algo.train_freq=4",
             "algo.gradient_steps=4"],
-    # every DQN switch on: the priorities, beta's schedule and the n-step windows must resume too
-    "dqn_all": ["algo=dqn", "env=CartPole-v1", "total_steps=1000", "algo.learning_starts=200",
-                "network.hidden_sizes=[32]", "algo.double=true", "algo.dueling=true", "algo.n_step=3",
-                "algo.prioritized=true"],
+    # every DQN switch on (Rainbow): the priorities, beta's schedule, the n-step windows and the noisy layers'
+    # generator must resume too
+    "rainbow": ["algo=rainbow", "env=CartPole-v1", "total_steps=1000", "algo.learning_starts=200",
+                "network.hidden_sizes=[32]", "algo.atoms=11"],
     # PPO with normalized observations and rewards, cut mid-rollout and mid-episode (Pendulum's time limit):
     # the rollout so far, the statistics, the policy's generator and gSDE's matrices must resume too
     "ppo": ["algo=ppo", "env=Pendulum-v1", "total_steps=2000", "env.num_envs=2", "algo.n_steps=60",
@@ -63,12 +63,12 @@ def same_parameters(a: dict, b: dict) -> bool:
     return bool(modules) and all(torch.equal(a[m][p], b[m][p]) for m in modules for p in a[m])
 
 
-# DQN after SIGKILL is dqn_all's case (every switch on); plain DQN is stopped by SIGINT instead.
+# DQN after SIGKILL is rainbow's case (every switch on); plain DQN is stopped by SIGINT instead.
 # In the default run, one case per runner and feature; SIGINT's save is also tests/test_faults.py's, and A2C's
 # rollout is PPO's, so those two cases are slow.
 @pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL),
                                          pytest.param("dqn", signal.SIGINT, marks=pytest.mark.slow),
-                                         ("dqn_all", signal.SIGKILL), ("sac", signal.SIGKILL),
+                                         ("rainbow", signal.SIGKILL), ("sac", signal.SIGKILL),
                                          ("ppo", signal.SIGKILL),
                                          pytest.param("a2c", signal.SIGKILL, marks=pytest.mark.slow),
                                          ("dqn_solved", signal.SIGKILL),

@@ -50,7 +50,11 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "network.image.cnn": "nature",   # the only CNN before the key
                                # no torso of the user's: the observation space decided
                                "network.torso._target_": None,
-                               "eval.deterministic": True}   # (the only evaluation before the key)
+                               "eval.deterministic": True,   # (the only evaluation before the key)
+                               # DQN's noisy networks and distributions: off, as DQN was before them
+                               "algo.noisy": False, "algo.noisy_sigma": 0.5, "algo.distribution": "expected",
+                               "algo.atoms": 51, "algo.v_min": -10.0, "algo.v_max": 10.0, "algo.quantiles": 200,
+                               "algo.adam_eps": 1.0e-8}
 
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 import torch
@@ -13,13 +13,15 @@ from torch import Tensor, nn
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str = "relu") -> nn.Sequential:
-    """Linear -> activation blocks, then a linear output layer."""
+def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str = "relu",
+        linear: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Sequential:
+    """Linear -> activation blocks, then a linear output layer (`linear` makes the layers: nn.Linear, or noisy
+    ones)."""
     layers: list[nn.Module] = []
     for width in hidden_sizes:
-        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
+        layers += [linear(in_features, width), ACTIVATIONS[activation]()]
         in_features = width
-    layers.append(nn.Linear(in_features, out_features))
+    layers.append(linear(in_features, out_features))
     return nn.Sequential(*layers)
 
 
