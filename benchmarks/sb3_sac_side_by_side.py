@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning import mean_interval  # noqa: E402
 from speed import rlexp_config, sb3_scores  # noqa: E402
 
+#: One SB3 run of a model built by `{ctor}` (after `{imports}`), scored as benchmarks/learning.py scores rlexp's.
 SB3_RUN = r"""
 import sys, json
 import numpy as np, torch, gymnasium as gym
-from stable_baselines3 import SAC
+{imports}
 torch.set_num_threads(1)
 env_id, steps, seed, kwargs, DEVICE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), "cpu"
 env = gym.make(env_id, **kwargs)
@@ -106,7 +107,8 @@ def main() -> int:
     env_id, steps = cfg["env"]["id"], cfg["total_steps"]
     ctor = sac_ctor(cfg, sb3_policy(cfg))
     scores = sb3_scores(args.sb3_python, f"sac on {env_id}", steps, args.seeds, lambda seed: [
-        SB3_RUN.format(ctor=ctor.replace("seed=0", f"seed={seed}")), env_id, str(steps), str(seed),
+        SB3_RUN.format(imports="from stable_baselines3 import SAC", ctor=ctor.replace("seed=0", f"seed={seed}")),
+        env_id, str(steps), str(seed),
         json.dumps(cfg["env"]["kwargs"])])
     # As the README's rows give it (scipy: rlexp[plot]); three decimals for small returns (Fetch's).
     low, high = mean_interval(scores)
