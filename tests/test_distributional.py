@@ -3,6 +3,8 @@ networks, against hand-computed numbers and the papers' definitions."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,10 +12,14 @@ import torch.nn.functional as F
 
 from rlexp.agents.distributional import CategoricalReturn, categorical_projection, quantile_huber_loss
 from rlexp.agents.dqn import DQN
+from rlexp.agents.registry import algorithms
+from rlexp.commands.train import resolved_config
+from rlexp.config.validate import validate
 from rlexp.networks.members import stack_members
 from rlexp.networks.noisy import NoisyLinear, clear_noise, sample_noise, scaled_noise
 from rlexp.networks.q import CategoricalHead, DuelingQNetwork, QNetwork, QuantileHead
 from rlexp.replay.batch import ReplayBatch
+from tests.conftest import compose_config
 
 CPU = torch.device("cpu")
 SUPPORT = torch.tensor([-1.0, 0.0, 1.0])   # dz = 1
@@ -69,7 +75,7 @@ def test_the_quantile_huber_loss_by_hand():
 def test_minimising_the_quantile_loss_finds_the_quantiles_of_the_target_samples():
     # U[0, 100]: the quantile at tau is 100 tau. (Near a sample, within kappa = 1, the Huber loss is quadratic,
     # which moves the minimum by less than kappa.)
-    samples = torch.linspace(0.0, 100.0, 1001)
+    samples = torch.linspace(0.0, 100.0, 401)
     theta = torch.zeros(4, requires_grad=True)
     optimizer = torch.optim.Adam([theta], lr=1.0)
     for _ in range(800):
@@ -144,3 +150,35 @@ def test_noisy_nets_explore_through_their_weights_with_epsilon_off_and_act_on_th
     other = noisy_agent()
     other.load_state_dict(agent.state_dict())
     np.testing.assert_array_equal(other.act(obs, explore=True), agent.act(obs, explore=True))
+
+
+def test_rainbows_atari_networks_of_many_seeds_stack_and_value_as_each_alone():
+    """The Nature convolutions (grouped), noisy dueling streams and C51's atoms, stacked over seeds: each seed's
+    distribution as its own network gives it, with its own noise."""
+    frames = torch.randint(0, 256, (2, 3, 4, 84, 84), dtype=torch.uint8)
+    networks = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        networks.append(DuelingQNetwork(0, 4, [], image_shape=(4, 84, 84), head=CategoricalHead(5, -1.0, 1.0),
+                                        linear=lambda i, o: NoisyLinear(i, o, 0.1)))
+    alone = [copy.deepcopy(network) for network in networks]
+    stacked = stack_members(networks, "the Q-network")
+    sample_noise(stacked, [torch.Generator().manual_seed(k) for k in (0, 1)])
+    together = stacked.outputs(frames)
+    assert together.shape == (2, 3, 4, 5)
+    for k in (0, 1):
+        sample_noise(alone[k], torch.Generator().manual_seed(k))
+        torch.testing.assert_close(together[k], alone[k].outputs(frames[k]), rtol=1e-4, atol=1e-5)
+
+
+def test_experiment_der_is_data_efficient_rainbow_on_any_atari_game():
+    config = resolved_config(compose_config(["experiment=der", "env.id=ALE/Breakout-v5"]))
+    assert validate(config, algorithms()).name == "rainbow"
+    algo = config["algo"]
+    assert config["total_steps"] == 100_000 and config["env"]["id"] == "ALE/Breakout-v5"
+    assert (algo["train_freq"], algo["learning_starts"], algo["target_update_interval"], algo["n_step"]) == \
+        (1, 1600, 2000, 10)
+    assert (algo["lr"], algo["adam_eps"], algo["noisy_sigma"], algo["distribution"], algo["atoms"]) == \
+        (1e-4, 1.5e-4, 0.1, "categorical", 51)
+    assert algo["double"] and algo["dueling"] and algo["prioritized"] and algo["noisy"]
+    assert config["env"]["atari"]["terminal_on_life_loss"] and config["eval"]["episodes"] == 100

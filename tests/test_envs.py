@@ -35,7 +35,8 @@ def test_dqn_on_continuous_actions_says_what_to_use():
 
 def test_td3_on_discrete_actions_says_what_to_use():
     with pytest.raises(ConfigError,
-                       match="algo=td3 needs a continuous.*CartPole-v1.*use algo=a2c, algo=dqn or algo=ppo"):
+                       match="algo=td3 needs a continuous.*CartPole-v1.*use algo=a2c, algo=dqn, algo=ppo, "
+                             "algo=qrdqn or algo=rainbow"):
         space_info(make_env("CartPole-v1"), "td3", "CartPole-v1")
 
 

@@ -23,7 +23,7 @@ AS_TYPED = pytest.mark.as_typed
                                                    "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3"],
                  marks=AS_TYPED),
     (["algo=td3", "env=CartPole-v1"], ["algo=td3 needs a continuous (Box) action space", "Discrete(2)",
-                                       "use algo=a2c, algo=dqn or algo=ppo"]),
+                                       "use algo=a2c, algo=dqn, algo=ppo, algo=qrdqn or algo=rainbow"]),
     (["algo=td3", f"env.id={FAULTY}:UnboundedAction-v0"], ["unbounded action space", "Box(-inf, inf",
                                                            "RescaleAction"]),
     # envs that do not exist

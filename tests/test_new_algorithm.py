@@ -156,8 +156,8 @@ def test_an_algorithm_is_its_module_and_its_yaml(tmp_path: Path) -> None:
     refused = rlexp("train", *common, "total_steps=400", "seeds=[0,1]", "hydra.run.dir=batch")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "rlexp train: error: seeds=[...] trains many seeds as one model for a2c, ddpg, dqn, ppo, sac, td3 so far, "
-        "not toy; run its seeds one process each: rlexp train --multirun seed=0,1"]
+        "rlexp train: error: seeds=[...] trains many seeds as one model for a2c, ddpg, dqn, ppo, qrdqn, rainbow, sac, "
+        "td3 so far, not toy; run its seeds one process each: rlexp train --multirun seed=0,1"]
     # its action kind is checked from its registry entry, as every algorithm's
     wrong = rlexp("train", "algo=toy", "env=Pendulum-v1", "hydra.run.dir=wrong")
     assert wrong.returncode == 2

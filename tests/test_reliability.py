@@ -97,13 +97,14 @@ def test_a_new_run_into_an_existing_run_directory_is_refused(finished, workdir, 
 
 @pytest.mark.parametrize("args, expected", [
     pytest.param(["experiment=ddpg_papr"], "experiment=ddpg_papr is not an option of the experiment group: choose "
-                                           "from ddpg_paper; did you mean experiment=ddpg_paper?", marks=AS_TYPED),
+                                           "from ddpg_paper, der; did you mean experiment=ddpg_paper?", marks=AS_TYPED),
     (["+experiment=nope", "algo=ddpg"], "experiment=nope is not an option of the experiment group"),
     (["tuned=td3_Pendulum"], "did you mean tuned=td3_Pendulum-v1?"),
     (["--multirun", "hparams_search=td3_pendulm"], "did you mean hparams_search=td3_pendulum?"),
     (["--multirun", "experiment=ddpg_paper,ddpg_papr"], "experiment=ddpg_papr is not an option"),
-    pytest.param(["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, ddpg, dqn, ppo, sac, "
-                                "td3; did you mean algo=dqn?", marks=AS_TYPED),   # Hydra's, the other rlexp's
+    pytest.param(["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, ddpg, dqn, ppo, qrdqn, "
+                                "rainbow, sac, td3; did you mean algo=dqn?",
+                 marks=AS_TYPED),   # Hydra's, the other rlexp's
     (["env=CartPol-v1"], "env=CartPol-v1 is not an option of the env group"),
 ])
 def test_an_option_that_does_not_exist_is_an_error_never_a_silent_default(workdir, rlexp, args, expected):
