@@ -8,7 +8,7 @@ import torch
 
 from rlexp.networks.q import DuelingQNetwork
 from rlexp.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
-from tests.conftest import TINY, algo_config, run_cli
+from tests.conftest import algo_config
 from tests.test_agents import batch, dqn, set_constant_output
 
 CPU = torch.device("cpu")
@@ -234,10 +234,4 @@ def test_every_combination_learns_without_error(case, double, dueling, n_step, p
     assert isinstance(buffer, PrioritizedReplayBuffer) == prioritized_ and buffer.n_step == n_step
 
 
-def test_all_switches_together_from_the_command_line(workdir):
-    proc = run_cli(["train", "algo=dqn", "algo.double=true", "algo.dueling=true", "algo.n_step=3",
-                    "algo.prioritized=true", "algo.loss=mse", "total_steps=600", "algo.learning_starts=100",
-                    "network.hidden_sizes=[32,32]", "hydra.run.dir=run", *TINY], cwd=workdir)
-    assert proc.returncode == 0, proc.stderr
-    agent = torch.load(workdir / "run" / "checkpoints" / "final.pt", weights_only=True)["agent"]
-    assert "advantage.weight" in agent["q_network"] and "value.weight" in agent["q_network"]
+# (All six switches together from the command line: algo=rainbow, killed and resumed in tests/test_resume.py.)

@@ -4,6 +4,7 @@ line (it has no `members` builder)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -127,39 +128,60 @@ n_step: 1
 """
 
 
+#: The commands of the test, run one after another in one interpreter of the copy (tests/conftest.py's in-process
+#: entry point, as the suite runs commands whose first test is a subprocess): [exit code, stdout, stderr] each.
+DRIVER = r"""
+import contextlib, io, json, sys
+import pytest
+from tests.conftest import _main_in_process
+
+results = []
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        results.append([_main_in_process(args, monkeypatch), out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
 def test_an_algorithm_is_its_module_and_its_yaml(tmp_path: Path) -> None:
     # A copy of the package and its config tree, with the toy's two files added and nothing else changed.
     # (the compiled modules too: copytree keeps the sources' times, which is what Python checks a .pyc against, so
-    # the copy's first process does not compile the whole package again)
+    # the copy's process does not compile the whole package again)
     shutil.copytree(ROOT / "rlexp", tmp_path / "rlexp")
     shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "rlexp" / "agents" / "toy.py").write_text(TOY_AGENT)
     (tmp_path / "conf" / "algo" / "toy.yaml").write_text(TOY_YAML)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
-
-    def rlexp(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rlexp", *args], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
-
+    # (the copy first: its rlexp is what runs; the tests package, for the driver, from the checkout)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
     common = ["algo=toy", "env=CartPole-v1", "eval.every=200", "eval.episodes=2", "checkpoint.every=200",
               "log.progress=none", "torch_threads=1"]
-    trained = rlexp("train", *common, "total_steps=400", "hydra.run.dir=run")
+    commands = [["train", *common, "total_steps=400", "hydra.run.dir=run"],
+                ["train", "resume=run", "total_steps=600"],
+                ["eval", "run", "episodes=2"],
+                ["train", *common, "total_steps=400", "seeds=[0,1]", "hydra.run.dir=batch"],
+                # its action kind is checked from its registry entry, as every algorithm's
+                ["train", "algo=toy", "env=Pendulum-v1", "hydra.run.dir=wrong"]]
+    driven = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(commands)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert driven.returncode == 0, driven.stderr
+    (trained, extended, evaluated, refused, wrong) = [
+        subprocess.CompletedProcess(args, code, out, err)
+        for args, (code, out, err) in zip(commands, json.loads(driven.stdout.strip().splitlines()[-1]))]
+
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "rlexp" / "agents" / "toy.py").is_file()   # (the copy, not the installed package, ran)
     assert (tmp_path / "run" / "checkpoints" / "final.pt").is_file()
     assert "toy on CartPole-v1" in trained.stdout + trained.stderr
-    extended = rlexp("train", "resume=run", "total_steps=600")
     assert extended.returncode == 0, extended.stderr
-    evaluated = rlexp("eval", "run", "episodes=2")
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["total_steps"] == 600
     assert evaluated.returncode == 0, evaluated.stderr
 
-    refused = rlexp("train", *common, "total_steps=400", "seeds=[0,1]", "hydra.run.dir=batch")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         "rlexp train: error: seeds=[...] trains many seeds as one model for a2c, ddpg, dqn, ppo, qrdqn, rainbow, sac, "
         "td3 so far, not toy; run its seeds one process each: rlexp train --multirun seed=0,1"]
-    # its action kind is checked from its registry entry, as every algorithm's
-    wrong = rlexp("train", "algo=toy", "env=Pendulum-v1", "hydra.run.dir=wrong")
     assert wrong.returncode == 2
     assert "algo=toy needs a discrete action space" in wrong.stderr
     assert "use algo=a2c, algo=ddpg, algo=ppo, algo=sac or algo=td3 for continuous actions" in wrong.stderr
