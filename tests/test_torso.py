@@ -67,7 +67,8 @@ def test_a_torso_that_needs_real_numbers_to_be_built_is_counted_too() -> None:
     CPU for the count."""
     torso = resolve_torso({"_target_": "tests.torsos:MeasuresItsWidth"})
     spaces = describe_spaces(CARTPOLE, gym.spaces.Discrete(2), "CartPole")
-    counted = algorithms()["dqn"].parameters(algo_config(DQNConfig, {"dueling": False, "noisy": False, "distribution": "expected"}), spaces, (8,), torso)
+    algo = algo_config(DQNConfig, {"dueling": False, "noisy": False, "distribution": "expected"})
+    counted = algorithms()["dqn"].parameters(algo, spaces, (8,), torso)
     assert counted == (4 * 5 + 5) + (5 * 8 + 8) + (8 * 2 + 2)
 
 
