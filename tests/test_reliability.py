@@ -103,7 +103,7 @@ def test_a_new_run_into_an_existing_run_directory_is_refused(finished, workdir, 
     (["--multirun", "hparams_search=td3_pendulm"], "did you mean hparams_search=td3_pendulum?"),
     (["--multirun", "experiment=ddpg_paper,ddpg_papr"], "experiment=ddpg_papr is not an option"),
     pytest.param(["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, ddpg, dqn, ppo, qrdqn, "
-                                "rainbow, sac, td3; did you mean algo=dqn?",
+                                "rainbow, sac, td3, tqc; did you mean algo=dqn?",
                  marks=AS_TYPED),   # Hydra's, the other rlexp's
     (["env=CartPol-v1"], "env=CartPol-v1 is not an option of the env group"),
 ])

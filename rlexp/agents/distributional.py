@@ -84,19 +84,24 @@ class CategoricalReturn:
         return cross_entropy, cross_entropy.detach()
 
 
-def quantile_huber_loss(quantiles: Tensor, target: Tensor) -> Tensor:
-    """QR-DQN's loss with kappa = 1 (Dabney et al. 2018, eq. 10 and Algorithm 1): over every pair of a quantile
-    theta_i at tau_i = (2i + 1) / 2N and a target sample T theta_j, u = T theta_j - theta_i and
+def quantile_huber(quantiles: Tensor, target: Tensor) -> Tensor:
+    """The quantile Huber loss with kappa = 1 of every pair of a quantile theta_i at tau_i = (2i + 1) / 2N and a
+    target sample T theta_j (Dabney et al. 2018, eq. 10): u = T theta_j - theta_i and
 
-        rho_tau(u) = |tau - 1{u < 0}| * Huber(u),
+        rho_tau(u) = |tau - 1{u < 0}| * Huber(u).
 
-    summed over i and averaged over j. Shapes (..., N) and (..., N'); the result is (...)."""
+    Shapes (..., N) and (..., N'); the result is (..., N, N'), row i theta_i's."""
     n = quantiles.shape[-1]
     tau = (torch.arange(n, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / n
-    u = target.unsqueeze(-2) - quantiles.unsqueeze(-1)           # (..., N, N'): row i is theta_i's
+    u = target.unsqueeze(-2) - quantiles.unsqueeze(-1)
     huber = F.smooth_l1_loss(u, torch.zeros_like(u), reduction="none")
-    rho = (tau.unsqueeze(-1) - (u.detach() < 0).to(u.dtype)).abs() * huber
-    return rho.mean(dim=-1).sum(dim=-1)
+    return (tau.unsqueeze(-1) - (u.detach() < 0).to(u.dtype)).abs() * huber
+
+
+def quantile_huber_loss(quantiles: Tensor, target: Tensor) -> Tensor:
+    """QR-DQN's loss (Algorithm 1): `quantile_huber`, summed over the quantiles i and averaged over the target
+    samples j. Shapes (..., N) and (..., N'); the result is (...)."""
+    return quantile_huber(quantiles, target).mean(dim=-1).sum(dim=-1)
 
 
 class QuantileReturn:

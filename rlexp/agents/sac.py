@@ -30,7 +30,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ class SAC:
                  device: torch.device, lr_schedule: str = "constant", total_updates: int = 0,
                  activation: str = "relu", use_sde: bool = False, sde_sample_freq: int = -1,
                  log_std_init: float = -3.0, train_freq: int = 1, num_envs: int = 1,
-                 encoder: nn.Module | None = None) -> None:
+                 encoder: nn.Module | None = None, n_quantiles: int = 1) -> None:
         self.tau = tau
         self.device = device
         self.action_low = action_low.astype(np.float32).flatten()
@@ -101,8 +101,9 @@ class SAC:
         # steps) and every sde_sample_freq steps within it
         self.sde_sample_freq, self.train_freq, self.num_envs = sde_sample_freq, train_freq, num_envs
         self.sde_eps: Tensor | None = None
+        # (n_quantiles: each critic's quantiles of the return, TQC's; 1: SAC's Q)
         self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, activation=activation,
-                                     encoder=copy.deepcopy(encoder)).to(device)
+                                     encoder=copy.deepcopy(encoder), outputs=n_quantiles).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
@@ -377,6 +378,14 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 
 def build(algo: SACConfig, context: BuildContext) -> SAC:
+    return build_agent(SAC, algo, context, n_critics=2)
+
+
+A = TypeVar("A", bound=SAC)
+
+
+def build_agent(agent: type[A], algo: SACConfig, context: BuildContext, n_critics: int, **extra: Any) -> A:
+    """SAC, or an agent extending it (TQC, rlexp/agents/tqc.py, with its `extra` arguments), from SAC's keys."""
     spaces = context.spaces
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     action_dim = spaces.action_low.size
@@ -384,18 +393,24 @@ def build(algo: SACConfig, context: BuildContext) -> SAC:
     # images: the actor and the critic each their own Nature CNN (copies of it: SB3's off-policy
     # share_features_extractor=False), the critic's targets copies of the critic's
     encoder = observation_encoder(spaces, frames=True, torso=context.torso)
-    return SAC(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
+    return agent(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
                actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr, tau=algo.tau,
                ent_coef=fixed_ent_coef(algo.ent_coef), ent_coef_init=algo.ent_coef_init,
-               target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=2,
+               target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=n_critics,
                device=context.device, lr_schedule=algo.lr_schedule, total_updates=context.planned_updates,
                activation=context.activation, use_sde=algo.use_sde, sde_sample_freq=algo.sde_sample_freq,
                log_std_init=algo.log_std_init, train_freq=algo.train_freq, num_envs=context.num_envs,
-               encoder=encoder)
+               encoder=encoder, **extra)
 
 
 def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
                torso: Torso | None = None) -> int:
+    return count_agent_parameters(algo, spaces, hidden_sizes, torso, n_critics=2)
+
+
+def count_agent_parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...], torso: Torso | None,
+                           n_critics: int, n_quantiles: int = 1) -> int:
+    """SAC's parameters, or those of an agent extending it with `n_critics` critics of `n_quantiles` outputs."""
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
         # (parameters only for images, the CNN's, and network.torso's)
@@ -403,7 +418,7 @@ def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]
         width = features(encoder, spaces)
         actor = SquashedGaussianActor(width, spaces.action_low, spaces.action_high, hidden_sizes,
                                       use_sde=algo.use_sde)
-        critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, 2)
+        critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, n_critics, outputs=n_quantiles)
         return count_parameters(actor, critics) + 2 * count_parameters(*([encoder] if encoder else []))
 
 

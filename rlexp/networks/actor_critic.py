@@ -90,14 +90,15 @@ class CriticEnsemble(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], n_critics: int,
                  action_layer: int = 0, batch_norm: bool = False, final_layer_init: float = 0.0,
-                 activation: str = "relu", encoder: nn.Module | None = None) -> None:
+                 activation: str = "relu", encoder: nn.Module | None = None, outputs: int = 1) -> None:
         super().__init__()
         self.encoder = encoder if encoder is not None else nn.Identity()   # as the actor's
         self.n_critics = n_critics
+        self.outputs = outputs   # per critic: 1 (Q) or a distribution's quantiles (TQC)
         self.seeds: int | None = None   # many seeds' ensembles stacked as one (stack_members): their number
         self.activation = torch.relu if activation == "relu" else torch.tanh
         self.action_layer = action_layer
-        sizes = [obs_dim, *hidden_sizes, 1]
+        sizes = [obs_dim, *hidden_sizes, outputs]
         fan_ins = [size + (action_dim if i == action_layer else 0) for i, size in enumerate(sizes[:-1])]
         self.layers = nn.ModuleList(
             EnsembleLinear(n_critics, fan_in, fan_out) for fan_in, fan_out in zip(fan_ins, sizes[1:])
@@ -145,7 +146,8 @@ class CriticEnsemble(nn.Module):
         return x.unsqueeze(1).expand(-1, self.n_critics, -1, -1).reshape(self.seeds * self.n_critics, *x.shape[1:])
 
     def forward(self, observations: Tensor, actions: Tensor) -> Tensor:
-        """Returns Q-values of shape (n_critics, batch), (seeds, n_critics, batch) for stacked seeds."""
+        """Returns Q-values of shape (n_critics, batch), (seeds, n_critics, batch) for stacked seeds; with several
+        `outputs` per critic, (n_critics, batch, outputs) and (seeds, n_critics, batch, outputs)."""
         x = self._members_input(self.encoder(observations))
         a = self._members_input(actions)
         for i, layer in enumerate(self.layers):
@@ -155,8 +157,8 @@ class CriticEnsemble(nn.Module):
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = self.activation(x)
-        q_values = x.squeeze(-1)
-        return q_values if self.seeds is None else q_values.view(self.seeds, self.n_critics, -1)
+        q_values = x.squeeze(-1) if self.outputs == 1 else x
+        return q_values if self.seeds is None else q_values.view(self.seeds, self.n_critics, *q_values.shape[1:])
 
     def q1(self, observations: Tensor, actions: Tensor) -> Tensor:
         """The first critic alone, Q_1(s, a) of shape (batch,) ((seeds, batch) for stacked seeds): what the actor
