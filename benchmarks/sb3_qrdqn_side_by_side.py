@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning import mean_interval  # noqa: E402
 from sb3_sac_side_by_side import SB3_RUN  # noqa: E402
-from speed import rlexp_config, sb3_scores  # noqa: E402
+from speed import dqn_family_kwargs, rlexp_config, sb3_scores  # noqa: E402
 
 
 def qrdqn_ctor(cfg: dict) -> str:
@@ -43,13 +43,8 @@ def qrdqn_ctor(cfg: dict) -> str:
         raise SystemExit(f"algo.target_update_interval={a['target_update_interval']} updates has no exact SB3 "
                          f"interval (env steps); copy the target once per round: algo.target_update_interval="
                          f"{round_updates}, algo.tau=1.0")
-    lr = f"lambda progress: {a['lr']} * progress" if a["lr_schedule"] == "linear" else str(a["lr"])
-    return (f"QRDQN('MlpPolicy', env, learning_rate={lr}, buffer_size={a['buffer_size']}, "
-            f"learning_starts={a['learning_starts']}, batch_size={a['batch_size']}, tau=1.0, gamma={a['gamma']}, "
-            f"train_freq={a['train_freq']}, gradient_steps={a['gradient_steps']}, "
-            f"target_update_interval={a['train_freq']}, exploration_fraction={a['exploration_fraction']}, "
-            f"exploration_initial_eps={a['exploration_initial_eps']}, "
-            f"exploration_final_eps={a['exploration_final_eps']}, max_grad_norm={a['max_grad_norm']}, "
+    # (once per round: at every train_freq-th step, before the round's updates, as rlexp copies after the last)
+    return (f"QRDQN('MlpPolicy', env, {dqn_family_kwargs(cfg, a['train_freq'])}, "
             f"policy_kwargs=dict(net_arch={cfg['network']['hidden_sizes']}, n_quantiles={a['quantiles']}, "
             f"optimizer_class=torch.optim.Adam, optimizer_kwargs=dict(eps={a['adam_eps']})), device=DEVICE, seed=0)")
 

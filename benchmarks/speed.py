@@ -92,14 +92,21 @@ def dqn_sb3_ctor(cfg: dict) -> str:
     # SB3 counts target_update_interval in env steps; rlexp counts it in updates. Convert.
     updates_per_step = a["gradient_steps"] / a["train_freq"]
     target_steps = max(int(round(a["target_update_interval"] / updates_per_step)), 1)
+    return f"DQN('MlpPolicy', env, {dqn_family_kwargs(cfg, target_steps)}, " \
+           f"policy_kwargs=dict(net_arch={cfg['network']['hidden_sizes']}), device=DEVICE, seed=0)"
+
+
+def dqn_family_kwargs(cfg: dict, target_steps: int) -> str:
+    """The keys SB3's DQN and sb3-contrib's QRDQN share, from an rlexp config (`target_steps`: the target
+    interval in env steps)."""
+    a = cfg["algo"]
     lr = f"lambda progress: {a['lr']} * progress" if a["lr_schedule"] == "linear" else str(a["lr"])
-    return (f"DQN('MlpPolicy', env, learning_rate={lr}, buffer_size={a['buffer_size']}, "
-            f"learning_starts={a['learning_starts']}, batch_size={a['batch_size']}, tau={a['tau']}, "
-            f"gamma={a['gamma']}, train_freq={a['train_freq']}, gradient_steps={a['gradient_steps']}, "
-            f"target_update_interval={target_steps}, exploration_fraction={a['exploration_fraction']}, "
+    return (f"learning_rate={lr}, buffer_size={a['buffer_size']}, learning_starts={a['learning_starts']}, "
+            f"batch_size={a['batch_size']}, tau={a['tau']}, gamma={a['gamma']}, train_freq={a['train_freq']}, "
+            f"gradient_steps={a['gradient_steps']}, target_update_interval={target_steps}, "
+            f"exploration_fraction={a['exploration_fraction']}, "
             f"exploration_initial_eps={a['exploration_initial_eps']}, "
-            f"exploration_final_eps={a['exploration_final_eps']}, max_grad_norm={a['max_grad_norm']}, "
-            f"policy_kwargs=dict(net_arch={cfg['network']['hidden_sizes']}), device=DEVICE, seed=0)")
+            f"exploration_final_eps={a['exploration_final_eps']}, max_grad_norm={a['max_grad_norm']}")
 
 
 def on_policy_sb3_ctor(cfg: dict) -> str:
