@@ -1,4 +1,7 @@
-"""SB3's SAC with an rlexp SAC config's settings, trained and scored as benchmarks/learning.py scores rlexp.
+"""SB3's SAC (or sb3-contrib's TQC, `--algo tqc`) with an rlexp SAC (TQC) config's settings, trained and scored
+as benchmarks/learning.py scores rlexp.
+
+    python benchmarks/sb3_sac_side_by_side.py --algo tqc --env Pendulum-v1 --seeds 0 1 2 --sb3-python /path/to/python
 
     python benchmarks/sb3_sac_side_by_side.py --env CarRacing-v3 --steps 100000 --seeds 0 1 2 \
         --override algo.buffer_size=100000 --sb3-python /path/to/python
@@ -60,7 +63,8 @@ print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
 
 
 def sac_ctor(cfg: dict, policy: str) -> str:
-    """SB3's SAC with the composed config's keys (SB3's names) and networks."""
+    """SB3's SAC (sb3-contrib's TQC for algo=tqc: its critics, quantiles and truncation too) with the composed
+    config's keys (SB3's names) and networks."""
     a, net = cfg["algo"], cfg["network"]
     if a["actor_lr"] != a["critic_lr"] or a["ent_coef_lr"] != a["actor_lr"]:
         raise SystemExit("SB3's SAC has one learning rate: give algo.actor_lr, critic_lr and ent_coef_lr one value")
@@ -70,12 +74,15 @@ def sac_ctor(cfg: dict, policy: str) -> str:
     unit = "" if a["train_freq_unit"] == "step" else f", '{a['train_freq_unit']}'"
     if cfg["env"]["num_envs"] != 1 or a["n_step"] != 1:
         raise SystemExit("this script runs SB3's SAC on one env with 1-step targets: env.num_envs=1, algo.n_step=1")
-    return (f"SAC('{policy}', env, learning_rate={lr}, "
+    tqc = a["name"] == "tqc"
+    quantiles = f", n_critics={a['n_critics']}, n_quantiles={a['n_quantiles']}" if tqc else ""
+    truncation = f"top_quantiles_to_drop_per_net={a['top_quantiles_to_drop_per_net']}, " if tqc else ""
+    return (f"{'TQC' if tqc else 'SAC'}('{policy}', env, learning_rate={lr}, {truncation}"
             f"buffer_size={min(a['buffer_size'], cfg['total_steps'])}, learning_starts={a['learning_starts']}, "
             f"batch_size={a['batch_size']}, tau={a['tau']}, gamma={a['gamma']}, train_freq=({a['train_freq']}{unit}), "
             f"gradient_steps={a['gradient_steps']}, ent_coef={ent}, target_entropy={target}, "
             f"use_sde={a['use_sde']}, sde_sample_freq={a['sde_sample_freq']}, "
-            f"policy_kwargs=dict(net_arch={net['hidden_sizes']}, log_std_init={a['log_std_init']}), "
+            f"policy_kwargs=dict(net_arch={net['hidden_sizes']}, log_std_init={a['log_std_init']}{quantiles}), "
             f"device=DEVICE, seed=0)")
 
 
@@ -95,6 +102,7 @@ def sb3_policy(cfg: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=["sac", "tqc"], default="sac")
     parser.add_argument("--env", help="an env config group (conf/env/), e.g. CarRacing-v3; or give "
                         "--override env.id=<id> (a `module:` prefix allowed)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -102,17 +110,18 @@ def main() -> int:
     parser.add_argument("--override", nargs="*", default=[], help="rlexp overrides, as given to rlexp's runs")
     parser.add_argument("--sb3-python", required=True)
     args = parser.parse_args()
-    cfg = rlexp_config(["algo=sac", *([f"env={args.env}"] if args.env else []), *args.override,
+    cfg = rlexp_config([f"algo={args.algo}", *([f"env={args.env}"] if args.env else []), *args.override,
                         *([f"total_steps={args.steps}"] if args.steps else [])])
     env_id, steps = cfg["env"]["id"], cfg["total_steps"]
     ctor = sac_ctor(cfg, sb3_policy(cfg))
-    scores = sb3_scores(args.sb3_python, f"sac on {env_id}", steps, args.seeds, lambda seed: [
-        SB3_RUN.format(imports="from stable_baselines3 import SAC", ctor=ctor.replace("seed=0", f"seed={seed}")),
+    imports = "from sb3_contrib import TQC" if args.algo == "tqc" else "from stable_baselines3 import SAC"
+    scores = sb3_scores(args.sb3_python, f"{args.algo} on {env_id}", steps, args.seeds, lambda seed: [
+        SB3_RUN.format(imports=imports, ctor=ctor.replace("seed=0", f"seed={seed}")),
         env_id, str(steps), str(seed),
         json.dumps(cfg["env"]["kwargs"])])
     # As the README's rows give it (scipy: rlexp[plot]); three decimals for small returns (Fetch's).
     low, high = mean_interval(scores)
-    print(f"SB3 sac on {env_id}: mean {statistics.mean(scores):.3f} [{low:.3f}, {high:.3f}] (95% bootstrap), "
+    print(f"SB3 {args.algo} on {env_id}: mean {statistics.mean(scores):.3f} [{low:.3f}, {high:.3f}] (95% bootstrap), "
           f"per seed {' '.join(f'{s:.3f}' for s in scores)}")
     return 0
 
