@@ -85,6 +85,7 @@ TARGETS = [
     Target("qrdqn", "LunarLander-v3", 100_000, 70.2, INF, "RL Zoo QR-DQN: 70.236 +/- 225.491 (v2)"),
     # Rainbow: no SB3 or RL Zoo figure; the reference is sb3-contrib's QR-DQN on its schedule, side by side
     Target("rainbow", "CartPole-v1", 50_000, 475.0, 475.0, "RL Zoo QR-DQN: 500 (one run)", cheap=True),
+    Target("rainbow", "LunarLander-v3", 100_000, 70.2, INF, "RL Zoo QR-DQN: 70.236 +/- 225.491 (v2)"),
     Target("dqn", "Acrobot-v1", 100_000, -76.6, -150.0, "RL Zoo DQN: -76.6 +/- 11.8", cheap=True),
     Target("dqn", "LunarLander-v3", 200_000, 200.0, 100.0,
            "RL Zoo DQN: 154.4 +/- 79.2 (the bar: mean 200, no seed under 100)", cheap=True),
