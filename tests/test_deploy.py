@@ -49,7 +49,7 @@ RUNS = {
 }
 #: The format each algorithm is exported in from the command line and driven through an episode without rlexp.
 FORMAT_OF = {"dqn": "torchscript", "ddpg": "pt2", "td3": "onnx", "sac": "torchscript", "ppo": "onnx", "a2c": "pt2",
-             "dqn_atari": "onnx", "rainbow": "onnx", "qrdqn": "pt2", "tqc": "onnx"}
+             "dqn_atari": "onnx", "rainbow": "torchscript", "qrdqn": "pt2", "tqc": "onnx"}
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 #: The runs whose export another run's covers from the command line (its format, on its kind of actions, in the
 #: default suite: PPO's ONNX on continuous actions is TD3's): exported in process.
@@ -196,8 +196,9 @@ def sites(tmp_path_factory):
 # --- the tests --------------------------------------------------------------------------------------------------
 
 #: Left to `pytest -m slow` to keep the default suite short: Atari's CNN, DDPG's batch norm, SAC's gSDE, A2C (its
-#: policy network is PPO's), QR-DQN (its network is Rainbow's, with another head) and TQC (its policy is SAC's).
-SLOW = ("dqn_atari", "ddpg", "sac", "a2c", "qrdqn", "tqc")
+#: policy network is PPO's), DQN and QR-DQN (their networks are Rainbow's, with other heads) and TQC (its policy is
+#: SAC's).
+SLOW = ("dqn_atari", "ddpg", "sac", "a2c", "dqn", "qrdqn", "tqc")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in RUNS])

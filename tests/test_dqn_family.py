@@ -234,4 +234,4 @@ def test_every_combination_learns_without_error(case, double, dueling, n_step, p
     assert isinstance(buffer, PrioritizedReplayBuffer) == prioritized_ and buffer.n_step == n_step
 
 
-# (All six switches together from the command line: algo=rainbow, killed and resumed in tests/test_resume.py.)
+# (All six switches together from the command line: algo=rainbow's seeds, killed and resumed in tests/test_seeds.py.)

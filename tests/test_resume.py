@@ -21,12 +21,12 @@ RUNS = {
             "network.hidden_sizes=[32]"],
     # SAC with 2-step returns and gSDE: alpha, its optimizer, the policy's generator and each env's exploration
     # matrix must resume too
-    "sac": ["algo=sac", "env=Pendulum-v1", "total_steps=1000", "algo.learning_starts=200",
+    "sac": ["algo=sac", "env=Pendulum-v1", "total_steps=700", "algo.learning_starts=200",
             "network.hidden_sizes=[32]", "algo.n_step=2", "algo.use_sde=true", "algo.train_freq=4",
             "algo.gradient_steps=4"],
     # every DQN switch on (Rainbow): the priorities, beta's schedule, the n-step windows and the noisy layers'
     # generator must resume too
-    "rainbow": ["algo=rainbow", "env=CartPole-v1", "total_steps=1000", "algo.learning_starts=200",
+    "rainbow": ["algo=rainbow", "env=CartPole-v1", "total_steps=700", "algo.learning_starts=200",
                 "network.hidden_sizes=[32]", "algo.atoms=11"],
     # PPO with normalized observations and rewards, cut mid-rollout and mid-episode (Pendulum's time limit):
     # the rollout so far, the statistics, the policy's generator and gSDE's matrices must resume too
@@ -37,7 +37,7 @@ RUNS = {
     # stop when solved (about step 2,400 here) and an episode budget over 2 envs: the window of returns and the
     # episode count must resume too, so the resumed run stops at the same step
     "dqn_solved": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
-                   "network.hidden_sizes=[32]", "stop.window=10", "stop.mean_return=60"],
+                   "network.hidden_sizes=[32]", "stop.window=10", "stop.mean_return=40"],
     "dqn_episodes": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
                      "network.hidden_sizes=[32]", "env.num_envs=2", "total_episodes=100"],
 }
@@ -63,12 +63,14 @@ def same_parameters(a: dict, b: dict) -> bool:
     return bool(modules) and all(torch.equal(a[m][p], b[m][p]) for m in modules for p in a[m])
 
 
-# DQN after SIGKILL is rainbow's case (every switch on); plain DQN is stopped by SIGINT instead.
+# DQN after SIGKILL is dqn_solved's case; every DQN switch on (Rainbow) is killed as a batch of seeds in
+# tests/test_seeds.py (its single run is slow here); plain DQN is stopped by SIGINT instead.
 # In the default run, one case per runner and feature; SIGINT's save is also tests/test_faults.py's, and A2C's
 # rollout is PPO's, so those two cases are slow.
 @pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL),
                                          pytest.param("dqn", signal.SIGINT, marks=pytest.mark.slow),
-                                         ("rainbow", signal.SIGKILL), ("sac", signal.SIGKILL),
+                                         pytest.param("rainbow", signal.SIGKILL, marks=pytest.mark.slow),
+                                         ("sac", signal.SIGKILL),
                                          ("ppo", signal.SIGKILL),
                                          pytest.param("a2c", signal.SIGKILL, marks=pytest.mark.slow),
                                          ("dqn_solved", signal.SIGKILL),

@@ -141,8 +141,10 @@ def test_a_sweep_of_seed_batches_with_several_envs_each_plots_as_groups_of_seeds
 
 
 KILLED = {
-    # prioritized replay with 3-step returns: each seed's priorities, windows and beta schedule resume too
-    "dqn": [*RUN, "total_steps=900", "seeds=[0,1]", "algo.prioritized=true", "algo.n_step=3"],
+    # Rainbow (prioritized replay, 3-step returns, noisy layers, C51): each seed's priorities, windows, beta
+    # schedule and noise generator resume too
+    "dqn": [*[a if a != "algo=dqn" else "algo=rainbow" for a in RUN], "total_steps=900", "seeds=[0,1]",
+            "algo.atoms=11"],
     # OU noise (a state per env) and target smoothing: each seed's noise processes and generators resume too
     "td3": ["train", "algo=td3", "env=Pendulum-v1", "total_steps=1000", "algo.learning_starts=200",
             "network.hidden_sizes=[32]", "algo.noise.type=ou", "eval.every=500", "eval.episodes=2",
