@@ -332,3 +332,37 @@ def test_plot_normalize_human_draws_atari_returns_as_percent_of_the_human_tester
     assert proc.stderr.count("\n") == 1
     proc = run_in_process(["plot", "runs", "normalize=human", "metric=charts/SPS"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 2 and "normalize=human rescales returns" in proc.stderr
+
+
+def test_the_stratified_bootstrap_keeps_each_tasks_share_of_the_runs():
+    from rlexp.analysis.statistics import bootstrap_ci, stratified_bootstrap_ci
+
+    # two games, three seeds each, every seed of a game alike: any resample within the games has mean 50, while
+    # resampling across them mixes the games in any proportion
+    values = np.array([[0.0], [0.0], [0.0], [100.0], [100.0], [100.0]])
+    low, high = stratified_bootstrap_ci(values, ["Pong"] * 3 + ["Breakout"] * 3, np.mean)
+    assert (low[0], high[0]) == (50.0, 50.0)
+    plain_low, plain_high = bootstrap_ci(values, np.mean)
+    assert plain_low[0] < 30 and plain_high[0] > 70
+
+
+def test_plot_pool_env_aggregates_an_algorithms_games_into_one_group(tmp_path, capsys, monkeypatch):
+    # Pong: -20.7 is 0%, 9.3 is 100%; Breakout: 1.7 is 0%, 31.8 is 100% (the DQN paper's table)
+    fake_atari_run(tmp_path / "runs" / "pong0", "ALE/Pong-v5", 0, {1000: 9.3})
+    fake_atari_run(tmp_path / "runs" / "pong1", "ALE/Pong-v5", 1, {1000: -20.7})
+    fake_atari_run(tmp_path / "runs" / "breakout0", "ALE/Breakout-v5", 0, {1000: 31.8})
+    fake_atari_run(tmp_path / "runs" / "breakout1", "ALE/Breakout-v5", 1, {1000: 31.8})
+    proc = run_in_process(["plot", "runs", "normalize=human", "pool=env"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(tmp_path / "runs" / "plot.csv")
+    assert len(rows) == 1 and int(rows[0]["runs"]) == 4
+    assert float(rows[0]["mean"]) == pytest.approx(75.0, abs=1e-3)   # (100 + 0 + 100 + 100) / 4
+    # resampled within each game: Breakout's two always 100, Pong's 0 and 100 in any mix
+    assert float(rows[0]["ci95_low"]) == pytest.approx(50.0, abs=1e-3)
+    assert float(rows[0]["ci95_high"]) == pytest.approx(100.0, abs=1e-3)
+    unpooled = run_in_process(["plot", "runs", "normalize=human", "out=games.png"], tmp_path, capsys, monkeypatch)
+    assert unpooled.returncode == 0 and len(read_csv(tmp_path / "games.csv")) == 2   # one group per game
+    refused = run_in_process(["plot", "runs", "pool=env"], tmp_path, capsys, monkeypatch)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "rlexp plot: error: pool=env averages returns across envs, which only human-normalized scores make "
+        "comparable; add normalize=human")

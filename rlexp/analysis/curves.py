@@ -170,9 +170,16 @@ def changes_learning(override: str) -> bool:
     return not any(key == k or (k.endswith((".", "/")) and key.startswith(k)) for k in NOT_LEARNING)
 
 
-def group_key(overrides: Iterable[str]) -> tuple[str, ...]:
-    """What a run learned with: its overrides minus the seed and the settings that do not change learning."""
-    return tuple(sorted(o for o in overrides if changes_learning(o)))
+#: `rlexp plot pool=env`: the overrides that choose the task, left out of the group key so that one algorithm's
+#: runs on several envs form one group
+ENV_KEYS = ("env", "env.id")
+
+
+def group_key(overrides: Iterable[str], pool_envs: bool = False) -> tuple[str, ...]:
+    """What a run learned with: its overrides minus the seed and the settings that do not change learning (and,
+    pooling, the env it learned on)."""
+    return tuple(sorted(o for o in overrides if changes_learning(o)
+                        and not (pool_envs and override_key(o) in ENV_KEYS)))
 
 
 def group_labels(groups: Sequence[Sequence[Run]]) -> list[str]:
@@ -186,10 +193,11 @@ def group_labels(groups: Sequence[Sequence[Run]]) -> list[str]:
             for runs in groups]
 
 
-def group_curves(curves: Sequence[Curve]) -> list[Group]:
-    """Curves with the same group key, groups in the order their first run was found."""
+def group_curves(curves: Sequence[Curve], pool_envs: bool = False) -> list[Group]:
+    """Curves with the same group key (`pool_envs`: whatever their env), groups in the order their first run was
+    found."""
     by_key: dict[tuple[str, ...], list[Curve]] = {}
     for curve in curves:
-        by_key.setdefault(group_key(curve.run.overrides), []).append(curve)
+        by_key.setdefault(group_key(curve.run.overrides, pool_envs), []).append(curve)
     labels = group_labels([[c.run for c in members] for members in by_key.values()])
     return [Group(key, label, tuple(members)) for (key, members), label in zip(by_key.items(), labels)]

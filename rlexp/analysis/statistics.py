@@ -1,5 +1,7 @@
 """Statistics over a group's runs at each step: the mean and the interquartile mean (IQM), each with a 95%
-percentile-bootstrap confidence interval (scipy's bootstrap), as rliable recommends for few seeds."""
+percentile-bootstrap confidence interval (scipy's bootstrap), as rliable recommends for few seeds. A group pooled
+over tasks (`rlexp plot pool=env`: one algorithm's runs on several games) resamples its runs within each task, as
+rliable's stratified bootstrap does, so every resample keeps each game's share of the runs."""
 
 from __future__ import annotations
 
@@ -66,18 +68,45 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[..., np.ndarray]) -> tu
     return np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
 
 
-def step_statistics(steps: Sequence[int], values: np.ndarray) -> list[StepStats]:
-    """Per step: number of runs, mean and IQM over runs, and a 95% bootstrap interval of each."""
+def stratified_bootstrap_ci(values: np.ndarray, strata: Sequence[str],
+                            statistic: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile-bootstrap interval of `statistic` over runs (axis 0 of runs x steps), per step, each resample
+    drawing with replacement within each stratum (the run's task) as many runs as the stratum has (rliable's
+    stratified bootstrap, Agarwal et al. 2021). Fixed seed, as `bootstrap_ci`."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    labels = np.asarray(strata)
+    members = [np.flatnonzero(labels == stratum) for stratum in dict.fromkeys(strata)]
+    # (resamples, runs): each stratum's runs drawn from its own
+    picks = np.concatenate([group[rng.integers(0, len(group), size=(BOOTSTRAP_RESAMPLES, len(group)))]
+                            for group in members], axis=1)
+    low, high = np.empty(values.shape[1]), np.empty(values.shape[1])
+    for step in range(values.shape[1]):   # (one step at a time: resamples x runs stays small)
+        resampled = statistic(values[picks, step], axis=1)
+        low[step], high[step] = np.percentile(resampled, [2.5, 97.5])
+    return low, high
+
+
+def step_statistics(steps: Sequence[int], values: np.ndarray, strata: Sequence[str] | None = None
+                    ) -> list[StepStats]:
+    """Per step: number of runs, mean and IQM over runs, and a 95% bootstrap interval of each (stratified by
+    `strata`, each run's task, when given)."""
     if not len(steps):
         return []
     mean = values.mean(axis=0)
     middle = iqm(values, axis=0)
-    low, high = bootstrap_ci(values, np.mean)
-    iqm_low, iqm_high = bootstrap_ci(values, iqm)
+    if strata is None:
+        low, high = bootstrap_ci(values, np.mean)
+        iqm_low, iqm_high = bootstrap_ci(values, iqm)
+    else:
+        low, high = stratified_bootstrap_ci(values, strata, np.mean)
+        iqm_low, iqm_high = stratified_bootstrap_ci(values, strata, iqm)
     return [StepStats(int(step), values.shape[0], float(mean[i]), float(low[i]), float(high[i]), float(middle[i]),
                       float(iqm_low[i]), float(iqm_high[i])) for i, step in enumerate(steps)]
 
 
-def group_statistics(group: Group) -> GroupStats:
+def group_statistics(group: Group, stratified: bool = False) -> GroupStats:
+    """The group's statistics at each step; `stratified`: a group pooled over tasks, resampled within each task
+    (its runs' env ids)."""
     steps, values, dropped = align(group.curves)
-    return GroupStats(group, tuple(step_statistics(steps, values)), tuple(dropped))
+    strata = [str(curve.run.env_id) for curve in group.curves] if stratified else None
+    return GroupStats(group, tuple(step_statistics(steps, values, strata)), tuple(dropped))

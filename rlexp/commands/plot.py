@@ -28,11 +28,12 @@ from rlexp.io.writable import check_writable
 
 STATS = ("mean", "iqm")
 NORMALIZATIONS = ("none", "human")
+POOLS = ("none", "env")
 #: The metrics that are returns, which normalize=human rescales.
 RETURNS = ("eval/mean_return", "charts/episodic_return")
 
 PLOT_USAGE = """usage: rlexp plot <run or sweep dir> [more dirs ...] [metric=TAG] [stat=mean|iqm] [out=FILE.png]
-                  [normalize=none|human] [bin=STEPS]
+                  [normalize=none|human] [pool=none|env] [bin=STEPS]
 
 Finds every run at or below the given directories (a directory holding .hydra/overrides.yaml and TensorBoard
 event files), groups the runs whose overrides differ only in the seed or in how they ran
@@ -42,6 +43,9 @@ scalar `metric` (default eval/mean_return) at each step all of them logged, with
 confidence interval. Writes the figure to `out` (default <dir>/plot.png when one directory is given,
 else ./plot.png), the per-step statistics to <out stem>.csv and every run's values to <out stem>_runs.csv.
 normalize=human draws Atari returns as % of the DQN paper's human tester: 100 * (G - random) / (human - random).
+pool=env (with normalize=human) pools an algorithm's runs on several games into one group, its mean and IQM over
+every game and seed, the intervals from a bootstrap that resamples each game's runs within it (rliable's
+aggregate over a benchmark's games).
 bin=STEPS averages each run's points over bins of that many steps, each drawn at its bin's end: the per-episode
 metrics (charts/episodic_return, charts/episodic_length) are logged at each run's own episode ends, which no two
 runs share.
@@ -51,6 +55,7 @@ examples:
   rlexp plot outputs/td3_Pendulum-v1 outputs/ddpg_Pendulum-v1 stat=iqm out=pendulum.png
   rlexp plot outputs/multirun/<time> metric=charts/episodic_length bin=10000
   rlexp plot outputs/multirun/<atari sweep> normalize=human
+  rlexp plot outputs/der_* normalize=human pool=env stat=iqm
 """.format(execution=", ".join(f"{key}*" if key.endswith(".") else key for key in EXECUTION_KEYS))
 
 
@@ -62,6 +67,7 @@ class PlotOptions:
     out: Path | None = None      # default: <dir>/plot.png for one directory, else ./plot.png
     normalize: str = "none"      # human: Atari returns as % of the DQN paper's human tester (over random play)
     bin: int | None = None       # average each run's points over bins of this many steps (per-episode metrics)
+    pool: str = "none"           # env: one group over every env (games), bootstrapped within each
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def parse_plot_args(args: list[str]) -> PlotOptions:
     """Directories, then key=value options, in any order; anything wrong is a ConfigError naming it."""
     paths, values = options.parse(args, {"metric": options.text("eval/mean_return"), "stat": options.one_of(*STATS),
                                          "out": figure_path, "normalize": options.one_of(*NORMALIZATIONS),
-                                         "bin": options.positive_int}, "plot")
+                                         "bin": options.positive_int, "pool": options.one_of(*POOLS)}, "plot")
     if not paths:
         raise ConfigError("give at least one run or sweep directory (rlexp plot --help)")
     for path in map(Path, paths):
@@ -94,6 +100,9 @@ def parse_plot_args(args: list[str]) -> PlotOptions:
     plot_options = PlotOptions(paths=tuple(map(Path, paths)), **values)
     if plot_options.normalize == "human" and plot_options.metric not in RETURNS:
         raise ConfigError(f"normalize=human rescales returns ({', '.join(RETURNS)}), not metric={plot_options.metric}")
+    if plot_options.pool == "env" and plot_options.normalize != "human":
+        raise ConfigError("pool=env averages returns across envs, which only human-normalized scores make "
+                          "comparable; add normalize=human")
     return plot_options
 
 
@@ -119,8 +128,9 @@ def make_plot(options: PlotOptions, warn: Callable[[str], None]) -> PlotResult:
         curves = human_normalized_curves(curves)
     if options.bin:
         curves = [binned(curve, options.bin) for curve in curves]
-    for group in group_curves(curves):
-        stats = group_statistics(group)
+    pooled = options.pool == "env"
+    for group in group_curves(curves, pooled):
+        stats = group_statistics(group, stratified=pooled)
         if not stats.steps:
             warn(f"{group.label}: its {len(group.curves)} runs share no step of {options.metric}; left out")
             continue
