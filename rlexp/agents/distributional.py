@@ -92,10 +92,13 @@ def quantile_huber(quantiles: Tensor, target: Tensor) -> Tensor:
 
     Shapes (..., N) and (..., N'); the result is (..., N, N'), row i theta_i's."""
     n = quantiles.shape[-1]
-    tau = (torch.arange(n, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / n
-    u = target.unsqueeze(-2) - quantiles.unsqueeze(-1)
-    huber = F.smooth_l1_loss(u, torch.zeros_like(u), reduction="none")
-    return (tau.unsqueeze(-1) - (u.detach() < 0).to(u.dtype)).abs() * huber
+    tau = ((torch.arange(n, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / n).unsqueeze(-1)
+    # theta_i against T theta_j as broadcast views: u is never formed (Huber is even in u), one pass fewer each way
+    theta, target_samples = torch.broadcast_tensors(quantiles.unsqueeze(-1), target.unsqueeze(-2))
+    huber = F.smooth_l1_loss(theta, target_samples, reduction="none")
+    # |tau - 1{u < 0}|: 1 - tau where T theta_j < theta_i, tau elsewhere
+    weight = torch.where(target_samples.detach() < theta.detach(), 1 - tau, tau)
+    return weight * huber
 
 
 def quantile_huber_loss(quantiles: Tensor, target: Tensor) -> Tensor:
