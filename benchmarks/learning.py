@@ -98,6 +98,9 @@ TARGETS = [
     # RL Zoo has no TQC Pendulum figure: its SAC's is the bar, sb3-contrib's TQC side by side the reference
     # (benchmarks/sb3_sac_side_by_side.py --algo tqc)
     Target("tqc", "Pendulum-v1", 20_000, -157.0, -250.0, "RL Zoo SAC: -157.0 +/- 88.7 (no TQC figure)", cheap=True),
+    # nor a CrossQ one: sb3-contrib's CrossQ side by side (benchmarks/sb3_sac_side_by_side.py --algo crossq)
+    Target("crossq", "Pendulum-v1", 20_000, -157.0, -250.0, "RL Zoo SAC: -157.0 +/- 88.7 (no CrossQ figure)",
+           cheap=True),
     Target("td3", "MountainCarContinuous-v0", 100_000, 90.0, INF, "RL Zoo TD3: 93.5 (at 300k)", cheap=True),
     Target("ddpg", "MountainCarContinuous-v0", 100_000, 90.0, INF, "RL Zoo DDPG: 93.5 (at 300k)", cheap=True),
     Target("td3", "LunarLanderContinuous-v3", 300_000, 207.5, INF, "RL Zoo TD3: 207.5 +/- 67.6"),

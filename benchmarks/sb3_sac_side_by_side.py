@@ -1,5 +1,5 @@
-"""SB3's SAC (or sb3-contrib's TQC, `--algo tqc`) with an rlexp SAC (TQC) config's settings, trained and scored
-as benchmarks/learning.py scores rlexp.
+"""SB3's SAC (or sb3-contrib's TQC, `--algo tqc`, or CrossQ, `--algo crossq`) with an rlexp SAC (TQC, CrossQ)
+config's settings, trained and scored as benchmarks/learning.py scores rlexp.
 
     python benchmarks/sb3_sac_side_by_side.py --algo tqc --env Pendulum-v1 --seeds 0 1 2 --sb3-python /path/to/python
 
@@ -63,7 +63,8 @@ print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
 
 
 def sac_ctor(cfg: dict, policy: str) -> str:
-    """SB3's SAC (sb3-contrib's TQC for algo=tqc: its critics, quantiles and truncation too) with the composed
+    """SB3's SAC (sb3-contrib's TQC for algo=tqc: its critics, quantiles and truncation too; its CrossQ for
+    algo=crossq: no tau, the policy delay, the critics' width, batch renormalisation, Adam's beta1) with the composed
     config's keys (SB3's names) and networks."""
     a, net = cfg["algo"], cfg["network"]
     if a["actor_lr"] != a["critic_lr"] or a["ent_coef_lr"] != a["actor_lr"]:
@@ -74,16 +75,23 @@ def sac_ctor(cfg: dict, policy: str) -> str:
     unit = "" if a["train_freq_unit"] == "step" else f", '{a['train_freq_unit']}'"
     if cfg["env"]["num_envs"] != 1 or a["n_step"] != 1:
         raise SystemExit("this script runs SB3's SAC on one env with 1-step targets: env.num_envs=1, algo.n_step=1")
-    tqc = a["name"] == "tqc"
-    quantiles = f", n_critics={a['n_critics']}, n_quantiles={a['n_quantiles']}" if tqc else ""
-    truncation = f"top_quantiles_to_drop_per_net={a['top_quantiles_to_drop_per_net']}, " if tqc else ""
-    return (f"{'TQC' if tqc else 'SAC'}('{policy}', env, learning_rate={lr}, {truncation}"
+    tqc, crossq = a["name"] == "tqc", a["name"] == "crossq"
+    own = f"top_quantiles_to_drop_per_net={a['top_quantiles_to_drop_per_net']}, " if tqc else \
+        f"policy_delay={a['policy_delay']}, " if crossq else f"tau={a['tau']}, "
+    networks = f"net_arch={net['hidden_sizes']}, log_std_init={a['log_std_init']}"
+    if tqc:
+        networks += f", n_critics={a['n_critics']}, n_quantiles={a['n_quantiles']}"
+    if crossq:   # the critics' own width, batch renormalisation's settings, Adam's beta1
+        networks = (f"net_arch=dict(pi={net['hidden_sizes']}, qf={a['critic_hidden_sizes']}), "
+                    f"log_std_init={a['log_std_init']}, batch_norm_momentum={a['batch_renorm_momentum']}, "
+                    f"renorm_warmup_steps={a['batch_renorm_warmup_steps']}, "
+                    f"optimizer_kwargs=dict(betas=({a['adam_beta1']}, 0.999))")
+    return (f"{'TQC' if tqc else 'CrossQ' if crossq else 'SAC'}('{policy}', env, learning_rate={lr}, {own}"
             f"buffer_size={min(a['buffer_size'], cfg['total_steps'])}, learning_starts={a['learning_starts']}, "
-            f"batch_size={a['batch_size']}, tau={a['tau']}, gamma={a['gamma']}, train_freq=({a['train_freq']}{unit}), "
+            f"batch_size={a['batch_size']}, gamma={a['gamma']}, train_freq=({a['train_freq']}{unit}), "
             f"gradient_steps={a['gradient_steps']}, ent_coef={ent}, target_entropy={target}, "
             f"use_sde={a['use_sde']}, sde_sample_freq={a['sde_sample_freq']}, "
-            f"policy_kwargs=dict(net_arch={net['hidden_sizes']}, log_std_init={a['log_std_init']}{quantiles}), "
-            f"device=DEVICE, seed=0)")
+            f"policy_kwargs=dict({networks}), device=DEVICE, seed=0)")
 
 
 def sb3_policy(cfg: dict) -> str:
@@ -102,7 +110,7 @@ def sb3_policy(cfg: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", choices=["sac", "tqc"], default="sac")
+    parser.add_argument("--algo", choices=["sac", "tqc", "crossq"], default="sac")
     parser.add_argument("--env", help="an env config group (conf/env/), e.g. CarRacing-v3; or give "
                         "--override env.id=<id> (a `module:` prefix allowed)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -114,7 +122,8 @@ def main() -> int:
                         *([f"total_steps={args.steps}"] if args.steps else [])])
     env_id, steps = cfg["env"]["id"], cfg["total_steps"]
     ctor = sac_ctor(cfg, sb3_policy(cfg))
-    imports = "from sb3_contrib import TQC" if args.algo == "tqc" else "from stable_baselines3 import SAC"
+    sb3_class = ctor.split("(")[0]
+    imports = f"from {'stable_baselines3' if args.algo == 'sac' else 'sb3_contrib'} import {sb3_class}"
     scores = sb3_scores(args.sb3_python, f"{args.algo} on {env_id}", steps, args.seeds, lambda seed: [
         SB3_RUN.format(imports=imports, ctor=ctor.replace("seed=0", f"seed={seed}")),
         env_id, str(steps), str(seed),

@@ -61,7 +61,7 @@ def test_cheap_rows_default_to_ten_seeds_and_the_long_ones_to_three():
                      "ddpg_MountainCarContinuous-v0",
                      "sac_MountainCarContinuous-v0", "ppo_CartPole-v1", "ppo_Pendulum-v1", "a2c_CartPole-v1",
                      "a2c_LunarLander-v3", "ppo_MiniGrid-DoorKey-5x5-v0", "qrdqn_CartPole-v1", "rainbow_CartPole-v1",
-                     "tqc_Pendulum-v1"}
+                     "tqc_Pendulum-v1", "crossq_Pendulum-v1"}
     for t in learning.TARGETS:
         assert t.default_seeds == (list(range(10)) if t.cheap else [0, 1, 2])
 

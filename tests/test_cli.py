@@ -148,7 +148,8 @@ def test_help_lists_commands_and_config_groups(workdir, capsys, monkeypatch):
     assert top.returncode == 0 and "train" in top.stdout
     train = run_in_process(["train", "algo=ppo", "--help"], workdir, capsys, monkeypatch)
     assert train.returncode == 0
-    for text in ("algo: a2c, ddpg, dqn, ppo, qrdqn, rainbow, sac, td3, tqc", "Pendulum-v1", "tuned", "rlexp train"):
+    for text in ("algo: a2c, crossq, ddpg, dqn, ppo, qrdqn, rainbow, sac, td3, tqc", "Pendulum-v1", "tuned",
+                 "rlexp train"):
         assert text in train.stdout
     # the chosen algorithm's keys, typed and documented from the schema (rlexp/config/docs.py)
     keys = train.stdout.split("== Keys (of algo=ppo", 1)[1]

@@ -28,7 +28,7 @@ def resolved(overrides: list[str]) -> dict:
 
 
 def test_the_config_groups_hold_what_the_docs_promise():
-    assert ALGOS == ["a2c", "ddpg", "dqn", "ppo", "qrdqn", "rainbow", "sac", "td3", "tqc"]
+    assert ALGOS == ["a2c", "crossq", "ddpg", "dqn", "ppo", "qrdqn", "rainbow", "sac", "td3", "tqc"]
     assert {"CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0",
             "LunarLanderContinuous-v3", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
             "atari", "FrozenLake-v1", "Taxi-v4", "CarRacing-v3", "MiniGrid-DoorKey-5x5-v0"} == set(ENVS)
@@ -130,6 +130,14 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
     ("algo=tqc env=Pendulum-v1 algo.top_quantiles_to_drop_per_net=25",
      "algo.top_quantiles_to_drop_per_net=25 drops every quantile of algo.n_quantiles=25; drop fewer"),
     ("algo=tqc env=Pendulum-v1 algo.n_critics=0", "algo.n_critics=0 must be a positive integer"),
+    # CrossQ: no target networks
+    ("algo=crossq env=Pendulum-v1 algo.tau=0.005", "algo.tau=0.005 asks for target networks, which CrossQ learns "
+                                                   "without (its critics bootstrap from the joint pass); remove "
+                                                   "algo.tau, or use algo=sac"),
+    ("algo=crossq env=Pendulum-v1 algo.critic_hidden_sizes=[]", "algo.critic_hidden_sizes=[] must be a non-empty list"),
+    ("algo=crossq env=Pendulum-v1 algo.adam_beta1=1", "algo.adam_beta1=1.0 is outside [0.0, 1.0)"),
+    ("algo=crossq env=Pendulum-v1 algo.batch_renorm_momentum=0", "algo.batch_renorm_momentum=0.0 is outside (0.0, "),
+    ("algo=crossq env=Pendulum-v1 algo.policy_delay=0", "algo.policy_delay=0 must be a positive integer"),
 ])
 def test_bad_values_fail_with_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -46,10 +46,13 @@ RUNS = {
               "network.hidden_sizes=[32]"],
     "tqc": ["algo=tqc", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100", "algo.n_quantiles=5",
             "algo.n_critics=2", "network.hidden_sizes=[32]"],
+    # batch renormalisation past its warmup: exported as the affine map of its running statistics
+    "crossq": ["algo=crossq", "env=Pendulum-v1", "total_steps=300", "algo.learning_starts=100",
+               "algo.critic_hidden_sizes=[32]", "network.hidden_sizes=[32]", "algo.batch_renorm_warmup_steps=50"],
 }
 #: The format each algorithm is exported in from the command line and driven through an episode without rlexp.
 FORMAT_OF = {"dqn": "torchscript", "ddpg": "pt2", "td3": "onnx", "sac": "torchscript", "ppo": "onnx", "a2c": "pt2",
-             "dqn_atari": "onnx", "rainbow": "torchscript", "qrdqn": "pt2", "tqc": "onnx"}
+             "dqn_atari": "onnx", "rainbow": "torchscript", "qrdqn": "pt2", "tqc": "onnx", "crossq": "pt2"}
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 #: The runs whose export another run's covers from the command line (its format, on its kind of actions, in the
 #: default suite: PPO's ONNX on continuous actions is TD3's): exported in process.

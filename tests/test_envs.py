@@ -29,7 +29,7 @@ def test_continuous_env_for_td3_keeps_its_bounds():
 
 def test_dqn_on_continuous_actions_says_what_to_use():
     with pytest.raises(ConfigError, match="algo=dqn needs a discrete action space.*Pendulum-v1.*use algo=a2c, "
-                                          "algo=ddpg, algo=ppo, algo=sac, algo=td3 or algo=tqc"):
+                                          "algo=crossq, algo=ddpg, algo=ppo, algo=sac, algo=td3 or algo=tqc"):
         space_info(make_env("Pendulum-v1"), "dqn", "Pendulum-v1")
 
 

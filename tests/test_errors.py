@@ -20,7 +20,8 @@ AS_TYPED = pytest.mark.as_typed
     # the algorithm does not fit the env: both spaces named, and what to use instead
     pytest.param(["algo=dqn", "env=Pendulum-v1"], ["algo=dqn needs a discrete action space", "Pendulum-v1",
                                                    "actions Box(-2.0, 2.0",
-                                                   "use algo=a2c, algo=ddpg, algo=ppo, algo=sac, algo=td3 or algo=tqc"],
+                                                   "use algo=a2c, algo=crossq, algo=ddpg, algo=ppo, algo=sac, "
+                                                   "algo=td3 or algo=tqc"],
                  marks=AS_TYPED),
     (["algo=td3", "env=CartPole-v1"], ["algo=td3 needs a continuous (Box) action space", "Discrete(2)",
                                        "use algo=a2c, algo=dqn, algo=ppo, algo=qrdqn or algo=rainbow"]),

@@ -72,8 +72,8 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
     (["run", "video=maybe"], "video=maybe must be true or false"),
     (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
     (["run", "deterministic=false"], "deterministic=false draws actions from a stochastic policy, and algo=td3's "
-     "policy is deterministic (its exploration is added noise or epsilon, not a policy); algo=a2c, algo=ppo, "
-     "algo=sac or algo=tqc have one"),
+     "policy is deterministic (its exploration is added noise or epsilon, not a policy); algo=a2c, algo=crossq, "
+     "algo=ppo, algo=sac or algo=tqc have one"),
     (["run", "colour=red"], "colour is not an option of rlexp eval; use episodes, video, checkpoint, seed, device"),
     ([".", "run"], "give one run directory or checkpoint file, got 2"),
     ([], "give one run directory or checkpoint file (rlexp eval --help)"),

@@ -180,8 +180,9 @@ def test_an_algorithm_is_its_module_and_its_yaml(tmp_path: Path) -> None:
 
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "rlexp train: error: seeds=[...] trains many seeds as one model for a2c, ddpg, dqn, ppo, qrdqn, rainbow, sac, "
-        "td3, tqc so far, not toy; run its seeds one process each: rlexp train --multirun seed=0,1"]
+        "rlexp train: error: seeds=[...] trains many seeds as one model for a2c, crossq, ddpg, dqn, ppo, qrdqn, "
+        "rainbow, sac, td3, tqc so far, not toy; run its seeds one process each: rlexp train --multirun seed=0,1"]
     assert wrong.returncode == 2
     assert "algo=toy needs a discrete action space" in wrong.stderr
-    assert "use algo=a2c, algo=ddpg, algo=ppo, algo=sac, algo=td3 or algo=tqc for continuous actions" in wrong.stderr
+    assert ("use algo=a2c, algo=crossq, algo=ddpg, algo=ppo, algo=sac, algo=td3 or algo=tqc for "
+            "continuous actions") in wrong.stderr

@@ -102,8 +102,8 @@ def test_a_new_run_into_an_existing_run_directory_is_refused(finished, workdir, 
     (["tuned=td3_Pendulum"], "did you mean tuned=td3_Pendulum-v1?"),
     (["--multirun", "hparams_search=td3_pendulm"], "did you mean hparams_search=td3_pendulum?"),
     (["--multirun", "experiment=ddpg_paper,ddpg_papr"], "experiment=ddpg_papr is not an option"),
-    pytest.param(["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, ddpg, dqn, ppo, qrdqn, "
-                                "rainbow, sac, td3, tqc; did you mean algo=dqn?",
+    pytest.param(["algo=dqnn"], "algo=dqnn is not an option of the algo group: choose from a2c, crossq, ddpg, dqn, "
+                                "ppo, qrdqn, rainbow, sac, td3, tqc; did you mean algo=dqn?",
                  marks=AS_TYPED),   # Hydra's, the other rlexp's
     (["env=CartPol-v1"], "env=CartPol-v1 is not an option of the env group"),
 ])

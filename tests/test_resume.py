@@ -34,6 +34,9 @@ RUNS = {
             "algo.batch_size=40", "algo.n_epochs=4", "network.hidden_sizes=[32]", "env.normalize.obs=true",
             "env.normalize.reward=true", "algo.use_sde=true", "algo.sde_sample_freq=7"],
     "a2c": ["algo=a2c", "env=CartPole-v1", "total_steps=8000", "env.num_envs=5", "network.hidden_sizes=[32]"],
+    # CrossQ renormalising from its 30th update on, the policy every 3rd: the statistics and the delay's phase
+    "crossq": ["algo=crossq", "env=Pendulum-v1", "total_steps=700", "algo.learning_starts=200",
+               "network.hidden_sizes=[32]", "algo.critic_hidden_sizes=[32]", "algo.batch_renorm_warmup_steps=30"],
     # stop when solved (about step 2,400 here) and an episode budget over 2 envs: the window of returns and the
     # episode count must resume too, so the resumed run stops at the same step
     "dqn_solved": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
@@ -66,13 +69,15 @@ def same_parameters(a: dict, b: dict) -> bool:
 # DQN after SIGKILL is dqn_solved's case; every DQN switch on (Rainbow) is killed as a batch of seeds in
 # tests/test_seeds.py (its single run is slow here); plain DQN is stopped by SIGINT instead.
 # In the default run, one case per runner and feature; SIGINT's save is also tests/test_faults.py's, and A2C's
-# rollout is PPO's, so those two cases are slow.
+# rollout is PPO's, so those two cases are slow; CrossQ's single run is slow (its seeds are killed in the default
+# run, tests/test_seeds.py).
 @pytest.mark.parametrize("algo, signum", [("td3", signal.SIGKILL),
                                          pytest.param("dqn", signal.SIGINT, marks=pytest.mark.slow),
                                          pytest.param("rainbow", signal.SIGKILL, marks=pytest.mark.slow),
                                          ("sac", signal.SIGKILL),
                                          ("ppo", signal.SIGKILL),
                                          pytest.param("a2c", signal.SIGKILL, marks=pytest.mark.slow),
+                                         pytest.param("crossq", signal.SIGKILL, marks=pytest.mark.slow),
                                          ("dqn_solved", signal.SIGKILL),
                                          pytest.param("dqn_episodes", signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):

@@ -75,16 +75,16 @@ def fork_global_generator(device: torch.device) -> torch.Generator:
 
 
 def make_adam(params, lr: float, device: torch.device, weight_decay: float = 0.0,
-              eps: float = 1e-8) -> Adam:
+              eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999)) -> Adam:
     """Adam with the fused kernel (one launch for all tensors) where this torch build has it.
 
     `weight_decay` is the classic L2 penalty (added to the gradient), as the DDPG paper used on its critic.
     """
     params = list(params)
     try:
-        return Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, fused=True)
+        return Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device/build
-        return Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, foreach=device.type != "cpu")
+        return Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps, foreach=device.type != "cpu")
 
 
 @torch.no_grad()

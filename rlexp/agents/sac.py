@@ -67,6 +67,7 @@ from rlexp.config.schema import LrSchedule, OffPolicyConfig
 from rlexp.envs.spaces import SpaceInfo
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import CriticEnsemble
+from rlexp.networks.batch_renorm import Renorm
 from rlexp.networks.deterministic import DeterministicPolicy
 from rlexp.networks.gsde import resample_due
 from rlexp.networks.members import MemberOptimizers, grad_norm_per_member, stack_members, standard_normal
@@ -88,32 +89,38 @@ class SAC:
                  device: torch.device, lr_schedule: str = "constant", total_updates: int = 0,
                  activation: str = "relu", use_sde: bool = False, sde_sample_freq: int = -1,
                  log_std_init: float = -3.0, train_freq: int = 1, num_envs: int = 1,
-                 encoder: nn.Module | None = None, n_quantiles: int = 1) -> None:
+                 encoder: nn.Module | None = None, n_quantiles: int = 1,
+                 critic_hidden_sizes: Sequence[int] | None = None, renorm: Renorm | None = None,
+                 adam_betas: tuple[float, float] = (0.9, 0.999)) -> None:
         self.tau = tau
         self.device = device
         self.action_low = action_low.astype(np.float32).flatten()
         self.action_high = action_high.astype(np.float32).flatten()
         action_dim = self.action_low.size
         # `encoder`: the observations to `obs_dim` features (rlexp/networks/encoders.py), each network its own copy
+        # (`renorm`: batch renormalisation in the actor and the critics, CrossQ's: rlexp/agents/crossq.py)
         self.actor = SquashedGaussianActor(obs_dim, self.action_low, self.action_high, hidden_sizes,
-                                           activation, use_sde, log_std_init, copy.deepcopy(encoder)).to(device)
+                                           activation, use_sde, log_std_init, copy.deepcopy(encoder),
+                                           renorm).to(device)
         # gSDE: each env's exploration matrix, drawn anew at each round of collection (every train_freq vector
         # steps) and every sde_sample_freq steps within it
         self.sde_sample_freq, self.train_freq, self.num_envs = sde_sample_freq, train_freq, num_envs
         self.sde_eps: Tensor | None = None
-        # (n_quantiles: each critic's quantiles of the return, TQC's; 1: SAC's Q)
-        self.critic = CriticEnsemble(obs_dim, action_dim, hidden_sizes, n_critics, activation=activation,
-                                     encoder=copy.deepcopy(encoder), outputs=n_quantiles).to(device)
+        # (n_quantiles: each critic's quantiles of the return, TQC's; 1: SAC's Q. critic_hidden_sizes: critics
+        # of their own width, CrossQ's wide ones; None: the actor's)
+        self.critic = CriticEnsemble(obs_dim, action_dim, critic_hidden_sizes or hidden_sizes, n_critics,
+                                     activation=activation, encoder=copy.deepcopy(encoder), outputs=n_quantiles,
+                                     renorm=renorm).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device)
-        self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device)
+        self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device, betas=adam_betas)
+        self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device, betas=adam_betas)
         self.target_entropy = target_entropy
         self.auto_ent_coef = ent_coef is None
         # alpha = exp(log_alpha): optimised in log space so it stays positive.
         self.log_ent_coef = torch.tensor(math.log(ent_coef_init if ent_coef is None else ent_coef),
                                          device=device, requires_grad=self.auto_ent_coef)
-        self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device) if self.auto_ent_coef \
-            else None
+        self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device, betas=adam_betas) \
+            if self.auto_ent_coef else None
         # the policy's draws, acting and updating (a members agent: each member's generator, SACMembers)
         self.generator: torch.Generator | list[torch.Generator] = fork_global_generator(device)
         # `linear` anneals all three learning rates to 0 over the planned updates (RL Zoo's `lin_<lr>`).
@@ -239,7 +246,7 @@ class SAC:
                                    high=self.action_high)
 
     #: What a checkpoint holds of this agent (with alpha, the update counter and the generator).
-    checkpointed = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer")
+    checkpointed: tuple[str, ...] = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer")
 
     #: the policy's draws, gSDE's matrices in use
     exploration_state: tuple[str, ...] = ("generator", "sde_eps")
@@ -278,18 +285,21 @@ class SACMembers(SAC):
         self.sde_eps = torch.stack(eps) if len(eps) == len(members) else None   # None while any has none
         self.actor = stack_members([m.actor for m in members], "the policy")
         self.critic = stack_members([m.critic for m in members], "the critic")
-        self.critic_target = stack_members([m.critic_target for m in members], "the critic").requires_grad_(False)
+        if "critic_target" in first.checkpointed:   # (CrossQ learns without target critics)
+            self.critic_target = stack_members([m.critic_target for m in members], "the critic") \
+                .requires_grad_(False)
         self.log_ent_coef = torch.stack([m.log_ent_coef.detach() for m in members]).view(len(members), 1) \
             .requires_grad_(self.auto_ent_coef)
         for k, member in enumerate(members):   # its alpha is its entry (a view, as its parameters are)
             member.log_ent_coef = self.log_ent_coef.data[k, 0]
-        self.actor_optimizer = make_adam(self.actor.parameters(), first.actor_optimizer.param_groups[0]["lr"],
-                                         self.device)
+        group = first.actor_optimizer.param_groups[0]   # (every optimizer has the same betas)
+        self.actor_optimizer = make_adam(self.actor.parameters(), group["lr"], self.device, betas=group["betas"])
         self.critic_optimizer = make_adam(self.critic.parameters(), first.critic_optimizer.param_groups[0]["lr"],
-                                          self.device)
+                                          self.device, betas=group["betas"])
         # (the members tune alpha, and have an ent_coef_optimizer, exactly when auto_ent_coef)
         self.ent_coef_optimizer = make_adam([self.log_ent_coef], first.ent_coef_optimizer.param_groups[0]["lr"],
-                                            self.device) if first.ent_coef_optimizer is not None else None
+                                            self.device, betas=group["betas"]) \
+            if first.ent_coef_optimizer is not None else None
         self.learning_rates = rebound(first.learning_rates,
                                       [self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer])
         self._optimizers = MemberOptimizers([
@@ -323,9 +333,9 @@ class SACMembers(SAC):
 # --- config, checks and builder -----------------------------------------------------------------------------
 
 @dataclass
-class SACConfig(OffPolicyConfig):
-    tau: float = MISSING
-    """Polyak averaging of the target critics"""
+class SoftActorCriticConfig(OffPolicyConfig):
+    """The keys of SAC and of the agents extending it (TQC, CrossQ) but the target critics'."""
+
     actor_lr: float = MISSING
     """Adam's learning rate of the actor"""
     critic_lr: float = MISSING
@@ -348,12 +358,24 @@ class SACConfig(OffPolicyConfig):
     """gSDE: the initial log std of the exploration matrices' entries"""
 
 
+@dataclass
+class SACConfig(SoftActorCriticConfig):
+    tau: float = MISSING
+    """Polyak averaging of the target critics"""
+
+
 def fixed_ent_coef(value: Any) -> float | None:
     """None for "auto" (tuned), else the fixed alpha."""
     return None if value == "auto" else float(value)
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
+    check_soft_actor_critic(algo)
+    check_tau(algo)
+
+
+def check_soft_actor_critic(algo: dict[str, Any]) -> None:
+    """The checks of SoftActorCriticConfig's keys."""
     check_schedule_span(algo, "algo.lr_schedule=linear" if algo["lr_schedule"] != "constant" else None)
     check_sde_sample_freq(algo)
     check_log_std_init(algo)
@@ -361,7 +383,6 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
         raise ConfigError("algo.use_sde=true with algo.sde_sample_freq=-1 draws gSDE's exploration matrices at each "
                           "round of collection, which algo.train_freq_unit=episode makes episodes long; set "
                           "algo.sde_sample_freq to a number of steps")
-    check_tau(algo)
     check_positive(algo, "actor_lr", "critic_lr", "ent_coef_lr")
     # alpha lives as log(alpha) in float32: beyond MAX_ENT_COEF its exp would overflow to inf.
     check_range("algo.ent_coef_init", algo["ent_coef_init"], 0.0, MAX_ENT_COEF, low_inclusive=False)
@@ -378,14 +399,16 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 
 def build(algo: SACConfig, context: BuildContext) -> SAC:
-    return build_agent(SAC, algo, context, n_critics=2)
+    return build_agent(SAC, algo, context, n_critics=2, tau=algo.tau)
 
 
 A = TypeVar("A", bound=SAC)
 
 
-def build_agent(agent: type[A], algo: SACConfig, context: BuildContext, n_critics: int, **extra: Any) -> A:
-    """SAC, or an agent extending it (TQC, rlexp/agents/tqc.py, with its `extra` arguments), from SAC's keys."""
+def build_agent(agent: type[A], algo: SoftActorCriticConfig, context: BuildContext, n_critics: int,
+                **extra: Any) -> A:
+    """SAC, or an agent extending it (TQC, CrossQ, with their `extra` arguments: tau among them), from SAC's
+    keys."""
     spaces = context.spaces
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space (ALGORITHM.actions)
     action_dim = spaces.action_low.size
@@ -394,7 +417,7 @@ def build_agent(agent: type[A], algo: SACConfig, context: BuildContext, n_critic
     # share_features_extractor=False), the critic's targets copies of the critic's
     encoder = observation_encoder(spaces, frames=True, torso=context.torso)
     return agent(features(encoder, spaces), spaces.action_low, spaces.action_high, hidden_sizes=context.hidden_sizes,
-               actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr, tau=algo.tau,
+               actor_lr=algo.actor_lr, critic_lr=algo.critic_lr, ent_coef_lr=algo.ent_coef_lr,
                ent_coef=fixed_ent_coef(algo.ent_coef), ent_coef_init=algo.ent_coef_init,
                target_entropy=-float(action_dim) if target == "auto" else float(target), n_critics=n_critics,
                device=context.device, lr_schedule=algo.lr_schedule, total_updates=context.planned_updates,
@@ -408,17 +431,20 @@ def parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...]
     return count_agent_parameters(algo, spaces, hidden_sizes, torso, n_critics=2)
 
 
-def count_agent_parameters(algo: SACConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...], torso: Torso | None,
-                           n_critics: int, n_quantiles: int = 1) -> int:
-    """SAC's parameters, or those of an agent extending it with `n_critics` critics of `n_quantiles` outputs."""
+def count_agent_parameters(algo: SoftActorCriticConfig, spaces: SpaceInfo, hidden_sizes: tuple[int, ...],
+                           torso: Torso | None, n_critics: int, n_quantiles: int = 1,
+                           critic_hidden_sizes: Sequence[int] | None = None, renorm: Renorm | None = None) -> int:
+    """SAC's parameters, or those of an agent extending it with `n_critics` critics of `n_quantiles` outputs (of
+    `critic_hidden_sizes`, and batch renormalisation layers, CrossQ's)."""
     assert spaces.action_low is not None and spaces.action_high is not None   # a Box action space
     with torch.device("meta"):
         # (parameters only for images, the CNN's, and network.torso's)
         encoder = observation_encoder(spaces, frames=True, torso=torso)
         width = features(encoder, spaces)
         actor = SquashedGaussianActor(width, spaces.action_low, spaces.action_high, hidden_sizes,
-                                      use_sde=algo.use_sde)
-        critics = CriticEnsemble(width, spaces.action_low.size, hidden_sizes, n_critics, outputs=n_quantiles)
+                                      use_sde=algo.use_sde, renorm=renorm)
+        critics = CriticEnsemble(width, spaces.action_low.size, critic_hidden_sizes or hidden_sizes, n_critics,
+                                 outputs=n_quantiles, renorm=renorm)
         return count_parameters(actor, critics) + 2 * count_parameters(*([encoder] if encoder else []))
 
 

@@ -114,7 +114,7 @@ def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 
 def build(algo: TQCConfig, context: BuildContext) -> TQC:
-    return build_agent(TQC, algo, context, n_critics=algo.n_critics, n_quantiles=algo.n_quantiles,
+    return build_agent(TQC, algo, context, n_critics=algo.n_critics, n_quantiles=algo.n_quantiles, tau=algo.tau,
                        top_quantiles_to_drop_per_net=algo.top_quantiles_to_drop_per_net)
 
 

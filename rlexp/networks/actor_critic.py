@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.errors import ConfigError
+from rlexp.networks.batch_renorm import BatchRenorm, Renorm
 from rlexp.networks.bounds import scale_and_bias
 from rlexp.networks.members import stack_members
 from rlexp.networks.torsos import ACTIVATIONS, mlp
@@ -85,12 +86,15 @@ class CriticEnsemble(nn.Module):
     Batching the critics halves the kernel launches of a TD3 update compared with two separate MLPs.
     The action joins the input (`action_layer=0`, the modern default) or the output of the first hidden layer
     (`action_layer=1`, the DDPG paper); `batch_norm` normalizes the state input and the layers before the action
-    enters, each critic with its own statistics.
+    enters, each critic with its own statistics. `renorm` puts a batch renormalisation layer before every linear
+    layer, the input's included (CrossQ's critics: Bhatt et al. 2024, rlexp/networks/batch_renorm.py), each critic
+    with its own statistics.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], n_critics: int,
                  action_layer: int = 0, batch_norm: bool = False, final_layer_init: float = 0.0,
-                 activation: str = "relu", encoder: nn.Module | None = None, outputs: int = 1) -> None:
+                 activation: str = "relu", encoder: nn.Module | None = None, outputs: int = 1,
+                 renorm: Renorm | None = None) -> None:
         super().__init__()
         self.encoder = encoder if encoder is not None else nn.Identity()   # as the actor's
         self.n_critics = n_critics
@@ -106,6 +110,8 @@ class CriticEnsemble(nn.Module):
         # One BatchNorm over (critic, feature) channels: per-critic statistics in a single kernel.
         self.norms = nn.ModuleList(nn.BatchNorm1d(n_critics * size) for size in sizes[:action_layer + 1]) \
             if batch_norm else None
+        self.renorms = nn.ModuleList(renorm.layer(fan_in, n_critics) for fan_in in fan_ins) \
+            if renorm is not None else None
         if final_layer_init:
             final = self.linear_layers()[-1]
             init_final_layer(final.weight, final.bias, final_layer_init)
@@ -137,6 +143,10 @@ class CriticEnsemble(nn.Module):
                                         requires_grad=layer.weight.requires_grad)
             layer.bias = nn.Parameter(torch.cat([m.linear_layers()[i].bias.detach() for m in members]),
                                       requires_grad=layer.bias.requires_grad)
+        if stacked.renorms is not None:   # each seed's critics' statistics: their rows of the stacked layers
+            stacked.renorms = nn.ModuleList(
+                BatchRenorm.stack_members([cast(BatchRenorm, m.renorms[i]) for m in members if m.renorms is not None])
+                for i in range(len(stacked.renorms)))
         return stacked
 
     def _members_input(self, x: Tensor) -> Tensor:
@@ -154,6 +164,8 @@ class CriticEnsemble(nn.Module):
             x = self._normalize(i, x)
             if i == self.action_layer:
                 x = torch.cat([x, a], dim=-1)
+            if self.renorms is not None:
+                x = self.renorms[i](x)
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = self.activation(x)
@@ -163,7 +175,7 @@ class CriticEnsemble(nn.Module):
     def q1(self, observations: Tensor, actions: Tensor) -> Tensor:
         """The first critic alone, Q_1(s, a) of shape (batch,) ((seeds, batch) for stacked seeds): what the actor
         climbs."""
-        if self.norms is not None:  # per-critic statistics live in shared channels: take the batched path
+        if self.norms is not None or self.renorms is not None:   # per-critic statistics: take the batched path
             return self.forward(observations, actions)[0]
         x = self.encoder(observations)
         for i, layer in enumerate(self.linear_layers()):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rlexp.networks.batch_renorm import Renorm
 from rlexp.networks.bounds import scale_and_bias
 from rlexp.networks.gaussian import diagonal_gaussian_log_prob
 from rlexp.networks.gsde import StateDependentNoise
@@ -35,20 +36,28 @@ CLIP_MEAN = 2.0
 
 class SquashedGaussianActor(nn.Module):
     """pi(a|s): an MLP torso, then a mean head and a log-std head (or gSDE's noise, `use_sde`); a = tanh(u) in
-    [-1, 1], rescaled to the env's bounds by `to_env`."""
+    [-1, 1], rescaled to the env's bounds by `to_env`. `renorm` puts a batch renormalisation layer on the torso's
+    input and after each of its hidden layers (CrossQ's actor, as sb3-contrib's and SBX's)."""
 
     action_scale: Tensor   # buffers (register_buffer)
     action_bias: Tensor
 
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray,
                  hidden_sizes: Sequence[int], activation: str = "relu", use_sde: bool = False,
-                 log_std_init: float = -3.0, encoder: nn.Module | None = None) -> None:
+                 log_std_init: float = -3.0, encoder: nn.Module | None = None,
+                 renorm: Renorm | None = None) -> None:
         super().__init__()
         # `encoder`: observations to `obs_dim` features (rlexp/networks/encoders.py); none: they are features
         self.encoder = encoder if encoder is not None else nn.Identity()
         action_dim = int(np.prod(action_low.shape))
-        self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
-                                   ACTIVATIONS[activation]())
+        if renorm is None:
+            self.torso = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation),
+                                       ACTIVATIONS[activation]())
+        else:
+            layers: list[nn.Module] = []
+            for fan_in, width in zip([obs_dim, *hidden_sizes[:-1]], hidden_sizes):
+                layers += [renorm.layer(fan_in), nn.Linear(fan_in, width), ACTIVATIONS[activation]()]
+            self.torso = nn.Sequential(*layers, renorm.layer(hidden_sizes[-1]))
         self.mean: nn.Module
         self.sde: StateDependentNoise | None
         if use_sde:
