@@ -86,6 +86,46 @@ class GoalPoint(gym.Env):
         return self._obs(), -float(np.linalg.norm(self.position - self.goal)), False, False, {}
 
 
+class BitFlipping(gym.Env):
+    """The HER paper's bit-flipping task (Andrychowicz et al. 2017, section 3.1), goal-conditioned as
+    gymnasium-robotics' envs are: Dict observations with `observation` (the n bits), `achieved_goal` (the same bits)
+    and `desired_goal` (the target bits), and `compute_reward`. An action flips one bit (Discrete(n)), or,
+    `continuous`, every bit whose action component is positive (Box(-1, 1, (n,)), as SB3's BitFlippingEnv). The
+    reward is 0 when the bits match the target, which ends the episode, and -1 otherwise; an episode lasts n steps
+    at most."""
+
+    def __init__(self, n_bits: int = 4, continuous: bool = False) -> None:
+        bits = gym.spaces.Box(0.0, 1.0, (n_bits,), np.float32)
+        self.observation_space = gym.spaces.Dict({"observation": bits, "achieved_goal": bits, "desired_goal": bits})
+        self.action_space: gym.Space = gym.spaces.Box(-1.0, 1.0, (n_bits,), np.float32) if continuous else \
+            gym.spaces.Discrete(n_bits)
+        self.state = np.zeros(n_bits, np.float32)
+        self.goal = np.zeros(n_bits, np.float32)
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """0 where the goals match, -1 elsewhere, for one goal or a batch."""
+        return -np.any(np.asarray(achieved_goal) != np.asarray(desired_goal), axis=-1).astype(np.float32)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"observation": self.state.copy(), "achieved_goal": self.state.copy(), "desired_goal": self.goal.copy()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        n = self.state.size
+        self.state = self.np_random.integers(2, size=n).astype(np.float32)
+        self.goal = self.np_random.integers(2, size=n).astype(np.float32)
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict[str, Any]]:
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            self.state[int(action)] = 1.0 - self.state[int(action)]
+        else:
+            flip = np.asarray(action) > 0
+            self.state[flip] = 1.0 - self.state[flip]
+        reward = float(self.compute_reward(self.state, self.goal, {}))
+        return self._obs(), reward, reward == 0.0, False, {}
+
+
 class PairSum(gym.Env):
     """Tuple(Discrete(3), Discrete(3)) observations, like Blackjack's: the reward is 1 when the action (Discrete(3))
     is the sum of the pair modulo 3, else 0."""
@@ -140,4 +180,6 @@ class LitCorner(gym.Env):
 gym.register(id="GoalPoint-v0", entry_point=GoalPoint, max_episode_steps=EPISODE)
 gym.register(id="GoalPointDiscrete-v0", entry_point=GoalPoint, kwargs={"discrete": True}, max_episode_steps=EPISODE)
 gym.register(id="PairSum-v0", entry_point=PairSum, max_episode_steps=EPISODE)
+gym.register(id="BitFlipping-v0", entry_point=BitFlipping, max_episode_steps=4)
+gym.register(id="BitFlippingContinuous-v0", entry_point=BitFlipping, kwargs={"continuous": True}, max_episode_steps=4)
 gym.register(id="LitCorner-v0", entry_point=LitCorner, max_episode_steps=EPISODE)

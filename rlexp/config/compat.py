@@ -54,7 +54,10 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                # DQN's noisy networks and distributions: off, as DQN was before them
                                "algo.noisy": False, "algo.noisy_sigma": 0.5, "algo.distribution": "expected",
                                "algo.atoms": 51, "algo.v_min": -10.0, "algo.v_max": 10.0, "algo.quantiles": 200,
-                               "algo.adam_eps": 1.0e-8}
+                               "algo.adam_eps": 1.0e-8,
+                               # hindsight relabelling: off, as replay was before it
+                               "algo.her": False, "algo.her_n_sampled_goal": 4,
+                               "algo.her_goal_selection_strategy": "future"}
 
 
 

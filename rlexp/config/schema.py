@@ -52,6 +52,12 @@ class Optimizer(Choice):
     rmsprop = "rmsprop"   # A2C's, as SB3 configures it (alpha 0.99, eps algo.rms_prop_eps)
 
 
+class GoalSelectionStrategy(Choice):
+    future = "future"     # a goal achieved later in the same episode (the HER paper's best)
+    final = "final"       # the goal achieved at the episode's end
+    episode = "episode"   # a goal achieved anywhere in the episode
+
+
 class TrainFreqUnit(Choice):
     step = "step"
     episode = "episode"  # a round of updates after every train_freq finished episodes
@@ -102,6 +108,12 @@ class OffPolicyConfig:
     """importance-sampling exponent, annealed linearly to 1 over the run's updates"""
     priority_eps: float = 1.0e-6
     """added to |TD error| so no transition gets priority 0"""
+    her: bool = False
+    """hindsight experience replay (Andrychowicz et al. 2017) for goal-conditioned Dict envs (rlexp/replay/her.py)"""
+    her_n_sampled_goal: int = 4
+    """HER: relabelled transitions per real one (each sampled transition relabelled with probability k / (k + 1))"""
+    her_goal_selection_strategy: GoalSelectionStrategy = GoalSelectionStrategy.future
+    """HER: future | final | episode: which achieved goal a relabelled transition aims at"""
 
 
 @dataclass

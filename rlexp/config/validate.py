@@ -147,6 +147,16 @@ def check_off_policy(algo: dict[str, Any], cfg: dict[str, Any], spec: registry.A
         able = [f"algo={name}" for name, other in algorithms.items() if other.prioritized]
         raise ConfigError(f"algo.prioritized=true needs an update that reports TD errors back to the replay, which "
                           f"algo={spec.name}'s does not; use {' or '.join(able)}, or algo.prioritized=false")
+    check_positive_int("algo.her_n_sampled_goal", algo["her_n_sampled_goal"])
+    if algo["her"] and (algo["n_step"] != 1 or algo["prioritized"]):
+        key = "algo.prioritized=true" if algo["prioritized"] else f"algo.n_step={algo['n_step']}"
+        raise ConfigError(f"algo.her=true relabels uniform replay's 1-step transitions, and {key} asks for "
+                          f"{'prioritized replay' if algo['prioritized'] else 'n-step returns'}; use "
+                          f"{'algo.prioritized=false' if algo['prioritized'] else 'algo.n_step=1'}")
+    if algo["her"] and (cfg["env"]["normalize"]["obs"] or cfg["env"]["normalize"]["reward"]):
+        key = "env.normalize.obs" if cfg["env"]["normalize"]["obs"] else "env.normalize.reward"
+        raise ConfigError(f"algo.her=true recomputes rewards from the stored goals with the env's compute_reward, "
+                          f"and {key}=true stores standardised (or scaled) ones it cannot read; use {key}=false")
     num_envs = cfg["env"]["num_envs"]
     check_range("algo.gamma", algo["gamma"], 0.0, 1.0)
     for key in ("batch_size", "buffer_size", "train_freq", "n_step"):

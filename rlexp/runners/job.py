@@ -30,11 +30,12 @@ from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.networks.user_torso import check_user_torso, resolve_torso
-from rlexp.replay import Priorities, ReplayBuffer, make_replay
+from rlexp.replay import Hindsight, Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
 from rlexp.runners.faults import Stop, signal_of
+from rlexp.runners.goals import goals_of
 from rlexp.runners.heldout import HELDOUT_SEED_OFFSET, collect_heldout_states
 from rlexp.runners.memory import check_host_memory, check_memory
 from rlexp.runners.off_policy import OffPolicyRunner, OffPolicySettings, planned_updates
@@ -116,6 +117,8 @@ class Job:
                 raise ConfigError(f"env.normalize.obs=true on {spaces.description}: only Box observations are "
                                   f"standardised (Discrete and MultiDiscrete are one-hot encoded, MultiBinary is "
                                   f"0/1); use env.normalize.obs=false")
+            if getattr(settings.algo, "her", False):   # (an off-policy algorithm's key)
+                goals_of(spaces, eval_env)
             check_memory(settings, spec, spaces, device, copies)   # copies: the seeds of a many-seeds run
         except BaseException:
             eval_env.close()
@@ -259,5 +262,8 @@ class Job:
             num_envs=num_envs, n_step=algo.n_step, gamma=algo.gamma,
             obs_dtype=obs_dtype(spaces),
             priorities=Priorities(algo.priority_alpha, algo.priority_beta0, algo.priority_eps, updates)
-            if algo.prioritized else None)
+            if algo.prioritized else None,
+            # HER: the goals in the packed observations, the rewards from the (evaluation) env's compute_reward
+            hindsight=Hindsight(goals_of(spaces, self.eval_env), algo.her_n_sampled_goal,
+                                str(algo.her_goal_selection_strategy)) if algo.her else None)
         return replay, updates
