@@ -7,6 +7,8 @@ config's settings, trained and scored as benchmarks/learning.py scores rlexp.
         --override algo.buffer_size=100000 --sb3-python /path/to/python
     python benchmarks/sb3_sac_side_by_side.py --steps 20000 --seeds 0 1 2 --sb3-python /path/to/python \
         --override env.id=gymnasium_robotics:FetchReachDense-v4 algo.gamma=0.95 ...
+    python benchmarks/sb3_sac_side_by_side.py --steps 20000 --seeds 0 1 2 --sb3-python /path/to/python \
+        --override env.id=gymnasium_robotics:FetchReach-v4 algo.her=true ...   # SB3's HerReplayBuffer
 
 The env is a config group (`--env`) or any gymnasium id given as an override (`env.id=`, a `module:` prefix
 importing the package that registers it, as `rlexp train` takes it; SB3's Python needs that package too).
@@ -91,7 +93,15 @@ def sac_ctor(cfg: dict, policy: str) -> str:
             f"batch_size={a['batch_size']}, gamma={a['gamma']}, train_freq=({a['train_freq']}{unit}), "
             f"gradient_steps={a['gradient_steps']}, ent_coef={ent}, target_entropy={target}, "
             f"use_sde={a['use_sde']}, sde_sample_freq={a['sde_sample_freq']}, "
-            f"policy_kwargs=dict({networks}), device=DEVICE, seed=0)")
+            f"policy_kwargs=dict({networks}), {hindsight(a)}device=DEVICE, seed=0)")
+
+
+def hindsight(algo: dict) -> str:
+    """SB3's HerReplayBuffer with algo.her's settings (nothing without algo.her)."""
+    if not algo.get("her"):
+        return ""
+    return (f"replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal="
+            f"{algo['her_n_sampled_goal']}, goal_selection_strategy='{algo['her_goal_selection_strategy']}'), ")
 
 
 def sb3_policy(cfg: dict) -> str:
@@ -123,7 +133,8 @@ def main() -> int:
     env_id, steps = cfg["env"]["id"], cfg["total_steps"]
     ctor = sac_ctor(cfg, sb3_policy(cfg))
     sb3_class = ctor.split("(")[0]
-    imports = f"from {'stable_baselines3' if args.algo == 'sac' else 'sb3_contrib'} import {sb3_class}"
+    imports = f"from {'stable_baselines3' if args.algo == 'sac' else 'sb3_contrib'} import {sb3_class}" + \
+        ("\nfrom stable_baselines3 import HerReplayBuffer" if cfg["algo"].get("her") else "")
     scores = sb3_scores(args.sb3_python, f"{args.algo} on {env_id}", steps, args.seeds, lambda seed: [
         SB3_RUN.format(imports=imports, ctor=ctor.replace("seed=0", f"seed={seed}")),
         env_id, str(steps), str(seed),
