@@ -97,19 +97,12 @@ class CrossQ(SAC):
         self.actor.train()
         squashed, log_prob = self.actor.sample(batch.observations, self.generator, sde_eps)
         self.actor.eval()
-        if self.auto_ent_coef:
-            assert self.ent_coef_optimizer is not None   # made when alpha is tuned
-            ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean(-1)
-            self.ent_coef_optimizer.zero_grad(set_to_none=True)
-            ent_coef_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
-            self.ent_coef_optimizer.step()
-        else:
-            ent_coef_loss = torch.zeros(log_prob.shape[:-1], device=self.device)
+        ent_coef_loss = self.temperature_step(log_prob)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss = self.actor_gradients(batch.observations, squashed, log_prob, ent_coef)
         actor_grad_norm = self.grad_norm(self.actor)
         self.actor_optimizer.step()
-        self._last_policy_metrics = dict(zip(POLICY_METRICS, (actor_loss, ent_coef_loss.detach(),
+        self._last_policy_metrics = dict(zip(POLICY_METRICS, (actor_loss, ent_coef_loss,
                                                               -log_prob.detach().mean(-1), actor_grad_norm)))
         return {**metrics, **self._last_policy_metrics}
 

@@ -168,15 +168,8 @@ class SAC:
         sde_eps = self.actor.sde.draw(1, self.generator) if self.actor.sde is not None else None
         # 1. The temperature, on a fresh draw from the current policy (as SB3 orders the three losses).
         squashed, log_prob = self.actor.sample(batch.observations, self.generator, sde_eps)
-        if self.auto_ent_coef:
-            assert self.ent_coef_optimizer is not None   # made when alpha is tuned
-            ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean(-1)
-            self.ent_coef_optimizer.zero_grad(set_to_none=True)
-            ent_coef_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
-            self.ent_coef_optimizer.step()
-        else:
-            ent_coef_loss = torch.zeros(log_prob.shape[:-1], device=self.device)
-        ent_coef = self.log_ent_coef.detach().exp()
+        ent_coef_loss = self.temperature_step(log_prob)
+        ent_coef = self.log_ent_coef.detach().exp()   # (alpha after its step)
 
         # 2. The critics, each towards the soft target.
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -198,12 +191,24 @@ class SAC:
             "losses/critic_loss": critic_loss,
             "losses/actor_loss": actor_loss,
             "losses/ent_coef": ent_coef.reshape(log_prob.shape[:-1]),
-            "losses/ent_coef_loss": ent_coef_loss.detach(),
+            "losses/ent_coef_loss": ent_coef_loss,
             "losses/entropy": -log_prob.detach().mean(-1),
             "losses/q_values": qf_values[..., 0, :].mean(-1),
             "losses/critic_grad_norm": critic_grad_norm,
             "losses/actor_grad_norm": actor_grad_norm,
         }
+
+    def temperature_step(self, log_prob: Tensor) -> Tensor:
+        """alpha's step towards the target entropy, -log(alpha) (log pi(a|s) + target entropy) on the policy's draw
+        (when alpha is tuned): its loss, detached (zeros for a fixed alpha)."""
+        if not self.auto_ent_coef:
+            return torch.zeros(log_prob.shape[:-1], device=self.device)
+        assert self.ent_coef_optimizer is not None   # made when alpha is tuned
+        ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean(-1)
+        self.ent_coef_optimizer.zero_grad(set_to_none=True)
+        ent_coef_loss.sum().backward()   # (a sum over members: each member's gradient is its own loss's)
+        self.ent_coef_optimizer.step()
+        return ent_coef_loss.detach()
 
     def critic_gradients(self, batch: ReplayBatch, ent_coef: Tensor, sde_eps: Tensor | None,
                          next_eps: Tensor | None) -> tuple[Tensor, Tensor]:
