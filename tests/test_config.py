@@ -245,7 +245,10 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  # DQN without noisy networks or distributions: runs before them
                                  "algo.noisy": False, "algo.noisy_sigma": 0.5, "algo.distribution": "expected",
                                  "algo.atoms": 51, "algo.v_min": -10.0, "algo.v_max": 10.0, "algo.quantiles": 200,
-                                 "algo.adam_eps": 1e-8}
+                                 "algo.adam_eps": 1e-8,
+                                 # replay without hindsight relabelling: runs before HER
+                                 "algo.her": False, "algo.her_n_sampled_goal": 4,
+                                 "algo.her_goal_selection_strategy": "future"}
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
     del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"]
