@@ -42,7 +42,8 @@ def test_the_config_groups_hold_what_the_docs_promise():
     for preset in ("sac_Pendulum-v1", "sac_LunarLanderContinuous-v3", "sac_MountainCarContinuous-v0",
                    "sac_HalfCheetah-v5", "ppo_CartPole-v1", "ppo_LunarLander-v3", "ppo_Pendulum-v1",
                    "ppo_HalfCheetah-v5", "ppo_Hopper-v5", "a2c_CartPole-v1", "a2c_LunarLander-v3",
-                   "ppo_CarRacing-v3", "ppo_MiniGrid-DoorKey-5x5-v0"):
+                   "ppo_CarRacing-v3", "ppo_MiniGrid-DoorKey-5x5-v0", "tqc_Pendulum-v1", "tqc_HalfCheetah-v5",
+                   "tqc_Hopper-v5", "crossq_Pendulum-v1", "crossq_HalfCheetah-v5", "crossq_Hopper-v5"):
         assert preset in tuned   # the results table
 
 
