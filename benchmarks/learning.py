@@ -25,8 +25,9 @@ With --batched, each row's seeds train as one process, one batched model (`rlexp
 
 With --resume, long budgets can run over several sittings: a run of the same config and budget already finished
 in <out> is read back instead of trained again, and one that was killed or interrupted continues from its newest
-checkpoint (`rlexp train resume=...`, identical to an uninterrupted run). A run directory holding another config
-(a preset changed since) is reported as an error, never reused.
+checkpoint (`rlexp train resume=...`, identical to an uninterrupted run); one killed before its first checkpoint
+is moved aside (<seed dir>.unfinished-<time>) and trained anew. A run directory holding another config (a preset
+changed since) is reported as an error, never reused.
 """
 
 from __future__ import annotations
@@ -195,6 +196,8 @@ def train_one(target: Target, seed: int, out: Path, threads: int, overrides: lis
                     "wall": previous["wall_time_s"]}
         if any((run_dir / "checkpoints").glob("step_*.pt")):
             extra = [f"resume={run_dir}"]
+        elif previous.get("status") != "completed":   # killed before its first checkpoint: nothing to continue
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
     started = time.perf_counter()
     error = rlexp_train([*train_args, *extra])
     if error:
