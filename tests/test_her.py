@@ -18,7 +18,7 @@ from tests.conftest import run_cli, run_in_process, train_in_process
 from tests.toy_envs import BitFlipping
 
 CPU = torch.device("cpu")
-TINY = ["total_steps=300", "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.every=0",
+TINY = ["total_steps=200", "algo.learning_starts=100", "network.hidden_sizes=[16]", "eval.every=0",
         "eval.episodes=2", "log.progress=none", "hydra.run.dir=run"]
 ENV = BitFlipping(n_bits=3)
 LAYOUT = layout_of(ENV.observation_space)

@@ -152,13 +152,12 @@ KILLED = {
 }
 # its tuned alpha, alpha's Adam moments and each seed's policy generator resume too
 KILLED["sac"] = ["train", "algo=sac", *[a for a in KILLED["td3"][2:] if a != "algo.noise.type=ou"]]
-# CrossQ: each seed's batch renormalisation statistics (renormalising from the 40th update on), its policy delay's
-# phase and its last policy metrics resume too
-KILLED["crossq"] = ["train", "algo=crossq", *[a for a in KILLED["sac"][2:]], "algo.critic_hidden_sizes=[32]",
-                    "algo.batch_renorm_warmup_steps=40"]
-# HER on two envs: each seed's episode steps and lengths per env stream, and its relabelling draws, resume too
-KILLED["her"] = ["train", "algo=sac", "env.id=tests.toy_envs:BitFlippingContinuous-v0", "algo.her=true",
-                 "env.num_envs=2", *[a for a in KILLED["sac"][3:] if a != "eval.every=500"], "eval.every=600"]
+# CrossQ with HER on two envs: each seed's batch renormalisation statistics (renormalising from the 40th update
+# on), its policy delay's phase and last policy metrics, its replay's episode steps and lengths per env stream and
+# its relabelling draws resume too
+KILLED["crossq"] = ["train", "algo=crossq", "env.id=tests.toy_envs:BitFlippingContinuous-v0", "algo.her=true",
+                    "env.num_envs=2", *[a for a in KILLED["sac"][3:] if a != "eval.every=500"], "eval.every=600",
+                    "algo.critic_hidden_sizes=[32]", "algo.batch_renorm_warmup_steps=40"]
 # cut mid-rollout, with each seed's target_kl stop, Adam step counts, shuffles, gSDE matrices and normalization
 # statistics
 KILLED["ppo"] = ["train", "algo=ppo", "env=Pendulum-v1", "total_steps=1600", "env.num_envs=2", "algo.n_steps=64",
@@ -167,14 +166,13 @@ KILLED["ppo"] = ["train", "algo=ppo", "env=Pendulum-v1", "total_steps=1600", "en
                  "env.normalize.reward=true", "eval.every=1200", "eval.episodes=2", "checkpoint.every=300",
                  "log.every=128", "log.progress=none", "torch_threads=1", "seeds=[0,1]"]
 NETWORKS = {"dqn": ("q_network", "target_network"), "td3": ("actor", "actor_target", "critic", "critic_target"),
-            "sac": ("actor", "critic", "critic_target"), "crossq": ("actor", "critic"), "ppo": ("policy",),
-            "her": ("actor", "critic", "critic_target")}
+            "sac": ("actor", "critic", "critic_target"), "crossq": ("actor", "critic"), "ppo": ("policy",)}
 LOSSES = {"dqn": "losses/td_loss", "td3": "losses/critic_loss", "sac": "losses/ent_coef",
-          "crossq": "losses/actor_loss", "ppo": "losses/policy_loss", "her": "losses/critic_loss"}
+          "crossq": "losses/actor_loss", "ppo": "losses/policy_loss"}
 
 
 # TD3's and SAC's batches resume as DQN's do (the replay's state per seed): they run under -m slow
-@pytest.mark.parametrize("algo", ["dqn", "ppo", "crossq", "her", pytest.param("td3", marks=pytest.mark.slow),
+@pytest.mark.parametrize("algo", ["dqn", "ppo", "crossq", pytest.param("td3", marks=pytest.mark.slow),
                                   pytest.param("sac", marks=pytest.mark.slow)])
 def test_a_killed_seeds_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo):
     args = KILLED[algo]
