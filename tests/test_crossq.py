@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from rlexp.agents.compiled import CompiledMethod, compile_agent
 from rlexp.agents.crossq import CrossQ, CrossQMembers
 from rlexp.networks.batch_renorm import BatchRenorm, Renorm
 from rlexp.networks.members import stack_members
 from rlexp.replay.batch import ReplayBatch, stack_batches
+from tests.test_compile import eager_backend  # noqa: F401  (the fixture)
 
 CPU = torch.device("cpu")
 
@@ -166,3 +168,18 @@ def test_an_actor_with_batch_renormalisation_stacks_over_seeds():
     actors = [agent().actor for _ in range(2)]
     stacked = stack_members(actors, "the policy")
     assert isinstance(stacked.torso[0], BatchRenorm) and stacked.torso[0].members == 2
+
+
+@pytest.mark.usefixtures("eager_backend")
+def test_a_compiled_crossq_learns_what_the_eager_one_does():
+    # (the compiled critic pass switches the critics to training mode and back inside the captured graph)
+    eager, fast = agent(warmup=2), compile_agent(agent(warmup=2), True, None, CPU)
+    assert isinstance(fast.critic_gradients, CompiledMethod)
+    for i in range(4):   # past the warmup, through two policy updates
+        a, b = eager.update(batch(seed=i)), fast.update(batch(seed=i))
+        assert all(torch.equal(a[key], b[key]) for key in a), i
+    for name in ("actor", "critic"):
+        mine, theirs = getattr(eager, name).state_dict(), getattr(fast, name).state_dict()
+        assert all(torch.equal(mine[key], theirs[key]) for key in mine), name
+    assert fast.critic_gradients.compiled is not None, "the compiled path fell back to eager"
+    assert not fast.critic.training and not fast.actor.training
