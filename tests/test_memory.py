@@ -14,7 +14,7 @@ from rlexp.agents import registry
 from rlexp.agents.base import BuildContext
 from rlexp.config.typed import train_config, typed
 from rlexp.envs import atari_settings, describe_spaces, make_env
-from rlexp.replay import Priorities, make_replay
+from rlexp.replay import Goals, Hindsight, Priorities, make_replay
 from rlexp.runners.job import obs_dtype
 from rlexp.runners.memory import estimate, replay_bytes
 from tests.conftest import compose_config
@@ -48,6 +48,8 @@ def allocated(tensors) -> int:
     ["algo=dqn", "env=atari", "algo.buffer_size=20000", "total_steps=20000", "env.num_envs=2"],
     ["algo=dqn", "env=atari", "algo.buffer_size=5000", "total_steps=5000", "algo.prioritized=true"],
     ["algo=sac", "env.id=CarRacing-v3", "algo.buffer_size=3000", "total_steps=3000", "env.num_envs=2"],
+    ["algo=td3", "env.id=tests.toy_envs:BitFlippingContinuous-v0", "algo.her=true", "algo.buffer_size=3000",
+     "env.num_envs=2"],
 ])
 def test_the_replay_estimate_is_what_the_replay_allocates(overrides):
     config = config_for(overrides)
@@ -58,13 +60,16 @@ def test_the_replay_estimate_is_what_the_replay_allocates(overrides):
                          single_image=spaces.frames and not spaces.stacked, device=CPU, seed=0,
                          num_envs=config["env"]["num_envs"], n_step=algo["n_step"], gamma=algo["gamma"],
                          obs_dtype=obs_dtype(spaces),
-                         priorities=Priorities(0.6, 0.4, 1e-6, 10) if algo.get("prioritized") else None)
+                         priorities=Priorities(0.6, 0.4, 1e-6, 10) if algo.get("prioritized") else None,
+                         hindsight=Hindsight(Goals(slice(0), slice(0), torch.float32, lambda *_: 0.0), 4, "future")
+                         if algo["her"] else None)
     tensors = list(replay.storage.values())
     if spaces.frames:
         tensors.append(replay.frames)
     if algo.get("prioritized"):
         tensors.append(replay.tree._nodes)
-    device_bytes, host_bytes = replay_bytes(capacity, config["env"]["num_envs"], spaces, bool(algo.get("prioritized")))
+    device_bytes, host_bytes = replay_bytes(capacity, config["env"]["num_envs"], spaces, bool(algo.get("prioritized")),
+                                            algo["her"])
     assert device_bytes == allocated(tensors)
     assert host_bytes == (replay._newest_frame.nbytes if spaces.frames else 0)
 

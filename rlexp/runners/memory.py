@@ -39,12 +39,15 @@ class Need:
     on_device: bool   # on the training device (False: host memory)
 
 
-def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: bool) -> tuple[float, float]:
+def replay_bytes(capacity: int, num_envs: int, spaces: SpaceInfo, prioritized: bool,
+                 hindsight: bool = False) -> tuple[float, float]:
     """(device bytes, host bytes) of the replay memory: its storage as rlexp/replay/ allocates it."""
     rows = max(capacity // num_envs, 1)
     slots = rows * num_envs
     action = 8 if spaces.discrete else 4 * int(np.prod(spaces.action_shape))
     per_slot = action + 12                               # rewards, terminations, episode ends (float32)
+    if hindsight:
+        per_slot += 16                                   # HER: each slot's episode step and length (int64)
     host = 0.0
     if spaces.stored_once:   # each frame stored once: Atari's stacks of k frames, other images (and Dict/Tuple
         # observations with image entries, packed in bytes) a frame each
@@ -89,7 +92,7 @@ def off_policy_needs(config: TrainConfig, spaces: SpaceInfo, device: torch.devic
     algo: OffPolicyConfig = config.algo
     num_envs = config.env.num_envs
     capacity = min(algo.buffer_size, config.total_steps)
-    replay_device, replay_host = replay_bytes(capacity, num_envs, spaces, algo.prioritized)
+    replay_device, replay_host = replay_bytes(capacity, num_envs, spaces, algo.prioritized, algo.her)
     return [
         Need("algo.buffer_size", "the replay memory", replay_device, True),
         Need("algo.buffer_size", "the replay memory's host side", replay_host, False),
