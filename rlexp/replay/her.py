@@ -8,8 +8,8 @@ goal is also replayed as if it had aimed at a goal it reached. Transitions are s
 sampling, each transition of the batch is relabelled with probability k / (k + 1) (k = `n_sampled_goal`, so k
 relabelled transitions per real one on average, as SB3's HerReplayBuffer), its desired goal in s_t and s_{t+1}
 replaced by a goal g' the same episode achieved, and its reward recomputed as r = compute_reward(achieved goal of
-s_{t+1}, g', {}) (rlexp keeps no infos in replay: an env whose reward reads them is not supported). The
-strategies (the paper's section 4.5):
+s_{t+1}, g', {}) (rlexp keeps no infos in replay: an env whose reward reads them is not supported); its termination
+stays the stored one (as SB3's). The strategies (the paper's section 4.5):
 
 - future: g' the goal achieved at s_{j+1}, j uniform in t .. the episode's last stored step (the paper's best);
 - final: g' the goal achieved at the episode's last stored step;
