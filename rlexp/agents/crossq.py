@@ -15,8 +15,8 @@ SAC's policy and temperature (rlexp/agents/sac.py) with:
    held constant in the gradient;
 4. the policy (and alpha) updated every `policy_delay`-th update only, the actor in training mode on its own
    batch, the critics read with their running statistics;
-5. wide critics (`critic_hidden_sizes`: the paper's 2048 units), Adam with beta1 = 0.5, and one update per env
-   step: CrossQ's sample efficiency comes at an update-to-data ratio of 1.
+5. wide critics (`critic_hidden_sizes`: the paper's 2048 units), the networks' Adam with beta1 = 0.5, and one
+   update per env step: CrossQ's sample efficiency comes at an update-to-data ratio of 1.
 
 Acting, evaluation and exports read both networks with their running statistics (evaluation mode), as the
 updates read the actor for a' and the critics for the policy loss. Every reduction keeps a leading member axis,
@@ -163,7 +163,7 @@ class CrossQConfig(SoftActorCriticConfig):
     critic_hidden_sizes: list[int] = field(default_factory=lambda: [1024, 1024])
     """the critics' hidden layers (the actor's are network.hidden_sizes)"""
     adam_beta1: float = MISSING
-    """Adam's beta1 for every optimizer (the paper's 0.5)"""
+    """Adam's beta1 for the actor and the critics (the paper's 0.5; alpha's Adam keeps 0.9, as sb3-contrib's)"""
     batch_renorm_momentum: float = MISSING
     """how far each training pass moves the running statistics towards the batch's"""
     batch_renorm_warmup_steps: int = MISSING

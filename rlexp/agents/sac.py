@@ -119,8 +119,9 @@ class SAC:
         # alpha = exp(log_alpha): optimised in log space so it stays positive.
         self.log_ent_coef = torch.tensor(math.log(ent_coef_init if ent_coef is None else ent_coef),
                                          device=device, requires_grad=self.auto_ent_coef)
-        self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device, betas=adam_betas) \
-            if self.auto_ent_coef else None
+        # (alpha's Adam keeps torch's betas: `adam_betas` are the networks', as sb3-contrib's CrossQ sets them)
+        self.ent_coef_optimizer = make_adam([self.log_ent_coef], ent_coef_lr, device) if self.auto_ent_coef \
+            else None
         # the policy's draws, acting and updating (a members agent: each member's generator, SACMembers)
         self.generator: torch.Generator | list[torch.Generator] = fork_global_generator(device)
         # `linear` anneals all three learning rates to 0 over the planned updates (RL Zoo's `lin_<lr>`).
@@ -297,14 +298,13 @@ class SACMembers(SAC):
             .requires_grad_(self.auto_ent_coef)
         for k, member in enumerate(members):   # its alpha is its entry (a view, as its parameters are)
             member.log_ent_coef = self.log_ent_coef.data[k, 0]
-        group = first.actor_optimizer.param_groups[0]   # (every optimizer has the same betas)
+        group = first.actor_optimizer.param_groups[0]   # (the actor's and the critics' betas are the same)
         self.actor_optimizer = make_adam(self.actor.parameters(), group["lr"], self.device, betas=group["betas"])
         self.critic_optimizer = make_adam(self.critic.parameters(), first.critic_optimizer.param_groups[0]["lr"],
                                           self.device, betas=group["betas"])
         # (the members tune alpha, and have an ent_coef_optimizer, exactly when auto_ent_coef)
         self.ent_coef_optimizer = make_adam([self.log_ent_coef], first.ent_coef_optimizer.param_groups[0]["lr"],
-                                            self.device, betas=group["betas"]) \
-            if first.ent_coef_optimizer is not None else None
+                                            self.device) if first.ent_coef_optimizer is not None else None
         self.learning_rates = rebound(first.learning_rates,
                                       [self.actor_optimizer, self.critic_optimizer, self.ent_coef_optimizer])
         self._optimizers = MemberOptimizers([
