@@ -49,9 +49,6 @@ class Goals:
     compute_reward: RewardFunction
 
 
-STRATEGIES = ("future", "final", "episode")
-
-
 class HerReplayBuffer(ReplayBuffer):
     """Uniform replay of packed goal-conditioned observations (1-step targets), relabelled at sampling."""
 
