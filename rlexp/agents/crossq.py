@@ -59,12 +59,12 @@ POLICY_METRICS = ("losses/actor_loss", "losses/ent_coef_loss", "losses/entropy",
 class CrossQ(SAC):
     """SAC without target critics, with batch renormalisation and the joint forward pass of (s, a) and (s', a')."""
 
+    target_critics = False
     #: what a checkpoint holds of this agent (no target critics)
     checkpointed: tuple[str, ...] = ("actor", "critic", "actor_optimizer", "critic_optimizer")
 
     def __init__(self, *args: Any, policy_delay: int, **kwargs: Any) -> None:
-        super().__init__(*args, tau=1.0, **kwargs)
-        del self.critic_target   # CrossQ learns without target networks
+        super().__init__(*args, tau=0.0, **kwargs)   # (no target critics to average)
         self.policy_delay = policy_delay
         # the policy's last metrics, reported by the updates between policy updates too (as TD3's)
         self._last_policy_metrics = {name: torch.zeros((), device=self.device) for name in POLICY_METRICS}

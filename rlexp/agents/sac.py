@@ -83,6 +83,10 @@ MAX_ENT_COEF = 1e6
 class SAC:
     """Soft Actor-Critic with twin critics and, with `ent_coef=None`, automatic entropy tuning."""
 
+    #: whether the agent keeps Polyak-averaged target critics (CrossQ learns without them)
+    target_critics = True
+    critic_target: CriticEnsemble
+
     def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, *,
                  hidden_sizes: Sequence[int], actor_lr: float, critic_lr: float, ent_coef_lr: float, tau: float,
                  ent_coef: float | None, ent_coef_init: float, target_entropy: float, n_critics: int,
@@ -111,7 +115,8 @@ class SAC:
         self.critic = CriticEnsemble(obs_dim, action_dim, critic_hidden_sizes or hidden_sizes, n_critics,
                                      activation=activation, encoder=copy.deepcopy(encoder), outputs=n_quantiles,
                                      renorm=renorm).to(device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        if self.target_critics:
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), actor_lr, device, betas=adam_betas)
         self.critic_optimizer = make_adam(self.critic.parameters(), critic_lr, device, betas=adam_betas)
         self.target_entropy = target_entropy
@@ -291,7 +296,7 @@ class SACMembers(SAC):
         self.sde_eps = torch.stack(eps) if len(eps) == len(members) else None   # None while any has none
         self.actor = stack_members([m.actor for m in members], "the policy")
         self.critic = stack_members([m.critic for m in members], "the critic")
-        if "critic_target" in first.checkpointed:   # (CrossQ learns without target critics)
+        if first.target_critics:
             self.critic_target = stack_members([m.critic_target for m in members], "the critic") \
                 .requires_grad_(False)
         self.log_ent_coef = torch.stack([m.log_ent_coef.detach() for m in members]).view(len(members), 1) \

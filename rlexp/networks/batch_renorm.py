@@ -60,7 +60,8 @@ class BatchRenorm(nn.Module):
         if not self.training:
             x_hat = (x - self._per_row(self.running_mean)) / self._per_row((self.running_var + self.eps).sqrt())
             return self._per_row(self.weight) * x_hat + self._per_row(self.bias)
-        batch_mean, batch_var = x.mean(dim=-2), x.var(dim=-2)   # (unbiased variance, as torch's BatchNorm)
+        # (the unbiased variance, to normalise and for the running statistics alike, as sb3-contrib's and SBX's)
+        batch_mean, batch_var = x.mean(dim=-2), x.var(dim=-2)
         batch_std = (batch_var + self.eps).sqrt()
         with torch.no_grad():
             running_std = (self.running_var + self.eps).sqrt()
