@@ -122,6 +122,12 @@ TARGETS = [
     Target("ppo", "Hopper-v5", 1_000_000, 2410.4, INF, "RL Zoo PPO: 2410.4 +/- 10.0 (v3); CleanRL: 2382.9 (v4)"),
     Target("a2c", "CartPole-v1", 500_000, 475.0, 475.0, "RL Zoo A2C: 500.0 +/- 0.0", cheap=True),
     Target("a2c", "LunarLander-v3", 200_000, 156.0, INF, "RL Zoo A2C: 155.8 +/- 80.4", cheap=True),
+    # TQC and CrossQ at 1M are GPU rows; at a CPU budget (`--steps 100000`) the reference is sb3-contrib's run of the
+    # same preset on the same seeds (benchmarks/sb3_sac_side_by_side.py --algo tqc|crossq --steps 100000)
+    Target("tqc", "HalfCheetah-v5", 1_000_000, 12089.9, INF, "RL Zoo TQC: 12089.9 +/- 127.4 (v3)"),
+    Target("tqc", "Hopper-v5", 1_000_000, 3754.2, INF, "RL Zoo TQC: 3754.2 +/- 8.3 (v3)"),
+    Target("crossq", "HalfCheetah-v5", 1_000_000, 9535.5, INF, "RL Zoo SAC: 9535.5 +/- 100.5 (v3; no CrossQ figure)"),
+    Target("crossq", "Hopper-v5", 1_000_000, 2325.5, INF, "RL Zoo SAC: 2325.5 +/- 1129.7 (v3; no CrossQ figure)"),
     Target("ddpg", "HalfCheetah-v5", 1_000_000, 8577.3, INF, "TD3 paper, its DDPG: 8577"),
     Target("ddpg", "Hopper-v5", 1_000_000, 1860.0, INF, "TD3 paper, its DDPG: 1860"),
     Target("ddpg", "Walker2d-v5", 1_000_000, 3098.1, INF, "TD3 paper, its DDPG: 3098"),
