@@ -49,9 +49,9 @@ env = gym.make(env_id, **kwargs)
 model = {ctor}
 model.learn(total_timesteps=steps)
 evaluation = gym.make(env_id, **kwargs)
-obs, _ = evaluation.reset(seed=seed + 10000)
 returns = []
-for _ in range(10):
+for j in range(10):   # episode j from a reset seeded with seed + 10000 + j, as rlexp's evaluation envs start
+    obs, _ = evaluation.reset(seed=seed + 10000 + j)
     done, total = False, 0.0
     while not done:
         action, _ = model.predict(obs, deterministic=True)
@@ -59,7 +59,6 @@ for _ in range(10):
         total += float(reward)
         done = terminated or truncated
     returns.append(total)
-    obs, _ = evaluation.reset()
 print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
 """
 

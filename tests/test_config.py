@@ -107,6 +107,7 @@ def test_env_without_yaml_trains_by_overriding_its_id_with_the_default_budget():
     ("algo.exploration_final_eps=2", "algo.exploration_final_eps=2"),
     ("network.hidden_sizes=[]", "network.hidden_sizes=[] must be a non-empty list"),
     ("eval.episodes=0", "eval.episodes=0 must be a positive integer"),
+    ("eval.num_envs=0", "eval.num_envs=0 must be a positive integer"),
     ("total_steps=0", "total_steps=0 must be a positive integer"),
     ("checkpoint.keep=0", "checkpoint.keep=0 must be a positive integer"),
     ("algo.gradient_steps=0", "algo.gradient_steps=0 must be a positive integer, or -1 for one update per env step"),
@@ -243,6 +244,7 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  # the observation space decides the torso: runs before network.torso
                                  "network.torso._target_": None,
                                  "eval.deterministic": True,   # the mode: runs before eval.deterministic
+                                 "eval.num_envs": 1,   # one env, one episode after another: runs before it
                                  # DQN without noisy networks or distributions: runs before them
                                  "algo.noisy": False, "algo.noisy_sigma": 0.5, "algo.distribution": "expected",
                                  "algo.atoms": 51, "algo.v_min": -10.0, "algo.v_max": 10.0, "algo.quantiles": 200,

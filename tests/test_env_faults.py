@@ -211,18 +211,18 @@ def test_kill_9_of_the_main_process_leaves_no_worker_and_no_noise(workdir):
 def test_an_evaluation_episode_that_never_ends_is_cut_with_a_warning(caplog):
     env = make_env(f"{FAULTY}:NeverEnds-v0")
     with caplog.at_level(logging.WARNING, logger="rlexp"):
-        returns = evaluate(lambda obs: np.zeros(len(obs), np.int64), env, 2, seed=0, max_episode_steps=300)
+        returns = evaluate(lambda obs: np.zeros(len(obs), np.int64), [env], 2, seed=0, max_episode_steps=300)
     assert returns.shape == (2,)
     assert [r.getMessage() for r in caplog.records] == [
         "2 of 2 evaluation episodes of NeverEnds-v0 did not end within eval.max_episode_steps=300 steps "
         "and were cut there (their returns count those steps); give the env a time limit (gymnasium's "
         "max_episode_steps) or set eval.max_episode_steps"]
     caplog.clear()   # an env with a time limit of its own ends its episodes itself: no warning
-    evaluate(lambda obs: np.zeros(len(obs), np.int64), make_env("CartPole-v1"), 1, seed=0, max_episode_steps=5)
+    evaluate(lambda obs: np.zeros(len(obs), np.int64), [make_env("CartPole-v1")], 1, seed=0, max_episode_steps=5)
     assert caplog.records == []
     steps = iter(range(10**6))
     with pytest.raises(EvaluationStopped):   # a stop request is read at every step
-        evaluate(lambda obs: np.zeros(len(obs), np.int64), env, 1, seed=0, stop=lambda: next(steps) >= 10)
+        evaluate(lambda obs: np.zeros(len(obs), np.int64), [env], 1, seed=0, stop=lambda: next(steps) >= 10)
 
 
 def test_sigterm_during_an_evaluation_stops_it_and_saves(workdir):

@@ -36,6 +36,14 @@ def test_eval_reproduces_the_runs_final_evaluation(finished_run, capsys, monkeyp
     evaluated = json.loads((finished_run / "run" / "eval" / "final.json").read_text())
     assert evaluated["eval_returns"] == trained["eval_returns"]  # same agent, same seeds, same episodes
     assert f"mean return {trained['eval_return_mean']:.2f}" in proc.stdout and "over 2 episodes" in proc.stdout
+    # num_envs=1: one env plays both episodes, the second from its own generator rather than from a reset seeded
+    # with the seed + 1 (the evaluation's default, two envs); the first alike, to the rounding of a batch of 1
+    # rather than 2 in the forward pass
+    one = run_in_process(["eval", "run", "episodes=2", "num_envs=1"], finished_run, capsys, monkeypatch)
+    assert one.returncode == 0, one.stderr
+    returns = json.loads((finished_run / "run" / "eval" / "final.json").read_text())["eval_returns"]
+    assert returns[0] == pytest.approx(trained["eval_returns"][0], rel=1e-6)
+    assert returns[1] != pytest.approx(trained["eval_returns"][1], rel=1e-3)
 
 
 def test_a_stochastic_policys_evaluation_draws_alike_in_training_and_in_eval(tmp_path, capsys, monkeypatch):
@@ -69,6 +77,7 @@ def test_eval_writes_a_video_of_the_first_episode(finished_run):
 @pytest.mark.parametrize("args, message", [
     pytest.param(["nowhere"], "nowhere is neither a run directory nor a checkpoint file", marks=pytest.mark.as_typed),
     (["run", "episodes=0"], "episodes=0 must be a positive integer"),
+    (["run", "num_envs=0"], "num_envs=0 must be a positive integer"),
     (["run", "video=maybe"], "video=maybe must be true or false"),
     (["run", "checkpoint=last"], "checkpoint=last must be final or best"),
     (["run", "deterministic=false"], "deterministic=false draws actions from a stochastic policy, and algo=td3's "

@@ -116,9 +116,9 @@ def test_an_option_that_does_not_exist_is_an_error_never_a_silent_default(workdi
 
 # (a value refused by its range as a user types it: tests/test_errors.py's algo.gamma=2)
 @pytest.mark.parametrize("args, expected", [
-    (["train", "seed=-1"], "seed=-1 is outside [0, 4294957295]"),
+    (["train", "seed=-1"], "seed=-1 is outside [0, 4294957286]"),   # (evaluation env j: seed + 10000 + j)
     (["train", f"seed={2**32}"], f"seed={2**32} is outside"),
-    (["train", f"seed={2**32 - 5000}"], "rlexp also seeds with seed + up to 10000"),
+    (["train", f"seed={2**32 - 5000}"], "rlexp also seeds with seed + up to 10009"),
     (["train", f"total_steps={2**63}"], "must be below"),
     (["train", "env.num_envs=0"], "env.num_envs=0 must be a positive integer"),
     (["train", "env.num_envs=100", "total_steps=50"], "env.num_envs=100 is more than total_steps=50"),

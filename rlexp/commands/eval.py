@@ -16,12 +16,13 @@ from rlexp.errors import ConfigError, Interrupted, RunFailure, needs_extra
 
 EVAL_USAGE = """usage: rlexp eval <run_dir or checkpoint.pt> [episodes=N] [video=true] [checkpoint=final|best] [seed=S]
                   [device=auto|cpu|cuda|cuda:N] [embed=true] [embed.states=N] [out=DIR] [deterministic=false]
+                  [num_envs=N]
 
 Loads a run's checkpoint (a run directory means its checkpoints/final.pt, or best.pt with checkpoint=best) with
 the config it was trained with, plays N episodes (default 10) as the run evaluated (deterministic unless its
 eval.deterministic=false; deterministic=false draws from a stochastic policy: PPO's, A2C's, SAC's), prints their
 mean and std, and writes <run_dir>/eval/<checkpoint>.json; video=true also writes <run_dir>/eval/<checkpoint>.mp4
-of the first one.
+of the first one. The episodes step together, num_envs at a time (default: the run's eval.num_envs), one env each.
 embed=true also maps the last hidden layer over embed.states states (default 2000) of further deterministic
 episodes: <run_dir>/eval/<checkpoint>_embedding/ (TensorBoard's Projector tab: tensorboard --logdir <that dir>)
 and a t-SNE coloured by the predicted value, <checkpoint>_tsne.png and .csv (pip install "rlexp[embed]").
@@ -41,6 +42,7 @@ class EvalOptions:
     embed_states: int = 2000
     out: Path | None = None      # where the results go (None: <run_dir>/eval)
     deterministic: bool | None = None   # None: the run's eval.deterministic
+    num_envs: int | None = None   # None: the run's eval.num_envs
 
 
 def parse_eval_args(args: list[str]) -> EvalOptions:
@@ -49,7 +51,7 @@ def parse_eval_args(args: list[str]) -> EvalOptions:
         "episodes": options.positive_int, "video": options.boolean, "checkpoint": options.one_of("final", "best"),
         "seed": options.seed, "device": options.text("cpu"), "embed": options.boolean,
         "embed.states": options.positive_int, "out": options.text("evals/run1"),
-        "deterministic": options.boolean}, "eval")
+        "deterministic": options.boolean, "num_envs": options.positive_int}, "eval")
     path = options.one_path(paths, "eval")
     if "embed.states" in values:
         if not values.get("embed"):
@@ -80,9 +82,9 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     import torch
 
     from rlexp.agents.registry import algorithms
+    from rlexp.config.checks import check_seed
     from rlexp.config.validate import EVAL_SEED_OFFSET, stochastic_refused
     from rlexp.deploy.load import load
-    from rlexp.envs.episodes import ResetCount
     from rlexp.io.results import write_results
     from rlexp.io.writable import check_writable
     from rlexp.runners.evaluation import MAX_EPISODE_STEPS, evaluate
@@ -112,24 +114,31 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         if name is not None and (out_dir / name).is_dir():
             raise ConfigError(f"cannot write the evaluation's results to {out_dir / name}: it is a directory"
                               + ("" if opts.out else "; write them elsewhere with out=DIR"))
-    # (Dict and Tuple observations packed by the run's own layout, one array each, as the evaluation batches them)
-    env = ResetCount(loaded.make_packed_env(**({"render_mode": "rgb_array"} if opts.video else {})))
+    evaluation = config.get("eval") or {}
+    # (a run made before eval.num_envs played its episodes on one env)
+    num_envs = min(opts.num_envs or evaluation.get("num_envs", 1), opts.episodes)
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
+    check_seed("seed", seed, num_envs - 1)   # (env j is seeded with seed + j)
+    # (Dict and Tuple observations packed by the run's own layout, one array each, as the evaluation batches them;
+    # only the first env's episode is filmed: the others render nothing)
+    envs = [loaded.make_packed_env(**({"render_mode": "rgb_array"} if opts.video and j == 0 else {}))
+            for j in range(num_envs)]
     seed_everything(seed)
     frames: list[np.ndarray] = []
     # (render_mode="rgb_array": each render is one frame)
-    record = (lambda: frames.append(cast(np.ndarray, env.render()))) if opts.video else None
+    record = (lambda: frames.append(cast(np.ndarray, envs[0].render()))) if opts.video else None
     # (the training run's cap on episodes of an env without a time limit)
-    limit = (config.get("eval") or {}).get("max_episode_steps", MAX_EPISODE_STEPS)
+    limit = evaluation.get("max_episode_steps", MAX_EPISODE_STEPS)
     generator = None if deterministic else torch.Generator(device=loaded.device).manual_seed(seed)
+    ended = [0]
     try:
-        returns = evaluate(lambda obs: loaded.act_on_env(obs, generator), env, opts.episodes, seed, record,
-                           max_episode_steps=limit)
-    except Interrupted as stop:   # (each reset begins an episode; the last one comes after the last episode)
-        raise stop.during(f"after {max(env.resets - 1, 0)} of {opts.episodes} episodes; nothing was written") \
-            from None
+        returns = evaluate(lambda obs: loaded.act_on_env(obs, generator), envs, opts.episodes, seed, record,
+                           max_episode_steps=limit, episode_ended=lambda: ended.__setitem__(0, ended[0] + 1))
+    except Interrupted as stop:
+        raise stop.during(f"after {ended[0]} of {opts.episodes} episodes; nothing was written") from None
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"checkpoint": str(path), "step": loaded.step, "algo": loaded.algo, "env_id": loaded.env_id,
                "episodes": opts.episodes, "seed": seed, "deterministic": deterministic,
@@ -137,7 +146,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
                "eval_return_std": float(returns.std()), "eval_returns": [float(r) for r in returns]}
     if imageio is not None:
         video = out_dir / f"{path.stem}.mp4"
-        fps = env.metadata.get("render_fps") or 30
+        fps = envs[0].metadata.get("render_fps") or 30
         # macro_block_size=1 keeps odd frame sizes (e.g. 500x500 Box2D) as they are. Written beside and renamed: a
         # full disk or a signal leaves no half-written video.
         partial = video.with_name(f".{video.stem}.tmp.mp4")

@@ -51,6 +51,7 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                # no torso of the user's: the observation space decided
                                "network.torso._target_": None,
                                "eval.deterministic": True,   # (the only evaluation before the key)
+                               "eval.num_envs": 1,   # one env played the episodes one after another
                                # DQN's noisy networks and distributions: off, as DQN was before them
                                "algo.noisy": False, "algo.noisy_sigma": 0.5, "algo.distribution": "expected",
                                "algo.atoms": 51, "algo.v_min": -10.0, "algo.v_max": 10.0, "algo.quantiles": 200,

@@ -263,6 +263,9 @@ class EvalConfig:
     max_episode_steps: int = 100_000
     """steps after which an evaluation episode of an env without a time limit of its own is cut, with a warning
     (also rlexp eval's)"""
+    num_envs: int = 16
+    """how many of an evaluation's episodes step together (at most eval.episodes), one env each, their actions from
+    one forward pass; env j plays episodes j, j + num_envs, ..., its first reset seeded with the evaluation seed + j"""
     deterministic: bool = True
     """true: the policy's mode (SB3's deterministic=True); false: draws from a stochastic policy (PPO, A2C, SAC),
     from a generator seeded like the evaluation env, as RL Zoo scores Atari and MiniGrid (also rlexp eval's)"""

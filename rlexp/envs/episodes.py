@@ -70,15 +70,3 @@ class EpisodeRecorder(gym.Wrapper):
         obs, _ = self.reset(seed=fresh_seed)
         return obs, False
 
-
-class ResetCount(gym.Wrapper):
-    """Counts the env's resets: an evaluation resets once more than the episodes it has finished, so a command
-    stopped in the middle can say how far it got (`rlexp eval`)."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.resets = 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        self.resets += 1
-        return self.env.reset(seed=seed, options=options)

@@ -62,11 +62,15 @@ class RunResult:
 
 @dataclass
 class Evaluator:
-    """Episodes on an env of its own, from the same start states every time; observations normalized with the
-    training statistics as they stand (frozen: evaluation never updates them). Episodes end at `max_episode_steps`
-    where the env has no time limit; a `stop` request abandons the evaluation. The policy's mode, or (`deterministic`
-    false) draws from the stochastic policy, from a generator seeded like the env at every evaluation: successive
-    evaluations draw alike, and the training's generators are never touched."""
+    """Episodes on envs of their own, stepping together (rlexp/runners/evaluation.py), from the same start states
+    every time; observations normalized with the training statistics as they stand (frozen: evaluation never
+    updates them). Episodes end at `max_episode_steps` where the env has no time limit; a `stop` request abandons
+    the evaluation. The policy's mode, or (`deterministic` false) draws from the stochastic policy, from a
+    generator seeded like the envs at every evaluation: successive evaluations draw alike, and the training's
+    generators are never touched.
+
+    `env` is the job's evaluation env; the other `num_envs - 1` (eval.num_envs, at most eval.episodes) are made by
+    `make_env` at the first evaluation, so a run that never evaluates builds none, and closed by `close`."""
 
     env: gym.Env
     episodes: int
@@ -76,11 +80,26 @@ class Evaluator:
     stop: Callable[[], object] | None = None
     deterministic: bool = True
     device: torch.device = torch.device("cpu")
+    num_envs: int = 1
+    make_env: Callable[[], gym.Env] | None = None
+    _more: list[gym.Env] = field(default_factory=list)
+
+    def envs(self) -> list[gym.Env]:
+        wanted = min(self.num_envs, self.episodes) - 1
+        while len(self._more) < wanted:
+            assert self.make_env is not None, "num_envs > 1 needs make_env"
+            self._more.append(self.make_env())
+        return [self.env, *self._more[:wanted]]
+
+    def close(self) -> None:
+        for env in self._more:
+            env.close()
+        self._more.clear()
 
     def __call__(self, agent: Any) -> np.ndarray:
         act, frozen = agent_policy(agent, self.deterministic, self.seed, self.device), self.normalization
         policy = act if frozen is None else lambda obs: act(frozen.observations(obs, update=False))
-        return evaluate(policy, self.env, self.episodes, self.seed, max_episode_steps=self.max_episode_steps,
+        return evaluate(policy, self.envs(), self.episodes, self.seed, max_episode_steps=self.max_episode_steps,
                         stop=self.stop)
 
 

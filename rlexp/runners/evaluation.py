@@ -4,7 +4,7 @@ stochastic one (`eval.deterministic=false`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -42,41 +42,65 @@ def episode_limit(env: gym.Env, configured: int) -> tuple[int, str]:
     return configured, f"eval.max_episode_steps={configured}"
 
 
-def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int, seed: int,
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: Sequence[gym.Env], episodes: int, seed: int,
              record_first: Callable[[], None] | None = None, max_episode_steps: int = MAX_EPISODE_STEPS,
-             stop: Callable[[], object] | None = None) -> np.ndarray:
+             stop: Callable[[], object] | None = None, episode_ended: Callable[[], None] | None = None
+             ) -> np.ndarray:
     """Run `episodes` full episodes with `policy` (a batch of observations -> a batch of actions) and return their
     undiscounted returns.
 
-    Seeding the first reset with the same `seed` every time makes successive evaluations of a run start from the
-    same initial states, so their returns compare the policies, not the luck. `record_first` is called at every
-    step of the first episode (e.g. to grab a video frame). An episode that has not ended after
-    `max_episode_steps` (or the env's own limit: `episode_limit`) ends there, with a warning. `stop()` is asked at
-    every step: once it is true, the evaluation is abandoned (EvaluationStopped).
+    The episodes step together, one env each, up to k = min(len(envs), episodes) at a time: at each step one
+    forward pass of the policy gives the actions of every env whose episode is running (an env whose episodes are
+    done is no longer stepped). Env j plays episodes j, j + k, j + 2k, ... (returns in that order) and its first
+    reset is seeded with `seed + j`, as gymnasium's vector envs seed their envs, its later ones continuing its own
+    generator: every evaluation of a run starts from the same states, so their returns compare the policies, not
+    the luck, whatever order the episodes end in. (Not a gymnasium vector env: it steps every env at every step,
+    finished ones too, and resets them itself; an evaluation plays each episode once, to its end.)
+
+    `record_first` is called at the start and at every step of env 0's first episode (e.g. to grab a video frame).
+    An episode that has not ended after `max_episode_steps` (or the env's own limit: `episode_limit`) ends there,
+    with a warning. `stop()` is asked at every step: once it is true, the evaluation is abandoned
+    (EvaluationStopped). `episode_ended()` is called as each episode ends.
     """
-    limit, limited_by = episode_limit(env, max_episode_steps)
+    envs = list(envs)[:episodes]
+    k = len(envs)
+    limit, limited_by = episode_limit(envs[0], max_episode_steps)
+    to_play = [len(range(j, episodes, k)) for j in range(k)]
     returns = np.zeros(episodes, dtype=np.float64)
+    played, lengths, running = [0] * k, [0] * k, [0.0] * k
     cut = 0
-    obs, _ = env.reset(seed=seed)
-    for episode in range(episodes):
-        record = record_first if episode == 0 else None
-        if record is not None:
-            record()
-        done, length = False, 0
-        while not done:
-            if stop is not None and stop():
-                raise EvaluationStopped
-            obs, reward, terminated, truncated, _ = env.step(policy(np.asarray(obs)[None])[0])
-            returns[episode] += float(reward)
-            length += 1
+    observations = [np.asarray(env.reset(seed=seed + j)[0]) for j, env in enumerate(envs)]
+    if record_first is not None:
+        record_first()
+    active = list(range(k))
+    while active:
+        if stop is not None and stop():
+            raise EvaluationStopped
+        actions = policy(np.stack([observations[j] for j in active]))
+        still = []
+        for j, action in zip(active, actions):
+            obs, reward, terminated, truncated, _ = envs[j].step(action)
+            running[j] += float(reward)
+            lengths[j] += 1
+            if record_first is not None and j == 0 and played[0] == 0:
+                record_first()
             done = terminated or truncated
-            if record is not None:
-                record()
-            if not done and length >= limit:
+            if not done and lengths[j] >= limit:
                 done, cut = True, cut + 1
-        obs, _ = env.reset()
+            if done:
+                returns[j + played[j] * k] = running[j]
+                played[j], lengths[j], running[j] = played[j] + 1, 0, 0.0
+                if episode_ended is not None:
+                    episode_ended()
+                if played[j] == to_play[j]:
+                    continue
+                obs, _ = envs[j].reset()
+            observations[j] = np.asarray(obs)
+            still.append(j)
+        active = still
     if cut:
+        spec = envs[0].spec
         log.warning("%d of %d evaluation episodes of %s did not end within %s steps and were cut there (their "
                     "returns count those steps); give the env a time limit (gymnasium's max_episode_steps) or "
-                    "set eval.max_episode_steps", cut, episodes, env.spec.id if env.spec else "the env", limited_by)
+                    "set eval.max_episode_steps", cut, episodes, spec.id if spec else "the env", limited_by)
     return returns

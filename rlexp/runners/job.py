@@ -177,13 +177,17 @@ class Job:
             if total_steps != config.total_steps:
                 log.info("total_steps=%d rounded up to whole rollouts of algo.n_steps=%d x env.num_envs=%d: %d",
                          config.total_steps, algo.n_steps, num_envs, total_steps)
+            evaluator = Evaluator(self.eval_env, config.eval.episodes, seed + EVAL_SEED_OFFSET, normalization,
+                                  config.eval.max_episode_steps, lambda: signal_of(stop), config.eval.deterministic,
+                                  device, config.eval.num_envs,
+                                  lambda: make_env(env_cfg.id, env_cfg.kwargs, atari_settings(env_cfg.atari),
+                                                   wrappers=env_cfg.wrappers))
+            cleanup.callback(evaluator.close)
             checkpoints = CheckpointManager(run_dir / "checkpoints", config.checkpoint.keep)
             logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config)
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
-                evaluator=Evaluator(self.eval_env, config.eval.episodes, seed + EVAL_SEED_OFFSET,
-                                    normalization, config.eval.max_episode_steps, lambda: signal_of(stop),
-                                    config.eval.deterministic, device),
+                evaluator=evaluator,
                 stop=stop,
                 every=Every(log=config.log.every, eval=config.eval.every, checkpoint=config.checkpoint.every),
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),

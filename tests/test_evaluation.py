@@ -1,0 +1,94 @@
+"""The evaluation: episodes stepping together, one env each, one forward pass for the running ones, each env's
+first reset seeded with the evaluation seed + its index (rlexp/runners/evaluation.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlexp.envs import make_env
+from rlexp.runners.context import Evaluator
+from rlexp.runners.evaluation import evaluate
+
+
+def lean(obs: np.ndarray) -> np.ndarray:
+    """A fixed CartPole policy whose episodes last some tens of steps, each its own: push toward the pole's lean."""
+    return (obs[:, 2] > 0).astype(np.int64)
+
+
+def one_after_another(env_id: str, starts: list[int | None]) -> list[float]:
+    """The returns of episodes played one after another on one env, each reset with the given seed (None: the
+    env's own generator continues), by hand."""
+    env, returns = make_env(env_id), []
+    for seed in starts:
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(lean(obs[None])[0])
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def test_each_episode_on_its_own_env_starts_from_the_seed_plus_its_index():
+    envs = [make_env("CartPole-v1") for _ in range(6)]
+    returns = evaluate(lean, envs, 6, seed=100)
+    assert returns.tolist() == [one_after_another("CartPole-v1", [100 + j])[0] for j in range(6)]
+    assert len(set(returns.tolist())) > 1   # (the episodes differ: the check compares something)
+
+
+def test_with_fewer_envs_env_j_plays_episodes_j_j_plus_k_and_continues_its_own_generator():
+    envs = [make_env("CartPole-v1") for _ in range(2)]
+    returns = evaluate(lean, envs, 5, seed=7)
+    env0 = one_after_another("CartPole-v1", [7, None, None])   # episodes 0, 2, 4
+    env1 = one_after_another("CartPole-v1", [8, None])         # episodes 1, 3
+    assert returns.tolist() == [env0[0], env1[0], env0[1], env1[1], env0[2]]
+
+
+def test_one_env_plays_the_episodes_one_after_another_as_the_evaluation_did_before_envs_stepped_together():
+    returns = evaluate(lean, [make_env("CartPole-v1")], 3, seed=5)
+    assert returns.tolist() == one_after_another("CartPole-v1", [5, None, None])
+
+
+def test_one_forward_pass_per_step_for_the_running_episodes_only():
+    batches: list[int] = []
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        batches.append(len(obs))
+        return lean(obs)
+
+    lengths = one_after_another("CartPole-v1", [3 + j for j in range(4)])   # (returns: one per step)
+    evaluate(policy, [make_env("CartPole-v1") for _ in range(4)], 4, seed=3)
+    assert len(batches) == max(lengths)   # the longest episode's steps, not the sum of all episodes' steps
+    assert batches == [sum(length > t for length in lengths) for t in range(int(max(lengths)))]
+    assert sum(batches) == sum(lengths)   # an env whose episode ended is not stepped again
+
+
+def test_more_envs_than_episodes_uses_as_many_as_episodes():
+    batches: list[int] = []
+    evaluate(lambda obs: batches.append(len(obs)) or lean(obs), [make_env("CartPole-v1") for _ in range(5)], 2, 0)
+    assert batches[0] == 2
+
+
+def test_the_evaluator_makes_its_other_envs_at_the_first_evaluation_and_closes_them():
+    made: list = []
+
+    def make():
+        made.append(make_env("CartPole-v1"))
+        return made[-1]
+
+    class Agent:
+        def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+            return lean(obs)
+
+    evaluator = Evaluator(make_env("CartPole-v1"), episodes=4, seed=11, num_envs=3, make_env=make)
+    assert made == []   # none before an evaluation
+    first = evaluator(Agent())
+    assert len(made) == 2   # the job's env and two more
+    assert evaluator(Agent()).tolist() == first.tolist()   # the same starts every time
+    assert len(made) == 2   # made once
+    env0 = one_after_another("CartPole-v1", [11, None])
+    assert first.tolist() == [env0[0], *one_after_another("CartPole-v1", [12]),
+                              *one_after_another("CartPole-v1", [13]), env0[1]]
+    evaluator.close()
+    assert evaluator._more == []
