@@ -64,9 +64,12 @@ model = {ctor}
 model.learn(total_timesteps=steps)
 statistics = model.get_vec_normalize_env()
 evaluation = wrap(gym.make(env_id, **kwargs))
+# episode j from the reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed)
+starts = [seed + 10000] + [int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0])
+                           for j in range(1, 10)]
 returns = []
-for j in range(10):   # episode j from a reset seeded with seed + 10000 + j, as rlexp's evaluation envs start
-    obs, _ = evaluation.reset(seed=seed + 10000 + j)
+for start in starts:
+    obs, _ = evaluation.reset(seed=start)
     done, total = False, 0.0
     while not done:
         seen = statistics.normalize_obs(obs) if statistics is not None and normalize["obs"] else obs
@@ -96,18 +99,22 @@ model.learn(total_timesteps=steps)
 whole_games = dict(terminal_on_life_loss=False, clip_reward=False)
 evaluation = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed + 10000, env_kwargs=GAME,
                                           wrapper_kwargs=whole_games), n_stack=4)
-evaluation.seed(seed + 10000)
+# game j from the reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed)
+starts = [seed + 10000] + [int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0])
+                           for j in range(1, 10)]
+evaluation.seed(starts[0])
 obs = evaluation.reset()
 returns, total = [], 0.0
 while len(returns) < 10:
     action, _ = model.predict(obs, deterministic=deterministic)
     obs, reward, done, _ = evaluation.step(action)
     total += float(reward[0])
-    if done[0]:   # the next game from a reset seeded with seed + 10000 + j, as rlexp's evaluation envs start
+    if done[0]:
         returns.append(total)
         total = 0.0
-        evaluation.seed(seed + 10000 + len(returns))
-        obs = evaluation.reset()
+        if len(returns) < len(starts):
+            evaluation.seed(starts[len(returns)])
+            obs = evaluation.reset()
 print(json.dumps({{"seed": seed, "return": float(np.mean(returns))}}))
 """
 

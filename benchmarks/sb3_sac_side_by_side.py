@@ -49,9 +49,12 @@ env = gym.make(env_id, **kwargs)
 model = {ctor}
 model.learn(total_timesteps=steps)
 evaluation = gym.make(env_id, **kwargs)
+# episode j from the reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed)
+starts = [seed + 10000] + [int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0])
+                           for j in range(1, 10)]
 returns = []
-for j in range(10):   # episode j from a reset seeded with seed + 10000 + j, as rlexp's evaluation envs start
-    obs, _ = evaluation.reset(seed=seed + 10000 + j)
+for start in starts:
+    obs, _ = evaluation.reset(seed=start)
     done, total = False, 0.0
     while not done:
         action, _ = model.predict(obs, deterministic=True)

@@ -5,8 +5,10 @@
     python benchmarks/time_to_solve.py --cached --out DIR --sb3-python ...    # the table of what is finished
 
 The rule, the same on both sides: every `eval_every` env steps, 10 deterministic episodes on envs of their own
-(seeded from seed + 10000); the run is solved, and stops, at the first evaluation whose mean return reaches the bar
-(rlexp: `stop.eval_return=<bar> eval.every=<eval_every>`; SB3: `EvalCallback(eval_freq=eval_every / n_envs,
+(seeded from seed + 10000: rlexp's 10 envs stepping together, SB3's EvalCallback one env playing them one after
+another, each library's own evaluation as its users run it); the run is solved, and stops, at the first
+evaluation whose mean return reaches the bar (rlexp: `stop.eval_return=<bar> eval.every=<eval_every>`; SB3:
+`EvalCallback(eval_freq=eval_every / n_envs,
 n_eval_episodes=10, callback_on_new_best=StopTrainingOnRewardThreshold(<bar>))`). Each library trains with its
 own preset: rlexp's (conf/tuned/), SB3 with RL Zoo's hyperparams/*.yml for the same env, at most the preset's
 budget; the `_zoo` tasks train rlexp with RL Zoo's hyperparameters (the libraries compared at the same settings,

@@ -221,6 +221,18 @@ def test_resume_may_change_the_budget_but_not_what_was_learned():
     assert config_conflicts(saved, resolved(["algo=td3", "env=Pendulum-v1", "seed=1"])) == ["seed: 0 -> 1"]
 
 
+def test_a_resumed_run_made_before_a_key_keeps_its_old_meaning_unless_the_command_sets_it():
+    saved = resolved(["algo=td3", "env=Pendulum-v1"])
+    del saved["eval"]["num_envs"]   # a run made before eval.num_envs: evaluated on one env
+    config = resolved(["algo=td3", "env=Pendulum-v1"])
+    assert compat.kept_from_before(saved, config, set()) == ["eval.num_envs"] and config["eval"]["num_envs"] == 1
+    config = resolved(["algo=td3", "env=Pendulum-v1", "eval.num_envs=4"])   # the command sets it: its value
+    assert compat.kept_from_before(saved, config, {"eval.num_envs"}) == [] and config["eval"]["num_envs"] == 4
+    config = resolved(["algo=td3", "env=Pendulum-v1"])   # a run that has the key goes on with today's config
+    assert compat.kept_from_before(resolved(["algo=td3", "env=Pendulum-v1"]), config, set()) == []
+    assert config["eval"]["num_envs"] == 16
+
+
 def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monkeypatch):
     # The keys added since checkpoint format 2, with the values that keep what runs made before them did:
     assert compat.ADDED_KEYS == {"network.activation": "relu", "env.normalize.obs": False,

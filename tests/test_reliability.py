@@ -116,9 +116,9 @@ def test_an_option_that_does_not_exist_is_an_error_never_a_silent_default(workdi
 
 # (a value refused by its range as a user types it: tests/test_errors.py's algo.gamma=2)
 @pytest.mark.parametrize("args, expected", [
-    (["train", "seed=-1"], "seed=-1 is outside [0, 4294957286]"),   # (evaluation env j: seed + 10000 + j)
+    (["train", "seed=-1"], "seed=-1 is outside [0, 4294957295]"),
     (["train", f"seed={2**32}"], f"seed={2**32} is outside"),
-    (["train", f"seed={2**32 - 5000}"], "rlexp also seeds with seed + up to 10009"),
+    (["train", f"seed={2**32 - 5000}"], "rlexp also seeds with seed + up to 10000"),
     (["train", f"total_steps={2**63}"], "must be below"),
     (["train", "env.num_envs=0"], "env.num_envs=0 must be a positive integer"),
     (["train", "env.num_envs=100", "total_steps=50"], "env.num_envs=100 is more than total_steps=50"),
@@ -146,6 +146,7 @@ def test_eval_refuses_a_seed_numpy_would_refuse(finished, workdir, capsys, monke
     (["algo=dqn", "env=atari", "env.atari.screen_size=100000"], "env.atari.screen_size"),
     (["algo=dqn", "env=atari", "env.num_envs=1000000", "total_steps=1000000"], "env.num_envs"),   # the emulators
     (["algo=dqn", "env.num_envs=100000000", "total_steps=100000000"], "env.num_envs"),   # 4 KB each
+    (["eval.episodes=100000000", "eval.num_envs=100000000"], "eval.num_envs"),   # the evaluation's envs
 ])
 def test_a_run_that_cannot_fit_in_memory_is_refused_naming_the_key_the_estimate_and_the_limit(workdir, rlexp, args,
                                                                                                 key):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -82,14 +83,13 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     import torch
 
     from rlexp.agents.registry import algorithms
-    from rlexp.config.checks import check_seed
     from rlexp.config.validate import EVAL_SEED_OFFSET, stochastic_refused
     from rlexp.deploy.load import load
     from rlexp.io.results import write_results
     from rlexp.io.writable import check_writable
     from rlexp.runners.evaluation import MAX_EPISODE_STEPS, evaluate
     from rlexp.runners.job import seed_everything
-    from rlexp.runners.memory import check_host_memory
+    from rlexp.runners.memory import check_host_memory, env_instance_bytes
 
     check_host_memory("episodes", opts.episodes, 8.0 * opts.episodes, "the evaluation's returns")
     loaded = load(opts.path, opts.checkpoint, opts.device)
@@ -117,31 +117,32 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     evaluation = config.get("eval") or {}
     # (a run made before eval.num_envs played its episodes on one env)
     num_envs = min(opts.num_envs or evaluation.get("num_envs", 1), opts.episodes)
+    check_host_memory("num_envs" if opts.num_envs else "episodes", opts.num_envs or opts.episodes,
+                      num_envs * env_instance_bytes(loaded.env_id), "the evaluation's env instances")
     seed = config["seed"] + EVAL_SEED_OFFSET if opts.seed is None else opts.seed  # the training run's eval seed
-    check_seed("seed", seed, num_envs - 1)   # (env j is seeded with seed + j)
-    # (Dict and Tuple observations packed by the run's own layout, one array each, as the evaluation batches them;
-    # only the first env's episode is filmed: the others render nothing)
-    envs = [loaded.make_packed_env(**({"render_mode": "rgb_array"} if opts.video and j == 0 else {}))
-            for j in range(num_envs)]
     seed_everything(seed)
     frames: list[np.ndarray] = []
-    # (render_mode="rgb_array": each render is one frame)
-    record = (lambda: frames.append(cast(np.ndarray, envs[0].render()))) if opts.video else None
     # (the training run's cap on episodes of an env without a time limit)
     limit = evaluation.get("max_episode_steps", MAX_EPISODE_STEPS)
     generator = None if deterministic else torch.Generator(device=loaded.device).manual_seed(seed)
     ended = [0]
-    try:
-        returns = evaluate(lambda obs: loaded.act_on_env(obs, generator), envs, opts.episodes, seed, record,
-                           max_episode_steps=limit, episode_ended=lambda: ended.__setitem__(0, ended[0] + 1))
-    except Interrupted as stop:
-        raise stop.during(f"after {ended[0]} of {opts.episodes} episodes; nothing was written") from None
-    finally:
-        for env in envs:
-            env.close()
+    envs: list[Any] = []
+    with ExitStack() as closing:   # every env made is closed, whatever stops the evaluation
+        try:
+            # (Dict and Tuple observations packed by the run's own layout, one array each, as the evaluation batches
+            # them; only the first env's episode is filmed: the others render nothing)
+            for j in range(num_envs):
+                envs.append(loaded.make_packed_env(**({"render_mode": "rgb_array"} if opts.video and j == 0 else {})))
+                closing.callback(envs[-1].close)
+            # (render_mode="rgb_array": each render is one frame)
+            record = (lambda: frames.append(cast(np.ndarray, envs[0].render()))) if opts.video else None
+            returns = evaluate(lambda obs: loaded.act_on_env(obs, generator), envs, opts.episodes, seed, record,
+                               max_episode_steps=limit, episode_ended=lambda: ended.__setitem__(0, ended[0] + 1))
+        except Interrupted as stop:
+            raise stop.during(f"after {ended[0]} of {opts.episodes} episodes; nothing was written") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"checkpoint": str(path), "step": loaded.step, "algo": loaded.algo, "env_id": loaded.env_id,
-               "episodes": opts.episodes, "seed": seed, "deterministic": deterministic,
+               "episodes": opts.episodes, "num_envs": num_envs, "seed": seed, "deterministic": deterministic,
                "eval_return_mean": float(returns.mean()),
                "eval_return_std": float(returns.std()), "eval_returns": [float(r) for r in returns]}
     if imageio is not None:

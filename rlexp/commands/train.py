@@ -7,6 +7,7 @@ is composed (rlexp/commands/accept.py), and a many-seeds run is driven by rlexp/
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from rlexp.commands.arguments import checked_arguments
 from rlexp.commands.configstore import config_dir, register
 from rlexp.commands.hydra_errors import describe, error_message
 from rlexp.commands.resume import record_resumed_config
+from rlexp.config.compat import kept_from_before
 from rlexp.config.device import resolve_device
 from rlexp.config.schema import GpuPlacement
 from rlexp.config.validate import validate
@@ -90,6 +92,13 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         resolve_torso(config["network"].get("torso"), run_dir)   # network.torso's module, under the same rule
     seed_resumes = accept_seeds_resume(config, run_dir, device) if config["resume"] and config["seeds"] else None
     resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
+    accepted = resume or (next(iter(seed_resumes.values())) if seed_resumes else None)
+    if accepted is not None:   # a run made before a key keeps its meaning unless this command sets the key
+        typed = {override_key(o).lstrip("+~") for o in hydra_cfg.overrides.task}
+        for key in kept_from_before(accepted.bundle["config"], config, typed):
+            section, name = key.rsplit(".", 1)
+            log.info("%s=%s: the run was made before the key and goes on as it was (set it to change that)", key,
+                     functools.reduce(dict.__getitem__, section.split("."), config)[name])
     # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).
     seeds = [s for s in config["seeds"] or [] if seed_resumes is None or s in seed_resumes]
     with ExitStack() as unstarted:   # each eval env opened here, closed on a refusal (once it runs, a job closes it)

@@ -76,6 +76,26 @@ def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
+def kept_from_before(saved: dict[str, Any], config: dict[str, Any], overridden: set[str]) -> list[str]:
+    """A resumed run made before some keys existed keeps their old meaning: each key of ADDED_KEYS the saved config
+    lacks (where it has the key's section), today's config has (its algorithm's schema declares it) and the command
+    does not set (`overridden`: the keys typed) is set in `config`, in place, to the value its absence meant, rather than today's default (a run evaluated on one env goes
+    on doing so). Returns the keys set."""
+    kept = []
+    for dotted, value in ADDED_KEYS.items():
+        *parents, key = dotted.split(".")
+        old: Any = saved
+        new: Any = config
+        for name in parents:
+            old = old.get(name) if isinstance(old, dict) else None
+            new = new.get(name) if isinstance(new, dict) else None
+        if isinstance(old, dict) and key not in old and isinstance(new, dict) and key in new \
+                and dotted not in overridden and new[key] != value:
+            new[key] = copy.deepcopy(value)
+            kept.append(dotted)
+    return kept
+
+
 def may_change() -> str:
     """The keys a resume may change, as a refusal lists them: `total_steps, ..., stop.*, ...`."""
     keys = [f"{key}*" if key.endswith(".") else key for key in MUTABLE_KEYS if key != "resume"]

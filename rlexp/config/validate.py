@@ -40,12 +40,8 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     spec = registry.find(algorithms, cfg["algo"].get("name"))
 
     check_known_keys(cfg, TrainConfig, "", {"algo": spec.schema})
-    check_positive_int("eval.episodes", cfg["eval"]["episodes"])
-    check_positive_int("eval.num_envs", cfg["eval"].get("num_envs", 1))
-    # (the evaluation's env j is seeded with seed + 10000 + j)
-    offset = EVAL_SEED_OFFSET + min(cfg["eval"].get("num_envs", 1), cfg["eval"]["episodes"]) - 1
-    check_seed("seed", cfg["seed"], offset)
-    check_seeds(cfg, spec, algorithms, offset)
+    check_seed("seed", cfg["seed"], EVAL_SEED_OFFSET)
+    check_seeds(cfg, spec, algorithms)
     check_positive_int("total_steps", cfg["total_steps"], limit=MAX_STEPS)
     env = cfg["env"]
     check_positive_int("env.num_envs", env["num_envs"])
@@ -85,6 +81,8 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
             raise ConfigError(f"stop.eval_return={stop['eval_return']} needs evaluations during the run, but "
                               f"eval.every=0 evaluates only at the end; set eval.every, e.g. eval.every=5000")
     check_positive_int("eval.every", cfg["eval"]["every"], allow_zero=True)
+    check_positive_int("eval.episodes", cfg["eval"]["episodes"])
+    check_positive_int("eval.num_envs", cfg["eval"].get("num_envs", 1))
     check_positive_int("eval.max_episode_steps", cfg["eval"].get("max_episode_steps", 1))
     if cfg["eval"].get("deterministic") is False and not spec.stochastic:
         raise ConfigError(stochastic_refused(spec.name, algorithms))
@@ -189,8 +187,7 @@ def stochastic_refused(name: str, algorithms: Mapping[str, registry.AlgoSpec], k
             f"deterministic (its exploration is added noise or epsilon, not a policy); {drawing} have one")
 
 
-def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec],
-                offset: int = EVAL_SEED_OFFSET) -> None:
+def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mapping[str, registry.AlgoSpec]) -> None:
     """`seeds=[...]`: distinct seeds, of an algorithm whose seeds batch, with update rounds every seed takes at the
     same step (they move in lockstep)."""
     seeds = cfg.get("seeds")
@@ -199,7 +196,7 @@ def check_seeds(cfg: dict[str, Any], spec: registry.AlgoSpec, algorithms: Mappin
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"seeds={seeds!r} must be a non-empty list of seeds, e.g. seeds=[0,1,2,3]")
     for seed in seeds:
-        check_seed("seeds", seed, offset)
+        check_seed("seeds", seed, EVAL_SEED_OFFSET)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds} repeats a seed: each seed is one run")
     if spec.members is None:

@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,9 +93,10 @@ class Evaluator:
         return [self.env, *self._more[:wanted]]
 
     def close(self) -> None:
-        for env in self._more:
-            env.close()
-        self._more.clear()
+        with ExitStack() as closing:   # (each is closed even if one's close raises)
+            for env in self._more:
+                closing.callback(env.close)
+            self._more.clear()
 
     def __call__(self, agent: Any) -> np.ndarray:
         act, frozen = agent_policy(agent, self.deterministic, self.seed, self.device), self.normalization

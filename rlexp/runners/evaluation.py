@@ -42,6 +42,15 @@ def episode_limit(env: gym.Env, configured: int) -> tuple[int, str]:
     return configured, f"eval.max_episode_steps={configured}"
 
 
+def start_seed(seed: int, j: int) -> int:
+    """Evaluation env j's first reset seed: the evaluation seed itself for env 0 (so one env evaluates as the
+    evaluation did before eval.num_envs), and for the others a 32-bit seed numpy's SeedSequence derives from the
+    evaluation seed and j. Derived rather than `seed + j`: the evaluations of seeds 0 and 1 of a study would
+    otherwise share start states (seed 0's env 1 would start where seed 1's env 0 does), and their returns would not
+    be independent samples."""
+    return seed if j == 0 else int(np.random.SeedSequence(seed, spawn_key=(j,)).generate_state(1)[0])
+
+
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: Sequence[gym.Env], episodes: int, seed: int,
              record_first: Callable[[], None] | None = None, max_episode_steps: int = MAX_EPISODE_STEPS,
              stop: Callable[[], object] | None = None, episode_ended: Callable[[], None] | None = None
@@ -51,11 +60,13 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: Sequence[gym.Env]
 
     The episodes step together, one env each, up to k = min(len(envs), episodes) at a time: at each step one
     forward pass of the policy gives the actions of every env whose episode is running (an env whose episodes are
-    done is no longer stepped). Env j plays episodes j, j + k, j + 2k, ... (returns in that order) and its first
-    reset is seeded with `seed + j`, as gymnasium's vector envs seed their envs, its later ones continuing its own
-    generator: every evaluation of a run starts from the same states, so their returns compare the policies, not
-    the luck, whatever order the episodes end in. (Not a gymnasium vector env: it steps every env at every step,
-    finished ones too, and resets them itself; an evaluation plays each episode once, to its end.)
+    done is no longer stepped). The pass always reads k observations (a done env's last one fills its row, its
+    action unused), so its shape never changes: a compiled policy compiles once, and the rounding of the batch's
+    arithmetic is the same at every step. Env j plays episodes j, j + k, j + 2k, ... (returns in that order); its
+    first reset is seeded with `start_seed(seed, j)`, its later ones continue its own generator: every evaluation
+    of a run starts from the same states, so their returns compare the policies, not the luck, whatever order the
+    episodes end in. (Not a gymnasium vector env: it steps every env at every step, finished ones too, and resets
+    them itself; an evaluation plays each episode once, to its end.)
 
     `record_first` is called at the start and at every step of env 0's first episode (e.g. to grab a video frame).
     An episode that has not ended after `max_episode_steps` (or the env's own limit: `episode_limit`) ends there,
@@ -69,17 +80,17 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: Sequence[gym.Env]
     returns = np.zeros(episodes, dtype=np.float64)
     played, lengths, running = [0] * k, [0] * k, [0.0] * k
     cut = 0
-    observations = [np.asarray(env.reset(seed=seed + j)[0]) for j, env in enumerate(envs)]
+    observations = [np.asarray(env.reset(seed=start_seed(seed, j))[0]) for j, env in enumerate(envs)]
     if record_first is not None:
         record_first()
     active = list(range(k))
     while active:
         if stop is not None and stop():
             raise EvaluationStopped
-        actions = policy(np.stack([observations[j] for j in active]))
+        actions = policy(np.stack(observations))
         still = []
-        for j, action in zip(active, actions):
-            obs, reward, terminated, truncated, _ = envs[j].step(action)
+        for j in active:
+            obs, reward, terminated, truncated, _ = envs[j].step(actions[j])
             running[j] += float(reward)
             lengths[j] += 1
             if record_first is not None and j == 0 and played[0] == 0:

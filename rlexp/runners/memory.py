@@ -140,6 +140,9 @@ def estimate(config: TrainConfig, spec: AlgoSpec, spaces: SpaceInfo, device: tor
         Need("network.hidden_sizes", "an update's activations",
              6 * 4 * batch * (sum(hidden) + encoded) + 2 * batch * obs_bytes, True),
         Need("eval.episodes", "the evaluation returns", 8 * config.eval.episodes, False),
+        # the evaluation's other envs (one is made before the check: the job's)
+        Need("eval.num_envs", "the evaluation's env instances",
+             (min(config.eval.num_envs, config.eval.episodes) - 1) * env_bytes, False),
         Need("env.num_envs", "the envs' observation buffers", 8 * num_envs * obs_bytes, False),
     ]
     if env.vectorization == "async":
