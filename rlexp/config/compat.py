@@ -79,8 +79,8 @@ def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
 def kept_from_before(saved: dict[str, Any], config: dict[str, Any], overridden: set[str]) -> list[str]:
     """A resumed run made before some keys existed keeps their old meaning: each key of ADDED_KEYS the saved config
     lacks (where it has the key's section), today's config has (its algorithm's schema declares it) and the command
-    does not set (`overridden`: the keys typed) is set in `config`, in place, to the value its absence meant, rather than today's default (a run evaluated on one env goes
-    on doing so). Returns the keys set."""
+    does not set (`overridden`: the keys typed) is set in `config`, in place, to the value its absence meant rather
+    than today's default (a run evaluated on one env goes on doing so). Returns the keys set."""
     kept = []
     for dotted, value in ADDED_KEYS.items():
         *parents, key = dotted.split(".")
