@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sb3_sac_side_by_side import EVAL_STARTS  # noqa: E402
 from speed import on_policy_sb3_ctor, rlexp_config, sb3_scores  # noqa: E402
 
 SB3_RUN = r"""
@@ -64,10 +65,7 @@ model = {ctor}
 model.learn(total_timesteps=steps)
 statistics = model.get_vec_normalize_env()
 evaluation = wrap(gym.make(env_id, **kwargs))
-# episode j from the reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed)
-starts = [seed + 10000] + [int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0])
-                           for j in range(1, 10)]
-returns = []
+""" + EVAL_STARTS + r"""returns = []
 for start in starts:
     obs, _ = evaluation.reset(seed=start)
     done, total = False, 0.0
@@ -99,10 +97,7 @@ model.learn(total_timesteps=steps)
 whole_games = dict(terminal_on_life_loss=False, clip_reward=False)
 evaluation = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed + 10000, env_kwargs=GAME,
                                           wrapper_kwargs=whole_games), n_stack=4)
-# game j from the reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed)
-starts = [seed + 10000] + [int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0])
-                           for j in range(1, 10)]
-evaluation.seed(starts[0])
+""" + EVAL_STARTS + r"""evaluation.seed(starts[0])
 obs = evaluation.reset()
 returns, total = [], 0.0
 while len(returns) < 10:

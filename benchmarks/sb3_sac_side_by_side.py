@@ -38,6 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning import mean_interval  # noqa: E402
 from speed import rlexp_config, sb3_scores  # noqa: E402
 
+#: The reset seeds of the 10 evaluation episodes, in the SB3 run's Python (no rlexp there): episode j from the first
+#: reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed; tests/test_evaluation.py checks
+#: the two agree).
+EVAL_STARTS = """starts = [seed + 10000] + [
+    int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0]) for j in range(1, 10)]
+"""
+
 #: One SB3 run of a model built by `{ctor}` (after `{imports}`), scored as benchmarks/learning.py scores rlexp's.
 SB3_RUN = r"""
 import sys, json
@@ -49,10 +56,7 @@ env = gym.make(env_id, **kwargs)
 model = {ctor}
 model.learn(total_timesteps=steps)
 evaluation = gym.make(env_id, **kwargs)
-# episode j from the reset seed of rlexp's evaluation env j (rlexp/runners/evaluation.py's start_seed)
-starts = [seed + 10000] + [int(np.random.SeedSequence(seed + 10000, spawn_key=(j,)).generate_state(1)[0])
-                           for j in range(1, 10)]
-returns = []
+""" + EVAL_STARTS + r"""returns = []
 for start in starts:
     obs, _ = evaluation.reset(seed=start)
     done, total = False, 0.0

@@ -225,11 +225,11 @@ def test_a_resumed_run_made_before_a_key_keeps_its_old_meaning_unless_the_comman
     saved = resolved(["algo=td3", "env=Pendulum-v1"])
     del saved["eval"]["num_envs"]   # a run made before eval.num_envs: evaluated on one env
     config = resolved(["algo=td3", "env=Pendulum-v1"])
-    assert compat.kept_from_before(saved, config, set()) == ["eval.num_envs"] and config["eval"]["num_envs"] == 1
+    assert compat.kept_from_before(saved, config, set()) == {"eval.num_envs": 1} and config["eval"]["num_envs"] == 1
     config = resolved(["algo=td3", "env=Pendulum-v1", "eval.num_envs=4"])   # the command sets it: its value
-    assert compat.kept_from_before(saved, config, {"eval.num_envs"}) == [] and config["eval"]["num_envs"] == 4
+    assert compat.kept_from_before(saved, config, {"eval.num_envs"}) == {} and config["eval"]["num_envs"] == 4
     config = resolved(["algo=td3", "env=Pendulum-v1"])   # a run that has the key goes on with today's config
-    assert compat.kept_from_before(resolved(["algo=td3", "env=Pendulum-v1"]), config, set()) == []
+    assert compat.kept_from_before(resolved(["algo=td3", "env=Pendulum-v1"]), config, set()) == {}
     assert config["eval"]["num_envs"] == 16
 
 

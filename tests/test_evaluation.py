@@ -115,3 +115,16 @@ def test_the_evaluator_makes_its_other_envs_at_the_first_evaluation_and_closes_t
                               *one_after_another("CartPole-v1", [start_seed(11, 2)]), env0[1]]
     evaluator.close()
     assert evaluator._more == []
+
+
+def test_the_sb3_side_by_side_scripts_start_their_episodes_where_rlexps_evaluation_envs_do():
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("sb3_sac", ROOT / "benchmarks" / "sb3_sac_side_by_side.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scope: dict = {"np": np, "seed": 42}
+    exec(module.EVAL_STARTS, scope)   # as the SB3 run's Python does, without rlexp
+    assert scope["starts"] == [start_seed(42 + 10000, j) for j in range(10)]

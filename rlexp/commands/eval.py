@@ -125,7 +125,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     # (the training run's cap on episodes of an env without a time limit)
     limit = evaluation.get("max_episode_steps", MAX_EPISODE_STEPS)
     generator = None if deterministic else torch.Generator(device=loaded.device).manual_seed(seed)
-    ended = [0]
+    ended: list[None] = []   # one entry per episode finished
     envs: list[Any] = []
     with ExitStack() as closing:   # every env made is closed, whatever stops the evaluation
         try:
@@ -137,9 +137,9 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
             # (render_mode="rgb_array": each render is one frame)
             record = (lambda: frames.append(cast(np.ndarray, envs[0].render()))) if opts.video else None
             returns = evaluate(lambda obs: loaded.act_on_env(obs, generator), envs, opts.episodes, seed, record,
-                               max_episode_steps=limit, episode_ended=lambda: ended.__setitem__(0, ended[0] + 1))
+                               max_episode_steps=limit, episode_ended=lambda: ended.append(None))
         except Interrupted as stop:
-            raise stop.during(f"after {ended[0]} of {opts.episodes} episodes; nothing was written") from None
+            raise stop.during(f"after {len(ended)} of {opts.episodes} episodes; nothing was written") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"checkpoint": str(path), "step": loaded.step, "algo": loaded.algo, "env_id": loaded.env_id,
                "episodes": opts.episodes, "num_envs": num_envs, "seed": seed, "deterministic": deterministic,

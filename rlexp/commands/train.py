@@ -7,7 +7,6 @@ is composed (rlexp/commands/accept.py), and a many-seeds run is driven by rlexp/
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -95,10 +94,9 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     accepted = resume or (next(iter(seed_resumes.values())) if seed_resumes else None)
     if accepted is not None:   # a run made before a key keeps its meaning unless this command sets the key
         typed = {override_key(o).lstrip("+~") for o in hydra_cfg.overrides.task}
-        for key in kept_from_before(accepted.bundle["config"], config, typed):
-            section, name = key.rsplit(".", 1)
+        for key, value in kept_from_before(accepted.bundle["config"], config, typed).items():
             log.info("%s=%s: the run was made before the key and goes on as it was (set it to change that)", key,
-                     functools.reduce(dict.__getitem__, section.split("."), config)[name])
+                     value)
     # The env, its spaces, the memory the run needs (each seed's still training, for many seeds as one model).
     seeds = [s for s in config["seeds"] or [] if seed_resumes is None or s in seed_resumes]
     with ExitStack() as unstarted:   # each eval env opened here, closed on a refusal (once it runs, a job closes it)

@@ -76,12 +76,12 @@ def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
-def kept_from_before(saved: dict[str, Any], config: dict[str, Any], overridden: set[str]) -> list[str]:
+def kept_from_before(saved: dict[str, Any], config: dict[str, Any], overridden: set[str]) -> dict[str, Any]:
     """A resumed run made before some keys existed keeps their old meaning: each key of ADDED_KEYS the saved config
     lacks (where it has the key's section), today's config has (its algorithm's schema declares it) and the command
     does not set (`overridden`: the keys typed) is set in `config`, in place, to the value its absence meant rather
-    than today's default (a run evaluated on one env goes on doing so). Returns the keys set."""
-    kept = []
+    than today's default (a run evaluated on one env goes on doing so). Returns the keys set, with their values."""
+    kept: dict[str, Any] = {}
     for dotted, value in ADDED_KEYS.items():
         *parents, key = dotted.split(".")
         old: Any = saved
@@ -91,8 +91,7 @@ def kept_from_before(saved: dict[str, Any], config: dict[str, Any], overridden: 
             new = new.get(name) if isinstance(new, dict) else None
         if isinstance(old, dict) and key not in old and isinstance(new, dict) and key in new \
                 and dotted not in overridden and new[key] != value:
-            new[key] = copy.deepcopy(value)
-            kept.append(dotted)
+            new[key] = kept[dotted] = copy.deepcopy(value)
     return kept
 
 

@@ -265,7 +265,8 @@ class EvalConfig:
     (also rlexp eval's)"""
     num_envs: int = 16
     """how many of an evaluation's episodes step together (at most eval.episodes), one env each, their actions from
-    one forward pass; env j plays episodes j, j + num_envs, ..., its first reset seeded with the evaluation seed + j"""
+    one forward pass; env j plays episodes j, j + num_envs, ..., from its own first reset seed (the evaluation seed
+    for env 0, one derived from it for the others: rlexp/runners/evaluation.py's start_seed)"""
     deterministic: bool = True
     """true: the policy's mode (SB3's deterministic=True); false: draws from a stochastic policy (PPO, A2C, SAC),
     from a generator seeded like the evaluation env, as RL Zoo scores Atari and MiniGrid (also rlexp eval's)"""
