@@ -27,9 +27,11 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from rlexp.commands.configstore import register
+from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -53,10 +55,24 @@ def algo_config(schema: type, values: dict) -> Any:
                      else value for key, value in values.items() if key in names})
 
 
+_composer: list[Any] = []   # this process's Hydra over conf/, made once
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
+    """conf/ composed with `overrides`, as `rlexp train` composes it. One Hydra instance serves every call in a
+    process (setting one up again for each call cost about 40% of a call), put in Hydra's global slot only while it
+    composes."""
     register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    if not _composer:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):   # (it puts back Hydra's global)
+            _composer.append(GlobalHydra.instance().hydra)
+    global_hydra = GlobalHydra.instance()
+    before = global_hydra.hydra
+    global_hydra.hydra = _composer[0]
+    try:
         return compose(config_name="config", overrides=overrides, return_hydra_config=False)
+    finally:
+        global_hydra.hydra = before
 
 
 def cli_env() -> dict[str, str]:
@@ -65,10 +81,22 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, **popen: object) -> subprocess.CompletedProcess:
-    """`python -m rlexp <args>` in `cwd`, as a user would type `rlexp <args>` there."""
-    return subprocess.run([sys.executable, "-m", "rlexp", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=cli_env(), **popen)
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, fork: bool = True,
+            **popen: Any) -> subprocess.CompletedProcess:
+    """`python -m rlexp <args>` in `cwd`, as a user would type `rlexp <args>` there: a process of its own, forked
+    from a warm interpreter (tests/forkserver.py) unless `fork=False` asks for a new interpreter (for what only a
+    new interpreter shows: what it imports, and from where)."""
+    if not fork:
+        return subprocess.run([sys.executable, "-m", "rlexp", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout, env=cli_env(), **popen)
+    proc = start_cli(args, cwd, **popen)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.wait(), out, err)
 
 
 def run_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
@@ -289,11 +317,10 @@ def run_cli_without(modules: list[str], commands: list[list[str]], cwd: Path) ->
             for args, (code, err) in zip(commands, json.loads(proc.stdout.splitlines()[-1]), strict=True)]
 
 
-def start_cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen:
+def start_cli(args: list[str], cwd: Path, **popen: Any) -> forkserver.Forked | subprocess.Popen:
     """`rlexp <args>` started in the background, for tests that signal or kill it (`start_new_session=True`: in a
     process group of its own, as a shell job is, for signals to the whole group)."""
-    return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(), **popen)
+    return forkserver.start(args, cwd, cli_env(), **popen)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

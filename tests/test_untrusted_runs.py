@@ -269,7 +269,7 @@ def test_an_env_module_on_pythonpath_still_loads_everywhere(run, workdir, capsys
 def test_eval_refuses_a_planted_module_as_typed(run, workdir):
     name, env_id = plant_module(workdir)
     name_env(run, env_id)
-    proc = run_cli(["eval", "run"], cwd=workdir)
+    proc = run_cli(["eval", "run"], cwd=workdir, fork=False)   # a new interpreter: what it imports from where
     assert proc.returncode == 2
     assert f"would import {name!r} from {workdir.resolve()}, the current directory" in one_line(proc)
     assert not (workdir / f"{name}.imported").exists() and not (run / "eval").exists()
