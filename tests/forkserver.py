@@ -185,8 +185,10 @@ def _comparable(env: dict[str, str]) -> dict[str, str]:
 
 
 def server_for(env: dict[str, str]) -> _Server | None:
-    """This process's server, started with `env` on first use; None when `env` differs from the one it started with
-    (then a new interpreter must run the command)."""
+    """This process's server, started with `env` on first use; None when `env` differs from the one it started with,
+    or off Linux (then a new interpreter runs the command)."""
+    if not sys.platform.startswith("linux"):   # (SOCK_SEQPACKET, /proc: a new interpreter elsewhere)
+        return None
     server = _servers.get(os.getpid())
     if server is None:
         server = _servers[os.getpid()] = _Server(env)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from rlexp.io.checkpoints import load_checkpoint
@@ -38,6 +40,7 @@ def test_a_forked_run_prints_writes_and_learns_what_a_new_interpreters_does(tmp_
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runs fork from a warm interpreter on Linux only")
 def test_a_forked_run_is_a_process_of_its_own_that_signals_end(tmp_path: Path) -> None:
     refused = run_cli(["train", "algo=dqnn"], tmp_path)
     assert refused.returncode == 2 and refused.stderr.startswith("rlexp train: error: algo=dqnn is not an option")
