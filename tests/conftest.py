@@ -81,6 +81,10 @@ def cli_env() -> dict[str, str]:
     return env
 
 
+#: The environment of the tests' CLI runs as the session starts, before any test sets a variable: the fork server's.
+CLI_ENV = cli_env()
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 300, fork: bool = True,
             **popen: Any) -> subprocess.CompletedProcess:
     """`python -m rlexp <args>` in `cwd`, as a user would type `rlexp <args>` there: a process of its own, forked
@@ -320,7 +324,7 @@ def run_cli_without(modules: list[str], commands: list[list[str]], cwd: Path) ->
 def start_cli(args: list[str], cwd: Path, **popen: Any) -> forkserver.Forked | subprocess.Popen:
     """`rlexp <args>` started in the background, for tests that signal or kill it (`start_new_session=True`: in a
     process group of its own, as a shell job is, for signals to the whole group)."""
-    return forkserver.start(args, cwd, cli_env(), **popen)
+    return forkserver.start(args, cwd, cli_env(), CLI_ENV, **popen)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -184,14 +184,14 @@ def _comparable(env: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key not in VOLATILE}
 
 
-def server_for(env: dict[str, str]) -> _Server | None:
-    """This process's server, started with `env` on first use; None when `env` differs from the one it started with,
-    or off Linux (then a new interpreter runs the command)."""
+def server_for(env: dict[str, str], base: dict[str, str]) -> _Server | None:
+    """This process's server, started with the environment `base` on first use; None when a run's `env` differs from
+    it (a test that set a variable), or off Linux: then a new interpreter runs the command."""
     if not sys.platform.startswith("linux"):   # (SOCK_SEQPACKET, /proc: a new interpreter elsewhere)
         return None
     server = _servers.get(os.getpid())
     if server is None:
-        server = _servers[os.getpid()] = _Server(env)
+        server = _servers[os.getpid()] = _Server(base)
     return server if _comparable(server.env) == _comparable(env) else None
 
 
@@ -281,10 +281,12 @@ class Forked:
         self.send_signal(9)
 
 
-def start(args: list[str], cwd: str | os.PathLike, env: dict[str, str], **popen: Any) -> Forked | subprocess.Popen:
-    """`rlexp <args>` started: forked from this process's server, or by a new interpreter where the environment is
-    not the server's or the caller asks for more of Popen than start_new_session."""
-    server = server_for(env)
+def start(args: list[str], cwd: str | os.PathLike, env: dict[str, str], base: dict[str, str],
+          **popen: Any) -> Forked | subprocess.Popen:
+    """`rlexp <args>` started with the environment `env`: forked from this process's server (started with `base`,
+    the tests' usual environment), or by a new interpreter where `env` is not the server's or the caller asks for
+    more of Popen than start_new_session."""
+    server = server_for(env, base)
     if server is not None and set(popen) <= {"start_new_session"}:
         return Forked(server, args, cwd, env, **popen)
     return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, stdout=subprocess.PIPE,
