@@ -83,7 +83,7 @@ def test_a_sweep_over_ppo_and_a2c_runs_with_joblib_and_plots(workdir, capsys, mo
     # (an action space refused as a user types it: tests/test_new_algorithm.py's)
     (["algo=sac", "env=atari"], "algo=sac needs a continuous (Box) action space"),
     (["algo=a2c", "env=CartPole-v1", "algo.n_steps=64", "total_steps=100"],
-     "algo.n_steps=64 x env.num_envs=8 = 512 env steps per rollout is more than total_steps=100"),
+     "algo.n_steps=64 x env.num_envs=16 = 1024 env steps per rollout is more than total_steps=100"),
     (["algo=ppo", "env=CartPole-v1", "algo.batch_size=100"],   # the preset's rollout: 16 steps x 16 envs
      "does not divide the rollout's 256 samples (algo.n_steps=16 x env.num_envs=16), so each epoch would end on a "
      "short minibatch; use algo.batch_size=64 or 128"),
