@@ -90,10 +90,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, fork: bool = True,
     """`python -m rlexp <args>` in `cwd`, as a user would type `rlexp <args>` there: a process of its own, forked
     from a warm interpreter (tests/forkserver.py) unless `fork=False` asks for a new interpreter (for what only a
     new interpreter shows: what it imports, and from where)."""
-    if not fork:
-        return subprocess.run([sys.executable, "-m", "rlexp", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, env=cli_env(), **popen)
-    proc = start_cli(args, cwd, **popen)
+    proc = start_cli(args, cwd, fork=fork, **popen)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -321,10 +318,10 @@ def run_cli_without(modules: list[str], commands: list[list[str]], cwd: Path) ->
             for args, (code, err) in zip(commands, json.loads(proc.stdout.splitlines()[-1]), strict=True)]
 
 
-def start_cli(args: list[str], cwd: Path, **popen: Any) -> forkserver.Forked | subprocess.Popen:
+def start_cli(args: list[str], cwd: Path, fork: bool = True, **popen: Any) -> forkserver.Forked | subprocess.Popen:
     """`rlexp <args>` started in the background, for tests that signal or kill it (`start_new_session=True`: in a
-    process group of its own, as a shell job is, for signals to the whole group)."""
-    return forkserver.start(args, cwd, cli_env(), CLI_ENV, **popen)
+    process group of its own, as a shell job is, for signals to the whole group); forked unless `fork=False`."""
+    return forkserver.start(args, cwd, cli_env(), CLI_ENV, fork, **popen)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

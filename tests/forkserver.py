@@ -23,6 +23,7 @@ import json
 import locale
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -213,6 +214,8 @@ class Forked:
         self.pid = int(server.sock.recv(32))
         self.stdout = open(out_r, encoding=locale.getpreferredencoding(False))   # as Popen's text mode
         self.stderr = open(err_r, encoding=locale.getpreferredencoding(False))
+        self._read: dict[int, list[bytes]] = {out_r: [], err_r: []}   # what communicate() read of each, so far
+        self._open = {out_r, err_r}                                     # the streams not yet at their end
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -243,9 +246,6 @@ class Forked:
         """Read stdout and stderr to their ends, then wait: Popen.communicate's contract, TimeoutExpired included
         (what was read so far is kept for the next call)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not hasattr(self, "_read"):
-            self._read: dict[int, list[bytes]] = {self.stdout.fileno(): [], self.stderr.fileno(): []}
-            self._open = set(self._read)
         with selectors.DefaultSelector() as selector:
             for fd in self._open:
                 selector.register(fd, selectors.EVENT_READ)
@@ -275,18 +275,18 @@ class Forked:
             os.kill(self.pid, signum)
 
     def terminate(self) -> None:
-        self.send_signal(15)
+        self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        self.send_signal(9)
+        self.send_signal(signal.SIGKILL)
 
 
-def start(args: list[str], cwd: str | os.PathLike, env: dict[str, str], base: dict[str, str],
+def start(args: list[str], cwd: str | os.PathLike, env: dict[str, str], base: dict[str, str], fork: bool = True,
           **popen: Any) -> Forked | subprocess.Popen:
     """`rlexp <args>` started with the environment `env`: forked from this process's server (started with `base`,
-    the tests' usual environment), or by a new interpreter where `env` is not the server's or the caller asks for
-    more of Popen than start_new_session."""
-    server = server_for(env, base)
+    the tests' usual environment), or by a new interpreter where the caller asks for one (`fork=False`), `env` is
+    not the server's, or the caller asks for more of Popen than start_new_session."""
+    server = server_for(env, base) if fork else None
     if server is not None and set(popen) <= {"start_new_session"}:
         return Forked(server, args, cwd, env, **popen)
     return subprocess.Popen([sys.executable, "-m", "rlexp", *args], cwd=cwd, stdout=subprocess.PIPE,
