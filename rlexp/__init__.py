@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-__all__ = ["LoadedAgent", "__version__", "load"]
+__all__ = ["Callback", "LoadedAgent", "Run", "__version__", "load"]
 
 if TYPE_CHECKING:
     from rlexp.deploy.load import LoadedAgent, load
+    from rlexp.runners.callbacks import Callback, Run
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from rlexp.deploy import load as module
 
         return getattr(module, name)
+    if name in ("Callback", "Run"):   # a callback's base class, and what its hooks are given (`callbacks=`)
+        from rlexp.runners import callbacks
+
+        return getattr(callbacks, name)
     raise AttributeError(f"module 'rlexp' has no attribute {name!r}")

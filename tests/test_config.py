@@ -263,10 +263,11 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  "algo.adam_eps": 1e-8,
                                  # replay without hindsight relabelling: runs before HER
                                  "algo.her": False, "algo.her_n_sampled_goal": 4,
-                                 "algo.her_goal_selection_strategy": "future"}
+                                 "algo.her_goal_selection_strategy": "future",
+                                 "callbacks": []}   # no callbacks: runs before them
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
-    del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"]
+    del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"], old["callbacks"]
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1"])) == []   # None and 0 alike
     assert config_conflicts(old, resolved(["algo=td3", "env=Pendulum-v1", "network.activation=tanh"])) == [
         "network.activation: relu -> tanh"]
@@ -337,7 +338,7 @@ def test_on_policy_algorithms_default_to_sb3s_networks_and_presets_pick_their_ow
 @pytest.mark.parametrize("overrides, message", [
     (["algo=ppo", "+algo.n_step=3"], "algo.n_step is not a key of algo=ppo's config; its keys: batch_size,"),
     (["algo=dqn", "+algo.n_setps=3"], "algo.n_setps is not a key of algo=dqn's config"),
-    (["+foo=1"], "foo is not a key of the config; its keys: algo, checkpoint"),
+    (["+foo=1"], "foo is not a key of the config; its keys: algo, callbacks, checkpoint"),
     (["algo=td3", "env=Pendulum-v1", "+algo.noise.x=1"], "algo.noise.x is not a key of algo.noise; its keys: sigma"),
 ])
 def test_a_key_added_with_plus_must_be_one_the_schema_has(overrides, message):
@@ -367,7 +368,8 @@ def test_a_refused_resume_names_every_key_a_resume_may_change():
                         finished=False)
     message = str(refused.value)
     assert "seed: 0 -> 1" in message
-    for key in ("total_steps", "env.total_steps", "total_episodes", "stop.*", "eval.*", "checkpoint.*", "log.*",
+    for key in ("total_steps", "env.total_steps", "total_episodes", "stop.*", "callbacks", "eval.*", "checkpoint.*",
+                "log.*",
                 "device", "gpu_placement", "torch_threads", "compile", "compile_mode", "env.step_timeout"):
         assert key in message.split("only ", 1)[1]
     assert compat.may_change().endswith("log.* and checkpoint.*")

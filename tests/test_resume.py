@@ -38,9 +38,11 @@ RUNS = {
     "crossq": ["algo=crossq", "env=Pendulum-v1", "total_steps=700", "algo.learning_starts=200",
                "network.hidden_sizes=[32]", "algo.critic_hidden_sizes=[32]", "algo.batch_renorm_warmup_steps=30"],
     # stop when solved (about step 2,400 here) and an episode budget over 2 envs: the window of returns and the
-    # episode count must resume too, so the resumed run stops at the same step
+    # episode count must resume too, so the resumed run stops at the same step; a callback with state (the steps
+    # and returns it has seen, logged at each evaluation) must resume too
     "dqn_solved": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
-                   "network.hidden_sizes=[32]", "stop.window=10", "stop.mean_return=40"],
+                   "network.hidden_sizes=[32]", "stop.window=10", "stop.mean_return=40",
+                   "callbacks=[{_target_: tests.toy_callbacks.Tally}]"],
     "dqn_episodes": ["algo=dqn", "env=CartPole-v1", "total_steps=5000", "algo.learning_starts=200",
                      "network.hidden_sizes=[32]", "env.num_envs=2", "total_episodes=100"],
 }
@@ -94,7 +96,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
 
     assert same_parameters(final_agent(workdir / "reference"), final_agent(workdir / "run")), f"delay {delay:.2f}"
     reference, run = scalars(workdir / "reference"), scalars(workdir / "run")
-    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/mean_return", "charts/avg_q_heldout"):
+    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/mean_return", "charts/avg_q_heldout",
+                *(["tally/steps", "tally/return_sum"] if algo == "dqn_solved" else [])):
         assert run[tag] == reference[tag], f"{tag} differs after a resume (delay {delay:.2f} s)"
     for tag, points in run.items():  # the points the uninterrupted run has, at its steps: no duplicates, no zig-zag
         steps = [step for step, _ in points]
@@ -159,8 +162,8 @@ def test_resuming_with_a_different_algorithm_or_hyperparameter_is_refused_with_t
     line = proc.stderr.strip()
     assert proc.returncode == 2 and len(line.splitlines()) == 1
     assert "algo.lr: 0.001 -> 0.5" in line and "network.hidden_sizes: [32] -> [8]" in line
-    assert ("only total_steps, env.total_steps, total_episodes, stop.*, eval.*, device, gpu_placement, torch_threads, "
-            "compile, compile_mode, env.step_timeout, log.* and checkpoint.* may change") in line
+    assert ("only total_steps, env.total_steps, total_episodes, stop.*, callbacks, eval.*, device, gpu_placement, "
+            "torch_threads, compile, compile_mode, env.step_timeout, log.* and checkpoint.* may change") in line
     proc = run_in_process(["train", "resume=run", "algo=td3", "env=Pendulum-v1"], workdir, capsys, monkeypatch)
     assert proc.returncode == 2 and "algo.name: dqn -> td3" in proc.stderr and "env.id: CartPole-v1 -> Pendulum-v1" \
         in proc.stderr

@@ -255,6 +255,9 @@ def ended_early(bundle: dict[str, Any], config: dict[str, Any]) -> str | None:
     has not)."""
     from rlexp.runners.stopping import Solved, StopRules, StopWatch
 
+    stopped = bundle.get("context", {}).get("callback_stop")
+    if stopped and bundle.get("config", {}).get("callbacks", []) == config.get("callbacks", []):
+        return f"the run was stopped by {stopped}; change or remove that callback (callbacks=...) to train it further"
     state = bundle.get("context", {}).get("stop")
     if state is None:
         return None

@@ -52,6 +52,7 @@ from rlexp.io.lock import RunDirLock, holding
 from rlexp.io.logfile import stop_on_write_errors
 from rlexp.io.results import results_status, write_results
 from rlexp.networks.user_torso import resolve_torso
+from rlexp.runners.callbacks import check_saved_callbacks
 from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.many_seeds import config_of_seed, train_seeds
@@ -89,6 +90,7 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
     if config["resume"]:   # the run's saved config names the env: its module comes under rlexp/config/trust.py
         check_saved_env(config["env"]["id"], run_dir, config["env"].get("wrappers") or ())
         resolve_torso(config["network"].get("torso"), run_dir)   # network.torso's module, under the same rule
+        check_saved_callbacks(config.get("callbacks") or [], run_dir)   # the callbacks' modules, the same rule
     seed_resumes = accept_seeds_resume(config, run_dir, device) if config["resume"] and config["seeds"] else None
     resume = accept_resume(config, run_dir, device) if config["resume"] and not config["seeds"] else None
     accepted = resume or (next(iter(seed_resumes.values())) if seed_resumes else None)

@@ -107,6 +107,24 @@ def check_wrappers(wrappers: Any, vectorization: str = "sync") -> None:
                           "where no Python wrapper runs; use env.vectorization=sync or async")
 
 
+def check_callbacks(callbacks: Any) -> None:
+    """`callbacks` is a list of `{_target_: <dotted path>, <keyword arguments>}`. What each target builds is checked
+    where the run's callbacks are built (rlexp/runners/callbacks.py), after the trust rule for a saved config's."""
+    example = "e.g. callbacks=[{_target_: my_package.MyCallback}]"
+    if not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks={callbacks!r} must be a list of {{_target_: <dotted path>, <kwargs>}}, "
+                          f"{example}")
+    for index, entry in enumerate(callbacks):
+        if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str) or not entry["_target_"]:
+            raise ConfigError(f"callbacks[{index}]={entry!r} needs _target_: the dotted path of a callback class or "
+                              f"of a function returning one, {example}")
+        options = sorted(key for key in entry if not isinstance(key, str) or key.startswith("_") and key != "_target_")
+        if options:
+            raise ConfigError(f"callbacks[{index}] ({entry['_target_']}) has {', '.join(map(str, options))}: an "
+                              f"entry takes _target_ and the callback's keyword arguments only (none of Hydra's "
+                              f"instantiate options)")
+
+
 def check_torso(torso: Any) -> None:
     """network.torso is `{_target_: null}` (the observation space decides) or `{_target_: <dotted path>, <keyword
     arguments>}`. What the target is, is checked where it is built (rlexp/networks/user_torso.py), after the trust

@@ -29,7 +29,7 @@ EXECUTION_KEYS = ("device", "gpu_placement", "torch_threads", "compile", "compil
 
 #: Keys a resumed run may change: its budgets, stop rules and evaluations, and how it executes; everything else
 #: (algo, env, network, seed) must match the checkpoint.
-MUTABLE_KEYS = ("total_steps", "env.total_steps", "total_episodes", "stop.", "eval.", *EXECUTION_KEYS)
+MUTABLE_KEYS = ("total_steps", "env.total_steps", "total_episodes", "stop.", "callbacks", "eval.", *EXECUTION_KEYS)
 
 #: Keys added since checkpoint format 2, with the value that means what their absence meant, so a run made
 #: before a key existed still resumes.
@@ -58,7 +58,8 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                "algo.adam_eps": 1.0e-8,
                                # hindsight relabelling: off, as replay was before it
                                "algo.her": False, "algo.her_n_sampled_goal": 4,
-                               "algo.her_goal_selection_strategy": "future"}
+                               "algo.her_goal_selection_strategy": "future",
+                               "callbacks": []}   # (none before the key)
 
 
 

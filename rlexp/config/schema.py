@@ -328,6 +328,9 @@ class TrainConfig:
     """a budget in training episodes (total_steps stays the cap); null: none"""
     stop: StopConfig = field(default_factory=StopConfig)
     """ending the run once it is solved"""
+    callbacks: List[Dict[str, Any]] = field(default_factory=list)
+    """the user's code in the loop: `[{_target_: my_package.MyCallback, <kwargs>}]`, called at run start, each
+    vector step, ended episodes, each evaluation and checkpoint, and run end (rlexp/runners/callbacks.py)"""
     torch_threads: int = MISSING
     """torch CPU threads; 0: all cores for a single run, the launcher's share in a sweep"""
     compile: Any = MISSING

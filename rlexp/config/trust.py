@@ -4,7 +4,7 @@ A run directory or a checkpoint is data that anyone may have written (a run copi
 downloaded beside a module of the same author). Loading it (`rlexp eval`, `rlexp export`, `rlexp.load`, a
 resume) must not run code because it says so. Its config still names code: `env.id=my_package.envs:MyEnv-v0`
 imports the module that registers the env, as gymnasium.make would, and `env.wrappers` and `network.torso` name theirs
-by `_target_` (rlexp/config/targets.py; callbacks will too). So a module a *saved* config names is imported only if
+by `_target_` (rlexp/config/targets.py), and `callbacks` theirs. So a module a *saved* config names is imported only if
 
 - it is already imported in this process (in Python, importing it yourself before `rlexp.load` is how you opt in),
 - or Python finds it through an installed location or a directory named on PYTHONPATH: never through the current

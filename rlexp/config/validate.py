@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from rlexp.config import registry
 from rlexp.config.checks import (
+    check_callbacks,
     check_log_std_init,
     check_positive,
     check_positive_int,
@@ -47,6 +48,7 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     check_positive_int("env.num_envs", env["num_envs"])
     check_wrappers(env.get("wrappers", []), env["vectorization"])
     check_torso(cfg["network"].get("torso"))
+    check_callbacks(cfg.get("callbacks", []))
     if env["num_envs"] > cfg["total_steps"]:
         raise ConfigError(f"env.num_envs={env['num_envs']} is more than total_steps={cfg['total_steps']}: each vector "
                           f"step takes one step in every env; lower env.num_envs or raise total_steps")

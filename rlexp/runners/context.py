@@ -26,6 +26,7 @@ from rlexp.errors import TrainingInterrupted
 from rlexp.io.checkpoints import FORMAT, CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.io.results import write_results
+from rlexp.runners.callbacks import Callbacks
 from rlexp.runners.evaluation import MAX_EPISODE_STEPS, EvaluationStopped, agent_policy, evaluate
 from rlexp.runners.faults import NonFiniteGuard, Stop, signal_of
 from rlexp.runners.stopping import StopRules, StopWatch
@@ -120,14 +121,19 @@ class RunContext:
     watch: StopWatch = field(default_factory=lambda: StopWatch(StopRules()))   # episode budget, "solved"
     heldout: np.ndarray | None = None   # raw held-out states of the learning index (rlexp/runners/heldout.py)
     metrics: dict[str, Tensor] = field(default_factory=dict)   # the last update's (on the device)
+    callbacks: Callbacks | None = None   # the user's (rlexp/runners/callbacks.py)
     best_eval_return: float = -math.inf
     _start_step: int = 0
     _started: float = 0.0
 
     # --- what a runner reports --------------------------------------------------------------------------------
 
-    def start(self, step: int) -> None:
+    def start(self, step: int, agent: Any = None) -> None:
         self._start_step, self._started = step, time.perf_counter()
+        if self.callbacks:
+            run = self.callbacks.run
+            run.step, run.episodes, run.agent = step, self.watch.episodes, agent
+            self.callbacks.call("on_run_start")
 
     def observe(self, metrics: dict[str, Tensor], step: int, undefined_ok: tuple[str, ...] = ()) -> None:
         """An update's metrics: watched for NaN/inf on the device, logged at the next log step. `undefined_ok`
@@ -142,13 +148,24 @@ class RunContext:
         solved = self.watch.episodes_ended(returns, step)
         if solved is not None:
             log.info("%s; ending the run", solved.describe())
+        if self.callbacks:
+            self.callbacks.run.step, self.callbacks.run.episodes = step, self.watch.episodes
+            self.callbacks.call("on_episodes", returns, lengths)
 
     def should_stop(self) -> bool:
         """Whether the run ends before total_steps: solved, or its episode budget spent (rlexp/runners/stopping.py)."""
-        return self.watch.reason() is not None
+        return self.watch.reason() is not None or self.stopped_by_callback() is not None
 
-    def after_step(self, before: int, step: int, runner: Runner) -> None:
-        """Log, evaluate, checkpoint and honour a stop request, for a step from `before` to `step` env steps."""
+    def stopped_by_callback(self) -> str | None:
+        return self.callbacks.run.stop_reason if self.callbacks else None
+
+    def after_step(self, before: int, step: int, runner: Runner, rollout_done: bool = False) -> None:
+        """Log, evaluate, checkpoint and honour a stop request, for a step from `before` to `step` env steps
+        (`rollout_done`: an on-policy rollout ended and was learned from)."""
+        if self.callbacks:
+            run = self.callbacks.run
+            run.step, run.episodes, run.rollout_done = step, self.watch.episodes, rollout_done
+            self.callbacks.call("on_step")
         if crossed(before, step, self.every.log):
             self.guard.check()
             sps = self.sps(step)
@@ -166,10 +183,18 @@ class RunContext:
             self.evaluate(step, runner.agent)
         saved: Path | None = None
         if crossed(before, step, self.every.checkpoint) and not last:
-            saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+            saved = self.save(step, runner)
         if self.stop.signum is not None:
-            saved = saved or self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+            saved = saved or self.save(step, runner)
             raise TrainingInterrupted(self.stop.signum, step, str(saved))
+
+    def save(self, step: int, runner: Runner) -> Path:
+        """A resumable checkpoint (then the callbacks' on_checkpoint)."""
+        saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+        if self.callbacks:
+            self.callbacks.run.step = step
+            self.callbacks.call("on_checkpoint", saved)
+        return saved
 
     def finish(self, step: int, episodes: int, runner: Runner) -> RunResult:
         """The final evaluation, the checkpoints that end a run (a resumable one, to extend it later, and the
@@ -178,7 +203,7 @@ class RunContext:
         sps = (step - self._start_step) / max(train_time, 1e-9)
         self.logger.progress(step, sps)
         returns = self.evaluate(step, runner.agent)
-        saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
+        saved = self.save(step, runner)
         if returns is None:   # a signal stopped the final evaluation: the resume does it
             signum = signal_of(self.stop)
             assert signum is not None   # what stopped the evaluation
@@ -215,6 +240,9 @@ class RunContext:
         if returns.mean() > self.best_eval_return:
             self.best_eval_return = float(returns.mean())
             self.checkpoints.save_best(self.policy_bundle(step, agent))
+        if self.callbacks:
+            self.callbacks.run.step = step
+            self.callbacks.call("on_evaluation", returns)
         return returns
 
     def policy_bundle(self, step: int, agent: Any) -> dict[str, Any]:
@@ -232,6 +260,8 @@ class RunContext:
         return {**self.policy_bundle(step, runner.agent), "kind": "resume", "runner": runner.state_dict(),
                 "context": {"metrics": self.metrics, "best_eval_return": self.best_eval_return,
                             "stop": self.watch.state_dict(),
+                            **({"callbacks": self.callbacks.state_dict(),
+                                "callback_stop": self.stopped_by_callback()} if self.callbacks else {}),
                             **({"heldout": torch.from_numpy(self.heldout)} if self.heldout is not None else {})},
                 "rng": rng}
 
@@ -245,9 +275,22 @@ class RunContext:
             self.watch.load_state_dict(bundle["context"]["stop"])
         else:   # a checkpoint made before episode budgets: its episodes count from the runner's
             self.watch.episodes = int(bundle["runner"]["episodes"])
+        if self.callbacks:
+            self.restore_callbacks(bundle)
         torch.set_rng_state(bundle["rng"]["torch"])
         if "cuda" in bundle["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(bundle["rng"]["cuda"], self.device)
+
+    def restore_callbacks(self, bundle: dict[str, Any]) -> None:
+        """The callbacks' states, and a stop one of them asked for, where the run keeps the same callbacks."""
+        assert self.callbacks   # (called only when there are some)
+        self.callbacks.run.resumed = True
+        saved = bundle["context"].get("callbacks", [])
+        fresh = self.callbacks.load_state_dict(saved)
+        if fresh and saved:
+            log.info("%s: not in the checkpoint's callbacks; starting afresh", ", ".join(fresh))
+        if bundle["config"].get("callbacks", []) == self.meta["config"].get("callbacks", []):
+            self.callbacks.run.stop_reason = bundle["context"].get("callback_stop")
 
     # --- the end ---------------------------------------------------------------------------------------------
 
@@ -266,7 +309,8 @@ class RunContext:
             "best_eval_return": result.best_eval_return,
             "total_steps": result.steps,
             "episodes": result.episodes,
-            "stopped_by": self.watch.reason() or "total_steps",
+            "stopped_by": self.watch.reason() or ("callback" if self.stopped_by_callback() else "total_steps"),
+            **({"stop_reason": self.stopped_by_callback()} if self.stopped_by_callback() else {}),
             **self.watch.results(),
             "resumed_from_step": resumed_from,
             "train_time_s": round(result.train_time_s, 3),
@@ -275,4 +319,9 @@ class RunContext:
         }
         write_results(self.run_dir / "results.json", results)
         return results
+
+    def run_ended(self, results: dict[str, Any]) -> None:
+        """The callbacks' on_run_end, once results.json is written."""
+        if self.callbacks:
+            self.callbacks.call("on_run_end", results)
 

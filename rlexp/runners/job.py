@@ -32,6 +32,7 @@ from rlexp.io.metrics import RunLogger
 from rlexp.networks.user_torso import check_user_torso, resolve_torso
 from rlexp.replay import Hindsight, Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
+from rlexp.runners.callbacks import Callbacks, Entry, Run, build_callbacks
 from rlexp.runners.collector import Collector
 from rlexp.runners.context import Evaluator, Every, RunContext
 from rlexp.runners.faults import Stop, signal_of
@@ -75,7 +76,7 @@ class Job:
     directory."""
 
     def __init__(self, config: dict[str, Any], settings: TrainConfig, spec: registry.AlgoSpec,
-                 device: torch.device, eval_env: gym.Env, spaces: SpaceInfo) -> None:
+                 device: torch.device, eval_env: gym.Env, spaces: SpaceInfo, callbacks: list[Entry]) -> None:
         # `config` as the train command validated it: plain data, what the run saves (checkpoints, TensorBoard's
         # hyperparameters, a seed's .hydra/); `settings`, the same as its schema's objects, what the job reads.
         self.config, self.settings, self.spec, self.device = config, settings, spec, device
@@ -83,6 +84,7 @@ class Job:
         self.compiles = True
         self.batch: list[int] | None = None   # the seeds of the many-seeds run it is one of
         self.eval_env, self.spaces = eval_env, spaces
+        self.callbacks = callbacks   # built from the config's `callbacks`, before anything trains
 
     @classmethod
     def prepare(cls, config: dict[str, Any], spec: registry.AlgoSpec, device: torch.device, copies: int = 1) -> Job:
@@ -120,10 +122,11 @@ class Job:
             if getattr(settings.algo, "her", False):   # (an off-policy algorithm's key)
                 goals_of(spaces, eval_env)
             check_memory(settings, spec, spaces, device, copies)   # copies: the seeds of a many-seeds run
+            callbacks = build_callbacks(config.get("callbacks") or [])
         except BaseException:
             eval_env.close()
             raise
-        return cls(config, settings, spec, device, eval_env, spaces)
+        return cls(config, settings, spec, device, eval_env, spaces, callbacks)
 
     def run(self, run_dir: Path, stop: Stop, overrides: list[str],
             resume: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -192,6 +195,8 @@ class Job:
                 every=Every(log=config.log.every, eval=config.eval.every, checkpoint=config.checkpoint.every),
                 total_steps=total_steps, device=device, watch=StopWatch(StopRules.from_config(self.config)),
                 heldout=self.heldout_states(),
+                callbacks=Callbacks(self.callbacks, Run(run_dir, seed, total_steps, self.config,
+                                                        _log=logger.scalars)) if self.callbacks else None,
                 meta={"algo": spec.name, "env_id": env_cfg.id, "config": self.config, "overrides": overrides,
                       "device": str(device), BATCH_KEY: self.batch})
             collector = Collector(envs, seed, env_cfg.id, normalization, lambda: signal_of(stop))
@@ -235,10 +240,11 @@ class Job:
                              f"{checkpoints.latest()}, the final agent {checkpoints.directory / 'final.pt'})") from None
         ended = {"solved": f"solved at step {results['solved_at_step']} (episode {results['solved_at_episode']}), ",
                  "total_episodes": f"{results['episodes']} episodes at step {results['total_steps']}, ",
-                 "total_steps": ""}[results["stopped_by"]]
+                 "callback": f"stopped by {results.get('stop_reason')}, ", "total_steps": ""}[results["stopped_by"]]
         log.info("done: %seval return %.2f +/- %.2f over %d episodes, %.0f SPS, %.1f s -> %s", ended,
                  results["eval_return_mean"], results["eval_return_std"], len(result.eval_returns),
                  results["sps"], results["wall_time_s"], run_dir)
+        context.run_ended(results)
         return results
 
     def heldout_states(self) -> np.ndarray | None:

@@ -82,7 +82,7 @@ class OffPolicyRunner:
             context.restore(resume)
         # An episode-unit round is due only once the step's episodes are known: it cannot overlap the step.
         overlap = collector.overlaps and s.train_freq_unit == "step"
-        context.start(self.step)
+        context.start(self.step, self.agent)
         while self.step < s.total_steps and not context.should_stop():
             before, step = self.step, self.step + s.num_envs
             if before < s.learning_starts:

@@ -67,14 +67,15 @@ class OnPolicyRunner:
         else:
             self.load_state_dict(resume["runner"])
             context.restore(resume)
-        context.start(self.step)
+        context.start(self.step, self.agent)
         while self.step < s.total_steps and not context.should_stop():
             before, step = self.step, self.step + s.num_envs
             yield from self.collect(step)
             self.step = step
-            if self.storage.full:
+            learned = self.storage.full
+            if learned:
                 yield from self.learn(step)
-            context.after_step(before, step, self)
+            context.after_step(before, step, self, rollout_done=learned)
         return context.finish(self.step, self.episodes, self)
 
     def collect(self, step: int) -> Steps[None]:
