@@ -1,6 +1,7 @@
 """`rlexp train resume=<run_dir>`, as a user runs it: a killed or interrupted run continues to the very end
 the uninterrupted run reaches; a config that changes what was learned is refused."""
 
+import csv
 import json
 import shutil
 import signal
@@ -48,7 +49,7 @@ RUNS = {
 }
 # Several envs, sync, async and EnvPool, resume in tests/test_vector_cli.py.
 COMMON = ["checkpoint.every=250", "eval.every=500", "eval.episodes=2", "log.every=50", "log.progress=none",
-          "torch_threads=1"]
+          "torch_threads=1", "log.backends=[tensorboard,csv]"]
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -56,6 +57,13 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def csv_points(run_dir: Path) -> list[tuple[int, str, float]]:
+    """metrics.csv's rows (log.backends=[...,csv]) but the clock's (charts/SPS), in order."""
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [(int(r["step"]), r["tag"], float(r["value"])) for r in rows if r["tag"] != "charts/SPS"]
 
 
 def final_agent(run_dir: Path) -> dict:
@@ -102,6 +110,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
     for tag, points in run.items():  # the points the uninterrupted run has, at its steps: no duplicates, no zig-zag
         steps = [step for step, _ in points]
         assert steps == sorted(steps) and steps == [step for step, _ in reference[tag]], tag
+    # metrics.csv continues at the same step too: the killed process's rows after the checkpoint dropped
+    assert csv_points(workdir / "run") == csv_points(workdir / "reference"), f"delay {delay:.2f} s"
     a, b = (json.loads((workdir / d / "results.json").read_text()) for d in ("reference", "run"))
     assert a["eval_returns"] == b["eval_returns"] and b["status"] == "completed"
     for key in ("total_steps", "episodes", "stopped_by", "solved_at_step", "solved_at_episode"):

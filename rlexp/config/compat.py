@@ -59,7 +59,8 @@ ADDED_KEYS: dict[str, Any] = {"network.activation": "relu", "env.normalize.obs":
                                # hindsight relabelling: off, as replay was before it
                                "algo.her": False, "algo.her_n_sampled_goal": 4,
                                "algo.her_goal_selection_strategy": "future",
-                               "callbacks": []}   # (none before the key)
+                               "callbacks": [],   # (none before the key)
+                               "log.backends": ["tensorboard"]}   # (the only one before the key)
 
 
 

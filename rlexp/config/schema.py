@@ -71,6 +71,11 @@ class Vectorization(Choice):
     envpool = "envpool"
 
 
+class Backend(Choice):
+    tensorboard = "tensorboard"   # the events files (rlexp plot reads them)
+    csv = "csv"                   # metrics.csv and params.csv in the run directory (rlexp/io/trackers.py)
+
+
 class Progress(Choice):
     auto = "auto"        # a bar in a terminal, log lines otherwise
     bar = "bar"
@@ -284,7 +289,7 @@ class CheckpointConfig:
 
 @dataclass
 class LogConfig:
-    """TensorBoard scalars and progress."""
+    """The run's scalars (TensorBoard and the other `backends`) and progress."""
 
     every: int = MISSING
     """env steps between writes of the loss scalars"""
@@ -292,6 +297,8 @@ class LogConfig:
     """auto (a bar in a terminal, log lines otherwise) | bar | lines | none"""
     heldout_states: int = 1000
     """the learning index's held-out states (charts/avg_q_heldout, the DQN paper's Figure 2); 0 turns it off"""
+    backends: List[Backend] = field(default_factory=lambda: [Backend.tensorboard])
+    """where the scalars go, any combination: tensorboard (the events files) | csv (metrics.csv, params.csv)"""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from rlexp.config.compat import flatten
 from rlexp.errors import RunFailure
 from rlexp.io import OBJECTIVE
+from rlexp.io.trackers import make_trackers
 
 log = logging.getLogger("rlexp")
 
@@ -37,30 +38,34 @@ _threads_excepthook = threading.excepthook
 
 
 class RunLogger:
-    """TensorBoard writer plus human-facing progress: a tqdm bar in a terminal, periodic lines otherwise. A write
-    that fails is a RunFailure naming the directory and the OS's reason."""
+    """TensorBoard writer (and the other trackers of `log.backends`, rlexp/io/trackers.py) plus human-facing
+    progress: a tqdm bar in a terminal, periodic lines otherwise. A write that fails is a RunFailure naming the
+    directory and the OS's reason."""
 
     QUEUE = 1000   # events queued for the writer's thread (SummaryWriter's default: 10)
 
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
-                 hyperparameters: dict[str, Any]) -> None:
+                 hyperparameters: dict[str, Any], backends: tuple[str, ...] = ("tensorboard",)) -> None:
         threading.excepthook = _quiet_writer_threads
         self.log_dir = log_dir
         flat = flatten(hyperparameters)
+        self.trackers = make_trackers(list(backends), log_dir, start_step, flat)
+        self.writer: SummaryWriter | None = None
         # The HParams tab's records of this run: its start (with the hyperparameters) and, once it completes, its
         # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
         # hyperparameters, marking those that differ) instead of copying the first run's.
         _, self._session_start, self._session_end = hparams_summary(flat, {OBJECTIVE: 0.0})
         # The writer's thread writes the events; with its default queue of 10 events the loop waited on that
         # thread whenever episodes ended in bursts (many envs, many seeds): a deeper queue lets it write them later.
-        with self._writing():
-            if start_step:
-                # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
-                # (purge_step), so the curves continue without duplicated or zig-zag points.
-                self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1, max_queue=self.QUEUE)
-            else:
-                self.writer = SummaryWriter(str(log_dir), max_queue=self.QUEUE)
-                self._write_hyperparameters(flat)
+        if "tensorboard" in backends:
+            with self._writing():
+                if start_step:
+                    # A resumed run: TensorBoard drops what the interrupted process logged after its checkpoint
+                    # (purge_step), so the curves continue without duplicated or zig-zag points.
+                    self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1, max_queue=self.QUEUE)
+                else:
+                    self.writer = SummaryWriter(str(log_dir), max_queue=self.QUEUE)
+                    self._write_hyperparameters(flat)
         self.total_steps = total_steps
         if progress == "auto":  # the value itself is checked by config.validate
             progress = "bar" if sys.stderr.isatty() else "lines"
@@ -75,11 +80,13 @@ class RunLogger:
 
     def _write_hyperparameters(self, flat: dict[str, Any]) -> None:
         rows = "\n".join(f"|{k}|{v}|" for k, v in flat.items())
+        assert self.writer is not None   # (made just before)
         self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}")
         self._file_writer().add_summary(self._session_start)
 
     def _file_writer(self) -> FileWriter:
         """The writer's FileWriter (made by its __init__; torch's annotations leave it None)."""
+        assert self.writer is not None   # (asked for only where TensorBoard is written)
         return cast(FileWriter, self.writer.file_writer)
 
     @contextmanager
@@ -91,9 +98,12 @@ class RunLogger:
                              f"{error.strerror or error}") from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        with self._writing():
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
+        if self.writer is not None:
+            with self._writing():
+                for tag, value in values.items():
+                    self.writer.add_scalar(tag, value, step)
+        for tracker in self.trackers:
+            tracker.scalars(values, step)
 
     def episode(self, episodic_return: float, episodic_length: int, step: int) -> None:
         self.scalars({"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length}, step)
@@ -126,10 +136,13 @@ class RunLogger:
         if self.bar is not None:
             self.bar.close()
         try:
-            with self._writing():
-                if completed:
-                    self._file_writer().add_summary(self._session_end)
-                self.writer.close()
+            for tracker in self.trackers:
+                tracker.close()
+            if self.writer is not None:
+                with self._writing():
+                    if completed:
+                        self._file_writer().add_summary(self._session_end)
+                    self.writer.close()
         except RunFailure:
             if completed:
                 raise

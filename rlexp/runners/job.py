@@ -187,7 +187,8 @@ class Job:
                                                    wrappers=env_cfg.wrappers))
             cleanup.callback(evaluator.close)
             checkpoints = CheckpointManager(run_dir / "checkpoints", config.checkpoint.keep)
-            logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config)
+            logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config,
+                               tuple(str(backend) for backend in config.log.backends))
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
                 evaluator=evaluator,
