@@ -417,3 +417,28 @@ def test_a_validated_config_becomes_its_schemas_objects():
     assert f"{settings.env.vectorization}" == "async" and str(settings.algo.train_freq_unit) == "step"
     # a saved config filled in for another algorithm's keys still reads as this one's schema
     assert typed({**config["algo"], "use_sde": False}, algorithms()["td3"].schema).tau == config["algo"]["tau"]
+
+
+def test_no_config_file_sets_hydra_mode():
+    """`rlexp train` takes the run mode from --multirun without composing the config for it (mode_from_flags): that
+    holds while no file of conf/ sets hydra.mode."""
+    import yaml
+
+    for path in CONF.rglob("*.yaml"):
+        data = yaml.safe_load(path.read_text()) or {}
+        hydra = data.get("hydra") if isinstance(data, dict) else None
+        assert not (isinstance(hydra, dict) and "mode" in hydra), path
+
+
+def test_a_run_composes_its_config_once(workdir, monkeypatch):
+    from hydra._internal.hydra import Hydra
+
+    from tests.conftest import train_in_process
+
+    composed: list[str] = []
+    compose = Hydra.compose_config
+    monkeypatch.setattr(Hydra, "compose_config", lambda self, *a, **k: composed.append("x") or compose(self, *a, **k))
+    proc = train_in_process(["train", "algo=dqn", "env=CartPole-v1", "total_steps=100", "algo.learning_starts=50",
+                             "eval.episodes=1", "log.progress=none", "hydra.run.dir=run"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert len(composed) == 1
