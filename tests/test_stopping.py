@@ -119,6 +119,9 @@ def test_a_solved_run_ends_early_says_so_and_writes_its_final_checkpoint(workdir
     assert results["stopped_by"] == "solved" and results["solved_at_step"] == 200 == results["total_steps"]
     assert results["solved_by"] == "stop.eval_return" and results["solved_bar"] == -2000
     assert results["solved_history"] == []
+    # the evaluation that solved it is the final one: played once, logged once
+    evaluations = scalars(workdir / "run")["eval/mean_return"]
+    assert evaluations == [(200, pytest.approx(results["eval_return_mean"]))]
     log = proc.stdout + proc.stderr
     assert "solved at step 200" in log and "eval return" in log
     assert (workdir / "run" / "checkpoints" / "final.pt").is_file()

@@ -123,6 +123,7 @@ class RunContext:
     metrics: dict[str, Tensor] = field(default_factory=dict)   # the last update's (on the device)
     callbacks: Callbacks | None = None   # the user's (rlexp/runners/callbacks.py)
     best_eval_return: float = -math.inf
+    _evaluated: tuple[int, np.ndarray] | None = None   # the last evaluation's step and returns
     _start_step: int = 0
     _started: float = 0.0
 
@@ -202,7 +203,10 @@ class RunContext:
         train_time = time.perf_counter() - self._started
         sps = (step - self._start_step) / max(train_time, 1e-9)
         self.logger.progress(step, sps)
-        returns = self.evaluate(step, runner.agent)
+        # A run that ends at an evaluation (solved by it) ends with that evaluation: the agent has not changed since
+        # and the episodes start where they did, so evaluating again would play the same episodes.
+        evaluated = self._evaluated
+        returns = evaluated[1] if evaluated is not None and evaluated[0] == step else self.evaluate(step, runner.agent)
         saved = self.save(step, runner)
         if returns is None:   # a signal stopped the final evaluation: the resume does it
             signum = signal_of(self.stop)
@@ -233,6 +237,7 @@ class RunContext:
             return None
         except EnvCallError as error:
             raise error.at(step, where=" (the evaluation env)") from None
+        self._evaluated = (step, returns)
         self.logger.evaluation(float(returns.mean()), float(returns.std()), step)
         solved = self.watch.evaluated(float(returns.mean()), step)
         if solved is not None:
