@@ -1,7 +1,6 @@
 """Callbacks (`callbacks=[{_target_: ..., <kwargs>}]`): the hooks a run calls, logging and stopping from them, their
 state through exact resume (tests/test_resume.py's dqn_solved case, killed), and their refusals in one line."""
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -244,56 +243,3 @@ def test_a_saved_callback_imports_nothing_from_the_current_directory(recorded, w
 def test_a_config_error_names_the_callbacks_key():
     with pytest.raises(ConfigError, match=r"^callbacks=3 must be a list"):
         build_callbacks(3)  # type: ignore[arg-type]
-
-
-# --- log.backends: csv ---------------------------------------------------------------------------------------------
-
-def test_a_csv_run_writes_the_scalars_tensorboard_has(workdir):
-    """(The killed-and-resumed runs of tests/test_resume.py write CSV too, and compare it with the uninterrupted
-    run's.) Only csv: no events file; params.csv holds the flattened config."""
-    proc = train_in_process(["train", *DQN, "total_steps=300", "eval.every=100", "log.backends=[csv]",
-                             "hydra.run.dir=run"], workdir)
-    assert proc.returncode == 0, proc.stderr
-    assert not list((workdir / "run").glob("events.*"))
-    with (workdir / "run" / "metrics.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [(int(r["step"]), float(r["value"])) for r in rows if r["tag"] == "eval/mean_return"] == [
-        (step, pytest.approx(value)) for step, value in [(100, rows_mean(rows, 100)), (200, rows_mean(rows, 200)),
-                                                         (300, rows_mean(rows, 300))]]
-    results = json.loads((workdir / "run" / "results.json").read_text())
-    assert rows_mean(rows, 300) == pytest.approx(results["eval_return_mean"])
-    with (workdir / "run" / "params.csv").open(newline="") as f:
-        params = dict(csv.reader(f))
-    assert params["algo.name"] == "dqn" and params["log.backends"] == "['csv']"
-
-
-def rows_mean(rows: list[dict], step: int) -> float:
-    return next(float(r["value"]) for r in rows if r["tag"] == "eval/mean_return" and int(r["step"]) == step)
-
-
-def test_a_resumed_csv_drops_the_rows_after_its_checkpoint(tmp_path):
-    from rlexp.io.trackers import CsvTracker
-
-    first = CsvTracker(tmp_path, 0, {"a": 1})
-    first.scalars({"x": 1.0, "y": 2.0}, 10)
-    first.scalars({"x": 3.0}, 20)
-    first.scalars({"x": 4.0}, 30)
-    first.close()
-    with (tmp_path / "metrics.csv").open("a") as f:
-        f.write("40,x,5.")   # a row the kill cut short
-    again = CsvTracker(tmp_path, 20, {"a": 2})
-    again.scalars({"x": 6.0}, 25)
-    again.close()
-    with (tmp_path / "metrics.csv").open(newline="") as f:
-        rows = [(r["step"], r["tag"], r["value"]) for r in csv.DictReader(f)]
-    assert rows == [("10", "x", "1.0"), ("10", "y", "2.0"), ("20", "x", "3.0"), ("25", "x", "6.0")]
-    assert (tmp_path / "params.csv").read_text().splitlines() == ["key,value", "a,1"]   # the run's, kept
-
-
-@pytest.mark.parametrize("value, message", [
-    ("[tensorboard,tensorboard]", "log.backends=['tensorboard', 'tensorboard'] names a backend twice"),
-    ("[tensorboard,mlflaw]", "log.backends"),
-])
-def test_a_wrong_backend_is_refused_in_one_line(workdir, value, message, capsys, monkeypatch):
-    proc = run_in_process(["train", *DQN, f"log.backends={value}", "hydra.run.dir=run"], workdir, capsys, monkeypatch)
-    assert proc.returncode == 2 and message in one_line(proc)

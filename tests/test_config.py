@@ -264,7 +264,8 @@ def test_a_run_from_before_a_key_existed_resumes_with_the_keys_old_meaning(monke
                                  # replay without hindsight relabelling: runs before HER
                                  "algo.her": False, "algo.her_n_sampled_goal": 4,
                                  "algo.her_goal_selection_strategy": "future",
-                                 "callbacks": []}   # no callbacks: runs before them
+                                 "callbacks": [],   # no callbacks: runs before them
+                                 "log.backends": ["tensorboard"]}   # TensorBoard only: runs before log.backends
     old = resolved(["algo=td3", "env=Pendulum-v1"])
     del old["network"]["activation"], old["env"]["normalize"], old["seeds"], old["log"]["heldout_states"]
     del old["env"]["wrappers"], old["network"]["image"], old["network"]["torso"], old["callbacks"]

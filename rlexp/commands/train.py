@@ -111,6 +111,9 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
         job = jobs[0] if jobs else Job.prepare(config, spec, device)
         if not jobs:
             unstarted.callback(job.eval_env.close)
+        if job_num is not None:   # a sweep's jobs: their trackers group the runs by the sweep's directory
+            for each in jobs or [job]:
+                each.tracking_group = str(hydra_cfg.sweep.dir)
         locks = ExitStack()
         locks.enter_context(holding(seed_dir(run_dir, seed) for seed in seeds))
         unstarted.pop_all()

@@ -125,6 +125,24 @@ def check_callbacks(callbacks: Any) -> None:
                               f"instantiate options)")
 
 
+#: The package each tracker of log.backends needs, and the extra that installs it.
+TRACKER_PACKAGES = {"wandb": ("wandb", "rlexp[wandb]")}
+
+
+def check_backends(backends: list[str]) -> None:
+    """log.backends names each backend once, and each one's package is installed (found, not imported)."""
+    import importlib.util
+
+    if len(set(backends)) != len(backends):
+        raise ConfigError(f"log.backends={backends} names a backend twice; name each once, e.g. "
+                          f"log.backends=[tensorboard,csv]")
+    for backend in backends:
+        if backend in TRACKER_PACKAGES and importlib.util.find_spec(TRACKER_PACKAGES[backend][0]) is None:
+            module, extra = TRACKER_PACKAGES[backend]
+            raise ConfigError(f"log.backends names {backend}, but its package ({module}) is not installed: pip "
+                              f"install \"{extra}\"")
+
+
 def check_torso(torso: Any) -> None:
     """network.torso is `{_target_: null}` (the observation space decides) or `{_target_: <dotted path>, <keyword
     arguments>}`. What the target is, is checked where it is built (rlexp/networks/user_torso.py), after the trust

@@ -74,6 +74,13 @@ class Vectorization(Choice):
 class Backend(Choice):
     tensorboard = "tensorboard"   # the events files (rlexp plot reads them)
     csv = "csv"                   # metrics.csv and params.csv in the run directory (rlexp/io/trackers.py)
+    wandb = "wandb"               # Weights & Biases, online or offline (rlexp[wandb])
+
+
+class WandbMode(Choice):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
 
 
 class Progress(Choice):
@@ -288,6 +295,22 @@ class CheckpointConfig:
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases (log.backends=[...,wandb]; rlexp/io/trackers.py)."""
+
+    project: str = "rlexp"
+    """the W&B project"""
+    entity: Optional[str] = None
+    """the W&B team or user (null: your default entity)"""
+    group: Optional[str] = None
+    """the runs' group (null: a sweep's jobs are grouped by the sweep's directory, a single run has none)"""
+    name: Optional[str] = None
+    """the run's display name (null: its run directory's name)"""
+    mode: Optional[WandbMode] = None
+    """online | offline | disabled (null: WANDB_MODE, or online once `wandb login` was run)"""
+
+
+@dataclass
 class LogConfig:
     """The run's scalars (TensorBoard and the other `backends`) and progress."""
 
@@ -298,7 +321,10 @@ class LogConfig:
     heldout_states: int = 1000
     """the learning index's held-out states (charts/avg_q_heldout, the DQN paper's Figure 2); 0 turns it off"""
     backends: List[Backend] = field(default_factory=lambda: [Backend.tensorboard])
-    """where the scalars go, any combination: tensorboard (the events files) | csv (metrics.csv, params.csv)"""
+    """where the scalars go, any combination: tensorboard (the events files) | csv (metrics.csv, params.csv) |
+    wandb (Weights & Biases)"""
+    wandb: WandbConfig = field(default_factory=lambda: WandbConfig())
+    """the W&B run, with log.backends=[...,wandb]"""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from rlexp.config import registry
 from rlexp.config.checks import (
+    check_backends,
     check_callbacks,
     check_log_std_init,
     check_positive,
@@ -93,10 +94,7 @@ def validate(cfg: dict[str, Any], algorithms: Mapping[str, registry.AlgoSpec]) -
     check_positive_int("checkpoint.keep", cfg["checkpoint"]["keep"])
     check_positive_int("log.every", cfg["log"]["every"])
     check_positive_int("log.heldout_states", cfg["log"].get("heldout_states", 0), allow_zero=True, limit=10**6 + 1)
-    backends = cfg["log"].get("backends", ["tensorboard"])
-    if len(set(backends)) != len(backends):
-        raise ConfigError(f"log.backends={backends} names a backend twice; name each once, e.g. "
-                          f"log.backends=[tensorboard,csv]")
+    check_backends(cfg["log"].get("backends", ["tensorboard"]))
     check_positive_int("torch_threads", cfg["torch_threads"], allow_zero=True)
     check_compile(cfg)
     normalize = env["normalize"]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from rlexp.config.compat import flatten
 from rlexp.errors import RunFailure
 from rlexp.io import OBJECTIVE
-from rlexp.io.trackers import make_trackers
+from rlexp.io.trackers import WandbSettings, make_trackers
 
 log = logging.getLogger("rlexp")
 
@@ -45,11 +45,12 @@ class RunLogger:
     QUEUE = 1000   # events queued for the writer's thread (SummaryWriter's default: 10)
 
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
-                 hyperparameters: dict[str, Any], backends: tuple[str, ...] = ("tensorboard",)) -> None:
+                 hyperparameters: dict[str, Any], backends: tuple[str, ...] = ("tensorboard",),
+                 wandb: WandbSettings | None = None) -> None:
         threading.excepthook = _quiet_writer_threads
         self.log_dir = log_dir
         flat = flatten(hyperparameters)
-        self.trackers = make_trackers(list(backends), log_dir, start_step, flat)
+        self.trackers = make_trackers(list(backends), log_dir, start_step, flat, wandb)
         self.writer: SummaryWriter | None = None
         # The HParams tab's records of this run: its start (with the hyperparameters) and, once it completes, its
         # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
@@ -136,8 +137,8 @@ class RunLogger:
         if self.bar is not None:
             self.bar.close()
         try:
-            for tracker in self.trackers:
-                tracker.close()
+            if not completed:   # (a completed run's are closed by `end`, once results.json is written)
+                self.end(completed=False)
             if self.writer is not None:
                 with self._writing():
                     if completed:
@@ -146,6 +147,13 @@ class RunLogger:
         except RunFailure:
             if completed:
                 raise
+
+
+    def end(self, completed: bool = True) -> None:
+        """Closes the other trackers; a completed run's once its results.json is written (W&B saves it)."""
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.close(completed)
 
 
 class StepTimer:

@@ -5,25 +5,44 @@
   TensorBoard's, wall_time in seconds since the epoch), and `<run_dir>/params.csv` (the composed config, flattened
   keys, as TensorBoard's hyperparameters), for pandas or a spreadsheet: `pd.read_csv(...).pivot_table(index="step",
   columns="tag", values="value")`.
+- `wandb`: a Weights & Biases run per rlexp run (per seed of a many-seeds run), its files in `<run_dir>/wandb/`:
+  the flattened config as its config, the same tags and steps as its history, results.json saved with it at the
+  end; a sweep's jobs in one group. Online once `wandb login` was run, offline with WANDB_MODE=offline (or
+  `log.wandb.mode=offline`: `wandb sync <run_dir>/wandb/offline-run-*` uploads it later). `pip install "rlexp[wandb]"`.
 
 A resumed run continues the same files at the same step: the rows a killed process wrote after the checkpoint the
 run resumes from are dropped (as TensorBoard's purge_step drops its points), with a row cut in half by the kill, so
-the file holds each point once, as the uninterrupted run's does.
+the file holds each point once, as the uninterrupted run's does. W&B's run continues under its id (kept in
+`<run_dir>/wandb_run.json`); online, the points the killed process logged past the checkpoint are kept and the
+resumed run logs from the step after them (exact resume logs the same values there); offline, each process writes
+its own offline run of that id, which `wandb sync` uploads in order.
+
+A tracker's package is imported only when its backend is selected.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rlexp.errors import RunFailure
 
-#: The backends `log.backends` may name.
-BACKENDS = ("tensorboard", "csv")
+
+@dataclass(frozen=True)
+class WandbSettings:
+    project: str
+    entity: str | None = None
+    group: str | None = None    # (a sweep's jobs: the sweep's directory, when log.wandb.group is null)
+    name: str | None = None     # (null: the run directory's name)
+    mode: str | None = None     # online | offline | disabled; null: W&B's own choice (WANDB_MODE, or online)
 
 
 class Tracker(Protocol):
@@ -31,7 +50,8 @@ class Tracker(Protocol):
 
     def scalars(self, values: Mapping[str, float], step: int) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, completed: bool) -> None:
+        """The run ended (`completed`: and its results.json is written)."""
 
 
 class CsvTracker:
@@ -92,16 +112,56 @@ class CsvTracker:
         except OSError as error:
             raise RunFailure(f"could not write {self.path}: {error.strerror or error}") from None
 
-    def close(self) -> None:
+    def close(self, completed: bool) -> None:
         try:
             self.file.close()
         except OSError as error:
             raise RunFailure(f"could not write {self.path}: {error.strerror or error}") from None
 
 
-def make_trackers(backends: list[str], run_dir: Path, start_step: int, params: Mapping[str, Any]) -> list[Tracker]:
+class WandbTracker:
+    """A W&B run (rlexp/io/trackers.py's module doc)."""
+
+    def __init__(self, run_dir: Path, start_step: int, params: Mapping[str, Any], settings: WandbSettings) -> None:
+        import wandb
+
+        record = run_dir / "wandb_run.json"
+        saved = json.loads(record.read_text()) if start_step and record.is_file() else {}
+        run_id = saved.get("id") or uuid.uuid4().hex[:8]
+        if not saved:   # (written before the run starts: a kill right after init still resumes the same run)
+            partial = record.with_name(record.name + ".partial")
+            partial.write_text(json.dumps({"id": run_id}))
+            os.replace(partial, record)
+        self.run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
+                              name=settings.name or run_dir.name, id=run_id, resume="allow", dir=str(run_dir),
+                              config=dict(params), mode=settings.mode, reinit="create_new",  # type: ignore[arg-type]
+                              settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
+                                                      save_code=False))
+        # W&B's history only moves forward: a resumed online run continues after the last step it holds
+        self.next_step = int(self.run.step) if start_step else 0
+        self.run_dir = run_dir
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if step >= self.next_step:
+            self.run.log(dict(values), step=step)
+
+    def close(self, completed: bool) -> None:
+        if completed:   # results.json saved with the run (a copy in its files), its figures in the run's summary
+            results = json.loads((self.run_dir / "results.json").read_text())
+            self.run.summary.update({key: value for key, value in results.items()
+                                     if isinstance(value, (int, float, str)) and not isinstance(value, bool)})
+            copy = Path(self.run.dir) / "results.json"
+            shutil.copyfile(self.run_dir / "results.json", copy)
+            self.run.save(str(copy), base_path=self.run.dir, policy="now")
+        self.run.finish(exit_code=0 if completed else 1)
+
+
+def make_trackers(backends: list[str], run_dir: Path, start_step: int, params: Mapping[str, Any],
+                  wandb: WandbSettings | None = None) -> list[Tracker]:
     """The trackers `backends` names besides TensorBoard (which RunLogger writes itself)."""
     trackers: list[Tracker] = []
     if "csv" in backends:
         trackers.append(CsvTracker(run_dir, start_step, params))
+    if "wandb" in backends:
+        trackers.append(WandbTracker(run_dir, start_step, params, wandb or WandbSettings("rlexp")))
     return trackers

@@ -29,6 +29,7 @@ from rlexp.envs.workers import EnvWaitAbandoned
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
+from rlexp.io.trackers import WandbSettings
 from rlexp.networks.user_torso import check_user_torso, resolve_torso
 from rlexp.replay import Hindsight, Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
@@ -83,6 +84,7 @@ class Job:
         # compile= applies to this job's agent; a seed of a many-seeds run leaves it to the batched agent
         self.compiles = True
         self.batch: list[int] | None = None   # the seeds of the many-seeds run it is one of
+        self.tracking_group: str | None = None   # a sweep's: its trackers group its jobs' runs by it (W&B's group)
         self.eval_env, self.spaces = eval_env, spaces
         self.callbacks = callbacks   # built from the config's `callbacks`, before anything trains
 
@@ -187,8 +189,11 @@ class Job:
                                                    wrappers=env_cfg.wrappers))
             cleanup.callback(evaluator.close)
             checkpoints = CheckpointManager(run_dir / "checkpoints", config.checkpoint.keep)
+            wandb = config.log.wandb
             logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config,
-                               tuple(str(backend) for backend in config.log.backends))
+                               tuple(str(backend) for backend in config.log.backends),
+                               WandbSettings(wandb.project, wandb.entity, wandb.group or self.tracking_group,
+                                             wandb.name, str(wandb.mode) if wandb.mode else None))
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
                 evaluator=evaluator,
@@ -237,8 +242,10 @@ class Job:
         try:
             results = context.write_results(result, start_step, time.perf_counter() - started)
         except RunFailure as error:   # a full disk: the training and its checkpoints are whole
+            logger.end(completed=False)
             raise RunFailure(f"{error}; the run trained to the end: its checkpoints are saved (the last is "
                              f"{checkpoints.latest()}, the final agent {checkpoints.directory / 'final.pt'})") from None
+        logger.end()   # the other trackers (W&B saves results.json)
         ended = {"solved": f"solved at step {results['solved_at_step']} (episode {results['solved_at_episode']}), ",
                  "total_episodes": f"{results['episodes']} episodes at step {results['total_steps']}, ",
                  "callback": f"stopped by {results.get('stop_reason')}, ", "total_steps": ""}[results["stopped_by"]]
