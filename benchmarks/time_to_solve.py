@@ -194,8 +194,8 @@ def summary(runs: list[dict]) -> tuple[str, str, str, str]:
     """Runs solved, median steps and whole-process seconds over the solved ones, and each seed's steps / seconds
     (an unsolved one's marked)."""
     solved = [r for r in runs if r["solved"]]
-    per_seed = " ".join(f"{r['steps'] / 1000:g}k/{r['process_s']:.0f}s" + ("" if r["solved"] else "(unsolved)")
-                        for r in runs)
+    per_seed = " ".join(f"{round(r['steps'] / 1000, 1):g}k/{r['process_s']:.0f}s"   # (an on-policy run's 15,008: 15k)
+                        + ("" if r["solved"] else "(unsolved)") for r in runs)
     if not solved:
         return f"0/{len(runs)}", "-", "-", per_seed
     return (f"{len(solved)}/{len(runs)}", f"{statistics.median(r['steps'] for r in solved):,.0f}",
