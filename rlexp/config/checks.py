@@ -85,23 +85,27 @@ def check_sde_sample_freq(algo: dict[str, Any]) -> None:
                           f"exploration matrices only at the start of each rollout (or round of collection)")
 
 
+def check_targets(key: str, entries: Any, named: str, owner: str, example: str) -> None:
+    """`key` (env.wrappers, callbacks) is a list of `{_target_: <dotted path>, <keyword arguments>}`: each entry
+    names `named` (a gymnasium wrapper, ...) and passes `owner`'s keyword arguments only."""
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError(f"{key}={entries!r} must be a list of {{_target_: <dotted path>, <kwargs>}}, {example}")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str) or not entry["_target_"]:
+            raise ConfigError(f"{key}[{index}]={entry!r} needs _target_: the dotted path of {named}, {example}")
+        options = sorted(key for key in entry if not isinstance(key, str) or key.startswith("_") and key != "_target_")
+        if options:
+            raise ConfigError(f"{key}[{index}] ({entry['_target_']}) has {', '.join(map(str, options))}: an entry "
+                              f"takes _target_ and {owner} keyword arguments only (none of Hydra's instantiate "
+                              f"options)")
+
+
 def check_wrappers(wrappers: Any, vectorization: str = "sync") -> None:
     """env.wrappers is a list of `{_target_: <dotted path>, <keyword arguments>}`, and the vectorization can apply
     them (EnvPool's envs step in C++, where no Python wrapper runs). What each target is, is checked where the env is
     made (rlexp/envs/wrappers.py), after the trust rule for a saved config's."""
-    example = "e.g. env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}]"
-    if not isinstance(wrappers, (list, tuple)):
-        raise ConfigError(f"env.wrappers={wrappers!r} must be a list of {{_target_: <dotted path>, <kwargs>}}, "
-                          f"{example}")
-    for index, entry in enumerate(wrappers):
-        if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str):
-            raise ConfigError(f"env.wrappers[{index}]={entry!r} needs _target_: the dotted path of a gymnasium "
-                              f"wrapper, {example}")
-        options = sorted(key for key in entry if not isinstance(key, str) or key.startswith("_") and key != "_target_")
-        if options:
-            raise ConfigError(f"env.wrappers[{index}] ({entry['_target_']}) has {', '.join(map(str, options))}: "
-                              f"an entry takes _target_ and the wrapper's keyword arguments only (none of Hydra's "
-                              f"instantiate options)")
+    check_targets("env.wrappers", wrappers, "a gymnasium wrapper", "the wrapper's",
+                  "e.g. env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}]")
     if wrappers and vectorization == "envpool":
         raise ConfigError("env.wrappers cannot be applied with env.vectorization=envpool: EnvPool's envs step in C++, "
                           "where no Python wrapper runs; use env.vectorization=sync or async")
@@ -110,19 +114,8 @@ def check_wrappers(wrappers: Any, vectorization: str = "sync") -> None:
 def check_callbacks(callbacks: Any) -> None:
     """`callbacks` is a list of `{_target_: <dotted path>, <keyword arguments>}`. What each target builds is checked
     where the run's callbacks are built (rlexp/runners/callbacks.py), after the trust rule for a saved config's."""
-    example = "e.g. callbacks=[{_target_: my_package.MyCallback}]"
-    if not isinstance(callbacks, (list, tuple)):
-        raise ConfigError(f"callbacks={callbacks!r} must be a list of {{_target_: <dotted path>, <kwargs>}}, "
-                          f"{example}")
-    for index, entry in enumerate(callbacks):
-        if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str) or not entry["_target_"]:
-            raise ConfigError(f"callbacks[{index}]={entry!r} needs _target_: the dotted path of a callback class or "
-                              f"of a function returning one, {example}")
-        options = sorted(key for key in entry if not isinstance(key, str) or key.startswith("_") and key != "_target_")
-        if options:
-            raise ConfigError(f"callbacks[{index}] ({entry['_target_']}) has {', '.join(map(str, options))}: an "
-                              f"entry takes _target_ and the callback's keyword arguments only (none of Hydra's "
-                              f"instantiate options)")
+    check_targets("callbacks", callbacks, "a callback class or of a function returning one", "the callback's",
+                  "e.g. callbacks=[{_target_: my_package.MyCallback}]")
 
 
 #: The package each tracker of log.backends needs, and the extra that installs it.
