@@ -70,8 +70,8 @@ class CsvTracker:
                     writer = csv.writer(f)
                     writer.writerow(("key", "value"))
                     writer.writerows(params.items())
-            fresh = not self.path.exists()
-            self.file = self.path.open("a", newline="")
+            fresh = not start_step or not self.path.exists()   # (a new run owns the file: one refused there left it)
+            self.file = self.path.open("w" if fresh else "a", newline="")
             self.writer = csv.writer(self.file)
             if fresh:
                 self.writer.writerow(self.HEADER)
