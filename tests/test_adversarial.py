@@ -18,7 +18,7 @@ from rlexp.errors import ConfigError, OutputLost
 from rlexp.io.checkpoints import FORMAT, CheckpointManager, save_checkpoint
 from rlexp.io.results import read_results, results_status
 from rlexp.io.writable import check_writable
-from tests.conftest import cli_env, run_in_process, start_cli, wait_for
+from tests.conftest import cli_env, one_line, run_in_process, start_cli, wait_for
 from tests.test_eval import finished_run_fixture  # noqa: F401  (the session's finished TD3 run: finished_run)
 
 TINY_DQN = ["algo=dqn", "env=CartPole-v1", "network.hidden_sizes=[8]", "log.progress=lines", "torch_threads=1",
@@ -149,10 +149,16 @@ def test_a_sweep_into_a_directory_holding_a_sweeps_runs_is_refused(tmp_path, cap
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     proc = run_in_process(["train", "--multirun", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 2
-    assert proc.stderr == "rlexp train: error: hydra.sweep.dir=sweep already holds the runs of a sweep (0_seed=0), " \
-                          "which its new jobs would train over; choose a new directory (a job continues alone: " \
-                          "rlexp train resume=sweep/<job>)\n"
+    assert proc.stderr == "rlexp train: error: hydra.sweep.dir=sweep already holds the runs of another sweep " \
+                          "(0_seed=0), which this one's jobs would train over; choose a new directory (a job " \
+                          "continues alone: rlexp train resume=sweep/<job>)\n"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # a sweep whose own command is known (Hydra's multirun.yaml): that command continues it (tests/test_sweeps.py)
+    (tmp_path / "sweep" / "multirun.yaml").write_text("hydra:\n  overrides:\n    task:\n    - seed=0,1\n"
+                                                      "    - algo=td3\n")
+    proc = run_in_process(["train", "--multirun", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 2 and "its own command continues it (rlexp train --multirun seed=0,1 algo=td3 " \
+                                    "hydra.sweep.dir=sweep), or choose a new directory" in one_line(proc)
 
 
 def test_eval_into_a_results_file_that_is_a_directory_is_refused_before_playing(finished_run, tmp_path, capsys,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +33,15 @@ from rlexp.sweeps.placement import (
     torch_threads,
 )
 from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table
-from tests.conftest import as_completed, completed, made_once, run_cli, run_cli_without, run_in_process
+from tests.conftest import (
+    as_completed,
+    completed,
+    made_once,
+    run_cli,
+    run_cli_without,
+    run_in_process,
+    train_in_process,
+)
 
 # A job that learns a little in about a second.
 TINY_JOB = ["algo=dqn", "env=CartPole-v1", "total_steps=400", "algo.learning_starts=100", "network.hidden_sizes=[16]",
@@ -186,6 +196,74 @@ def test_a_launcher_or_sweeper_whose_extra_is_missing_says_which_pip_install_fix
 
 # The joblib launcher (jobs two at a time, a share of the cores each as torch threads, the summary): tests/
 # test_on_policy_cli.py's sweep over PPO and A2C.
+
+
+# --- a sweep that died continues ------------------------------------------------------------------------------
+
+KILLED_SWEEP = ["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "algo=dqn",
+                "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200", "network.hidden_sizes=[32]",
+                "log.progress=none", "eval.episodes=1", "torch_threads=1", "checkpoint.every=250", "seed=0,1,2",
+                "hydra.sweep.dir=sweep"]
+
+
+def test_a_killed_sweep_continues_with_its_own_command(workdir):
+    """SIGKILL to a joblib sweep (its process group: the sweep and its workers) once a job has a checkpoint; the
+    same command again: the killed jobs resume exactly (their final agents are the uninterrupted runs'), the one that
+    never started starts, the summary is whole; a third time, every job is kept as it is."""
+    from tests.conftest import start_cli
+    from tests.test_resume import final_agent, same_parameters
+
+    sweep = workdir / "sweep"
+    proc = start_cli(KILLED_SWEEP, workdir, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(sweep.glob("*/checkpoints/step_500.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before a job's checkpoint"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    resumable = sorted(d.name for d in sweep.iterdir() if list(d.glob("checkpoints/step_*.pt"))
+                       and not (d / "results.json").exists())
+    assert resumable   # (killed mid-run)
+
+    again = run_cli(KILLED_SWEEP, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    with (sweep / "summary.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows] == ["completed"] * 3
+    for name in resumable:
+        seed = json.loads((sweep / name / "results.json").read_text())["seed"]
+        reference = train_in_process([*[a for a in KILLED_SWEEP if a not in ("--multirun", "hydra/launcher=joblib",
+                                                                             "hydra.launcher.n_jobs=2")
+                                        and not a.startswith(("seed=", "hydra.sweep.dir"))],
+                                      f"seed={seed}", f"hydra.run.dir=reference_{seed}"], workdir)
+        assert reference.returncode == 0, reference.stderr
+        assert same_parameters(final_agent(workdir / f"reference_{seed}"), final_agent(sweep / name)), name
+        assert json.loads((sweep / name / "results.json").read_text())["resumed_from_step"] >= 250
+    before = {d.name: (d / "results.json").read_text() for d in sweep.iterdir() if d.is_dir()}
+    third = run_cli(KILLED_SWEEP, cwd=workdir)
+    assert third.returncode == 0, third.stderr
+    assert (third.stdout + third.stderr).count("finished by an earlier run of this sweep; kept as it is") == 3
+    assert {d.name: (d / "results.json").read_text() for d in sweep.iterdir() if d.is_dir()} == before
+
+
+def test_a_job_is_found_as_the_earlier_run_of_its_sweep_left_it(tmp_path):
+    from rlexp.sweeps.continuation import Found, clear_attempt, found_in
+
+    job = tmp_path / "0_seed=0"
+    (job / ".hydra").mkdir(parents=True)
+    assert found_in(job) is Found.NEW
+    (job / "events.out.tfevents.1.host").write_text("x")
+    (job / "metrics.csv").write_text("step,tag,value,wall_time\n")
+    (job / "seed_3" / "checkpoints").mkdir(parents=True)
+    (job / "seed_3" / "checkpoints" / "best.pt").write_text("x")   # (not resumable: no step_*.pt)
+    assert found_in(job) is Found.RESTART
+    clear_attempt(job)
+    assert sorted(p.name for p in job.iterdir()) == [".hydra"] and found_in(job) is Found.NEW
+    (job / "seed_3" / "checkpoints").mkdir(parents=True)
+    (job / "seed_3" / "checkpoints" / "step_500.pt").write_text("x")
+    assert found_in(job) is Found.RESUMABLE
+    (job / "results.json").write_text('{"status": "completed"}')
+    assert found_in(job) is Found.FINISHED
 
 
 # --- Optuna, for real ---------------------------------------------------------------------------------------------

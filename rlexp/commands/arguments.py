@@ -152,8 +152,9 @@ def check_new_run_dir(args: list[str]) -> None:
 
 
 def check_new_sweep_dir(overrides: list[str]) -> None:
-    """`hydra.sweep.dir=<a sweep's directory>`: a job of the new sweep would train over the run of the old job with the
-    same number and overrides (its directory's name), checkpoints, results and all."""
+    """`hydra.sweep.dir=<a sweep's directory>`: the same command as the sweep's continues it (rlexp/sweeps/resume.py:
+    its finished jobs skipped, the others resumed); any other sweep there would train over the run of the old job
+    with the same number and overrides (its directory's name), checkpoints, results and all."""
     for override in overrides:
         if override_key(override) != "hydra.sweep.dir":
             continue
@@ -162,11 +163,35 @@ def check_new_sweep_dir(overrides: list[str]) -> None:
             runs = sorted(d.name for d in sweep_dir.iterdir() if (d / ".hydra").is_dir() and not never_started(d))
         except OSError:   # no such directory yet, or one the OS refuses (Hydra reports that)
             continue
-        if runs:
-            raise ConfigError(f"hydra.sweep.dir={sweep_dir} already holds the runs of a sweep ({runs[0]}"
-                              f"{f' and {len(runs) - 1} more' if len(runs) > 1 else ''}), which its new jobs would "
-                              f"train over; choose a new directory (a job continues alone: rlexp train "
-                              f"resume={sweep_dir}/<job>)")
+        if not runs:
+            continue
+        saved = sweep_overrides(sweep_dir)
+        if saved is not None and saved == task_overrides(overrides):
+            return   # the same sweep: it continues
+        own = f"its own command continues it (rlexp train --multirun {' '.join(saved)} hydra.sweep.dir=" \
+              f"{sweep_dir}), or " if saved is not None else ""
+        raise ConfigError(f"hydra.sweep.dir={sweep_dir} already holds the runs of another sweep ({runs[0]}"
+                          f"{f' and {len(runs) - 1} more' if len(runs) > 1 else ''}), which this one's jobs would "
+                          f"train over; {own}choose a new directory (a job continues alone: rlexp train "
+                          f"resume={sweep_dir}/<job>)")
+
+
+def task_overrides(overrides: list[str]) -> list[str]:
+    """The overrides Hydra records as a sweep's own (its `hydra.overrides.task`): all but Hydra's settings."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
+def sweep_overrides(sweep_dir: Path) -> list[str] | None:
+    """The task overrides of the sweep made in `sweep_dir`, from the multirun.yaml Hydra wrote there (None: none
+    that reads as one)."""
+    from omegaconf import OmegaConf
+
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml"))
+        task = saved["hydra"]["overrides"]["task"]   # type: ignore[index,call-overload]
+    except Exception:   # (no file, not YAML, not a sweep's)
+        return None
+    return [str(o) for o in task] if isinstance(task, list) else None
 
 
 def check_seed_keys(args: list[str], expanded: list[str]) -> None:

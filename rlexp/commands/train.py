@@ -7,6 +7,7 @@ is composed (rlexp/commands/accept.py), and a many-seeds run is driven by rlexp/
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -58,6 +59,7 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.many_seeds import config_of_seed, train_seeds
 from rlexp.sweeps import summary as sweep_summary
+from rlexp.sweeps.continuation import Found, clear_attempt, found_in
 from rlexp.sweeps.interrupt import interrupted_by, mark_interrupted
 from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
 
@@ -80,9 +82,12 @@ class JobState:
     started: bool = False   # past every check: from here on the job may write into its run directory
 
 
-def train(cfg: DictConfig, run_dir: Path, state: JobState) -> dict[str, Any]:
-    """Run (or continue) one training job in `run_dir` and return its results."""
+def train(cfg: DictConfig, run_dir: Path, state: JobState, continuing: bool = False) -> dict[str, Any]:
+    """Run (or continue) one training job in `run_dir` and return its results (`continuing`: a sweep's job that
+    resumes from its checkpoints, rlexp/sweeps/continuation.py)."""
     config = resolved_config(cfg)
+    if continuing:
+        config["resume"] = str(run_dir)
     spec = validate(config, algorithms())
     hydra_cfg = HydraConfig.get()
     job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
@@ -197,13 +202,26 @@ def hydra_task(cfg: DictConfig) -> float:
         # A signal before the training loop takes signals in (StopRequest), or after it, raises Interrupted here.
         with signals_interrupt(), RunDirLock(run_dir):
             stopped_by = interrupted_by(sweep_dir) if sweep_dir is not None else None
+            # A sweep run again with its own command (rlexp/sweeps/continuation.py): the job as the earlier run left it
+            situation = found_in(run_dir) if multirun and new_run else Found.NEW
+            if situation is Found.FINISHED:
+                log.info("job %s: finished by an earlier run of this sweep; kept as it is", hydra_cfg.job.num)
+                return float(json.loads((run_dir / "results.json").read_text()).get("eval_return_mean", "nan"))
+            if situation is not Found.NEW:
+                new_run = False   # (a refused continuation, or a job the sweep's stop keeps from starting, leaves
+                #                   the job's run as it was)
             if stopped_by is not None:   # a signal stopped the sweep before this job began: it does not start
                 if new_run:
                     write_results(run_dir / "results.json", {"status": "interrupted", "step": 0, "error": (
                         f"not run: the sweep was stopped by {signal.Signals(stopped_by).name} before this job "
                         f"started")})
                 return float("nan")
-            return train(cfg, run_dir, state)["eval_return_mean"]
+            if situation is Found.RESTART:   # killed before its first checkpoint: nothing to resume
+                clear_attempt(run_dir)
+                new_run = True
+            if situation is Found.RESUMABLE:
+                log.info("job %s: continuing its run from %s", hydra_cfg.job.num, run_dir)
+            return train(cfg, run_dir, state, continuing=situation is Found.RESUMABLE)["eval_return_mean"]
     except (TrainingInterrupted, Interrupted) as stop:
         trained = any(run_dir.glob("checkpoints/*.pt")) or any(run_dir.glob("seed_*/checkpoints/*.pt"))
         if isinstance(stop, TrainingInterrupted) and stop.checkpoint is not None:
