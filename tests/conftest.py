@@ -165,6 +165,8 @@ def _main_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     from rlexp.commands import main
 
     streams = random.getstate(), np.random.get_state(), torch.get_rng_state()   # what a command may seed
+    environment = dict(os.environ)   # what a command may set (rlexp eval: SDL's drivers), which the fork server's
+    #                                  runs must not inherit: a test after it would get a new interpreter instead
     with train_state_kept(monkeypatch) if args[:1] == ["train"] else contextlib.nullcontext():
         try:
             return main(args)
@@ -174,6 +176,8 @@ def _main_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
             random.setstate(streams[0])
             np.random.set_state(streams[1])
             torch.set_rng_state(streams[2])
+            os.environ.clear()
+            os.environ.update(environment)
 
 
 @contextlib.contextmanager

@@ -126,7 +126,8 @@ def test_a_second_interrupt_of_a_seeds_run_names_each_seeds_last_checkpoint(hydr
         for step in steps:
             (checkpoints / f"step_{step}.pt").touch()
 
-    def interrupted_twice(cfg: DictConfig, run_dir: Path, state: train_command.JobState) -> dict:
+    def interrupted_twice(cfg: DictConfig, run_dir: Path, state: train_command.JobState,
+                          continuing: bool = False) -> dict:
         state.started = True
         raise KeyboardInterrupt   # what a second Ctrl-C raises while the seeds finish their step or save
 
