@@ -204,6 +204,7 @@ KILLED_SWEEP = ["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.
                 "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=200", "network.hidden_sizes=[32]",
                 "log.progress=none", "eval.episodes=1", "torch_threads=1", "checkpoint.every=250", "seed=0,1,2",
                 "hydra.sweep.dir=sweep"]
+CONTINUED = [arg for arg in KILLED_SWEEP if arg not in ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")]
 
 
 def test_a_killed_sweep_continues_with_its_own_command(workdir):
@@ -225,22 +226,22 @@ def test_a_killed_sweep_continues_with_its_own_command(workdir):
                        and not (d / "results.json").exists())
     assert resumable   # (killed mid-run)
 
-    again = run_cli(KILLED_SWEEP, cwd=workdir)
+    # (continued with the basic launcher: a launcher's settings may change; the jobs run in the sweep's process)
+    again = run_cli(CONTINUED, cwd=workdir)
     assert again.returncode == 0, again.stderr
     with (sweep / "summary.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [row["status"] for row in rows] == ["completed"] * 3
     for name in resumable:
         seed = json.loads((sweep / name / "results.json").read_text())["seed"]
-        reference = train_in_process([*[a for a in KILLED_SWEEP if a not in ("--multirun", "hydra/launcher=joblib",
-                                                                             "hydra.launcher.n_jobs=2")
+        reference = train_in_process([*[a for a in CONTINUED if a != "--multirun"
                                         and not a.startswith(("seed=", "hydra.sweep.dir"))],
                                       f"seed={seed}", f"hydra.run.dir=reference_{seed}"], workdir)
         assert reference.returncode == 0, reference.stderr
         assert same_parameters(final_agent(workdir / f"reference_{seed}"), final_agent(sweep / name)), name
         assert json.loads((sweep / name / "results.json").read_text())["resumed_from_step"] >= 250
     before = {d.name: (d / "results.json").read_text() for d in sweep.iterdir() if d.is_dir()}
-    third = run_cli(KILLED_SWEEP, cwd=workdir)
+    third = run_cli(CONTINUED, cwd=workdir)
     assert third.returncode == 0, third.stderr
     assert (third.stdout + third.stderr).count("finished by an earlier run of this sweep; kept as it is") == 3
     assert {d.name: (d / "results.json").read_text() for d in sweep.iterdir() if d.is_dir()} == before
