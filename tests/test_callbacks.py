@@ -35,7 +35,7 @@ RECORDER = "callbacks=[{_target_: tests.toy_callbacks.Recorder, label: mine}]"
     ("[{_target_: tests.toy_callbacks.Misspelt}]",
      "callbacks[0] (tests.toy_callbacks.Misspelt) has on_evaluate, which no run calls: the hooks are on_run_start"),
     ("[{_target_: tests.toy_callbacks.StopAt, stp: 3}]",
-     "callbacks[0] (tests.toy_callbacks.StopAt) cannot be called with ['stp']"),
+     "callbacks[0] (tests.toy_callbacks.StopAt) cannot be called with the keyword arguments ['stp']"),
     ("[{_target_: rlexp.runners.callbacks.StopOnMeanReturn, bar: 1, window: 0}]",
      "callbacks[0] (rlexp.runners.callbacks.StopOnMeanReturn) raised ValueError when built: window=0 must be at "
      "least 1"),

@@ -207,19 +207,16 @@ def hydra_task(cfg: DictConfig) -> float:
             if situation is Found.FINISHED:
                 log.info("job %s: finished by an earlier run of this sweep; kept as it is", hydra_cfg.job.num)
                 return float(json.loads((run_dir / "results.json").read_text()).get("eval_return_mean", "nan"))
-            if situation is not Found.NEW:
-                new_run = False   # (a refused continuation, or a job the sweep's stop keeps from starting, leaves
-                #                   the job's run as it was)
             if stopped_by is not None:   # a signal stopped the sweep before this job began: it does not start
-                if new_run:
+                if new_run and situation is Found.NEW:   # (an earlier run's job is left as it was)
                     write_results(run_dir / "results.json", {"status": "interrupted", "step": 0, "error": (
                         f"not run: the sweep was stopped by {signal.Signals(stopped_by).name} before this job "
                         f"started")})
                 return float("nan")
             if situation is Found.RESTART:   # killed before its first checkpoint: nothing to resume
                 clear_attempt(run_dir)
-                new_run = True
-            if situation is Found.RESUMABLE:
+            elif situation is Found.RESUMABLE:
+                new_run = False   # (a refused continuation leaves the job's run as it was)
                 log.info("job %s: continuing its run from %s", hydra_cfg.job.num, run_dir)
             return train(cfg, run_dir, state, continuing=situation is Found.RESUMABLE)["eval_return_mean"]
     except (TrainingInterrupted, Interrupted) as stop:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +58,32 @@ def import_module(name: str, where: str, parent: str | None = None) -> Any:
     except Exception as error:   # the module's own code failed
         raise ConfigError(f"{where}: importing {name} raised {type(error).__name__}: {one_line(str(error))}"
                           ) from None
+
+
+def describe_entry(key: str, index: int, spec: Mapping[str, Any]) -> str:
+    """How a message names an entry of a list of targets: `env.wrappers[0] (gymnasium.wrappers.FlattenObservation)`."""
+    return f"{key}[{index}] ({spec.get(TARGET)})"
+
+
+def check_saved_entries(key: str, specs: Sequence[Mapping[str, Any]], saved_in: Path) -> None:
+    """Refuse, before anything is imported, an entry of a saved run's `key` (env.wrappers, callbacks) whose module
+    the trust rule does not import."""
+    for index, spec in enumerate(specs):
+        check_target(spec, describe_entry(key, index, spec), saved_in)
+
+
+def check_arguments(target: Any, where: str, kwargs: Mapping[str, Any], leading: tuple[Any, ...] = (),
+                    leading_named: str = "", verb: str = "called") -> None:
+    """One ConfigError line when `target` cannot be called with the `leading` positional values (`leading_named`:
+    "the env", as a message names them) and `kwargs`, with its signature; a target without a signature (a builtin)
+    passes, for its call to say what is wrong."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*leading, **kwargs)
+    except TypeError as error:
+        given = f"the keyword arguments {sorted(kwargs)}" if kwargs else "no keyword arguments"
+        raise ConfigError(f"{where} cannot be {verb} with {f'{leading_named} and ' if leading_named else ''}{given}: "
+                          f"{error}; its signature is {signature}") from None

@@ -22,13 +22,13 @@ from typing import Any
 import gymnasium as gym
 
 from rlexp.config.checks import check_wrappers
-from rlexp.config.targets import TARGET, check_target, resolve
+from rlexp.config.targets import TARGET, check_arguments, check_saved_entries, check_target, describe_entry, resolve
 from rlexp.errors import ConfigError, RunFailure, one_line
 
 
 def describe(index: int, spec: Mapping[str, Any]) -> str:
     """`env.wrappers[0] (gymnasium.wrappers.FlattenObservation)`: how a message names an entry."""
-    return f"env.wrappers[{index}] ({spec.get(TARGET)})"
+    return describe_entry("env.wrappers", index, spec)
 
 
 def as_tuples(value: Any) -> Any:
@@ -44,8 +44,7 @@ def as_tuples(value: Any) -> Any:
 def check_saved_wrappers(wrappers: Sequence[Mapping[str, Any]], saved_in: Path) -> None:
     """Refuse, before anything is imported, a saved run's wrapper whose module the trust rule does not import."""
     check_wrappers(wrappers)   # (a saved config may have been altered)
-    for index, spec in enumerate(wrappers):
-        check_target(spec, describe(index, spec), saved_in)
+    check_saved_entries("env.wrappers", wrappers, saved_in)
 
 
 def apply_wrappers(env: gym.Env, wrappers: Sequence[Mapping[str, Any]], saved_in: Path | None = None) -> gym.Env:
@@ -64,17 +63,7 @@ def apply_wrappers(env: gym.Env, wrappers: Sequence[Mapping[str, Any]], saved_in
         elif not callable(wrapper):
             raise ConfigError(f"{where} is a {type(wrapper).__name__}, not a gymnasium.Wrapper or a callable "
                               f"returning one")
-        try:
-            signature: inspect.Signature | None = inspect.signature(wrapper)
-        except (TypeError, ValueError):   # a builtin without one: the call says it
-            signature = None
-        if signature is not None:
-            try:
-                signature.bind(env, **kwargs)
-            except TypeError as error:
-                given = f"the keyword arguments {sorted(kwargs)}" if kwargs else "no keyword arguments"
-                raise ConfigError(f"{where} cannot be called with the env and {given}: {error}; its signature is "
-                                  f"{signature}") from None
+        check_arguments(wrapper, where, kwargs, (env,), "the env")
         try:
             wrapped = wrapper(env, **kwargs)
         except (ConfigError, RunFailure):   # the env's own fault (a reset in the wrapper's constructor), named

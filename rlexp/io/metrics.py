@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -132,13 +133,15 @@ class RunLogger:
                      step, self.total_steps, 100.0 * step / self.total_steps, last, sps)
 
     def close(self, completed: bool = False) -> None:
-        """Flushes and closes the events file. A write that fails then is raised (RunFailure) for a run that
-        completed; a run that did not is already ending on its own error, which is the one to report."""
+        """Flushes and closes the events file (and an unfinished run's other trackers). A write that fails then is
+        raised (RunFailure) for a run that completed; a run that did not is already ending on its own error, which
+        is the one to report."""
         if self.bar is not None:
             self.bar.close()
-        try:
-            if not completed:   # (a completed run's are closed by `end`, once results.json is written)
+        if not completed:   # (a completed run's trackers are closed by `end`, once its results.json is written)
+            with contextlib.suppress(RunFailure):
                 self.end(completed=False)
+        try:
             if self.writer is not None:
                 with self._writing():
                     if completed:
@@ -147,7 +150,6 @@ class RunLogger:
         except RunFailure:
             if completed:
                 raise
-
 
     def end(self, completed: bool = True) -> None:
         """Closes the other trackers; a completed run's once its results.json is written (W&B saves it)."""

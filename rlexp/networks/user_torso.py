@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rlexp.config.checks import check_torso
-from rlexp.config.targets import TARGET, check_target, resolve
+from rlexp.config.targets import TARGET, check_arguments, check_target, resolve
 from rlexp.errors import ConfigError, one_line
 from rlexp.networks.encoders import EntryViews, ObservationEncoder
 
@@ -94,14 +94,7 @@ def resolve_torso(spec: Mapping[str, Any] | None, saved_in: Path | None = None) 
         raise ConfigError(f"{where} is {kind}, not a torch.nn.Module subclass: name a module class built as "
                           f"MyTorso(observation_space, **kwargs)")
     kwargs = {key: value for key, value in spec.items() if key != TARGET}
-    try:
-        inspect.signature(module).bind(None, **kwargs)
-    except TypeError as error:
-        given = f"the keyword arguments {sorted(kwargs)}" if kwargs else "no keyword arguments"
-        raise ConfigError(f"{where} cannot be built with the observation space and {given}: {error}; its signature "
-                          f"is {inspect.signature(module)}") from None
-    except ValueError:   # no signature to read (a builtin): building it says what is wrong
-        pass
+    check_arguments(module, where, kwargs, (None,), "the observation space", verb="built")
     return Torso(str(spec[TARGET]), module, kwargs)
 
 

@@ -29,7 +29,6 @@ Each seed of a many-seeds run has its own callbacks (built from the same entries
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 
 from rlexp.config.checks import check_callbacks
-from rlexp.config.targets import TARGET, check_target, resolve
+from rlexp.config.targets import TARGET, check_arguments, check_saved_entries, check_target, describe_entry, resolve
 from rlexp.errors import ConfigError, RunFailure, one_line
 
 #: The hooks a callback may have, in the order a run calls them.
@@ -119,16 +118,11 @@ class Entry:
     callback: Any
 
 
-def describe(index: int, spec: Mapping[str, Any]) -> str:
-    return f"callbacks[{index}] ({spec.get(TARGET)})"
-
-
 def check_saved_callbacks(specs: Sequence[Mapping[str, Any]], saved_in: Path) -> None:
     """Refuse, before anything is imported, a saved run's callback whose module the trust rule
     (rlexp/config/trust.py) does not import."""
     check_callbacks(specs)
-    for index, spec in enumerate(specs):
-        check_target(spec, describe(index, spec), saved_in)
+    check_saved_entries("callbacks", specs, saved_in)
 
 
 def build_callbacks(specs: Sequence[Mapping[str, Any]]) -> list[Entry]:
@@ -138,19 +132,13 @@ def build_callbacks(specs: Sequence[Mapping[str, Any]]) -> list[Entry]:
     check_callbacks(specs)
     entries = []
     for index, spec in enumerate(specs):
-        where = describe(index, spec)
+        where = describe_entry("callbacks", index, spec)
         target = resolve(check_target(spec, where, None), where)
         kwargs = {key: value for key, value in spec.items() if key != TARGET}
         if not callable(target):
             raise ConfigError(f"{where} is a {type(target).__name__}, not a callback class or a function returning "
                               f"a callback")
-        try:
-            inspect.signature(target).bind(**kwargs)
-        except TypeError as error:
-            raise ConfigError(f"{where} cannot be called with {sorted(kwargs) or 'no keyword arguments'}: "
-                              f"{error}") from None
-        except ValueError:   # (a builtin without a signature: the call says it)
-            pass
+        check_arguments(target, where, kwargs)
         try:
             callback = target(**kwargs)
         except Exception as error:
@@ -191,7 +179,9 @@ class Callbacks:
     def __init__(self, entries: Sequence[Entry], run: Run) -> None:
         self.entries = list(entries)
         self.run = run
-        self.hooked = {hook: [entry for entry in self.entries if callable(getattr(entry.callback, hook, None))]
+        # Only the hooks a callback has beyond Callback's own, which do nothing: on_step is called every vector step
+        self.hooked = {hook: [entry for entry in self.entries if callable(getattr(entry.callback, hook, None))
+                              and getattr(type(entry.callback), hook, None) is not getattr(Callback, hook)]
                        for hook in HOOKS}
 
     def __bool__(self) -> bool:

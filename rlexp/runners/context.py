@@ -132,9 +132,8 @@ class RunContext:
     def start(self, step: int, agent: Any = None) -> None:
         self._start_step, self._started = step, time.perf_counter()
         if self.callbacks:
-            run = self.callbacks.run
-            run.step, run.episodes, run.agent = step, self.watch.episodes, agent
-            self.callbacks.call("on_run_start")
+            self.callbacks.run.agent = agent
+            self.callback("on_run_start", step)
 
     def observe(self, metrics: dict[str, Tensor], step: int, undefined_ok: tuple[str, ...] = ()) -> None:
         """An update's metrics: watched for NaN/inf on the device, logged at the next log step. `undefined_ok`
@@ -149,13 +148,17 @@ class RunContext:
         solved = self.watch.episodes_ended(returns, step)
         if solved is not None:
             log.info("%s; ending the run", solved.describe())
-        if self.callbacks:
-            self.callbacks.run.step, self.callbacks.run.episodes = step, self.watch.episodes
-            self.callbacks.call("on_episodes", returns, lengths)
+        self.callback("on_episodes", step, returns, lengths)
 
     def should_stop(self) -> bool:
         """Whether the run ends before total_steps: solved, or its episode budget spent (rlexp/runners/stopping.py)."""
         return self.watch.reason() is not None or self.stopped_by_callback() is not None
+
+    def callback(self, hook: str, step: int, *args: Any) -> None:
+        """The callbacks' `hook`, the run as it stands at env step `step`."""
+        if self.callbacks:
+            self.callbacks.run.step, self.callbacks.run.episodes = step, self.watch.episodes
+            self.callbacks.call(hook, *args)
 
     def stopped_by_callback(self) -> str | None:
         return self.callbacks.run.stop_reason if self.callbacks else None
@@ -164,9 +167,8 @@ class RunContext:
         """Log, evaluate, checkpoint and honour a stop request, for a step from `before` to `step` env steps
         (`rollout_done`: an on-policy rollout ended and was learned from)."""
         if self.callbacks:
-            run = self.callbacks.run
-            run.step, run.episodes, run.rollout_done = step, self.watch.episodes, rollout_done
-            self.callbacks.call("on_step")
+            self.callbacks.run.rollout_done = rollout_done
+            self.callback("on_step", step)
         if crossed(before, step, self.every.log):
             self.guard.check()
             sps = self.sps(step)
@@ -192,9 +194,7 @@ class RunContext:
     def save(self, step: int, runner: Runner) -> Path:
         """A resumable checkpoint (then the callbacks' on_checkpoint)."""
         saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
-        if self.callbacks:
-            self.callbacks.run.step = step
-            self.callbacks.call("on_checkpoint", saved)
+        self.callback("on_checkpoint", step, saved)
         return saved
 
     def finish(self, step: int, episodes: int, runner: Runner) -> RunResult:
@@ -245,9 +245,7 @@ class RunContext:
         if returns.mean() > self.best_eval_return:
             self.best_eval_return = float(returns.mean())
             self.checkpoints.save_best(self.policy_bundle(step, agent))
-        if self.callbacks:
-            self.callbacks.run.step = step
-            self.callbacks.call("on_evaluation", returns)
+        self.callback("on_evaluation", step, returns)
         return returns
 
     def policy_bundle(self, step: int, agent: Any) -> dict[str, Any]:
@@ -327,6 +325,5 @@ class RunContext:
 
     def run_ended(self, results: dict[str, Any]) -> None:
         """The callbacks' on_run_end, once results.json is written."""
-        if self.callbacks:
-            self.callbacks.call("on_run_end", results)
+        self.callback("on_run_end", results["total_steps"], results)
 
