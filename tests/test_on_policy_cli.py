@@ -98,13 +98,16 @@ def test_on_policy_refusals_are_one_line(workdir, rlexp, args, expected):
     assert not (workdir / "run" / "checkpoints").exists()
 
 
-def test_an_optuna_search_over_ppo_runs_trials(workdir):
+def test_an_optuna_search_over_ppo_runs_trials_of_batched_seeds(workdir):
     proc = run_cli(["train", "--multirun", "hparams_search=ppo_cartpole", "hydra.sweeper.n_trials=2",
-                    "total_steps=512", "eval.episodes=1", "checkpoint.every=0", "log.progress=none",
-                    "torch_threads=1", "hydra.sweep.dir=sweep"], cwd=workdir)
+                    "hydra.sweeper.seeds=[0,1]", "total_steps=512", "eval.every=256", "eval.episodes=1",
+                    "checkpoint.every=0", "log.progress=none", "torch_threads=1", "hydra.sweep.dir=sweep"],
+                   cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
+    assert sorted(p.parent.name for p in (workdir / "sweep").glob("trial_*/seed_*/results.json")) == \
+        ["seed_0", "seed_0", "seed_1", "seed_1"]   # (each trial one batched run of both seeds)
 
 
 ENVPOOL = pytest.mark.skipif(importlib.util.find_spec("envpool") is None, reason='needs pip install "rlexp[envpool]"')

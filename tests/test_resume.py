@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -50,6 +51,9 @@ RUNS = {
 # Several envs, sync, async and EnvPool, resume in tests/test_vector_cli.py.
 COMMON = ["checkpoint.every=250", "eval.every=500", "eval.episodes=2", "log.every=50", "log.progress=none",
           "torch_threads=1", "log.backends=[tensorboard,csv]"]
+#: A case's trackers besides COMMON's: its MLflow runs (the killed-and-resumed one and the uninterrupted one, in one
+#: SQLite store, the workdir's) compared too.
+TRACKERS = {"td3": ["log.backends=[tensorboard,csv,mlflow]", "log.mlflow.tracking_uri=sqlite:///mlflow.db"]}
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -64,6 +68,19 @@ def csv_points(run_dir: Path) -> list[tuple[int, str, float]]:
     with (run_dir / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     return [(int(r["step"]), r["tag"], float(r["value"])) for r in rows if r["tag"] != "charts/SPS"]
+
+
+def mlflow_run(run_dir: Path) -> tuple[Any, Any, dict[str, list[tuple[int, float]]]]:
+    """The MLflow run of a run directory (log.backends=[...,mlflow], its mlflow_run.json): the client of its store,
+    the run, and every metric's points by step (those at one step in the order they were logged)."""
+    from mlflow import MlflowClient
+
+    record = json.loads((run_dir / "mlflow_run.json").read_text())
+    client = MlflowClient(tracking_uri=record["tracking_uri"])
+    run = client.get_run(record["run_id"])
+    return client, run, {key: [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key),
+                                                                  key=lambda m: (m.step, m.timestamp))]
+                         for key in run.data.metrics}
 
 
 def final_agent(run_dir: Path) -> dict:
@@ -91,7 +108,7 @@ def same_parameters(a: dict, b: dict) -> bool:
                                          ("dqn_solved", signal.SIGKILL),
                                          pytest.param("dqn_episodes", signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, algo, signum):
-    args = ["train", *RUNS[algo], *COMMON]
+    args = ["train", *RUNS[algo], *COMMON, *TRACKERS.get(algo, [])]
     reference = train_in_process([*args, "hydra.run.dir=reference"], workdir)   # the CLI's run, in this process
     assert reference.returncode == 0, reference.stderr
 
@@ -112,6 +129,14 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_end(workdir, al
         assert steps == sorted(steps) and steps == [step for step, _ in reference[tag]], tag
     # metrics.csv continues at the same step too: the killed process's rows after the checkpoint dropped
     assert csv_points(workdir / "run") == csv_points(workdir / "reference"), f"delay {delay:.2f} s"
+    if algo in TRACKERS:   # the same MLflow run continued, holding the uninterrupted run's points, each once
+        client, tracked, points = mlflow_run(workdir / "run")
+        _, _, uninterrupted = mlflow_run(workdir / "reference")
+        points.pop("charts/SPS"), uninterrupted.pop("charts/SPS")   # (the clock's)
+        assert points == uninterrupted, f"delay {delay:.2f} s"
+        assert points["eval/mean_return"] == [(step, pytest.approx(value)) for step, value in run["eval/mean_return"]]
+        assert tracked.info.status == "FINISHED"
+        assert sorted(r.info.run_name for r in client.search_runs([tracked.info.experiment_id])) == ["reference", "run"]
     a, b = (json.loads((workdir / d / "results.json").read_text()) for d in ("reference", "run"))
     assert a["eval_returns"] == b["eval_returns"] and b["status"] == "completed"
     for key in ("total_steps", "episodes", "stopped_by", "solved_at_step", "solved_at_episode"):

@@ -12,7 +12,6 @@ from rlexp.errors import ConfigError, RunFailure, one_line, pip_install
 PLUGIN_EXTRAS = {
     "hydra/launcher": {"joblib": "sweep", "ray": "ray", "ray_aws": "ray", "submitit_slurm": "slurm",
                        "submitit_local": "slurm"},
-    "hydra/sweeper": {"optuna": "sweep"},
 }
 
 

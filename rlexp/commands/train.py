@@ -59,6 +59,7 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.many_seeds import config_of_seed, train_seeds
 from rlexp.sweeps import summary as sweep_summary
+from rlexp.sweeps import trial_report
 from rlexp.sweeps.continuation import Found, clear_attempt, found_in
 from rlexp.sweeps.interrupt import interrupted_by, mark_interrupted
 from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
@@ -88,6 +89,8 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState, continuing: bool = Fa
     config = resolved_config(cfg)
     if continuing:
         config["resume"] = str(run_dir)
+    if (config.get("optuna_trial") or {}).get("storage"):   # a search's trial: it reports to the study, may be pruned
+        config["callbacks"] = [*(config.get("callbacks") or []), trial_report.entry(config["optuna_trial"])]
     spec = validate(config, algorithms())
     hydra_cfg = HydraConfig.get()
     job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
@@ -176,15 +179,16 @@ def preset_fits(env_choice: str | None, env_id: str) -> bool:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def hydra_task(cfg: DictConfig) -> float:
-    """One Hydra job; returns the final mean evaluation return, the objective sweepers maximise.
+def hydra_task(cfg: DictConfig) -> dict[str, Any]:
+    """One Hydra job; returns its results (results.json's: `status`, `eval_return_mean`, a many-seeds run's `seeds`),
+    what a sweeper scores (rlexp/sweeps/search.py).
 
     Every outcome of a job that started is recorded in <run_dir>/results.json (`status`: completed, failed or
     interrupted); so is a new run's failure to start (a sweep's summary reports it). A resume that is refused
     leaves the run directory as it was. A single run reports a failure as one line and exits non-zero. In a
-    multirun a failed job is logged and returns NaN, so the other jobs still run and the sweep summary reports
-    it; an interrupted job is recorded, returns NaN and tells the sweep, whose other jobs then do not start
-    (rlexp/sweeps/interrupt.py).
+    multirun a failed job is logged and returns its status, so the other jobs still run and the sweep summary
+    reports it; an interrupted job is recorded, returns its status and tells the sweep, whose other jobs then do
+    not start (rlexp/sweeps/interrupt.py).
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -206,19 +210,19 @@ def hydra_task(cfg: DictConfig) -> float:
             situation = found_in(run_dir) if multirun and new_run else Found.NEW
             if situation is Found.FINISHED:
                 log.info("job %s: finished by an earlier run of this sweep; kept as it is", hydra_cfg.job.num)
-                return float(json.loads((run_dir / "results.json").read_text()).get("eval_return_mean", "nan"))
+                return cast("dict[str, Any]", json.loads((run_dir / "results.json").read_text()))
             if stopped_by is not None:   # a signal stopped the sweep before this job began: it does not start
                 if new_run and situation is Found.NEW:   # (an earlier run's job is left as it was)
                     write_results(run_dir / "results.json", {"status": "interrupted", "step": 0, "error": (
                         f"not run: the sweep was stopped by {signal.Signals(stopped_by).name} before this job "
                         f"started")})
-                return float("nan")
+                return {"status": "interrupted"}
             if situation is Found.RESTART:   # killed before its first checkpoint: nothing to resume
                 clear_attempt(run_dir)
             elif situation is Found.RESUMABLE:
                 new_run = False   # (a refused continuation leaves the job's run as it was)
                 log.info("job %s: continuing its run from %s", hydra_cfg.job.num, run_dir)
-            return train(cfg, run_dir, state, continuing=situation is Found.RESUMABLE)["eval_return_mean"]
+            return train(cfg, run_dir, state, continuing=situation is Found.RESUMABLE)
     except (TrainingInterrupted, Interrupted) as stop:
         trained = any(run_dir.glob("checkpoints/*.pt")) or any(run_dir.glob("seed_*/checkpoints/*.pt"))
         if isinstance(stop, TrainingInterrupted) and stop.checkpoint is not None:
@@ -249,7 +253,7 @@ def hydra_task(cfg: DictConfig) -> float:
         # In a sweep, the job is recorded and the sweep told: no other job starts, and its summary is still made.
         mark_interrupted(sweep_dir, stop.signum)
         log.warning("job %s: %s", hydra_cfg.job.num, line)
-        return float("nan")
+        return {"status": "interrupted"}
     except KeyboardInterrupt:  # a second Ctrl-C while finishing the step or saving
         if state.started:
             write_results(run_dir / "results.json", {"status": "interrupted", "error": "interrupted twice"})
@@ -280,7 +284,7 @@ def hydra_task(cfg: DictConfig) -> float:
                 log.error("job %s failed: %s", hydra_cfg.job.num, message)
             else:
                 log.exception("job %s failed", hydra_cfg.job.num)
-            return float("nan")
+            return {"status": "failed", "error": message}
         if described is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             print(f"rlexp train: error: {described[1]}", file=sys.stderr)
             raise SystemExit(described[0]) from None

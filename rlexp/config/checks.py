@@ -118,22 +118,24 @@ def check_callbacks(callbacks: Any) -> None:
                   "e.g. callbacks=[{_target_: my_package.MyCallback}]")
 
 
-#: The package each tracker of log.backends needs, and the extra that installs it.
-TRACKER_PACKAGES = {"wandb": ("wandb", "rlexp[wandb]")}
+#: The packages each tracker of log.backends needs, and the extra that installs them.
+TRACKER_PACKAGES = {"wandb": (("wandb",), "rlexp[wandb]"),
+                    "mlflow": (("mlflow", "sqlalchemy", "alembic"), "rlexp[mlflow]")}   # (its SQLite store's too)
 
 
 def check_backends(backends: list[str]) -> None:
-    """log.backends names each backend once, and each one's package is installed (found, not imported)."""
+    """log.backends names each backend once, and each one's packages are installed (found, not imported)."""
     import importlib.util
 
     if len(set(backends)) != len(backends):
         raise ConfigError(f"log.backends={backends} names a backend twice; name each once, e.g. "
                           f"log.backends=[tensorboard,csv]")
     for backend in backends:
-        if backend in TRACKER_PACKAGES and importlib.util.find_spec(TRACKER_PACKAGES[backend][0]) is None:
-            module, extra = TRACKER_PACKAGES[backend]
-            raise ConfigError(f"log.backends names {backend}, but its package ({module}) is not installed: pip "
-                              f"install \"{extra}\"")
+        modules, extra = TRACKER_PACKAGES.get(backend, ((), ""))
+        for module in modules:
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"log.backends names {backend}, but its package ({module}) is not installed: pip "
+                                  f"install \"{extra}\"")
 
 
 def check_torso(torso: Any) -> None:

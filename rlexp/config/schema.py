@@ -75,6 +75,7 @@ class Backend(Choice):
     tensorboard = "tensorboard"   # the events files (rlexp plot reads them)
     csv = "csv"                   # metrics.csv and params.csv in the run directory (rlexp/io/trackers.py)
     wandb = "wandb"               # Weights & Biases, online or offline (rlexp[wandb])
+    mlflow = "mlflow"             # an MLflow run, in a local SQLite store or on a tracking server (rlexp[mlflow])
 
 
 class WandbMode(Choice):
@@ -311,6 +312,19 @@ class WandbConfig:
 
 
 @dataclass
+class MlflowConfig:
+    """MLflow (log.backends=[...,mlflow]; rlexp/io/trackers.py)."""
+
+    tracking_uri: Optional[str] = None
+    """the tracking server or database (null: MLFLOW_TRACKING_URI, else a local SQLite store, <dir>/mlflow.db, in the
+    run's directory, a many-seeds run's, or a sweep's for all its jobs)"""
+    experiment: Optional[str] = None
+    """the experiment (null: rlexp; a sweep's jobs: the sweep directory's name)"""
+    run_name: Optional[str] = None
+    """the run's name (null: its run directory's name; a seed's of a many-seeds run: <run dir>/seed_<s>)"""
+
+
+@dataclass
 class LogConfig:
     """The run's scalars (TensorBoard and the other `backends`) and progress."""
 
@@ -322,9 +336,11 @@ class LogConfig:
     """the learning index's held-out states (charts/avg_q_heldout, the DQN paper's Figure 2); 0 turns it off"""
     backends: List[Backend] = field(default_factory=lambda: [Backend.tensorboard])
     """where the scalars go, any combination: tensorboard (the events files) | csv (metrics.csv, params.csv) |
-    wandb (Weights & Biases)"""
+    wandb (Weights & Biases) | mlflow (MLflow)"""
     wandb: WandbConfig = field(default_factory=lambda: WandbConfig())
     """the W&B run, with log.backends=[...,wandb]"""
+    mlflow: MlflowConfig = field(default_factory=lambda: MlflowConfig())
+    """the MLflow run, with log.backends=[...,mlflow]"""
 
 
 @dataclass
@@ -337,6 +353,26 @@ class StopConfig:
     """solved when the last `window` training episodes average this (null: no such rule)"""
     eval_return: Optional[float] = None
     """solved when a deterministic evaluation averages this (null: no such rule)"""
+
+
+@dataclass
+class OptunaTrialConfig:
+    """The Optuna trial a run reports its evaluations to: set by the hparams_search sweeper (rlexp/sweeps/search.py),
+    not typed by hand; the run's checkpoints keep it, so a resumed trial reports to the same trial."""
+
+    storage: Optional[str] = None
+    """the study's storage, an Optuna database URL (sqlite:///..., postgresql://...); null: the run is no trial"""
+    study: Optional[str] = None
+    """the study's name"""
+    number: Optional[int] = None
+    """the trial's number in the study"""
+    seeds: List[int] = field(default_factory=list)
+    """the trial's seeds: an evaluation step is reported once every seed has evaluated there"""
+    aggregate: str = "iqm"
+    """how the seeds' mean evaluation returns make the reported value: iqm | mean | median | min"""
+    pruner: Any = None
+    """the study's pruner, `{_target_: optuna.pruners.MedianPruner, <kwargs>}` (null: no pruning; typed Any so that
+    the sweeper's override sets the whole mapping)"""
 
 
 @dataclass
@@ -372,6 +408,9 @@ class TrainConfig:
     """torch.compile's mode; null: reduce-overhead on CUDA, default elsewhere"""
     resume: Optional[str] = None
     """a run directory to continue, exactly"""
+    optuna_trial: OptunaTrialConfig = field(default_factory=OptunaTrialConfig)
+    """set by the hparams_search sweeper: the Optuna trial this run reports its evaluations to (storage null:
+    none)"""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     """the MLPs' widths and activation"""
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rlexp.config.compat import flatten
 from rlexp.errors import RunFailure
 from rlexp.io import OBJECTIVE
-from rlexp.io.trackers import WandbSettings, make_trackers
+from rlexp.io.trackers import MlflowSettings, WandbSettings, make_trackers
 
 log = logging.getLogger("rlexp")
 
@@ -47,11 +47,11 @@ class RunLogger:
 
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, progress: str,
                  hyperparameters: dict[str, Any], backends: tuple[str, ...] = ("tensorboard",),
-                 wandb: WandbSettings | None = None) -> None:
+                 wandb: WandbSettings | None = None, mlflow: MlflowSettings | None = None) -> None:
         threading.excepthook = _quiet_writer_threads
         self.log_dir = log_dir
         flat = flatten(hyperparameters)
-        self.trackers = make_trackers(list(backends), log_dir, start_step, flat, wandb)
+        self.trackers = make_trackers(list(backends), log_dir, start_step, flat, wandb, mlflow)
         self.writer: SummaryWriter | None = None
         # The HParams tab's records of this run: its start (with the hyperparameters) and, once it completes, its
         # end. No experiment record: TensorBoard then builds the tab from every run of a sweep (the union of their
@@ -106,6 +106,12 @@ class RunLogger:
                     self.writer.add_scalar(tag, value, step)
         for tracker in self.trackers:
             tracker.scalars(values, step)
+
+    def flush(self) -> None:
+        """Before a resumable checkpoint: the other trackers' stores hold every point logged so far (MLflow sends its
+        points in batches), so a resumed run finds there every point its checkpoint covers."""
+        for tracker in self.trackers:
+            tracker.flush()
 
     def episode(self, episodic_return: float, episodic_length: int, step: int) -> None:
         self.scalars({"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length}, step)

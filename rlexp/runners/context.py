@@ -192,7 +192,8 @@ class RunContext:
             raise TrainingInterrupted(self.stop.signum, step, str(saved))
 
     def save(self, step: int, runner: Runner) -> Path:
-        """A resumable checkpoint (then the callbacks' on_checkpoint)."""
+        """A resumable checkpoint (then the callbacks' on_checkpoint); the trackers' points first."""
+        self.logger.flush()
         saved = self.checkpoints.save_periodic(self.resume_bundle(step, runner), step)
         self.callback("on_checkpoint", step, saved)
         return saved

@@ -29,7 +29,7 @@ from rlexp.envs.workers import EnvWaitAbandoned
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
-from rlexp.io.trackers import WandbSettings
+from rlexp.io.trackers import MlflowSettings, WandbSettings
 from rlexp.networks.user_torso import check_user_torso, resolve_torso
 from rlexp.replay import Hindsight, Priorities, ReplayBuffer, make_replay
 from rlexp.rollouts.storage import RolloutStorage
@@ -84,7 +84,8 @@ class Job:
         # compile= applies to this job's agent; a seed of a many-seeds run leaves it to the batched agent
         self.compiles = True
         self.batch: list[int] | None = None   # the seeds of the many-seeds run it is one of
-        self.tracking_group: str | None = None   # a sweep's: its trackers group its jobs' runs by it (W&B's group)
+        # a sweep's directory: its trackers group its jobs' runs by it (W&B's group, MLflow's store and experiment)
+        self.tracking_group: str | None = None
         self.eval_env, self.spaces = eval_env, spaces
         self.callbacks = callbacks   # built from the config's `callbacks`, before anything trains
 
@@ -189,11 +190,13 @@ class Job:
                                                    wrappers=env_cfg.wrappers))
             cleanup.callback(evaluator.close)
             checkpoints = CheckpointManager(run_dir / "checkpoints", config.checkpoint.keep)
-            wandb = config.log.wandb
+            wandb, mlflow = config.log.wandb, config.log.mlflow
             logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config,
                                tuple(str(backend) for backend in config.log.backends),
                                WandbSettings(wandb.project, wandb.entity, wandb.group or self.tracking_group,
-                                             wandb.name, str(wandb.mode) if wandb.mode else None))
+                                             wandb.name, str(wandb.mode) if wandb.mode else None),
+                               MlflowSettings(mlflow.tracking_uri, mlflow.experiment, mlflow.run_name,
+                                              self.tracking_group, self.batch is not None))
             context = RunContext(
                 run_dir=run_dir, logger=logger, checkpoints=checkpoints,
                 evaluator=evaluator,

@@ -30,7 +30,8 @@ class Found(Enum):
 
 
 #: What an attempt writes in a job's directory before its first checkpoint (besides Hydra's .hydra/ and log).
-ATTEMPT_FILES = ("events.out.tfevents.*", "metrics.csv", "params.csv", "results.json", "wandb_run.json")
+ATTEMPT_FILES = ("events.out.tfevents.*", "metrics.csv", "params.csv", "results.json", "wandb_run.json",
+                 "mlflow_run.json")
 
 
 def seed_dirs(run_dir: Path) -> list[Path]:

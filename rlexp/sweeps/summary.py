@@ -58,7 +58,8 @@ def summarize(sweep_dir: Path) -> list[JobRow]:
     per_job = [set(cast("list[str]", OmegaConf.to_container(OmegaConf.load(d / ".hydra" / "overrides.yaml"))))
                for d in job_dirs]
     shared = set.intersection(*per_job) if len(per_job) > 1 else set()
-    rows = (read_job(d, lambda override: override not in shared) for d in job_dirs)
+    rows = (read_job(d, lambda override: override not in shared and not override.startswith("optuna_trial="))
+            for d in job_dirs)   # (a search's trial is its directory's name)
     return sorted((r for r in rows if r is not None), key=lambda r: r.job)
 
 
