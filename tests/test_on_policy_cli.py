@@ -99,7 +99,9 @@ def test_on_policy_refusals_are_one_line(workdir, rlexp, args, expected):
 
 
 def test_an_optuna_search_over_ppo_runs_trials_of_batched_seeds(workdir):
+    # (two trials at a time in joblib's workers, reporting to one SQLite study)
     proc = run_cli(["train", "--multirun", "hparams_search=ppo_cartpole", "hydra.sweeper.n_trials=2",
+                    "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                     "hydra.sweeper.seeds=[0,1]", "total_steps=512", "eval.every=256", "eval.episodes=1",
                     "checkpoint.every=0", "log.progress=none", "torch_threads=1", "hydra.sweep.dir=sweep"],
                    cwd=workdir)
@@ -108,6 +110,10 @@ def test_an_optuna_search_over_ppo_runs_trials_of_batched_seeds(workdir):
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
     assert sorted(p.parent.name for p in (workdir / "sweep").glob("trial_*/seed_*/results.json")) == \
         ["seed_0", "seed_0", "seed_1", "seed_1"]   # (each trial one batched run of both seeds)
+    import optuna
+
+    study = optuna.load_study(study_name="ppo_cartpole", storage=f"sqlite:///{workdir / 'sweep' / 'optuna.db'}")
+    assert [sorted(t.intermediate_values) for t in study.trials] == [[256, 512]] * 2
 
 
 ENVPOOL = pytest.mark.skipif(importlib.util.find_spec("envpool") is None, reason='needs pip install "rlexp[envpool]"')

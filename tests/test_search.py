@@ -235,10 +235,11 @@ def test_a_trial_the_pruner_stops_ends_at_its_first_evaluation_and_is_told_prune
     assert "1 trials (1 pruned)" in proc.stdout and "no trial completed yet" in proc.stdout
 
 
-def test_seeds_that_do_not_batch_run_one_process_each_and_meet_in_the_storage(workdir):
+def test_seeds_that_do_not_batch_run_one_job_each_and_meet_in_the_storage(workdir):
+    # (the basic launcher: the jobs one after another in the sweep's process; joblib's and submitit's workers meet
+    # in the same storage: tests/test_on_policy_cli.py's joblib search, the slow submitit one below)
     proc = run_cli([*SEARCH, "hydra.sweeper.n_trials=1", "hydra.sweeper.seeds_as=processes",
-                    "hydra.sweeper.aggregate=mean", "hydra.sweeper.pruner=null", "hydra/launcher=joblib",
-                    "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"], cwd=workdir)
+                    "hydra.sweeper.aggregate=mean", "hydra.sweeper.pruner=null", "hydra.sweep.dir=sweep"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (trial,) = study_of(workdir / "sweep").trials
     finals = [json.loads((workdir / "sweep" / f"trial_0_seed_{s}" / "results.json").read_text())["eval_return_mean"]
@@ -246,10 +247,25 @@ def test_seeds_that_do_not_batch_run_one_process_each_and_meet_in_the_storage(wo
     assert trial.value == pytest.approx(np.mean(finals)) and sorted(trial.intermediate_values) == [200, 400, 600]
 
 
+@pytest.mark.slow
+def test_a_search_runs_its_trials_through_submitit_sharing_the_study(workdir):
+    """Trials as SLURM jobs (submitit's local executor runs them as SLURM would: separate processes that unpickle
+    the task and write its result back), one seed each, meeting in the study's SQLite storage."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='needs pip install "rlexp[slurm]"')
+    proc = run_cli([*SEARCH, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.seeds_as=processes",
+                    "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1",
+                    "hydra.sweep.dir=sweep"], cwd=workdir, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = study_of(workdir / "sweep")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(sorted(t.intermediate_values) == [200, 400, 600] for t in study.trials)
+    assert list((workdir / "sweep" / ".submitit").iterdir())   # submitit's own job folders: it ran them
+
+
 def test_a_killed_search_continues_with_its_own_command(workdir):
     """SIGKILL to a search once its second trial has a checkpoint; the same command again: the first trial is
     kept, the second resumes from its checkpoints as the same trial, the third is asked; the study is whole."""
-    args = [*SEARCH, "total_steps=1200", "checkpoint.every=300", "hydra.sweeper.n_trials=3",
+    args = [*SEARCH, "total_steps=900", "checkpoint.every=300", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.pruner=null", "hydra.sweep.dir=sweep"]
     sweep = workdir / "sweep"
     proc = start_cli(args, workdir, start_new_session=True)
@@ -271,7 +287,7 @@ def test_a_killed_search_continues_with_its_own_command(workdir):
         resumed = json.loads((sweep / "trial_1" / f"seed_{seed}" / "results.json").read_text())
         assert resumed["resumed_from_step"] >= 600 and resumed["status"] == "completed"
     assert "continuing trials [1] of study dqn_cartpole" in again.stdout + again.stderr
-    assert sorted(study.trials[1].intermediate_values) == list(range(200, 1201, 200))
+    assert sorted(study.trials[1].intermediate_values) == list(range(200, 801, 200)) + [900]
 
 
 def test_a_study_in_a_shared_storage_grows_from_another_sweep(search, workdir):
