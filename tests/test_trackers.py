@@ -200,3 +200,20 @@ def test_a_resumed_mlflow_run_logs_each_point_once(tmp_path):
         except BaseException:
             other.close(completed=False)
         assert client.get_run(other.run_id).info.status == status
+
+
+def test_a_wandb_run_saves_the_results_and_the_eval_video(tmp_path):
+    """(The sweep above: its results.json.) A run whose directory holds `rlexp eval video=true`'s video saves it
+    with its W&B run too."""
+    from rlexp.io.trackers import WandbSettings, WandbTracker
+    from tests.wandb_records import offline_run
+
+    tracker = WandbTracker(tmp_path, 0, {"a": 1}, WandbSettings(project="tests", mode="offline"))
+    tracker.scalars({"x": 1.0}, 10)
+    (tmp_path / "results.json").write_text('{"status": "completed", "eval_return_mean": 1.5}')
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "final.mp4").write_bytes(b"video")
+    tracker.close(completed=True)
+    files = offline_run(tmp_path)["files"]
+    assert (files / "eval" / "final.mp4").read_bytes() == b"video"
+    assert json.loads((files / "results.json").read_text())["eval_return_mean"] == 1.5

@@ -127,3 +127,13 @@ class Unsaveable(Callback):
 def made_by_a_function(label: str) -> Recorder:
     """A function returning a callback, as a target."""
     return Recorder(label)
+
+
+class RecordRayNode(Callback):
+    """Writes the id of the Ray node the run is on to <run_dir>/ray_node.txt (a run outside Ray: none is written)."""
+
+    def on_run_start(self, run: Run) -> None:
+        import ray
+
+        if ray.is_initialized():
+            (run.run_dir / "ray_node.txt").write_text(ray.get_runtime_context().get_node_id())

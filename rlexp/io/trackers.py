@@ -6,9 +6,10 @@
   keys, as TensorBoard's hyperparameters), for pandas or a spreadsheet: `pd.read_csv(...).pivot_table(index="step",
   columns="tag", values="value")`.
 - `wandb`: a Weights & Biases run per rlexp run (per seed of a many-seeds run), its files in `<run_dir>/wandb/`:
-  the flattened config as its config, the same tags and steps as its history, results.json saved with it at the
-  end; a sweep's jobs in one group. Online once `wandb login` was run, offline with WANDB_MODE=offline (or
-  `log.wandb.mode=offline`: `wandb sync <run_dir>/wandb/offline-run-*` uploads it later). `pip install "rlexp[wandb]"`.
+  the flattened config as its config, the same tags and steps as its history, results.json (and any `rlexp eval`
+  video in `<run_dir>/eval/`) saved with it at the end; a sweep's jobs in one group. Online once `wandb login` was
+  run, offline with WANDB_MODE=offline (or `log.wandb.mode=offline`: `wandb sync <run_dir>/wandb/offline-run-*`
+  uploads it later). `pip install "rlexp[wandb]"`.
 - `mlflow`: an MLflow run per rlexp run (per seed of a many-seeds run): the flattened config as its params, the same
   tags and steps as its metrics, results.json (and any `rlexp eval` video in `<run_dir>/eval/`) as artifacts at the
   end, then the status FINISHED (an unfinished run ends KILLED, or FAILED after an error). The store is
@@ -198,9 +199,13 @@ class WandbTracker:
             results = json.loads((self.run_dir / "results.json").read_text())
             self.run.summary.update({key: value for key, value in results.items()
                                      if isinstance(value, (int, float, str)) and not isinstance(value, bool)})
-            copy = Path(self.run.dir) / "results.json"
-            shutil.copyfile(self.run_dir / "results.json", copy)
-            self.run.save(str(copy), base_path=self.run.dir, policy="now")
+            files = [Path("results.json"), *(video.relative_to(self.run_dir)   # (and `rlexp eval video=true`'s)
+                                             for video in sorted((self.run_dir / "eval").glob("*.mp4")))]
+            for name in files:
+                copy = Path(self.run.dir) / name
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.run_dir / name, copy)
+                self.run.save(str(copy), base_path=self.run.dir, policy="now")
         self.run.finish(exit_code=0 if completed else 1)
 
 
