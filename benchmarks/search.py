@@ -70,7 +70,8 @@ def fresh_run(args: list[str], seeds: list[int], run_dir: Path) -> dict:
     """`args` trained on `seeds` as one batched run: each seed's final mean evaluation return."""
     results = run_dir / "results.json"
     if not (results.is_file() and json.loads(results.read_text()).get("status") == "completed"):
-        proc, _ = rlexp([*args, f"seeds=[{','.join(map(str, seeds))}]", *COMMON, f"hydra.run.dir={run_dir}"])
+        common = [c for c in COMMON if c.split("=")[0] not in {a.split("=")[0] for a in args}]
+        proc, _ = rlexp([*args, f"seeds=[{','.join(map(str, seeds))}]", *common, f"hydra.run.dir={run_dir}"])
         if proc.returncode != 0:
             raise SystemExit(f"the re-run {args} failed: {proc.stderr.strip().splitlines()[-1:]}")
     per_seed = json.loads(results.read_text())["seeds"]

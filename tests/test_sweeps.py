@@ -6,8 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from rlexp.sweeps.placement import (
 from rlexp.sweeps.summary import JobRow, SweepSummary, best_job, format_table
 from tests.conftest import (
     as_completed,
+    cli_env,
     completed,
     made_once,
     run_cli,
@@ -291,6 +296,115 @@ def test_ray_launcher_runs_the_sweep_on_a_local_ray_cluster(workdir):
     rows = list(csv.DictReader((workdir / "sweep" / "summary.csv").open()))
     assert [(r["overrides"], r["status"]) for r in rows] == [("seed=0", "completed"), ("seed=1", "completed")]
     assert all((workdir / r["run_dir"] / "checkpoints" / "final.pt").is_file() for r in rows)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ray_cli() -> str:
+    """The `ray` command of this interpreter's environment (where rlexp[ray] put it)."""
+    beside = Path(sys.executable).parent / "ray"
+    found = str(beside) if beside.is_file() else shutil.which("ray")
+    if found is None:
+        pytest.skip('no ray command: pip install "rlexp[ray]"')
+    return found
+
+
+def processes_of(pgids: list[int], temp_dir: str) -> list[int]:
+    """The live processes in those process groups, or whose command line names `temp_dir` (Ray's own, for this
+    cluster alone: its directory is new and random)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) in pgids or temp_dir in (entry / "cmdline").read_text(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:   # (gone meanwhile)
+            pass
+    return [pid for pid in found if pid != os.getpid()]
+
+
+@pytest.fixture
+def two_node_ray_cluster(monkeypatch):
+    """A Ray cluster of two nodes on this machine, as on two (`ray start --head`, then `ray start --address=...`
+    with a resource of its own), 1 CPU each. Yields its address, the two node ids and the second node's. Torn
+    down by killing its own processes (each `ray start` in a process group of its own; what Ray starts stays in it),
+    not with `ray stop`, which stops every Ray process on the machine, another test's cluster included."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason='needs pip install "rlexp[ray]"')
+    ray = ray_cli()
+    # Ray 2.60 turns token authentication on for a node or driver that finds ~/.ray/auth_token (which a local
+    # ray.init, such as the test above, writes): this cluster's nodes and the sweep's driver all without it.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    temp_dir = tempfile.mkdtemp(prefix="rl-", dir="/tmp")   # Ray's socket paths must stay under 107 characters
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus=1", "--object-store-memory=78643200", "--disable-usage-stats"]
+    starts = [[ray, "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=false",
+               f"--ray-client-server-port={free_port()}", *common],
+              [ray, "start", f"--address={address}", "--resources={\"second\": 1}", *common]]
+    pgids: list[int] = []
+    try:
+        for command in starts:   # (in the temp dir: a relative path a job names would land there, not in the test's)
+            proc = subprocess.Popen(command, cwd=temp_dir, env=cli_env(), start_new_session=True, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            pgids.append(proc.pid)
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, out[-3000:]
+        nodes_script = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); print(json.dumps("
+                        "[(n['NodeID'], 'second' in n['Resources']) for n in ray.nodes() if n['Alive']]))" % address)
+        deadline = time.monotonic() + 60
+        while True:   # until the second node has registered with the head
+            proc = subprocess.run([sys.executable, "-c", nodes_script], env=cli_env(), capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            nodes = json.loads(proc.stdout.strip().splitlines()[-1])
+            if len(nodes) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert len(nodes) == 2, nodes
+        yield address, {node for node, _ in nodes}, next(node for node, second in nodes if second)
+    finally:
+        for pgid in pgids:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while (left := processes_of(pgids, temp_dir)) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"Ray processes left running: {left}"
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_both_nodes_of_a_two_node_ray_cluster(workdir, two_node_ray_cluster):
+    """A sweep through Hydra's Ray launcher on a running cluster of two nodes (`hydra.launcher.ray.init.address`),
+    each task reserving 1 CPU of a node's 1: the four jobs spread over both nodes, each writing the id of the node
+    it ran on (tests.toy_callbacks.RecordRayNode). The sweep directory is relative, and the nodes were started in
+    another directory: rlexp makes it absolute, or each Ray worker would take it in its own working directory (the
+    jobs' runs there, none found by the sweep). `object_store_memory=null` undoes the launcher's default
+    (hydra-ray-launcher 1.2.2 sets it for ray.init, which Ray refuses when it connects to a running cluster)."""
+    address, node_ids, second = two_node_ray_cluster
+    sweep = workdir / "sweep"
+    proc = run_cli(["train", "--multirun", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}",
+                    "+hydra.launcher.ray.init.object_store_memory=null", "+hydra.launcher.ray.remote.num_cpus=1",
+                    *TINY_JOB, "callbacks=[{_target_: tests.toy_callbacks.RecordRayNode}]", "seed=0,1,2,3",
+                    "hydra.sweep.dir=sweep"], cwd=workdir, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ray Launcher is launching 4 jobs" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(r["overrides"], r["status"]) for r in rows] == [(f"seed={s}", "completed") for s in range(4)]
+    ran_on = [(workdir / r["run_dir"] / "ray_node.txt").read_text() for r in rows]
+    assert set(ran_on) == node_ids and second in ran_on, ran_on
 
 
 @pytest.mark.slow

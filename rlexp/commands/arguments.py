@@ -29,7 +29,21 @@ def checked_arguments(args: list[str]) -> list[str]:
     check_new_run_dir(args)
     expanded = resume_arguments(args)
     check_seed_keys(args, expanded)
-    return expanded
+    return absolute_sweep_dir(expanded)
+
+
+def absolute_sweep_dir(args: list[str]) -> list[str]:
+    """`hydra.sweep.dir=<relative path>` made absolute, in the directory of the command: the jobs of a launcher
+    whose workers run elsewhere resolve a relative one in their own working directory (a Ray node's: where `ray
+    start` ran), where the sweep would never find them. (conf/config.yaml's default is absolute too.)"""
+    out = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        bare = value.strip("'\"")
+        if eq and key == "hydra.sweep.dir" and bare and not bare.startswith(("/", "$", "~")):
+            arg = f"{key}={Path.cwd() / bare}"
+        out.append(arg)
+    return out
 
 
 def check_flags(args: list[str]) -> None:
