@@ -2,6 +2,7 @@
 of trials, their wall time, and their best configuration re-run on 10 fresh seeds.
 
     python benchmarks/search.py --out DIR [--preset ppo_cartpole] [--trials 20] [--fresh-seeds 100 ... 109]
+                                [--override total_steps=20000 ...]
 
 The four arms (rlexp's Optuna sweeper, `hparams_search=<preset>`, TPE seeded alike):
 
@@ -49,14 +50,15 @@ def rlexp(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
     return proc, time.perf_counter() - started
 
 
-def search(preset: str, arm: list[str], trials: int, sweep_dir: Path) -> dict:
+def search(preset: str, arm: list[str], trials: int, sweep_dir: Path, extra: list[str]) -> dict:
     """The arm's search (continued if it was stopped), its wall seconds summed over the invocations it took."""
     record = sweep_dir / "arm.json"
     done = json.loads(record.read_text()) if record.is_file() else {"seconds": 0.0, "invocations": 0}
     results = sweep_dir / "optimization_results.yaml"
     if not (results.is_file() and done.get("finished")):
-        proc, seconds = rlexp(["--multirun", f"hparams_search={preset}", *arm, f"hydra.sweeper.n_trials={trials}",
-                               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+        proc, seconds = rlexp(["--multirun", f"hparams_search={preset}", *extra, *arm,
+                               f"hydra.sweeper.n_trials={trials}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                               "hydra.sweeper.n_jobs=2",
                                *COMMON, f"hydra.sweep.dir={sweep_dir}"])
         if proc.returncode != 0:
             raise SystemExit(f"the search {arm} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -92,13 +94,16 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--fresh-seeds", type=int, nargs="*", default=list(range(100, 110)))
     parser.add_argument("--only", nargs="*", help="arm names, e.g. 'K=1, no pruning'")
+    parser.add_argument("--override", nargs="*", default=[],
+                        help="overrides of every search and re-run, e.g. total_steps=20000 (a budget few settings "
+                             "solve in, so that trials differ)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name, arm in ARMS.items():
         if args.only and name not in args.only:
             continue
-        found = search(args.preset, arm, args.trials, args.out / slug(name))
+        found = search(args.preset, arm, args.trials, args.out / slug(name), args.override)
         command = str(found["best"]["command"]).split()[2:]   # (rlexp train ...)
         chosen = [a for a in command if not a.startswith(("seed=", "seeds="))]
         rerun = fresh_run(chosen, args.fresh_seeds, args.out / f"{slug(name)}_fresh")
@@ -106,7 +111,8 @@ def main() -> int:
         print(f"{name}: {found['seconds']:.0f} s, best trial {found['best'].get('best_trial')} "
               f"({found['best'].get('best_value')}), on fresh seeds mean {rerun['mean']:.1f} IQM {rerun['iqm']:.1f}",
               flush=True)
-    baseline = fresh_run([f"hparams_search={args.preset}"], args.fresh_seeds, args.out / "preset_fresh")
+    baseline = fresh_run([f"hparams_search={args.preset}", *args.override], args.fresh_seeds,
+                         args.out / "preset_fresh")
     (args.out / "search.json").write_text(json.dumps({"arms": rows, "preset": baseline}, indent=1))
     seeds = f"{args.fresh_seeds[0]}-{args.fresh_seeds[-1]}" if args.fresh_seeds else ""
     lines = [f"| arm | wall time of the search | trials complete / pruned | best trial's score (its seeds) | best "

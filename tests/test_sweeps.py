@@ -406,6 +406,21 @@ def test_a_sweep_runs_on_both_nodes_of_a_two_node_ray_cluster(workdir, two_node_
     ran_on = [(workdir / r["run_dir"] / "ray_node.txt").read_text() for r in rows]
     assert set(ran_on) == node_ids and second in ran_on, ran_on
 
+    # A search on the same cluster: two trials at a time, each seed a job of its own, the jobs on both nodes
+    # reporting to the study's SQLite storage in the sweep's directory.
+    import optuna
+
+    from tests.test_search import SEARCH
+    search = run_cli([*SEARCH, "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}",
+                      "+hydra.launcher.ray.init.object_store_memory=null", "+hydra.launcher.ray.remote.num_cpus=1",
+                      "callbacks=[{_target_: tests.toy_callbacks.RecordRayNode}]", "hydra.sweeper.n_trials=2",
+                      "hydra.sweeper.n_jobs=2", "hydra.sweeper.seeds_as=processes", "hydra.sweep.dir=search"],
+                     cwd=workdir, timeout=600)
+    assert search.returncode == 0, search.stderr[-3000:]
+    study = optuna.load_study(study_name="dqn_cartpole", storage=f"sqlite:///{workdir / 'search' / 'optuna.db'}")
+    assert [sorted(t.intermediate_values) for t in study.trials] == [[200, 400, 600]] * 2
+    assert {p.read_text() for p in (workdir / "search").glob("trial_*/ray_node.txt")} == node_ids
+
 
 @pytest.mark.slow
 def test_submitit_launcher_runs_the_sweep_with_its_local_executor(workdir):
