@@ -72,25 +72,28 @@ def test_a_wrong_backend_is_refused_in_one_line(workdir, value, message, capsys,
 # --- W&B, offline ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def wandb_sweep(tmp_path_factory) -> Path:
-    """A sweep of two jobs, each two seeds as one model (four W&B runs, two at a time in one process), offline, as a
-    user types it."""
+def tracked_sweep(tmp_path_factory) -> Path:
+    """A sweep of two jobs side by side (joblib: two processes making and writing one new MLflow store at once),
+    each two seeds as one model, logging to W&B offline and to MLflow: four runs in each, as a user types it."""
     pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
 
     def make(root: Path) -> None:
-        proc = run_cli(["train", "--multirun", *DQN, "seeds=[0,1]", "total_steps=300,400", "eval.every=100",
-                        "log.backends=[tensorboard,wandb]", "log.wandb.mode=offline", "log.wandb.project=tests",
-                        "hydra.sweep.dir=sweep"], cwd=root)
+        proc = run_cli(["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *DQN, "seeds=[0,1]",
+                        "total_steps=300,400", "eval.every=100", "log.backends=[tensorboard,wandb,mlflow]",
+                        "log.wandb.mode=offline", "log.wandb.project=tests", "hydra.sweep.dir=sweep"], cwd=root)
         assert proc.returncode == 0, proc.stderr
-        assert "wandb:" not in proc.stdout + proc.stderr   # (W&B's own lines kept out of the run's output)
+        output = proc.stdout + proc.stderr   # W&B's, MLflow's and alembic's own lines kept out of the run's output
+        assert "wandb:" not in output and " mlflow." not in output and "alembic" not in output, output
+        assert "Warning" not in output, output
 
-    return made_once(tmp_path_factory, "wandb-sweep", make)[0] / "sweep"
+    return made_once(tmp_path_factory, "tracked-sweep", make)[0] / "sweep"
 
 
-def test_a_wandb_run_holds_the_config_the_scalars_and_the_results(wandb_sweep):
+def test_a_wandb_run_holds_the_config_the_scalars_and_the_results(tracked_sweep):
     from tests.wandb_records import offline_run
 
-    seeds = sorted(wandb_sweep.glob("*/seed_*"))
+    seeds = sorted(tracked_sweep.glob("*/seed_*"))
     assert len(seeds) == 4
     ids = set()
     for seed_dir in seeds:
@@ -119,25 +122,8 @@ def test_a_missing_tracker_is_one_line_with_its_install(workdir):
 
 # --- MLflow, in a local SQLite store ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def mlflow_sweep(tmp_path_factory) -> Path:
-    """A sweep of two jobs side by side (joblib: two processes making and writing one new store at once), each two
-    seeds as one model: four MLflow runs in the sweep's store, as a user types it."""
-    pytest.importorskip("mlflow")
-
-    def make(root: Path) -> None:
-        proc = run_cli(["train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *DQN, "seeds=[0,1]",
-                        "total_steps=300,400", "eval.every=100", "log.backends=[tensorboard,mlflow]",
-                        "hydra.sweep.dir=sweep"], cwd=root)
-        assert proc.returncode == 0, proc.stderr
-        output = proc.stdout + proc.stderr   # MLflow's and alembic's own lines kept out of it
-        assert " mlflow." not in output and "alembic" not in output and "Warning" not in output, output
-
-    return made_once(tmp_path_factory, "mlflow-sweep", make)[0] / "sweep"
-
-
-def test_an_mlflow_run_holds_the_config_the_scalars_and_the_results(mlflow_sweep):
-    seeds = sorted(mlflow_sweep.glob("*/seed_*"))
+def test_an_mlflow_run_holds_the_config_the_scalars_and_the_results(tracked_sweep):
+    seeds = sorted(tracked_sweep.glob("*/seed_*"))
     assert len(seeds) == 4
     experiments = set()
     for seed_dir in seeds:
@@ -145,10 +131,10 @@ def test_an_mlflow_run_holds_the_config_the_scalars_and_the_results(mlflow_sweep
         results = json.loads((seed_dir / "results.json").read_text())
         assert run.info.status == "FINISHED" and run.info.run_name == f"{seed_dir.parent.name}/{seed_dir.name}"
         assert json.loads((seed_dir / "mlflow_run.json").read_text())["tracking_uri"] == \
-            f"sqlite:///{mlflow_sweep.resolve() / 'mlflow.db'}"   # the sweep's store, for every job
+            f"sqlite:///{tracked_sweep.resolve() / 'mlflow.db'}"   # the sweep's store, for every job
         experiments.add(run.info.experiment_id)
         assert run.data.params["algo.name"] == "dqn" and run.data.params["seed"] == str(results["seed"])
-        assert run.data.params["log.backends"] == "['tensorboard', 'mlflow']"
+        assert run.data.params["log.backends"] == "['tensorboard', 'wandb', 'mlflow']"
         tensorboard = scalars(seed_dir)
         assert set(points) == set(tensorboard)
         for tag, expected in tensorboard.items():   # (TensorBoard's values are float32s)
@@ -160,7 +146,7 @@ def test_an_mlflow_run_holds_the_config_the_scalars_and_the_results(mlflow_sweep
     [experiment] = experiments   # the sweep's jobs in one experiment, named after it, with nothing else
     assert client.get_experiment(experiment).name == "sweep"
     assert len(client.search_runs([experiment])) == 4
-    assert not list(mlflow_sweep.glob("*/mlflow.db")) and not list(mlflow_sweep.glob("*/seed_*/mlflow.db"))
+    assert not list(tracked_sweep.glob("*/mlflow.db")) and not list(tracked_sweep.glob("*/seed_*/mlflow.db"))
 
 
 def test_a_resumed_mlflow_run_logs_each_point_once(tmp_path):

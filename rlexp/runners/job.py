@@ -193,8 +193,9 @@ class Job:
             wandb, mlflow = config.log.wandb, config.log.mlflow
             logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config,
                                tuple(str(backend) for backend in config.log.backends),
-                               WandbSettings(wandb.project, wandb.entity, wandb.group or self.tracking_group,
-                                             wandb.name, str(wandb.mode) if wandb.mode else None),
+                               WandbSettings(wandb.project, wandb.entity,
+                                             wandb.group or shown_group(self.tracking_group), wandb.name,
+                                             str(wandb.mode) if wandb.mode else None),
                                MlflowSettings(mlflow.tracking_uri, mlflow.experiment, mlflow.run_name,
                                               self.tracking_group, self.batch is not None))
             context = RunContext(
@@ -288,3 +289,12 @@ class Job:
             hindsight=Hindsight(goals_of(spaces, self.eval_env), algo.her_n_sampled_goal,
                                 str(algo.her_goal_selection_strategy)) if algo.her else None)
         return replay, updates
+
+
+def shown_group(sweep_dir: str | None) -> str | None:
+    """A sweep's W&B group: its directory as the command named it, relative to the current directory when inside it
+    (`rlexp train` makes the sweep directory absolute, for launchers on other machines)."""
+    if sweep_dir is None:
+        return None
+    path = Path(sweep_dir)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else sweep_dir
