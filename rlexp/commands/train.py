@@ -59,7 +59,6 @@ from rlexp.runners.faults import StopRequest
 from rlexp.runners.job import Job
 from rlexp.runners.many_seeds import config_of_seed, train_seeds
 from rlexp.sweeps import summary as sweep_summary
-from rlexp.sweeps import trial_report
 from rlexp.sweeps.continuation import Found, clear_attempt, found_in
 from rlexp.sweeps.interrupt import interrupted_by, mark_interrupted
 from rlexp.sweeps.placement import available_cpus, job_device, torch_threads
@@ -90,7 +89,9 @@ def train(cfg: DictConfig, run_dir: Path, state: JobState, continuing: bool = Fa
     if continuing:
         config["resume"] = str(run_dir)
     if (config.get("optuna_trial") or {}).get("storage"):   # a search's trial: it reports to the study, may be pruned
-        config["callbacks"] = [*(config.get("callbacks") or []), trial_report.entry(config["optuna_trial"])]
+        from rlexp.sweeps.trial_report import entry
+
+        config["callbacks"] = [*(config.get("callbacks") or []), entry(config["optuna_trial"])]
     spec = validate(config, algorithms())
     hydra_cfg = HydraConfig.get()
     job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
