@@ -20,6 +20,13 @@ def seed_runs(run_dir: Path) -> list[Path]:
     return sorted(runs, key=lambda d: (len(d.name), d.name))
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as the user's command named it: relative to the current directory when inside it (`rlexp train`
+    makes a sweep's directory absolute, for launchers whose workers run elsewhere), absolute otherwise."""
+    resolved = Path(path)
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(path)
+
+
 def override_key(override: str) -> str:
     """The key a Hydra override (of a run's .hydra/overrides.yaml) sets: `+algo.lr=1` -> `algo.lr`; `algo=td3` ->
     `algo`; `~seed` -> `seed`."""

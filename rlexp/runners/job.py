@@ -27,6 +27,7 @@ from rlexp.envs.checks import EnvCallError
 from rlexp.envs.normalization import make_normalization, standardised
 from rlexp.envs.workers import EnvWaitAbandoned
 from rlexp.errors import ConfigError, RunFailure, TrainingInterrupted
+from rlexp.io import shown_path
 from rlexp.io.checkpoints import CheckpointManager
 from rlexp.io.metrics import RunLogger
 from rlexp.io.trackers import MlflowSettings, WandbSettings
@@ -191,10 +192,10 @@ class Job:
             cleanup.callback(evaluator.close)
             checkpoints = CheckpointManager(run_dir / "checkpoints", config.checkpoint.keep)
             wandb, mlflow = config.log.wandb, config.log.mlflow
+            group = wandb.group or (shown_path(self.tracking_group) if self.tracking_group else None)
             logger = RunLogger(run_dir, total_steps, start_step, config.log.progress, self.config,
                                tuple(str(backend) for backend in config.log.backends),
-                               WandbSettings(wandb.project, wandb.entity,
-                                             wandb.group or shown_group(self.tracking_group), wandb.name,
+                               WandbSettings(wandb.project, wandb.entity, group, wandb.name,
                                              str(wandb.mode) if wandb.mode else None),
                                MlflowSettings(mlflow.tracking_uri, mlflow.experiment, mlflow.run_name,
                                               self.tracking_group, self.batch is not None))
@@ -289,12 +290,3 @@ class Job:
             hindsight=Hindsight(goals_of(spaces, self.eval_env), algo.her_n_sampled_goal,
                                 str(algo.her_goal_selection_strategy)) if algo.her else None)
         return replay, updates
-
-
-def shown_group(sweep_dir: str | None) -> str | None:
-    """A sweep's W&B group: its directory as the command named it, relative to the current directory when inside it
-    (`rlexp train` makes the sweep directory absolute, for launchers on other machines)."""
-    if sweep_dir is None:
-        return None
-    path = Path(sweep_dir)
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else sweep_dir

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlexp.analysis.tables import shorten_floats, text_table
 from rlexp.errors import Interrupted, SweepFailed
+from rlexp.io import shown_path
 from rlexp.io.results import read_results
 from rlexp.sweeps.interrupt import SweepSignals, clear, interrupted_by
 
@@ -113,9 +114,9 @@ def summary_after_launcher_failure(sweep_dir: Path, what: str) -> SweepFailed:
     and the SweepFailed to raise says `what` happened."""
     rows = summarize(sweep_dir) if sweep_dir.is_dir() else []
     unwritten = write_csv(rows, sweep_dir / "summary.csv") if sweep_dir.is_dir() else None
-    print(f"\nsweep summary ({sweep_dir / 'summary.csv'}):\n{format_table(rows)}", flush=True)
+    print(f"\nsweep summary ({shown_path(sweep_dir / 'summary.csv')}):\n{format_table(rows)}", flush=True)
     failed = [r for r in rows if r.status != "completed"]
-    see = unwritten or f"see {sweep_dir / 'summary.csv'}"
+    see = unwritten or f"see {shown_path(sweep_dir / 'summary.csv')}"
     return SweepFailed(f"{what}; {len(failed)} of {len(rows)} jobs did not complete ("
                        + ", ".join(f"job {r.job}: {r.status}" for r in failed) + f"); resume=<job dir> continues one "
                        f"that saved a checkpoint; {see}")
@@ -145,9 +146,9 @@ class SweepSummary(Callback):
             return
         rows = summarize(sweep_dir)
         unwritten = write_csv(rows, sweep_dir / "summary.csv")
-        print(f"\nsweep summary ({sweep_dir / 'summary.csv'}):\n{format_table(rows)}", flush=True)
+        print(f"\nsweep summary ({shown_path(sweep_dir / 'summary.csv')}):\n{format_table(rows)}", flush=True)
         failed = [r for r in rows if r.status != "completed"]
-        see = unwritten or f"see {sweep_dir / 'summary.csv'}"
+        see = unwritten or f"see {shown_path(sweep_dir / 'summary.csv')}"
         signum = interrupted_by(sweep_dir)
         if signum is not None:
             clear(sweep_dir)
