@@ -6,12 +6,38 @@ Every failure is a `ConfigError` whose message is one line naming the key, the v
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rlexp.errors import ConfigError
 
 #: numpy's legacy seeding (np.random.seed), which rlexp calls, takes seeds in [0, 2**32).
 SEED_LIMIT = 2**32
+
+#: While `recording()` is on: {key: the values its check admits}, filled by the checks as they pass. The docs'
+#: configuration reference reads its range column from here, so the range a page states is the one enforced.
+_recorded: dict[str, str] | None = None
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, str]]:
+    """Record the range of every check made inside the block: {"algo.tau": "(0, 1]", ...}."""
+    global _recorded
+    before, _recorded = _recorded, {}
+    try:
+        yield _recorded
+    finally:
+        _recorded = before
+
+
+def _record(key: str, admits: str) -> None:
+    if _recorded is not None:
+        _recorded.setdefault(key, admits)
+
+
+def _number(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 def check_range(key: str, value: float, low: float | None = None, high: float | None = None,
@@ -20,6 +46,9 @@ def check_range(key: str, value: float, low: float | None = None, high: float | 
 
     NaN and infinity are refused everywhere: no setting means anything useful with them.
     """
+    if low is not None or high is not None:
+        _record(key, f"{'[' if low_inclusive else '('}{'-inf' if low is None else _number(low)}, "
+                     f"{'inf' if high is None else _number(high)}{']' if high_inclusive else ')'}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r} must be a number")
     if not math.isfinite(value):
@@ -35,6 +64,7 @@ def check_range(key: str, value: float, low: float | None = None, high: float | 
 
 def check_positive_int(key: str, value: int, *, allow_zero: bool = False, limit: int | None = None) -> None:
     """A positive (or non-negative) integer, below `limit` when one is given."""
+    _record(key, f"integer >= {0 if allow_zero else 1}" + (f", < {limit:,}" if limit is not None else ""))
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
         need = "a non-negative integer" if allow_zero else "a positive integer"
         raise ConfigError(f"{key}={value!r} must be {need}")
@@ -45,6 +75,7 @@ def check_positive_int(key: str, value: int, *, allow_zero: bool = False, limit:
 def check_seed(key: str, seed: int, offset: int = 0) -> None:
     """A seed numpy, torch and gymnasium all accept, for every seed derived from it (seed + offset: the
     evaluation seed, one per env)."""
+    _record(key, f"[0, {SEED_LIMIT - offset - 1}]")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"{key}={seed!r} must be an integer")
     if not 0 <= seed < SEED_LIMIT - offset:
