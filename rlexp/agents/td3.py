@@ -31,9 +31,9 @@ class TD3Config(ActorCriticConfig):
     policy_delay: int = MISSING
     """critic updates per actor and target update"""
     target_noise: float = MISSING
-    """std of the smoothing noise on target actions (fraction of the action range)"""
+    """std of the smoothing noise on target actions, in units of the action half-range"""
     target_noise_clip: float = MISSING
-    """the smoothing noise is clipped to +-this"""
+    """the smoothing noise is clipped to +-this (units of the action half-range)"""
 
 
 def check(algo: dict[str, Any], cfg: dict[str, Any]) -> None:
