@@ -843,6 +843,10 @@ def failure(command: Command, argv: list[str], proc: subprocess.CompletedProcess
     return "\n".join(lines)
 
 
+#: The placeholders that stand for the Atari fixture (two DER runs, Pong and Breakout).
+ATARI_RUNS = r"<atari sweep>|outputs/der_"
+
+
 def trains(command: Command) -> bool:
     """A command that trains: `rlexp train` neither resuming a run nor only printing (--cfg, --help)."""
     return command.argv[:1] == ("train",) and not RUNS_ONLY & set(command.argv) \
@@ -852,8 +856,10 @@ def trains(command: Command) -> bool:
 def param(command: Command) -> Any:
     """Every command that trains runs under `-m slow` (.ci/run runs them: about 3 minutes on 2 cores, more than the
     default suite can spend), and composes in the default suite (test_documented_command_composes); the others
-    (eval, plot, export, resume, --cfg, --help) run in the default suite, against the shared runs."""
-    slow = trains(command) or (not command.long_running and re.search(r"(?i)\bcompile=true\b", command.text))
+    (eval, plot, export, resume, --cfg, --help) run in the default suite, against the shared runs, but those that
+    need the Atari runs (two DER runs trained for them: `rlexp plot` tests the same normalisation in process)."""
+    slow = trains(command) or (not command.long_running and re.search(r"(?i)\bcompile=true\b", command.text)) \
+        or re.search(ATARI_RUNS, command.text)
     return pytest.param(command, id=command.where, marks=[pytest.mark.slow] if slow else [])
 
 
