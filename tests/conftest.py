@@ -26,11 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
 
-from rlexp.commands.configstore import register
+from rlexp.commands.configstore import compose_config  # noqa: F401  (the tests compose with it)
 from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,26 +51,6 @@ def algo_config(schema: type, values: dict) -> Any:
     names = {f.name for f in dataclasses.fields(schema)}
     return schema(**{key: hints[key](**value) if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict)
                      else value for key, value in values.items() if key in names})
-
-
-_composer: list[Any] = []   # this process's Hydra over conf/, made once
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """conf/ composed with `overrides`, as `rlexp train` composes it. One Hydra instance serves every call in a
-    process (setting one up again for each call cost about 40% of a call), put in Hydra's global slot only while it
-    composes."""
-    register()
-    if not _composer:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):   # (it puts back Hydra's global)
-            _composer.append(GlobalHydra.instance().hydra)
-    global_hydra = GlobalHydra.instance()
-    before = global_hydra.hydra
-    global_hydra.hydra = _composer[0]
-    try:
-        return compose(config_name="config", overrides=overrides, return_hydra_config=False)
-    finally:
-        global_hydra.hydra = before
 
 
 def cli_env() -> dict[str, str]:
@@ -186,7 +164,6 @@ def train_state_kept(monkeypatch: pytest.MonkeyPatch) -> typing.Iterator[None]:
     Hydra's run_and_report (rlexp replaces it), its config singletons and the logging Hydra configures for the job
     (a console handler and the run's train.log)."""
     import hydra._internal.utils as hydra_utils
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
     monkeypatch.setattr(sys, "argv", list(sys.argv))

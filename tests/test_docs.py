@@ -568,23 +568,8 @@ def sweep_values(override: Any) -> list[str]:
 
 
 def compose(overrides: list[str], with_hydra: bool = False) -> Any:
-    """conf/ composed with `overrides` (tests/conftest.py's Hydra instance); with_hydra: with its hydra node (a
-    search's space)."""
-    if not with_hydra:
-        return compose_config(overrides)
-    from hydra import compose as hydra_compose
-    from hydra.core.global_hydra import GlobalHydra
-
-    from tests import conftest
-    if not conftest._composer:
-        compose_config([])
-    global_hydra = GlobalHydra.instance()
-    before = global_hydra.hydra
-    global_hydra.hydra = conftest._composer[0]
-    try:
-        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    finally:
-        global_hydra.hydra = before
+    """conf/ composed with `overrides` (with_hydra: with its hydra node, a search's space)."""
+    return compose_config(overrides, with_hydra=with_hydra)
 
 
 def searched_geometry(job: list[str]) -> dict[str, list[str]]:

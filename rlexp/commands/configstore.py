@@ -3,11 +3,15 @@ directories: what `rlexp train` (and a test composing conf/) registers before Hy
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp.agents.registry import algorithms, get
 from rlexp.config.docs import describe
@@ -41,3 +45,24 @@ def register() -> None:
     store.store(name="rlexp_schema", node=TrainConfig)
     for spec in algorithms().values():
         store.store(name=f"{spec.name}_schema", node=spec.schema)  # no group: kept out of `--help`'s group list
+
+
+@functools.cache
+def _hydra() -> Any:
+    """This process's Hydra over conf/, made once: setting one up for each composition cost about 40% of one."""
+    register()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):   # (it puts back Hydra's global)
+        return GlobalHydra.instance().hydra
+
+
+def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """conf/ composed with `overrides`, as `rlexp train` composes it (with_hydra: with its `hydra` node), outside a
+    run: the docs' configuration reference, the tests. Hydra's global slot holds this process's instance only while
+    it composes."""
+    instance = _hydra()   # (first: setting it up replaces Hydra's global singleton)
+    global_hydra = GlobalHydra.instance()
+    before, global_hydra.hydra = global_hydra.hydra, instance
+    try:
+        return compose(config_name="config", overrides=overrides, return_hydra_config=with_hydra)
+    finally:
+        global_hydra.hydra = before

@@ -7,7 +7,8 @@
 - its range from the checks `rlexp train` makes (`rlexp.config.checks.recording`, while validating the composed
   default config), so the range stated is the one enforced.
 
-docs/hooks.py puts these tables where a page says `<!-- rlexp:config-keys -->` or `<!-- rlexp:algo-keys <name> -->`.
+docs/_hooks/reference.py puts these tables where a page says `<!-- rlexp:config-keys -->` or
+`<!-- rlexp:algo-keys <name> -->`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp.agents.registry import algorithms
-from rlexp.commands.configstore import config_dir, register
+from rlexp.commands.configstore import compose_config
 from rlexp.config import checks
 from rlexp.config.actions import ActionKind
 from rlexp.config.docs import keys
 from rlexp.config.schema import TrainConfig
 from rlexp.config.validate import validate
 from rlexp.errors import ConfigError
+from rlexp.sweeps.search import override_value
 
 #: Envs whose configs are composed to tell a key that depends on the env (conf/env/<name>.yaml) from one that
 #: does not.
@@ -34,24 +34,13 @@ ENVS = ("CartPole-v1", "Pendulum-v1", "atari")
 
 
 @functools.cache
-def _hydra() -> Any:
-    """One Hydra instance over conf/ for every composition here (setting one up for each costs about as much as
-    composing)."""
-    register()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):   # (it puts back Hydra's global)
-        return GlobalHydra.instance().hydra
+def _composed(overrides: tuple[str, ...]) -> DictConfig:
+    return compose_config(list(overrides))
 
 
-@functools.cache
-def _composed(overrides: tuple[str, ...]) -> dict[str, Any]:
-    instance = _hydra()
-    global_hydra = GlobalHydra.instance()
-    before, global_hydra.hydra = global_hydra.hydra, instance
-    try:
-        cfg = compose(config_name="config", overrides=list(overrides))
-    finally:
-        global_hydra.hydra = before
-    return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)  # type: ignore[return-value]
+def _unresolved(overrides: tuple[str, ...]) -> dict[str, Any]:
+    """The composed config as plain data, interpolations as written."""
+    return OmegaConf.to_container(_composed(overrides), resolve=False, enum_to_str=True)  # type: ignore[return-value]
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -63,17 +52,9 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _plain(value: Any) -> str:
-    """A value as one would type it in an override: null, true, [256, 256], {_target_: null}."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key}: {_plain(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_plain(item) for item in value) + "]"
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _shown(value: Any) -> str:
-    return f"`{_plain(value)}`"
+    """A default as one types it in an override (null, true, [256,256]), as code."""
+    return f"`{override_value(value)}`"
 
 
 def _cell(text: str) -> str:
@@ -85,7 +66,7 @@ def _cell(text: str) -> str:
 
 def _recorded_ranges(overrides: tuple[str, ...]) -> dict[str, str]:
     """The ranges the checks admit, recorded while validating the config `overrides` compose."""
-    config = OmegaConf.to_container(OmegaConf.create(_composed(overrides)), resolve=True, enum_to_str=True)
+    config = OmegaConf.to_container(_composed(overrides), resolve=True, enum_to_str=True)
     with checks.recording() as ranges:
         validate(config, algorithms())  # type: ignore[arg-type]
     return dict(ranges)
@@ -106,7 +87,7 @@ def _table(rows: list[tuple[str, str, str, str, str]]) -> str:
 def common_keys() -> str:
     """The table of every key outside `algo.*`: defaults as `rlexp train` composes them, per env where they
     differ between envs."""
-    per_env = [_flat(_composed((f"env={env}", *(["algo=td3"] if env == "Pendulum-v1" else []))))
+    per_env = [_flat(_unresolved((f"env={env}", *(["algo=td3"] if env == "Pendulum-v1" else []))))
                for env in ENVS]
     ranges = _recorded_ranges(("env=CartPole-v1",))
     rows = []
@@ -119,7 +100,7 @@ def common_keys() -> str:
         elif len(values) < len(ENVS) or any(v != values[0] for v in values):
             default = "per env (conf/env/)"
         else:
-            default = _shown(values[0]).replace("`${env.total_steps}`", "`env.total_steps`")
+            default = _shown(values[0])
         rows.append((key, kind, default, ranges.get(key, ""), doc))
     return _table(rows)
 
@@ -130,7 +111,7 @@ def algo_keys(name: str) -> str:
         raise ConfigError(f"no algorithm {name!r}: one of {', '.join(sorted(algorithms()))}")
     env = _algo_env(name)
     overrides = (f"algo={name}", f"env={env}", "~tuned")
-    defaults = _flat(_composed(overrides)["algo"], "algo.")
+    defaults = _flat(_unresolved(overrides)["algo"], "algo.")
     ranges = _recorded_ranges(overrides)
     rows = [(key, kind, _shown(defaults[key]) if key in defaults else "", ranges.get(key, ""), doc)
             for key, kind, doc in keys(TrainConfig, algo=algorithms()[name].schema) if key.startswith("algo.")]

@@ -36,8 +36,11 @@ def _record(key: str, admits: str) -> None:
         _recorded.setdefault(key, admits)
 
 
-def _number(bound: float) -> str:
-    return f"{bound:g}" if isinstance(bound, float) else str(bound)
+def interval(low: float | None, high: float | None, low_inclusive: bool, high_inclusive: bool,
+             number: Any = str) -> str:
+    """The values a range check admits, `[low, high)` and the like (a missing bound: -inf or inf)."""
+    return (f"{'[' if low_inclusive else '('}{'-inf' if low is None else number(low)}, "
+            f"{'inf' if high is None else number(high)}{']' if high_inclusive else ')'}")
 
 
 def check_range(key: str, value: float, low: float | None = None, high: float | None = None,
@@ -46,9 +49,8 @@ def check_range(key: str, value: float, low: float | None = None, high: float | 
 
     NaN and infinity are refused everywhere: no setting means anything useful with them.
     """
-    if low is not None or high is not None:
-        _record(key, f"{'[' if low_inclusive else '('}{'-inf' if low is None else _number(low)}, "
-                     f"{'inf' if high is None else _number(high)}{']' if high_inclusive else ')'}")
+    if low is not None or high is not None:   # (the docs' form: 0 and 1, where the message keeps 0.0 and 1.0)
+        _record(key, interval(low, high, low_inclusive, high_inclusive, lambda bound: f"{bound:g}"))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r} must be a number")
     if not math.isfinite(value):
@@ -56,10 +58,7 @@ def check_range(key: str, value: float, low: float | None = None, high: float | 
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:
-        left = "[" if low_inclusive else "("
-        right = "]" if high_inclusive else ")"
-        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ConfigError(f"{key}={value!r} is outside {span}")
+        raise ConfigError(f"{key}={value!r} is outside {interval(low, high, low_inclusive, high_inclusive)}")
 
 
 def check_positive_int(key: str, value: int, *, allow_zero: bool = False, limit: int | None = None) -> None:

@@ -199,14 +199,18 @@ class WandbTracker:
             results = json.loads((self.run_dir / "results.json").read_text())
             self.run.summary.update({key: value for key, value in results.items()
                                      if isinstance(value, (int, float, str)) and not isinstance(value, bool)})
-            files = [Path("results.json"), *(video.relative_to(self.run_dir)   # (and `rlexp eval video=true`'s)
-                                             for video in sorted((self.run_dir / "eval").glob("*.mp4")))]
-            for name in files:
+            for name in artifacts(self.run_dir):
                 copy = Path(self.run.dir) / name
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.run_dir / name, copy)
                 self.run.save(str(copy), base_path=self.run.dir, policy="now")
         self.run.finish(exit_code=0 if completed else 1)
+
+
+def artifacts(run_dir: Path) -> list[Path]:
+    """What a completed run gives its tracker run as files, relative to its directory: results.json, and the videos
+    `rlexp eval video=true` left in eval/."""
+    return [Path("results.json"), *(video.relative_to(run_dir) for video in sorted((run_dir / "eval").glob("*.mp4")))]
 
 
 #: The local store's database and artifacts, in the directory that holds them (a run's, a many-seeds run's, a
@@ -362,9 +366,9 @@ class MlflowTracker:
             try:
                 self.flush()
                 if completed:
-                    self.client.log_artifact(self.run_id, str(self.run_dir / "results.json"))
-                    for video in sorted((self.run_dir / "eval").glob("*.mp4")):   # (`rlexp eval video=true`'s)
-                        self.client.log_artifact(self.run_id, str(video), artifact_path="eval")
+                    for name in artifacts(self.run_dir):
+                        self.client.log_artifact(self.run_id, str(self.run_dir / name),
+                                                 artifact_path=str(name.parent) if name.parent != Path(".") else None)
             finally:
                 interrupted = isinstance(ending, (TrainingInterrupted, Interrupted, KeyboardInterrupt))
                 self.client.set_terminated(self.run_id, "FINISHED" if completed else

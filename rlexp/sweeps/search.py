@@ -176,11 +176,16 @@ class TrialJobs:
     batched: bool
 
 
+def chosen_overrides(params: Mapping[str, Any], fixed: Sequence[str]) -> list[str]:
+    """A trial's overrides before its seeds: the command line's fixed ones, then its parameters."""
+    return [*fixed, *(f"{key}={override_value(value)}" for key, value in params.items())]
+
+
 def trial_jobs(number: int, params: Mapping[str, Any], fixed: Sequence[str], settings: SearchSettings,
                batched: bool, reporting: Mapping[str, Any]) -> TrialJobs:
     """The overrides of trial `number`'s runs: the fixed ones, its parameters, its seeds, the trial it reports to
     (`optuna_trial`) and its directory."""
-    base = [*fixed, *(f"{key}={override_value(value)}" for key, value in params.items())]
+    base = chosen_overrides(params, fixed)
     seeds = list(settings.seeds)
     trial = override_value({**reporting, "number": number, "seeds": seeds})
     if len(seeds) == 1:
@@ -211,16 +216,11 @@ def seed_returns(results: Sequence[Mapping[str, Any]]) -> list[float] | str:
     return returns
 
 
-def score(settings: SearchSettings, returns: Sequence[float]) -> float:
-    return aggregate(settings.aggregate, returns)
-
-
 def command(fixed: Sequence[str], params: Mapping[str, Any], settings: SearchSettings) -> str:
     """The `rlexp train` command that trains a trial's parameters on the search's seeds (a single run)."""
     seeds = list(settings.seeds)
-    chosen = " ".join(f"{key}={override_value(value)}" for key, value in params.items())
     seeding = f"seed={seeds[0]}" if len(seeds) == 1 else f"seeds={override_value(seeds)}"
-    return " ".join(part for part in ("rlexp train", *fixed, chosen, seeding) if part)
+    return " ".join(["rlexp train", *chosen_overrides(params, fixed), seeding])
 
 
 def default_storage(sweep_dir: Path) -> str:
@@ -318,9 +318,8 @@ def run_search(settings: SearchSettings, arguments: Sequence[str], study_setup: 
         for _ in range(min(settings.n_jobs - len(batch), max(room, 0))):
             trial = study.ask(space)
             params = {key: trial.params[key] for key in space}
-            jobs = trial_jobs(trial.number, params, fixed, settings, False, reporting)
-            batched = len(jobs.jobs) > 1 and study_setup.seeds_batch(jobs.jobs[0]) if settings.seeds_as == "auto" \
-                else settings.seeds_as == "batch"
+            batched = len(settings.seeds) > 1 and study_setup.seeds_batch(chosen_overrides(params, fixed)) \
+                if settings.seeds_as == "auto" else settings.seeds_as == "batch"
             jobs = trial_jobs(trial.number, params, fixed, settings, batched, reporting)
             for key, value in (("sweep_dir", here), ("jobs", jobs.jobs), ("batched", jobs.batched),
                                ("command", command(fixed, params, settings))):
@@ -359,7 +358,7 @@ def tell(study: Any, number: int, results: Sequence[dict[str, Any]], settings: S
         study.tell(number, state=TrialState.FAIL)
         log.warning("trial %d failed: %s", number, returns)
         return
-    value = score(settings, returns)
+    value = aggregate(settings.aggregate, returns)
     study.tell(number, value)
     log.info("trial %d: %s %.2f over seeds %s (%s)", number, settings.aggregate, value, list(settings.seeds),
              ", ".join(f"{r:.1f}" for r in returns))

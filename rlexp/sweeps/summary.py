@@ -108,15 +108,22 @@ def write_csv(rows: list[JobRow], path: Path) -> str | None:
 running: list[Path] = []
 
 
+def report(sweep_dir: Path) -> tuple[list[JobRow], str | None, str]:
+    """The summary at a sweep's end: its rows, written to <sweep_dir>/summary.csv and printed as a table; with what
+    could not be written (None: all of it) and where a message sends the reader (`see <summary.csv>`, as the
+    command named the directory)."""
+    rows = summarize(sweep_dir) if sweep_dir.is_dir() else []
+    unwritten = write_csv(rows, sweep_dir / "summary.csv") if sweep_dir.is_dir() else None
+    print(f"\nsweep summary ({shown_path(sweep_dir / 'summary.csv')}):\n{format_table(rows)}", flush=True)
+    return rows, unwritten, unwritten or f"see {shown_path(sweep_dir / 'summary.csv')}"
+
+
 def summary_after_launcher_failure(sweep_dir: Path, what: str) -> SweepFailed:
     """A launcher that stopped the sweep itself (joblib, when the OS killed one of its workers: it ends the others
     with it, and Hydra calls no callback after): the summary is made as at the sweep's end (the table, summary.csv),
     and the SweepFailed to raise says `what` happened."""
-    rows = summarize(sweep_dir) if sweep_dir.is_dir() else []
-    unwritten = write_csv(rows, sweep_dir / "summary.csv") if sweep_dir.is_dir() else None
-    print(f"\nsweep summary ({shown_path(sweep_dir / 'summary.csv')}):\n{format_table(rows)}", flush=True)
+    rows, _, see = report(sweep_dir)
     failed = [r for r in rows if r.status != "completed"]
-    see = unwritten or f"see {shown_path(sweep_dir / 'summary.csv')}"
     return SweepFailed(f"{what}; {len(failed)} of {len(rows)} jobs did not complete ("
                        + ", ".join(f"job {r.job}: {r.status}" for r in failed) + f"); resume=<job dir> continues one "
                        f"that saved a checkpoint; {see}")
@@ -144,11 +151,8 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        rows = summarize(sweep_dir)
-        unwritten = write_csv(rows, sweep_dir / "summary.csv")
-        print(f"\nsweep summary ({shown_path(sweep_dir / 'summary.csv')}):\n{format_table(rows)}", flush=True)
+        rows, unwritten, see = report(sweep_dir)
         failed = [r for r in rows if r.status != "completed"]
-        see = unwritten or f"see {shown_path(sweep_dir / 'summary.csv')}"
         signum = interrupted_by(sweep_dir)
         if signum is not None:
             clear(sweep_dir)
