@@ -567,16 +567,11 @@ def sweep_values(override: Any) -> list[str]:
     return list(override.sweep_string_iterator())
 
 
-def compose(overrides: list[str], with_hydra: bool = False) -> Any:
-    """conf/ composed with `overrides` (with_hydra: with its hydra node, a search's space)."""
-    return compose_config(overrides, with_hydra=with_hydra)
-
-
 def searched_geometry(job: list[str]) -> dict[str, list[str]]:
     """The GEOMETRY keys an Optuna search samples (hydra.sweeper.params) and their values (an interval: its
     bounds)."""
     from hydra.core.override_parser.types import IntervalSweep
-    params = compose(job, with_hydra=True).hydra.sweeper.get("params") or {}
+    params = compose_config(job, with_hydra=True).hydra.sweeper.get("params") or {}
     parser, space = _parser(), {}
     for key, spec in params.items():
         if key in GEOMETRY:
@@ -720,7 +715,7 @@ def tiny_budget(argv: list[str]) -> list[str]:
         composing = True
     for job in jobs if composing else []:
         try:
-            configs.append(compose(job))
+            configs.append(compose_config(job))
         except Exception:   # the command's own run says what is wrong, as a user sees it
             pass
     forced = dict(EVAL)
@@ -874,7 +869,7 @@ def test_documented_command_composes(command: Command, tmp_path: Path, docs_fixt
     try:
         args = checked_arguments(argv)
         overrides = [a for a in first_job(args) if "=" in a or a.startswith(("~", "+"))]
-        validate(resolved_config(compose(overrides)), algorithms())
+        validate(resolved_config(compose_config(overrides)), algorithms())
     except ConfigError as error:
         pytest.fail(f"{command.where}: `{command.text}` is refused: {error}")
 
